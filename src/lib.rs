@@ -1,1 +1,32 @@
+//! phonevault: a vault for customer phone numbers.
+//!
+//! Each number is encrypted at rest under per-tenant keys (AES-256-GCM, one
+//! ciphertext per record body), found by number through a keyed blind index
+//! (HMAC-SHA256, 128 bits), and read only for a purpose the customer consented to.
+//!
+//! | task | module |
+//! |---|---|
+//! | parse and normalize a number | [`phone`] |
+//! | the record format and its encryption (pure, over bytes) | [`record`] |
+//! | storage behind a trait (sled, in-memory) | [`store`] |
+//! | every vault operation (CLI and API share it) | [`vault`] |
+//! | the command line | [`cli`] |
+//! | key management (no I/O) | the `phonevault-keys` crate |
+//!
+//! ```no_run
+//! use phonevault::vault::{OpenOptions, Unlock, Vault};
+//! use phonevault_keys::Passphrase;
+//! # fn main() -> Result<(), phonevault::vault::VaultError> {
+//! let unlock = Unlock::Passphrase(Passphrase::new("correct horse".into()));
+//! let vault = Vault::open("phonevault-data".as_ref(), &unlock, OpenOptions::default())?;
+//! if let Some(found) = vault.find("shop", "+447700900958", None, "otp")? {
+//!     println!("{} {}", found.id, found.masked); // masked unless revealed
+//! }
+//! # Ok(()) }
+//! ```
 
+pub mod cli;
+pub mod phone;
+pub mod record;
+pub mod store;
+pub mod vault;

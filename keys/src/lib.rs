@@ -1,1 +1,105 @@
-pub fn placeholder_build_check() {}
+//! Key management for phonevault: the root key, LUKS-style key slots, tenant
+//! key derivation, field encryption keys, the keyring file format and the
+//! forward-evolving audit key.
+//!
+//! This crate does no I/O: no files, no environment, no clock (times are
+//! passed in as unix seconds). The caller moves bytes in and out.
+//!
+//! # Which API for which task
+//!
+//! | Task | API |
+//! | --- | --- |
+//! | `init` a vault | [`VaultId::generate`], [`RootKey::generate`], [`Keyring::new`], [`Keyring::add_passphrase_slot`] / [`Keyring::add_key_file_slot`], [`Keyring::seal`], [`Keyring::encode`]; [`AuditKey::generate`] |
+//! | open a vault | [`Keyring::decode`], then [`Keyring::unlock`] (passphrase) or [`Keyring::unlock_key_file`]: both verify the keyring MAC |
+//! | change / add / remove a passphrase or key file | [`Keyring::add_passphrase_slot`], [`Keyring::add_key_file_slot`], [`Keyring::remove_slot`] (no data is touched) |
+//! | rotate the root key | [`Keyring::rekey`] (rewraps seeds and slots, touches no data) |
+//! | create a tenant, rotate its keys | [`Keyring::add_tenant`], [`Keyring::rotate`] with a [`KeyPurpose`] |
+//! | encrypt / decrypt a record body | [`Keyring::tenant_keys`] or [`Keyring::current_keys`] → [`TenantKeys::data`]: [`DataKey::seal`] / [`DataKey::open`]; count with [`Keyring::note_encryptions`] |
+//! | blind index of a number | [`TenantKeys::index`]: [`IndexKey::digest`]`(&[b"e164:", e164])` |
+//! | MAC a record | [`TenantKeys::mac`]: [`MacKey::tag`] / [`MacKey::verify`] |
+//! | MAC a non-record row (tenant settings, tokens) | [`RootKey::row_mac_key`] → [`MacKey`] |
+//! | crypto-shred a tenant | [`Keyring::shred_tenant`] |
+//! | MAC the audit chain | [`AuditKey::tag`], [`AuditKey::evolve`] |
+//!
+//! After any change to a [`Keyring`], call [`Keyring::seal`] before
+//! [`Keyring::encode`].
+//!
+//! # Example
+//!
+//! ```
+//! use phonevault_keys::{KdfParams, KeyPurpose, Keyring, Passphrase, RootKey, VaultId};
+//!
+//! # fn main() -> Result<(), phonevault_keys::KeyError> {
+//! // init
+//! let rk = RootKey::generate();
+//! let mut keyring = Keyring::new(VaultId::generate());
+//! let pass = Passphrase::new("correct horse battery staple".to_owned());
+//! // Real vaults use KdfParams::DEFAULT; the example stays fast.
+//! keyring.add_passphrase_slot(&rk, &pass, KdfParams::cheap_for_tests())?;
+//! keyring.add_tenant(&rk, "acme", 1_700_000_000)?;
+//! keyring.seal(&rk);
+//! let file = keyring.encode();
+//!
+//! // later: open and encrypt a record body
+//! let keyring = Keyring::decode(&file)?;
+//! let rk = keyring.unlock(&pass)?;
+//! let keys = keyring.current_keys(&rk, "acme", KeyPurpose::Data)?;
+//! let sealed = keys.data.seal(b"record aad", b"+447700900123 ...")?;
+//! assert_eq!(keys.data.open(b"record aad", &sealed)?.as_slice(), b"+447700900123 ...");
+//! let index = keys.index.digest(&[b"e164:", b"+447700900123"]);
+//! # let _ = index;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Constructions
+//!
+//! ```text
+//! lp(x) = u64 LE len(x) ‖ x
+//! KEK_pass   = HKDF-SHA256(Argon2id(pass, salt, m, t, p), vault id, lp("phonevault/v1/passphrase-kek"))
+//! KEK_file   = HKDF-SHA256(key file, vault id, lp("phonevault/v1/key-file-kek"))
+//! slot       = AES-256-GCM(KEK, nonce, RK, aad = lp(slot-wrap label) ‖ lp(vault) ‖ lp(slot id) ‖ lp(kind) [‖ lp(m) ‖ lp(t) ‖ lp(p) ‖ lp(salt)])
+//! seed wrap  = AES-256-GCM(HKDF(RK, vault, lp("phonevault/v1/seed-wrap")), nonce, seed_v,
+//!                          aad = lp(seed-wrap label) ‖ lp(vault) ‖ lp(tenant) ‖ lp(u32 BE v))
+//! tenant key = HKDF-SHA256(seed_v, vault, lp(label) ‖ lp(tenant) ‖ lp(u32 BE v))
+//! row MAC key = HKDF-SHA256(RK, vault, lp("phonevault/v1/row-mac-key"))
+//! keyring MAC = HMAC-SHA256(HKDF(RK, vault, lp("phonevault/v1/keyring-mac")), lp(body))
+//! K(i+1)     = SHA-256("phonevault/v1/audit-key-evolve" ‖ K(i))
+//! ```
+//!
+//! The labels are in [`labels`]; known-answer tests freeze every derivation.
+//!
+//! # Security
+//!
+//! Every secret has its own type, is zeroized on drop, cannot be cloned, and
+//! its `Debug` prints only the type name. Key bytes are reachable only through
+//! `expose_secret` where a caller must persist them ([`KeyFileKey`],
+//! [`AuditKey`], [`Passphrase`]). Secret comparisons are constant-time.
+//! Pre-keyed HMAC states ([`IndexKey`], [`MacKey`]) are not zeroized: the
+//! RustCrypto hash crates do not support it.
+
+mod audit;
+mod error;
+mod kdf;
+mod keyring;
+pub mod labels;
+mod secrets;
+mod slot;
+mod symmetric;
+mod tenant;
+mod util;
+
+pub use audit::AuditKey;
+pub use error::KeyError;
+pub use kdf::KdfParams;
+pub use keyring::{
+    Credential, KeyPurpose, Keyring, SeedEntry, TenantKeyring, FORMAT_VERSION, MAX_KEYRING_LEN,
+    MAX_SLOTS, MAX_TENANT_NAME_LEN, ROTATE_AFTER_ENCRYPTIONS,
+};
+pub use secrets::{KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId};
+pub use slot::{KeySlot, SlotKind};
+pub use symmetric::{DataKey, IndexKey, MacKey, NONCE_LEN, TAG_LEN};
+pub use tenant::{derive_tenant_keys, TenantKeys};
+
+/// Length of every symmetric key in the crate: 32 bytes.
+pub const KEY_LEN: usize = 32;

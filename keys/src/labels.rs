@@ -1,0 +1,34 @@
+//! Domain-separation labels.
+//!
+//! Every key derivation, key wrap and MAC in this crate names one of these
+//! labels, so that a key or tag made for one purpose can never be mistaken for
+//! one made for another. The labels are part of the on-disk format: changing
+//! one breaks every existing vault, which the known-answer tests pin down.
+//! A new construction gets a new label (and a new `vN` when its meaning
+//! changes), never a reused one.
+
+/// HKDF label of a tenant's AES-256-GCM data key.
+pub const TENANT_DATA_KEY: &[u8] = b"phonevault/v1/tenant-data-key";
+/// HKDF label of a tenant's HMAC-SHA256 blind-index key.
+pub const TENANT_INDEX_KEY: &[u8] = b"phonevault/v1/tenant-index-key";
+/// HKDF label of a tenant's HMAC-SHA256 record-MAC key.
+pub const TENANT_MAC_KEY: &[u8] = b"phonevault/v1/tenant-mac-key";
+/// HKDF label of the root-key-derived key that MACs non-record rows
+/// (tenant settings, tokens).
+pub const ROW_MAC_KEY: &[u8] = b"phonevault/v1/row-mac-key";
+/// HKDF label of the root-key-derived key that MACs the keyring file.
+pub const KEYRING_MAC: &[u8] = b"phonevault/v1/keyring-mac";
+/// HKDF label of the root-key-derived key-check value stored in the keyring,
+/// which lets mutating calls refuse a root key that does not belong to it.
+pub const ROOT_KEY_CHECK: &[u8] = b"phonevault/v1/root-key-check";
+/// HKDF label of the root-key-derived key that wraps tenant seeds; also the
+/// first part of the seed-wrap AAD.
+pub const SEED_WRAP: &[u8] = b"phonevault/v1/seed-wrap";
+/// First part of the AAD that binds a wrapped root key to its key slot.
+pub const SLOT_WRAP: &[u8] = b"phonevault/v1/slot-wrap";
+/// HKDF label turning an Argon2id output into a passphrase slot's KEK.
+pub const PASSPHRASE_KEK: &[u8] = b"phonevault/v1/passphrase-kek";
+/// HKDF label turning a key file's bytes into a key-file slot's KEK.
+pub const KEY_FILE_KEK: &[u8] = b"phonevault/v1/key-file-kek";
+/// Prefix hashed with the audit key to evolve it: `K(i+1) = SHA-256(label ‖ K(i))`.
+pub const AUDIT_KEY_EVOLVE: &[u8] = b"phonevault/v1/audit-key-evolve";

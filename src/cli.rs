@@ -1,0 +1,743 @@
+//! The `phonevault` command line: argument parsing, unlock sources, output.
+//!
+//! Exit codes: 0 success, 1 error, 2 usage error, 3 nothing found.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+use phonevault_keys::{KdfParams, KeyFileKey, Passphrase};
+use zeroize::Zeroizing;
+
+use crate::phone;
+use crate::vault::{self, Found, ImportOptions, OpenOptions, Unlock, Vault, VaultError};
+
+/// Exit code when a read found nothing.
+pub const EXIT_NOT_FOUND: u8 = 3;
+
+const ABOUT: &str =
+    "A vault for customer phone numbers: encrypted field by field under per-tenant keys, \
+found by number through a keyed blind index, read only for a purpose the customer consented to.";
+
+const AFTER_HELP: &str = "Examples:
+  phonevault init
+  phonevault tenant create shop --purposes otp,support,marketing
+  phonevault add --tenant shop --phone '+44 7400 123958' --consent otp --source web-signup
+  phonevault find --tenant shop --phone 07400123958 --region GB --purpose otp
+  phonevault import --tenant shop --consent otp customers.csv
+
+The passphrase is read from --passphrase-file, PHONEVAULT_PASSPHRASE_FILE, PHONEVAULT_PASSPHRASE, \
+or a prompt; never from the command line.";
+
+/// Command-line interface.
+#[derive(Debug, Parser)]
+#[command(name = "phonevault", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Vault directory.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_DIR",
+        default_value = "./phonevault-data"
+    )]
+    pub vault: PathBuf,
+    /// File holding the passphrase (first line).
+    #[arg(long, global = true, env = "PHONEVAULT_PASSPHRASE_FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// Key file (32 random bytes) unlocking a key-file slot instead of a passphrase.
+    #[arg(long, global = true, env = "PHONEVAULT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a new vault (refuses to overwrite an existing one).
+    #[command(after_help = "Examples:
+  phonevault init
+  PHONEVAULT_PASSPHRASE_FILE=/run/secrets/pv phonevault --vault /var/lib/phonevault init
+  phonevault init --new-key-file /root/phonevault.key")]
+    Init(InitArgs),
+    /// Create and list tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Add a number with consents (merges consents when the number exists).
+    #[command(after_help = "Example:
+  phonevault add --tenant shop --phone '+44 7400 123958' --consent otp,support --source web-signup-2026-03")]
+    Add(AddArgs),
+    /// Find a number for a purpose; masked unless --reveal.
+    #[command(after_help = "Examples:
+  phonevault find --tenant shop --phone '+447400123958' --purpose otp
+  phonevault find --tenant shop --phone '07400 123958' --region GB --purpose otp --reveal
+  phonevault find --tenant shop --last4 3958 --country-code 44 --purpose support")]
+    Find(FindArgs),
+    /// Read a record by id for a purpose; masked unless --reveal.
+    #[command(after_help = "Example:
+  phonevault get --tenant shop 0190f1c2a3b4c5d6e7f8091a2b3c4d5e --purpose otp")]
+    Get(GetArgs),
+    /// Delete a record and its index entries.
+    #[command(after_help = "Example:
+  phonevault delete --tenant shop 0190f1c2a3b4c5d6e7f8091a2b3c4d5e")]
+    Delete(DeleteArgs),
+    /// Import numbers from a CSV file (streaming; re-running changes nothing).
+    #[command(after_help = "Example:
+  phonevault import --tenant shop --consent otp --region GB --source crm-2026-11 customers.csv
+Rows that fail go to FILE.rejects.csv (line number and reason).")]
+    Import(ImportArgs),
+    /// Export the numbers consented for a purpose to CSV.
+    #[command(after_help = "Example:
+  phonevault export --tenant shop --purpose otp --reveal --out otp-list.csv")]
+    Export(ExportArgs),
+    /// Normalize numbers read from stdin, one per line (needs no vault).
+    #[command(after_help = "Examples:
+  printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
+  echo '{\"input\": \"07400 123958\", \"region\": \"GB\"}' | phonevault normalize --jsonl")]
+    Normalize(NormalizeArgs),
+}
+
+/// `init` options.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Argon2id memory in KiB (default 65536). Lower it only for tests.
+    #[arg(long, default_value_t = KdfParams::DEFAULT.m_kib)]
+    pub kdf_memory_kib: u32,
+    /// Argon2id iterations (default 3).
+    #[arg(long, default_value_t = KdfParams::DEFAULT.t)]
+    pub kdf_iterations: u32,
+    /// Also create a random key file at this path (mode 0600) and a slot for it.
+    #[arg(long)]
+    pub new_key_file: Option<PathBuf>,
+}
+
+/// Tenant commands.
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant with its declared purposes.
+    #[command(after_help = "Examples:
+  phonevault tenant create shop --purposes otp,support,marketing
+  phonevault tenant create helpdesk --purposes support --last4-index --expected-rows 2000000")]
+    Create {
+        /// Tenant name (a-z, 0-9, '-', '_', '.').
+        name: String,
+        /// Comma-separated purposes (e.g. otp,support,marketing,share:acme).
+        #[arg(long, value_delimiter = ',', required = true)]
+        purposes: Vec<String>,
+        /// Keep a last-4 partial index for support desks.
+        #[arg(long)]
+        last4_index: bool,
+        /// Expected number of records, to size the last-4 index.
+        #[arg(long, requires = "last4_index", default_value_t = 100_000)]
+        expected_rows: u64,
+    },
+    /// List tenants.
+    List,
+}
+
+/// `add` options.
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// The number (E.164, international, national with --region, or tel: URI).
+    #[arg(long)]
+    pub phone: String,
+    /// Region hint for national numbers (ISO 3166, e.g. GB).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Purposes consented to, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub consent: Vec<String>,
+    /// Where the consent came from.
+    #[arg(long, default_value = "cli")]
+    pub source: String,
+}
+
+/// `find` options.
+#[derive(Debug, Args)]
+pub struct FindArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// The number.
+    #[arg(long, required_unless_present = "last4", conflicts_with = "last4")]
+    pub phone: Option<String>,
+    /// Region hint for national numbers.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Last four digits (uses the tenant's last-4 index; needs --country-code).
+    #[arg(long, requires = "country_code")]
+    pub last4: Option<String>,
+    /// Country calling code for --last4 (e.g. 44).
+    #[arg(long)]
+    pub country_code: Option<u16>,
+    /// Purpose of this read.
+    #[arg(long)]
+    pub purpose: String,
+    /// Print the full number.
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+/// `get` options.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Record id.
+    pub id: String,
+    /// Purpose of this read.
+    #[arg(long)]
+    pub purpose: String,
+    /// Print the full number.
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+/// `delete` options.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Record id.
+    pub id: String,
+}
+
+/// `import` options.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Purposes every number in the file consented to.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub consent: Vec<String>,
+    /// Region hint for national numbers.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// CSV column holding the number.
+    #[arg(long, default_value = "phone")]
+    pub column: String,
+    /// Where the consents came from.
+    #[arg(long, default_value = "import")]
+    pub source: String,
+    /// Where rejected rows go (default FILE.rejects.csv).
+    #[arg(long)]
+    pub rejects: Option<PathBuf>,
+    /// The CSV file.
+    pub file: PathBuf,
+}
+
+/// `export` options.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Purpose of this export.
+    #[arg(long)]
+    pub purpose: String,
+    /// Write full numbers (otherwise masked).
+    #[arg(long)]
+    pub reveal: bool,
+    /// Output CSV file (created with mode 0600).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `normalize` options.
+#[derive(Debug, Args)]
+pub struct NormalizeArgs {
+    /// Region hint for national numbers.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Read `{"input": ..., "region": ...}` lines, print one JSON result per line.
+    #[arg(long)]
+    pub jsonl: bool,
+}
+
+/// A CLI failure: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// Message (one line, with a hint).
+    pub message: String,
+    /// Exit code.
+    pub code: u8,
+}
+
+impl From<VaultError> for Failure {
+    fn from(e: VaultError) -> Self {
+        Failure {
+            message: e.to_string(),
+            code: 1,
+        }
+    }
+}
+
+fn fail(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: 1,
+    }
+}
+
+fn not_found(message: impl Into<String>) -> Failure {
+    Failure {
+        message: message.into(),
+        code: EXIT_NOT_FOUND,
+    }
+}
+
+fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, Failure> {
+    std::fs::read(path)
+        .map(Zeroizing::new)
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))
+}
+
+fn passphrase_from_sources(cli: &Cli, confirm: bool) -> Result<Passphrase, Failure> {
+    if let Some(path) = &cli.passphrase_file {
+        let bytes = read_secret_file(path)?;
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|_| fail(format!("{} is not UTF-8 text", path.display())))?;
+        let line = text.lines().next().unwrap_or("");
+        return non_empty(line.to_owned());
+    }
+    if let Ok(p) = std::env::var("PHONEVAULT_PASSPHRASE") {
+        return non_empty(p);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(fail(
+            "no passphrase given: use --passphrase-file FILE, PHONEVAULT_PASSPHRASE_FILE, PHONEVAULT_PASSPHRASE, or run on a terminal to be prompted",
+        ));
+    }
+    let first = rpassword::prompt_password("Vault passphrase: ")
+        .map_err(|e| fail(format!("cannot read the passphrase: {e}")))?;
+    if confirm {
+        let second = Zeroizing::new(
+            rpassword::prompt_password("Repeat passphrase: ")
+                .map_err(|e| fail(format!("cannot read the passphrase: {e}")))?,
+        );
+        if *second != first {
+            return Err(fail("the passphrases differ; nothing was created"));
+        }
+    }
+    non_empty(first)
+}
+
+fn non_empty(p: String) -> Result<Passphrase, Failure> {
+    let p = Zeroizing::new(p);
+    if p.is_empty() {
+        return Err(fail(
+            "the passphrase is empty; choose a non-empty passphrase",
+        ));
+    }
+    Ok(Passphrase::new(p.to_string()))
+}
+
+fn unlock_source(cli: &Cli) -> Result<Unlock, Failure> {
+    if cli.passphrase_file.is_none() && std::env::var_os("PHONEVAULT_PASSPHRASE").is_none() {
+        if let Some(path) = &cli.key_file {
+            let bytes = read_secret_file(path)?;
+            let key = KeyFileKey::from_bytes(&bytes).map_err(|_| {
+                fail(format!(
+                    "{} is not a phonevault key file (32 bytes)",
+                    path.display()
+                ))
+            })?;
+            return Ok(Unlock::KeyFile(key));
+        }
+    }
+    Ok(Unlock::Passphrase(passphrase_from_sources(cli, false)?))
+}
+
+fn open(cli: &Cli) -> Result<Vault, Failure> {
+    if !cli.vault.join(vault::KEYRING_FILE).exists() {
+        return Err(VaultError::NoVault(cli.vault.clone()).into());
+    }
+    let unlock = unlock_source(cli)?;
+    Ok(Vault::open(&cli.vault, &unlock, OpenOptions::default())?)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
+}
+
+fn found_json(f: &Found, reveal: bool) -> serde_json::Value {
+    serde_json::json!({
+        "id": f.id.to_string(),
+        "phone": if reveal { f.e164.expose_secret().to_owned() } else { f.masked.clone() },
+        "masked": !reveal,
+        "purposes": f.purposes,
+        "created_at": fmt_time(f.created_at),
+        "updated_at": fmt_time(f.updated_at),
+        "verified_at": f.verified_at.map(fmt_time),
+    })
+}
+
+fn fmt_time(t: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t as i64)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
+}
+
+fn print_found(cli: &Cli, f: &Found, reveal: bool) {
+    if cli.json {
+        print_json(&found_json(f, reveal));
+    } else {
+        let shown = if reveal {
+            f.e164.expose_secret()
+        } else {
+            &f.masked
+        };
+        println!("{}  {}  purposes: {}", f.id, shown, f.purposes.join(","));
+    }
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Init(a) => init(&cli, a),
+        Command::Tenant(TenantCommand::Create {
+            name,
+            purposes,
+            last4_index,
+            expected_rows,
+        }) => {
+            let v = open(&cli)?;
+            let rows = last4_index.then_some(*expected_rows);
+            let row = v.create_tenant(name, purposes, rows)?;
+            let candidates = rows.map(|r| vault_plan(r).1);
+            if cli.json {
+                print_json(&serde_json::json!({
+                    "tenant": row.name, "purposes": row.purposes,
+                    "last4_bits": row.last4_bits, "expected_candidates": candidates,
+                }));
+            } else {
+                println!(
+                    "created tenant {} (purposes: {})",
+                    row.name,
+                    row.purposes.join(",")
+                );
+                if let (Some(bits), Some(c)) = (row.last4_bits, candidates) {
+                    println!(
+                        "last-4 index: {bits} bits, about {c:.1} candidates per lookup at {} rows",
+                        expected_rows
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::List) => {
+            let v = open(&cli)?;
+            let tenants = v.tenants()?;
+            if cli.json {
+                let list: Vec<_> = tenants
+                    .iter()
+                    .map(|t| serde_json::json!({"tenant": t.name, "purposes": t.purposes, "last4_bits": t.last4_bits, "retention_days": t.retention_days, "created_at": fmt_time(t.created_at)}))
+                    .collect();
+                print_json(&serde_json::Value::Array(list));
+            } else {
+                for t in tenants {
+                    println!("{}  purposes: {}", t.name, t.purposes.join(","));
+                }
+            }
+            Ok(())
+        }
+        Command::Add(a) => {
+            let v = open(&cli)?;
+            let outcome = v.add(
+                &a.tenant,
+                &a.phone,
+                a.region.as_deref(),
+                &a.consent,
+                &a.source,
+            )?;
+            let what = match outcome {
+                vault::AddOutcome::Created(_) => "created",
+                vault::AddOutcome::Merged(_) => "merged",
+                vault::AddOutcome::Unchanged(_) => "unchanged",
+            };
+            if cli.json {
+                print_json(&serde_json::json!({"id": outcome.id().to_string(), "outcome": what}));
+            } else {
+                println!("{}", outcome.id());
+            }
+            Ok(())
+        }
+        Command::Find(a) => {
+            let v = open(&cli)?;
+            if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
+                let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;
+                if found.is_empty() {
+                    return Err(not_found("no record found for that purpose"));
+                }
+                for f in &found {
+                    print_found(&cli, f, a.reveal);
+                }
+                return Ok(());
+            }
+            let phone = a.phone.as_deref().unwrap_or("");
+            match v.find(&a.tenant, phone, a.region.as_deref(), &a.purpose)? {
+                Some(f) => {
+                    print_found(&cli, &f, a.reveal);
+                    Ok(())
+                }
+                None => Err(not_found("no record found for that purpose")),
+            }
+        }
+        Command::Get(a) => {
+            let v = open(&cli)?;
+            match v.get(&a.tenant, &a.id, &a.purpose)? {
+                Some(f) => {
+                    print_found(&cli, &f, a.reveal);
+                    Ok(())
+                }
+                None => Err(not_found("no record found for that purpose")),
+            }
+        }
+        Command::Delete(a) => {
+            let v = open(&cli)?;
+            if v.delete(&a.tenant, &a.id)? {
+                if cli.json {
+                    print_json(&serde_json::json!({"deleted": a.id}));
+                } else {
+                    println!("deleted {}", a.id);
+                }
+                Ok(())
+            } else {
+                Err(not_found("no such record"))
+            }
+        }
+        Command::Import(a) => import(&cli, a),
+        Command::Export(a) => export(&cli, a),
+        Command::Normalize(a) => normalize(&cli, a),
+    }
+}
+
+fn vault_plan(rows: u64) -> (u8, f64) {
+    crate::record::plan_last4_bits(rows)
+}
+
+fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
+    if cli.vault.join(vault::KEYRING_FILE).exists() || cli.vault.join(vault::STORE_DIR).exists() {
+        return Err(VaultError::AlreadyExists(cli.vault.clone()).into());
+    }
+    let params = KdfParams {
+        m_kib: a.kdf_memory_kib,
+        t: a.kdf_iterations,
+        p: 1,
+    };
+    let pass = passphrase_from_sources(cli, true)?;
+    Vault::init(&cli.vault, &pass, params)?;
+    if let Some(path) = &a.new_key_file {
+        let kf = KeyFileKey::generate();
+        write_new_secret_file(path, kf.expose_secret())?;
+        let v = Vault::open(
+            &cli.vault,
+            &Unlock::Passphrase(pass),
+            OpenOptions::default(),
+        )?;
+        v.add_key_file_slot(&kf)?;
+    }
+    if cli.json {
+        print_json(&serde_json::json!({"vault": cli.vault.display().to_string()}));
+    } else {
+        println!("created vault at {}", cli.vault.display());
+    }
+    Ok(())
+}
+
+fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
+}
+
+fn create_private(path: &Path) -> Result<std::fs::File, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))
+}
+
+fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
+    let file = std::fs::File::open(&a.file)
+        .map_err(|e| fail(format!("cannot open {}: {e}", a.file.display())))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let v = open(cli)?;
+    let rejects_path = a.rejects.clone().unwrap_or_else(|| {
+        let mut p = a.file.clone().into_os_string();
+        p.push(".rejects.csv");
+        PathBuf::from(p)
+    });
+    let mut rejects: Option<csv::Writer<std::fs::File>> = None;
+    let bar = if std::io::stderr().is_terminal() && !cli.json {
+        let b = indicatif::ProgressBar::new(len);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
+    let opts = ImportOptions {
+        tenant: a.tenant.clone(),
+        purposes: a.consent.clone(),
+        source: a.source.clone(),
+        region: a.region.clone(),
+        column: a.column.clone(),
+    };
+    let summary = v.import(
+        &opts,
+        reader,
+        |r| {
+            if rejects.is_none() {
+                let f = create_private(&rejects_path).map_err(|f| VaultError::Csv(f.message))?;
+                let mut w = csv::Writer::from_writer(f);
+                w.write_record(["line", "code", "reason"])
+                    .map_err(|e| VaultError::Csv(e.to_string()))?;
+                rejects = Some(w);
+            }
+            if let Some(w) = rejects.as_mut() {
+                w.write_record([r.line.to_string().as_str(), r.code, r.reason.as_str()])
+                    .map_err(|e| VaultError::Csv(e.to_string()))?;
+            }
+            Ok(())
+        },
+        |_| {},
+    )?;
+    bar.finish_and_clear();
+    if let Some(mut w) = rejects {
+        w.flush()
+            .map_err(|e| fail(format!("cannot write {}: {e}", rejects_path.display())))?;
+    }
+    if cli.json {
+        let mut v = serde_json::to_value(summary).unwrap_or_default();
+        if summary.rejected > 0 {
+            v["rejects_file"] = rejects_path.display().to_string().into();
+        }
+        print_json(&v);
+    } else {
+        println!(
+            "imported {} rows: {} new, {} merged, {} unchanged, {} rejected",
+            summary.rows, summary.created, summary.merged, summary.unchanged, summary.rejected
+        );
+        if summary.rejected > 0 {
+            println!(
+                "rejected rows (line and reason) are in {}",
+                rejects_path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
+    let v = open(cli)?;
+    let f = create_private(&a.out)?;
+    let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
+    w.write_record(["id", "phone"])
+        .map_err(|e| fail(e.to_string()))?;
+    let n = v.export(&a.tenant, &a.purpose, |f| {
+        let id = f.id.to_string();
+        let phone = if a.reveal {
+            f.e164.expose_secret()
+        } else {
+            &f.masked
+        };
+        w.write_record([id.as_str(), phone])
+            .map_err(|e| VaultError::Csv(e.to_string()))
+    })?;
+    w.flush()
+        .map_err(|e| fail(format!("cannot write {}: {e}", a.out.display())))?;
+    if cli.json {
+        print_json(
+            &serde_json::json!({"exported": n, "out": a.out.display().to_string(), "masked": !a.reveal}),
+        );
+    } else {
+        println!("exported {n} records to {}", a.out.display());
+    }
+    Ok(())
+}
+
+#[derive(serde::Deserialize)]
+struct JsonlInput {
+    input: String,
+    region: Option<String>,
+}
+
+fn normalize(cli: &Cli, a: &NormalizeArgs) -> Result<(), Failure> {
+    let stdin = std::io::stdin();
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for (i, line) in stdin.lock().lines().enumerate() {
+        let line = line.map_err(|e| fail(format!("cannot read stdin: {e}")))?;
+        let written = if a.jsonl {
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<JsonlInput>(&line) {
+                Ok(j) => {
+                    let region = j.region.as_deref().or(a.region.as_deref());
+                    let report = phone::report(&j.input, region);
+                    serde_json::to_writer(&mut out, &report)
+                        .map_err(std::io::Error::other)
+                        .and_then(|()| writeln!(out))
+                }
+                Err(_) => writeln!(
+                    out,
+                    "{}",
+                    serde_json::json!({"valid": false, "e164": null, "region": null, "type": null, "error": "bad_json", "line": i + 1})
+                ),
+            }
+        } else {
+            match phone::normalize(&line, a.region.as_deref()) {
+                Ok(n) if cli.json => {
+                    let report = phone::report(&line, a.region.as_deref());
+                    drop(n);
+                    serde_json::to_writer(&mut out, &report)
+                        .map_err(std::io::Error::other)
+                        .and_then(|()| writeln!(out))
+                }
+                Ok(n) => writeln!(out, "{}", n.e164.expose_secret()),
+                Err(e) if cli.json => {
+                    let report = phone::report(&line, a.region.as_deref());
+                    let _ = e;
+                    serde_json::to_writer(&mut out, &report)
+                        .map_err(std::io::Error::other)
+                        .and_then(|()| writeln!(out))
+                }
+                Err(e) => writeln!(out, "error: {}: {e}", e.code()),
+            }
+        };
+        written.map_err(|e| fail(format!("cannot write stdout: {e}")))?;
+    }
+    out.flush()
+        .map_err(|e| fail(format!("cannot write stdout: {e}")))
+}

@@ -1,0 +1,1551 @@
+//! The vault: opens the keyring and the store, and implements every operation the CLI
+//! and the socket API offer, so both share one implementation.
+//!
+//! | task | call |
+//! |---|---|
+//! | create a vault | [`Vault::init`] |
+//! | open it | [`Vault::open`] with an [`Unlock`] |
+//! | tenants | [`Vault::create_tenant`], [`Vault::tenants`] |
+//! | write | [`Vault::add`], [`Vault::import`], [`Vault::delete`] |
+//! | read (always for a purpose) | [`Vault::find`], [`Vault::find_last4`], [`Vault::get`], [`Vault::export`] |
+//!
+//! On disk a vault directory holds `keyring` (key slots and wrapped tenant seeds,
+//! written atomically, never inside the store) and `store/` (sled).
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bincode::{Decode, Encode};
+use phonevault_keys::{
+    KdfParams, KeyError, KeyFileKey, KeyPurpose, Keyring, MacKey, Passphrase, RootKey, TenantKeys,
+    VaultId,
+};
+
+use crate::phone::{self, PhoneError, E164};
+use crate::record::{self, RecordBody, RecordError, RecordId};
+use crate::store::{Batch, SledStore, Store, StoreError, Tree};
+
+/// File name of the keyring inside the vault directory.
+pub const KEYRING_FILE: &str = "keyring";
+/// Directory of the sled store inside the vault directory.
+pub const STORE_DIR: &str = "store";
+/// Version of the vault layout.
+pub const VAULT_FORMAT: u8 = 1;
+/// Version byte of MACed rows (tenants, meta).
+const ROW_VERSION: u8 = 1;
+const ROW_TAG_LEN: usize = 32;
+const MAX_ROW_LEN: usize = 64 * 1024;
+/// Encryptions reserved in the keyring's counter at a time (see `reserve_encryptions`).
+const ENCRYPTION_RESERVATION: u64 = 1 << 16;
+/// Records per atomic commit during an import.
+const IMPORT_CHUNK: usize = 1000;
+/// Longest tenant name, purpose or source.
+const MAX_NAME_LEN: usize = 64;
+
+const INDEX_EXACT: u8 = b'E';
+const INDEX_LAST4: u8 = b'L';
+
+/// How to unlock the root key.
+pub enum Unlock {
+    /// A passphrase slot.
+    Passphrase(Passphrase),
+    /// A key-file slot.
+    KeyFile(KeyFileKey),
+}
+
+impl std::fmt::Debug for Unlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unlock").finish_non_exhaustive()
+    }
+}
+
+/// Why a vault operation failed. Messages say what happened and what to do next, and
+/// never contain a phone number or a secret.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// No vault at the given directory.
+    #[error(
+        "no vault at {0}: run `phonevault init` first, or pass --vault DIR (or set PHONEVAULT_DIR)"
+    )]
+    NoVault(PathBuf),
+    /// `init` found an existing vault.
+    #[error(
+        "a vault already exists at {0}; refusing to overwrite it (choose another --vault DIR)"
+    )]
+    AlreadyExists(PathBuf),
+    /// Wrong passphrase or key file.
+    #[error("could not unlock the vault: wrong passphrase or key file")]
+    Unlock,
+    /// Vault files readable by other users.
+    #[error("refusing to open the vault: {0} is accessible by other users; run `chmod 700` on the vault directory and `chmod 600` on its keyring")]
+    InsecurePermissions(PathBuf),
+    /// The keyring and the store do not belong together.
+    #[error("the keyring does not belong to this store (vault ids differ): restore the matching keyring file")]
+    KeyringMismatch,
+    /// The tenant does not exist.
+    #[error("unknown tenant `{0}`: list tenants with `phonevault tenant list`")]
+    UnknownTenant(String),
+    /// The tenant already exists.
+    #[error("tenant `{0}` already exists")]
+    TenantExists(String),
+    /// A name (tenant, purpose, source) is not acceptable.
+    #[error("invalid {what}: use 1-64 characters from a-z, 0-9, '-', '_', '.', ':' ")]
+    InvalidName {
+        /// Which kind of name.
+        what: &'static str,
+    },
+    /// The purpose is not declared by the tenant.
+    #[error("purpose `{purpose}` is not declared by tenant `{tenant}`: declared purposes are {declared}")]
+    UnknownPurpose {
+        /// The purpose asked for.
+        purpose: String,
+        /// The tenant.
+        tenant: String,
+        /// Its declared purposes.
+        declared: String,
+    },
+    /// An add needs at least one consent.
+    #[error("no consent given: name at least one purpose with --consent")]
+    NoConsent,
+    /// A record id that is not of the vault's form.
+    #[error("invalid record id: expected 32 hexadecimal characters")]
+    InvalidRecordId,
+    /// Invalid argument.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The phone number was rejected.
+    #[error(transparent)]
+    Phone(#[from] PhoneError),
+    /// A stored record could not be read.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// Key management failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored row failed its MAC or does not decode.
+    #[error("stored {0} row failed its integrity check: the store was tampered with or damaged; restore it from a backup")]
+    RowTampered(&'static str),
+    /// The index pointed at a record holding another number (HMAC collision or tampering).
+    #[error("index inconsistency: an index entry points at a record for another number; run `phonevault key rewrap` to rebuild the index")]
+    IndexMismatch,
+    /// Filesystem error with the path it concerns.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// CSV input or output failed.
+    #[error("CSV error: {0}")]
+    Csv(String),
+}
+
+impl VaultError {
+    fn io(action: &'static str, path: &Path, source: std::io::Error) -> VaultError {
+        if matches!(source.raw_os_error(), Some(28) | Some(122)) {
+            return VaultError::Store(StoreError::DiskFull);
+        }
+        VaultError::Io {
+            action,
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// Settings of a tenant, stored MACed in the `tenants` tree.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct TenantRow {
+    /// Internal numeric id, the prefix of its keys in every tree.
+    pub id: u32,
+    /// Name.
+    pub name: String,
+    /// Declared purposes.
+    pub purposes: Vec<String>,
+    /// Bits of the last-4 partial index, when the tenant has one.
+    pub last4_bits: Option<u8>,
+    /// Expected row count the last-4 length was planned for.
+    pub expected_rows: Option<u64>,
+    /// Retention in days, counted from the latest consent or verification.
+    pub retention_days: Option<u32>,
+    /// libphonenumber metadata version the indexes were computed with.
+    pub metadata_version: String,
+    /// Unix seconds of creation.
+    pub created_at: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+struct MetaRow {
+    format: u8,
+    vault_id: [u8; 16],
+    next_tenant_id: u32,
+    created_at: u64,
+}
+
+struct TenantCtx {
+    row: TenantRow,
+    keys: BTreeMap<u32, TenantKeys>,
+    current_data: u32,
+    current_index: u32,
+    /// Encryptions left in the reservation made in the keyring's counter.
+    reserved: Mutex<u64>,
+}
+
+impl TenantCtx {
+    fn data_key(&self, version: u32) -> Result<&TenantKeys, VaultError> {
+        self.keys
+            .get(&version)
+            .ok_or(VaultError::Key(KeyError::UnknownKeyVersion))
+    }
+
+    fn current(&self) -> Result<&TenantKeys, VaultError> {
+        self.data_key(self.current_data)
+    }
+
+    fn index(&self) -> Result<&TenantKeys, VaultError> {
+        self.data_key(self.current_index)
+    }
+
+    fn check_purpose(&self, purpose: &str) -> Result<(), VaultError> {
+        if self.row.purposes.iter().any(|p| p == purpose) {
+            Ok(())
+        } else {
+            Err(VaultError::UnknownPurpose {
+                purpose: purpose.to_owned(),
+                tenant: self.row.name.clone(),
+                declared: self.row.purposes.join(", "),
+            })
+        }
+    }
+}
+
+/// A record returned by a read. Holds the plaintext number: reveal it only with the
+/// reveal right; [`Found::masked`] is what to show otherwise.
+pub struct Found {
+    /// Record id.
+    pub id: RecordId,
+    /// The number.
+    pub e164: E164,
+    /// The masked form (`+44 ••• ••• 0958`).
+    pub masked: String,
+    /// Country calling code.
+    pub country_code: u16,
+    /// Created, updated and verified times (unix seconds).
+    pub created_at: u64,
+    /// Last change.
+    pub updated_at: u64,
+    /// Last verification.
+    pub verified_at: Option<u64>,
+    /// Purposes with a live consent.
+    pub purposes: Vec<String>,
+}
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What an add did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AddOutcome {
+    /// A new record was created.
+    Created(RecordId),
+    /// The number existed; new consents were merged into it.
+    Merged(RecordId),
+    /// The number existed with these consents already; nothing changed.
+    Unchanged(RecordId),
+}
+
+impl AddOutcome {
+    /// The record id.
+    pub fn id(&self) -> RecordId {
+        match self {
+            AddOutcome::Created(id) | AddOutcome::Merged(id) | AddOutcome::Unchanged(id) => *id,
+        }
+    }
+}
+
+/// Counts of an import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ImportSummary {
+    /// Rows read (excluding the header).
+    pub rows: u64,
+    /// New records.
+    pub created: u64,
+    /// Existing records that gained a consent.
+    pub merged: u64,
+    /// Existing records left as they were.
+    pub unchanged: u64,
+    /// Rows rejected (see the rejects file).
+    pub rejected: u64,
+}
+
+/// Options of an import.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// Tenant.
+    pub tenant: String,
+    /// Purposes every imported number consents to.
+    pub purposes: Vec<String>,
+    /// Source recorded with the consents.
+    pub source: String,
+    /// Region hint for national numbers.
+    pub region: Option<String>,
+    /// CSV column holding the number.
+    pub column: String,
+}
+
+/// A rejected import row: 1-based line number and the reason (never the number).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Line in the file (the header is line 1).
+    pub line: u64,
+    /// Stable reason code.
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+/// Current unix time in seconds.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Checks a tenant name, purpose or source: 1-64 chars of `[a-z0-9._:-]`.
+pub fn check_name(what: &'static str, name: &str) -> Result<(), VaultError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.' | b':')
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::InvalidName { what })
+    }
+}
+
+fn check_source(source: &str) -> Result<(), VaultError> {
+    let ok = !source.is_empty()
+        && source.len() <= 128
+        && source
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(VaultError::InvalidName { what: "source" })
+    }
+}
+
+/// Options of [`Vault::open`].
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOptions {
+    /// Page cache of the store in bytes.
+    pub cache_bytes: u64,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            cache_bytes: 64 << 20,
+        }
+    }
+}
+
+/// An open, unlocked vault.
+pub struct Vault {
+    dir: PathBuf,
+    store: Arc<dyn Store>,
+    keyring: Mutex<Keyring>,
+    root: RootKey,
+    row_mac: MacKey,
+    tenants: RwLock<HashMap<String, Arc<TenantCtx>>>,
+    /// Serializes read-modify-write sequences (add, merge, delete, import chunks).
+    write_lock: Mutex<()>,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a 0600 temp file in the same directory,
+/// fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("keyring")
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(VaultError::io("writing", path, e));
+    }
+    Ok(())
+}
+
+fn check_private(path: &Path) -> Result<(), VaultError> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| VaultError::io("reading", path, e))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(VaultError::InsecurePermissions(path.to_owned()));
+    }
+    Ok(())
+}
+
+fn read_keyring(dir: &Path) -> Result<Keyring, VaultError> {
+    let path = dir.join(KEYRING_FILE);
+    if !path.exists() {
+        return Err(VaultError::NoVault(dir.to_owned()));
+    }
+    check_private(dir)?;
+    check_private(&path)?;
+    let bytes = std::fs::read(&path).map_err(|e| VaultError::io("reading", &path, e))?;
+    Ok(Keyring::decode(&bytes)?)
+}
+
+fn encode_row<T: Encode>(mac: &MacKey, table: &'static str, key: &[u8], row: &T) -> Vec<u8> {
+    let mut out = vec![ROW_VERSION];
+    let cfg = bincode::config::standard();
+    if bincode::encode_into_std_write(row, &mut out, cfg).is_err() {
+        out.truncate(1);
+    }
+    let tag = mac.tag(&[table.as_bytes(), key, &out]);
+    out.extend_from_slice(&tag);
+    out
+}
+
+fn decode_row<T: Decode<()>>(
+    mac: &MacKey,
+    table: &'static str,
+    key: &[u8],
+    bytes: &[u8],
+) -> Result<T, VaultError> {
+    if bytes.len() < 1 + ROW_TAG_LEN || bytes.len() > MAX_ROW_LEN || bytes[0] != ROW_VERSION {
+        return Err(VaultError::RowTampered(table));
+    }
+    let (body, tag) = bytes.split_at(bytes.len() - ROW_TAG_LEN);
+    mac.verify(&[table.as_bytes(), key, body], tag)
+        .map_err(|_| VaultError::RowTampered(table))?;
+    let cfg = bincode::config::standard().with_limit::<MAX_ROW_LEN>();
+    let (row, used) =
+        bincode::decode_from_slice(&body[1..], cfg).map_err(|_| VaultError::RowTampered(table))?;
+    if used != body.len() - 1 {
+        return Err(VaultError::RowTampered(table));
+    }
+    Ok(row)
+}
+
+fn record_key(tenant_id: u32, id: &RecordId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(20);
+    k.extend_from_slice(&tenant_id.to_be_bytes());
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn exact_index_key(tenant_id: u32, index_version: u32, digest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.extend_from_slice(&tenant_id.to_be_bytes());
+    k.push(INDEX_EXACT);
+    k.extend_from_slice(&index_version.to_be_bytes());
+    k.extend_from_slice(digest);
+    k
+}
+
+fn last4_prefix(tenant_id: u32, index_version: u32, digest: &[u8; 4]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(29);
+    k.extend_from_slice(&tenant_id.to_be_bytes());
+    k.push(INDEX_LAST4);
+    k.extend_from_slice(&index_version.to_be_bytes());
+    k.extend_from_slice(digest);
+    k
+}
+
+/// Expiry index entry: `tenant id ‖ u64-be(last consent or verification) ‖ record id`.
+/// Keyed by activity time rather than by expiry time, so a change of the retention
+/// period needs no rebuild, and `purge` scans only what has expired.
+fn expiry_key(tenant_id: u32, last_activity: u64, id: &RecordId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(28);
+    k.extend_from_slice(&tenant_id.to_be_bytes());
+    k.extend_from_slice(&last_activity.to_be_bytes());
+    k.extend_from_slice(&id.0);
+    k
+}
+
+fn last4_of(e164: &str) -> &str {
+    &e164[e164.len().saturating_sub(4)..]
+}
+
+/// The index entries of one record, computed from its number.
+struct IndexEntries {
+    exact: Vec<u8>,
+    last4: Option<Vec<u8>>,
+}
+
+fn index_entries(
+    ctx: &TenantCtx,
+    keys: &TenantKeys,
+    e164: &str,
+    country_code: u16,
+    id: &RecordId,
+) -> IndexEntries {
+    let digest = record::exact_digest(&keys.index, e164);
+    let exact = exact_index_key(ctx.row.id, keys.version, &digest);
+    let last4 = ctx.row.last4_bits.map(|bits| {
+        let d = record::last4_digest(&keys.index, country_code, last4_of(e164), bits);
+        let mut k = last4_prefix(ctx.row.id, keys.version, &d);
+        k.extend_from_slice(&id.0);
+        k
+    });
+    IndexEntries { exact, last4 }
+}
+
+fn new_body(n: &phone::Normalized, purposes: &[String], source: &str, now: u64) -> RecordBody {
+    let mut body = RecordBody {
+        e164: n.e164.expose_secret().to_owned(),
+        country_code: n.country_code,
+        region: n.region.as_ref().map(|r| r.to_string()).unwrap_or_default(),
+        kind: n.kind as u8,
+        grants: Vec::new(),
+        opt_outs: Vec::new(),
+        created_at: now,
+        updated_at: now,
+        verified_at: None,
+    };
+    for p in purposes {
+        body.grant(p, source, now);
+    }
+    body
+}
+
+/// One record's change, staged into a [`Batch`] by [`Vault::stage`].
+enum Change<'a> {
+    /// A new record, sealed by the caller.
+    Create {
+        id: RecordId,
+        body: &'a RecordBody,
+        sealed: Vec<u8>,
+        idx: IndexEntries,
+    },
+    /// A changed body; `stored` is the bytes it was read from.
+    Update {
+        id: RecordId,
+        stored: Vec<u8>,
+        old: &'a RecordBody,
+        new: &'a RecordBody,
+    },
+    /// Removal of the record, its index entries and its expiry entry.
+    Delete {
+        id: RecordId,
+        stored: Vec<u8>,
+        old: &'a RecordBody,
+    },
+}
+
+impl Vault {
+    /// Stages a record change with its index and expiry entries, guarded so that the
+    /// batch applies only if nothing changed since the record was read. Returns the
+    /// number of encryptions it made.
+    fn stage(
+        &self,
+        ctx: &TenantCtx,
+        batch: &mut Batch,
+        change: Change<'_>,
+    ) -> Result<u64, VaultError> {
+        let tid = ctx.row.id;
+        match change {
+            Change::Create {
+                id,
+                body,
+                sealed,
+                idx,
+            } => {
+                batch.guard(Tree::Index, idx.exact.clone(), None);
+                batch.put(Tree::Records, record_key(tid, &id), sealed);
+                batch.put(Tree::Index, idx.exact, id.0.to_vec());
+                if let Some(l4) = idx.last4 {
+                    batch.put(Tree::Index, l4, Vec::new());
+                }
+                batch.put(
+                    Tree::Expiry,
+                    expiry_key(tid, body.last_activity(), &id),
+                    Vec::new(),
+                );
+                Ok(0)
+            }
+            Change::Update {
+                id,
+                stored,
+                old,
+                new,
+            } => {
+                let header = record::parse_header(&stored)?;
+                let keys = ctx.current()?;
+                let sealed = record::seal(
+                    &keys.data,
+                    keys.version,
+                    header.index_key_version,
+                    tid,
+                    &id,
+                    new,
+                )?;
+                let rk = record_key(tid, &id);
+                batch.guard(Tree::Records, rk.clone(), Some(stored));
+                batch.put(Tree::Records, rk, sealed);
+                if old.last_activity() != new.last_activity() {
+                    batch.delete(Tree::Expiry, expiry_key(tid, old.last_activity(), &id));
+                    batch.put(
+                        Tree::Expiry,
+                        expiry_key(tid, new.last_activity(), &id),
+                        Vec::new(),
+                    );
+                }
+                Ok(1)
+            }
+            Change::Delete { id, stored, old } => {
+                let header = record::parse_header(&stored)?;
+                let keys = ctx.data_key(header.index_key_version)?;
+                let idx = index_entries(ctx, keys, &old.e164, old.country_code, &id);
+                let rk = record_key(tid, &id);
+                batch.guard(Tree::Records, rk.clone(), Some(stored));
+                batch.delete(Tree::Records, rk);
+                batch.delete(Tree::Index, idx.exact);
+                if let Some(l4) = idx.last4 {
+                    batch.delete(Tree::Index, l4);
+                }
+                batch.delete(Tree::Expiry, expiry_key(tid, old.last_activity(), &id));
+                Ok(0)
+            }
+        }
+    }
+
+    /// Creates a vault in `dir` with one passphrase slot.
+    ///
+    /// # Errors
+    /// [`VaultError::AlreadyExists`] when `dir` already holds a vault or a store.
+    pub fn init(dir: &Path, pass: &Passphrase, params: KdfParams) -> Result<(), VaultError> {
+        Self::init_with(dir, |ring, rk| {
+            ring.add_passphrase_slot(rk, pass, params).map(|_| ())
+        })
+    }
+
+    /// Creates a vault in `dir` with a key-file slot.
+    pub fn init_with_key_file(dir: &Path, kf: &KeyFileKey) -> Result<(), VaultError> {
+        Self::init_with(dir, |ring, rk| ring.add_key_file_slot(rk, kf).map(|_| ()))
+    }
+
+    fn init_with(
+        dir: &Path,
+        add_slot: impl FnOnce(&mut Keyring, &RootKey) -> Result<(), KeyError>,
+    ) -> Result<(), VaultError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let ring_path = dir.join(KEYRING_FILE);
+        if ring_path.exists() || dir.join(STORE_DIR).exists() {
+            return Err(VaultError::AlreadyExists(dir.to_owned()));
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| VaultError::io("creating", dir, e))?;
+        check_private(dir)?;
+        let vault_id = VaultId::generate();
+        let rk = RootKey::generate();
+        let mut ring = Keyring::new(vault_id);
+        add_slot(&mut ring, &rk)?;
+        ring.seal(&rk);
+        let row_mac = rk.row_mac_key(&vault_id);
+        // Store first: if the keyring cannot be written, a retry finds no keyring and
+        // an empty store, and init removes it below.
+        let store_dir = dir.join(STORE_DIR);
+        let store = SledStore::open(&store_dir, 8 << 20)?;
+        let meta = MetaRow {
+            format: VAULT_FORMAT,
+            vault_id: vault_id.0,
+            next_tenant_id: 1,
+            created_at: now(),
+        };
+        let mut b = Batch::default();
+        b.put(
+            Tree::Meta,
+            b"vault".to_vec(),
+            encode_row(&row_mac, "meta", b"vault", &meta),
+        );
+        let r = store
+            .commit(&b)
+            .and_then(|()| store.flush())
+            .map_err(VaultError::from)
+            .and_then(|()| write_atomic(&ring_path, &ring.encode()));
+        if let Err(e) = r {
+            drop(store);
+            let _ = std::fs::remove_dir_all(&store_dir);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Opens and unlocks the vault in `dir`.
+    ///
+    /// # Errors
+    /// [`VaultError::NoVault`], [`VaultError::Unlock`] (wrong passphrase or key
+    /// file), [`VaultError::InsecurePermissions`], [`StoreError::Locked`] when another
+    /// process has it open.
+    pub fn open(dir: &Path, unlock: &Unlock, opts: OpenOptions) -> Result<Vault, VaultError> {
+        let ring = read_keyring(dir)?;
+        let root = match unlock {
+            Unlock::Passphrase(p) => ring.unlock(p),
+            Unlock::KeyFile(k) => ring.unlock_key_file(k),
+        }
+        .map_err(|e| match e {
+            KeyError::Unlock => VaultError::Unlock,
+            other => VaultError::Key(other),
+        })?;
+        let store = SledStore::open(&dir.join(STORE_DIR), opts.cache_bytes)?;
+        Self::with_store(dir, Arc::new(store), ring, root)
+    }
+
+    /// Opens a vault over any [`Store`] (tests use [`crate::store::MemoryStore`]).
+    pub fn with_store(
+        dir: &Path,
+        store: Arc<dyn Store>,
+        ring: Keyring,
+        root: RootKey,
+    ) -> Result<Vault, VaultError> {
+        let row_mac = root.row_mac_key(&ring.vault_id);
+        let vault = Vault {
+            dir: dir.to_owned(),
+            store,
+            keyring: Mutex::new(ring),
+            root,
+            row_mac,
+            tenants: RwLock::new(HashMap::new()),
+            write_lock: Mutex::new(()),
+        };
+        vault.check_meta()?;
+        Ok(vault)
+    }
+
+    /// Creates an in-memory vault (keyring kept in memory) for tests and benchmarks.
+    pub fn in_memory(store: Arc<dyn Store>) -> Result<Vault, VaultError> {
+        let vault_id = VaultId::generate();
+        let root = RootKey::generate();
+        let mut ring = Keyring::new(vault_id);
+        ring.add_key_file_slot(&root, &KeyFileKey::generate())?;
+        ring.seal(&root);
+        let row_mac = root.row_mac_key(&vault_id);
+        let meta = MetaRow {
+            format: VAULT_FORMAT,
+            vault_id: vault_id.0,
+            next_tenant_id: 1,
+            created_at: now(),
+        };
+        let mut b = Batch::default();
+        b.put(
+            Tree::Meta,
+            b"vault".to_vec(),
+            encode_row(&row_mac, "meta", b"vault", &meta),
+        );
+        store.commit(&b)?;
+        Self::with_store(Path::new(""), store, ring, root)
+    }
+
+    fn check_meta(&self) -> Result<MetaRow, VaultError> {
+        let bytes = self
+            .store
+            .get(Tree::Meta, b"vault")?
+            .ok_or(VaultError::RowTampered("meta"))?;
+        let meta: MetaRow = decode_row(&self.row_mac, "meta", b"vault", &bytes)
+            .map_err(|_| VaultError::KeyringMismatch)?;
+        let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        if meta.vault_id != ring.vault_id.0 || meta.format != VAULT_FORMAT {
+            return Err(VaultError::KeyringMismatch);
+        }
+        Ok(meta)
+    }
+
+    /// The vault directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store (for maintenance commands and tests).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
+        ring.seal(&self.root);
+        if self.dir.as_os_str().is_empty() {
+            return Ok(()); // in-memory vault
+        }
+        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())
+    }
+
+    /// Adds a key-file slot unlocking this vault's root key.
+    pub fn add_key_file_slot(&self, kf: &KeyFileKey) -> Result<u32, VaultError> {
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        let id = ring.add_key_file_slot(&self.root, kf)?;
+        self.save_keyring(&mut ring)?;
+        Ok(id)
+    }
+
+    fn write_guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.write_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    // -----------------------------------------------------------------------------
+    // tenants
+
+    /// Creates a tenant with its declared purposes and, optionally, a last-4 partial
+    /// index planned for `expected_rows` rows. Returns the row (with the planned bits).
+    pub fn create_tenant(
+        &self,
+        name: &str,
+        purposes: &[String],
+        last4_expected_rows: Option<u64>,
+    ) -> Result<TenantRow, VaultError> {
+        check_name("tenant name", name)?;
+        if purposes.is_empty() {
+            return Err(VaultError::InvalidArgument(
+                "a tenant needs at least one purpose (--purposes otp,support,...)".into(),
+            ));
+        }
+        for p in purposes {
+            check_name("purpose", p)?;
+        }
+        let _w = self.write_guard();
+        if self.store.get(Tree::Tenants, name.as_bytes())?.is_some() {
+            return Err(VaultError::TenantExists(name.to_owned()));
+        }
+        let meta_bytes = self
+            .store
+            .get(Tree::Meta, b"vault")?
+            .ok_or(VaultError::RowTampered("meta"))?;
+        let mut meta: MetaRow = decode_row(&self.row_mac, "meta", b"vault", &meta_bytes)?;
+        let mut purposes_sorted = purposes.to_vec();
+        purposes_sorted.sort();
+        purposes_sorted.dedup();
+        let row = TenantRow {
+            id: meta.next_tenant_id,
+            name: name.to_owned(),
+            purposes: purposes_sorted,
+            last4_bits: last4_expected_rows.map(|r| record::plan_last4_bits(r).0),
+            expected_rows: last4_expected_rows,
+            retention_days: None,
+            metadata_version: phone::metadata_version().to_owned(),
+            created_at: now(),
+        };
+        meta.next_tenant_id = meta
+            .next_tenant_id
+            .checked_add(1)
+            .ok_or_else(|| VaultError::InvalidArgument("too many tenants".into()))?;
+        // Keys first: a crash between the two leaves an unused seed, never a tenant
+        // without keys.
+        {
+            let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+            if !ring.tenants.contains_key(name) {
+                ring.add_tenant(&self.root, name, now())?;
+                self.save_keyring(&mut ring)?;
+            }
+        }
+        let mut b = Batch::default();
+        b.guard(Tree::Meta, b"vault".to_vec(), Some(meta_bytes));
+        b.guard(Tree::Tenants, name.as_bytes().to_vec(), None);
+        b.put(
+            Tree::Meta,
+            b"vault".to_vec(),
+            encode_row(&self.row_mac, "meta", b"vault", &meta),
+        );
+        b.put(
+            Tree::Tenants,
+            name.as_bytes().to_vec(),
+            encode_row(&self.row_mac, "tenants", name.as_bytes(), &row),
+        );
+        self.store.commit(&b)?;
+        self.store.flush()?;
+        Ok(row)
+    }
+
+    /// Every tenant, by name.
+    pub fn tenants(&self) -> Result<Vec<TenantRow>, VaultError> {
+        self.store
+            .range(Tree::Tenants, b"", None, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| decode_row(&self.row_mac, "tenants", &k, &v))
+            .collect()
+    }
+
+    fn tenant(&self, name: &str) -> Result<Arc<TenantCtx>, VaultError> {
+        if let Some(ctx) = self
+            .tenants
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+        {
+            return Ok(ctx.clone());
+        }
+        let bytes = self
+            .store
+            .get(Tree::Tenants, name.as_bytes())?
+            .ok_or_else(|| VaultError::UnknownTenant(name.to_owned()))?;
+        let row: TenantRow = decode_row(&self.row_mac, "tenants", name.as_bytes(), &bytes)?;
+        let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        let tk = ring
+            .tenants
+            .get(name)
+            .ok_or_else(|| VaultError::UnknownTenant(name.to_owned()))?;
+        let mut keys = BTreeMap::new();
+        for s in tk.seeds.iter().filter(|s| !s.retired) {
+            keys.insert(s.version, ring.tenant_keys(&self.root, name, s.version)?);
+        }
+        let ctx = Arc::new(TenantCtx {
+            row,
+            keys,
+            current_data: tk.current_data,
+            current_index: tk.current_index,
+            reserved: Mutex::new(0),
+        });
+        drop(ring);
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), ctx.clone());
+        Ok(ctx)
+    }
+
+    /// Counts `n` encryptions under the tenant's current data key against the GCM
+    /// random-nonce bound. The keyring counter is advanced in reservations, so a crash
+    /// can only overcount; crossing 2^31 rotates the data key.
+    fn reserve_encryptions(&self, ctx: &TenantCtx, n: u64) -> Result<(), VaultError> {
+        let mut left = ctx.reserved.lock().unwrap_or_else(PoisonError::into_inner);
+        if *left >= n {
+            *left -= n;
+            return Ok(());
+        }
+        let grab = n.max(ENCRYPTION_RESERVATION);
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        let crossed = ring.note_encryptions(&ctx.row.name, ctx.current_data, grab)?;
+        if crossed {
+            ring.rotate(&self.root, &ctx.row.name, KeyPurpose::Data, now())?;
+            self.save_keyring(&mut ring)?;
+            drop(ring);
+            // The cached context now names an old version: reload on next use.
+            self.tenants
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&ctx.row.name);
+        } else {
+            self.save_keyring(&mut ring)?;
+        }
+        *left = grab - n;
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------
+    // reads
+
+    fn open_record(
+        &self,
+        ctx: &TenantCtx,
+        id: &RecordId,
+    ) -> Result<Option<(Vec<u8>, RecordBody)>, VaultError> {
+        let Some(stored) = self.store.get(Tree::Records, &record_key(ctx.row.id, id))? else {
+            return Ok(None);
+        };
+        let header = record::parse_header(&stored)?;
+        let keys = ctx.data_key(header.data_key_version)?;
+        let body = record::open(&keys.data, ctx.row.id, id, &stored)?;
+        Ok(Some((stored, body)))
+    }
+
+    fn lookup_exact(
+        &self,
+        ctx: &TenantCtx,
+        e164: &E164,
+    ) -> Result<Option<(RecordId, Vec<u8>, RecordBody)>, VaultError> {
+        let keys = ctx.index()?;
+        let digest = record::exact_digest(&keys.index, e164.expose_secret());
+        let key = exact_index_key(ctx.row.id, keys.version, &digest);
+        let Some(rid) = self.store.get(Tree::Index, &key)? else {
+            return Ok(None);
+        };
+        let id = RecordId(
+            rid.as_slice()
+                .try_into()
+                .map_err(|_| VaultError::RowTampered("index"))?,
+        );
+        let Some((stored, body)) = self.open_record(ctx, &id)? else {
+            return Ok(None);
+        };
+        // Every hit is decrypted and compared with the query.
+        if body.e164 != e164.expose_secret() {
+            return Err(VaultError::IndexMismatch);
+        }
+        Ok(Some((id, stored, body)))
+    }
+
+    fn found(id: RecordId, body: &RecordBody) -> Found {
+        let e164 = E164::from_trusted(body.e164.clone());
+        let masked = phone::mask(&e164);
+        let mut purposes: Vec<String> = body
+            .grants
+            .iter()
+            .filter(|g| body.has_live_consent(&g.purpose))
+            .map(|g| g.purpose.clone())
+            .collect();
+        purposes.sort();
+        purposes.dedup();
+        Found {
+            id,
+            e164,
+            masked,
+            country_code: body.country_code,
+            created_at: body.created_at,
+            updated_at: body.updated_at,
+            verified_at: body.verified_at,
+            purposes,
+        }
+    }
+
+    /// Whether the record may be returned for `purpose` now.
+    fn readable(&self, ctx: &TenantCtx, body: &RecordBody, purpose: &str, now: u64) -> bool {
+        if !body.has_live_consent(purpose) {
+            return false;
+        }
+        match ctx.row.retention_days {
+            Some(days) => body.last_activity() + u64::from(days) * 86_400 > now,
+            None => true,
+        }
+    }
+
+    /// Finds a number for `purpose`. `None` when absent *or* not consented for the
+    /// purpose: callers cannot tell which (no existence oracle).
+    pub fn find(
+        &self,
+        tenant: &str,
+        input: &str,
+        region: Option<&str>,
+        purpose: &str,
+    ) -> Result<Option<Found>, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        ctx.check_purpose(purpose)?;
+        let n = phone::normalize(input, region)?;
+        let Some((id, _, body)) = self.lookup_exact(&ctx, &n.e164)? else {
+            return Ok(None);
+        };
+        if !self.readable(&ctx, &body, purpose, now()) {
+            return Ok(None);
+        }
+        Ok(Some(Self::found(id, &body)))
+    }
+
+    /// Finds records whose number has country code `country_code` and ends in `last4`,
+    /// through the tenant's last-4 partial index.
+    pub fn find_last4(
+        &self,
+        tenant: &str,
+        country_code: u16,
+        last4: &str,
+        purpose: &str,
+    ) -> Result<Vec<Found>, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        ctx.check_purpose(purpose)?;
+        let Some(bits) = ctx.row.last4_bits else {
+            return Err(VaultError::InvalidArgument(format!(
+                "tenant `{tenant}` has no last-4 index (create it with --last4-index)"
+            )));
+        };
+        if last4.len() != 4 || !last4.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(VaultError::InvalidArgument(
+                "--last4 takes exactly four digits".into(),
+            ));
+        }
+        let keys = ctx.index()?;
+        let d = record::last4_digest(&keys.index, country_code, last4, bits);
+        let prefix = last4_prefix(ctx.row.id, keys.version, &d);
+        let t = now();
+        let mut out = Vec::new();
+        for (k, _) in self.store.scan_prefix(Tree::Index, &prefix, usize::MAX)? {
+            let Some(id) = k
+                .get(prefix.len()..)
+                .and_then(|r| <[u8; 16]>::try_from(r).ok())
+            else {
+                return Err(VaultError::RowTampered("index"));
+            };
+            let id = RecordId(id);
+            let Some((_, body)) = self.open_record(&ctx, &id)? else {
+                continue;
+            };
+            // Candidates of a truncated index are filtered after decryption.
+            if body.country_code == country_code
+                && last4_of(&body.e164) == last4
+                && self.readable(&ctx, &body, purpose, t)
+            {
+                out.push(Self::found(id, &body));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads a record by id for `purpose`. `None` when absent or not consented.
+    pub fn get(&self, tenant: &str, id: &str, purpose: &str) -> Result<Option<Found>, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        ctx.check_purpose(purpose)?;
+        let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
+        let Some((_, body)) = self.open_record(&ctx, &id)? else {
+            return Ok(None);
+        };
+        if !self.readable(&ctx, &body, purpose, now()) {
+            return Ok(None);
+        }
+        Ok(Some(Self::found(id, &body)))
+    }
+
+    /// Streams every record readable for `purpose` to `sink`, in record-id order.
+    /// Returns how many were passed on.
+    pub fn export(
+        &self,
+        tenant: &str,
+        purpose: &str,
+        mut sink: impl FnMut(&Found) -> Result<(), VaultError>,
+    ) -> Result<u64, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        ctx.check_purpose(purpose)?;
+        let prefix = ctx.row.id.to_be_bytes().to_vec();
+        let end = crate::store::prefix_end(&prefix);
+        let mut start = prefix.clone();
+        let t = now();
+        let mut n = 0;
+        loop {
+            let page = self
+                .store
+                .range(Tree::Records, &start, end.as_deref(), 1000)?;
+            let Some((last, _)) = page.last() else { break };
+            start = last.clone();
+            start.push(0);
+            for (k, stored) in &page {
+                let id = RecordId(
+                    k.get(4..)
+                        .and_then(|r| <[u8; 16]>::try_from(r).ok())
+                        .ok_or(VaultError::RowTampered("records"))?,
+                );
+                let header = record::parse_header(stored)?;
+                let keys = ctx.data_key(header.data_key_version)?;
+                let body = record::open(&keys.data, ctx.row.id, &id, stored)?;
+                if self.readable(&ctx, &body, purpose, t) {
+                    sink(&Self::found(id, &body))?;
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    // -----------------------------------------------------------------------------
+    // writes
+
+    fn check_purposes(ctx: &TenantCtx, purposes: &[String]) -> Result<(), VaultError> {
+        if purposes.is_empty() {
+            return Err(VaultError::NoConsent);
+        }
+        purposes.iter().try_for_each(|p| ctx.check_purpose(p))
+    }
+
+    /// Adds a number with consents for `purposes`, or merges the consents into the
+    /// existing record of that number. Durable when it returns.
+    pub fn add(
+        &self,
+        tenant: &str,
+        input: &str,
+        region: Option<&str>,
+        purposes: &[String],
+        source: &str,
+    ) -> Result<AddOutcome, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        Self::check_purposes(&ctx, purposes)?;
+        check_source(source)?;
+        let n = phone::normalize(input, region)?;
+        let _w = self.write_guard();
+        let t = now();
+        let mut batch = Batch::default();
+        let outcome = match self.lookup_exact(&ctx, &n.e164)? {
+            Some((id, stored, old)) => {
+                let mut body = old.clone();
+                let mut changed = false;
+                for p in purposes {
+                    changed |= body.grant(p, source, t);
+                }
+                if !changed {
+                    return Ok(AddOutcome::Unchanged(id));
+                }
+                self.reserve_encryptions(&ctx, 1)?;
+                self.stage(
+                    &ctx,
+                    &mut batch,
+                    Change::Update {
+                        id,
+                        stored,
+                        old: &old,
+                        new: &body,
+                    },
+                )?;
+                AddOutcome::Merged(id)
+            }
+            None => {
+                self.reserve_encryptions(&ctx, 1)?;
+                let id = RecordId::generate(now_ms());
+                let body = new_body(&n, purposes, source, t);
+                let (sealed, idx) = self.seal_new(&ctx, &id, &body)?;
+                self.stage(
+                    &ctx,
+                    &mut batch,
+                    Change::Create {
+                        id,
+                        body: &body,
+                        sealed,
+                        idx,
+                    },
+                )?;
+                AddOutcome::Created(id)
+            }
+        };
+        self.store.commit(&batch)?;
+        self.store.flush()?;
+        Ok(outcome)
+    }
+
+    fn seal_new(
+        &self,
+        ctx: &TenantCtx,
+        id: &RecordId,
+        body: &RecordBody,
+    ) -> Result<(Vec<u8>, IndexEntries), VaultError> {
+        let data = ctx.current()?;
+        let index = ctx.index()?;
+        let sealed = record::seal(
+            &data.data,
+            data.version,
+            index.version,
+            ctx.row.id,
+            id,
+            body,
+        )?;
+        let idx = index_entries(ctx, index, &body.e164, body.country_code, id);
+        Ok((sealed, idx))
+    }
+
+    /// Deletes a record and its index entries atomically. Returns whether it existed.
+    pub fn delete(&self, tenant: &str, id: &str) -> Result<bool, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
+        let _w = self.write_guard();
+        let Some((stored, body)) = self.open_record(&ctx, &id)? else {
+            return Ok(false);
+        };
+        let mut b = Batch::default();
+        self.stage(
+            &ctx,
+            &mut b,
+            Change::Delete {
+                id,
+                stored,
+                old: &body,
+            },
+        )?;
+        self.store.commit(&b)?;
+        self.store.flush()?;
+        Ok(true)
+    }
+
+    /// Imports numbers from CSV, streaming: one thread parses, normalizes and encrypts
+    /// while this one writes atomic chunks, so crypto overlaps with storage. Rejected
+    /// rows go to `on_reject` (line and reason, never the number); `on_progress` gets
+    /// the count of rows done. Re-importing the same file changes nothing. Durable when
+    /// it returns.
+    pub fn import<R: std::io::Read + Send>(
+        &self,
+        opts: &ImportOptions,
+        input: R,
+        mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
+        mut on_progress: impl FnMut(u64),
+    ) -> Result<ImportSummary, VaultError> {
+        let ctx = self.tenant(&opts.tenant)?;
+        Self::check_purposes(&ctx, &opts.purposes)?;
+        check_source(&opts.source)?;
+        if let Some(r) = &opts.region {
+            phone::normalize("+1 202 555 0100", Some(r))
+                .map_err(|_| PhoneError::InvalidRegionHint)?;
+        }
+        let mut rdr = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .flexible(true)
+            .from_reader(input);
+        let headers = rdr.headers().map_err(|e| VaultError::Csv(e.to_string()))?;
+        let col = headers
+            .iter()
+            .position(|h| h.trim() == opts.column)
+            .ok_or_else(|| {
+                VaultError::Csv(format!(
+                    "no column `{}` in the header line (use --column NAME)",
+                    opts.column
+                ))
+            })?;
+        let t = now();
+        let mut summary = ImportSummary::default();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
+        std::thread::scope(|s| -> Result<(), VaultError> {
+            let ctx2 = ctx.clone();
+            let producer = s.spawn(move || {
+                let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
+                let mut record = csv::StringRecord::new();
+                loop {
+                    let line = rdr.position().line();
+                    match rdr.read_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => {
+                            let field = record.get(col).unwrap_or("");
+                            chunk.push(prepare(&ctx2, opts, field, line, t));
+                        }
+                        Err(e) => {
+                            let pos = e.position().map(|p| p.line()).unwrap_or(line);
+                            chunk.push(Prepared::Reject(Reject {
+                                line: pos,
+                                code: "csv",
+                                reason: "malformed CSV row".into(),
+                            }));
+                        }
+                    }
+                    if chunk.len() == IMPORT_CHUNK
+                        && tx.send(Ok(std::mem::take(&mut chunk))).is_err()
+                    {
+                        return;
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.send(Ok(chunk));
+                }
+            });
+            let mut result = Ok(());
+            for chunk in rx.iter() {
+                let chunk = chunk?;
+                if let Err(e) = self.write_chunk(&ctx, opts, chunk, t, &mut summary, &mut on_reject)
+                {
+                    result = Err(e);
+                    break;
+                }
+                on_progress(summary.rows);
+            }
+            drop(rx);
+            let _ = producer.join();
+            result
+        })?;
+        self.store.flush()?;
+        Ok(summary)
+    }
+
+    fn write_chunk(
+        &self,
+        ctx: &TenantCtx,
+        opts: &ImportOptions,
+        chunk: Vec<Prepared>,
+        t: u64,
+        summary: &mut ImportSummary,
+        on_reject: &mut impl FnMut(Reject) -> Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
+        let _w = self.write_guard();
+        let mut batch = Batch::default();
+        let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
+        let mut counts = ImportSummary::default();
+        let mut rejects = Vec::new();
+        let mut encryptions = 0u64;
+        for p in chunk {
+            counts.rows += 1;
+            let ready = match p {
+                Prepared::Reject(r) => {
+                    counts.rejected += 1;
+                    rejects.push(r);
+                    continue;
+                }
+                Prepared::Ready(r) => r,
+            };
+            if seen.contains_key(&ready.idx.exact) {
+                // Same number twice in one chunk: the import's consents are the same,
+                // so the second changes nothing.
+                counts.unchanged += 1;
+                continue;
+            }
+            match self.store.get(Tree::Index, &ready.idx.exact)? {
+                None => {
+                    encryptions += 1;
+                    let exact = ready.idx.exact.clone();
+                    self.stage(
+                        ctx,
+                        &mut batch,
+                        Change::Create {
+                            id: ready.id,
+                            body: &ready.body,
+                            sealed: ready.sealed,
+                            idx: ready.idx,
+                        },
+                    )?;
+                    seen.insert(exact, ());
+                    counts.created += 1;
+                    continue;
+                }
+                Some(rid) => {
+                    let id = RecordId(
+                        rid.as_slice()
+                            .try_into()
+                            .map_err(|_| VaultError::RowTampered("index"))?,
+                    );
+                    let Some((stored, old)) = self.open_record(ctx, &id)? else {
+                        return Err(VaultError::IndexMismatch);
+                    };
+                    if old.e164 != ready.body.e164 {
+                        return Err(VaultError::IndexMismatch);
+                    }
+                    let mut body = old.clone();
+                    let mut changed = false;
+                    for p in &opts.purposes {
+                        changed |= body.grant(p, &opts.source, t);
+                    }
+                    if changed {
+                        encryptions += 1;
+                        self.stage(
+                            ctx,
+                            &mut batch,
+                            Change::Update {
+                                id,
+                                stored,
+                                old: &old,
+                                new: &body,
+                            },
+                        )?;
+                        counts.merged += 1;
+                    } else {
+                        counts.unchanged += 1;
+                    }
+                }
+            }
+            seen.insert(ready.idx.exact, ());
+        }
+        if encryptions > 0 {
+            // The producer sealed every row of the chunk; count them all.
+            self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
+        }
+        if !batch.is_empty() {
+            self.store.commit(&batch)?;
+        }
+        for r in rejects {
+            on_reject(r)?;
+        }
+        summary.rows += counts.rows;
+        summary.created += counts.created;
+        summary.merged += counts.merged;
+        summary.unchanged += counts.unchanged;
+        summary.rejected += counts.rejected;
+        Ok(())
+    }
+}
+
+struct ReadyRow {
+    id: RecordId,
+    body: RecordBody,
+    sealed: Vec<u8>,
+    idx: IndexEntries,
+}
+
+enum Prepared {
+    Ready(ReadyRow),
+    Reject(Reject),
+}
+
+fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64) -> Prepared {
+    let n = match phone::normalize(field, opts.region.as_deref()) {
+        Ok(n) => n,
+        Err(e) => {
+            return Prepared::Reject(Reject {
+                line,
+                code: e.code(),
+                reason: e.to_string(),
+            })
+        }
+    };
+    let id = RecordId::generate(now_ms());
+    let body = new_body(&n, &opts.purposes, &opts.source, t);
+    let (Ok(data), Ok(index)) = (ctx.current(), ctx.index()) else {
+        return Prepared::Reject(Reject {
+            line,
+            code: "key",
+            reason: "tenant key unavailable".into(),
+        });
+    };
+    match record::seal(
+        &data.data,
+        data.version,
+        index.version,
+        ctx.row.id,
+        &id,
+        &body,
+    ) {
+        Ok(sealed) => {
+            let idx = index_entries(ctx, index, &body.e164, body.country_code, &id);
+            Prepared::Ready(ReadyRow {
+                id,
+                body,
+                sealed,
+                idx,
+            })
+        }
+        Err(e) => Prepared::Reject(Reject {
+            line,
+            code: "encrypt",
+            reason: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,685 @@
+//! The CLI as a user sees it: the real binary, exit codes and the hint on stderr.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const PASS: &str = "correct horse battery staple";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    vault: PathBuf,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        let vault = root.join("vault");
+        Env {
+            _tmp: tmp,
+            vault,
+            root,
+        }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
+        c.arg("--vault")
+            .arg(&self.vault)
+            .args(args)
+            .env("PHONEVAULT_PASSPHRASE", PASS)
+            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
+            .env_remove("PHONEVAULT_DIR")
+            .env_remove("PHONEVAULT_KEY_FILE")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn init(&self) {
+        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+    }
+
+    fn with_tenant(&self) {
+        self.init();
+        self.ok(&[
+            "tenant",
+            "create",
+            "shop",
+            "--purposes",
+            "otp,support,marketing",
+        ]);
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn end_to_end_add_find_get_delete() {
+    let e = Env::new();
+    e.with_tenant();
+    let id = e
+        .ok(&[
+            "add",
+            "--tenant",
+            "shop",
+            "--phone",
+            "+44 7400 123958",
+            "--consent",
+            "otp,support",
+            "--source",
+            "web-signup-2026-03",
+        ])
+        .trim()
+        .to_owned();
+    assert_eq!(id.len(), 32);
+
+    // masked by default, from a national number with a region hint
+    let masked = e.ok(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        "07400 123958",
+        "--region",
+        "GB",
+        "--purpose",
+        "otp",
+    ]);
+    assert!(masked.contains(&id));
+    assert!(masked.contains("3958"));
+    assert!(!masked.contains("7400123958"), "{masked}");
+    assert!(masked.contains("+44"));
+
+    let revealed = e.ok(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123958",
+        "--purpose",
+        "otp",
+        "--reveal",
+    ]);
+    assert!(revealed.contains("+447400123958"));
+
+    let got = e.ok(&[
+        "--json",
+        "get",
+        "--tenant",
+        "shop",
+        &id,
+        "--purpose",
+        "support",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["masked"], true);
+
+    // no consent for marketing: not found, exit 3
+    let o = e.run(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123958",
+        "--purpose",
+        "marketing",
+    ]);
+    assert_eq!(code(&o), 3);
+
+    // adding again merges consents into the same record
+    let again = e.ok(&[
+        "--json",
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        "tel:+44-7400-123958",
+        "--consent",
+        "marketing",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&again).unwrap();
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["outcome"], "merged");
+    e.ok(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123958",
+        "--purpose",
+        "marketing",
+    ]);
+
+    assert!(e
+        .ok(&["delete", "--tenant", "shop", &id])
+        .contains("deleted"));
+    let o = e.run(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123958",
+        "--purpose",
+        "otp",
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    let o = e.run(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
+    assert_eq!(code(&o), 3);
+}
+
+#[test]
+fn init_refuses_to_overwrite() {
+    let e = Env::new();
+    e.init();
+    let o = e.run(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("already exists"), "{}", stderr(&o));
+}
+
+#[test]
+fn wrong_passphrase_is_one_clear_line() {
+    let e = Env::new();
+    e.with_tenant();
+    let o = e
+        .cmd(&["tenant", "list"])
+        .env("PHONEVAULT_PASSPHRASE", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1);
+    let err = stderr(&o);
+    assert_eq!(
+        err.trim(),
+        "error: could not unlock the vault: wrong passphrase or key file"
+    );
+}
+
+#[test]
+fn missing_vault_says_run_init() {
+    let e = Env::new();
+    let o = e.run(&["tenant", "list"]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("run `phonevault init`"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn no_passphrase_source_is_an_error_not_a_hang() {
+    let e = Env::new();
+    e.init();
+    let o = e
+        .cmd(&["tenant", "list"])
+        .env_remove("PHONEVAULT_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("--passphrase-file"), "{}", stderr(&o));
+}
+
+#[test]
+fn passphrase_file_and_key_file_unlock() {
+    let e = Env::new();
+    let pf = e.root.join("pass");
+    std::fs::write(&pf, format!("{PASS}\n")).unwrap();
+    let kf = e.root.join("vault.key");
+    let out = e
+        .cmd(&[
+            "init",
+            "--kdf-memory-kib",
+            "256",
+            "--kdf-iterations",
+            "1",
+            "--new-key-file",
+            kf.to_str().unwrap(),
+        ])
+        .env_remove("PHONEVAULT_PASSPHRASE")
+        .arg("--passphrase-file")
+        .arg(&pf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&kf).unwrap().len(), 32);
+    let o = e
+        .cmd(&["tenant", "list"])
+        .env_remove("PHONEVAULT_PASSPHRASE")
+        .arg("--key-file")
+        .arg(&kf)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn unknown_tenant_purpose_and_invalid_number() {
+    let e = Env::new();
+    e.with_tenant();
+    let o = e.run(&[
+        "add",
+        "--tenant",
+        "nope",
+        "--phone",
+        "+447400123958",
+        "--consent",
+        "otp",
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains("unknown tenant `nope`"),
+        "{}",
+        stderr(&o)
+    );
+
+    let o = e.run(&[
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123958",
+        "--consent",
+        "spam",
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("purpose `spam` is not declared"));
+
+    for bad in ["hello", "+999 123", "+44 12", "+376312345534"] {
+        let o = e.run(&[
+            "add",
+            "--tenant",
+            "shop",
+            "--phone",
+            bad,
+            "--consent",
+            "otp",
+        ]);
+        assert_eq!(code(&o), 1, "{bad}");
+        let err = stderr(&o);
+        assert!(err.starts_with("error: "), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        let digits: String = bad.chars().filter(char::is_ascii_digit).collect();
+        assert!(
+            digits.is_empty() || !err.contains(&digits),
+            "error echoes the input: {err}"
+        );
+    }
+    let o = e.run(&["get", "--tenant", "shop", "xyz", "--purpose", "otp"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("invalid record id"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let e = Env::new();
+    let o = e.run(&["add", "--tenant", "shop"]);
+    assert_eq!(code(&o), 2);
+}
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn import_leaves_no_plaintext_number_on_disk_and_is_idempotent() {
+    let e = Env::new();
+    e.with_tenant();
+    let csv = data("numbers-2k.csv");
+    let rejects = e.root.join("rejects.csv");
+    let import = [
+        "--json",
+        "import",
+        "--tenant",
+        "shop",
+        "--consent",
+        "otp",
+        "--rejects",
+        rejects.to_str().unwrap(),
+        csv.to_str().unwrap(),
+    ];
+    let out = e.ok(&import);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+
+    // Every stored number, as E.164 digits and as national significant number. The
+    // set was made with libphonenumber 9.0.43; the crate's metadata is older, so a few
+    // numbers of new ranges are rejected: exactly those `normalize` rejects.
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+    let numbers = std::fs::read_to_string(&csv).unwrap();
+    let inputs: Vec<&str> = numbers.lines().skip(1).collect();
+    let normalized = e
+        .cmd(&["normalize"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(numbers.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let normalized = String::from_utf8(normalized.stdout).unwrap();
+    let results: Vec<&str> = normalized.lines().skip(1).collect();
+    assert_eq!(results.len(), inputs.len());
+    let e164s: Vec<&str> = results
+        .iter()
+        .copied()
+        .filter(|r| r.starts_with('+'))
+        .collect();
+    assert!(e164s.len() >= 1990, "{}", e164s.len());
+    assert_eq!(v["rows"], 2000);
+    assert_eq!(v["created"], e164s.len(), "{v}");
+    assert_eq!(v["rejected"], 2000 - e164s.len(), "{v}");
+    for (raw, e164) in inputs.iter().zip(&results) {
+        if !e164.starts_with('+') {
+            continue;
+        }
+        needles.push(e164.as_bytes().to_vec());
+        needles.push(e164.as_bytes()[1..].to_vec());
+        // national significant number: the digits of the international form after the
+        // country code
+        if let Some((cc, rest)) = raw.trim_start_matches('+').split_once(' ') {
+            let nsn: String = rest.chars().filter(char::is_ascii_digit).collect();
+            assert!(e164[1..].starts_with(cc));
+            needles.push(nsn.into_bytes());
+        }
+    }
+    let mut files = Vec::new();
+    walk(&e.vault, &mut files);
+    assert!(files.len() >= 2);
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_slice()),
+                "a stored number appears in plaintext in {}",
+                f.display()
+            );
+        }
+    }
+
+    // the numbers are findable, from the other format of the lookup set
+    let first = e164s[0];
+    e.ok(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        first,
+        "--purpose",
+        "otp",
+    ]);
+
+    // re-running the same file changes nothing, not even consent times
+    let before = e.ok(&[
+        "--json",
+        "get",
+        "--tenant",
+        "shop",
+        &find_id(&e, first),
+        "--purpose",
+        "otp",
+    ]);
+    let out = e.ok(&import);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["created"], 0, "{v}");
+    assert_eq!(v["merged"], 0, "{v}");
+    assert_eq!(v["unchanged"], e164s.len(), "{v}");
+    let after = e.ok(&[
+        "--json",
+        "get",
+        "--tenant",
+        "shop",
+        &find_id(&e, first),
+        "--purpose",
+        "otp",
+    ]);
+    assert_eq!(before, after);
+}
+
+fn find_id(e: &Env, phone: &str) -> String {
+    let out = e.ok(&[
+        "--json",
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        phone,
+        "--purpose",
+        "otp",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["id"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn import_writes_rejects_with_line_numbers() {
+    let e = Env::new();
+    e.with_tenant();
+    let csv = e.root.join("in.csv");
+    std::fs::write(
+        &csv,
+        "name,phone\nann,+447400123958\nbob,not a number\ncat,+1 202 555 0143\ndan,+999 1\n",
+    )
+    .unwrap();
+    let out = e.ok(&[
+        "import",
+        "--tenant",
+        "shop",
+        "--consent",
+        "otp",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(out.contains("2 new"), "{out}");
+    assert!(out.contains("2 rejected"), "{out}");
+    let rejects = std::fs::read_to_string(e.root.join("in.csv.rejects.csv")).unwrap();
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(lines[0], "line,code,reason");
+    assert!(lines[1].starts_with("3,"), "{rejects}");
+    assert!(lines[2].starts_with("5,"), "{rejects}");
+    assert!(
+        !rejects.contains("999"),
+        "rejects echo the number: {rejects}"
+    );
+
+    let o = e.run(&[
+        "import",
+        "--tenant",
+        "shop",
+        "--consent",
+        "otp",
+        "--column",
+        "tel",
+        csv.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("no column `tel`"));
+}
+
+#[test]
+fn export_writes_only_consented_numbers() {
+    let e = Env::new();
+    e.with_tenant();
+    e.ok(&[
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123958",
+        "--consent",
+        "otp",
+    ]);
+    e.ok(&[
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+12015550143",
+        "--consent",
+        "marketing",
+    ]);
+    let out = e.root.join("otp.csv");
+    e.ok(&[
+        "export",
+        "--tenant",
+        "shop",
+        "--purpose",
+        "otp",
+        "--reveal",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(text.contains("+447400123958"));
+    assert!(!text.contains("+12015550143"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    e.ok(&[
+        "export",
+        "--tenant",
+        "shop",
+        "--purpose",
+        "otp",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(!text.contains("+447400123958") && text.contains("3958"));
+}
+
+#[test]
+fn last4_index_finds_candidates_after_decryption() {
+    let e = Env::new();
+    e.init();
+    let created = e.ok(&[
+        "tenant",
+        "create",
+        "desk",
+        "--purposes",
+        "support",
+        "--last4-index",
+        "--expected-rows",
+        "1000",
+    ]);
+    assert!(created.contains("8 bits"), "{created}");
+    for p in ["+447400123958", "+447400123111", "+12015553958"] {
+        e.ok(&[
+            "add",
+            "--tenant",
+            "desk",
+            "--phone",
+            p,
+            "--consent",
+            "support",
+        ]);
+    }
+    let out = e.ok(&[
+        "find",
+        "--tenant",
+        "desk",
+        "--last4",
+        "3958",
+        "--country-code",
+        "44",
+        "--purpose",
+        "support",
+    ]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let o = e.run(&[
+        "find",
+        "--tenant",
+        "desk",
+        "--last4",
+        "4321",
+        "--country-code",
+        "44",
+        "--purpose",
+        "support",
+    ]);
+    assert_eq!(code(&o), 3);
+}
+
+#[test]
+fn vault_files_are_private_and_world_readable_keyring_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    e.init();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&e.vault), 0o700);
+    let ring = e.vault.join("keyring");
+    assert_eq!(mode(&ring), 0o600);
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = e.run(&["tenant", "list"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("chmod"), "{}", stderr(&o));
+}
+
+#[test]
+fn normalize_needs_no_vault() {
+    let e = Env::new();
+    let mut c = e
+        .cmd(&["normalize", "--jsonl"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = c.stdin.take().unwrap();
+        writeln!(stdin, r#"{{"input": "07400 123958", "region": "GB"}}"#).unwrap();
+        writeln!(stdin, r#"{{"input": "nonsense", "region": null}}"#).unwrap();
+        writeln!(stdin, "not json").unwrap();
+    }
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines[0]["valid"], true);
+    assert_eq!(lines[0]["e164"], "+447400123958");
+    assert_eq!(lines[0]["region"], "GB");
+    assert_eq!(lines[0]["type"], "MOBILE");
+    assert_eq!(lines[1]["valid"], false);
+    assert!(lines[1]["error"].is_string());
+    assert_eq!(lines[2]["error"], "bad_json");
+    assert!(!e.vault.exists());
+}

@@ -1,0 +1,234 @@
+//! Vault-level guarantees on the real sled store: tenant isolation, ciphertexts bound
+//! to their place, tampering and faults reported without losing data.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use phonevault::store::{MemoryStore, StoreError, Tree};
+
+use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault, VaultError};
+use phonevault_keys::{KdfParams, Passphrase};
+
+const PASS: &str = "correct horse battery staple";
+
+fn unlock() -> Unlock {
+    Unlock::Passphrase(Passphrase::new(PASS.into()))
+}
+
+fn new_vault(dir: &Path) -> Vault {
+    Vault::init(
+        dir,
+        &Passphrase::new(PASS.into()),
+        KdfParams::cheap_for_tests(),
+    )
+    .unwrap();
+    let v = Vault::open(dir, &unlock(), OpenOptions::default()).unwrap();
+    for t in ["a", "b"] {
+        v.create_tenant(t, &["otp".into(), "support".into()], None)
+            .unwrap();
+    }
+    v
+}
+
+fn purposes(p: &[&str]) -> Vec<String> {
+    p.iter().map(|s| s.to_string()).collect()
+}
+
+fn records(v: &Vault) -> Vec<(Vec<u8>, Vec<u8>)> {
+    v.store()
+        .range(Tree::Records, b"", None, usize::MAX)
+        .unwrap()
+}
+
+#[test]
+fn same_number_in_two_tenants_is_unlinkable() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(&dir.path().join("v"));
+    let ida = v
+        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .unwrap()
+        .id();
+    let idb = v
+        .add("b", "+447400123958", None, &purposes(&["otp"]), "t")
+        .unwrap()
+        .id();
+    assert_ne!(ida, idb);
+    let recs = records(&v);
+    assert_eq!(recs.len(), 2);
+    // different ciphertexts (beyond the header)
+    assert_ne!(recs[0].1[9..], recs[1].1[9..]);
+    // different blind indexes: the digests (after tenant id, kind, version) differ
+    let idx = v.store().range(Tree::Index, b"", None, usize::MAX).unwrap();
+    assert_eq!(idx.len(), 2);
+    assert_ne!(idx[0].0[9..], idx[1].0[9..]);
+    assert_ne!(idx[0].0[..4], idx[1].0[..4]);
+
+    // b cannot find a's number once b no longer holds it
+    assert!(v.delete("b", &idb.to_string()).unwrap());
+    assert!(v.find("b", "+447400123958", None, "otp").unwrap().is_none());
+    assert!(v.find("a", "+447400123958", None, "otp").unwrap().is_some());
+    // nor read a's record by id
+    assert!(v.get("b", &ida.to_string(), "otp").unwrap().is_none());
+}
+
+#[test]
+fn ciphertext_copied_into_another_record_fails_to_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(&dir.path().join("v"));
+    let id1 = v
+        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .unwrap()
+        .id();
+    let id2 = v
+        .add("a", "+12015550143", None, &purposes(&["otp"]), "t")
+        .unwrap()
+        .id();
+    let recs = records(&v);
+    let (k1, v1) = recs.iter().find(|(k, _)| k.ends_with(&id1.0)).unwrap();
+    let (k2, _) = recs.iter().find(|(k, _)| k.ends_with(&id2.0)).unwrap();
+    let mut b = phonevault::store::Batch::default();
+    b.put(Tree::Records, k2.clone(), v1.clone());
+    v.store().commit(&b).unwrap();
+    assert!(matches!(
+        v.get("a", &id2.to_string(), "otp"),
+        Err(VaultError::Record(phonevault::record::RecordError::Decrypt))
+    ));
+    // the untouched record still reads
+    assert!(v.get("a", &id1.to_string(), "otp").unwrap().is_some());
+    let _ = k1;
+}
+
+#[test]
+fn tampered_and_corrupt_records_are_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = new_vault(&dir.path().join("v"));
+    let id = v
+        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .unwrap()
+        .id();
+    let (k, stored) = records(&v).remove(0);
+    for i in [0usize, 3, 9, 20, stored.len() - 1] {
+        let mut t = stored.clone();
+        t[i] ^= 0x40;
+        let mut b = phonevault::store::Batch::default();
+        b.put(Tree::Records, k.clone(), t);
+        v.store().commit(&b).unwrap();
+        let err = v.find("a", "+447400123958", None, "otp").unwrap_err();
+        assert!(
+            matches!(err, VaultError::Record(_) | VaultError::Key(_)),
+            "byte {i}: {err:?}"
+        );
+        assert!(!err.to_string().contains("7400"));
+    }
+    // truncated bytes
+    let mut b = phonevault::store::Batch::default();
+    b.put(Tree::Records, k.clone(), vec![1, 0, 0]);
+    v.store().commit(&b).unwrap();
+    assert!(v.get("a", &id.to_string(), "otp").is_err());
+    // restoring the original bytes makes it readable again: nothing was lost
+    let mut b = phonevault::store::Batch::default();
+    b.put(Tree::Records, k, stored);
+    v.store().commit(&b).unwrap();
+    assert!(v.get("a", &id.to_string(), "otp").unwrap().is_some());
+}
+
+#[test]
+fn tampered_tenant_row_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let v = new_vault(&path);
+    let row = v.store().get(Tree::Tenants, b"a").unwrap().unwrap();
+    let mut t = row.clone();
+    let n = t.len();
+    t[n / 2] ^= 1;
+    let mut b = phonevault::store::Batch::default();
+    b.put(Tree::Tenants, b"a".to_vec(), t);
+    // a row moved to another key fails too
+    b.put(Tree::Tenants, b"c".to_vec(), row);
+    v.store().commit(&b).unwrap();
+    v.store().flush().unwrap();
+    drop(v);
+    let v = Vault::open(&path, &unlock(), OpenOptions::default()).unwrap();
+    assert!(matches!(
+        v.find("a", "+447400123958", None, "otp"),
+        Err(VaultError::RowTampered("tenants"))
+    ));
+    assert!(matches!(
+        v.find("c", "+447400123958", None, "otp"),
+        Err(VaultError::RowTampered("tenants"))
+    ));
+}
+
+#[test]
+fn full_disk_fails_cleanly_and_loses_nothing() {
+    let store = Arc::new(MemoryStore::new());
+    let v = Vault::in_memory(store.clone()).unwrap();
+    v.create_tenant("a", &purposes(&["otp"]), Some(1000))
+        .unwrap();
+    let id = v
+        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .unwrap()
+        .id();
+    let before = records(&v);
+    store.fail_commits_after(Some(0));
+    let err = v
+        .add("a", "+12015550143", None, &purposes(&["otp"]), "t")
+        .unwrap_err();
+    assert!(
+        matches!(err, VaultError::Store(StoreError::DiskFull)),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("disk is full"));
+    store.fail_commits_after(None);
+    assert_eq!(records(&v), before, "nothing half-written");
+    assert!(v.get("a", &id.to_string(), "otp").unwrap().is_some());
+    assert!(v.find("a", "+12015550143", None, "otp").unwrap().is_none());
+
+    // an import that hits a full disk midway keeps the chunks before it, and a
+    // re-run completes it
+    let csv: String = std::iter::once("phone".to_string())
+        .chain((0..2500).map(|i| format!("+1201555{:04}", i)))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let opts = ImportOptions {
+        tenant: "a".into(),
+        purposes: purposes(&["otp"]),
+        source: "import".into(),
+        region: None,
+        column: "phone".into(),
+    };
+    store.fail_commits_after(Some(1));
+    let err = v
+        .import(&opts, csv.as_bytes(), |_| Ok(()), |_| {})
+        .unwrap_err();
+    assert!(matches!(err, VaultError::Store(StoreError::DiskFull)));
+    store.fail_commits_after(None);
+    let s = v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+    assert_eq!(s.rows, 2500);
+    assert_eq!(s.created + s.unchanged, 2500);
+    assert_eq!(s.created, 1500, "{s:?}");
+    // 2500 + the first record
+    assert_eq!(records(&v).len(), 2501);
+}
+
+#[test]
+fn a_vault_open_elsewhere_is_reported_as_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v");
+    let _v = new_vault(&path);
+    let out = Command::new(env!("CARGO_BIN_EXE_phonevault"))
+        .arg("--vault")
+        .arg(&path)
+        .args(["tenant", "list"])
+        .env("PHONEVAULT_PASSPHRASE", PASS)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in use by another phonevault process"),
+        "{err}"
+    );
+}
