@@ -193,7 +193,7 @@ struct MetaRow {
     created_at: u64,
 }
 
-struct TenantCtx {
+pub(crate) struct TenantCtx {
     row: TenantRow,
     keys: BTreeMap<u32, TenantKeys>,
     current_data: u32,
@@ -920,7 +920,7 @@ impl Vault {
             .collect()
     }
 
-    fn tenant(&self, name: &str) -> Result<Arc<TenantCtx>, VaultError> {
+    pub(crate) fn tenant(&self, name: &str) -> Result<Arc<TenantCtx>, VaultError> {
         if let Some(ctx) = self
             .tenants
             .read()
@@ -1146,21 +1146,17 @@ impl Vault {
         Ok(Some(Self::found(id, &body)))
     }
 
-    /// Streams every record readable for `purpose` to `sink`, in record-id order.
-    /// Returns how many were passed on.
-    pub fn export(
+    /// Calls `f` with every record of the tenant, decrypted, in record-id order, a
+    /// page at a time (memory does not grow with the tenant). Plaintext lives only in
+    /// memory, in zeroize-on-drop bodies.
+    pub(crate) fn for_each_record(
         &self,
-        tenant: &str,
-        purpose: &str,
-        mut sink: impl FnMut(&Found) -> Result<(), VaultError>,
-    ) -> Result<u64, VaultError> {
-        let ctx = self.tenant(tenant)?;
-        ctx.check_purpose(purpose)?;
+        ctx: &TenantCtx,
+        mut f: impl FnMut(RecordId, &RecordBody) -> Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
         let prefix = ctx.row.id.to_be_bytes().to_vec();
         let end = crate::store::prefix_end(&prefix);
         let mut start = prefix.clone();
-        let t = now();
-        let mut n = 0;
         loop {
             let page = self
                 .store
@@ -1177,12 +1173,31 @@ impl Vault {
                 let header = record::parse_header(stored)?;
                 let keys = ctx.data_key(header.data_key_version)?;
                 let body = record::open(&keys.data, ctx.row.id, &id, stored)?;
-                if self.readable(&ctx, &body, purpose, t) {
-                    sink(&Self::found(id, &body))?;
-                    n += 1;
-                }
+                f(id, &body)?;
             }
         }
+        Ok(())
+    }
+
+    /// Streams every record readable for `purpose` to `sink`, in record-id order.
+    /// Returns how many were passed on.
+    pub fn export(
+        &self,
+        tenant: &str,
+        purpose: &str,
+        mut sink: impl FnMut(&Found) -> Result<(), VaultError>,
+    ) -> Result<u64, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        ctx.check_purpose(purpose)?;
+        let t = now();
+        let mut n = 0;
+        self.for_each_record(&ctx, |id, body| {
+            if self.readable(&ctx, body, purpose, t) {
+                sink(&Self::found(id, body))?;
+                n += 1;
+            }
+            Ok(())
+        })?;
         Ok(n)
     }
 
