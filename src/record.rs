@@ -99,6 +99,20 @@ pub struct OptOut {
     pub purpose: Option<String>,
     /// Unix seconds of the opt-out.
     pub at: u64,
+    /// Unix seconds when an explicit new consent lifted it; `None` while in force.
+    pub lifted_at: Option<u64>,
+}
+
+impl OptOut {
+    /// Whether the opt-out is in force and covers `purpose`.
+    pub fn covers(&self, purpose: &str) -> bool {
+        self.lifted_at.is_none() && self.purpose.as_deref().is_none_or(|p| p == purpose)
+    }
+
+    /// Whether this is an opt-out of everything still in force.
+    pub fn is_total(&self) -> bool {
+        self.lifted_at.is_none() && self.purpose.is_none()
+    }
 }
 
 /// Everything the vault holds about one number, encrypted as one AEAD ciphertext.
@@ -118,7 +132,7 @@ pub struct RecordBody {
     pub kind: u8,
     /// Every grant, live or withdrawn, in order.
     pub grants: Vec<Grant>,
-    /// Opt-outs in force.
+    /// Opt-outs, in force or lifted (kept as history).
     pub opt_outs: Vec<OptOut>,
     /// Unix seconds when the record was created.
     pub created_at: u64,
@@ -143,15 +157,86 @@ impl Drop for RecordBody {
 impl RecordBody {
     /// Whether a live (granted, not withdrawn, not opted out) consent exists for `purpose`.
     pub fn has_live_consent(&self, purpose: &str) -> bool {
-        let opted_out = self
-            .opt_outs
-            .iter()
-            .any(|o| o.purpose.as_deref().is_none_or(|p| p == purpose));
-        !opted_out
+        !self.opted_out(purpose)
             && self
                 .grants
                 .iter()
                 .any(|g| g.purpose == purpose && g.withdrawn_at.is_none())
+    }
+
+    /// Whether an opt-out in force covers `purpose`.
+    pub fn opted_out(&self, purpose: &str) -> bool {
+        self.opt_outs.iter().any(|o| o.covers(purpose))
+    }
+
+    /// Whether the number opted out of everything (a suppression entry).
+    pub fn suppressed(&self) -> bool {
+        self.opt_outs.iter().any(OptOut::is_total)
+    }
+
+    /// Whether any live consent exists (the record is usable for something).
+    pub fn is_live(&self) -> bool {
+        self.grants
+            .iter()
+            .any(|g| g.withdrawn_at.is_none() && !self.opted_out(&g.purpose))
+    }
+
+    /// Withdraws the live grant for `purpose`. Returns whether it changed.
+    pub fn withdraw(&mut self, purpose: &str, now: u64) -> bool {
+        let mut changed = false;
+        for g in &mut self.grants {
+            if g.purpose == purpose && g.withdrawn_at.is_none() {
+                g.withdrawn_at = Some(now);
+                changed = true;
+            }
+        }
+        if changed {
+            self.updated_at = now;
+        }
+        changed
+    }
+
+    /// Opts out of `purpose` (or of everything with `None`): records the opt-out and
+    /// withdraws the covered grants. Returns whether it changed.
+    pub fn opt_out(&mut self, purpose: Option<&str>, now: u64) -> bool {
+        let already = self.opt_outs.iter().any(|o| {
+            o.lifted_at.is_none() && (o.purpose.is_none() || o.purpose.as_deref() == purpose)
+        });
+        let purposes: Vec<String> = self
+            .grants
+            .iter()
+            .filter(|g| g.withdrawn_at.is_none() && purpose.is_none_or(|p| p == g.purpose))
+            .map(|g| g.purpose.clone())
+            .collect();
+        let mut changed = false;
+        for p in purposes {
+            changed |= self.withdraw(&p, now);
+        }
+        if !already {
+            self.opt_outs.push(OptOut {
+                purpose: purpose.map(str::to_owned),
+                at: now,
+                lifted_at: None,
+            });
+            changed = true;
+        }
+        if changed {
+            self.updated_at = now;
+        }
+        changed
+    }
+
+    /// Lifts the opt-outs that an explicit new consent for `purpose` overrides: the
+    /// opt-out of that purpose and an opt-out of everything. Returns whether it changed.
+    pub fn lift_opt_outs(&mut self, purpose: &str, now: u64) -> bool {
+        let mut changed = false;
+        for o in &mut self.opt_outs {
+            if o.lifted_at.is_none() && o.purpose.as_deref().is_none_or(|p| p == purpose) {
+                o.lifted_at = Some(now);
+                changed = true;
+            }
+        }
+        changed
     }
 
     /// Adds a live grant for `purpose` unless one exists. Returns whether it changed.
@@ -440,11 +525,23 @@ mod tests {
             "a live grant is not duplicated"
         );
         assert!(b.grant("marketing", "form", 20));
-        b.opt_outs.push(OptOut {
-            purpose: None,
-            at: 30,
-        });
+        assert!(b.opt_out(Some("marketing"), 25));
+        assert!(!b.has_live_consent("marketing"));
+        assert!(b.has_live_consent("otp"));
+        assert!(!b.suppressed());
+        assert!(b.opt_out(None, 30));
         assert!(!b.has_live_consent("otp"));
+        assert!(b.suppressed());
+        assert!(!b.is_live());
+        assert!(!b.opt_out(None, 31), "opting out twice changes nothing");
+        assert!(b.lift_opt_outs("otp", 40));
+        assert!(!b.suppressed());
+        assert!(b.opted_out("marketing"), "the per-purpose opt-out stays");
+        assert!(b.grant("otp", "form", 40));
+        assert!(b.has_live_consent("otp"));
+        // history is kept
+        assert_eq!(b.grants.iter().filter(|g| g.purpose == "otp").count(), 2);
+        assert_eq!(b.opt_outs.len(), 2);
     }
 
     #[test]

@@ -693,3 +693,106 @@ fn normalize_needs_no_vault() {
     assert_eq!(lines[2]["error"], "bad_json");
     assert!(!e.vault.exists());
 }
+
+#[test]
+fn policy_commands_through_the_cli() {
+    let e = Env::new();
+    e.with_tenant();
+    let n = "+447400123958";
+    e.ok(&[
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        n,
+        "--consent",
+        "otp,marketing",
+    ]);
+    // withdraw, then the read for that purpose finds nothing
+    e.ok(&[
+        "consent",
+        "withdraw",
+        "--tenant",
+        "shop",
+        "--phone",
+        n,
+        "--purpose",
+        "marketing",
+    ]);
+    let o = e.run(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        n,
+        "--purpose",
+        "marketing",
+    ]);
+    assert_eq!(code(&o), 3);
+    // opt-out needs a scope, and a number that is there
+    let o = e.run(&["opt-out", "--tenant", "shop", "--phone", n]);
+    assert_eq!(code(&o), 2);
+    let o = e.run(&[
+        "opt-out",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+12015550143",
+        "--all",
+    ]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("nothing changed"), "{}", stderr(&o));
+    e.ok(&["opt-out", "--tenant", "shop", "--phone", n, "--all"]);
+    let o = e.run(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+    assert_eq!(code(&o), 3);
+    // an import skips it and says so
+    let csv = e.root.join("again.csv");
+    std::fs::write(&csv, format!("phone\n{n}\n")).unwrap();
+    let out = e.ok(&[
+        "--json",
+        "import",
+        "--tenant",
+        "shop",
+        "--consent",
+        "otp",
+        csv.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["suppressed"], 1, "{v}");
+    let o = e.run(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+    assert_eq!(code(&o), 3);
+    // an explicit grant lifts it
+    e.ok(&[
+        "consent",
+        "grant",
+        "--tenant",
+        "shop",
+        "--phone",
+        n,
+        "--purpose",
+        "otp",
+        "--source",
+        "call-2026-11",
+    ]);
+    e.ok(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+    e.ok(&["verify", "--tenant", "shop", "--phone", n]);
+
+    // retention: 0 and negative days are refused
+    let o = e.run(&["tenant", "set-retention", "shop", "--days", "0"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("at least 1 day"));
+    let o = e.run(&["tenant", "set-retention", "shop", "--days", "-3"]);
+    assert_eq!(code(&o), 2);
+    e.ok(&["tenant", "set-retention", "shop", "--days", "30"]);
+    let out = e.ok(&["purge", "--dry-run"]);
+    assert!(out.contains("0 records"), "{out}");
+
+    // erase, then compact: the store is rewritten and still opens
+    e.ok(&["erase", "--tenant", "shop", "--phone", n]);
+    let out = e.ok(&["compact"]);
+    assert!(out.contains("compacted"), "{out}");
+    let o = e.run(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+    assert_eq!(code(&o), 3);
+    e.ok(&["add", "--tenant", "shop", "--phone", n, "--consent", "otp"]);
+    e.ok(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+}

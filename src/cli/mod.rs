@@ -94,6 +94,35 @@ Rows that fail go to FILE.rejects.csv (line number and reason).")]
     #[command(after_help = "Example:
   phonevault export --tenant shop --purpose otp --reveal --out otp-list.csv")]
     Export(ExportArgs),
+    /// Grant or withdraw a consent (the history is kept).
+    #[command(subcommand)]
+    Consent(ConsentCommand),
+    /// Opt a number out of one purpose or of everything, effective at once.
+    #[command(after_help = "Examples:
+  phonevault opt-out --tenant shop --phone '+447400123958' --purpose marketing
+  phonevault opt-out --tenant shop --phone '+447400123958' --all
+Opting out of everything keeps a suppression entry: imports skip the number; only an
+explicit `add` with a consent and a source lifts it.")]
+    OptOut(OptOutArgs),
+    /// Erase a record, its index entries and consents (right to be forgotten).
+    #[command(after_help = "Example:
+  phonevault erase --tenant shop --phone '+447400123958'
+Run `phonevault compact` afterwards to rewrite the store (see SECURITY.md).")]
+    Erase(TargetArgs),
+    /// Stamp a number as verified now (accuracy).
+    #[command(after_help = "Example:
+  phonevault verify --tenant shop --phone '+447400123958'")]
+    Verify(TargetArgs),
+    /// Delete every record past its tenant's retention period.
+    #[command(after_help = "Examples:
+  phonevault purge --dry-run
+  phonevault purge --tenant shop")]
+    Purge(PurgeArgs),
+    /// Rewrite the store so deleted data leaves the old log segments.
+    #[command(after_help = "Example:
+  phonevault compact
+Needs the vault closed (no server running). See SECURITY.md for what compaction cannot guarantee.")]
+    Compact,
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -137,6 +166,119 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Declare more purposes for a tenant.
+    #[command(after_help = "Example:
+  phonevault tenant add-purpose shop --purposes share:acme")]
+    AddPurpose {
+        /// Tenant name.
+        name: String,
+        /// Comma-separated purposes to add.
+        #[arg(long, value_delimiter = ',', required = true)]
+        purposes: Vec<String>,
+    },
+    /// Set how long records are kept after their latest consent or verification.
+    #[command(after_help = "Examples:
+  phonevault tenant set-retention shop --days 730
+  phonevault tenant set-retention shop --unlimited")]
+    SetRetention {
+        /// Tenant name.
+        name: String,
+        /// Retention in days (at least 1).
+        #[arg(
+            long,
+            required_unless_present = "unlimited",
+            conflicts_with = "unlimited"
+        )]
+        days: Option<u32>,
+        /// Keep records without a time limit.
+        #[arg(long)]
+        unlimited: bool,
+    },
+}
+
+/// Consent commands.
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Grant consent for purposes (lifts an opt-out of them).
+    #[command(after_help = "Example:
+  phonevault consent grant --tenant shop --phone '+447400123958' --purpose marketing --source newsletter-form")]
+    Grant {
+        /// Which record.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// Purposes, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        purpose: Vec<String>,
+        /// Where the consent came from.
+        #[arg(long, default_value = "cli")]
+        source: String,
+    },
+    /// Withdraw the consent for a purpose (kept in the history with its time).
+    #[command(after_help = "Example:
+  phonevault consent withdraw --tenant shop --phone '+447400123958' --purpose marketing")]
+    Withdraw {
+        /// Which record.
+        #[command(flatten)]
+        target: TargetArgs,
+        /// The purpose.
+        #[arg(long)]
+        purpose: String,
+    },
+}
+
+/// Selects one record of a tenant by number or by id.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// The number.
+    #[arg(long, required_unless_present = "id", conflicts_with = "id")]
+    pub phone: Option<String>,
+    /// Record id.
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Region hint for national numbers.
+    #[arg(long)]
+    pub region: Option<String>,
+}
+
+impl TargetArgs {
+    fn target(&self) -> vault::Target<'_> {
+        match (&self.phone, &self.id) {
+            (Some(p), _) => vault::Target::Phone {
+                input: p,
+                region: self.region.as_deref(),
+            },
+            (None, Some(id)) => vault::Target::Id(id),
+            (None, None) => vault::Target::Id(""),
+        }
+    }
+}
+
+/// `opt-out` options.
+#[derive(Debug, Args)]
+pub struct OptOutArgs {
+    /// Which record.
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// The purpose to opt out of.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub purpose: Option<String>,
+    /// Opt out of everything.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `purge` options.
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Report what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `add` options.
@@ -523,7 +665,151 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(a) => import(&cli, a),
         Command::Export(a) => export(&cli, a),
         Command::Normalize(a) => normalize(&cli, a),
+        Command::Tenant(TenantCommand::AddPurpose { name, purposes }) => {
+            let row = open(&cli)?.add_purposes(name, purposes)?;
+            say(
+                &cli,
+                serde_json::json!({"tenant": row.name, "purposes": row.purposes}),
+                &format!("tenant {} purposes: {}", row.name, row.purposes.join(",")),
+            );
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::SetRetention { name, days, .. }) => {
+            let row = open(&cli)?.set_retention(name, *days)?;
+            let text = match row.retention_days {
+                Some(d) => format!(
+                    "tenant {} keeps records {d} days after their latest consent or verification",
+                    row.name
+                ),
+                None => format!("tenant {} keeps records without a time limit", row.name),
+            };
+            say(
+                &cli,
+                serde_json::json!({"tenant": row.name, "retention_days": row.retention_days}),
+                &text,
+            );
+            Ok(())
+        }
+        Command::Consent(ConsentCommand::Grant {
+            target,
+            purpose,
+            source,
+        }) => {
+            let v = open(&cli)?;
+            // Granting is an explicit add of the same number: it merges consents and
+            // lifts opt-outs of those purposes.
+            let outcome = match target.target() {
+                vault::Target::Phone { input, region } => {
+                    v.add(&target.tenant, input, region, purpose, source)?.id()
+                }
+                vault::Target::Id(id) => v.grant_by_id(&target.tenant, id, purpose, source)?.id(),
+            };
+            say(
+                &cli,
+                serde_json::json!({"id": outcome.to_string(), "granted": purpose}),
+                &format!("{outcome}: consent granted for {}", purpose.join(",")),
+            );
+            Ok(())
+        }
+        Command::Consent(ConsentCommand::Withdraw { target, purpose }) => {
+            let c = open(&cli)?.withdraw(&target.tenant, target.target(), purpose)?;
+            report_change(
+                &cli,
+                c,
+                &format!("consent for {purpose} withdrawn"),
+                &format!("no live consent for {purpose}; nothing changed"),
+            );
+            Ok(())
+        }
+        Command::OptOut(a) => {
+            let c =
+                open(&cli)?.opt_out(&a.target.tenant, a.target.target(), a.purpose.as_deref())?;
+            let what = a
+                .purpose
+                .as_deref()
+                .map_or("everything".to_owned(), |p| p.to_owned());
+            report_change(
+                &cli,
+                c,
+                &format!("opted out of {what}"),
+                &format!("already opted out of {what}; nothing changed"),
+            );
+            Ok(())
+        }
+        Command::Erase(t) => {
+            let id = open(&cli)?.erase(&t.tenant, t.target())?;
+            say(
+                &cli,
+                serde_json::json!({"erased": id.to_string()}),
+                &format!("erased {id}"),
+            );
+            Ok(())
+        }
+        Command::Verify(t) => {
+            let c = open(&cli)?.verify(&t.tenant, t.target())?;
+            report_change(&cli, c, "verified now", "verified now");
+            Ok(())
+        }
+        Command::Purge(a) => {
+            let reports = open(&cli)?.purge(a.tenant.as_deref(), a.dry_run)?;
+            if cli.json {
+                print_json(&serde_json::to_value(&reports).unwrap_or_default());
+            } else if reports.is_empty() {
+                println!("no tenant has a retention period; nothing to purge");
+            } else {
+                for r in reports {
+                    if a.dry_run {
+                        println!(
+                            "{}: {} records past {} days of retention would be deleted",
+                            r.tenant, r.expired, r.retention_days
+                        );
+                    } else {
+                        println!(
+                            "{}: deleted {} records past {} days of retention",
+                            r.tenant, r.deleted, r.retention_days
+                        );
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Compact => {
+            let unlock = unlock_source(&cli)?;
+            if !cli.vault.join(vault::KEYRING_FILE).exists() {
+                return Err(VaultError::NoVault(cli.vault.clone()).into());
+            }
+            let r = Vault::compact(&cli.vault, &unlock)?;
+            say(
+                &cli,
+                serde_json::to_value(r).unwrap_or_default(),
+                &format!(
+                    "compacted the store: {} bytes before, {} after",
+                    r.before, r.after
+                ),
+            );
+            Ok(())
+        }
     }
+}
+
+fn say(cli: &Cli, json: serde_json::Value, text: &str) {
+    if cli.json {
+        print_json(&json);
+    } else {
+        println!("{text}");
+    }
+}
+
+fn report_change(cli: &Cli, c: vault::Changed, yes: &str, no: &str) {
+    let (changed, text) = match c {
+        vault::Changed::Yes(_) => (true, yes),
+        vault::Changed::No(_) => (false, no),
+    };
+    say(
+        cli,
+        serde_json::json!({"id": c.id().to_string(), "changed": changed}),
+        &format!("{}: {text}", c.id()),
+    );
 }
 
 fn vault_plan(rows: u64) -> (u8, f64) {

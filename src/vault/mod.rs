@@ -24,6 +24,10 @@ use phonevault_keys::{
     VaultId,
 };
 
+mod lifecycle;
+
+pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
+
 use crate::phone::{self, PhoneError, E164};
 use crate::record::{self, RecordBody, RecordError, RecordId};
 use crate::store::{Batch, SledStore, Store, StoreError, Tree};
@@ -111,6 +115,9 @@ pub enum VaultError {
     /// An add needs at least one consent.
     #[error("no consent given: name at least one purpose with --consent")]
     NoConsent,
+    /// The number or record id is not in the tenant.
+    #[error("no such record in tenant `{0}` (or the number was erased): nothing changed")]
+    NoSuchRecord(String),
     /// A record id that is not of the vault's form.
     #[error("invalid record id: expected 32 hexadecimal characters")]
     InvalidRecordId,
@@ -292,6 +299,9 @@ pub struct ImportSummary {
     pub unchanged: u64,
     /// Rows rejected (see the rejects file).
     pub rejected: u64,
+    /// Numbers skipped because they opted out of everything (listed in the rejects
+    /// file with code `suppressed`).
+    pub suppressed: u64,
 }
 
 /// Options of an import.
@@ -387,7 +397,12 @@ pub struct Vault {
     tenants: RwLock<HashMap<String, Arc<TenantCtx>>>,
     /// Serializes read-modify-write sequences (add, merge, delete, import chunks).
     write_lock: Mutex<()>,
+    /// Unix seconds; the system clock unless a test or simulation sets another.
+    clock: Clock,
 }
+
+/// A source of unix seconds.
+pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -743,6 +758,7 @@ impl Vault {
             KeyError::Unlock => VaultError::Unlock,
             other => VaultError::Key(other),
         })?;
+        lifecycle::recover_compaction(dir)?;
         let store = SledStore::open(&dir.join(STORE_DIR), opts.cache_bytes)?;
         Self::with_store(dir, Arc::new(store), ring, root)
     }
@@ -763,6 +779,7 @@ impl Vault {
             row_mac,
             tenants: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            clock: Arc::new(now),
         };
         vault.check_meta()?;
         Ok(vault)
@@ -806,6 +823,17 @@ impl Vault {
         Ok(meta)
     }
 
+    /// Replaces the clock (unix seconds) the vault stamps and judges times with: for
+    /// tests and simulations of retention, never needed in production.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
+    /// The current time by the vault's clock.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
     /// The vault directory.
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -830,6 +858,14 @@ impl Vault {
         let id = ring.add_key_file_slot(&self.root, kf)?;
         self.save_keyring(&mut ring)?;
         Ok(id)
+    }
+
+    /// Drops the cached context of a tenant (after its row or keys changed).
+    fn forget_tenant(&self, name: &str) {
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
     }
 
     fn write_guard(&self) -> std::sync::MutexGuard<'_, ()> {
@@ -1078,7 +1114,7 @@ impl Vault {
         let Some((id, _, body)) = self.lookup_exact(&ctx, &n.e164)? else {
             return Ok(None);
         };
-        if !self.readable(&ctx, &body, purpose, now()) {
+        if !self.readable(&ctx, &body, purpose, self.now()) {
             return Ok(None);
         }
         Ok(Some(Self::found(id, &body)))
@@ -1108,7 +1144,7 @@ impl Vault {
         let keys = ctx.index()?;
         let d = record::last4_digest(&keys.index, country_code, last4, bits);
         let prefix = last4_prefix(ctx.row.id, keys.version, &d);
-        let t = now();
+        let t = self.now();
         let mut out = Vec::new();
         for (k, _) in self.store.scan_prefix(Tree::Index, &prefix, usize::MAX)? {
             let Some(id) = k
@@ -1140,7 +1176,7 @@ impl Vault {
         let Some((_, body)) = self.open_record(&ctx, &id)? else {
             return Ok(None);
         };
-        if !self.readable(&ctx, &body, purpose, now()) {
+        if !self.readable(&ctx, &body, purpose, self.now()) {
             return Ok(None);
         }
         Ok(Some(Self::found(id, &body)))
@@ -1189,7 +1225,7 @@ impl Vault {
     ) -> Result<u64, VaultError> {
         let ctx = self.tenant(tenant)?;
         ctx.check_purpose(purpose)?;
-        let t = now();
+        let t = self.now();
         let mut n = 0;
         self.for_each_record(&ctx, |id, body| {
             if self.readable(&ctx, body, purpose, t) {
@@ -1226,13 +1262,16 @@ impl Vault {
         check_source(source)?;
         let n = phone::normalize(input, region)?;
         let _w = self.write_guard();
-        let t = now();
+        let t = self.now();
         let mut batch = Batch::default();
         let outcome = match self.lookup_exact(&ctx, &n.e164)? {
             Some((id, stored, old)) => {
                 let mut body = old.clone();
                 let mut changed = false;
                 for p in purposes {
+                    // An explicit add with a consent and a source is the one way to
+                    // lift an opt-out (imports never do).
+                    changed |= body.lift_opt_outs(p, t);
                     changed |= body.grant(p, source, t);
                 }
                 if !changed {
@@ -1350,7 +1389,7 @@ impl Vault {
                     opts.column
                 ))
             })?;
-        let t = now();
+        let t = self.now();
         let mut summary = ImportSummary::default();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
@@ -1417,6 +1456,7 @@ impl Vault {
         let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
         let mut counts = ImportSummary::default();
         let mut rejects = Vec::new();
+        let mut suppressed = Vec::new();
         let mut encryptions = 0u64;
         for p in chunk {
             counts.rows += 1;
@@ -1464,9 +1504,20 @@ impl Vault {
                     if old.e164 != ready.body.e164 {
                         return Err(VaultError::IndexMismatch);
                     }
+                    if old.suppressed() {
+                        // Opted out of everything: an import never re-adds consent.
+                        counts.suppressed += 1;
+                        suppressed.push(Reject {
+                            line: ready.line,
+                            code: "suppressed",
+                            reason: "the number opted out of everything; skipped (only an explicit add with a consent lifts it)".into(),
+                        });
+                        seen.insert(ready.idx.exact, ());
+                        continue;
+                    }
                     let mut body = old.clone();
                     let mut changed = false;
-                    for p in &opts.purposes {
+                    for p in opts.purposes.iter().filter(|p| !old.opted_out(p)) {
                         changed |= body.grant(p, &opts.source, t);
                     }
                     if changed {
@@ -1496,7 +1547,7 @@ impl Vault {
         if !batch.is_empty() {
             self.store.commit(&batch)?;
         }
-        for r in rejects {
+        for r in rejects.into_iter().chain(suppressed) {
             on_reject(r)?;
         }
         summary.rows += counts.rows;
@@ -1504,11 +1555,13 @@ impl Vault {
         summary.merged += counts.merged;
         summary.unchanged += counts.unchanged;
         summary.rejected += counts.rejected;
+        summary.suppressed += counts.suppressed;
         Ok(())
     }
 }
 
 struct ReadyRow {
+    line: u64,
     id: RecordId,
     body: RecordBody,
     sealed: Vec<u8>,
@@ -1551,6 +1604,7 @@ fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64
         Ok(sealed) => {
             let idx = index_entries(ctx, index, &body.e164, body.country_code, &id);
             Prepared::Ready(ReadyRow {
+                line,
                 id,
                 body,
                 sealed,

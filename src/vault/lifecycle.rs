@@ -1,0 +1,405 @@
+//! The write side of the privacy policy: consent withdrawal, opt-out, erasure,
+//! verification, tenant policy changes, retention purge and store compaction.
+
+use std::path::Path;
+
+use super::{
+    decode_row, encode_row, expiry_key, read_keyring, Change, TenantCtx, TenantRow, Unlock, Vault,
+    VaultError, STORE_DIR,
+};
+use crate::phone;
+use crate::record::{RecordBody, RecordId};
+use crate::store::{Batch, SledStore, Tree};
+
+/// Which record an operation targets.
+#[derive(Clone, Copy)]
+pub enum Target<'a> {
+    /// By phone number (any accepted format) with an optional region hint.
+    Phone {
+        /// The number as given.
+        input: &'a str,
+        /// Region hint.
+        region: Option<&'a str>,
+    },
+    /// By record id.
+    Id(&'a str),
+}
+
+impl std::fmt::Debug for Target<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Phone { .. } => f.write_str("Target::Phone(..)"),
+            Target::Id(id) => write!(f, "Target::Id({id})"),
+        }
+    }
+}
+
+/// What a policy change did to a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// The record changed.
+    Yes(RecordId),
+    /// It already was in that state; nothing was written.
+    No(RecordId),
+}
+
+impl Changed {
+    /// The record id.
+    pub fn id(&self) -> RecordId {
+        match self {
+            Changed::Yes(id) | Changed::No(id) => *id,
+        }
+    }
+}
+
+/// What `purge` found (and, unless a dry run, deleted) for one tenant.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Tenant.
+    pub tenant: String,
+    /// Retention period in days.
+    pub retention_days: u32,
+    /// Records past their retention.
+    pub expired: u64,
+    /// Records deleted (0 in a dry run).
+    pub deleted: u64,
+}
+
+/// Sizes of the store before and after `compact`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct CompactReport {
+    /// Bytes before.
+    pub before: u64,
+    /// Bytes after.
+    pub after: u64,
+}
+
+const PURGE_PAGE: usize = 1000;
+const SECONDS_PER_DAY: u64 = 86_400;
+
+impl Vault {
+    fn locate(
+        &self,
+        ctx: &TenantCtx,
+        target: Target<'_>,
+    ) -> Result<Option<(RecordId, Vec<u8>, RecordBody)>, VaultError> {
+        match target {
+            Target::Phone { input, region } => {
+                let n = phone::normalize(input, region)?;
+                self.lookup_exact(ctx, &n.e164)
+            }
+            Target::Id(id) => {
+                let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
+                Ok(self.open_record(ctx, &id)?.map(|(s, b)| (id, s, b)))
+            }
+        }
+    }
+
+    /// Reads the target record, applies `f` to a copy of its body and writes it back
+    /// (durably) if `f` says it changed.
+    fn update(
+        &self,
+        tenant: &str,
+        target: Target<'_>,
+        f: impl FnOnce(&mut RecordBody, u64) -> bool,
+    ) -> Result<Changed, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        let _w = self.write_guard();
+        let Some((id, stored, old)) = self.locate(&ctx, target)? else {
+            return Err(VaultError::NoSuchRecord(tenant.to_owned()));
+        };
+        let mut body = old.clone();
+        if !f(&mut body, self.now()) {
+            return Ok(Changed::No(id));
+        }
+        self.reserve_encryptions(&ctx, 1)?;
+        let mut b = Batch::default();
+        self.stage(
+            &ctx,
+            &mut b,
+            Change::Update {
+                id,
+                stored,
+                old: &old,
+                new: &body,
+            },
+        )?;
+        self.store.commit(&b)?;
+        self.store.flush()?;
+        Ok(Changed::Yes(id))
+    }
+
+    /// Grants consents to an existing record by id, lifting opt-outs of those
+    /// purposes (like an explicit `add` of its number).
+    pub fn grant_by_id(
+        &self,
+        tenant: &str,
+        id: &str,
+        purposes: &[String],
+        source: &str,
+    ) -> Result<Changed, VaultError> {
+        Self::check_purposes(&*self.tenant(tenant)?, purposes)?;
+        super::check_source(source)?;
+        self.update(tenant, Target::Id(id), |b, t| {
+            let mut changed = false;
+            for p in purposes {
+                changed |= b.lift_opt_outs(p, t);
+                changed |= b.grant(p, source, t);
+            }
+            changed
+        })
+    }
+
+    /// Withdraws the consent for `purpose`; the grant stays in the history with its
+    /// withdrawal time.
+    pub fn withdraw(
+        &self,
+        tenant: &str,
+        target: Target<'_>,
+        purpose: &str,
+    ) -> Result<Changed, VaultError> {
+        self.tenant(tenant)?.check_purpose(purpose)?;
+        self.update(tenant, target, |b, t| b.withdraw(purpose, t))
+    }
+
+    /// Opts the record out of `purpose`, or of everything with `None`, effective at
+    /// once. Opting out of everything leaves a suppression entry (the encrypted record
+    /// and its blind index) so an import never silently re-adds consent.
+    pub fn opt_out(
+        &self,
+        tenant: &str,
+        target: Target<'_>,
+        purpose: Option<&str>,
+    ) -> Result<Changed, VaultError> {
+        if let Some(p) = purpose {
+            self.tenant(tenant)?.check_purpose(p)?;
+        }
+        self.update(tenant, target, |b, t| b.opt_out(purpose, t))
+    }
+
+    /// Stamps `verified_at` (the number was confirmed to reach its owner).
+    pub fn verify(&self, tenant: &str, target: Target<'_>) -> Result<Changed, VaultError> {
+        self.update(tenant, target, |b, t| {
+            b.verified_at = Some(t);
+            b.updated_at = t;
+            true
+        })
+    }
+
+    /// Erases the record (right to be forgotten): the record, its index entries and its
+    /// expiry entry, atomically and durably. See SECURITY.md for what remains on disk
+    /// until `compact`.
+    pub fn erase(&self, tenant: &str, target: Target<'_>) -> Result<RecordId, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        let _w = self.write_guard();
+        let Some((id, stored, old)) = self.locate(&ctx, target)? else {
+            return Err(VaultError::NoSuchRecord(tenant.to_owned()));
+        };
+        let mut b = Batch::default();
+        self.stage(
+            &ctx,
+            &mut b,
+            Change::Delete {
+                id,
+                stored,
+                old: &old,
+            },
+        )?;
+        self.store.commit(&b)?;
+        self.store.flush()?;
+        Ok(id)
+    }
+
+    fn update_tenant(
+        &self,
+        tenant: &str,
+        f: impl FnOnce(&mut TenantRow) -> Result<(), VaultError>,
+    ) -> Result<TenantRow, VaultError> {
+        let _w = self.write_guard();
+        let key = tenant.as_bytes();
+        let bytes = self
+            .store
+            .get(Tree::Tenants, key)?
+            .ok_or_else(|| VaultError::UnknownTenant(tenant.to_owned()))?;
+        let mut row: TenantRow = decode_row(&self.row_mac, "tenants", key, &bytes)?;
+        f(&mut row)?;
+        let mut b = Batch::default();
+        b.guard(Tree::Tenants, key.to_vec(), Some(bytes));
+        b.put(
+            Tree::Tenants,
+            key.to_vec(),
+            encode_row(&self.row_mac, "tenants", key, &row),
+        );
+        self.store.commit(&b)?;
+        self.store.flush()?;
+        self.forget_tenant(tenant);
+        Ok(row)
+    }
+
+    /// Declares more purposes for a tenant.
+    pub fn add_purposes(&self, tenant: &str, purposes: &[String]) -> Result<TenantRow, VaultError> {
+        for p in purposes {
+            super::check_name("purpose", p)?;
+        }
+        self.update_tenant(tenant, |row| {
+            row.purposes.extend(purposes.iter().cloned());
+            row.purposes.sort();
+            row.purposes.dedup();
+            Ok(())
+        })
+    }
+
+    /// Sets the retention period: records whose latest consent or verification is
+    /// older than `days` are never returned and are deleted by [`Vault::purge`].
+    pub fn set_retention(&self, tenant: &str, days: Option<u32>) -> Result<TenantRow, VaultError> {
+        if days == Some(0) {
+            return Err(VaultError::InvalidArgument(
+                "retention must be at least 1 day (omit it to keep records without limit)".into(),
+            ));
+        }
+        self.update_tenant(tenant, |row| {
+            row.retention_days = days;
+            Ok(())
+        })
+    }
+
+    /// Finds (and unless `dry_run`, deletes) every record past its tenant's retention.
+    /// Cost is proportional to what expired: the expiry index is keyed by the time of
+    /// the latest consent or verification.
+    pub fn purge(&self, only: Option<&str>, dry_run: bool) -> Result<Vec<PurgeReport>, VaultError> {
+        let now = self.now();
+        let mut reports = Vec::new();
+        for row in self.tenants()? {
+            if only.is_some_and(|t| t != row.name) {
+                continue;
+            }
+            let Some(days) = row.retention_days else {
+                continue;
+            };
+            let ctx = self.tenant(&row.name)?;
+            let cutoff = now.saturating_sub(u64::from(days) * SECONDS_PER_DAY);
+            let start = expiry_key(row.id, 0, &RecordId([0; 16]));
+            // Expired means last activity <= cutoff.
+            let end = expiry_key(row.id, cutoff.saturating_add(1), &RecordId([0; 16]));
+            let mut report = PurgeReport {
+                tenant: row.name.clone(),
+                retention_days: days,
+                expired: 0,
+                deleted: 0,
+            };
+            let mut from = start;
+            loop {
+                let page = self
+                    .store
+                    .range(Tree::Expiry, &from, Some(&end), PURGE_PAGE)?;
+                let Some((last, _)) = page.last() else { break };
+                from = last.clone();
+                from.push(0);
+                let _w = self.write_guard();
+                let mut b = Batch::default();
+                for (k, _) in &page {
+                    let id = k
+                        .get(12..)
+                        .and_then(|r| <[u8; 16]>::try_from(r).ok())
+                        .map(RecordId)
+                        .ok_or(VaultError::RowTampered("expiry"))?;
+                    match self.open_record(&ctx, &id)? {
+                        Some((stored, old)) if old.last_activity() <= cutoff => {
+                            report.expired += 1;
+                            if !dry_run {
+                                self.stage(
+                                    &ctx,
+                                    &mut b,
+                                    Change::Delete {
+                                        id,
+                                        stored,
+                                        old: &old,
+                                    },
+                                )?;
+                                report.deleted += 1;
+                            }
+                        }
+                        // The record moved on (renewed consent) or is gone: drop the
+                        // stale entry.
+                        _ if !dry_run => b.delete(Tree::Expiry, k.clone()),
+                        _ => {}
+                    }
+                }
+                if !b.is_empty() {
+                    self.store.commit(&b)?;
+                }
+            }
+            reports.push(report);
+        }
+        self.store.flush()?;
+        Ok(reports)
+    }
+
+    /// Rewrites the store into a fresh one, so that deleted records no longer linger
+    /// in old log segments, and swaps it in. Needs the vault closed (it takes the
+    /// store's lock). Crash-safe: the old store is kept until the new one is complete
+    /// and renamed into place, and `open` finishes an interrupted swap.
+    pub fn compact(dir: &Path, unlock: &Unlock) -> Result<CompactReport, VaultError> {
+        // Check the credentials before touching anything.
+        let ring = read_keyring(dir)?;
+        match unlock {
+            Unlock::Passphrase(p) => ring.unlock(p),
+            Unlock::KeyFile(k) => ring.unlock_key_file(k),
+        }
+        .map_err(|_| VaultError::Unlock)?;
+        recover_compaction(dir)?;
+        let live = dir.join(STORE_DIR);
+        let fresh = dir.join(COMPACT_NEW);
+        let old = dir.join(COMPACT_OLD);
+        if fresh.exists() {
+            std::fs::remove_dir_all(&fresh).map_err(|e| VaultError::io("removing", &fresh, e))?;
+        }
+        let before;
+        let after;
+        {
+            let src = SledStore::open(&live, 8 << 20)?;
+            before = src.size_on_disk()?;
+            let dst = SledStore::open(&fresh, 8 << 20)?;
+            let copied = src.copy_into(&dst);
+            if let Err(e) = copied {
+                drop(dst);
+                let _ = std::fs::remove_dir_all(&fresh);
+                return Err(e.into());
+            }
+            after = dst.size_on_disk()?;
+        }
+        std::fs::rename(&live, &old).map_err(|e| VaultError::io("renaming", &live, e))?;
+        std::fs::rename(&fresh, &live).map_err(|e| VaultError::io("renaming", &fresh, e))?;
+        sync_dir(dir)?;
+        std::fs::remove_dir_all(&old).map_err(|e| VaultError::io("removing", &old, e))?;
+        Ok(CompactReport { before, after })
+    }
+}
+
+/// Where `compact` builds the new store.
+pub(crate) const COMPACT_NEW: &str = "store.compact-new";
+/// Where `compact` keeps the old store during the swap.
+pub(crate) const COMPACT_OLD: &str = "store.compact-old";
+
+fn sync_dir(dir: &Path) -> Result<(), VaultError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| VaultError::io("syncing", dir, e))
+}
+
+/// Finishes or undoes an interrupted compaction: if the live store is missing, the
+/// old one is put back (the new one may be incomplete); a leftover old store after a
+/// completed swap is removed.
+pub(crate) fn recover_compaction(dir: &Path) -> Result<(), VaultError> {
+    let live = dir.join(STORE_DIR);
+    let old = dir.join(COMPACT_OLD);
+    if old.exists() {
+        if live.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| VaultError::io("removing", &old, e))?;
+        } else {
+            std::fs::rename(&old, &live).map_err(|e| VaultError::io("renaming", &old, e))?;
+            sync_dir(dir)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,295 @@
+//! The privacy policy's write side: withdrawal, opt-out and suppression, erasure,
+//! retention and purge, verification; one test per rule, each failing without it.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use phonevault::store::{MemoryStore, Store, Tree};
+use phonevault::vault::{ImportOptions, Target, Vault, VaultError};
+
+const DAY: u64 = 86_400;
+const A: &str = "+447400123958";
+const B: &str = "+12015550143";
+
+struct T {
+    v: Vault,
+    clock: Arc<AtomicU64>,
+    store: Arc<MemoryStore>,
+}
+
+fn setup() -> T {
+    let store = Arc::new(MemoryStore::new());
+    let mut v = Vault::in_memory(store.clone()).unwrap();
+    let clock = Arc::new(AtomicU64::new(1_790_000_000));
+    let c = clock.clone();
+    v.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+    v.create_tenant("shop", &p(&["otp", "support", "marketing"]), None)
+        .unwrap();
+    T { v, clock, store }
+}
+
+impl T {
+    fn advance(&self, secs: u64) {
+        self.clock.fetch_add(secs, Ordering::SeqCst);
+    }
+    fn found(&self, phone: &str, purpose: &str) -> bool {
+        self.v.find("shop", phone, None, purpose).unwrap().is_some()
+    }
+    fn import(&self, phones: &[&str], purposes: &[&str]) -> phonevault::vault::ImportSummary {
+        let csv = std::iter::once("phone")
+            .chain(phones.iter().copied())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let opts = ImportOptions {
+            tenant: "shop".into(),
+            purposes: p(purposes),
+            source: "bulk".into(),
+            region: None,
+            column: "phone".into(),
+        };
+        let mut rejects = Vec::new();
+        let s = self
+            .v
+            .import(
+                &opts,
+                csv.as_bytes(),
+                |r| {
+                    rejects.push(r);
+                    Ok(())
+                },
+                |_| {},
+            )
+            .unwrap();
+        assert_eq!(rejects.len() as u64, s.rejected + s.suppressed);
+        s
+    }
+}
+
+fn p(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn phone(input: &str) -> Target<'_> {
+    Target::Phone {
+        input,
+        region: None,
+    }
+}
+
+#[test]
+fn a_withdrawn_purpose_reads_nothing() {
+    let t = setup();
+    t.v.add("shop", A, None, &p(&["otp", "marketing"]), "web")
+        .unwrap();
+    assert!(t.found(A, "marketing"));
+    t.v.withdraw("shop", phone(A), "marketing").unwrap();
+    assert!(!t.found(A, "marketing"));
+    assert!(t.found(A, "otp"), "other purposes are untouched");
+    let id = t.v.find("shop", A, None, "otp").unwrap().unwrap().id;
+    assert!(t
+        .v
+        .get("shop", &id.to_string(), "marketing")
+        .unwrap()
+        .is_none());
+    let mut exported = 0;
+    t.v.export("shop", "marketing", |_| {
+        exported += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(exported, 0);
+}
+
+#[test]
+fn unknown_purposes_and_missing_numbers_are_errors_that_change_nothing() {
+    let t = setup();
+    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
+    let before = t.store.range(Tree::Records, b"", None, 10).unwrap();
+    assert!(matches!(
+        t.v.find("shop", A, None, "spam"),
+        Err(VaultError::UnknownPurpose { .. })
+    ));
+    assert!(matches!(
+        t.v.opt_out("shop", phone(A), Some("spam")),
+        Err(VaultError::UnknownPurpose { .. })
+    ));
+    assert!(matches!(
+        t.v.opt_out("shop", phone(B), None),
+        Err(VaultError::NoSuchRecord(_))
+    ));
+    assert!(matches!(
+        t.v.set_retention("shop", Some(0)),
+        Err(VaultError::InvalidArgument(_))
+    ));
+    assert_eq!(t.store.range(Tree::Records, b"", None, 10).unwrap(), before);
+}
+
+#[test]
+fn an_opted_out_number_reimported_does_not_regain_consent() {
+    let t = setup();
+    t.import(&[A, B], &["otp", "marketing"]);
+    // per purpose
+    t.v.opt_out("shop", phone(A), Some("marketing")).unwrap();
+    // everything
+    t.v.opt_out("shop", phone(B), None).unwrap();
+    assert!(!t.found(A, "marketing") && t.found(A, "otp"));
+    assert!(!t.found(B, "otp") && !t.found(B, "marketing"));
+
+    t.advance(DAY);
+    let s = t.import(&[A, B], &["otp", "marketing"]);
+    assert_eq!(s.suppressed, 1, "{s:?}");
+    assert_eq!(s.created, 0);
+    assert!(
+        !t.found(A, "marketing"),
+        "per-purpose opt-out survives an import"
+    );
+    assert!(!t.found(B, "otp"), "suppressed number regained consent");
+    assert!(!t.found(B, "marketing"));
+
+    // an explicit add with a consent and a source lifts the suppression
+    t.v.add("shop", B, None, &p(&["otp"]), "phone-call-2026-11")
+        .unwrap();
+    assert!(t.found(B, "otp"));
+    assert!(!t.found(B, "marketing"), "only the purposes re-consented");
+    // and an explicit add lifts a per-purpose opt-out
+    t.v.add("shop", A, None, &p(&["marketing"]), "form")
+        .unwrap();
+    assert!(t.found(A, "marketing"));
+}
+
+#[test]
+fn erase_removes_the_record_and_its_index_entries() {
+    let t = setup();
+    t.v.create_tenant("desk", &p(&["support"]), Some(1000))
+        .unwrap();
+    t.v.add("desk", A, None, &p(&["support"]), "web").unwrap();
+    t.v.add("shop", B, None, &p(&["otp"]), "web").unwrap();
+    let count = |tree| t.store.range(tree, b"", None, usize::MAX).unwrap().len();
+    assert_eq!(count(Tree::Index), 3); // exact + last4 for A, exact for B
+    t.v.erase("desk", phone(A)).unwrap();
+    assert_eq!(count(Tree::Records), 1);
+    assert_eq!(count(Tree::Index), 1);
+    assert_eq!(count(Tree::Expiry), 1);
+    assert!(t.v.find("desk", A, None, "support").unwrap().is_none());
+    assert!(matches!(
+        t.v.erase("desk", phone(A)),
+        Err(VaultError::NoSuchRecord(_))
+    ));
+    // after erasure a new import may add the number again (nothing remembers it)
+    assert_eq!(
+        t.v.add("desk", A, None, &p(&["support"]), "web")
+            .unwrap()
+            .id()
+            .0
+            .len(),
+        16
+    );
+}
+
+#[test]
+fn purge_removes_exactly_the_expired_records() {
+    let t = setup();
+    let old = ["+447400123001", "+447400123002", "+447400123003"];
+    let renewed = "+447400123004";
+    let verified = "+447400123005";
+    t.import(&old, &["otp"]);
+    t.import(&[renewed, verified], &["otp"]);
+    t.advance(20 * DAY);
+    let fresh = "+447400123006";
+    t.v.add("shop", fresh, None, &p(&["otp"]), "web").unwrap();
+    t.v.add("shop", renewed, None, &p(&["support"]), "web")
+        .unwrap();
+    t.v.verify("shop", phone(verified)).unwrap();
+    t.advance(15 * DAY);
+    t.v.set_retention("shop", Some(30)).unwrap();
+
+    // expired records are never returned, even before purge
+    for n in old {
+        assert!(!t.found(n, "otp"), "{n}");
+    }
+    for n in [renewed, verified, fresh] {
+        assert!(t.found(n, "otp"), "{n}");
+    }
+
+    let dry = t.v.purge(None, true).unwrap();
+    assert_eq!(dry[0].expired, 3);
+    assert_eq!(dry[0].deleted, 0);
+    assert_eq!(
+        t.store.range(Tree::Records, b"", None, 100).unwrap().len(),
+        6
+    );
+
+    let done = t.v.purge(Some("shop"), false).unwrap();
+    assert_eq!(done[0].deleted, 3);
+    assert_eq!(
+        t.store.range(Tree::Records, b"", None, 100).unwrap().len(),
+        3
+    );
+    for n in [renewed, verified, fresh] {
+        assert!(t.found(n, "otp"), "{n}");
+    }
+    // a second purge finds nothing
+    assert_eq!(t.v.purge(None, false).unwrap()[0].expired, 0);
+    // lifting the retention makes nothing come back: purged is gone
+    t.v.set_retention("shop", None).unwrap();
+    assert!(!t.found(old[0], "otp"));
+}
+
+#[test]
+fn purge_cost_follows_what_expired() {
+    // The expiry index is ordered by activity time: a purge with nothing expired reads
+    // no record at all, whatever the vault size.
+    let t = setup();
+    let many: Vec<String> = (0..500).map(|i| format!("+4474001{:05}", i)).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    t.import(&refs, &["otp"]);
+    t.v.set_retention("shop", Some(30)).unwrap();
+    // corrupt every record: a purge that read them would fail
+    let recs = t.store.range(Tree::Records, b"", None, usize::MAX).unwrap();
+    let mut b = phonevault::store::Batch::default();
+    for (k, _) in &recs {
+        b.put(Tree::Records, k.clone(), vec![0u8; 3]);
+    }
+    t.store.commit(&b).unwrap();
+    let r = t.v.purge(None, false).unwrap();
+    assert_eq!(r[0].expired, 0);
+}
+
+#[test]
+fn verify_stamps_the_time() {
+    let t = setup();
+    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
+    assert_eq!(
+        t.v.find("shop", A, None, "otp")
+            .unwrap()
+            .unwrap()
+            .verified_at,
+        None
+    );
+    t.advance(10);
+    t.v.verify("shop", phone(A)).unwrap();
+    let now = t.v.now();
+    assert_eq!(
+        t.v.find("shop", A, None, "otp")
+            .unwrap()
+            .unwrap()
+            .verified_at,
+        Some(now)
+    );
+}
+
+#[test]
+fn purposes_can_be_added_later() {
+    let t = setup();
+    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
+    assert!(t
+        .v
+        .add("shop", A, None, &p(&["share:acme"]), "web")
+        .is_err());
+    t.v.add_purposes("shop", &p(&["share:acme"])).unwrap();
+    t.v.add("shop", A, None, &p(&["share:acme"]), "partner-form")
+        .unwrap();
+    assert!(t.found(A, "share:acme"));
+    assert!(!t.found(A, "marketing"), "sharing implies nothing else");
+}
