@@ -304,6 +304,17 @@ pub struct ImportSummary {
     pub suppressed: u64,
 }
 
+impl ImportSummary {
+    fn add(&mut self, o: &ImportSummary) {
+        self.rows += o.rows;
+        self.created += o.created;
+        self.merged += o.merged;
+        self.unchanged += o.unchanged;
+        self.rejected += o.rejected;
+        self.suppressed += o.suppressed;
+    }
+}
+
 /// Options of an import.
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
@@ -535,6 +546,7 @@ fn last4_of(e164: &str) -> &str {
 }
 
 /// The index entries of one record, computed from its number.
+#[derive(Clone)]
 struct IndexEntries {
     exact: Vec<u8>,
     last4: Option<Vec<u8>>,
@@ -1391,6 +1403,7 @@ impl Vault {
             })?;
         let t = self.now();
         let mut summary = ImportSummary::default();
+        let mut optimistic = true;
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
@@ -1427,8 +1440,15 @@ impl Vault {
             let mut result = Ok(());
             for chunk in rx.iter() {
                 let chunk = chunk?;
-                if let Err(e) = self.write_chunk(&ctx, opts, chunk, t, &mut summary, &mut on_reject)
-                {
+                if let Err(e) = self.write_chunk(
+                    &ctx,
+                    opts,
+                    chunk,
+                    t,
+                    &mut summary,
+                    &mut optimistic,
+                    &mut on_reject,
+                ) {
                     result = Err(e);
                     break;
                 }
@@ -1449,9 +1469,56 @@ impl Vault {
         chunk: Vec<Prepared>,
         t: u64,
         summary: &mut ImportSummary,
+        optimistic: &mut bool,
         on_reject: &mut impl FnMut(Reject) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
         let _w = self.write_guard();
+        if *optimistic {
+            // Fast path for new numbers: no read before the write; the batch's guards
+            // (index entry absent) make it fail whole if any number already exists,
+            // and the chunk is then redone carefully below.
+            let mut batch = Batch::default();
+            let mut seen = std::collections::HashSet::new();
+            let mut counts = ImportSummary::default();
+            let mut rejects = Vec::new();
+            for p in &chunk {
+                counts.rows += 1;
+                match p {
+                    Prepared::Reject(r) => {
+                        counts.rejected += 1;
+                        rejects.push(r.clone());
+                    }
+                    Prepared::Ready(r) if !seen.insert(r.idx.exact.as_slice()) => {
+                        counts.unchanged += 1;
+                    }
+                    Prepared::Ready(r) => {
+                        counts.created += 1;
+                        self.stage(
+                            ctx,
+                            &mut batch,
+                            Change::Create {
+                                id: r.id,
+                                body: &r.body,
+                                sealed: r.sealed.clone(),
+                                idx: r.idx.clone(),
+                            },
+                        )?;
+                    }
+                }
+            }
+            self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
+            match self.store.commit(&batch) {
+                Ok(()) => {
+                    for r in rejects {
+                        on_reject(r)?;
+                    }
+                    summary.add(&counts);
+                    return Ok(());
+                }
+                Err(StoreError::Conflict) => *optimistic = false,
+                Err(e) => return Err(e.into()),
+            }
+        }
         let mut batch = Batch::default();
         let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
         let mut counts = ImportSummary::default();
@@ -1550,12 +1617,9 @@ impl Vault {
         for r in rejects.into_iter().chain(suppressed) {
             on_reject(r)?;
         }
-        summary.rows += counts.rows;
-        summary.created += counts.created;
-        summary.merged += counts.merged;
-        summary.unchanged += counts.unchanged;
-        summary.rejected += counts.rejected;
-        summary.suppressed += counts.suppressed;
+        // Back to the fast path once a chunk held only new numbers.
+        *optimistic = counts.merged + counts.unchanged + counts.suppressed == 0;
+        summary.add(&counts);
         Ok(())
     }
 }
