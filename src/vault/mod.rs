@@ -1445,8 +1445,7 @@ impl Vault {
                     opts,
                     chunk,
                     t,
-                    &mut summary,
-                    &mut optimistic,
+                    (&mut summary, &mut optimistic),
                     &mut on_reject,
                 ) {
                     result = Err(e);
@@ -1468,8 +1467,7 @@ impl Vault {
         opts: &ImportOptions,
         chunk: Vec<Prepared>,
         t: u64,
-        summary: &mut ImportSummary,
-        optimistic: &mut bool,
+        (summary, optimistic): (&mut ImportSummary, &mut bool),
         on_reject: &mut impl FnMut(Reject) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
         let _w = self.write_guard();
