@@ -200,6 +200,25 @@ struct MetaRow {
     created_at: u64,
 }
 
+impl MetaRow {
+    /// The batch that writes the meta row of a new vault.
+    fn first_batch(row_mac: &MacKey, vault_id: &VaultId) -> Batch {
+        let meta = MetaRow {
+            format: VAULT_FORMAT,
+            vault_id: vault_id.0,
+            next_tenant_id: 1,
+            created_at: now(),
+        };
+        let mut b = Batch::default();
+        b.put(
+            Tree::Meta,
+            b"vault".to_vec(),
+            encode_row(row_mac, "meta", b"vault", &meta),
+        );
+        b
+    }
+}
+
 pub(crate) struct TenantCtx {
     row: TenantRow,
     keys: BTreeMap<u32, TenantKeys>,
@@ -729,18 +748,7 @@ impl Vault {
         // an empty store, and init removes it below.
         let store_dir = dir.join(STORE_DIR);
         let store = SledStore::open(&store_dir, 8 << 20)?;
-        let meta = MetaRow {
-            format: VAULT_FORMAT,
-            vault_id: vault_id.0,
-            next_tenant_id: 1,
-            created_at: now(),
-        };
-        let mut b = Batch::default();
-        b.put(
-            Tree::Meta,
-            b"vault".to_vec(),
-            encode_row(&row_mac, "meta", b"vault", &meta),
-        );
+        let b = MetaRow::first_batch(&row_mac, &vault_id);
         let r = store
             .commit(&b)
             .and_then(|()| store.flush())
@@ -805,18 +813,7 @@ impl Vault {
         ring.add_key_file_slot(&root, &KeyFileKey::generate())?;
         ring.seal(&root);
         let row_mac = root.row_mac_key(&vault_id);
-        let meta = MetaRow {
-            format: VAULT_FORMAT,
-            vault_id: vault_id.0,
-            next_tenant_id: 1,
-            created_at: now(),
-        };
-        let mut b = Batch::default();
-        b.put(
-            Tree::Meta,
-            b"vault".to_vec(),
-            encode_row(&row_mac, "meta", b"vault", &meta),
-        );
+        let b = MetaRow::first_batch(&row_mac, &vault_id);
         store.commit(&b)?;
         Self::with_store(Path::new(""), store, ring, root)
     }
@@ -1345,27 +1342,14 @@ impl Vault {
         Ok((sealed, idx))
     }
 
-    /// Deletes a record and its index entries atomically. Returns whether it existed.
+    /// Deletes a record by id with its index and expiry entries, atomically and
+    /// durably. Returns whether it existed.
     pub fn delete(&self, tenant: &str, id: &str) -> Result<bool, VaultError> {
-        let ctx = self.tenant(tenant)?;
-        let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
-        let _w = self.write_guard();
-        let Some((stored, body)) = self.open_record(&ctx, &id)? else {
-            return Ok(false);
-        };
-        let mut b = Batch::default();
-        self.stage(
-            &ctx,
-            &mut b,
-            Change::Delete {
-                id,
-                stored,
-                old: &body,
-            },
-        )?;
-        self.store.commit(&b)?;
-        self.store.flush()?;
-        Ok(true)
+        match self.erase(tenant, Target::Id(id)) {
+            Ok(_) => Ok(true),
+            Err(VaultError::NoSuchRecord(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Imports numbers from CSV, streaming: one thread parses, normalizes and encrypts
