@@ -221,9 +221,36 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
+    // Each run is its own process, so that peak memory is the import's own.
+    if std::env::var_os("PHONEVAULT_BENCH_CHILD").is_some() {
+        let r = one_run(&numbers_path, &lookups, &numbers);
+        println!(
+            "RESULT {} {} {} {} {} {} {}",
+            r.import, r.import_peak_mb, r.lookup1, r.lookup2, r.compute, r.storage, r.storage3
+        );
+        return;
+    }
     let mut all = Vec::new();
     for i in 0..runs {
-        let r = one_run(&numbers_path, &lookups, &numbers);
+        let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
+            .args(&args)
+            .env("PHONEVAULT_BENCH_CHILD", "1")
+            .output()
+            .expect("run the benchmark child");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+            panic!("benchmark run failed: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let v: Vec<f64> = line.split(' ').map(|x| x.parse().expect("figure")).collect();
+        let r = Run {
+            import: v[0],
+            import_peak_mb: v[1],
+            lookup1: v[2],
+            lookup2: v[3],
+            compute: v[4],
+            storage: v[5],
+            storage3: v[6],
+        };
         println!(
             "run {}: import {:.0}/s (peak RSS {:.0} MB) | lookups {:.0}/s (1 thread), {:.0}/s (2 threads) | compute floor {:.0}/s | storage floor {:.0}/s (record + index), {:.0}/s (+ expiry entry) | import/storage floor {:.2}, {:.2}",
             i + 1,
