@@ -239,9 +239,15 @@ fn main() {
             .expect("run the benchmark child");
         let text = String::from_utf8_lossy(&out.stdout);
         let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
-            panic!("benchmark run failed: {}", String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "benchmark run failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         };
-        let v: Vec<f64> = line.split(' ').map(|x| x.parse().expect("figure")).collect();
+        let v: Vec<f64> = line
+            .split(' ')
+            .map(|x| x.parse().expect("figure"))
+            .collect();
         let r = Run {
             import: v[0],
             import_peak_mb: v[1],

@@ -10,6 +10,7 @@
 //! | the record format and its encryption (pure, over bytes) | [`record`] |
 //! | storage behind a trait (sled, in-memory) | [`store`] |
 //! | every vault operation (CLI and API share it) | [`vault`] |
+//! | anonymized statistics, partner pseudonyms | [`stats`] |
 //! | the command line | [`cli`] |
 //! | key management (no I/O) | the `phonevault-keys` crate |
 //!
@@ -28,5 +29,6 @@
 pub mod cli;
 pub mod phone;
 pub mod record;
+pub mod stats;
 pub mod store;
 pub mod vault;

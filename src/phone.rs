@@ -176,6 +176,31 @@ pub enum NumberKind {
 }
 
 impl NumberKind {
+    /// Every kind, in the order of their stored index (`kind as u8`); the order is
+    /// part of the record format.
+    pub const ALL: [NumberKind; 12] = [
+        NumberKind::FixedLine,
+        NumberKind::Mobile,
+        NumberKind::FixedLineOrMobile,
+        NumberKind::TollFree,
+        NumberKind::PremiumRate,
+        NumberKind::SharedCost,
+        NumberKind::Voip,
+        NumberKind::PersonalNumber,
+        NumberKind::Pager,
+        NumberKind::Uan,
+        NumberKind::Voicemail,
+        NumberKind::Unknown,
+    ];
+
+    /// The kind of a stored index; `Unknown` for an index no kind has.
+    pub fn from_index(i: u8) -> NumberKind {
+        NumberKind::ALL
+            .get(usize::from(i))
+            .copied()
+            .unwrap_or(NumberKind::Unknown)
+    }
+
     /// libphonenumber's name for the kind: `"FIXED_LINE"`, `"MOBILE"`, ...
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1243,6 +1268,14 @@ mod tests {
             let message = want.to_string();
             assert!(!message.is_empty() && !message.contains("7946"));
         }
+    }
+
+    #[test]
+    fn kind_indexes_round_trip() {
+        for k in NumberKind::ALL {
+            assert_eq!(NumberKind::from_index(k as u8), k);
+        }
+        assert_eq!(NumberKind::from_index(200), NumberKind::Unknown);
     }
 
     #[test]

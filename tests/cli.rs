@@ -796,3 +796,66 @@ fn policy_commands_through_the_cli() {
     e.ok(&["add", "--tenant", "shop", "--phone", n, "--consent", "otp"]);
     e.ok(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
 }
+
+#[test]
+fn reports_through_the_cli() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["tenant", "create", "shop", "--purposes", "otp,share:acme"]);
+    for i in 10..22 {
+        e.ok(&[
+            "add",
+            "--tenant",
+            "shop",
+            "--phone",
+            &format!("+4474001230{i}"),
+            "--consent",
+            "otp,share:acme",
+        ]);
+    }
+    e.ok(&[
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+3546111231",
+        "--consent",
+        "otp",
+    ]);
+    let out = e.ok(&["--json", "stats", "--tenant", "shop"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["suppressed_groups"], 1, "{v}");
+    assert_eq!(v["groups"][0]["count"], 12);
+    let csv = e.ok(&["stats", "--tenant", "shop", "--by", "country", "--csv"]);
+    assert_eq!(csv.lines().next(), Some("country,type,count"));
+    assert!(csv.contains("GB,,12"), "{csv}");
+    for (args, hint) in [
+        (vec!["--min-group", "1"], "at least 2"),
+        (vec!["--epsilon", "0"], "positive"),
+        (vec!["--epsilon", "-1"], "positive"),
+    ] {
+        let mut a = vec!["stats", "--tenant", "shop"];
+        a.extend(args);
+        let o = e.run(&a);
+        assert_eq!(code(&o), 1, "{a:?}");
+        assert!(stderr(&o).contains(hint), "{}", stderr(&o));
+    }
+    let out_file = e.root.join("acme.csv");
+    e.ok(&[
+        "share",
+        "--tenant",
+        "shop",
+        "--partner",
+        "acme",
+        "--out",
+        out_file.to_str().unwrap(),
+    ]);
+    let shared = std::fs::read_to_string(&out_file).unwrap();
+    assert_eq!(shared.lines().count(), 13);
+    assert!(!shared.contains("+3546111231"));
+    let subject = e.ok(&["subject", "--tenant", "shop", "--phone", "+3546111231"]);
+    assert!(subject.contains("consent otp: granted"), "{subject}");
+    assert!(!subject.contains("6111231"));
+    let stale = e.ok(&["stale", "--tenant", "shop", "--days", "0"]);
+    assert!(stale.contains("13 records not verified"), "{stale}");
+}

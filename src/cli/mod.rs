@@ -123,6 +123,26 @@ Run `phonevault compact` afterwards to rewrite the store (see SECURITY.md).")]
   phonevault compact
 Needs the vault closed (no server running). See SECURITY.md for what compaction cannot guarantee.")]
     Compact,
+    /// Everything the vault holds about a number (data-subject access request).
+    #[command(after_help = "Example:
+  phonevault subject --tenant shop --phone '+447400123958' --json")]
+    Subject(SubjectArgs),
+    /// Export the numbers consented for sharing with a partner, under pseudonymous ids.
+    #[command(after_help = "Example:
+  phonevault share --tenant shop --partner acme --out acme.csv
+Only records with a live `share:acme` consent are written; ids are per partner.")]
+    Share(ShareArgs),
+    /// List records not verified within N days (masked).
+    #[command(after_help = "Example:
+  phonevault stale --tenant shop --days 365")]
+    Stale(StaleArgs),
+    /// Anonymized counts of live records by country and number type.
+    #[command(after_help = "Examples:
+  phonevault stats --tenant shop
+  phonevault stats --tenant shop --by country --min-group 20 --epsilon 0.5 --csv
+Groups smaller than --min-group are suppressed; each --epsilon query spends that much
+privacy budget, and repeated queries add up (see SECURITY.md).")]
+    Stats(StatsArgs),
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -268,6 +288,68 @@ pub struct OptOutArgs {
     /// Opt out of everything.
     #[arg(long)]
     pub all: bool,
+}
+
+/// `subject` options.
+#[derive(Debug, Args)]
+pub struct SubjectArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// The number.
+    #[arg(long)]
+    pub phone: String,
+    /// Region hint for national numbers.
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Print the full number.
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+/// `share` options.
+#[derive(Debug, Args)]
+pub struct ShareArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Partner name (the purpose is `share:<partner>`).
+    #[arg(long)]
+    pub partner: String,
+    /// Output CSV file (created with mode 0600): partner id and number.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// `stale` options.
+#[derive(Debug, Args)]
+pub struct StaleArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Not verified within this many days.
+    #[arg(long)]
+    pub days: u32,
+}
+
+/// `stats` options.
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Tenant.
+    #[arg(long)]
+    pub tenant: String,
+    /// Grouping: country, type, or both.
+    #[arg(long, value_delimiter = ',', default_value = "country,type", value_parser = ["country", "type"])]
+    pub by: Vec<String>,
+    /// Suppress groups smaller than this (at least 2).
+    #[arg(long, default_value_t = 10)]
+    pub min_group: u64,
+    /// Add Laplace noise with this privacy budget (> 0).
+    #[arg(long, allow_negative_numbers = true)]
+    pub epsilon: Option<f64>,
+    /// CSV output.
+    #[arg(long)]
+    pub csv: bool,
 }
 
 /// `purge` options.
@@ -773,6 +855,98 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Subject(a) => {
+            let v = open(&cli)?;
+            let Some(mut r) = v.subject(&a.tenant, &a.phone, a.region.as_deref())? else {
+                return Err(not_found("the vault holds nothing about that number"));
+            };
+            if a.reveal {
+                r.reveal();
+            }
+            if cli.json {
+                print_json(&serde_json::to_value(&r).unwrap_or_default());
+            } else {
+                println!("record {}: {} ({} {})", r.id, r.phone, r.region, r.kind);
+                println!(
+                    "created {}, updated {}, verified {}",
+                    fmt_time(r.created_at),
+                    fmt_time(r.updated_at),
+                    r.verified_at.map_or("never".into(), fmt_time)
+                );
+                for c in &r.consents {
+                    let w = c
+                        .withdrawn_at
+                        .map_or(String::new(), |t| format!(", withdrawn {}", fmt_time(t)));
+                    println!(
+                        "consent {}: granted {} (source {}){w}",
+                        c.purpose,
+                        fmt_time(c.granted_at),
+                        c.source
+                    );
+                }
+                for o in &r.opt_outs {
+                    let l = o
+                        .lifted_at
+                        .map_or(String::new(), |t| format!(", lifted {}", fmt_time(t)));
+                    println!(
+                        "opt-out {}: {}{l}",
+                        o.purpose.as_deref().unwrap_or("everything"),
+                        fmt_time(o.at)
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Share(a) => {
+            let v = open(&cli)?;
+            let f = create_private(&a.out)?;
+            let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
+            w.write_record(["partner_id", "phone"])
+                .map_err(|e| fail(e.to_string()))?;
+            let n = v.share(&a.tenant, &a.partner, |pid, f| {
+                w.write_record([pid, f.e164.expose_secret()])
+                    .map_err(|e| VaultError::Csv(e.to_string()))
+            })?;
+            w.flush()
+                .map_err(|e| fail(format!("cannot write {}: {e}", a.out.display())))?;
+            say(
+                &cli,
+                serde_json::json!({"shared": n, "partner": a.partner, "out": a.out.display().to_string()}),
+                &format!(
+                    "wrote {n} records consented for sharing with {} to {}",
+                    a.partner,
+                    a.out.display()
+                ),
+            );
+            Ok(())
+        }
+        Command::Stale(a) => {
+            let list = open(&cli)?.stale(&a.tenant, a.days)?;
+            if cli.json {
+                print_json(&serde_json::to_value(&list).unwrap_or_default());
+            } else {
+                for s in &list {
+                    println!(
+                        "{}  {}  verified {}",
+                        s.id,
+                        s.masked,
+                        s.verified_at.map_or("never".into(), fmt_time)
+                    );
+                }
+                println!("{} records not verified within {} days", list.len(), a.days);
+            }
+            Ok(())
+        }
+        Command::Stats(a) => {
+            let q = crate::stats::StatsQuery {
+                by_country: a.by.iter().any(|b| b == "country"),
+                by_type: a.by.iter().any(|b| b == "type"),
+                min_group: a.min_group,
+                epsilon: a.epsilon,
+            };
+            let s = open(&cli)?.stats(&a.tenant, &q)?;
+            print_stats(&cli, a, &s)
+        }
         Command::Compact => {
             let unlock = unlock_source(&cli)?;
             if !cli.vault.join(vault::KEYRING_FILE).exists() {
@@ -790,6 +964,49 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn print_stats(cli: &Cli, a: &StatsArgs, s: &crate::stats::Stats) -> Result<(), Failure> {
+    if cli.json {
+        print_json(&serde_json::to_value(s).unwrap_or_default());
+        return Ok(());
+    }
+    if a.csv {
+        let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+        let row = |w: &mut csv::Writer<_>, r: [&str; 3]| {
+            w.write_record(r).map_err(|e| fail(e.to_string()))
+        };
+        row(&mut w, ["country", "type", "count"])?;
+        for g in &s.groups {
+            row(
+                &mut w,
+                [
+                    g.country.as_deref().unwrap_or(""),
+                    g.kind.unwrap_or(""),
+                    &g.count.to_string(),
+                ],
+            )?;
+        }
+        return w.flush().map_err(|e| fail(e.to_string()));
+    }
+    println!("{:<8} {:<22} {:>10}", "country", "type", "count");
+    for g in &s.groups {
+        println!(
+            "{:<8} {:<22} {:>10}",
+            g.country.as_deref().unwrap_or("*"),
+            g.kind.unwrap_or("*"),
+            g.count
+        );
+    }
+    println!(
+        "{} groups smaller than {} suppressed{}",
+        s.suppressed_groups,
+        s.min_group,
+        s.epsilon.map_or(String::new(), |e| format!(
+            "; Laplace noise, epsilon {e} spent by this query"
+        ))
+    );
+    Ok(())
 }
 
 fn say(cli: &Cli, json: serde_json::Value, text: &str) {

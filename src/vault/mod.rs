@@ -25,8 +25,10 @@ use phonevault_keys::{
 };
 
 mod lifecycle;
+mod subject;
 
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
+pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 
 use crate::phone::{self, PhoneError, E164};
 use crate::record::{self, RecordBody, RecordError, RecordId};
