@@ -293,3 +293,18 @@ fn purposes_can_be_added_later() {
     assert!(t.found(A, "share:acme"));
     assert!(!t.found(A, "marketing"), "sharing implies nothing else");
 }
+
+#[test]
+fn an_import_during_suppression_is_not_revived_by_a_later_consent() {
+    // An import must not even record a grant for an opted-out number: otherwise an
+    // explicit consent for another purpose, which lifts the suppression, would bring
+    // the imported purpose back to life.
+    let t = setup();
+    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
+    t.v.opt_out("shop", phone(A), None).unwrap();
+    t.import(&[A], &["marketing"]);
+    t.v.add("shop", A, None, &p(&["support"]), "call").unwrap();
+    assert!(t.found(A, "support"));
+    assert!(!t.found(A, "marketing"));
+    assert!(!t.found(A, "otp"));
+}
