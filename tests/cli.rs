@@ -859,3 +859,22 @@ fn reports_through_the_cli() {
     let stale = e.ok(&["stale", "--tenant", "shop", "--days", "0"]);
     assert!(stale.contains("13 records not verified"), "{stale}");
 }
+
+#[test]
+fn key_rotate_and_rewrap_through_the_cli() {
+    let e = Env::new();
+    e.with_tenant();
+    let n = "+447400123958";
+    e.ok(&["add", "--tenant", "shop", "--phone", n, "--consent", "otp"]);
+    let out = e.ok(&["key", "rotate", "--tenant", "shop", "--index"]);
+    assert!(out.contains("version 2"), "{out}");
+    e.ok(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+    let out = e.ok(&["--json", "key", "rewrap", "--tenant", "shop"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["reindexed"], 1, "{v}");
+    assert_eq!(v["index_key_version"], 2);
+    e.ok(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+    let o = e.run(&["key", "rotate", "--tenant", "nope"]);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("unknown tenant"));
+}

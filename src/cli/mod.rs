@@ -143,6 +143,9 @@ Only records with a live `share:acme` consent are written; ids are per partner."
 Groups smaller than --min-group are suppressed; each --epsilon query spends that much
 privacy budget, and repeated queries add up (see SECURITY.md).")]
     Stats(StatsArgs),
+    /// Rotate a tenant's keys and re-encrypt its records.
+    #[command(subcommand)]
+    Key(KeyCommand),
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -213,6 +216,33 @@ pub enum TenantCommand {
         /// Keep records without a time limit.
         #[arg(long)]
         unlimited: bool,
+    },
+}
+
+/// Key lifecycle commands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make a new data-key version (or, with --index, a new blind-index key).
+    #[command(after_help = "Examples:
+  phonevault key rotate --tenant shop
+  phonevault key rotate --tenant shop --index && phonevault key rewrap --tenant shop
+New writes use the new version at once; older versions still decrypt until rewrapped.")]
+    Rotate {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Rotate the blind-index key instead of the data key.
+        #[arg(long)]
+        index: bool,
+    },
+    /// Re-encrypt every record under the current versions (resumable).
+    #[command(after_help = "Example:
+  phonevault key rewrap --tenant shop
+Safe to interrupt (Ctrl-C, crash): run it again to continue.")]
+    Rewrap {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
     },
 }
 
@@ -946,6 +976,30 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             let s = open(&cli)?.stats(&a.tenant, &q)?;
             print_stats(&cli, a, &s)
+        }
+        Command::Key(KeyCommand::Rotate { tenant, index }) => {
+            let v = open(&cli)?.rotate_key(tenant, *index)?;
+            let what = if *index { "blind-index" } else { "data" };
+            say(&cli, serde_json::json!({"tenant": tenant, "key": what, "version": v}),
+                &format!("tenant {tenant}: new {what} key version {v}; run `phonevault key rewrap --tenant {tenant}` to move existing records to it"));
+            Ok(())
+        }
+        Command::Key(KeyCommand::Rewrap { tenant }) => {
+            let v = open(&cli)?;
+            let bar = if std::io::stderr().is_terminal() && !cli.json {
+                indicatif::ProgressBar::new(0)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let r = v.rewrap(tenant, |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            say(&cli, serde_json::to_value(r).unwrap_or_default(),
+                &format!("tenant {tenant}: {} records, {} re-encrypted under data key v{}, {} re-indexed under index key v{}",
+                    r.records, r.resealed, r.data_key_version, r.reindexed, r.index_key_version));
+            Ok(())
         }
         Command::Compact => {
             let unlock = unlock_source(&cli)?;

@@ -210,7 +210,7 @@ impl Vault {
         Ok(id)
     }
 
-    fn update_tenant(
+    pub(super) fn update_tenant(
         &self,
         tenant: &str,
         f: impl FnOnce(&mut TenantRow) -> Result<(), VaultError>,

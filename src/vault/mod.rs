@@ -24,9 +24,11 @@ use phonevault_keys::{
     VaultId,
 };
 
+mod keys;
 mod lifecycle;
 mod subject;
 
+pub use keys::RewrapReport;
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 
@@ -190,6 +192,9 @@ pub struct TenantRow {
     pub retention_days: Option<u32>,
     /// libphonenumber metadata version the indexes were computed with.
     pub metadata_version: String,
+    /// Older index-key versions that may still have index entries (after an
+    /// index-key rotation, until `key rewrap` has rebuilt every entry).
+    pub stale_index_versions: Vec<u32>,
     /// Unix seconds of creation.
     pub created_at: u64,
 }
@@ -925,6 +930,7 @@ impl Vault {
             expected_rows: last4_expected_rows,
             retention_days: None,
             metadata_version: phone::metadata_version().to_owned(),
+            stale_index_versions: Vec::new(),
             created_at: now(),
         };
         meta.next_tenant_id = meta
@@ -987,7 +993,8 @@ impl Vault {
             .get(name)
             .ok_or_else(|| VaultError::UnknownTenant(name.to_owned()))?;
         let mut keys = BTreeMap::new();
-        for s in tk.seeds.iter().filter(|s| !s.retired) {
+        // Every version still held decrypts: "retired" only means no longer current.
+        for s in tk.seeds.iter() {
             keys.insert(s.version, ring.tenant_keys(&self.root, name, s.version)?);
         }
         let ctx = Arc::new(TenantCtx {
@@ -1050,30 +1057,37 @@ impl Vault {
         Ok(Some((stored, body)))
     }
 
+    /// Finds the record of a number through the exact index: under the current
+    /// index key, then under older index keys whose entries are not rebuilt yet.
     fn lookup_exact(
         &self,
         ctx: &TenantCtx,
         e164: &E164,
     ) -> Result<Option<(RecordId, Vec<u8>, RecordBody)>, VaultError> {
-        let keys = ctx.index()?;
-        let digest = record::exact_digest(&keys.index, e164.expose_secret());
-        let key = exact_index_key(ctx.row.id, keys.version, &digest);
-        let Some(rid) = self.store.get(Tree::Index, &key)? else {
-            return Ok(None);
-        };
-        let id = RecordId(
-            rid.as_slice()
-                .try_into()
-                .map_err(|_| VaultError::RowTampered("index"))?,
-        );
-        let Some((stored, body)) = self.open_record(ctx, &id)? else {
-            return Ok(None);
-        };
-        // Every hit is decrypted and compared with the query.
-        if body.e164 != e164.expose_secret() {
-            return Err(VaultError::IndexMismatch);
+        let versions =
+            std::iter::once(ctx.current_index).chain(ctx.row.stale_index_versions.iter().copied());
+        for v in versions {
+            let keys = ctx.data_key(v)?;
+            let digest = record::exact_digest(&keys.index, e164.expose_secret());
+            let key = exact_index_key(ctx.row.id, keys.version, &digest);
+            let Some(rid) = self.store.get(Tree::Index, &key)? else {
+                continue;
+            };
+            let id = RecordId(
+                rid.as_slice()
+                    .try_into()
+                    .map_err(|_| VaultError::RowTampered("index"))?,
+            );
+            let Some((stored, body)) = self.open_record(ctx, &id)? else {
+                continue;
+            };
+            // Every hit is decrypted and compared with the query.
+            if body.e164 != e164.expose_secret() {
+                return Err(VaultError::IndexMismatch);
+            }
+            return Ok(Some((id, stored, body)));
         }
-        Ok(Some((id, stored, body)))
+        Ok(None)
     }
 
     fn found(id: RecordId, body: &RecordBody) -> Found {
@@ -1152,28 +1166,35 @@ impl Vault {
                 "--last4 takes exactly four digits".into(),
             ));
         }
-        let keys = ctx.index()?;
-        let d = record::last4_digest(&keys.index, country_code, last4, bits);
-        let prefix = last4_prefix(ctx.row.id, keys.version, &d);
         let t = self.now();
-        let mut out = Vec::new();
-        for (k, _) in self.store.scan_prefix(Tree::Index, &prefix, usize::MAX)? {
-            let Some(id) = k
-                .get(prefix.len()..)
-                .and_then(|r| <[u8; 16]>::try_from(r).ok())
-            else {
-                return Err(VaultError::RowTampered("index"));
-            };
-            let id = RecordId(id);
-            let Some((_, body)) = self.open_record(&ctx, &id)? else {
-                continue;
-            };
-            // Candidates of a truncated index are filtered after decryption.
-            if body.country_code == country_code
-                && last4_of(&body.e164) == last4
-                && self.readable(&ctx, &body, purpose, t)
-            {
-                out.push(Self::found(id, &body));
+        let mut out: Vec<Found> = Vec::new();
+        let versions =
+            std::iter::once(ctx.current_index).chain(ctx.row.stale_index_versions.iter().copied());
+        for v in versions {
+            let keys = ctx.data_key(v)?;
+            let d = record::last4_digest(&keys.index, country_code, last4, bits);
+            let prefix = last4_prefix(ctx.row.id, keys.version, &d);
+            for (k, _) in self.store.scan_prefix(Tree::Index, &prefix, usize::MAX)? {
+                let Some(id) = k
+                    .get(prefix.len()..)
+                    .and_then(|r| <[u8; 16]>::try_from(r).ok())
+                else {
+                    return Err(VaultError::RowTampered("index"));
+                };
+                let id = RecordId(id);
+                if out.iter().any(|f| f.id == id) {
+                    continue;
+                }
+                let Some((_, body)) = self.open_record(&ctx, &id)? else {
+                    continue;
+                };
+                // Candidates of a truncated index are filtered after decryption.
+                if body.country_code == country_code
+                    && last4_of(&body.e164) == last4
+                    && self.readable(&ctx, &body, purpose, t)
+                {
+                    out.push(Self::found(id, &body));
+                }
             }
         }
         Ok(out)
@@ -1389,7 +1410,9 @@ impl Vault {
             })?;
         let t = self.now();
         let mut summary = ImportSummary::default();
-        let mut optimistic = true;
+        // Without older index versions, the current index entry is the only place a
+        // number can already be: a guard on it suffices.
+        let mut optimistic = ctx.row.stale_index_versions.is_empty();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
@@ -1525,7 +1548,8 @@ impl Vault {
                 counts.unchanged += 1;
                 continue;
             }
-            match self.store.get(Tree::Index, &ready.idx.exact)? {
+            let existing = self.lookup_exact(ctx, &E164::from_trusted(ready.body.e164.clone()))?;
+            match existing {
                 None => {
                     encryptions += 1;
                     let exact = ready.idx.exact.clone();
@@ -1543,18 +1567,7 @@ impl Vault {
                     counts.created += 1;
                     continue;
                 }
-                Some(rid) => {
-                    let id = RecordId(
-                        rid.as_slice()
-                            .try_into()
-                            .map_err(|_| VaultError::RowTampered("index"))?,
-                    );
-                    let Some((stored, old)) = self.open_record(ctx, &id)? else {
-                        return Err(VaultError::IndexMismatch);
-                    };
-                    if old.e164 != ready.body.e164 {
-                        return Err(VaultError::IndexMismatch);
-                    }
+                Some((id, stored, old)) => {
                     if old.suppressed() {
                         // Opted out of everything: an import never re-adds consent.
                         counts.suppressed += 1;
@@ -1602,7 +1615,8 @@ impl Vault {
             on_reject(r)?;
         }
         // Back to the fast path once a chunk held only new numbers.
-        *optimistic = counts.merged + counts.unchanged + counts.suppressed == 0;
+        *optimistic = ctx.row.stale_index_versions.is_empty()
+            && counts.merged + counts.unchanged + counts.suppressed == 0;
         summary.add(&counts);
         Ok(())
     }

@@ -1,0 +1,176 @@
+//! Key lifecycle of a tenant: rotation of the data or blind-index key, and rewrap of
+//! every record under the current versions (rebuilding the blind indexes after an
+//! index-key rotation), resumable and chunked so the vault stays usable meanwhile.
+
+use phonevault_keys::KeyPurpose;
+
+use super::{index_entries, record_key, Vault, VaultError};
+use crate::record::{self, RecordId};
+use crate::store::{Batch, Tree};
+
+/// Records rewrapped per atomic commit; the write lock is released between chunks.
+const REWRAP_CHUNK: usize = 500;
+
+/// What a rewrap did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RewrapReport {
+    /// Records of the tenant.
+    pub records: u64,
+    /// Records re-encrypted under the current data key.
+    pub resealed: u64,
+    /// Records whose blind-index entries were rebuilt under the current index key.
+    pub reindexed: u64,
+    /// The data-key version every record is now under.
+    pub data_key_version: u32,
+    /// The index-key version every index entry is now under.
+    pub index_key_version: u32,
+}
+
+impl Vault {
+    /// Makes a new key version for the tenant: its data key (new writes use it at
+    /// once; older versions still decrypt) or, with `index`, its blind-index key
+    /// (lookups also search the older index until `rewrap` has rebuilt it). Returns
+    /// the new version.
+    pub fn rotate_key(&self, tenant: &str, index: bool) -> Result<u32, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        if index {
+            // Record the old version as still searched *before* the keyring moves on:
+            // a crash in between leaves a harmless duplicate, never a lost index.
+            let old = ctx.current_index;
+            self.update_tenant(tenant, |row| {
+                if !row.stale_index_versions.contains(&old) {
+                    row.stale_index_versions.push(old);
+                }
+                Ok(())
+            })?;
+        }
+        let _w = self.write_guard();
+        let purpose = if index {
+            KeyPurpose::Index
+        } else {
+            KeyPurpose::Data
+        };
+        let version = {
+            let mut ring = self
+                .keyring
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let v = ring.rotate(&self.root, tenant, purpose, self.now())?;
+            self.save_keyring(&mut ring)?;
+            v
+        };
+        self.forget_tenant(tenant);
+        Ok(version)
+    }
+
+    /// Re-encrypts every record of the tenant not yet under the current data key, and
+    /// moves index entries made with an older index key to the current one. Chunks
+    /// commit atomically, so an interrupted rewrap (crash, Ctrl-C, full disk) leaves
+    /// every record whole and a re-run continues where it stopped. `on_progress` gets
+    /// (records done, records in all).
+    pub fn rewrap(
+        &self,
+        tenant: &str,
+        mut on_progress: impl FnMut(u64, u64),
+    ) -> Result<RewrapReport, VaultError> {
+        self.forget_tenant(tenant);
+        let ctx = self.tenant(tenant)?;
+        let prefix = ctx.row.id.to_be_bytes().to_vec();
+        let end = crate::store::prefix_end(&prefix);
+        let total = {
+            let mut n = 0u64;
+            let mut from = prefix.clone();
+            loop {
+                let page = self
+                    .store
+                    .range(Tree::Records, &from, end.as_deref(), 10_000)?;
+                let Some((last, _)) = page.last() else { break };
+                n += page.len() as u64;
+                from = last.clone();
+                from.push(0);
+            }
+            n
+        };
+        let data = ctx.current()?;
+        let index = ctx.index()?;
+        let mut report = RewrapReport {
+            records: total,
+            data_key_version: data.version,
+            index_key_version: index.version,
+            ..RewrapReport::default()
+        };
+        let mut done = 0u64;
+        let mut from = prefix;
+        loop {
+            let page = self
+                .store
+                .range(Tree::Records, &from, end.as_deref(), REWRAP_CHUNK)?;
+            let Some((last, _)) = page.last() else { break };
+            from = last.clone();
+            from.push(0);
+            let _w = self.write_guard();
+            let mut b = Batch::default();
+            let mut sealed_now = 0;
+            for (k, _) in &page {
+                let id = RecordId(
+                    k.get(4..)
+                        .and_then(|r| <[u8; 16]>::try_from(r).ok())
+                        .ok_or(VaultError::RowTampered("records"))?,
+                );
+                // Re-read under the lock: the record may have changed since the page.
+                let Some((stored, body)) = self.open_record(&ctx, &id)? else {
+                    continue;
+                };
+                let header = record::parse_header(&stored)?;
+                if header.data_key_version == data.version
+                    && header.index_key_version == index.version
+                {
+                    continue;
+                }
+                let sealed = record::seal(
+                    &data.data,
+                    data.version,
+                    index.version,
+                    ctx.row.id,
+                    &id,
+                    &body,
+                )?;
+                sealed_now += 1;
+                let rk = record_key(ctx.row.id, &id);
+                b.guard(Tree::Records, rk.clone(), Some(stored));
+                b.put(Tree::Records, rk, sealed);
+                report.resealed += 1;
+                if header.index_key_version != index.version {
+                    let old_keys = ctx.data_key(header.index_key_version)?;
+                    let old = index_entries(&ctx, old_keys, &body.e164, body.country_code, &id);
+                    let new = index_entries(&ctx, index, &body.e164, body.country_code, &id);
+                    b.delete(Tree::Index, old.exact);
+                    if let Some(l4) = old.last4 {
+                        b.delete(Tree::Index, l4);
+                    }
+                    b.guard(Tree::Index, new.exact.clone(), None);
+                    b.put(Tree::Index, new.exact, id.0.to_vec());
+                    if let Some(l4) = new.last4 {
+                        b.put(Tree::Index, l4, Vec::new());
+                    }
+                    report.reindexed += 1;
+                }
+            }
+            if sealed_now > 0 {
+                self.reserve_encryptions(&ctx, sealed_now)?;
+                self.store.commit(&b)?;
+            }
+            done += page.len() as u64;
+            on_progress(done.min(total), total);
+        }
+        self.store.flush()?;
+        if !ctx.row.stale_index_versions.is_empty() {
+            // Every entry now lives under the current index key.
+            self.update_tenant(tenant, |row| {
+                row.stale_index_versions.clear();
+                Ok(())
+            })?;
+        }
+        Ok(report)
+    }
+}
