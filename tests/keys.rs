@@ -103,3 +103,58 @@ fn rotation_rewrap_and_index_rebuild() {
     let r = v.rewrap("t", |_, _| {}).unwrap();
     assert_eq!((r.resealed, r.reindexed), (0, 0));
 }
+
+#[test]
+fn shredding_makes_every_copy_undecryptable() {
+    let store = Arc::new(MemoryStore::new());
+    let v = Vault::in_memory(store.clone()).unwrap();
+    v.create_tenant("t", &p(&["otp"]), Some(1000)).unwrap();
+    v.create_tenant("keep", &p(&["otp"]), None).unwrap();
+    let nums = numbers(50);
+    import(&v, &nums);
+    v.add("keep", &nums[0], None, &p(&["otp"]), "web").unwrap();
+    // a "backup" of the store taken before the shredding
+    let backup = Arc::new(MemoryStore::new());
+    for tree in Tree::ALL {
+        let mut b = phonevault::store::Batch::default();
+        for (k, val) in store.range(tree, b"", None, usize::MAX).unwrap() {
+            b.put(tree, k, val);
+        }
+        backup.commit(&b).unwrap();
+    }
+    let r = v.shred_tenant("t").unwrap();
+    assert_eq!(r.records, 50);
+    assert!(matches!(
+        v.find("t", &nums[0], None, "otp"),
+        Err(VaultError::UnknownTenant(_))
+    ));
+    assert!(
+        v.find("keep", &nums[0], None, "otp").unwrap().is_some(),
+        "other tenants untouched"
+    );
+    assert_eq!(
+        store
+            .range(Tree::Records, b"", None, usize::MAX)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(matches!(
+        v.create_tenant("t", &p(&["otp"]), None),
+        Err(VaultError::TenantExists(_))
+    ));
+    // The backup's rows are still there, but the tenant's keys are gone: restoring
+    // the tenant row and records brings nothing back.
+    let mut b = phonevault::store::Batch::default();
+    b.put(
+        Tree::Tenants,
+        b"t".to_vec(),
+        backup.get(Tree::Tenants, b"t").unwrap().unwrap(),
+    );
+    for (k, val) in backup.range(Tree::Records, b"", None, usize::MAX).unwrap() {
+        b.put(Tree::Records, k, val);
+    }
+    store.commit(&b).unwrap();
+    let err = v.find("t", &nums[0], None, "otp").unwrap_err();
+    assert!(matches!(err, VaultError::Key(_)), "{err:?}");
+}

@@ -189,6 +189,18 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
+    /// Crypto-shred a tenant: destroy its keys, then delete its data.
+    #[command(after_help = "Example:
+  phonevault tenant shred oldshop --yes
+Irreversible: every copy of the tenant's data (backups, old store files) becomes
+undecryptable. Old copies of the keyring file must be destroyed too.")]
+    Shred {
+        /// Tenant name.
+        name: String,
+        /// Confirm that this is irreversible.
+        #[arg(long, required = true)]
+        yes: bool,
+    },
     /// Declare more purposes for a tenant.
     #[command(after_help = "Example:
   phonevault tenant add-purpose shop --purposes share:acme")]
@@ -976,6 +988,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             let s = open(&cli)?.stats(&a.tenant, &q)?;
             print_stats(&cli, a, &s)
+        }
+        Command::Tenant(TenantCommand::Shred { name, .. }) => {
+            let r = open(&cli)?.shred_tenant(name)?;
+            say(&cli, serde_json::json!({"tenant": name, "shredded": true, "records_deleted": r.records}),
+                &format!("tenant {name}: keys destroyed, {} records deleted; destroy old copies of the keyring file too", r.records));
+            Ok(())
         }
         Command::Key(KeyCommand::Rotate { tenant, index }) => {
             let v = open(&cli)?.rotate_key(tenant, *index)?;

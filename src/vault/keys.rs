@@ -26,7 +26,62 @@ pub struct RewrapReport {
     pub index_key_version: u32,
 }
 
+/// What a crypto-shredding did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ShredReport {
+    /// Records (now undecryptable) deleted from the store.
+    pub records: u64,
+}
+
 impl Vault {
+    /// Crypto-shreds a tenant: destroys every key seed it has (in the keyring, which
+    /// is never inside the store or its backups), so every copy of its ciphertexts —
+    /// in old log segments, on SSD blocks, in backups and replicas — can never be
+    /// decrypted again; then deletes its records, index and expiry entries and its
+    /// settings. The keyring is written first: a crash afterwards leaves only
+    /// undecryptable rows, which a re-run removes. The name cannot be reused.
+    pub fn shred_tenant(&self, tenant: &str) -> Result<ShredReport, VaultError> {
+        let row_bytes = self
+            .store
+            .get(Tree::Tenants, tenant.as_bytes())?
+            .ok_or_else(|| VaultError::UnknownTenant(tenant.to_owned()))?;
+        let row: super::TenantRow =
+            super::decode_row(&self.row_mac, "tenants", tenant.as_bytes(), &row_bytes)?;
+        let _w = self.write_guard();
+        {
+            let mut ring = self
+                .keyring
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            ring.shred_tenant(tenant)?;
+            self.save_keyring(&mut ring)?;
+        }
+        self.forget_tenant(tenant);
+        let prefix = row.id.to_be_bytes().to_vec();
+        let mut report = ShredReport::default();
+        for tree in [Tree::Records, Tree::Index, Tree::Expiry] {
+            loop {
+                let page = self.store.scan_prefix(tree, &prefix, 10_000)?;
+                if page.is_empty() {
+                    break;
+                }
+                let mut b = Batch::default();
+                for (k, _) in page {
+                    if tree == Tree::Records {
+                        report.records += 1;
+                    }
+                    b.delete(tree, k);
+                }
+                self.store.commit(&b)?;
+            }
+        }
+        let mut b = Batch::default();
+        b.delete(Tree::Tenants, tenant.as_bytes().to_vec());
+        self.store.commit(&b)?;
+        self.store.flush()?;
+        Ok(report)
+    }
+
     /// Makes a new key version for the tenant: its data key (new writes use it at
     /// once; older versions still decrypt) or, with `index`, its blind-index key
     /// (lookups also search the older index until `rewrap` has rebuilt it). Returns

@@ -28,7 +28,7 @@ mod keys;
 mod lifecycle;
 mod subject;
 
-pub use keys::RewrapReport;
+pub use keys::{RewrapReport, ShredReport};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 
@@ -941,9 +941,18 @@ impl Vault {
         // without keys.
         {
             let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-            if !ring.tenants.contains_key(name) {
-                ring.add_tenant(&self.root, name, now())?;
-                self.save_keyring(&mut ring)?;
+            match ring.tenants.get(name) {
+                None => {
+                    ring.add_tenant(&self.root, name, now())?;
+                    self.save_keyring(&mut ring)?;
+                }
+                // Keys of a shredded tenant are gone for good; its name stays taken
+                // so nothing is ever encrypted under a seed the holders think is dead.
+                Some(tk) if tk.is_shredded() => {
+                    return Err(VaultError::TenantExists(name.to_owned()));
+                }
+                // Keys left by a crash between keyring and store writes: reuse them.
+                Some(_) => {}
             }
         }
         let mut b = Batch::default();
