@@ -11,6 +11,7 @@
 //! | storage behind a trait (sled, in-memory) | [`store`] |
 //! | every vault operation (CLI and API share it) | [`vault`] |
 //! | anonymized statistics, partner pseudonyms | [`stats`] |
+//! | the tamper-evident audit chain (pure) | [`audit`] |
 //! | the command line | [`cli`] |
 //! | key management (no I/O) | the `phonevault-keys` crate |
 //!
@@ -26,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod cli;
 pub mod phone;
 pub mod record;
