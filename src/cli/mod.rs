@@ -64,7 +64,7 @@ pub enum Command {
   PHONEVAULT_PASSPHRASE_FILE=/run/secrets/pv phonevault --vault /var/lib/phonevault init
   phonevault init --new-key-file /root/phonevault.key")]
     Init(InitArgs),
-    /// Create and list tenants.
+    /// Manage tenants: create, list, purposes, retention, crypto-shredding.
     #[command(subcommand)]
     Tenant(TenantCommand),
     /// Add a number with consents (merges consents when the number exists).
