@@ -11,6 +11,7 @@
 //! | storage behind a trait (sled, in-memory) | [`store`] |
 //! | every vault operation (CLI and API share it) | [`vault`] |
 //! | anonymized statistics, partner pseudonyms | [`stats`] |
+//! | the socket API (HTTP+JSON over a Unix socket) | [`server`] |
 //! | the command line | [`cli`] |
 //! | key management (no I/O) | the `phonevault-keys` crate |
 //!
@@ -29,6 +30,7 @@
 pub mod cli;
 pub mod phone;
 pub mod record;
+pub mod server;
 pub mod stats;
 pub mod store;
 pub mod vault;

@@ -26,9 +26,11 @@ use phonevault_keys::{
 
 mod lifecycle;
 mod subject;
+mod tokens;
 
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
+pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
 
 use crate::phone::{self, PhoneError, E164};
 use crate::record::{self, RecordBody, RecordError, RecordId};
