@@ -12,6 +12,7 @@
 //! | every vault operation (CLI and API share it) | [`vault`] |
 //! | anonymized statistics, partner pseudonyms | [`stats`] |
 //! | the tamper-evident audit chain (pure) | [`audit`] |
+//! | the socket API (HTTP+JSON over a Unix socket) | [`server`] |
 //! | the command line | [`cli`] |
 //! | key management (no I/O) | the `phonevault-keys` crate |
 //!
@@ -31,6 +32,7 @@ pub mod audit;
 pub mod cli;
 pub mod phone;
 pub mod record;
+pub mod server;
 pub mod stats;
 pub mod store;
 pub mod vault;

@@ -9,6 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use phonevault_keys::{KdfParams, KeyFileKey, Passphrase};
 use zeroize::Zeroizing;
 
+mod server_cmds;
+
+pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
+
 use crate::phone;
 use crate::vault::{self, Found, ImportOptions, OpenOptions, Unlock, Vault, VaultError};
 
@@ -151,6 +155,15 @@ privacy budget, and repeated queries add up (see SECURITY.md).")]
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
   echo '{\"input\": \"07400 123958\", \"region\": \"GB\"}' | phonevault normalize --jsonl")]
     Normalize(NormalizeArgs),
+    /// Serve the HTTP+JSON API on a Unix socket (starts sealed without an unlock source).
+    #[command(after_help = "Examples:
+  phonevault serve
+  phonevault serve --socket /run/phonevault/api.sock --socket-group app --passphrase-file /run/secrets/pv
+Stop it with SIGTERM or Ctrl-C: in-flight requests finish and the socket is removed.")]
+    Serve(ServeArgs),
+    /// Create, list and revoke API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
 }
 
 /// `init` options.
@@ -1019,6 +1032,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                     r.records, r.resealed, r.data_key_version, r.reindexed, r.index_key_version));
             Ok(())
         }
+        Command::Serve(a) => server_cmds::serve(&cli, a),
+        Command::Token(c) => server_cmds::token(&cli, c),
         Command::Compact => {
             let unlock = unlock_source(&cli)?;
             if !cli.vault.join(vault::KEYRING_FILE).exists() {

@@ -27,10 +27,12 @@ use phonevault_keys::{
 mod keys;
 mod lifecycle;
 mod subject;
+mod tokens;
 
 pub use keys::{RewrapReport, ShredReport};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
+pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
 
 use crate::phone::{self, PhoneError, E164};
 use crate::record::{self, RecordBody, RecordError, RecordId};

@@ -1,0 +1,190 @@
+//! `phonevault serve` and `phonevault token ...`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::{fail, open, print_json, unlock_source, Cli, Failure};
+use crate::server::{self, ServeOptions};
+use crate::vault::{self, Role, TokenSpec};
+
+/// `serve` options.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Socket path (default: <vault dir>/phonevault.sock).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Give this group (name or gid) access to the socket: mode 0660 instead of 0600.
+    /// The socket must then live in a directory that group can reach.
+    #[arg(long)]
+    pub socket_group: Option<String>,
+    /// Accept connections only from these peer uids (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub allow_uid: Vec<u32>,
+}
+
+/// Token management.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token; prints it once (only its SHA-256 is stored).
+    #[command(after_help = "Examples:
+  phonevault token create --tenant shop --role reader --purposes otp
+  phonevault token create --tenant shop --role reader --purposes support --reveal --ttl 30d
+  phonevault --json token create --admin")]
+    Create(TokenCreateArgs),
+    /// List tokens (ids and rights, never the secrets).
+    List,
+    /// Revoke a token by id, or every token with --all.
+    #[command(after_help = "Examples:
+  phonevault token revoke 3f9c0a1b2c3d4e5f
+  phonevault token revoke --all")]
+    Revoke {
+        /// Token id (from `token list`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Revoke every token (incident response).
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// `token create` options.
+#[derive(Debug, Args)]
+pub struct TokenCreateArgs {
+    /// Tenant the token is bound to.
+    #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+    pub tenant: Option<String>,
+    /// Role: admin, writer, reader or auditor.
+    #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
+    pub role: Option<String>,
+    /// A vault-wide admin token (no tenant): sealing and management.
+    #[arg(long)]
+    pub admin: bool,
+    /// Comma-separated purposes the token may use (default: all of the tenant's).
+    #[arg(long, value_delimiter = ',', conflicts_with = "admin")]
+    pub purposes: Vec<String>,
+    /// Allow the token to see full numbers.
+    #[arg(long, conflicts_with = "admin")]
+    pub reveal: bool,
+    /// Lifetime, e.g. 30d, 12h, 45m.
+    #[arg(long)]
+    pub ttl: Option<String>,
+}
+
+pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
+    // Sealed unless an unlock source is given; the server never prompts.
+    let given = cli.passphrase_file.is_some()
+        || std::env::var_os("PHONEVAULT_PASSPHRASE").is_some()
+        || cli.key_file.is_some();
+    let unlock = if given {
+        Some(unlock_source(cli)?)
+    } else {
+        None
+    };
+    let socket = a
+        .socket
+        .clone()
+        .unwrap_or_else(|| cli.vault.join("phonevault.sock"));
+    server::serve(ServeOptions {
+        dir: cli.vault.clone(),
+        socket,
+        socket_group: a.socket_group.clone(),
+        allow_uids: a.allow_uid.clone(),
+        unlock,
+    })
+    .map_err(|e| match e {
+        server::ServerError::Vault(v) => v.into(),
+        e => fail(e.to_string()),
+    })
+}
+
+fn fmt_expiry(t: Option<u64>) -> String {
+    t.map_or("never".into(), super::fmt_time)
+}
+
+pub(super) fn token(cli: &Cli, c: &TokenCommand) -> Result<(), Failure> {
+    let v = open(cli)?;
+    match c {
+        TokenCommand::Create(a) => {
+            let role = match (&a.role, a.admin) {
+                (_, true) => Role::Admin,
+                (Some(r), false) => Role::parse(r).ok_or_else(|| {
+                    fail(format!(
+                        "unknown role `{r}`: use admin, writer, reader or auditor"
+                    ))
+                })?,
+                (None, false) => return Err(fail("give --role, or --admin")),
+            };
+            let ttl_secs = a.ttl.as_deref().map(vault::parse_ttl).transpose()?;
+            let (info, secret) = v.create_token(&TokenSpec {
+                tenant: a.tenant.clone(),
+                role,
+                purposes: a.purposes.clone(),
+                reveal: a.reveal,
+                ttl_secs,
+            })?;
+            if cli.json {
+                print_json(&serde_json::json!({"id": info.id, "token": secret.expose_secret()}));
+            } else {
+                println!("{}", secret.expose_secret());
+                eprintln!(
+                    "token {} created (shown once; only its hash is stored); expires: {}",
+                    info.id,
+                    fmt_expiry(info.expires_at)
+                );
+            }
+        }
+        TokenCommand::List => {
+            let list = v.tokens()?;
+            if cli.json {
+                let arr: Vec<_> = list
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id, "tenant": t.tenant, "role": t.role.as_str(),
+                            "purposes": t.purposes, "reveal": t.reveal,
+                            "created_at": super::fmt_time(t.created_at),
+                            "expires_at": t.expires_at.map(super::fmt_time),
+                        })
+                    })
+                    .collect();
+                print_json(&serde_json::Value::Array(arr));
+            } else {
+                for t in list {
+                    println!(
+                        "{}  tenant: {}  role: {}  purposes: {}  reveal: {}  expires: {}",
+                        t.id,
+                        t.tenant.as_deref().unwrap_or("(vault-wide)"),
+                        t.role.as_str(),
+                        if t.purposes.is_empty() {
+                            "all".to_owned()
+                        } else {
+                            t.purposes.join(",")
+                        },
+                        if t.reveal { "yes" } else { "no" },
+                        fmt_expiry(t.expires_at)
+                    );
+                }
+            }
+        }
+        TokenCommand::Revoke { id, all } => {
+            let n = if *all {
+                v.revoke_all_tokens()?
+            } else {
+                let id = id.as_deref().unwrap_or_default();
+                if !v.revoke_token(id)? {
+                    return Err(fail(format!(
+                        "no token with id `{id}`: list them with `phonevault token list`"
+                    )));
+                }
+                1
+            };
+            if cli.json {
+                print_json(&serde_json::json!({ "revoked": n }));
+            } else {
+                println!("revoked {n} token(s)");
+            }
+        }
+    }
+    Ok(())
+}

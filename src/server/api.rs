@@ -1,0 +1,580 @@
+//! The `/v1` routes: request types (unknown fields refused), authorization, and the
+//! vault call each one makes.
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{
+    blocking, check_purpose, check_reveal, open_vault, unseal_delay, ApiError, App, Authed,
+    JsonBody, Op, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, OPENAPI,
+};
+use crate::stats::StatsQuery;
+use crate::vault::{AddOutcome, Found, Role, Target, Unlock};
+use phonevault_keys::Passphrase;
+
+type Res = Result<Response, ApiError>;
+
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let t = "/v1/tenants/{tenant}";
+    Router::new()
+        .route("/v1/sys/health", get(health))
+        .route("/v1/sys/unseal", post(unseal))
+        .route("/v1/sys/seal", post(seal))
+        .route("/v1/openapi.json", get(openapi))
+        .route(&format!("{t}/numbers"), post(add))
+        .route(
+            &format!("{t}/numbers/batch"),
+            post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY)),
+        )
+        .route(
+            &format!("{t}/numbers/{{id}}"),
+            get(get_number).delete(delete_number),
+        )
+        .route(&format!("{t}/lookup"), post(lookup))
+        .route(&format!("{t}/lookup/last4"), post(lookup_last4))
+        .route(&format!("{t}/consent/grant"), post(grant))
+        .route(&format!("{t}/consent/withdraw"), post(withdraw))
+        .route(&format!("{t}/opt-out"), post(opt_out))
+        .route(&format!("{t}/erase"), post(erase))
+        .route(&format!("{t}/verify"), post(verify))
+        .route(&format!("{t}/stats"), post(stats))
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            super::gate,
+        ))
+        .with_state(app)
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such API route: see GET /v1/openapi.json",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method: see GET /v1/openapi.json",
+    )
+}
+
+fn ok(v: Value) -> Res {
+    Ok(Json(v).into_response())
+}
+
+fn found_json(f: &Found, reveal: bool) -> Value {
+    json!({
+        "id": f.id.to_string(),
+        "phone": if reveal { f.e164.expose_secret().to_owned() } else { f.masked.clone() },
+        "masked": !reveal,
+        "country_code": f.country_code,
+        "purposes": f.purposes,
+        "created_at": f.created_at,
+        "updated_at": f.updated_at,
+        "verified_at": f.verified_at,
+    })
+}
+
+async fn health(State(app): State<Arc<App>>) -> Res {
+    ok(json!({ "sealed": app.current().is_none() }))
+}
+
+async fn openapi() -> Res {
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        OPENAPI,
+    )
+        .into_response())
+}
+
+/// The unseal body. No `Debug`: it holds the passphrase.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsealReq {
+    passphrase: SecretString,
+}
+
+/// A string from a request body, zeroized on drop.
+struct SecretString(zeroize::Zeroizing<String>);
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(|s| SecretString(zeroize::Zeroizing::new(s)))
+    }
+}
+
+async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>) -> Res {
+    // One attempt at a time: the lock is held through the Argon2 work and the delay.
+    let mut failures = app.unseal.lock().await;
+    if app.current().is_some() {
+        return ok(json!({ "sealed": false }));
+    }
+    if req.passphrase.0.is_empty() {
+        return Err(ApiError::bad_json("\"passphrase\" is empty"));
+    }
+    let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
+    match open_vault(app.dir.clone(), unlock).await {
+        Ok(v) => {
+            *failures = 0;
+            app.set(Some(Arc::new(v)));
+            eprintln!("phonevault serve: unsealed");
+            ok(json!({ "sealed": false }))
+        }
+        Err(e) => {
+            *failures = failures.saturating_add(1);
+            tokio::time::sleep(unseal_delay(*failures)).await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn seal(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
+    let (_, info) = app.authenticate(&headers)?;
+    if !(info.role == Role::Admin && info.tenant.is_none()) {
+        return Err(ApiError::forbidden(
+            "sealing needs a vault-wide admin token (`phonevault token create --admin`)",
+        ));
+    }
+    // In-flight requests keep their reference; the keys zeroize when the last drops.
+    app.set(None);
+    eprintln!("phonevault serve: sealed");
+    ok(json!({ "sealed": true }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddReq {
+    phone: String,
+    region: Option<String>,
+    consents: Vec<String>,
+    source: Option<String>,
+}
+
+const DEFAULT_SOURCE: &str = "api";
+
+fn outcome_json(o: AddOutcome) -> Value {
+    let (status, id) = match o {
+        AddOutcome::Created(id) => ("created", id),
+        AddOutcome::Merged(id) => ("merged", id),
+        AddOutcome::Unchanged(id) => ("unchanged", id),
+    };
+    json!({ "id": id.to_string(), "status": status })
+}
+
+async fn add(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<AddReq>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
+    for p in &req.consents {
+        check_purpose(&info, p)?;
+    }
+    let o = blocking(move || {
+        vault.add(
+            &tenant,
+            &req.phone,
+            req.region.as_deref(),
+            &req.consents,
+            req.source.as_deref().unwrap_or(DEFAULT_SOURCE),
+        )
+    })
+    .await?;
+    let status = if matches!(o, AddOutcome::Created(_)) {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(outcome_json(o))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    phone: String,
+    region: Option<String>,
+    consents: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchReq {
+    items: Vec<BatchItem>,
+    source: Option<String>,
+}
+
+async fn batch(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<BatchReq>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
+    if req.items.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a batch holds at most {MAX_BATCH_ITEMS} items; split it"),
+        ));
+    }
+    for p in req.items.iter().flat_map(|i| &i.consents) {
+        check_purpose(&info, p)?;
+    }
+    let results = blocking(move || {
+        let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
+        let mut out = Vec::with_capacity(req.items.len());
+        for (i, item) in req.items.iter().enumerate() {
+            let r = vault.add(
+                &tenant,
+                &item.phone,
+                item.region.as_deref(),
+                &item.consents,
+                source,
+            );
+            out.push(match r {
+                Ok(o) => {
+                    let mut v = outcome_json(o);
+                    v["index"] = json!(i);
+                    v
+                }
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    let mut err = json!({ "code": e.code, "message": e.message });
+                    if let Some(r) = e.reason {
+                        err["reason"] = json!(r);
+                    }
+                    json!({ "index": i, "status": "error", "error": err })
+                }
+            });
+        }
+        Ok(out)
+    })
+    .await?;
+    ok(json!({ "results": results }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LookupReq {
+    phone: String,
+    region: Option<String>,
+    purpose: String,
+    #[serde(default)]
+    reveal: bool,
+}
+
+async fn lookup(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<LookupReq>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
+    check_purpose(&info, &req.purpose)?;
+    check_reveal(&info, req.reveal)?;
+    let reveal = req.reveal;
+    let found =
+        blocking(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose))
+            .await?;
+    match found {
+        Some(f) => ok(found_json(&f, reveal)),
+        None => Err(ApiError::not_found()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Last4Req {
+    country_code: u16,
+    last4: String,
+    purpose: String,
+    #[serde(default)]
+    reveal: bool,
+}
+
+async fn lookup_last4(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<Last4Req>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
+    check_purpose(&info, &req.purpose)?;
+    check_reveal(&info, req.reveal)?;
+    let reveal = req.reveal;
+    let found =
+        blocking(move || vault.find_last4(&tenant, req.country_code, &req.last4, &req.purpose))
+            .await?;
+    let list: Vec<Value> = found.iter().map(|f| found_json(f, reveal)).collect();
+    ok(json!({ "results": list }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GetQuery {
+    purpose: String,
+    #[serde(default)]
+    reveal: bool,
+}
+
+async fn get_number(
+    Extension(auth): Extension<Authed>,
+    Path((tenant, id)): Path<(String, String)>,
+    query: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+            format!("{e}: use ?purpose=P[&reveal=true]"),
+        )
+    })?;
+    check_purpose(&info, &q.purpose)?;
+    check_reveal(&info, q.reveal)?;
+    let found = blocking(move || vault.get(&tenant, &id, &q.purpose)).await?;
+    match found {
+        Some(f) => ok(found_json(&f, q.reveal)),
+        None => Err(ApiError::not_found()),
+    }
+}
+
+async fn delete_number(
+    Extension(auth): Extension<Authed>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Res {
+    let (vault, _) = auth.authorize(&tenant, Op::Write)?;
+    if blocking(move || vault.delete(&tenant, &id)).await? {
+        ok(json!({ "deleted": true }))
+    } else {
+        Err(ApiError::not_found())
+    }
+}
+
+/// A record named by number (with an optional region hint) or by id.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetReq {
+    phone: Option<String>,
+    region: Option<String>,
+    id: Option<String>,
+}
+
+impl TargetReq {
+    fn target(&self) -> Result<Target<'_>, ApiError> {
+        target_of(&self.phone, &self.region, &self.id)
+    }
+}
+
+/// The record named by exactly one of `phone` (with its region hint) and `id`.
+fn target_of<'a>(
+    phone: &'a Option<String>,
+    region: &'a Option<String>,
+    id: &'a Option<String>,
+) -> Result<Target<'a>, ApiError> {
+    {
+        match (phone, id) {
+            (Some(p), None) => Ok(Target::Phone {
+                input: p,
+                region: region.as_deref(),
+            }),
+            (None, Some(id)) => Ok(Target::Id(id)),
+            _ => Err(ApiError::bad_json(
+                "give exactly one of \"phone\" and \"id\"",
+            )),
+        }
+    }
+}
+
+fn changed_json(c: crate::vault::Changed) -> Value {
+    let changed = matches!(c, crate::vault::Changed::Yes(_));
+    json!({ "id": c.id().to_string(), "changed": changed })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantReq {
+    phone: Option<String>,
+    region: Option<String>,
+    id: Option<String>,
+    purposes: Vec<String>,
+    source: Option<String>,
+}
+
+async fn grant(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<GrantReq>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
+    for p in &req.purposes {
+        check_purpose(&info, p)?;
+    }
+    target_of(&req.phone, &req.region, &req.id)?;
+    let v = blocking(move || {
+        let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
+        match &req.id {
+            Some(id) => vault.grant_by_id(&tenant, id, &req.purposes, source),
+            None => vault
+                .add(
+                    &tenant,
+                    req.phone.as_deref().unwrap_or_default(),
+                    req.region.as_deref(),
+                    &req.purposes,
+                    source,
+                )
+                .map(|o| match o {
+                    AddOutcome::Unchanged(id) => crate::vault::Changed::No(id),
+                    AddOutcome::Created(id) | AddOutcome::Merged(id) => {
+                        crate::vault::Changed::Yes(id)
+                    }
+                }),
+        }
+    })
+    .await?;
+    ok(changed_json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawReq {
+    phone: Option<String>,
+    region: Option<String>,
+    id: Option<String>,
+    purpose: String,
+}
+
+async fn withdraw(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<WithdrawReq>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
+    check_purpose(&info, &req.purpose)?;
+    target_of(&req.phone, &req.region, &req.id)?;
+    let v = blocking(move || {
+        let t = target_of(&req.phone, &req.region, &req.id)
+            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        vault.withdraw(&tenant, t, &req.purpose)
+    })
+    .await?;
+    ok(changed_json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptOutReq {
+    phone: Option<String>,
+    region: Option<String>,
+    id: Option<String>,
+    purpose: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+async fn opt_out(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<OptOutReq>,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
+    match (&req.purpose, req.all) {
+        (Some(p), false) => check_purpose(&info, p)?,
+        (None, true) => {}
+        _ => {
+            return Err(ApiError::bad_json(
+                "give exactly one of \"purpose\" and \"all\": true",
+            ))
+        }
+    }
+    target_of(&req.phone, &req.region, &req.id)?;
+    let v = blocking(move || {
+        let t = target_of(&req.phone, &req.region, &req.id)
+            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        vault.opt_out(&tenant, t, req.purpose.as_deref())
+    })
+    .await?;
+    ok(changed_json(v))
+}
+
+async fn erase(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<TargetReq>,
+) -> Res {
+    let (vault, _) = auth.authorize(&tenant, Op::Write)?;
+    req.target()?;
+    let id = blocking(move || {
+        let t = req
+            .target()
+            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        vault.erase(&tenant, t)
+    })
+    .await?;
+    ok(json!({ "id": id.to_string(), "erased": true }))
+}
+
+async fn verify(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<TargetReq>,
+) -> Res {
+    let (vault, _) = auth.authorize(&tenant, Op::Write)?;
+    req.target()?;
+    let v = blocking(move || {
+        let t = req
+            .target()
+            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        vault.verify(&tenant, t)
+    })
+    .await?;
+    ok(changed_json(v))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatsReq {
+    #[serde(default = "yes")]
+    by_country: bool,
+    #[serde(default)]
+    by_type: bool,
+    #[serde(default = "default_min_group")]
+    min_group: u64,
+    epsilon: Option<f64>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_min_group() -> u64 {
+    10
+}
+
+async fn stats(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    JsonBody(req): JsonBody<StatsReq>,
+) -> Res {
+    let (vault, _) = auth.authorize(&tenant, Op::Stats)?;
+    let q = StatsQuery {
+        by_country: req.by_country,
+        by_type: req.by_type,
+        min_group: req.min_group,
+        epsilon: req.epsilon,
+    };
+    let s = blocking(move || vault.stats(&tenant, &q)).await?;
+    serde_json::to_value(&s)
+        .map_err(|e| ApiError::internal(&e))
+        .and_then(ok)
+}

@@ -1,0 +1,503 @@
+//! The socket API: HTTP/1.1 and JSON over a Unix socket (`phonevault serve`).
+//!
+//! The server holds the store open while unsealed (sled allows one process per
+//! vault). It starts sealed unless given an unlock source; `POST /v1/sys/unseal` opens
+//! the vault, `POST /v1/sys/seal` drops it (keys zeroize on drop). Every data request
+//! carries `Authorization: Bearer <token>`; see [`crate::vault::TokenInfo`] for what a
+//! token is bound to. Vault calls are blocking and run on the blocking pool.
+//!
+//! The routes are listed in [`ROUTES`] and documented in `openapi.json` at the
+//! repository root (also served at `GET /v1/openapi.json`).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::serve::IncomingStream;
+use tokio::net::UnixListener;
+
+use crate::vault::{OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
+
+mod api;
+mod error;
+
+pub use error::ApiError;
+
+/// Largest request body outside the batch route.
+pub const MAX_BODY: usize = 1 << 20;
+/// Largest body of the batch route.
+pub const MAX_BATCH_BODY: usize = 16 << 20;
+/// Most items in one batch.
+pub const MAX_BATCH_ITEMS: usize = 10_000;
+
+/// Every route: method and path, as in `openapi.json`.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/v1/sys/health"),
+    ("post", "/v1/sys/unseal"),
+    ("post", "/v1/sys/seal"),
+    ("get", "/v1/openapi.json"),
+    ("post", "/v1/tenants/{tenant}/numbers"),
+    ("post", "/v1/tenants/{tenant}/numbers/batch"),
+    ("get", "/v1/tenants/{tenant}/numbers/{id}"),
+    ("delete", "/v1/tenants/{tenant}/numbers/{id}"),
+    ("post", "/v1/tenants/{tenant}/lookup"),
+    ("post", "/v1/tenants/{tenant}/lookup/last4"),
+    ("post", "/v1/tenants/{tenant}/consent/grant"),
+    ("post", "/v1/tenants/{tenant}/consent/withdraw"),
+    ("post", "/v1/tenants/{tenant}/opt-out"),
+    ("post", "/v1/tenants/{tenant}/erase"),
+    ("post", "/v1/tenants/{tenant}/verify"),
+    ("post", "/v1/tenants/{tenant}/stats"),
+];
+
+/// The OpenAPI 3 document of this API.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// Why the server could not start or stopped with an error.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Another server answers on the socket.
+    #[error(
+        "a server is already listening on {0}: stop it first, or choose another --socket PATH"
+    )]
+    InUse(PathBuf),
+    /// Something that is not a socket is in the way.
+    #[error("{0} exists and is not a socket: remove it, or choose another --socket PATH")]
+    NotASocket(PathBuf),
+    /// The group given to --socket-group is unknown.
+    #[error("unknown group `{0}` for --socket-group: give a group name from /etc/group or a numeric gid")]
+    UnknownGroup(String),
+    /// Socket or runtime I/O failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Opening the vault failed.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+/// How to run the server.
+#[derive(Debug)]
+pub struct ServeOptions {
+    /// The vault directory.
+    pub dir: PathBuf,
+    /// Socket path.
+    pub socket: PathBuf,
+    /// Group (name or gid) given read/write access to the socket (mode 0660).
+    pub socket_group: Option<String>,
+    /// Peer uids allowed to connect; empty means any (the socket mode decides).
+    pub allow_uids: Vec<u32>,
+    /// Unlock at start; `None` starts sealed.
+    pub unlock: Option<Unlock>,
+}
+
+/// Credentials of the connected peer, read with SO_PEERCRED once per connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// User id, `None` if the kernel did not tell.
+    pub uid: Option<u32>,
+    /// Group id.
+    pub gid: Option<u32>,
+    /// Process id.
+    pub pid: Option<i32>,
+}
+
+impl Connected<IncomingStream<'_, UnixListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
+        match stream.io().peer_cred() {
+            Ok(c) => Peer {
+                uid: Some(c.uid()),
+                gid: Some(c.gid()),
+                pid: c.pid(),
+            },
+            Err(_) => Peer {
+                uid: None,
+                gid: None,
+                pid: None,
+            },
+        }
+    }
+}
+
+/// Shared server state.
+pub(crate) struct App {
+    dir: PathBuf,
+    vault: RwLock<Option<Arc<Vault>>>,
+    /// Held for the whole of an unseal attempt (one at a time); counts failures.
+    unseal: tokio::sync::Mutex<u32>,
+    allow_uids: Vec<u32>,
+}
+
+impl App {
+    fn current(&self) -> Option<Arc<Vault>> {
+        self.vault
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set(&self, v: Option<Arc<Vault>>) {
+        *self
+            .vault
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = v;
+    }
+
+    /// The open vault and the caller's token rights, or 503/401.
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
+        let vault = self.current().ok_or_else(ApiError::sealed)?;
+        let token = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthorized)?;
+        // One point read of the store's cache and a MAC check: short enough for the
+        // async worker.
+        let info = vault.authenticate(token.trim())?;
+        let info = info.ok_or_else(ApiError::unauthorized)?;
+        Ok((vault, info))
+    }
+}
+
+/// A request that passed authentication: the vault it runs against and the token's
+/// rights. Put in the request's extensions by [`gate`] for every tenant route.
+#[derive(Clone)]
+pub(crate) struct Authed {
+    vault: Arc<Vault>,
+    info: TokenInfo,
+}
+
+impl Authed {
+    /// Checks that the token may do `op` in `tenant`.
+    fn authorize(&self, tenant: &str, op: Op) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
+        let info = &self.info;
+        // Same answer whether or not the tenant exists: no existence oracle.
+        if info.tenant.as_deref() != Some(tenant) {
+            return Err(ApiError::forbidden(
+                "this token is not valid for this tenant: use a token created with --tenant for it",
+            ));
+        }
+        let ok = match op {
+            Op::Read => matches!(info.role, Role::Admin | Role::Reader),
+            Op::Write => matches!(info.role, Role::Admin | Role::Writer),
+            Op::Stats => matches!(info.role, Role::Admin | Role::Auditor),
+        };
+        if !ok {
+            return Err(ApiError::forbidden(format!(
+                "role `{}` may not {}: use a token with the right role",
+                info.role.as_str(),
+                op.describe()
+            )));
+        }
+        Ok((self.vault.clone(), self.info.clone()))
+    }
+}
+
+/// Kinds of operation, for role checks.
+#[derive(Clone, Copy, Debug)]
+enum Op {
+    Read,
+    Write,
+    Stats,
+}
+
+impl Op {
+    fn describe(self) -> &'static str {
+        match self {
+            Op::Read => "read numbers (needs reader or admin)",
+            Op::Write => "change records (needs writer or admin)",
+            Op::Stats => "read statistics (needs auditor or admin)",
+        }
+    }
+}
+
+/// Checks that the token may use `purpose`.
+fn check_purpose(info: &TokenInfo, purpose: &str) -> Result<(), ApiError> {
+    if info.allows_purpose(purpose) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!(
+            "this token may not use purpose `{purpose}`: use a token created with --purposes including it"
+        )))
+    }
+}
+
+/// Checks the reveal right.
+fn check_reveal(info: &TokenInfo, reveal: bool) -> Result<(), ApiError> {
+    if reveal && !info.reveal {
+        Err(ApiError::forbidden(
+            "this token may not reveal full numbers: omit \"reveal\" for masked numbers, or use a token created with --reveal",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Runs a blocking vault call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(ApiError::from),
+        Err(e) => Err(ApiError::internal(&e)),
+    }
+}
+
+/// A JSON body whose every failure is an [`ApiError`]: 413 `payload_too_large`, 400
+/// `bad_json` with serde's precise message (unknown fields are refused by the types).
+pub(crate) struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => b,
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    format!(
+                        "request body too large: the limit is {} bytes ({} for the batch route); split the request",
+                        MAX_BODY, MAX_BATCH_BODY
+                    ),
+                ))
+            }
+            Err(r) => return Err(ApiError::bad_json(format!("cannot read the body: {r}"))),
+        };
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_json(format!("malformed request body: {e}")))
+    }
+}
+
+/// Per-request gate and access log: refuses peers outside --allow-uid, and logs
+/// method, route, status and peer credentials (never a body, so never a number).
+async fn gate(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = if !app.allow_uids.is_empty()
+        && !peer.uid.is_some_and(|u| app.allow_uids.contains(&u))
+    {
+        ApiError::forbidden("this user may not use the vault socket (--allow-uid)").into_response()
+    } else if path.starts_with("/v1/tenants/") {
+        // Sealed, then token, before the body is read: a sealed vault answers 503 and
+        // an anonymous caller 401 whatever it sends.
+        match app.authenticate(req.headers()) {
+            Ok((vault, info)) => {
+                let mut req = req;
+                req.extensions_mut().insert(Authed { vault, info });
+                next.run(req).await
+            }
+            Err(e) => e.into_response(),
+        }
+    } else {
+        next.run(req).await
+    };
+    eprintln!(
+        "phonevault serve: {method} {path} {} uid={} pid={}",
+        resp.status().as_u16(),
+        peer.uid.map_or("?".into(), |u| u.to_string()),
+        peer.pid.map_or("?".into(), |p| p.to_string()),
+    );
+    resp
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServerError {
+    let path = path.to_owned();
+    move |source| ServerError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn resolve_group(g: &str) -> Result<u32, ServerError> {
+    if let Ok(gid) = g.parse::<u32>() {
+        return Ok(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    groups
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let gid = f.nth(1)?.parse::<u32>().ok()?;
+            (name == g).then_some(gid)
+        })
+        .next()
+        .ok_or_else(|| ServerError::UnknownGroup(g.to_owned()))
+}
+
+/// Binds the socket with its final mode before anyone can reach it: bound inside a
+/// fresh 0700 directory, given its mode (and group), then renamed into place. A stale
+/// socket file is replaced; a live one is an error.
+fn bind_socket(
+    path: &Path,
+    group: Option<u32>,
+) -> Result<std::os::unix::net::UnixListener, ServerError> {
+    use std::os::unix::fs::{DirBuilderExt, FileTypeExt};
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if !meta.file_type().is_socket() {
+            return Err(ServerError::NotASocket(path.to_owned()));
+        }
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(ServerError::InUse(path.to_owned()));
+        }
+        std::fs::remove_file(path).map_err(io_err("removing the stale socket", path))?;
+    }
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".phonevault-sock-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(io_err("creating", &staging))?;
+    let tmp = staging.join("s");
+    let result = (|| {
+        let l = std::os::unix::net::UnixListener::bind(&tmp).map_err(io_err("binding", &tmp))?;
+        let mode = if group.is_some() { 0o660 } else { 0o600 };
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))
+            .map_err(io_err("setting the mode of", &tmp))?;
+        if let Some(gid) = group {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))
+                .map_err(io_err("setting the group of", &tmp))?;
+        }
+        std::fs::rename(&tmp, path).map_err(io_err("moving the socket to", path))?;
+        Ok(l)
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    result
+}
+
+/// Opens the vault with `unlock` on the blocking pool.
+async fn open_vault(dir: PathBuf, unlock: Unlock) -> Result<Vault, VaultError> {
+    match tokio::task::spawn_blocking(move || Vault::open(&dir, &unlock, OpenOptions::default()))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => Err(VaultError::InvalidArgument(format!(
+            "unlock task failed: {e}"
+        ))),
+    }
+}
+
+/// Delay after the `n`th consecutive failed unseal attempt.
+fn unseal_delay(failures: u32) -> Duration {
+    Duration::from_millis(250u64.saturating_mul(1 << failures.min(6)))
+}
+
+/// Runs the server until SIGTERM or SIGINT, then lets in-flight requests finish and
+/// removes the socket file.
+///
+/// # Errors
+/// [`ServerError`] when the socket cannot be bound or the vault cannot be opened.
+pub fn serve(opts: ServeOptions) -> Result<(), ServerError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(io_err("starting the runtime for", &opts.socket))?;
+    rt.block_on(run(opts))
+}
+
+async fn run(opts: ServeOptions) -> Result<(), ServerError> {
+    if !opts.dir.join(crate::vault::KEYRING_FILE).exists() {
+        return Err(VaultError::NoVault(opts.dir.clone()).into());
+    }
+    let group = opts
+        .socket_group
+        .as_deref()
+        .map(resolve_group)
+        .transpose()?;
+    let vault = match opts.unlock {
+        Some(u) => Some(Arc::new(open_vault(opts.dir.clone(), u).await?)),
+        None => None,
+    };
+    let sealed = vault.is_none();
+    let app = Arc::new(App {
+        dir: opts.dir.clone(),
+        vault: RwLock::new(vault),
+        unseal: tokio::sync::Mutex::new(0),
+        allow_uids: opts.allow_uids,
+    });
+    let std_listener = bind_socket(&opts.socket, group)?;
+    std_listener
+        .set_nonblocking(true)
+        .map_err(io_err("configuring", &opts.socket))?;
+    let listener =
+        UnixListener::from_std(std_listener).map_err(io_err("listening on", &opts.socket))?;
+    eprintln!(
+        "phonevault serve: listening on {} ({})",
+        opts.socket.display(),
+        if sealed { "sealed" } else { "unsealed" }
+    );
+    let router = api::router(app.clone());
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io_err("installing the signal handler for", &opts.socket))?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        eprintln!("phonevault serve: shutting down");
+    };
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<Peer>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    let _ = std::fs::remove_file(&opts.socket);
+    app.set(None);
+    served.map_err(io_err("serving on", &opts.socket))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn openapi_documents_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let routed: BTreeSet<_> = ROUTES
+            .iter()
+            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .collect();
+        assert_eq!(documented, routed);
+    }
+
+    #[test]
+    fn unseal_delay_grows_and_is_capped() {
+        assert!(unseal_delay(1) < unseal_delay(2));
+        assert_eq!(unseal_delay(6), unseal_delay(60));
+        assert!(unseal_delay(60) <= Duration::from_secs(16));
+    }
+}

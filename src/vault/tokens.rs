@@ -1,0 +1,425 @@
+//! API tokens: random 256-bit bearer secrets, stored only as SHA-256 hashes in MACed
+//! rows of the `tokens` tree, each bound to a tenant (or vault-wide for admin), a role,
+//! a set of purposes, the reveal right and an optional expiry.
+//!
+//! Rows are keyed `b'h' ‖ SHA-256(token)`, so authenticating a request is one point
+//! read; the stored hash is then compared with the presented one in constant time.
+//! The row MAC (key derived from the root key, bound to table and row key) means a
+//! writer of the store cannot mint a token or widen one's rights.
+
+use bincode::{Decode, Encode};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use zeroize::Zeroizing;
+
+use super::{check_name, decode_row, encode_row, Vault, VaultError};
+use crate::store::{Batch, Tree};
+
+const TABLE: &str = "tokens";
+const HASH_PREFIX: u8 = b'h';
+/// Prefix of every token, so secret scanners and humans can recognize one.
+pub const TOKEN_PREFIX: &str = "pvt_";
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Role {
+    /// Everything in its tenant (or, vault-wide, sealing and management).
+    Admin,
+    /// Adds, consent changes, opt-outs, verification, erasure.
+    Writer,
+    /// Lookups and reads for its purposes.
+    Reader,
+    /// Anonymized statistics only.
+    Auditor,
+}
+
+impl Role {
+    /// Parses `admin`, `writer`, `reader` or `auditor`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "writer" => Some(Role::Writer),
+            "reader" => Some(Role::Reader),
+            "auditor" => Some(Role::Auditor),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Auditor => "auditor",
+        }
+    }
+}
+
+/// A stored token's rights (everything but the secret).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct TokenInfo {
+    /// Public identifier (16 hex characters), used to list and revoke.
+    pub id: String,
+    /// The tenant it is bound to; `None` for a vault-wide admin token.
+    pub tenant: Option<String>,
+    /// Role.
+    pub role: Role,
+    /// Purposes it may use; empty means every purpose of its tenant.
+    pub purposes: Vec<String>,
+    /// Whether it may see full numbers.
+    pub reveal: bool,
+    /// Unix seconds of creation.
+    pub created_at: u64,
+    /// Unix seconds after which it no longer works.
+    pub expires_at: Option<u64>,
+}
+
+impl TokenInfo {
+    /// Whether the token may act for `purpose`.
+    pub fn allows_purpose(&self, purpose: &str) -> bool {
+        self.purposes.is_empty() || self.purposes.iter().any(|p| p == purpose)
+    }
+}
+
+#[derive(Encode, Decode)]
+struct TokenRow {
+    hash: [u8; 32],
+    info: TokenInfo,
+}
+
+/// What to create with [`Vault::create_token`].
+#[derive(Clone, Debug)]
+pub struct TokenSpec {
+    /// Tenant, or `None` for a vault-wide admin token.
+    pub tenant: Option<String>,
+    /// Role (must be admin when `tenant` is `None`).
+    pub role: Role,
+    /// Allowed purposes; empty means all of the tenant's.
+    pub purposes: Vec<String>,
+    /// Reveal right.
+    pub reveal: bool,
+    /// Lifetime in seconds.
+    pub ttl_secs: Option<u64>,
+}
+
+/// A bearer token as handed out once. No `Debug`, `Clone` or `Display`: the text is
+/// reached only through [`TokenSecret::expose_secret`] and zeroized on drop.
+pub struct TokenSecret(Zeroizing<String>);
+
+impl TokenSecret {
+    /// The token text (`pvt_` and 64 hex characters).
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for TokenSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenSecret").finish_non_exhaustive()
+    }
+}
+
+fn hash_token(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn row_key(hash: &[u8; 32]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33);
+    k.push(HASH_PREFIX);
+    k.extend_from_slice(hash);
+    k
+}
+
+/// Parses a token lifetime such as `30d`, `12h`, `45m` or `90s`.
+///
+/// # Errors
+/// [`VaultError::InvalidArgument`] for anything else.
+pub fn parse_ttl(s: &str) -> Result<u64, VaultError> {
+    let bad = || {
+        VaultError::InvalidArgument(format!(
+            "invalid --ttl `{s}`: use e.g. 30d, 12h, 45m or 90s"
+        ))
+    };
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mult = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(mult) {
+        Some(v) if v > 0 => Ok(v),
+        _ => Err(bad()),
+    }
+}
+
+impl Vault {
+    /// Creates a token and returns its info and the secret, which is not stored and
+    /// cannot be shown again.
+    ///
+    /// # Errors
+    /// [`VaultError::UnknownTenant`], [`VaultError::UnknownPurpose`], or
+    /// [`VaultError::InvalidArgument`] for a vault-wide token that is not admin.
+    pub fn create_token(&self, spec: &TokenSpec) -> Result<(TokenInfo, TokenSecret), VaultError> {
+        match &spec.tenant {
+            Some(t) => {
+                let ctx = self.tenant(t)?;
+                for p in &spec.purposes {
+                    check_name("purpose", p)?;
+                    ctx.check_purpose(p)?;
+                }
+            }
+            None => {
+                if spec.role != Role::Admin || !spec.purposes.is_empty() || spec.reveal {
+                    return Err(VaultError::InvalidArgument(
+                        "a token without --tenant is a vault-wide admin token (use --admin); it takes no purposes and no reveal right".into(),
+                    ));
+                }
+            }
+        }
+        let mut raw = Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(&mut *raw);
+        let secret = TokenSecret(Zeroizing::new(format!(
+            "{TOKEN_PREFIX}{}",
+            hex::encode(*raw)
+        )));
+        let mut idb = [0u8; 8];
+        rand::rngs::OsRng.fill_bytes(&mut idb);
+        let t = self.now();
+        let info = TokenInfo {
+            id: hex::encode(idb),
+            tenant: spec.tenant.clone(),
+            role: spec.role,
+            purposes: spec.purposes.clone(),
+            reveal: spec.reveal,
+            created_at: t,
+            expires_at: spec.ttl_secs.map(|s| t.saturating_add(s)),
+        };
+        let hash = hash_token(secret.expose_secret());
+        let key = row_key(&hash);
+        let row = TokenRow {
+            hash,
+            info: info.clone(),
+        };
+        let mut b = Batch::default();
+        b.guard(Tree::Tokens, key.clone(), None);
+        b.put(
+            Tree::Tokens,
+            key.clone(),
+            encode_row(&self.row_mac, TABLE, &key, &row),
+        );
+        self.store.commit(&b)?;
+        self.store.flush()?;
+        Ok((info, secret))
+    }
+
+    /// Every token, with its rights (never its secret).
+    ///
+    /// # Errors
+    /// [`VaultError::RowTampered`] when a row fails its MAC.
+    pub fn tokens(&self) -> Result<Vec<TokenInfo>, VaultError> {
+        let mut out = Vec::new();
+        for (k, v) in self
+            .store
+            .scan_prefix(Tree::Tokens, &[HASH_PREFIX], usize::MAX)?
+        {
+            let row: TokenRow = decode_row(&self.row_mac, TABLE, &k, &v)?;
+            out.push(row.info);
+        }
+        out.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// Revokes the token with public id `id`; returns whether it existed.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn revoke_token(&self, id: &str) -> Result<bool, VaultError> {
+        self.revoke_where(|info| info.id == id).map(|n| n > 0)
+    }
+
+    /// Revokes every token (incident response); returns how many.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn revoke_all_tokens(&self) -> Result<u64, VaultError> {
+        self.revoke_where(|_| true)
+    }
+
+    fn revoke_where(&self, f: impl Fn(&TokenInfo) -> bool) -> Result<u64, VaultError> {
+        let mut b = Batch::default();
+        let mut n = 0;
+        for (k, v) in self
+            .store
+            .scan_prefix(Tree::Tokens, &[HASH_PREFIX], usize::MAX)?
+        {
+            // A row that fails its MAC is removed too: it grants nothing anyway.
+            let matches = match decode_row::<TokenRow>(&self.row_mac, TABLE, &k, &v) {
+                Ok(row) => f(&row.info),
+                Err(_) => true,
+            };
+            if matches {
+                b.delete(Tree::Tokens, k);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.store.commit(&b)?;
+            self.store.flush()?;
+        }
+        Ok(n)
+    }
+
+    /// The rights of a presented bearer token, or `None` when it is unknown, expired or
+    /// its row fails its MAC.
+    ///
+    /// # Security
+    /// The stored hash is compared with the presented one in constant time.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub fn authenticate(&self, token: &str) -> Result<Option<TokenInfo>, VaultError> {
+        if !token.starts_with(TOKEN_PREFIX) || token.len() != TOKEN_PREFIX.len() + 64 {
+            return Ok(None);
+        }
+        let hash = hash_token(token);
+        let key = row_key(&hash);
+        let Some(v) = self.store.get(Tree::Tokens, &key)? else {
+            return Ok(None);
+        };
+        let Ok(row) = decode_row::<TokenRow>(&self.row_mac, TABLE, &key, &v) else {
+            return Ok(None);
+        };
+        if !bool::from(row.hash.ct_eq(&hash)) {
+            return Ok(None);
+        }
+        if row.info.expires_at.is_some_and(|e| self.now() >= e) {
+            return Ok(None);
+        }
+        Ok(Some(row.info))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::sync::Arc;
+
+    fn vault() -> Vault {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("shop", &["otp".into(), "support".into()], None)
+            .unwrap();
+        v
+    }
+
+    fn spec(role: Role) -> TokenSpec {
+        TokenSpec {
+            tenant: Some("shop".into()),
+            role,
+            purposes: vec!["otp".into()],
+            reveal: false,
+            ttl_secs: None,
+        }
+    }
+
+    #[test]
+    fn create_authenticate_revoke() {
+        let v = vault();
+        let (info, secret) = v.create_token(&spec(Role::Reader)).unwrap();
+        assert_eq!(secret.expose_secret().len(), 68);
+        assert_eq!(
+            v.authenticate(secret.expose_secret()).unwrap(),
+            Some(info.clone())
+        );
+        assert_eq!(v.tokens().unwrap(), vec![info.clone()]);
+        // A different token of the right shape is unknown.
+        let other = format!("{TOKEN_PREFIX}{}", "0".repeat(64));
+        assert_eq!(v.authenticate(&other).unwrap(), None);
+        assert_eq!(v.authenticate("garbage").unwrap(), None);
+        assert!(v.revoke_token(&info.id).unwrap());
+        assert!(!v.revoke_token(&info.id).unwrap());
+        assert_eq!(v.authenticate(secret.expose_secret()).unwrap(), None);
+    }
+
+    #[test]
+    fn only_the_hash_is_stored() {
+        let v = vault();
+        let (_, secret) = v.create_token(&spec(Role::Writer)).unwrap();
+        let hex_part = &secret.expose_secret()[TOKEN_PREFIX.len()..];
+        for (k, val) in v.store.scan_prefix(Tree::Tokens, b"", usize::MAX).unwrap() {
+            let raw = hex::decode(hex_part).unwrap();
+            assert!(!k.windows(32).any(|w| w == raw.as_slice()));
+            assert!(!val.windows(32).any(|w| w == raw.as_slice()));
+            assert!(!val.windows(64).any(|w| w == hex_part.as_bytes()));
+        }
+    }
+
+    #[test]
+    fn expiry_and_revoke_all() {
+        let mut v = vault();
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
+        let n2 = now.clone();
+        v.set_clock(Arc::new(move || {
+            n2.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+        let mut s = spec(Role::Reader);
+        s.ttl_secs = Some(60);
+        let (_, a) = v.create_token(&s).unwrap();
+        let (_, b) = v.create_token(&spec(Role::Admin)).unwrap();
+        assert!(v.authenticate(a.expose_secret()).unwrap().is_some());
+        now.store(1_000_060, std::sync::atomic::Ordering::SeqCst);
+        assert!(v.authenticate(a.expose_secret()).unwrap().is_none());
+        assert!(v.authenticate(b.expose_secret()).unwrap().is_some());
+        assert_eq!(v.revoke_all_tokens().unwrap(), 2);
+        assert!(v.authenticate(b.expose_secret()).unwrap().is_none());
+    }
+
+    #[test]
+    fn tampered_row_grants_nothing() {
+        let v = vault();
+        let (_, secret) = v.create_token(&spec(Role::Reader)).unwrap();
+        let key = row_key(&hash_token(secret.expose_secret()));
+        let mut val = v.store.get(Tree::Tokens, &key).unwrap().unwrap();
+        let last = val.len() - 40;
+        val[last] ^= 1;
+        let mut b = Batch::default();
+        b.put(Tree::Tokens, key, val);
+        v.store.commit(&b).unwrap();
+        assert!(v.authenticate(secret.expose_secret()).unwrap().is_none());
+    }
+
+    #[test]
+    fn bindings_are_checked() {
+        let v = vault();
+        let mut s = spec(Role::Reader);
+        s.purposes = vec!["marketing".into()];
+        assert!(matches!(
+            v.create_token(&s),
+            Err(VaultError::UnknownPurpose { .. })
+        ));
+        s.tenant = Some("nope".into());
+        assert!(matches!(
+            v.create_token(&s),
+            Err(VaultError::UnknownTenant(_))
+        ));
+        let global = TokenSpec {
+            tenant: None,
+            role: Role::Reader,
+            purposes: vec![],
+            reveal: false,
+            ttl_secs: None,
+        };
+        assert!(v.create_token(&global).is_err());
+        assert_eq!(parse_ttl("30d").unwrap(), 30 * 86_400);
+        assert!(parse_ttl("0d").is_err());
+        assert!(parse_ttl("d").is_err());
+        assert!(parse_ttl("5y").is_err());
+    }
+}
