@@ -958,10 +958,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
             w.write_record(["partner_id", "phone"])
                 .map_err(|e| fail(e.to_string()))?;
-            let n = v.share(&a.tenant, &a.partner, |pid, f| {
+            let shared = v.share(&a.tenant, &a.partner, |pid, f| {
                 w.write_record([pid, f.e164.expose_secret()])
                     .map_err(|e| VaultError::Csv(e.to_string()))
-            })?;
+            });
+            let n = match shared {
+                Ok(n) => n,
+                Err(e) => {
+                    // Leave no partial file behind.
+                    drop(w);
+                    let _ = std::fs::remove_file(&a.out);
+                    return Err(e.into());
+                }
+            };
             w.flush()
                 .map_err(|e| fail(format!("cannot write {}: {e}", a.out.display())))?;
             say(

@@ -133,6 +133,9 @@ pub enum VaultError {
     /// The phone number was rejected.
     #[error(transparent)]
     Phone(#[from] PhoneError),
+    /// A statistics query was refused.
+    #[error(transparent)]
+    Stats(#[from] crate::stats::StatsError),
     /// A stored record could not be read.
     #[error(transparent)]
     Record(#[from] RecordError),

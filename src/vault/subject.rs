@@ -149,7 +149,16 @@ impl Vault {
         let purpose = format!("share:{partner}");
         let ctx = self.tenant(tenant)?;
         ctx.check_purpose(&purpose)?;
-        let mac = &ctx.current()?.mac;
+        // The oldest key version held keys the pseudonyms, so a partner's ids stay the
+        // same across data-key rotations (until that version is destroyed).
+        let mac = &ctx
+            .keys
+            .values()
+            .next()
+            .ok_or(VaultError::Key(
+                phonevault_keys::KeyError::UnknownKeyVersion,
+            ))?
+            .mac;
         let t = self.now();
         let mut n = 0;
         self.for_each_record(&ctx, |id, body| {
@@ -168,10 +177,17 @@ impl Vault {
     pub fn stale(&self, tenant: &str, days: u32) -> Result<Vec<Stale>, VaultError> {
         let ctx = self.tenant(tenant)?;
         let cutoff = self.now().saturating_sub(u64::from(days) * SECONDS_PER_DAY);
+        let t = self.now();
+        let retention = ctx
+            .row
+            .retention_days
+            .map(|d| u64::from(d) * SECONDS_PER_DAY);
         let mut out = Vec::new();
         self.for_each_record(&ctx, |id: RecordId, body| {
             let last = body.verified_at.unwrap_or(body.created_at);
-            if last <= cutoff && !body.suppressed() {
+            // Expired records are never returned, purged or not.
+            let within = retention.is_none_or(|r| body.last_activity() + r > t);
+            if last <= cutoff && within && !body.suppressed() {
                 out.push(Stale {
                     id: id.to_string(),
                     masked: phone::mask(&E164::from_trusted(body.e164.clone())),
@@ -186,8 +202,7 @@ impl Vault {
     /// Counts of live records (a live consent, within retention) by country and
     /// type, with small groups suppressed and optional Laplace noise.
     pub fn stats(&self, tenant: &str, q: &StatsQuery) -> Result<Stats, VaultError> {
-        q.validate()
-            .map_err(|e| VaultError::InvalidArgument(e.to_string()))?;
+        q.validate()?;
         let ctx = self.tenant(tenant)?;
         let t = self.now();
         let retention = ctx
