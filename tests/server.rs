@@ -616,3 +616,31 @@ fn token_cli_list_and_revoke() {
     assert_eq!(st, 401);
     s.stop();
 }
+
+#[test]
+fn lookups_are_rate_limited_per_token_and_socket_group() {
+    let (env, t) = setup();
+    let s = env.serve(&["--lookup-rate", "5", "--socket-group", "0"]);
+    let meta = std::fs::metadata(env.socket()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
+    unseal(&s);
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    // A burst of 5, then refusals (the refill, 5/s, is slower than these requests).
+    let answers: Vec<(u16, Value)> = (0..20)
+        .map(|_| s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone()))
+        .collect();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(statuses[..5].iter().all(|&c| c == 404), "{statuses:?}");
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert!(!refused.is_empty(), "{statuses:?}");
+    assert!(refused.iter().all(|a| code(&a.1) == "rate_limited"));
+    // Another token has its own budget.
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup);
+    assert_eq!(st, 404);
+    let log = s.stop();
+    assert!(
+        log.contains("/v1/tenants/shop/lookup 429"),
+        "refusals are logged: {log}"
+    );
+}

@@ -276,6 +276,7 @@ struct LookupReq {
 }
 
 async fn lookup(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<LookupReq>,
@@ -283,6 +284,7 @@ async fn lookup(
     let (vault, info) = auth.authorize(&tenant, Op::Read)?;
     check_purpose(&info, &req.purpose)?;
     check_reveal(&info, req.reveal)?;
+    app.lookups.take(&info.id)?;
     let reveal = req.reveal;
     let found =
         blocking(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose))
@@ -304,6 +306,7 @@ struct Last4Req {
 }
 
 async fn lookup_last4(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<Last4Req>,
@@ -311,6 +314,7 @@ async fn lookup_last4(
     let (vault, info) = auth.authorize(&tenant, Op::Read)?;
     check_purpose(&info, &req.purpose)?;
     check_reveal(&info, req.reveal)?;
+    app.lookups.take(&info.id)?;
     let reveal = req.reveal;
     let found =
         blocking(move || vault.find_last4(&tenant, req.country_code, &req.last4, &req.purpose))

@@ -103,6 +103,56 @@ pub struct ServeOptions {
     pub allow_uids: Vec<u32>,
     /// Unlock at start; `None` starts sealed.
     pub unlock: Option<Unlock>,
+    /// Lookups by number (and by last 4 digits) per second per token, with a burst of
+    /// as many; 0 means no limit.
+    pub lookup_rate: u32,
+}
+
+/// Default of [`ServeOptions::lookup_rate`].
+pub const DEFAULT_LOOKUP_RATE: u32 = 100;
+
+/// Per-token token buckets for lookups: the lookup API over ~10^10 possible numbers is
+/// an enumeration oracle, so each token gets a bounded rate.
+pub(crate) struct RateLimiter {
+    rate: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(rate),
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes one lookup from the token's bucket, or says how long to wait.
+    fn take(&self, token_id: &str) -> Result<(), ApiError> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let mut map = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (level, at) = map.entry(token_id.to_owned()).or_insert((self.rate, now));
+        *level = (*level + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *level >= 1.0 {
+            *level -= 1.0;
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "lookup rate limit of this token reached ({} per second): slow down and retry",
+                    self.rate
+                ),
+            ))
+        }
+    }
 }
 
 /// Credentials of the connected peer, read with SO_PEERCRED once per connection.
@@ -140,6 +190,7 @@ pub(crate) struct App {
     /// Held for the whole of an unseal attempt (one at a time); counts failures.
     unseal: tokio::sync::Mutex<u32>,
     allow_uids: Vec<u32>,
+    lookups: RateLimiter,
 }
 
 impl App {
@@ -438,6 +489,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         vault: RwLock::new(vault),
         unseal: tokio::sync::Mutex::new(0),
         allow_uids: opts.allow_uids,
+        lookups: RateLimiter::new(opts.lookup_rate),
     });
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener
