@@ -420,8 +420,11 @@ fn limits_malformed_input_and_lifecycle() {
     assert_eq!(st, 200, "{v}");
     let r = v["results"].as_array().unwrap();
     let statuses: Vec<_> = r.iter().map(|i| i["status"].as_str().unwrap()).collect();
-    assert_eq!(statuses, ["created", "error", "created", "unchanged"]);
+    assert_eq!(statuses, ["ok", "error", "ok", "ok"]);
     assert_eq!(r[1]["error"]["code"], "invalid_phone");
+    assert!(r[1]["error"]["reason"].as_str().is_some());
+    assert_eq!(v["summary"]["created"], 2);
+    assert_eq!(v["summary"]["unchanged"], 1);
     let too_many: Vec<Value> = (0..10_001)
         .map(|_| json!({"phone": NUMBER, "consents": ["otp"]}))
         .collect();
@@ -467,7 +470,12 @@ fn limits_malformed_input_and_lifecycle() {
     assert_eq!((st, v["erased"].as_bool()), (200, Some(true)));
     let (st, v) = s.post("/v1/tenants/shop/erase", w, target);
     assert_eq!((st, code(&v)), (404, "not_found"));
-    let id = r[2]["id"].as_str().unwrap();
+    let (_, found) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&t.reader),
+        json!({"phone": "+447400123959", "purpose": "otp"}),
+    );
+    let id = found["id"].as_str().unwrap();
     let path = format!("/v1/tenants/shop/numbers/{id}");
     let (st, _) = s.call("DELETE", &path, Some(&t.reader), b"");
     assert_eq!(st, 403);
