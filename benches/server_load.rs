@@ -239,10 +239,14 @@ fn main() {
                 let mut i = k * 1_000;
                 while Instant::now() < deadline {
                     let t = Instant::now();
-                    let (st, _) =
+                    let (st, body) =
                         c.post("/v1/tenants/shop/lookup", &token, &bodies[i % bodies.len()]);
                     lat.push(t.elapsed());
-                    assert!(st == 200 || st == 404, "status {st}");
+                    assert!(
+                        st == 200 || st == 404,
+                        "status {st}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
                     found += u64::from(st == 200);
                     i += 1;
                 }

@@ -652,3 +652,30 @@ fn lookups_are_rate_limited_per_token_and_socket_group() {
         "refusals are logged: {log}"
     );
 }
+
+#[test]
+fn connections_past_the_cap_wait_their_turn() {
+    let (env, _) = setup();
+    let s = env.serve(&["--max-connections", "1"]);
+    // The first connection holds the only slot while it stays open.
+    let first = UnixStream::connect(env.socket()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let sock = env.socket();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        tx.send(out).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the second client was served while the first held the only slot"
+    );
+    drop(first);
+    let out = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    s.stop();
+}

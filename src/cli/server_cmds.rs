@@ -25,6 +25,9 @@ pub struct ServeArgs {
     /// as many); 0 disables the limit. Refusals are 429 `rate_limited`.
     #[arg(long, default_value_t = server::DEFAULT_LOOKUP_RATE)]
     pub lookup_rate: u32,
+    /// Most client connections open at once; more wait in the socket's backlog.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// Token management.
@@ -96,6 +99,7 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         allow_uids: a.allow_uid.clone(),
         unlock,
         lookup_rate: a.lookup_rate,
+        max_connections: a.max_connections,
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),

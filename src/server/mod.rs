@@ -26,6 +26,7 @@ use crate::vault::{OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
 
 mod api;
 mod error;
+mod limit;
 
 pub use error::ApiError;
 
@@ -106,7 +107,12 @@ pub struct ServeOptions {
     /// Lookups by number (and by last 4 digits) per second per token, with a burst of
     /// as many; 0 means no limit.
     pub lookup_rate: u32,
+    /// Most connections open at once; more wait in the socket's backlog.
+    pub max_connections: usize,
 }
+
+/// Default of [`ServeOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// Default of [`ServeOptions::lookup_rate`].
 pub const DEFAULT_LOOKUP_RATE: u32 = 100;
@@ -166,9 +172,9 @@ pub struct Peer {
     pub pid: Option<i32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl Connected<IncomingStream<'_, limit::LimitedListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, limit::LimitedListener>) -> Self {
+        match stream.io().inner.peer_cred() {
             Ok(c) => Peer {
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
@@ -497,6 +503,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .map_err(io_err("configuring", &opts.socket))?;
     let listener =
         UnixListener::from_std(std_listener).map_err(io_err("listening on", &opts.socket))?;
+    let listener = limit::LimitedListener::new(listener, opts.max_connections);
     eprintln!(
         "phonevault serve: listening on {} ({})",
         opts.socket.display(),
