@@ -679,3 +679,56 @@ fn connections_past_the_cap_wait_their_turn() {
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     s.stop();
 }
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let (env, _) = setup();
+    let s = env.serve(&["--header-timeout-secs", "1", "--max-connections", "1"]);
+    // A request head that never ends: the connection is closed after the timeout, and
+    // its slot freed for the next client.
+    let mut c = UnixStream::connect(env.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let (st, _) = s.call("GET", "/v1/sys/health", None, b"");
+    assert_eq!(st, 200);
+    s.stop();
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let (env, t) = setup();
+    let s = env.serve(&[]);
+    unseal(&s);
+    let items: Vec<Value> = (0..3000)
+        .map(|i| json!({"phone": format!("+4474001{i:05}"), "consents": ["otp"]}))
+        .collect();
+    let body = json!({ "items": items }).to_string();
+    let sock = env.socket();
+    let token = t.writer.clone();
+    let client = std::thread::spawn(move || {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        let req = format!(
+            "POST /v1/tenants/shop/numbers/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    s.stop();
+    let out = client.join().unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"created\":3000"), "{out}");
+    assert!(!env.socket().exists());
+}

@@ -28,6 +28,9 @@ pub struct ServeArgs {
     /// Most client connections open at once; more wait in the socket's backlog.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Seconds a client has to send a request's head before its connection is closed.
+    #[arg(long, default_value_t = 30)]
+    pub header_timeout_secs: u64,
 }
 
 /// Token management.
@@ -100,6 +103,7 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         unlock,
         lookup_rate: a.lookup_rate,
         max_connections: a.max_connections,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),

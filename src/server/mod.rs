@@ -14,12 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use tokio::net::UnixListener;
 
 use crate::vault::{OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
@@ -109,6 +108,8 @@ pub struct ServeOptions {
     pub lookup_rate: u32,
     /// Most connections open at once; more wait in the socket's backlog.
     pub max_connections: usize,
+    /// Time a client has to send a request's head (slow-loris defence).
+    pub header_timeout: Duration,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -172,9 +173,10 @@ pub struct Peer {
     pub pid: Option<i32>,
 }
 
-impl Connected<IncomingStream<'_, limit::LimitedListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, limit::LimitedListener>) -> Self {
-        match stream.io().inner.peer_cred() {
+impl Peer {
+    /// Reads the peer credentials of a connected stream (SO_PEERCRED).
+    fn of(stream: &tokio::net::UnixStream) -> Self {
+        match stream.peer_cred() {
             Ok(c) => Peer {
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
@@ -519,15 +521,45 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         }
         eprintln!("phonevault serve: shutting down");
     };
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<Peer>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = accept_loop(listener, router, opts.header_timeout, shutdown).await;
     let _ = std::fs::remove_file(&opts.socket);
     app.set(None);
     served.map_err(io_err("serving on", &opts.socket))
+}
+
+/// Accepts connections until `shutdown` resolves, then waits for the open ones to
+/// finish their requests. Each connection gets its peer credentials and an HTTP/1.1
+/// server whose request head must arrive within `header_timeout` (slow-loris clients
+/// are dropped).
+async fn accept_loop(
+    mut listener: limit::LimitedListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use axum::serve::Listener;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, _) = tokio::select! {
+            conn = listener.accept() => conn,
+            () = &mut shutdown => break,
+        };
+        let peer = Peer::of(&io.inner);
+        let svc = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A connection error (garbage, timeout, reset) concerns that client only.
+            let _ = conn.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]
