@@ -21,6 +21,16 @@ pub struct ServeArgs {
     /// Accept connections only from these peer uids (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub allow_uid: Vec<u32>,
+    /// Lookups per second allowed to each token (by number or last 4 digits; bursts of
+    /// as many); 0 disables the limit. Refusals are 429 `rate_limited`.
+    #[arg(long, default_value_t = server::DEFAULT_LOOKUP_RATE)]
+    pub lookup_rate: u32,
+    /// Most client connections open at once; more wait in the socket's backlog.
+    #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's head before its connection is closed.
+    #[arg(long, default_value_t = 30)]
+    pub header_timeout_secs: u64,
 }
 
 /// Token management.
@@ -91,6 +101,9 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         socket_group: a.socket_group.clone(),
         allow_uids: a.allow_uid.clone(),
         unlock,
+        lookup_rate: a.lookup_rate,
+        max_connections: a.max_connections,
+        header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),

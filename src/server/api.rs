@@ -232,37 +232,116 @@ async fn batch(
     for p in req.items.iter().flat_map(|i| &i.consents) {
         check_purpose(&info, p)?;
     }
-    let results = blocking(move || {
-        let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-        let mut out = Vec::with_capacity(req.items.len());
-        for (i, item) in req.items.iter().enumerate() {
-            let r = vault.add(
-                &tenant,
-                &item.phone,
-                item.region.as_deref(),
-                &item.consents,
-                source,
-            );
-            out.push(match r {
-                Ok(o) => {
-                    let mut v = outcome_json(o);
-                    v["index"] = json!(i);
-                    v
-                }
-                Err(e) => {
-                    let e = ApiError::from(e);
-                    let mut err = json!({ "code": e.code, "message": e.message });
-                    if let Some(r) = e.reason {
-                        err["reason"] = json!(r);
-                    }
-                    json!({ "index": i, "status": "error", "error": err })
-                }
-            });
+    let (results, summary) = blocking(move || batch_import(&vault, &tenant, req)).await?;
+    ok(json!({ "results": results, "summary": summary }))
+}
+
+/// Runs a batch through the streaming import, one import per distinct (consents,
+/// region) group: one atomic commit per chunk and one flush per group instead of one
+/// per number. Like an import, a batch never lifts an opt-out of everything (such
+/// numbers come back as `suppressed`); an explicit add does.
+fn batch_import(
+    vault: &crate::vault::Vault,
+    tenant: &str,
+    req: BatchReq,
+) -> Result<(Vec<Value>, crate::vault::ImportSummary), crate::vault::VaultError> {
+    use std::collections::BTreeMap;
+    let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE).to_owned();
+    let mut groups: BTreeMap<(Vec<String>, Option<String>), Vec<usize>> = BTreeMap::new();
+    for (i, item) in req.items.iter().enumerate() {
+        let mut c = item.consents.clone();
+        c.sort();
+        c.dedup();
+        groups.entry((c, item.region.clone())).or_default().push(i);
+    }
+    let mut results: Vec<Value> = (0..req.items.len())
+        .map(|i| json!({ "index": i, "status": "ok" }))
+        .collect();
+    let mut total = crate::vault::ImportSummary::default();
+    for ((purposes, region), members) in groups {
+        // The numbers go through an in-memory CSV (zeroized afterwards): the import
+        // is the one bulk path, so batch and import cannot drift apart.
+        // Sized up front so no reallocation leaves an unzeroized copy behind.
+        let cap = 8 + members
+            .iter()
+            .map(|&i| 3 + 2 * req.items[i].phone.len())
+            .sum::<usize>();
+        let mut w = csv::Writer::from_writer(Vec::with_capacity(cap));
+        let write = |w: &mut csv::Writer<_>, f: &str| {
+            w.write_record([f])
+                .map_err(|e| crate::vault::VaultError::Csv(e.to_string()))
+        };
+        write(&mut w, "phone")?;
+        for &i in &members {
+            write(&mut w, &req.items[i].phone)?;
         }
-        Ok(out)
-    })
-    .await?;
-    ok(json!({ "results": results }))
+        let csv = zeroize::Zeroizing::new(
+            w.into_inner()
+                .map_err(|e| crate::vault::VaultError::Csv(e.to_string()))?,
+        );
+        let opts = crate::vault::ImportOptions {
+            tenant: tenant.to_owned(),
+            purposes,
+            source: source.clone(),
+            region,
+            column: "phone".into(),
+        };
+        let mut rejects = Vec::new();
+        let summary = match vault.import(
+            &opts,
+            &csv[..],
+            |r| {
+                rejects.push(r);
+                Ok(())
+            },
+            |_| {},
+        ) {
+            Ok(s) => s,
+            // A whole group refused (unknown purpose, bad region hint, ...): every
+            // member gets the error.
+            Err(e) => {
+                let e = ApiError::from(e);
+                for &i in &members {
+                    results[i] = item_error(i, &e);
+                }
+                continue;
+            }
+        };
+        for r in rejects {
+            // Line 1 is the header; line k is the group's member k - 2.
+            let Some(&i) = usize::try_from(r.line)
+                .ok()
+                .and_then(|l| l.checked_sub(2))
+                .and_then(|k| members.get(k))
+            else {
+                continue;
+            };
+            let mut err = json!({ "code": r.code, "message": r.reason });
+            let status = if r.code == "suppressed" {
+                "suppressed"
+            } else {
+                err["reason"] = json!(r.code);
+                err["code"] = json!("invalid_phone");
+                "error"
+            };
+            results[i] = json!({ "index": i, "status": status, "error": err });
+        }
+        total.rows += summary.rows;
+        total.created += summary.created;
+        total.merged += summary.merged;
+        total.unchanged += summary.unchanged;
+        total.rejected += summary.rejected;
+        total.suppressed += summary.suppressed;
+    }
+    Ok((results, total))
+}
+
+fn item_error(i: usize, e: &ApiError) -> Value {
+    let mut err = json!({ "code": e.code, "message": e.message });
+    if let Some(r) = e.reason {
+        err["reason"] = json!(r);
+    }
+    json!({ "index": i, "status": "error", "error": err })
 }
 
 #[derive(Deserialize)]
@@ -276,6 +355,7 @@ struct LookupReq {
 }
 
 async fn lookup(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<LookupReq>,
@@ -283,6 +363,7 @@ async fn lookup(
     let (vault, info) = auth.authorize(&tenant, Op::Read)?;
     check_purpose(&info, &req.purpose)?;
     check_reveal(&info, req.reveal)?;
+    app.lookups.take(&info.id)?;
     let reveal = req.reveal;
     let found =
         blocking(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose))
@@ -304,6 +385,7 @@ struct Last4Req {
 }
 
 async fn lookup_last4(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<Last4Req>,
@@ -311,6 +393,7 @@ async fn lookup_last4(
     let (vault, info) = auth.authorize(&tenant, Op::Read)?;
     check_purpose(&info, &req.purpose)?;
     check_reveal(&info, req.reveal)?;
+    app.lookups.take(&info.id)?;
     let reveal = req.reveal;
     let found =
         blocking(move || vault.find_last4(&tenant, req.country_code, &req.last4, &req.purpose))

@@ -14,18 +14,18 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::extract::connect_info::{ConnectInfo, Connected};
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::serve::IncomingStream;
 use tokio::net::UnixListener;
 
 use crate::vault::{OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
 
 mod api;
 mod error;
+mod limit;
 
 pub use error::ApiError;
 
@@ -103,6 +103,63 @@ pub struct ServeOptions {
     pub allow_uids: Vec<u32>,
     /// Unlock at start; `None` starts sealed.
     pub unlock: Option<Unlock>,
+    /// Lookups by number (and by last 4 digits) per second per token, with a burst of
+    /// as many; 0 means no limit.
+    pub lookup_rate: u32,
+    /// Most connections open at once; more wait in the socket's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's head (slow-loris defence).
+    pub header_timeout: Duration,
+}
+
+/// Default of [`ServeOptions::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Default of [`ServeOptions::lookup_rate`].
+pub const DEFAULT_LOOKUP_RATE: u32 = 100;
+
+/// Per-token token buckets for lookups: the lookup API over ~10^10 possible numbers is
+/// an enumeration oracle, so each token gets a bounded rate.
+pub(crate) struct RateLimiter {
+    rate: f64,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
+}
+
+impl RateLimiter {
+    fn new(rate: u32) -> Self {
+        RateLimiter {
+            rate: f64::from(rate),
+            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// Takes one lookup from the token's bucket, or says how long to wait.
+    fn take(&self, token_id: &str) -> Result<(), ApiError> {
+        if self.rate <= 0.0 {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        let mut map = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (level, at) = map.entry(token_id.to_owned()).or_insert((self.rate, now));
+        *level = (*level + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
+        *at = now;
+        if *level >= 1.0 {
+            *level -= 1.0;
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "lookup rate limit of this token reached ({} per second): slow down and retry",
+                    self.rate
+                ),
+            ))
+        }
+    }
 }
 
 /// Credentials of the connected peer, read with SO_PEERCRED once per connection.
@@ -116,9 +173,10 @@ pub struct Peer {
     pub pid: Option<i32>,
 }
 
-impl Connected<IncomingStream<'_, UnixListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, UnixListener>) -> Self {
-        match stream.io().peer_cred() {
+impl Peer {
+    /// Reads the peer credentials of a connected stream (SO_PEERCRED).
+    fn of(stream: &tokio::net::UnixStream) -> Self {
+        match stream.peer_cred() {
             Ok(c) => Peer {
                 uid: Some(c.uid()),
                 gid: Some(c.gid()),
@@ -140,6 +198,7 @@ pub(crate) struct App {
     /// Held for the whole of an unseal attempt (one at a time); counts failures.
     unseal: tokio::sync::Mutex<u32>,
     allow_uids: Vec<u32>,
+    lookups: RateLimiter,
 }
 
 impl App {
@@ -438,6 +497,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         vault: RwLock::new(vault),
         unseal: tokio::sync::Mutex::new(0),
         allow_uids: opts.allow_uids,
+        lookups: RateLimiter::new(opts.lookup_rate),
     });
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener
@@ -445,6 +505,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .map_err(io_err("configuring", &opts.socket))?;
     let listener =
         UnixListener::from_std(std_listener).map_err(io_err("listening on", &opts.socket))?;
+    let listener = limit::LimitedListener::new(listener, opts.max_connections);
     eprintln!(
         "phonevault serve: listening on {} ({})",
         opts.socket.display(),
@@ -460,15 +521,45 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         }
         eprintln!("phonevault serve: shutting down");
     };
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<Peer>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    let served = accept_loop(listener, router, opts.header_timeout, shutdown).await;
     let _ = std::fs::remove_file(&opts.socket);
     app.set(None);
     served.map_err(io_err("serving on", &opts.socket))
+}
+
+/// Accepts connections until `shutdown` resolves, then waits for the open ones to
+/// finish their requests. Each connection gets its peer credentials and an HTTP/1.1
+/// server whose request head must arrive within `header_timeout` (slow-loris clients
+/// are dropped).
+async fn accept_loop(
+    mut listener: limit::LimitedListener,
+    router: axum::Router,
+    header_timeout: Duration,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use axum::serve::Listener;
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, _) = tokio::select! {
+            conn = listener.accept() => conn,
+            () = &mut shutdown => break,
+        };
+        let peer = Peer::of(&io.inner);
+        let svc = router.clone().layer(axum::Extension(ConnectInfo(peer)));
+        let svc = hyper_util::service::TowerToHyperService::new(svc);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(hyper_util::rt::TokioIo::new(io), svc);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            // A connection error (garbage, timeout, reset) concerns that client only.
+            let _ = conn.await;
+        });
+    }
+    graceful.shutdown().await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,734 @@
+//! The socket API as a client sees it: the real binary (`phonevault serve`) on a real
+//! Unix socket, spoken to in HTTP/1.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const PASS: &str = "correct horse battery staple";
+const NUMBER: &str = "+447400123958";
+const NATIONAL: &str = "7400123958";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    vault: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let vault = tmp.path().join("vault");
+        Env { _tmp: tmp, vault }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
+        c.arg("--vault")
+            .arg(&self.vault)
+            .args(args)
+            .env("PHONEVAULT_PASSPHRASE", PASS)
+            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
+            .env_remove("PHONEVAULT_DIR")
+            .env_remove("PHONEVAULT_KEY_FILE")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn token(&self, args: &[&str]) -> String {
+        let mut a = vec!["--json", "token", "create"];
+        a.extend_from_slice(args);
+        let v: Value = serde_json::from_str(&self.ok(&a)).unwrap();
+        assert_eq!(v["id"].as_str().unwrap().len(), 16);
+        v["token"].as_str().unwrap().to_owned()
+    }
+
+    fn socket(&self) -> PathBuf {
+        self.vault.join("phonevault.sock")
+    }
+
+    /// Starts `serve` sealed (no unlock source) and waits for the socket.
+    fn serve(&self, extra: &[&str]) -> Server {
+        let log = self.vault.parent().unwrap().join("serve.log");
+        let mut c = self.cmd(&["serve"]);
+        c.args(extra)
+            .env_remove("PHONEVAULT_PASSPHRASE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        let child = c.spawn().unwrap();
+        let s = Server {
+            child,
+            socket: self.socket(),
+            log,
+        };
+        s.wait_ready();
+        s
+    }
+}
+
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Server {
+    fn wait_ready(&self) {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            if UnixStream::connect(&self.socket).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("server did not start: {}", self.log_text());
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) -> String {
+        self.signal("-TERM");
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "server exited with {st}");
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "no exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.log_text()
+    }
+
+    fn raw(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        // The server may answer and close before it has read everything we send.
+        let _ = s.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        out
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        let mut req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(t) = token {
+            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+        }
+        req.push_str("\r\n");
+        let mut bytes = req.into_bytes();
+        bytes.extend_from_slice(body);
+        let out = self.raw(&bytes);
+        let text = String::from_utf8(out).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+        if status >= 400 {
+            let code = v["error"]["code"].as_str().expect("an error code");
+            assert!(!code.is_empty());
+            assert!(v["error"]["message"].as_str().is_some());
+            assert!(
+                !body.contains(NATIONAL),
+                "a number in an error body: {body}"
+            );
+        }
+        (status, v)
+    }
+
+    fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
+        self.call("POST", path, token, body.to_string().as_bytes())
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["error"]["code"].as_str().unwrap_or("")
+}
+
+struct Tokens {
+    admin: String,
+    writer: String,
+    reader: String,
+    revealer: String,
+    auditor: String,
+    other: String,
+}
+
+fn setup() -> (Env, Tokens) {
+    let env = Env::new();
+    env.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+    env.ok(&[
+        "tenant",
+        "create",
+        "shop",
+        "--purposes",
+        "otp,support,marketing",
+    ]);
+    env.ok(&["tenant", "create", "other", "--purposes", "otp"]);
+    let t = Tokens {
+        admin: env.token(&["--admin"]),
+        writer: env.token(&[
+            "--tenant",
+            "shop",
+            "--role",
+            "writer",
+            "--purposes",
+            "otp,marketing",
+        ]),
+        reader: env.token(&["--tenant", "shop", "--role", "reader", "--purposes", "otp"]),
+        revealer: env.token(&[
+            "--tenant", "shop", "--role", "reader", "--reveal", "--ttl", "1d",
+        ]),
+        auditor: env.token(&["--tenant", "shop", "--role", "auditor"]),
+        other: env.token(&["--tenant", "other", "--role", "admin", "--reveal"]),
+    };
+    (env, t)
+}
+
+fn unseal(s: &Server) {
+    let (st, v) = s.post("/v1/sys/unseal", None, json!({ "passphrase": PASS }));
+    assert_eq!((st, &v), (200, &json!({"sealed": false})));
+}
+
+#[test]
+fn sealed_unseal_seal_and_access_control() {
+    let (env, t) = setup();
+    let s = env.serve(&[]);
+    let mode = std::fs::metadata(env.socket())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Sealed: health says so and nothing more; data calls answer 503 whatever they send.
+    let (st, v) = s.call("GET", "/v1/sys/health", None, b"");
+    assert_eq!((st, v), (200, json!({"sealed": true})));
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!((st, code(&v)), (503, "sealed"));
+    let (st, v) = s.call("POST", "/v1/tenants/shop/lookup", None, b"{garbage");
+    assert_eq!((st, code(&v)), (503, "sealed"));
+
+    // A wrong passphrase fails (and is slowed down); the right one unseals.
+    let (st, v) = s.post("/v1/sys/unseal", None, json!({"passphrase": "wrong"}));
+    assert_eq!((st, code(&v)), (401, "unseal_failed"));
+    unseal(&s);
+    let (_, v) = s.call("GET", "/v1/sys/health", None, b"");
+    assert_eq!(v, json!({"sealed": false}));
+
+    // Authentication.
+    let (st, v) = s.post("/v1/tenants/shop/lookup", None, lookup.clone());
+    assert_eq!((st, code(&v)), (401, "unauthorized"));
+    let fake = format!("pvt_{}", "ab".repeat(32));
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&fake), lookup.clone());
+    assert_eq!((st, code(&v)), (401, "unauthorized"));
+
+    // Writer adds; reader cannot.
+    let add = json!({"phone": "07400 123958", "region": "GB", "consents": ["otp"]});
+    let (st, v) = s.post("/v1/tenants/shop/numbers", Some(&t.reader), add.clone());
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    let (st, v) = s.post("/v1/tenants/shop/numbers", Some(&t.writer), add.clone());
+    assert_eq!((st, v["status"].as_str()), (201, Some("created")));
+    let id = v["id"].as_str().unwrap().to_owned();
+    let (st, v) = s.post("/v1/tenants/shop/numbers", Some(&t.writer), add);
+    assert_eq!((st, v["status"].as_str()), (200, Some("unchanged")));
+    // The writer's purposes bound what it may record.
+    let (st, v) = s.post(
+        "/v1/tenants/shop/numbers",
+        Some(&t.writer),
+        json!({"phone": NUMBER, "consents": ["support"]}),
+    );
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+
+    // Reader: masked by default, reveal refused without the right, purposes bound.
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!(st, 200);
+    assert_eq!(v["id"], id.as_str());
+    assert_eq!(v["masked"], true);
+    assert_eq!(v["phone"], "+44 ••• ••• 3958");
+    let reveal = json!({"phone": NUMBER, "purpose": "otp", "reveal": true});
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), reveal.clone());
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    let (st, v) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&t.reader),
+        json!({"phone": NUMBER, "purpose": "support"}),
+    );
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), reveal);
+    assert_eq!((st, v["phone"].as_str()), (200, Some(NUMBER)));
+    // Not consented for marketing: 404, the same as absent.
+    let (st, v) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&t.revealer),
+        json!({"phone": NUMBER, "purpose": "marketing"}),
+    );
+    assert_eq!((st, code(&v)), (404, "not_found"));
+    let (st, v) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&t.revealer),
+        json!({"phone": "+447400123959", "purpose": "otp"}),
+    );
+    assert_eq!((st, code(&v)), (404, "not_found"));
+
+    // GET by id.
+    let (st, v) = s.call(
+        "GET",
+        &format!("/v1/tenants/shop/numbers/{id}?purpose=otp"),
+        Some(&t.reader),
+        b"",
+    );
+    assert_eq!((st, v["masked"].as_bool()), (200, Some(true)));
+    let (st, v) = s.call(
+        "GET",
+        &format!("/v1/tenants/shop/numbers/{id}"),
+        Some(&t.reader),
+        b"",
+    );
+    assert_eq!((st, code(&v)), (400, "bad_query"));
+
+    // Another tenant's token: 403 for an existing and a missing tenant alike.
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.other), lookup.clone());
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    let (st2, v2) = s.post("/v1/tenants/nosuch/lookup", Some(&t.other), lookup.clone());
+    assert_eq!((st2, &v2), (st, &v));
+    // The vault-wide admin token reads no tenant's data.
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.admin), lookup.clone());
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+
+    // Auditor: statistics only.
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.auditor), lookup.clone());
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    let (st, v) = s.post(
+        "/v1/tenants/shop/stats",
+        Some(&t.auditor),
+        json!({"min_group": 2}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["suppressed_groups"], 1);
+
+    // Only a vault-wide admin seals; sealed again answers 503; unseal reopens the store.
+    let (st, v) = s.post("/v1/sys/seal", Some(&t.writer), json!({}));
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    let (st, v) = s.post("/v1/sys/seal", Some(&t.admin), json!({}));
+    assert_eq!((st, v), (200, json!({"sealed": true})));
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!((st, code(&v)), (503, "sealed"));
+    unseal(&s);
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup);
+    assert_eq!(st, 200);
+
+    let log = s.stop();
+    assert!(!env.socket().exists(), "SIGTERM must remove the socket");
+    assert!(!log.contains(NATIONAL), "a number in the server log: {log}");
+    assert!(log.contains("uid="), "peer credentials are logged: {log}");
+}
+
+#[test]
+fn limits_malformed_input_and_lifecycle() {
+    let (env, t) = setup();
+    let s = env.serve(&[]);
+    unseal(&s);
+    let w = Some(t.writer.as_str());
+
+    // Oversized, malformed, wrong types, unknown fields: JSON errors, server unharmed.
+    let big = vec![b' '; (1 << 20) + 10];
+    let (st, v) = s.call("POST", "/v1/tenants/shop/lookup", Some(&t.reader), &big);
+    assert_eq!((st, code(&v)), (413, "payload_too_large"));
+    let (st, v) = s.call("POST", "/v1/tenants/shop/numbers", w, b"{\"phone\": ");
+    assert_eq!((st, code(&v)), (400, "bad_json"));
+    let (st, v) = s.post(
+        "/v1/tenants/shop/numbers",
+        w,
+        json!({"phone": 7, "consents": []}),
+    );
+    assert_eq!((st, code(&v)), (400, "bad_json"));
+    let (st, v) = s.post(
+        "/v1/tenants/shop/numbers",
+        w,
+        json!({"phone": NUMBER, "consents": ["otp"], "extra": 1}),
+    );
+    assert_eq!((st, code(&v)), (400, "bad_json"));
+    assert!(v["error"]["message"].as_str().unwrap().contains("extra"));
+    let (st, v) = s.post(
+        "/v1/tenants/shop/numbers",
+        w,
+        json!({"phone": "+44 12", "consents": ["otp"]}),
+    );
+    assert_eq!((st, code(&v)), (400, "invalid_phone"));
+    assert!(v["error"]["reason"].as_str().is_some());
+    let (st, v) = s.post(
+        "/v1/tenants/shop/numbers",
+        w,
+        json!({"phone": NUMBER, "consents": ["nope"]}),
+    );
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+
+    // Garbage bytes: the connection is closed, the next client is served.
+    let out = s.raw(b"\x00\x01\x02 not http at all\r\n\r\n");
+    assert!(out.is_empty() || String::from_utf8_lossy(&out).starts_with("HTTP/1.1 400"));
+    let (st, _) = s.call("GET", "/v1/sys/health", None, b"");
+    assert_eq!(st, 200);
+
+    // Batch: per-item results.
+    let (st, v) = s.post(
+        "/v1/tenants/shop/numbers/batch",
+        w,
+        json!({"source": "crm", "items": [
+            {"phone": NUMBER, "consents": ["otp"]},
+            {"phone": "not a number", "consents": ["otp"]},
+            {"phone": "+447400123959", "consents": ["otp", "marketing"]},
+            {"phone": NUMBER, "consents": ["otp"]},
+        ]}),
+    );
+    assert_eq!(st, 200, "{v}");
+    let r = v["results"].as_array().unwrap();
+    let statuses: Vec<_> = r.iter().map(|i| i["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses, ["ok", "error", "ok", "ok"]);
+    assert_eq!(r[1]["error"]["code"], "invalid_phone");
+    assert!(r[1]["error"]["reason"].as_str().is_some());
+    assert_eq!(v["summary"]["created"], 2);
+    assert_eq!(v["summary"]["unchanged"], 1);
+    let too_many: Vec<Value> = (0..10_001)
+        .map(|_| json!({"phone": NUMBER, "consents": ["otp"]}))
+        .collect();
+    let (st, v) = s.post(
+        "/v1/tenants/shop/numbers/batch",
+        w,
+        json!({"items": too_many}),
+    );
+    assert_eq!((st, code(&v)), (413, "payload_too_large"));
+
+    // Lifecycle: withdraw, grant, opt-out, verify, erase, delete.
+    let target = json!({"phone": NUMBER});
+    let (st, v) = s.post(
+        "/v1/tenants/shop/consent/withdraw",
+        w,
+        json!({"phone": NUMBER, "purpose": "otp"}),
+    );
+    assert_eq!((st, v["changed"].as_bool()), (200, Some(true)));
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!(st, 404);
+    let (st, v) = s.post(
+        "/v1/tenants/shop/consent/grant",
+        w,
+        json!({"phone": NUMBER, "purposes": ["otp"], "source": "call"}),
+    );
+    assert_eq!((st, v["changed"].as_bool()), (200, Some(true)));
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!(st, 200);
+    let (st, v) = s.post("/v1/tenants/shop/opt-out", w, json!({"phone": NUMBER}));
+    assert_eq!((st, code(&v)), (400, "bad_json"));
+    let (st, _) = s.post(
+        "/v1/tenants/shop/opt-out",
+        w,
+        json!({"phone": NUMBER, "all": true}),
+    );
+    assert_eq!(st, 200);
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!(st, 404);
+    let (st, v) = s.post("/v1/tenants/shop/verify", w, target.clone());
+    assert_eq!((st, v["changed"].as_bool()), (200, Some(true)));
+    let (st, v) = s.post("/v1/tenants/shop/erase", w, target.clone());
+    assert_eq!((st, v["erased"].as_bool()), (200, Some(true)));
+    let (st, v) = s.post("/v1/tenants/shop/erase", w, target);
+    assert_eq!((st, code(&v)), (404, "not_found"));
+    let (_, found) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&t.reader),
+        json!({"phone": "+447400123959", "purpose": "otp"}),
+    );
+    let id = found["id"].as_str().unwrap();
+    let path = format!("/v1/tenants/shop/numbers/{id}");
+    let (st, _) = s.call("DELETE", &path, Some(&t.reader), b"");
+    assert_eq!(st, 403);
+    let (st, v) = s.call("DELETE", &path, w, b"");
+    assert_eq!((st, v), (200, json!({"deleted": true})));
+    let (st, v) = s.call("DELETE", &path, w, b"");
+    assert_eq!((st, code(&v)), (404, "not_found"));
+
+    let log = s.stop();
+    assert!(!log.contains(NATIONAL), "a number in the server log: {log}");
+}
+
+#[test]
+fn openapi_paths_are_all_routed() {
+    let (env, _) = setup();
+    let s = env.serve(&[]);
+    let (st, doc) = s.call("GET", "/v1/openapi.json", None, b"");
+    assert_eq!(st, 200);
+    let on_disk: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("openapi.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc, on_disk);
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 14);
+    for (path, item) in paths {
+        let concrete = path
+            .replace("{tenant}", "shop")
+            .replace("{id}", "0123456789abcdef0123456789abcdef");
+        for method in item.as_object().unwrap().keys() {
+            let (st, v) = s.call(&method.to_uppercase(), &concrete, None, b"{}");
+            assert!(
+                !matches!(code(&v), "no_route" | "method_not_allowed"),
+                "{method} {path} is documented but not routed: {st} {v}"
+            );
+        }
+    }
+    let (st, v) = s.call("GET", "/v1/nope", None, b"");
+    assert_eq!((st, code(&v)), (404, "no_route"));
+    s.stop();
+}
+
+#[test]
+fn socket_file_stale_live_and_permissions() {
+    let (env, t) = setup();
+    // A stale socket (bound, then its server gone) is replaced.
+    drop(std::os::unix::net::UnixListener::bind(env.socket()).unwrap());
+    assert!(env.socket().exists());
+    let s = env.serve(&[]);
+    // A live one is an error, and stays in place.
+    let out = env
+        .cmd(&["serve"])
+        .env_remove("PHONEVAULT_PASSPHRASE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("already listening"), "{err}");
+    let (st, _) = s.call("GET", "/v1/sys/health", None, b"");
+    assert_eq!(st, 200);
+    s.stop();
+    assert!(!env.socket().exists());
+
+    // A file that is not a socket is never removed.
+    std::fs::write(env.socket(), b"precious").unwrap();
+    let out = env.cmd(&["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"));
+    std::fs::remove_file(env.socket()).unwrap();
+
+    // --allow-uid: a peer with another uid is refused.
+    let me = std::fs::metadata(&env.vault).unwrap();
+    let other_uid = std::os::unix::fs::MetadataExt::uid(&me) + 1;
+    let s = env.serve(&["--allow-uid", &other_uid.to_string()]);
+    let (st, v) = s.call("GET", "/v1/sys/health", None, b"");
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    s.stop();
+
+    // Started with an unlock source: unsealed at once; SIGINT also shuts down cleanly.
+    let mut c = env.cmd(&["serve"]);
+    let log = env.vault.parent().unwrap().join("serve2.log");
+    c.stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let s = Server {
+        child: c.spawn().unwrap(),
+        socket: env.socket(),
+        log,
+    };
+    s.wait_ready();
+    let (st, v) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&t.reader),
+        json!({"phone": NUMBER, "purpose": "otp"}),
+    );
+    assert_eq!((st, code(&v)), (404, "not_found"));
+    s.signal("-INT");
+    let mut s = s;
+    let start = Instant::now();
+    while s.child.try_wait().unwrap().is_none() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!env.socket().exists());
+}
+
+#[test]
+fn token_cli_list_and_revoke() {
+    let (env, t) = setup();
+    let list: Value = serde_json::from_str(&env.ok(&["--json", "token", "list"])).unwrap();
+    let list = list.as_array().unwrap();
+    assert_eq!(list.len(), 6);
+    let text = env.ok(&["token", "list"]);
+    assert!(!text.contains(&t.reader[4..]), "a secret in token list");
+    let reader_id = list
+        .iter()
+        .find(|r| r["role"] == "reader" && r["reveal"] == false)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    env.ok(&["token", "revoke", &reader_id]);
+    let out = env.cmd(&["token", "revoke", &reader_id]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let out = env
+        .cmd(&["token", "create", "--tenant", "shop", "--role", "boss"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
+
+    let s = env.serve(&[]);
+    unseal(&s);
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!(st, 401, "a revoked token must not work");
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup.clone());
+    assert_eq!(st, 404);
+    s.stop();
+
+    let v: Value = serde_json::from_str(&env.ok(&["--json", "token", "revoke", "--all"])).unwrap();
+    assert_eq!(v["revoked"], 5);
+    let s = env.serve(&[]);
+    unseal(&s);
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup);
+    assert_eq!(st, 401);
+    s.stop();
+}
+
+#[test]
+fn lookups_are_rate_limited_per_token_and_socket_group() {
+    let (env, t) = setup();
+    let s = env.serve(&["--lookup-rate", "5", "--socket-group", "0"]);
+    let meta = std::fs::metadata(env.socket()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
+    unseal(&s);
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    // A burst of 5, then refusals (the refill, 5/s, is slower than these requests).
+    let answers: Vec<(u16, Value)> = (0..20)
+        .map(|_| s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone()))
+        .collect();
+    let statuses: Vec<u16> = answers.iter().map(|a| a.0).collect();
+    assert!(statuses[..5].iter().all(|&c| c == 404), "{statuses:?}");
+    let refused: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
+    assert!(!refused.is_empty(), "{statuses:?}");
+    assert!(refused.iter().all(|a| code(&a.1) == "rate_limited"));
+    // Another token has its own budget.
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup);
+    assert_eq!(st, 404);
+    let log = s.stop();
+    assert!(
+        log.contains("/v1/tenants/shop/lookup 429"),
+        "refusals are logged: {log}"
+    );
+}
+
+#[test]
+fn connections_past_the_cap_wait_their_turn() {
+    let (env, _) = setup();
+    let s = env.serve(&["--max-connections", "1"]);
+    // The first connection holds the only slot while it stays open.
+    let first = UnixStream::connect(env.socket()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let sock = env.socket();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        c.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        tx.send(out).unwrap();
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "the second client was served while the first held the only slot"
+    );
+    drop(first);
+    let out = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    s.stop();
+}
+
+#[test]
+fn slow_clients_are_cut_off() {
+    let (env, _) = setup();
+    let s = env.serve(&["--header-timeout-secs", "1", "--max-connections", "1"]);
+    // A request head that never ends: the connection is closed after the timeout, and
+    // its slot freed for the next client.
+    let mut c = UnixStream::connect(env.socket()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let _ = c.read_to_end(&mut out);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(500) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let (st, _) = s.call("GET", "/v1/sys/health", None, b"");
+    assert_eq!(st, 200);
+    s.stop();
+}
+
+#[test]
+fn sigterm_lets_in_flight_requests_finish() {
+    let (env, t) = setup();
+    let s = env.serve(&[]);
+    unseal(&s);
+    let items: Vec<Value> = (0..3000)
+        .map(|i| json!({"phone": format!("+4474001{i:05}"), "consents": ["otp"]}))
+        .collect();
+    let body = json!({ "items": items }).to_string();
+    let sock = env.socket();
+    let token = t.writer.clone();
+    let client = std::thread::spawn(move || {
+        let mut c = UnixStream::connect(&sock).unwrap();
+        let req = format!(
+            "POST /v1/tenants/shop/numbers/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer {token}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        c.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        c.read_to_string(&mut out).unwrap();
+        out
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    s.stop();
+    let out = client.join().unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.contains("\"created\":3000"), "{out}");
+    assert!(!env.socket().exists());
+}
