@@ -199,9 +199,12 @@ impl RecordBody {
     /// Opts out of `purpose` (or of everything with `None`): records the opt-out and
     /// withdraws the covered grants. Returns whether it changed.
     pub fn opt_out(&mut self, purpose: Option<&str>, now: u64) -> bool {
-        let already = self.opt_outs.iter().any(|o| {
-            o.lifted_at.is_none() && (o.purpose.is_none() || o.purpose.as_deref() == purpose)
-        });
+        // Record a per-purpose opt-out even under an opt-out of everything: lifting
+        // the latter (an explicit consent for another purpose) must not lift it.
+        let already = self
+            .opt_outs
+            .iter()
+            .any(|o| o.lifted_at.is_none() && o.purpose.as_deref() == purpose);
         let purposes: Vec<String> = self
             .grants
             .iter()

@@ -61,7 +61,7 @@ fn target(n: usize) -> Target<'static> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
 
     #[test]
     fn vault_agrees_with_the_model(ops in proptest::collection::vec(op(), 1..30)) {

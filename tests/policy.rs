@@ -308,3 +308,19 @@ fn an_import_during_suppression_is_not_revived_by_a_later_consent() {
     assert!(!t.found(A, "marketing"));
     assert!(!t.found(A, "otp"));
 }
+
+#[test]
+fn a_purpose_opt_out_under_a_total_one_survives_its_lifting() {
+    //! Found by tests/model.rs: an opt-out of one purpose given while the number was
+    //! already opted out of everything was not recorded, so lifting the total opt-out
+    //! (an explicit consent for another purpose) let a later import re-grant it.
+    let t = setup();
+    t.import(&[A], &["otp"]);
+    t.v.opt_out("shop", phone(A), None).unwrap();
+    t.v.opt_out("shop", phone(A), Some("otp")).unwrap();
+    t.v.add("shop", A, None, &p(&["marketing"]), "form")
+        .unwrap();
+    t.import(&[A], &["otp"]);
+    assert!(t.found(A, "marketing"));
+    assert!(!t.found(A, "otp"));
+}
