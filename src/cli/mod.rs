@@ -684,6 +684,18 @@ fn print_found(cli: &Cli, f: &Found, reveal: bool) {
     }
 }
 
+/// Prints a read's result, or fails with exit code 3 (absent and not consented look
+/// the same).
+fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failure> {
+    match found {
+        Some(f) => {
+            print_found(cli, &f, reveal);
+            Ok(())
+        }
+        None => Err(not_found("no record found for that purpose")),
+    }
+}
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
@@ -768,23 +780,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 return Ok(());
             }
             let phone = a.phone.as_deref().unwrap_or("");
-            match v.find(&a.tenant, phone, a.region.as_deref(), &a.purpose)? {
-                Some(f) => {
-                    print_found(&cli, &f, a.reveal);
-                    Ok(())
-                }
-                None => Err(not_found("no record found for that purpose")),
-            }
+            let found = v.find(&a.tenant, phone, a.region.as_deref(), &a.purpose)?;
+            show_found(&cli, found, a.reveal)
         }
         Command::Get(a) => {
             let v = open(&cli)?;
-            match v.get(&a.tenant, &a.id, &a.purpose)? {
-                Some(f) => {
-                    print_found(&cli, &f, a.reveal);
-                    Ok(())
-                }
-                None => Err(not_found("no record found for that purpose")),
-            }
+            show_found(&cli, v.get(&a.tenant, &a.id, &a.purpose)?, a.reveal)
         }
         Command::Delete(a) => {
             let v = open(&cli)?;
