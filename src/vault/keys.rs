@@ -5,7 +5,7 @@
 use phonevault_keys::KeyPurpose;
 
 use super::{index_entries, record_key, Vault, VaultError};
-use crate::record::{self, RecordId};
+use crate::record;
 use crate::store::{Batch, Tree};
 
 /// Records rewrapped per atomic commit; the write lock is released between chunks.
@@ -167,11 +167,7 @@ impl Vault {
             let mut b = Batch::default();
             let mut sealed_now = 0;
             for (k, _) in &page {
-                let id = RecordId(
-                    k.get(4..)
-                        .and_then(|r| <[u8; 16]>::try_from(r).ok())
-                        .ok_or(VaultError::RowTampered("records"))?,
-                );
+                let id = super::id_after(k, 4, "records")?;
                 // Re-read under the lock: the record may have changed since the page.
                 let Some((stored, body)) = self.open_record(&ctx, &id)? else {
                     continue;

@@ -298,11 +298,7 @@ impl Vault {
                 let _w = self.write_guard();
                 let mut b = Batch::default();
                 for (k, _) in &page {
-                    let id = k
-                        .get(12..)
-                        .and_then(|r| <[u8; 16]>::try_from(r).ok())
-                        .map(RecordId)
-                        .ok_or(VaultError::RowTampered("expiry"))?;
+                    let id = super::id_after(k, 12, "expiry")?;
                     match self.open_record(&ctx, &id)? {
                         Some((stored, old)) if old.last_activity() <= cutoff => {
                             report.expired += 1;

@@ -536,6 +536,14 @@ fn decode_row<T: Decode<()>>(
     Ok(row)
 }
 
+/// The record id that ends a store key after `offset` bytes of prefix.
+fn id_after(key: &[u8], offset: usize, table: &'static str) -> Result<RecordId, VaultError> {
+    key.get(offset..)
+        .and_then(|r| <[u8; 16]>::try_from(r).ok())
+        .map(RecordId)
+        .ok_or(VaultError::RowTampered(table))
+}
+
 fn record_key(tenant_id: u32, id: &RecordId) -> Vec<u8> {
     let mut k = Vec::with_capacity(20);
     k.extend_from_slice(&tenant_id.to_be_bytes());
@@ -1189,13 +1197,7 @@ impl Vault {
             let d = record::last4_digest(&keys.index, country_code, last4, bits);
             let prefix = last4_prefix(ctx.row.id, keys.version, &d);
             for (k, _) in self.store.scan_prefix(Tree::Index, &prefix, usize::MAX)? {
-                let Some(id) = k
-                    .get(prefix.len()..)
-                    .and_then(|r| <[u8; 16]>::try_from(r).ok())
-                else {
-                    return Err(VaultError::RowTampered("index"));
-                };
-                let id = RecordId(id);
+                let id = id_after(&k, prefix.len(), "index")?;
                 if out.iter().any(|f| f.id == id) {
                     continue;
                 }
@@ -1247,11 +1249,7 @@ impl Vault {
             start = last.clone();
             start.push(0);
             for (k, stored) in &page {
-                let id = RecordId(
-                    k.get(4..)
-                        .and_then(|r| <[u8; 16]>::try_from(r).ok())
-                        .ok_or(VaultError::RowTampered("records"))?,
-                );
+                let id = id_after(k, 4, "records")?;
                 let header = record::parse_header(stored)?;
                 let keys = ctx.data_key(header.data_key_version)?;
                 let body = record::open(&keys.data, ctx.row.id, &id, stored)?;
