@@ -14,6 +14,7 @@ mod server_cmds;
 pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
 
 use crate::phone;
+use crate::store::StoreLocation;
 use crate::vault::{self, Found, ImportOptions, OpenOptions, Unlock, Vault, VaultError};
 
 /// Exit code when a read found nothing.
@@ -51,6 +52,26 @@ pub struct Cli {
     /// Key file (32 random bytes) unlocking a key-file slot instead of a passphrase.
     #[arg(long, global = true, env = "PHONEVAULT_KEY_FILE")]
     pub key_file: Option<PathBuf>,
+    /// Where the records live: `sled` (the default, in the vault directory) or a
+    /// PostgreSQL URL `postgres://USER@HOST/DB` shared by several servers (the keyring
+    /// stays in the vault directory). The value is never printed.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_STORE",
+        hide_env_values = true,
+        value_parser = parse_store,
+        value_name = "sled|postgres://..."
+    )]
+    pub store: Option<StoreLocation>,
+    /// Schema holding the vault's tables in the database (with a PostgreSQL --store).
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PG_SCHEMA",
+        default_value = crate::store::postgres::DEFAULT_SCHEMA
+    )]
+    pub pg_schema: String,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
@@ -637,12 +658,34 @@ fn unlock_source(cli: &Cli) -> Result<Unlock, Failure> {
     Ok(Unlock::Passphrase(passphrase_from_sources(cli, false)?))
 }
 
+/// `--store`: parsed without ever echoing the value (a URL may hold a password).
+fn parse_store(s: &str) -> Result<StoreLocation, String> {
+    StoreLocation::parse(s).map_err(|e| e.to_string())
+}
+
+/// The store named by `--store` and `--pg-schema`.
+pub(crate) fn store_location(cli: &Cli) -> StoreLocation {
+    match &cli.store {
+        Some(StoreLocation::Postgres(cfg)) => {
+            StoreLocation::Postgres(cfg.clone().with_schema(&cli.pg_schema))
+        }
+        _ => StoreLocation::Sled,
+    }
+}
+
+fn open_options(cli: &Cli) -> OpenOptions {
+    OpenOptions {
+        store: store_location(cli),
+        ..OpenOptions::default()
+    }
+}
+
 fn open(cli: &Cli) -> Result<Vault, Failure> {
     if !cli.vault.join(vault::KEYRING_FILE).exists() {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
     let unlock = unlock_source(cli)?;
-    Ok(Vault::open(&cli.vault, &unlock, OpenOptions::default())?)
+    Ok(Vault::open(&cli.vault, &unlock, open_options(cli))?)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -1045,6 +1088,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(a) => server_cmds::serve(&cli, a),
         Command::Token(c) => server_cmds::token(&cli, c),
         Command::Compact => {
+            if !matches!(store_location(&cli), StoreLocation::Sled) {
+                return Err(VaultError::Unsupported(
+                    "compact rewrites the embedded sled store; on PostgreSQL, space of deleted rows is reclaimed by VACUUM (run VACUUM FULL on the schema's pv_* tables to rewrite them)",
+                )
+                .into());
+            }
             let unlock = unlock_source(&cli)?;
             if !cli.vault.join(vault::KEYRING_FILE).exists() {
                 return Err(VaultError::NoVault(cli.vault.clone()).into());
@@ -1131,7 +1180,11 @@ fn vault_plan(rows: u64) -> (u8, f64) {
 }
 
 fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
-    if cli.vault.join(vault::KEYRING_FILE).exists() || cli.vault.join(vault::STORE_DIR).exists() {
+    let location = store_location(cli);
+    let sled = matches!(location, StoreLocation::Sled);
+    if cli.vault.join(vault::KEYRING_FILE).exists()
+        || (sled && cli.vault.join(vault::STORE_DIR).exists())
+    {
         return Err(VaultError::AlreadyExists(cli.vault.clone()).into());
     }
     let params = KdfParams {
@@ -1140,15 +1193,11 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
         p: 1,
     };
     let pass = passphrase_from_sources(cli, true)?;
-    Vault::init(&cli.vault, &pass, params)?;
+    Vault::init_on(&cli.vault, &location, &pass, params)?;
     if let Some(path) = &a.new_key_file {
         let kf = KeyFileKey::generate();
         write_new_secret_file(path, kf.expose_secret())?;
-        let v = Vault::open(
-            &cli.vault,
-            &Unlock::Passphrase(pass),
-            OpenOptions::default(),
-        )?;
+        let v = Vault::open(&cli.vault, &Unlock::Passphrase(pass), open_options(cli))?;
         v.add_key_file_slot(&kf)?;
     }
     if cli.json {

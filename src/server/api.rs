@@ -126,7 +126,7 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
         return Err(ApiError::bad_json("\"passphrase\" is empty"));
     }
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
-    match open_vault(app.dir.clone(), unlock).await {
+    match open_vault(app.dir.clone(), app.store.clone(), unlock).await {
         Ok(v) => {
             *failures = 0;
             app.set(Some(Arc::new(v)));
@@ -142,7 +142,7 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
 }
 
 async fn seal(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
-    let (_, info) = app.authenticate(&headers)?;
+    let (_, info) = app.authenticate(&headers).await?;
     if !(info.role == Role::Admin && info.tenant.is_none()) {
         return Err(ApiError::forbidden(
             "sealing needs a vault-wide admin token (`phonevault token create --admin`)",

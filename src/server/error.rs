@@ -104,6 +104,16 @@ impl From<VaultError> for ApiError {
             VaultError::Store(StoreError::Conflict) => (S::CONFLICT, "conflict"),
             VaultError::Store(StoreError::DiskFull) => (S::INSUFFICIENT_STORAGE, "storage_full"),
             VaultError::Store(StoreError::Locked) => (S::SERVICE_UNAVAILABLE, "locked"),
+            VaultError::Store(StoreError::Unavailable(_)) => {
+                // The detail (driver message) goes to the log; the client learns what
+                // to do.
+                eprintln!("phonevault serve: store unavailable: {e}");
+                return ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the database is unavailable: the request was not acknowledged; retry shortly (the server reconnects by itself, and adds and consent changes are safe to repeat)",
+                );
+            }
             _ => return ApiError::internal(&e),
         };
         ApiError::new(status, code, e.to_string())

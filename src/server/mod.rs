@@ -21,6 +21,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::net::UnixListener;
 
+use crate::store::StoreLocation;
 use crate::vault::{OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
 
 mod api;
@@ -95,6 +96,8 @@ pub enum ServerError {
 pub struct ServeOptions {
     /// The vault directory.
     pub dir: PathBuf,
+    /// Where the records live (sled in `dir`, or a database shared by servers).
+    pub store: StoreLocation,
     /// Socket path.
     pub socket: PathBuf,
     /// Group (name or gid) given read/write access to the socket (mode 0660).
@@ -194,6 +197,7 @@ impl Peer {
 /// Shared server state.
 pub(crate) struct App {
     dir: PathBuf,
+    store: StoreLocation,
     vault: RwLock<Option<Arc<Vault>>>,
     /// Held for the whole of an unseal attempt (one at a time); counts failures.
     unseal: tokio::sync::Mutex<u32>,
@@ -217,16 +221,18 @@ impl App {
     }
 
     /// The open vault and the caller's token rights, or 503/401.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
         let vault = self.current().ok_or_else(ApiError::sealed)?;
         let token = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthorized)?;
-        // One point read of the store's cache and a MAC check: short enough for the
-        // async worker.
-        let info = vault.authenticate(token.trim())?;
+        // One point read and a MAC check, but the read may be a database round trip:
+        // on the blocking pool, never on an async worker.
+        let token = zeroize::Zeroizing::new(token.trim().to_owned());
+        let v = vault.clone();
+        let info = blocking(move || v.authenticate(&token)).await?;
         let info = info.ok_or_else(ApiError::unauthorized)?;
         Ok((vault, info))
     }
@@ -361,7 +367,7 @@ async fn gate(
     } else if path.starts_with("/v1/tenants/") {
         // Sealed, then token, before the body is read: a sealed vault answers 503 and
         // an anonymous caller 401 whatever it sends.
-        match app.authenticate(req.headers()) {
+        match app.authenticate(req.headers()).await {
             Ok((vault, info)) => {
                 let mut req = req;
                 req.extensions_mut().insert(Authed { vault, info });
@@ -449,10 +455,16 @@ fn bind_socket(
 }
 
 /// Opens the vault with `unlock` on the blocking pool.
-async fn open_vault(dir: PathBuf, unlock: Unlock) -> Result<Vault, VaultError> {
-    match tokio::task::spawn_blocking(move || Vault::open(&dir, &unlock, OpenOptions::default()))
-        .await
-    {
+async fn open_vault(
+    dir: PathBuf,
+    store: StoreLocation,
+    unlock: Unlock,
+) -> Result<Vault, VaultError> {
+    let opts = OpenOptions {
+        store,
+        ..OpenOptions::default()
+    };
+    match tokio::task::spawn_blocking(move || Vault::open(&dir, &unlock, opts)).await {
         Ok(r) => r,
         Err(e) => Err(VaultError::InvalidArgument(format!(
             "unlock task failed: {e}"
@@ -488,12 +500,15 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .map(resolve_group)
         .transpose()?;
     let vault = match opts.unlock {
-        Some(u) => Some(Arc::new(open_vault(opts.dir.clone(), u).await?)),
+        Some(u) => Some(Arc::new(
+            open_vault(opts.dir.clone(), opts.store.clone(), u).await?,
+        )),
         None => None,
     };
     let sealed = vault.is_none();
     let app = Arc::new(App {
         dir: opts.dir.clone(),
+        store: opts.store.clone(),
         vault: RwLock::new(vault),
         unseal: tokio::sync::Mutex::new(0),
         allow_uids: opts.allow_uids,

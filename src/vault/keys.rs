@@ -49,10 +49,7 @@ impl Vault {
             super::decode_row(&self.row_mac, "tenants", tenant.as_bytes(), &row_bytes)?;
         let _w = self.write_guard();
         {
-            let mut ring = self
-                .keyring
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut ring = self.keyring_for_update()?;
             ring.shred_tenant(tenant)?;
             self.save_keyring(&mut ring)?;
         }
@@ -106,10 +103,7 @@ impl Vault {
             KeyPurpose::Data
         };
         let version = {
-            let mut ring = self
-                .keyring
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut ring = self.keyring_for_update()?;
             let v = ring.rotate(&self.root, tenant, purpose, self.now())?;
             self.save_keyring(&mut ring)?;
             v

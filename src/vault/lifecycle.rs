@@ -96,12 +96,22 @@ impl Vault {
     }
 
     /// Reads the target record, applies `f` to a copy of its body and writes it back
-    /// (durably) if `f` says it changed.
+    /// (durably) if `f` says it changed. A race lost to another server (the record
+    /// changed in between) starts over from a fresh read.
     fn update(
         &self,
         tenant: &str,
         target: Target<'_>,
-        f: impl FnOnce(&mut RecordBody, u64) -> bool,
+        f: impl Fn(&mut RecordBody, u64) -> bool,
+    ) -> Result<Changed, VaultError> {
+        self.retry_conflicts(|| self.update_once(tenant, target, &f))
+    }
+
+    fn update_once(
+        &self,
+        tenant: &str,
+        target: Target<'_>,
+        f: &impl Fn(&mut RecordBody, u64) -> bool,
     ) -> Result<Changed, VaultError> {
         let ctx = self.tenant(tenant)?;
         let _w = self.write_guard();
@@ -190,6 +200,10 @@ impl Vault {
     /// expiry entry, atomically and durably. See SECURITY.md for what remains on disk
     /// until `compact`.
     pub fn erase(&self, tenant: &str, target: Target<'_>) -> Result<RecordId, VaultError> {
+        self.retry_conflicts(|| self.erase_once(tenant, target))
+    }
+
+    fn erase_once(&self, tenant: &str, target: Target<'_>) -> Result<RecordId, VaultError> {
         let ctx = self.tenant(tenant)?;
         let _w = self.write_guard();
         let Some((id, stored, old)) = self.locate(&ctx, target)? else {
@@ -213,7 +227,15 @@ impl Vault {
     pub(super) fn update_tenant(
         &self,
         tenant: &str,
-        f: impl FnOnce(&mut TenantRow) -> Result<(), VaultError>,
+        f: impl Fn(&mut TenantRow) -> Result<(), VaultError>,
+    ) -> Result<TenantRow, VaultError> {
+        self.retry_conflicts(|| self.update_tenant_once(tenant, &f))
+    }
+
+    fn update_tenant_once(
+        &self,
+        tenant: &str,
+        f: &impl Fn(&mut TenantRow) -> Result<(), VaultError>,
     ) -> Result<TenantRow, VaultError> {
         let _w = self.write_guard();
         let key = tenant.as_bytes();

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bincode::{Decode, Encode};
 use phonevault_keys::{
@@ -36,7 +36,7 @@ pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFI
 
 use crate::phone::{self, PhoneError, E164};
 use crate::record::{self, RecordBody, RecordError, RecordId};
-use crate::store::{Batch, SledStore, Store, StoreError, Tree};
+use crate::store::{Batch, PgStore, SledStore, Store, StoreError, StoreLocation, Tree};
 
 /// File name of the keyring inside the vault directory.
 pub const KEYRING_FILE: &str = "keyring";
@@ -54,6 +54,15 @@ const ENCRYPTION_RESERVATION: u64 = 1 << 16;
 const IMPORT_CHUNK: usize = 1000;
 /// Longest tenant name, purpose or source.
 const MAX_NAME_LEN: usize = 64;
+/// How long a cached tenant context (settings and keys) is used before its row is
+/// re-read and the keyring file checked for changes. Other servers sharing the
+/// store see a tenant change or a key rotation within this bound; records, tokens,
+/// consents, opt-outs and erasures are never cached.
+pub const TENANT_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Attempts of a read-modify-write that lost a race with another server.
+const CONFLICT_ATTEMPTS: u32 = 8;
+/// Lock file serializing keyring changes between processes sharing the keyring.
+const KEYRING_LOCK_FILE: &str = "keyring.lock";
 
 const INDEX_EXACT: u8 = b'E';
 const INDEX_LAST4: u8 = b'L';
@@ -165,6 +174,12 @@ pub enum VaultError {
     /// CSV input or output failed.
     #[error("CSV error: {0}")]
     Csv(String),
+    /// The database holds no vault yet.
+    #[error("the store holds no vault: run `phonevault init` with the same --store first (a second server needs only a copy of the keyring file)")]
+    EmptyStore,
+    /// The operation exists only for the embedded store.
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 impl VaultError {
@@ -238,6 +253,8 @@ pub(crate) struct TenantCtx {
     current_index: u32,
     /// Encryptions left in the reservation made in the keyring's counter.
     reserved: Mutex<u64>,
+    /// When the row and keys were read (see [`TENANT_CACHE_TTL`]).
+    loaded: Instant,
 }
 
 impl TenantCtx {
@@ -415,17 +432,63 @@ fn check_source(source: &str) -> Result<(), VaultError> {
 }
 
 /// Options of [`Vault::open`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct OpenOptions {
-    /// Page cache of the store in bytes.
+    /// Page cache of the store in bytes (sled).
     pub cache_bytes: u64,
+    /// Where the records live: sled in the vault directory, or a database.
+    pub store: StoreLocation,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
         OpenOptions {
             cache_bytes: 64 << 20,
+            store: StoreLocation::Sled,
         }
+    }
+}
+
+/// Identity of the keyring file as last read, to notice another process's change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FileStamp {
+    dev: u64,
+    ino: u64,
+    len: u64,
+    mtime_ns: i128,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            dev: m.dev(),
+            ino: m.ino(),
+            len: m.len(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
+}
+
+/// The keyring, held for a change: the in-process lock and, for a vault on disk, an
+/// exclusive lock on `keyring.lock`, so that servers sharing the keyring file never
+/// overwrite each other's changes (each change re-reads the file first).
+pub(crate) struct KeyringWrite<'a> {
+    ring: std::sync::MutexGuard<'a, Keyring>,
+    _file: Option<std::fs::File>,
+}
+
+impl std::ops::Deref for KeyringWrite<'_> {
+    type Target = Keyring;
+    fn deref(&self) -> &Keyring {
+        &self.ring
+    }
+}
+
+impl std::ops::DerefMut for KeyringWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Keyring {
+        &mut self.ring
     }
 }
 
@@ -434,6 +497,8 @@ pub struct Vault {
     dir: PathBuf,
     store: Arc<dyn Store>,
     keyring: Mutex<Keyring>,
+    /// The keyring file's identity when it was last read or written.
+    keyring_stamp: Mutex<Option<FileStamp>>,
     root: RootKey,
     row_mac: MacKey,
     tenants: RwLock<HashMap<String, Arc<TenantCtx>>>,
@@ -733,20 +798,40 @@ impl Vault {
     /// # Errors
     /// [`VaultError::AlreadyExists`] when `dir` already holds a vault or a store.
     pub fn init(dir: &Path, pass: &Passphrase, params: KdfParams) -> Result<(), VaultError> {
-        Self::init_with(dir, |ring, rk| {
+        Self::init_on(dir, &StoreLocation::Sled, pass, params)
+    }
+
+    /// Creates a vault with one passphrase slot whose keyring is in `dir` and whose
+    /// records live at `store` (sled in `dir`, or a database).
+    ///
+    /// # Errors
+    /// [`VaultError::AlreadyExists`] when `dir` holds a keyring or the store a vault.
+    pub fn init_on(
+        dir: &Path,
+        store: &StoreLocation,
+        pass: &Passphrase,
+        params: KdfParams,
+    ) -> Result<(), VaultError> {
+        Self::init_with(dir, store, |ring, rk| {
             ring.add_passphrase_slot(rk, pass, params).map(|_| ())
         })
     }
 
     /// Creates a vault in `dir` with a key-file slot.
     pub fn init_with_key_file(dir: &Path, kf: &KeyFileKey) -> Result<(), VaultError> {
-        Self::init_with(dir, |ring, rk| ring.add_key_file_slot(rk, kf).map(|_| ()))
+        Self::init_with(dir, &StoreLocation::Sled, |ring, rk| {
+            ring.add_key_file_slot(rk, kf).map(|_| ())
+        })
     }
 
     fn init_with(
         dir: &Path,
+        location: &StoreLocation,
         add_slot: impl FnOnce(&mut Keyring, &RootKey) -> Result<(), KeyError>,
     ) -> Result<(), VaultError> {
+        if let StoreLocation::Postgres(cfg) = location {
+            return Self::init_in_database(dir, cfg, add_slot);
+        }
         use std::os::unix::fs::DirBuilderExt;
         let ring_path = dir.join(KEYRING_FILE);
         if ring_path.exists() || dir.join(STORE_DIR).exists() {
@@ -782,6 +867,55 @@ impl Vault {
         Ok(())
     }
 
+    /// `init` with the records in a database: the keyring file in `dir`, the meta row
+    /// (written only if the database holds no vault yet) in the database.
+    fn init_in_database(
+        dir: &Path,
+        cfg: &crate::store::PgConfig,
+        add_slot: impl FnOnce(&mut Keyring, &RootKey) -> Result<(), KeyError>,
+    ) -> Result<(), VaultError> {
+        use std::os::unix::fs::DirBuilderExt;
+        let ring_path = dir.join(KEYRING_FILE);
+        if ring_path.exists() {
+            return Err(VaultError::AlreadyExists(dir.to_owned()));
+        }
+        let store = PgStore::connect(cfg)?;
+        if store.get(Tree::Meta, b"vault")?.is_some() {
+            return Err(VaultError::InvalidArgument(format!(
+                "the database already holds a vault (schema `{}`): copy its keyring file to {} instead of running init, or choose another --pg-schema",
+                cfg.schema,
+                dir.display()
+            )));
+        }
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| VaultError::io("creating", dir, e))?;
+        check_private(dir)?;
+        let vault_id = VaultId::generate();
+        let rk = RootKey::generate();
+        let mut ring = Keyring::new(vault_id);
+        add_slot(&mut ring, &rk)?;
+        ring.seal(&rk);
+        let row_mac = rk.row_mac_key(&vault_id);
+        let mut b = MetaRow::first_batch(&row_mac, &vault_id);
+        // Two concurrent inits: the guard lets one win.
+        b.guard(Tree::Meta, b"vault".to_vec(), None);
+        // Keyring first: a failed meta write leaves a keyring that `init` removes.
+        write_atomic(&ring_path, &ring.encode())?;
+        if let Err(e) = store.commit(&b) {
+            let _ = std::fs::remove_file(&ring_path);
+            return Err(match e {
+                StoreError::Conflict => VaultError::InvalidArgument(
+                    "another init wrote a vault into this database at the same time; copy its keyring file instead".into(),
+                ),
+                other => other.into(),
+            });
+        }
+        Ok(())
+    }
+
     /// Opens and unlocks the vault in `dir`.
     ///
     /// # Errors
@@ -798,9 +932,14 @@ impl Vault {
             KeyError::Unlock => VaultError::Unlock,
             other => VaultError::Key(other),
         })?;
-        lifecycle::recover_compaction(dir)?;
-        let store = SledStore::open(&dir.join(STORE_DIR), opts.cache_bytes)?;
-        Self::with_store(dir, Arc::new(store), ring, root)
+        let store: Arc<dyn Store> = match &opts.store {
+            StoreLocation::Sled => {
+                lifecycle::recover_compaction(dir)?;
+                Arc::new(SledStore::open(&dir.join(STORE_DIR), opts.cache_bytes)?)
+            }
+            StoreLocation::Postgres(cfg) => Arc::new(PgStore::connect(cfg)?),
+        };
+        Self::with_store(dir, store, ring, root)
     }
 
     /// Opens a vault over any [`Store`] (tests use [`crate::store::MemoryStore`]).
@@ -811,10 +950,16 @@ impl Vault {
         root: RootKey,
     ) -> Result<Vault, VaultError> {
         let row_mac = root.row_mac_key(&ring.vault_id);
+        let stamp = if dir.as_os_str().is_empty() {
+            None
+        } else {
+            FileStamp::of(&dir.join(KEYRING_FILE))
+        };
         let vault = Vault {
             dir: dir.to_owned(),
             store,
             keyring: Mutex::new(ring),
+            keyring_stamp: Mutex::new(stamp),
             root,
             row_mac,
             tenants: RwLock::new(HashMap::new()),
@@ -842,7 +987,7 @@ impl Vault {
         let bytes = self
             .store
             .get(Tree::Meta, b"vault")?
-            .ok_or(VaultError::RowTampered("meta"))?;
+            .ok_or(VaultError::EmptyStore)?;
         let meta: MetaRow = decode_row(&self.row_mac, "meta", b"vault", &bytes)
             .map_err(|_| VaultError::KeyringMismatch)?;
         let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
@@ -878,12 +1023,98 @@ impl Vault {
         if self.dir.as_os_str().is_empty() {
             return Ok(()); // in-memory vault
         }
-        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())
+        let path = self.dir.join(KEYRING_FILE);
+        write_atomic(&path, &ring.encode())?;
+        *self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&path);
+        Ok(())
+    }
+
+    /// Re-reads the keyring file into `ring` if another process changed it since this
+    /// one last read or wrote it. Returns whether it did.
+    fn reload_keyring_into(&self, ring: &mut Keyring) -> Result<bool, VaultError> {
+        if self.dir.as_os_str().is_empty() {
+            return Ok(false);
+        }
+        let path = self.dir.join(KEYRING_FILE);
+        let now = FileStamp::of(&path);
+        let mut stamp = self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if now.is_none() || *stamp == now {
+            return Ok(false);
+        }
+        let fresh = read_keyring(&self.dir)?;
+        if fresh.vault_id.0 != ring.vault_id.0 {
+            return Err(VaultError::KeyringMismatch);
+        }
+        *ring = fresh;
+        *stamp = now;
+        drop(stamp);
+        // Every cached context may name keys of the old file.
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(true)
+    }
+
+    /// Picks up another process's keyring change (a rotation, a new tenant).
+    fn refresh_keyring(&self) -> Result<bool, VaultError> {
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        self.reload_keyring_into(&mut ring)
+    }
+
+    /// The keyring, locked for a change against this process and every other one
+    /// sharing the file, and re-read if another process changed it.
+    pub(crate) fn keyring_for_update(&self) -> Result<KeyringWrite<'_>, VaultError> {
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.dir.as_os_str().is_empty() {
+            return Ok(KeyringWrite { ring, _file: None });
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(KEYRING_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| VaultError::io("opening", &path, e))?;
+        // Released when the file is closed (KeyringWrite dropped).
+        file.lock()
+            .map_err(|e| VaultError::io("locking", &path, e))?;
+        self.reload_keyring_into(&mut ring)?;
+        Ok(KeyringWrite {
+            ring,
+            _file: Some(file),
+        })
+    }
+
+    /// Runs a read-modify-write again when it lost a race with another server
+    /// ([`StoreError::Conflict`]): it re-reads what changed and reapplies itself.
+    fn retry_conflicts<T>(
+        &self,
+        mut f: impl FnMut() -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        let mut attempt = 1;
+        loop {
+            match f() {
+                Err(VaultError::Store(StoreError::Conflict)) if attempt < CONFLICT_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(u64::from(attempt)));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Adds a key-file slot unlocking this vault's root key.
     pub fn add_key_file_slot(&self, kf: &KeyFileKey) -> Result<u32, VaultError> {
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ring = self.keyring_for_update()?;
         let id = ring.add_key_file_slot(&self.root, kf)?;
         self.save_keyring(&mut ring)?;
         Ok(id)
@@ -953,7 +1184,7 @@ impl Vault {
         // Keys first: a crash between the two leaves an unused seed, never a tenant
         // without keys.
         {
-            let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut ring = self.keyring_for_update()?;
             match ring.tenants.get(name) {
                 None => {
                     ring.add_tenant(&self.root, name, now())?;
@@ -1002,8 +1233,12 @@ impl Vault {
             .unwrap_or_else(PoisonError::into_inner)
             .get(name)
         {
-            return Ok(ctx.clone());
+            if ctx.loaded.elapsed() < TENANT_CACHE_TTL {
+                return Ok(ctx.clone());
+            }
         }
+        // Expired or absent: another server may have changed the row or the keyring.
+        self.refresh_keyring()?;
         let bytes = self
             .store
             .get(Tree::Tenants, name.as_bytes())?
@@ -1025,6 +1260,7 @@ impl Vault {
             current_data: tk.current_data,
             current_index: tk.current_index,
             reserved: Mutex::new(0),
+            loaded: Instant::now(),
         });
         drop(ring);
         self.tenants
@@ -1044,7 +1280,7 @@ impl Vault {
             return Ok(());
         }
         let grab = n.max(ENCRYPTION_RESERVATION);
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut ring = self.keyring_for_update()?;
         let crossed = ring.note_encryptions(&ctx.row.name, ctx.current_data, grab)?;
         if crossed {
             ring.rotate(&self.root, &ctx.row.name, KeyPurpose::Data, now())?;
@@ -1073,10 +1309,27 @@ impl Vault {
         let Some(stored) = self.store.get(Tree::Records, &record_key(ctx.row.id, id))? else {
             return Ok(None);
         };
-        let header = record::parse_header(&stored)?;
-        let keys = ctx.data_key(header.data_key_version)?;
-        let body = record::open(&keys.data, ctx.row.id, id, &stored)?;
+        let body = self.open_stored(ctx, id, &stored)?;
         Ok(Some((stored, body)))
+    }
+
+    /// Decrypts a stored record. A key version this process does not know yet (another
+    /// server rotated the key moments ago) makes it re-read the keyring once.
+    fn open_stored(
+        &self,
+        ctx: &TenantCtx,
+        id: &RecordId,
+        stored: &[u8],
+    ) -> Result<RecordBody, VaultError> {
+        let header = record::parse_header(stored)?;
+        if let Ok(keys) = ctx.data_key(header.data_key_version) {
+            return Ok(record::open(&keys.data, ctx.row.id, id, stored)?);
+        }
+        self.refresh_keyring()?;
+        self.forget_tenant(&ctx.row.name);
+        let fresh = self.tenant(&ctx.row.name)?;
+        let keys = fresh.data_key(header.data_key_version)?;
+        Ok(record::open(&keys.data, fresh.row.id, id, stored)?)
     }
 
     /// Finds the record of a number through the exact index: under the current
@@ -1250,9 +1503,7 @@ impl Vault {
             start.push(0);
             for (k, stored) in &page {
                 let id = id_after(k, 4, "records")?;
-                let header = record::parse_header(stored)?;
-                let keys = ctx.data_key(header.data_key_version)?;
-                let body = record::open(&keys.data, ctx.row.id, &id, stored)?;
+                let body = self.open_stored(ctx, &id, stored)?;
                 f(id, &body)?;
             }
         }
@@ -1305,10 +1556,23 @@ impl Vault {
         Self::check_purposes(&ctx, purposes)?;
         check_source(source)?;
         let n = phone::normalize(input, region)?;
+        // Another server may add or change the same number between our read and our
+        // commit: the guards then fail and the add starts over from a fresh read.
+        self.retry_conflicts(|| self.add_once(&ctx, &n, purposes, source))
+    }
+
+    fn add_once(
+        &self,
+        ctx: &Arc<TenantCtx>,
+        n: &phone::Normalized,
+        purposes: &[String],
+        source: &str,
+    ) -> Result<AddOutcome, VaultError> {
+        let ctx = &**ctx;
         let _w = self.write_guard();
         let t = self.now();
         let mut batch = Batch::default();
-        let outcome = match self.lookup_exact(&ctx, &n.e164)? {
+        let outcome = match self.lookup_exact(ctx, &n.e164)? {
             Some((id, stored, old)) => {
                 let mut body = old.clone();
                 let mut changed = false;
@@ -1321,9 +1585,9 @@ impl Vault {
                 if !changed {
                     return Ok(AddOutcome::Unchanged(id));
                 }
-                self.reserve_encryptions(&ctx, 1)?;
+                self.reserve_encryptions(ctx, 1)?;
                 self.stage(
-                    &ctx,
+                    ctx,
                     &mut batch,
                     Change::Update {
                         id,
@@ -1335,12 +1599,12 @@ impl Vault {
                 AddOutcome::Merged(id)
             }
             None => {
-                self.reserve_encryptions(&ctx, 1)?;
+                self.reserve_encryptions(ctx, 1)?;
                 let id = RecordId::generate(now_ms());
-                let body = new_body(&n, purposes, source, t);
-                let (sealed, idx) = self.seal_new(&ctx, &id, &body)?;
+                let body = new_body(n, purposes, source, t);
+                let (sealed, idx) = self.seal_new(ctx, &id, &body)?;
                 self.stage(
-                    &ctx,
+                    ctx,
                     &mut batch,
                     Change::Create {
                         id,

@@ -6,7 +6,13 @@
 //! batch is one transaction, a guard is a `WHERE`/unique constraint), and an in-memory
 //! implementation ([`MemoryStore`]) serves tests and can inject failures.
 //!
+//! A third, [`PgStore`] (module [`postgres`]), keeps the trees in PostgreSQL so that
+//! several servers can share one database.
+//!
 //! Every implementation passes the same conformance suite (`tests::conformance`).
+
+pub mod postgres;
+pub use postgres::{PgConfig, PgStore};
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -159,6 +165,45 @@ pub enum StoreError {
     /// Another I/O failure.
     #[error("storage I/O error: {0}")]
     Io(#[source] std::io::Error),
+    /// The database cannot be reached (down, restarting, network, no free connection).
+    /// The request was not acknowledged; connections are re-established by themselves.
+    #[error("the database is unavailable ({0}): this request was not acknowledged; check that the database is running and reachable, then retry")]
+    Unavailable(String),
+    /// The database refused an operation for another reason.
+    #[error("the database refused the operation ({0}); see the database server's log")]
+    Database(String),
+    /// The store's location or settings are malformed.
+    #[error("invalid store setting: {0}")]
+    Config(String),
+}
+
+/// Where a vault's records live.
+#[derive(Clone, Debug, Default)]
+pub enum StoreLocation {
+    /// The embedded sled store in the vault directory (the default).
+    #[default]
+    Sled,
+    /// A PostgreSQL database shared by several servers.
+    Postgres(PgConfig),
+}
+
+impl StoreLocation {
+    /// Parses `--store`: `sled`, or a `postgres://` / `postgresql://` URL.
+    ///
+    /// # Errors
+    /// [`StoreError::Config`] for anything else (the message never repeats the value,
+    /// which may hold a password).
+    pub fn parse(s: &str) -> Result<StoreLocation, StoreError> {
+        if s == "sled" || s.is_empty() {
+            Ok(StoreLocation::Sled)
+        } else if PgConfig::is_postgres_url(s) {
+            Ok(StoreLocation::Postgres(PgConfig::new(s)))
+        } else {
+            Err(StoreError::Config(
+                "--store takes `sled` or a URL postgres://USER@HOST[:PORT]/DATABASE".into(),
+            ))
+        }
+    }
 }
 
 /// The storage a vault runs on. Implementations must be safe to share across threads.
@@ -525,9 +570,117 @@ pub(crate) mod tests {
         s.flush().unwrap();
     }
 
+    /// Guards as a true compare-and-swap under contention: `stores` are handles on the
+    /// same data (one store shared, or several connections to one database). Every
+    /// increment of a guarded counter that commits is counted exactly once, and of many
+    /// racing creations of one key exactly one wins.
+    pub(crate) fn conformance_concurrent(stores: Vec<std::sync::Arc<dyn Store>>) {
+        const THREADS: usize = 6;
+        const INCREMENTS: u64 = 25;
+        let handles: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let s = stores[i % stores.len()].clone();
+                std::thread::spawn(move || {
+                    let mut done = 0;
+                    while done < INCREMENTS {
+                        let cur = s.get(Tree::Meta, b"counter").unwrap();
+                        let n = cur
+                            .as_deref()
+                            .map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap()));
+                        let mut b = Batch::default();
+                        b.guard(Tree::Meta, b"counter".to_vec(), cur);
+                        b.put(
+                            Tree::Meta,
+                            b"counter".to_vec(),
+                            (n + 1).to_be_bytes().to_vec(),
+                        );
+                        match s.commit(&b) {
+                            Ok(()) => done += 1,
+                            Err(StoreError::Conflict) => {}
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let v = stores[0].get(Tree::Meta, b"counter").unwrap().unwrap();
+        assert_eq!(
+            u64::from_be_bytes(v.try_into().unwrap()),
+            THREADS as u64 * INCREMENTS
+        );
+
+        for round in 0u8..5 {
+            let key = vec![b'u', round];
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+            let handles: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let s = stores[i % stores.len()].clone();
+                    let key = key.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        let mut b = Batch::default();
+                        b.guard(Tree::Index, key.clone(), None);
+                        b.put(Tree::Index, key.clone(), vec![i as u8]);
+                        b.put(
+                            Tree::Records,
+                            [key.as_slice(), &[i as u8]].concat(),
+                            vec![1],
+                        );
+                        barrier.wait();
+                        match s.commit(&b) {
+                            Ok(()) => true,
+                            Err(StoreError::Conflict) => false,
+                            Err(e) => panic!("{e}"),
+                        }
+                    })
+                })
+                .collect();
+            let wins: Vec<usize> = handles
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, h)| h.join().unwrap().then_some(i))
+                .collect();
+            assert_eq!(wins.len(), 1, "exactly one creation wins");
+            let winner = stores[1 % stores.len()].get(Tree::Index, &key).unwrap();
+            assert_eq!(winner, Some(vec![wins[0] as u8]));
+            // The losers wrote nothing, in any tree.
+            assert_eq!(s_len(&*stores[0], Tree::Records, &key), 1);
+        }
+
+        // An absence guard on a key the batch does not write holds no placeholder.
+        let mut b = Batch::default();
+        b.guard(Tree::Audit, b"never".to_vec(), None);
+        b.put(Tree::Audit, b"other".to_vec(), b"x".to_vec());
+        stores[0].commit(&b).unwrap();
+        assert_eq!(stores[0].get(Tree::Audit, b"never").unwrap(), None);
+        assert_eq!(
+            stores[0].scan_prefix(Tree::Audit, b"", 10).unwrap().len(),
+            1
+        );
+    }
+
+    fn s_len(s: &dyn Store, tree: Tree, prefix: &[u8]) -> usize {
+        s.scan_prefix(tree, prefix, usize::MAX).unwrap().len()
+    }
+
     #[test]
     fn memory_store_conforms() {
         conformance(&MemoryStore::new());
+    }
+
+    #[test]
+    fn memory_store_guards_are_compare_and_swap() {
+        conformance_concurrent(vec![std::sync::Arc::new(MemoryStore::new())]);
+    }
+
+    #[test]
+    fn sled_store_guards_are_compare_and_swap() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path(), 1 << 20).unwrap();
+        conformance_concurrent(vec![std::sync::Arc::new(s)]);
     }
 
     #[test]
