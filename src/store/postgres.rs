@@ -473,12 +473,15 @@ fn group_ops(ops: &[Op]) -> Vec<Group> {
     groups
 }
 
+/// Keys of one tree guarded to hold given values: sorted keys and the expectations.
+type Expected = (Tree, Vec<Vec<u8>>, HashMap<Vec<u8>, Vec<u8>>);
+
 /// Guards and ops of a batch, owned so the transaction can run on the runtime.
 struct Plan {
     /// Per tree: keys that must be absent.
     absent: Vec<(Tree, Vec<Vec<u8>>)>,
     /// Per tree: keys with their expected values.
-    present: Vec<(Tree, Vec<Vec<u8>>, HashMap<Vec<u8>, Vec<u8>>)>,
+    present: Vec<Expected>,
     groups: Vec<Group>,
     /// Placeholders of absence guards that the ops do not leave as a written row.
     leftover: Vec<(Tree, Vec<Vec<u8>>)>,
@@ -508,7 +511,7 @@ fn plan(batch: &Batch) -> Plan {
         })
         .collect();
     absent.sort_by_key(|(t, _)| *t);
-    let mut present: Vec<_> = present
+    let mut present: Vec<Expected> = present
         .into_iter()
         .map(|(t, m)| {
             let mut ks: Vec<Vec<u8>> = m.keys().cloned().collect();

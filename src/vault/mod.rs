@@ -1085,8 +1085,8 @@ impl Vault {
             .open(&path)
             .map_err(|e| VaultError::io("opening", &path, e))?;
         // Released when the file is closed (KeyringWrite dropped).
-        file.lock()
-            .map_err(|e| VaultError::io("locking", &path, e))?;
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| VaultError::io("locking", &path, e.into()))?;
         self.reload_keyring_into(&mut ring)?;
         Ok(KeyringWrite {
             ring,

@@ -1,0 +1,738 @@
+//! The PostgreSQL backend at the vault level and with two real servers: same behaviour
+//! as sled, one record per number across servers, changes seen by every server, what a
+//! database administrator sees, and an unreachable database.
+//!
+//! Runs when `PHONEVAULT_TEST_PG` names a database (`.ci/pg start` makes a throwaway
+//! one); otherwise every test prints why it skipped and passes. Each test works in a
+//! schema of its own and drops it at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use phonevault::store::postgres::{test_config, TEST_SKIP};
+use phonevault::store::{PgConfig, PgStore, Store, StoreError, StoreLocation, Tree};
+use phonevault::vault::{
+    ImportOptions, OpenOptions, Role, Target, TokenSpec, Unlock, Vault, VaultError,
+    TENANT_CACHE_TTL,
+};
+use phonevault_keys::{KdfParams, Passphrase};
+use serde_json::{json, Value};
+
+const PASS: &str = "correct horse battery staple";
+
+fn purposes(p: &[&str]) -> Vec<String> {
+    p.iter().map(|s| s.to_string()).collect()
+}
+
+/// A vault whose keyring is in a temporary directory and whose records are in a
+/// fresh schema, dropped at the end.
+struct Db {
+    cfg: PgConfig,
+    tmp: tempfile::TempDir,
+    dir: PathBuf,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let _ = PgStore::drop_schema(&self.cfg);
+    }
+}
+
+impl Db {
+    fn new(tag: &str) -> Option<Db> {
+        let Some(cfg) = test_config(tag) else {
+            eprintln!("{TEST_SKIP}");
+            return None;
+        };
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("vault");
+        Vault::init_on(
+            &dir,
+            &StoreLocation::Postgres(cfg.clone()),
+            &Passphrase::new(PASS.into()),
+            KdfParams::cheap_for_tests(),
+        )
+        .unwrap();
+        Some(Db { cfg, tmp, dir })
+    }
+
+    fn open_with(&self, cfg: &PgConfig) -> Vault {
+        let opts = OpenOptions {
+            store: StoreLocation::Postgres(cfg.clone()),
+            ..OpenOptions::default()
+        };
+        let unlock = Unlock::Passphrase(Passphrase::new(PASS.into()));
+        Vault::open(&self.dir, &unlock, opts).unwrap()
+    }
+
+    fn open(&self) -> Vault {
+        self.open_with(&self.cfg)
+    }
+}
+
+fn record_count(v: &Vault) -> usize {
+    v.store()
+        .range(Tree::Records, b"", None, usize::MAX)
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn vault_operations_behave_as_on_sled() {
+    let Some(db) = Db::new("vault_ops") else {
+        return;
+    };
+    let v = db.open();
+    v.create_tenant(
+        "shop",
+        &purposes(&["otp", "support", "marketing"]),
+        Some(10_000),
+    )
+    .unwrap();
+    // add, merge, find, last-4, get
+    let id = v
+        .add("shop", "+44 7400 123958", None, &purposes(&["otp"]), "web")
+        .unwrap()
+        .id();
+    let again = v
+        .add(
+            "shop",
+            "07400 123958",
+            Some("GB"),
+            &purposes(&["support"]),
+            "call",
+        )
+        .unwrap();
+    assert_eq!(again.id(), id, "one record per number: consents merged");
+    let f = v
+        .find("shop", "+447400123958", None, "support")
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.purposes, purposes(&["otp", "support"]));
+    assert_eq!(v.find_last4("shop", 44, "3958", "otp").unwrap().len(), 1);
+    assert!(v.get("shop", &id.to_string(), "otp").unwrap().is_some());
+    assert!(v
+        .find("shop", "+447400123958", None, "marketing")
+        .unwrap()
+        .is_none());
+    // withdraw, opt-out, erase
+    v.withdraw("shop", Target::Id(&id.to_string()), "support")
+        .unwrap();
+    assert!(v
+        .find("shop", "+447400123958", None, "support")
+        .unwrap()
+        .is_none());
+    v.opt_out("shop", Target::Id(&id.to_string()), None)
+        .unwrap();
+    assert!(v
+        .find("shop", "+447400123958", None, "otp")
+        .unwrap()
+        .is_none());
+    v.erase(
+        "shop",
+        Target::Phone {
+            input: "+447400123958",
+            region: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(record_count(&v), 0);
+    assert!(v
+        .store()
+        .range(Tree::Index, b"", None, 10)
+        .unwrap()
+        .is_empty());
+
+    // import: streaming chunks, then re-import changes nothing
+    let csv = std::fs::read("tests/data/numbers-2k.csv").unwrap();
+    let opts = ImportOptions {
+        tenant: "shop".into(),
+        purposes: purposes(&["otp"]),
+        source: "import".into(),
+        region: None,
+        column: "phone".into(),
+    };
+    let s1 = v.import(&opts, &csv[..], |_| Ok(()), |_| {}).unwrap();
+    assert!(s1.created > 1500, "{s1:?}");
+    let s2 = v.import(&opts, &csv[..], |_| Ok(()), |_| {}).unwrap();
+    assert_eq!((s2.created, s2.merged), (0, 0));
+    assert_eq!(record_count(&v) as u64, s1.created);
+    let exported = v.export("shop", "otp", |_| Ok(())).unwrap();
+    assert_eq!(exported, s1.created);
+
+    // tokens
+    let (info, secret) = v
+        .create_token(&TokenSpec {
+            tenant: Some("shop".into()),
+            role: Role::Reader,
+            purposes: vec![],
+            reveal: false,
+            ttl_secs: None,
+        })
+        .unwrap();
+    assert!(v.authenticate(secret.expose_secret()).unwrap().is_some());
+    assert!(v.revoke_token(&info.id).unwrap());
+    assert!(v.authenticate(secret.expose_secret()).unwrap().is_none());
+
+    // key rotation and rewrap
+    v.rotate_key("shop", false).unwrap();
+    v.rotate_key("shop", true).unwrap();
+    let r = v.rewrap("shop", |_, _| {}).unwrap();
+    assert!(r.resealed > 0 && r.reindexed > 0, "{r:?}");
+    let some = csv_numbers(&csv, 5);
+    for n in &some {
+        assert!(v.find("shop", n, None, "otp").unwrap().is_some());
+    }
+
+    // A database administrator with full access sees no phone number.
+    let dump = dump_tables(&db.cfg);
+    assert!(
+        dump.len() > 4000,
+        "every table dumped ({} bytes)",
+        dump.len()
+    );
+    for n in csv_numbers(&csv, usize::MAX) {
+        let digits: String = n.chars().filter(char::is_ascii_digit).collect();
+        let nsn = &digits[digits.len().saturating_sub(9)..];
+        assert!(!dump.contains(&digits), "a number in the database dump");
+        assert!(
+            !dump.contains(nsn),
+            "a number's last digits in the database dump"
+        );
+    }
+}
+
+fn csv_numbers(csv: &[u8], n: usize) -> Vec<String> {
+    std::str::from_utf8(csv)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|l| l.starts_with('+'))
+        .filter(|l| phonevault::phone::normalize(l, None).is_ok())
+        .take(n)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every table of the schema as text: keys and values in PostgreSQL's `escape`
+/// encoding (printable ASCII as is), plus the schema's migration rows.
+fn dump_tables(cfg: &PgConfig) -> String {
+    let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let tables = client
+            .query(
+                "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+                &[&cfg.schema],
+            )
+            .await
+            .unwrap();
+        assert!(tables.len() >= 8, "the trees and schema_migrations");
+        let mut out = String::new();
+        for t in tables {
+            let name: String = t.get(0);
+            // Trees as text (bytes escaped, printable ASCII as is); other tables whole.
+            let sql = if name.starts_with("pv_") {
+                format!(
+                    "SELECT encode(k, 'escape') || ' ' || encode(v, 'escape') FROM {}.{name}",
+                    cfg.schema
+                )
+            } else {
+                format!("SELECT t::text FROM {}.{name} AS t", cfg.schema)
+            };
+            for r in client.query(&sql, &[]).await.unwrap() {
+                out.push_str(&r.get::<_, String>(0));
+                out.push('\n');
+            }
+        }
+        out
+    })
+}
+
+#[test]
+fn two_vaults_adding_one_number_at_once_make_one_record() {
+    let Some(db) = Db::new("two_add") else {
+        return;
+    };
+    let a = Arc::new(db.open());
+    a.create_tenant("shop", &purposes(&["otp", "marketing"]), None)
+        .unwrap();
+    let b = Arc::new(db.open());
+    const ROUNDS: usize = 40;
+    let barrier = Arc::new(Barrier::new(2));
+    let number = |i: usize| format!("+4474001{i:05}");
+    let run = |v: Arc<Vault>, purpose: &'static str| {
+        let barrier = barrier.clone();
+        std::thread::spawn(move || {
+            for i in 0..ROUNDS {
+                barrier.wait();
+                v.add("shop", &number(i), None, &purposes(&[purpose]), "race")
+                    .unwrap();
+            }
+        })
+    };
+    let ha = run(a.clone(), "otp");
+    let hb = run(b.clone(), "marketing");
+    ha.join().unwrap();
+    hb.join().unwrap();
+    assert_eq!(record_count(&a), ROUNDS, "one record per number");
+    for i in 0..ROUNDS {
+        let f = b.find("shop", &number(i), None, "otp").unwrap().unwrap();
+        assert_eq!(
+            f.purposes,
+            purposes(&["marketing", "otp"]),
+            "consents merged"
+        );
+    }
+}
+
+#[test]
+fn changes_through_one_vault_reach_the_other() {
+    let Some(db) = Db::new("two_see") else {
+        return;
+    };
+    let a = db.open();
+    a.create_tenant("shop", &purposes(&["otp", "support"]), None)
+        .unwrap();
+    let b = db.open();
+    let n = "+447400123958";
+    let id = a
+        .add("shop", n, None, &purposes(&["otp"]), "x")
+        .unwrap()
+        .id();
+    assert!(b.find("shop", n, None, "otp").unwrap().is_some());
+    // Opt-out and erasure: at once, no cache.
+    a.opt_out("shop", Target::Id(&id.to_string()), Some("otp"))
+        .unwrap();
+    assert!(b.find("shop", n, None, "otp").unwrap().is_none());
+    a.erase("shop", Target::Id(&id.to_string())).unwrap();
+    assert!(b.get("shop", &id.to_string(), "otp").unwrap().is_none());
+    // Tokens: at once.
+    let (info, secret) = a
+        .create_token(&TokenSpec {
+            tenant: Some("shop".into()),
+            role: Role::Writer,
+            purposes: vec![],
+            reveal: false,
+            ttl_secs: None,
+        })
+        .unwrap();
+    assert!(b.authenticate(secret.expose_secret()).unwrap().is_some());
+    a.revoke_token(&info.id).unwrap();
+    assert!(b.authenticate(secret.expose_secret()).unwrap().is_none());
+    // A data-key rotation by one: the other decrypts the new records at once.
+    a.rotate_key("shop", false).unwrap();
+    let m = "+447400123959";
+    a.add("shop", m, None, &purposes(&["otp"]), "x").unwrap();
+    assert!(b.find("shop", m, None, "otp").unwrap().is_some());
+    // Tenant settings: within the documented bound.
+    a.add_purposes("shop", &purposes(&["marketing"])).unwrap();
+    std::thread::sleep(TENANT_CACHE_TTL + Duration::from_millis(200));
+    b.add("shop", m, None, &purposes(&["marketing"]), "y")
+        .unwrap();
+    let f = a.find("shop", m, None, "marketing").unwrap().unwrap();
+    assert_eq!(f.purposes, purposes(&["marketing", "otp"]));
+    // A tenant made by one is usable on the other at once (keyring re-read).
+    a.create_tenant("desk", &purposes(&["support"]), None)
+        .unwrap();
+    b.add("desk", n, None, &purposes(&["support"]), "z")
+        .unwrap();
+    assert!(a.find("desk", n, None, "support").unwrap().is_some());
+}
+
+// ---------------------------------------------------------------------------------
+// faults: a proxy in front of the database that can be cut and restored
+
+/// A Unix-socket proxy to the test database: `down` refuses new connections and cuts
+/// the open ones, as a database restart or a network failure would.
+struct Proxy {
+    dir: tempfile::TempDir,
+    down: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<UnixStream>>>,
+    user: String,
+    dbname: String,
+}
+
+impl Proxy {
+    fn start() -> Proxy {
+        let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
+        let pg: tokio_postgres::Config = url.parse().unwrap();
+        let port = pg.get_ports().first().copied().unwrap_or(5432);
+        let upstream = match pg.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Unix(p)) => p.join(format!(".s.PGSQL.{port}")),
+            _ => panic!("the fault tests need PHONEVAULT_TEST_PG on a Unix socket"),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(dir.path().join(".s.PGSQL.5432")).unwrap();
+        let down = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<UnixStream>>> = Arc::default();
+        let (d, o) = (down.clone(), open.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                if d.load(Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let Ok(server) = UnixStream::connect(&upstream) else {
+                    continue;
+                };
+                let mut list = o.lock().unwrap();
+                list.push(client.try_clone().unwrap());
+                list.push(server.try_clone().unwrap());
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy {
+            dir,
+            down,
+            open,
+            user: pg.get_user().unwrap_or("postgres").to_owned(),
+            dbname: pg.get_dbname().unwrap_or("postgres").to_owned(),
+        }
+    }
+
+    fn url(&self) -> String {
+        let host = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgresql://{}@{host}/{}", self.user, self.dbname)
+    }
+
+    fn cut(&self) {
+        self.down.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn unreachable_database_fails_clearly_and_recovers_by_itself() {
+    let Some(db) = Db::new("fault_vault") else {
+        return;
+    };
+    let proxy = Proxy::start();
+    let cfg = PgConfig::new(&proxy.url()).with_schema(&db.cfg.schema);
+    let v = db.open_with(&cfg);
+    v.create_tenant("shop", &purposes(&["otp"]), None).unwrap();
+    let mut acked = Vec::new();
+    for i in 0..20 {
+        let n = format!("+4474001{i:05}");
+        v.add("shop", &n, None, &purposes(&["otp"]), "x").unwrap();
+        acked.push(n);
+    }
+    proxy.cut();
+    let e = v
+        .add("shop", "+447400199999", None, &purposes(&["otp"]), "x")
+        .unwrap_err();
+    assert!(
+        matches!(e, VaultError::Store(StoreError::Unavailable(_))),
+        "{e:?}"
+    );
+    let msg = e.to_string();
+    assert!(
+        msg.contains("database is unavailable") && msg.contains("retry"),
+        "{msg}"
+    );
+    assert!(!msg.contains("7400199999"));
+    let e = v.find("shop", &acked[0], None, "otp").unwrap_err();
+    assert!(
+        matches!(e, VaultError::Store(StoreError::Unavailable(_))),
+        "{e:?}"
+    );
+    proxy.restore();
+    // Reconnects by itself; nothing acknowledged was lost.
+    let start = Instant::now();
+    loop {
+        match v.find("shop", &acked[0], None, "otp") {
+            Ok(found) => {
+                assert!(found.is_some());
+                break;
+            }
+            Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => panic!("no reconnection: {e}"),
+        }
+    }
+    for n in &acked {
+        assert!(v.find("shop", n, None, "otp").unwrap().is_some());
+    }
+    v.add("shop", "+447400199999", None, &purposes(&["otp"]), "x")
+        .unwrap();
+    assert_eq!(record_count(&v), acked.len() + 1);
+}
+
+// ---------------------------------------------------------------------------------
+// two real servers on one database
+
+struct Server {
+    child: Child,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn call(&self, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
+        let body = body.to_string();
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: pv\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Bearer {token}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+struct Cluster {
+    db: Db,
+    url: String,
+}
+
+impl Cluster {
+    fn cmd(&self, dir: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
+        c.arg("--vault")
+            .arg(dir)
+            .args(args)
+            .env("PHONEVAULT_STORE", &self.url)
+            .env("PHONEVAULT_PG_SCHEMA", &self.db.cfg.schema)
+            .env("PHONEVAULT_PASSPHRASE", PASS)
+            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
+            .env_remove("PHONEVAULT_DIR")
+            .env_remove("PHONEVAULT_KEY_FILE")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd(&self.db.dir, args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn token(&self, args: &[&str]) -> (String, String) {
+        let mut a = vec!["--json", "token", "create"];
+        a.extend_from_slice(args);
+        let v: Value = serde_json::from_str(&self.ok(&a)).unwrap();
+        (
+            v["id"].as_str().unwrap().to_owned(),
+            v["token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A server on its own socket and its own vault directory (a copy of the keyring:
+    /// as on another host), unlocked at start.
+    fn serve(&self, name: &str) -> Server {
+        let dir = self.db.tmp.path().join(name);
+        if dir != self.db.dir {
+            copy_vault_dir(&self.db.dir, &dir);
+        }
+        let socket = self.db.tmp.path().join(format!("{name}.sock"));
+        let log = self.db.tmp.path().join(format!("{name}.log"));
+        let child = self
+            .cmd(&dir, &["serve", "--socket", socket.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Server { child, socket, log };
+        let start = Instant::now();
+        while UnixStream::connect(&s.socket).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server did not start: {}",
+                s.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        s
+    }
+}
+
+fn copy_vault_dir(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let ring = to.join("keyring");
+    std::fs::copy(from.join("keyring"), &ring).unwrap();
+    std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn two_servers_on_one_database() {
+    let Some(db) = Db::new("two_servers") else {
+        return;
+    };
+    let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
+    let c = Cluster { db, url };
+    c.ok(&["tenant", "create", "shop", "--purposes", "otp,marketing"]);
+    let (_, writer) = c.token(&["--tenant", "shop", "--role", "writer"]);
+    let (reader_id, reader) = c.token(&["--tenant", "shop", "--role", "reader"]);
+    let one = c.serve("vault");
+    let two = c.serve("two");
+    let t = "/v1/tenants/shop";
+    let n = "+447400123958";
+    let (st, v) = one.call(
+        "POST",
+        &format!("{t}/numbers"),
+        &writer,
+        json!({"phone": n, "consents": ["otp", "marketing"]}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let lookup = json!({"phone": n, "purpose": "otp"});
+    let (st, v) = two.call("POST", &format!("{t}/lookup"), &reader, lookup.clone());
+    assert_eq!(
+        st, 200,
+        "a write through one is visible through the other: {v}"
+    );
+    // Opt-out through the second: the first refuses at once.
+    let (st, _) = two.call(
+        "POST",
+        &format!("{t}/opt-out"),
+        &writer,
+        json!({"phone": n, "purpose": "otp"}),
+    );
+    assert_eq!(st, 200);
+    let (st, _) = one.call("POST", &format!("{t}/lookup"), &reader, lookup);
+    assert_eq!(st, 404);
+    let mk = json!({"phone": n, "purpose": "marketing"});
+    assert_eq!(
+        one.call("POST", &format!("{t}/lookup"), &reader, mk.clone())
+            .0,
+        200
+    );
+    // Erasure through the first: gone on the second.
+    let (st, _) = one.call("POST", &format!("{t}/erase"), &writer, json!({"phone": n}));
+    assert_eq!(st, 200);
+    assert_eq!(
+        two.call("POST", &format!("{t}/lookup"), &reader, mk.clone())
+            .0,
+        404
+    );
+    // Revocation with the CLI while both serve: both refuse the token at once.
+    c.ok(&["token", "revoke", &reader_id]);
+    for s in [&one, &two] {
+        let (st, v) = s.call("POST", &format!("{t}/lookup"), &reader, mk.clone());
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (401, Some("unauthorized"))
+        );
+    }
+    for s in [&one, &two] {
+        assert!(!s.log_text().contains("7400123958"));
+    }
+}
+
+#[test]
+fn server_answers_503_while_the_database_is_down() {
+    let Some(db) = Db::new("fault_server") else {
+        return;
+    };
+    let proxy = Proxy::start();
+    let c = Cluster {
+        db,
+        url: proxy.url(),
+    };
+    c.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+    let (_, writer) = c.token(&["--tenant", "shop", "--role", "admin"]);
+    let s = c.serve("vault");
+    let t = "/v1/tenants/shop";
+    let add = |n: &str| {
+        s.call(
+            "POST",
+            &format!("{t}/numbers"),
+            &writer,
+            json!({"phone": n, "consents": ["otp"]}),
+        )
+    };
+    assert_eq!(add("+447400123958").0, 201);
+    proxy.cut();
+    let (st, v) = add("+447400123959");
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (503, Some("store_unavailable")),
+        "{v}"
+    );
+    proxy.restore();
+    let start = Instant::now();
+    loop {
+        let (st, v) = add("+447400123959");
+        if st == 201 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no recovery: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (st, _) = s.call(
+        "POST",
+        &format!("{t}/lookup"),
+        &writer,
+        json!({"phone": "+447400123958", "purpose": "otp"}),
+    );
+    assert_eq!(st, 200, "acknowledged before the outage, still there");
+    let log = s.log_text();
+    assert!(log.contains("store unavailable"), "{log}");
+    assert!(!log.contains(&proxy.url()) && !log.contains("7400123959"));
+}
+
+#[test]
+fn store_trait_on_postgres_is_shared_by_two_stores() {
+    let Some(db) = Db::new("raw") else {
+        return;
+    };
+    let a = PgStore::connect(&db.cfg).unwrap();
+    let b = PgStore::connect(&db.cfg).unwrap();
+    let mut batch = phonevault::store::Batch::default();
+    batch.put(Tree::Tokens, b"k".to_vec(), b"v".to_vec());
+    a.commit(&batch).unwrap();
+    assert_eq!(b.get(Tree::Tokens, b"k").unwrap(), Some(b"v".to_vec()));
+}
