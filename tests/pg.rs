@@ -351,6 +351,18 @@ fn changes_through_one_vault_reach_the_other() {
     b.add("desk", n, None, &purposes(&["support"]), "z")
         .unwrap();
     assert!(a.find("desk", n, None, "support").unwrap().is_some());
+    // Keyring changes by both, back to back, on the one file: neither is lost.
+    a.create_tenant("t1", &purposes(&["otp"]), None).unwrap();
+    b.create_tenant("t2", &purposes(&["otp"]), None).unwrap();
+    a.rotate_key("t2", false).unwrap();
+    b.rotate_key("t1", true).unwrap();
+    let c = db.open();
+    for (v, t) in [(&a, "t2"), (&b, "t1"), (&c, "t1"), (&c, "t2")] {
+        v.add(t, n, None, &purposes(&["otp"]), "k").unwrap();
+        assert!(a.find(t, n, None, "otp").unwrap().is_some());
+        assert!(b.find(t, n, None, "otp").unwrap().is_some());
+    }
+    assert_eq!(c.tenants().unwrap().len(), 4);
 }
 
 // ---------------------------------------------------------------------------------

@@ -544,6 +544,27 @@ pub(crate) mod tests {
         assert_eq!(s.get(Tree::Records, b"a").unwrap(), None);
         assert_eq!(s.get(Tree::Index, b"a").unwrap(), None);
 
+        // contradictory guards never hold; ops on one key apply in order
+        let mut b = Batch::default();
+        b.guard(Tree::Tokens, b"c".to_vec(), None);
+        b.guard(Tree::Tokens, b"c".to_vec(), Some(b"v".to_vec()));
+        b.put(Tree::Tokens, b"c".to_vec(), b"v".to_vec());
+        assert!(matches!(s.commit(&b), Err(StoreError::Conflict)));
+        assert_eq!(s.get(Tree::Tokens, b"c").unwrap(), None);
+        let mut b = Batch::default();
+        b.guard(Tree::Tokens, b"d".to_vec(), None);
+        b.guard(Tree::Tokens, b"e".to_vec(), None);
+        b.put(Tree::Tokens, b"d".to_vec(), b"1".to_vec());
+        b.delete(Tree::Tokens, b"d".to_vec());
+        b.put(Tree::Tokens, b"e".to_vec(), b"1".to_vec());
+        b.put(Tree::Tokens, b"e".to_vec(), b"2".to_vec());
+        s.commit(&b).unwrap();
+        assert_eq!(s.get(Tree::Tokens, b"d").unwrap(), None);
+        assert_eq!(s.get(Tree::Tokens, b"e").unwrap(), Some(b"2".to_vec()));
+        let mut b = Batch::default();
+        b.delete(Tree::Tokens, b"e".to_vec());
+        s.commit(&b).unwrap();
+
         // ordered range and prefix scans, bounded by limit and by tree
         let mut b = Batch::default();
         for k in [&b"p\x00"[..], b"p\x01", b"p\xff", b"q", b"o"] {

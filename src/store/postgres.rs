@@ -14,11 +14,13 @@
 //! - a guard expecting a value reads the row `FOR UPDATE`: the row stays locked until
 //!   the commit, and a concurrent writer's change is seen (PostgreSQL re-reads the
 //!   newest version after waiting), so the comparison and the writes are atomic;
-//! - a guard expecting absence inserts a placeholder row (`ON CONFLICT DO NOTHING`):
-//!   a committed row, or one a concurrent transaction is inserting, makes it fail
-//!   (after waiting for that transaction), and while we hold the placeholder nobody
-//!   else can create the key. Placeholders the batch does not overwrite are deleted
-//!   before the commit, so no other transaction ever sees one.
+//! - a guard expecting absence inserts the key (`ON CONFLICT DO NOTHING`) with the
+//!   batch's first value for it, or a placeholder: a committed row, or one a
+//!   concurrent transaction is inserting, makes it fail (after waiting for that
+//!   transaction), and while we hold the row nobody else can create the key.
+//!   Placeholders of keys the batch never writes are deleted before the commit, so no
+//!   other transaction ever sees one. Value guards are checked first, so a key
+//!   guarded both ways fails.
 //!
 //! Deadlocks and serialization failures roll the transaction back and it is retried
 //! whole; a guard that fails is [`StoreError::Conflict`] and changes nothing.
@@ -154,7 +156,7 @@ impl TreeSql {
             ),
             delete: format!("DELETE FROM {t} WHERE k = ANY($1::bytea[])"),
             guard_absent: format!(
-                "INSERT INTO {t} (k, v) SELECT k, ''::bytea FROM unnest($1::bytea[]) AS u(k) \
+                "INSERT INTO {t} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                  ON CONFLICT (k) DO NOTHING RETURNING k"
             ),
             guard_present: format!(
@@ -441,9 +443,15 @@ struct Group {
     seen: HashSet<Vec<u8>>,
 }
 
-/// Splits the ops into statements, keeping their order where it matters (a key that
-/// comes back starts a new statement).
-fn group_ops(ops: &[Op]) -> Vec<Group> {
+/// Splits the ops into statements. Ops on different trees commute, so they are taken
+/// tree by tree (keeping their order within a tree); a run of one kind becomes one
+/// statement, and a key that comes back starts a new one, so the order of changes
+/// to any one key is kept.
+fn group_ops<'a>(ops: impl Iterator<Item = &'a Op>) -> Vec<Group> {
+    let mut ops: Vec<&Op> = ops.collect();
+    ops.sort_by_key(|op| match op {
+        Op::Put { tree, .. } | Op::Delete { tree, .. } => *tree,
+    });
     let mut groups: Vec<Group> = Vec::new();
     for op in ops {
         let (tree, key, value, delete) = match op {
@@ -476,14 +484,17 @@ fn group_ops(ops: &[Op]) -> Vec<Group> {
 /// Keys of one tree guarded to hold given values: sorted keys and the expectations.
 type Expected = (Tree, Vec<Vec<u8>>, HashMap<Vec<u8>, Vec<u8>>);
 
+/// Keys of one tree guarded to be absent, sorted, each with the value inserted in its
+/// place: the batch's first put of that key, or an empty placeholder.
+type Absent = (Tree, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// Guards and ops of a batch, owned so the transaction can run on the runtime.
 struct Plan {
-    /// Per tree: keys that must be absent.
-    absent: Vec<(Tree, Vec<Vec<u8>>)>,
-    /// Per tree: keys with their expected values.
+    absent: Vec<Absent>,
     present: Vec<Expected>,
     groups: Vec<Group>,
-    /// Placeholders of absence guards that the ops do not leave as a written row.
+    /// Placeholders of absence guards on keys the ops never touch: deleted before the
+    /// commit.
     leftover: Vec<(Tree, Vec<Vec<u8>>)>,
 }
 
@@ -501,16 +512,46 @@ fn plan(batch: &Batch) -> Plan {
             }
         }
     }
-    // A key guarded both absent and present can never hold; keep both, the check fails.
-    let mut absent: Vec<(Tree, Vec<Vec<u8>>)> = absent
+    // The first op on each key. An absent key whose first op is a put gets that value
+    // inserted by the guard itself (the put is then done): same result, half the writes.
+    let mut first: HashMap<(Tree, &[u8]), usize> = HashMap::new();
+    for (i, op) in batch.ops.iter().enumerate() {
+        let (Op::Put { tree, key, .. } | Op::Delete { tree, key }) = op;
+        first.entry((*tree, key.as_slice())).or_insert(i);
+    }
+    let mut done = vec![false; batch.ops.len()];
+    let mut leftover = Vec::new();
+    // A key guarded both absent and present can never hold; both checks run, one fails.
+    let mut absent: Vec<Absent> = absent
         .into_iter()
         .map(|(t, mut ks)| {
             ks.sort();
             ks.dedup();
-            (t, ks)
+            let mut untouched = Vec::new();
+            let values = ks
+                .iter()
+                .map(|k| match first.get(&(t, k.as_slice())) {
+                    Some(&i) => match &batch.ops[i] {
+                        Op::Put { value, .. } => {
+                            done[i] = true;
+                            value.clone()
+                        }
+                        Op::Delete { .. } => Vec::new(),
+                    },
+                    None => {
+                        untouched.push(k.clone());
+                        Vec::new()
+                    }
+                })
+                .collect();
+            if !untouched.is_empty() {
+                leftover.push((t, untouched));
+            }
+            (t, ks, values)
         })
         .collect();
-    absent.sort_by_key(|(t, _)| *t);
+    absent.sort_by_key(|(t, _, _)| *t);
+    leftover.sort_by_key(|(t, _)| *t);
     let mut present: Vec<Expected> = present
         .into_iter()
         .map(|(t, m)| {
@@ -520,30 +561,18 @@ fn plan(batch: &Batch) -> Plan {
         })
         .collect();
     present.sort_by_key(|(t, _, _)| *t);
-    // Which placeholders end up overwritten by a put (last op on the key is a put)?
-    let mut last_put: HashMap<(Tree, &[u8]), bool> = HashMap::new();
-    for op in &batch.ops {
-        match op {
-            Op::Put { tree, key, .. } => last_put.insert((*tree, key.as_slice()), true),
-            Op::Delete { tree, key } => last_put.insert((*tree, key.as_slice()), false),
-        };
-    }
-    let leftover = absent
-        .iter()
-        .map(|(t, ks)| {
-            let left: Vec<Vec<u8>> = ks
-                .iter()
-                .filter(|k| !last_put.contains_key(&(*t, k.as_slice())))
-                .cloned()
-                .collect();
-            (*t, left)
-        })
-        .filter(|(_, ks)| !ks.is_empty())
-        .collect();
+    let groups = group_ops(
+        batch
+            .ops
+            .iter()
+            .zip(&done)
+            .filter(|(_, d)| !**d)
+            .map(|(op, _)| op),
+    );
     Plan {
         absent,
         present,
-        groups: group_ops(&batch.ops),
+        groups,
         leftover,
     }
 }
@@ -554,16 +583,7 @@ impl PgStore {
         let mut c = pool.get().await.map_err(|e| Failure::Fatal(pool_err(e)))?;
         let tx = c.transaction().await.map_err(fatal)?;
         let s = |t: Tree| &sql[t.slot()];
-        for (tree, keys) in &plan.absent {
-            let st = tx
-                .prepare_cached(&s(*tree).guard_absent)
-                .await
-                .map_err(fatal)?;
-            let rows = tx.query(&st, &[keys]).await.map_err(fatal)?;
-            if rows.len() != keys.len() {
-                return Err(Failure::Fatal(StoreError::Conflict));
-            }
-        }
+        // Value guards first: a key also guarded absent must not see our own insert.
         for (tree, keys, expect) in &plan.present {
             let st = tx
                 .prepare_cached(&s(*tree).guard_present)
@@ -579,6 +599,16 @@ impl PgStore {
                 if expect.get(k).map(Vec::as_slice) != Some(v) {
                     return Err(Failure::Fatal(StoreError::Conflict));
                 }
+            }
+        }
+        for (tree, keys, values) in &plan.absent {
+            let st = tx
+                .prepare_cached(&s(*tree).guard_absent)
+                .await
+                .map_err(fatal)?;
+            let rows = tx.query(&st, &[keys, values]).await.map_err(fatal)?;
+            if rows.len() != keys.len() {
+                return Err(Failure::Fatal(StoreError::Conflict));
             }
         }
         for g in &plan.groups {
@@ -809,15 +839,39 @@ mod tests {
         b.delete(Tree::Records, b"a".to_vec());
         b.put(Tree::Records, b"a".to_vec(), b"2".to_vec());
         b.put(Tree::Records, b"a".to_vec(), b"3".to_vec());
-        let g = group_ops(&b.ops);
-        let shape: Vec<(bool, usize)> = g.iter().map(|g| (g.delete, g.keys.len())).collect();
-        assert_eq!(shape, vec![(false, 2), (true, 1), (false, 1), (false, 1)]);
-        // An absence guard whose key is never written leaves no placeholder behind.
+        b.put(Tree::Meta, b"m".to_vec(), b"1".to_vec());
+        b.put(Tree::Records, b"c".to_vec(), b"3".to_vec());
+        let g = group_ops(b.ops.iter());
+        let shape: Vec<(Tree, bool, usize)> =
+            g.iter().map(|g| (g.tree, g.delete, g.keys.len())).collect();
+        assert_eq!(
+            shape,
+            vec![
+                (Tree::Meta, false, 1),
+                (Tree::Records, false, 2),
+                (Tree::Records, true, 1),
+                (Tree::Records, false, 1),
+                (Tree::Records, false, 2),
+            ]
+        );
+        // An absence guard whose key is never written leaves no placeholder behind; one
+        // whose key is put first inserts the value itself.
         let mut b = Batch::default();
         b.guard(Tree::Index, b"x".to_vec(), None);
         b.guard(Tree::Index, b"y".to_vec(), None);
         b.put(Tree::Index, b"y".to_vec(), b"v".to_vec());
+        b.put(Tree::Index, b"y".to_vec(), b"w".to_vec());
         let p = plan(&b);
         assert_eq!(p.leftover, vec![(Tree::Index, vec![b"x".to_vec()])]);
+        assert_eq!(
+            p.absent,
+            vec![(
+                Tree::Index,
+                vec![b"x".to_vec(), b"y".to_vec()],
+                vec![Vec::new(), b"v".to_vec()]
+            )]
+        );
+        assert_eq!(p.groups.len(), 1);
+        assert_eq!(p.groups[0].values, vec![b"w".to_vec()]);
     }
 }

@@ -55,9 +55,10 @@ const IMPORT_CHUNK: usize = 1000;
 /// Longest tenant name, purpose or source.
 const MAX_NAME_LEN: usize = 64;
 /// How long a cached tenant context (settings and keys) is used before its row is
-/// re-read and the keyring file checked for changes. Other servers sharing the
-/// store see a tenant change or a key rotation within this bound; records, tokens,
-/// consents, opt-outs and erasures are never cached.
+/// re-read. Other servers sharing the store see a change of tenant settings within
+/// this bound; a change of the keyring file they share is seen at the next call (its
+/// identity is checked every time); records, tokens, consents, opt-outs and erasures
+/// are never cached.
 pub const TENANT_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Attempts of a read-modify-write that lost a race with another server.
 const CONFLICT_ATTEMPTS: u32 = 8;
@@ -1051,6 +1052,9 @@ impl Vault {
         if fresh.vault_id.0 != ring.vault_id.0 {
             return Err(VaultError::KeyringMismatch);
         }
+        // The file's MAC under our root key: a keyring swapped in by someone without
+        // the root key is refused, as at unlock.
+        fresh.verify(&self.root)?;
         *ring = fresh;
         *stamp = now;
         drop(stamp);
@@ -1062,8 +1066,21 @@ impl Vault {
         Ok(true)
     }
 
-    /// Picks up another process's keyring change (a rotation, a new tenant).
+    /// Picks up another process's keyring change (a rotation, a new tenant). Costs one
+    /// `stat` when nothing changed.
     fn refresh_keyring(&self) -> Result<bool, VaultError> {
+        if self.dir.as_os_str().is_empty() {
+            return Ok(false);
+        }
+        let now = FileStamp::of(&self.dir.join(KEYRING_FILE));
+        let same = *self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == now;
+        if now.is_none() || same {
+            return Ok(false);
+        }
         let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
         self.reload_keyring_into(&mut ring)
     }
@@ -1227,6 +1244,10 @@ impl Vault {
     }
 
     pub(crate) fn tenant(&self, name: &str) -> Result<Arc<TenantCtx>, VaultError> {
+        // A key change by another process sharing the keyring file (a rotation moves
+        // the current index key, which decides where a number is looked up and made
+        // unique) is picked up at once.
+        self.refresh_keyring()?;
         if let Some(ctx) = self
             .tenants
             .read()
@@ -1237,8 +1258,7 @@ impl Vault {
                 return Ok(ctx.clone());
             }
         }
-        // Expired or absent: another server may have changed the row or the keyring.
-        self.refresh_keyring()?;
+        // Expired or absent: another server may have changed the row.
         let bytes = self
             .store
             .get(Tree::Tenants, name.as_bytes())?
