@@ -748,3 +748,67 @@ fn store_trait_on_postgres_is_shared_by_two_stores() {
     a.commit(&batch).unwrap();
     assert_eq!(b.get(Tree::Tokens, b"k").unwrap(), Some(b"v".to_vec()));
 }
+
+#[test]
+fn server_killed_mid_batch_leaves_no_half_written_record() {
+    let Some(db) = Db::new("kill_batch") else {
+        return;
+    };
+    let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
+    let c = Cluster { db, url };
+    c.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+    let (_, writer) = c.token(&["--tenant", "shop", "--role", "writer"]);
+    let csv = std::fs::read("tests/data/numbers-2k.csv").unwrap();
+    let numbers = csv_numbers(&csv, usize::MAX);
+    let mut s = c.serve("vault");
+    let socket = s.socket.clone();
+    let items: Vec<Value> = numbers
+        .iter()
+        .map(|n| json!({"phone": n, "consents": ["otp"]}))
+        .collect();
+    let body = json!({ "items": items }).to_string();
+    let sender = std::thread::spawn(move || {
+        let req = format!(
+            "POST /v1/tenants/shop/numbers/batch HTTP/1.1\r\nHost: pv\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Bearer {writer}\r\n\r\n{body}",
+            body.len()
+        );
+        let mut st = UnixStream::connect(&socket).unwrap();
+        let _ = st.write_all(req.as_bytes());
+        let mut out = Vec::new();
+        let _ = st.read_to_end(&mut out);
+    });
+    // Kill it while the batch is being written (some chunks committed, not all).
+    let v = c.db.open();
+    let start = Instant::now();
+    while record_count(&v) == 0 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    sender.join().unwrap();
+    // Every record has its index entry and every index entry its record.
+    let records = record_count(&v);
+    assert!(records > 0);
+    let index = v.store().range(Tree::Index, b"", None, usize::MAX).unwrap();
+    assert_eq!(index.len(), records, "one exact index entry per record");
+    let expiry = v
+        .store()
+        .range(Tree::Expiry, b"", None, usize::MAX)
+        .unwrap();
+    assert_eq!(expiry.len(), records, "one expiry entry per record");
+    let distinct: std::collections::HashSet<String> = numbers
+        .iter()
+        .map(|n| {
+            let p = phonevault::phone::normalize(n, None).unwrap();
+            p.e164.expose_secret().to_owned()
+        })
+        .collect();
+    let mut found = 0;
+    for n in &distinct {
+        if v.find("shop", n, None, "otp").unwrap().is_some() {
+            found += 1;
+        }
+    }
+    assert_eq!(found, records, "every stored record is found by its number");
+    eprintln!("killed after {records} of {} records", distinct.len());
+}
