@@ -812,3 +812,43 @@ fn server_killed_mid_batch_leaves_no_half_written_record() {
     assert_eq!(found, records, "every stored record is found by its number");
     eprintln!("killed after {records} of {} records", distinct.len());
 }
+
+#[test]
+fn store_option_misuse_is_explained_and_never_echoed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str], store: &str| {
+        Command::new(env!("CARGO_BIN_EXE_phonevault"))
+            .arg("--vault")
+            .arg(tmp.path().join("v"))
+            .args(args)
+            .env("PHONEVAULT_STORE", store)
+            .env("PHONEVAULT_PASSPHRASE", PASS)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["tenant", "list"], "mysql://u:s3cretpw@h/db");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--store takes `sled` or a URL postgres://"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cretpw"), "{err}");
+    let out = run(&["--help"], "postgres://u:s3cretpw@h/db");
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("s3cretpw"));
+    let out = run(&["compact"], "postgres://u:s3cretpw@h/db");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("VACUUM"), "{err}");
+    assert!(!err.contains("s3cretpw"), "{err}");
+    // An unreachable database: a clear error, no URL.
+    let ring_dir = tmp.path().join("v");
+    let out = run(&["init"], "postgres://u:s3cretpw@%2Fnonexistent-dir/db");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("database is unavailable"), "{err}");
+    assert!(!err.contains("s3cretpw"), "{err}");
+    assert!(!ring_dir.join("keyring").exists(), "nothing left behind");
+}

@@ -63,7 +63,7 @@ pub struct Cli {
         value_parser = parse_store,
         value_name = "sled|postgres://..."
     )]
-    pub store: Option<StoreLocation>,
+    pub store: Option<StoreArg>,
     /// Schema holding the vault's tables in the database (with a PostgreSQL --store).
     #[arg(
         long,
@@ -658,34 +658,51 @@ fn unlock_source(cli: &Cli) -> Result<Unlock, Failure> {
     Ok(Unlock::Passphrase(passphrase_from_sources(cli, false)?))
 }
 
-/// `--store`: parsed without ever echoing the value (a URL may hold a password).
-fn parse_store(s: &str) -> Result<StoreLocation, String> {
-    StoreLocation::parse(s).map_err(|e| e.to_string())
+/// The value of `--store`, checked after parsing: clap would echo a refused value in
+/// its error, and a URL may hold a password. `Debug` prints neither.
+#[derive(Clone)]
+pub struct StoreArg(Result<StoreLocation, String>);
+
+impl std::fmt::Debug for StoreArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreArg").finish_non_exhaustive()
+    }
 }
 
-/// The store named by `--store` and `--pg-schema`.
-pub(crate) fn store_location(cli: &Cli) -> StoreLocation {
+fn parse_store(s: &str) -> Result<StoreArg, String> {
+    Ok(StoreArg(StoreLocation::parse(s).map_err(|e| e.to_string())))
+}
+
+/// The store named by `--store` and `--pg-schema`; a malformed `--store` is a usage
+/// error (exit 2) whose message does not repeat the value.
+pub(crate) fn store_location(cli: &Cli) -> Result<StoreLocation, Failure> {
     match &cli.store {
-        Some(StoreLocation::Postgres(cfg)) => {
-            StoreLocation::Postgres(cfg.clone().with_schema(&cli.pg_schema))
-        }
-        _ => StoreLocation::Sled,
+        None => Ok(StoreLocation::Sled),
+        Some(StoreArg(Err(e))) => Err(Failure {
+            message: e.clone(),
+            code: 2,
+        }),
+        Some(StoreArg(Ok(StoreLocation::Postgres(cfg)))) => Ok(StoreLocation::Postgres(
+            cfg.clone().with_schema(&cli.pg_schema),
+        )),
+        Some(StoreArg(Ok(other))) => Ok(other.clone()),
     }
 }
 
-fn open_options(cli: &Cli) -> OpenOptions {
-    OpenOptions {
-        store: store_location(cli),
+fn open_options(cli: &Cli) -> Result<OpenOptions, Failure> {
+    Ok(OpenOptions {
+        store: store_location(cli)?,
         ..OpenOptions::default()
-    }
+    })
 }
 
 fn open(cli: &Cli) -> Result<Vault, Failure> {
+    let opts = open_options(cli)?;
     if !cli.vault.join(vault::KEYRING_FILE).exists() {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
     let unlock = unlock_source(cli)?;
-    Ok(Vault::open(&cli.vault, &unlock, open_options(cli))?)
+    Ok(Vault::open(&cli.vault, &unlock, opts)?)
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -1088,7 +1105,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(a) => server_cmds::serve(&cli, a),
         Command::Token(c) => server_cmds::token(&cli, c),
         Command::Compact => {
-            if !matches!(store_location(&cli), StoreLocation::Sled) {
+            if !matches!(store_location(&cli)?, StoreLocation::Sled) {
                 return Err(VaultError::Unsupported(
                     "compact rewrites the embedded sled store; on PostgreSQL, space of deleted rows is reclaimed by VACUUM (run VACUUM FULL on the schema's pv_* tables to rewrite them)",
                 )
@@ -1180,7 +1197,7 @@ fn vault_plan(rows: u64) -> (u8, f64) {
 }
 
 fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
-    let location = store_location(cli);
+    let location = store_location(cli)?;
     let sled = matches!(location, StoreLocation::Sled);
     if cli.vault.join(vault::KEYRING_FILE).exists()
         || (sled && cli.vault.join(vault::STORE_DIR).exists())
@@ -1197,7 +1214,7 @@ fn init(cli: &Cli, a: &InitArgs) -> Result<(), Failure> {
     if let Some(path) = &a.new_key_file {
         let kf = KeyFileKey::generate();
         write_new_secret_file(path, kf.expose_secret())?;
-        let v = Vault::open(&cli.vault, &Unlock::Passphrase(pass), open_options(cli))?;
+        let v = Vault::open(&cli.vault, &Unlock::Passphrase(pass), open_options(cli)?)?;
         v.add_key_file_slot(&kf)?;
     }
     if cli.json {

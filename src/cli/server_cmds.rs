@@ -97,7 +97,7 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         .unwrap_or_else(|| cli.vault.join("phonevault.sock"));
     server::serve(ServeOptions {
         dir: cli.vault.clone(),
-        store: super::store_location(cli),
+        store: super::store_location(cli)?,
         socket,
         socket_group: a.socket_group.clone(),
         allow_uids: a.allow_uid.clone(),

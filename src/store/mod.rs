@@ -146,6 +146,9 @@ impl Batch {
 /// A key/value pair read from a tree.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
+/// What [`Store::get_linked`] read: the entry's value and the row it names, if any.
+pub type Linked = (Vec<u8>, Option<Vec<u8>>);
+
 /// Why a storage call failed.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -227,6 +230,23 @@ pub trait Store: Send + Sync {
 
     /// Makes every committed batch durable.
     fn flush(&self) -> Result<(), StoreError>;
+
+    /// Reads `key` in `tree` and, when present, the entry of `target` keyed
+    /// `target_prefix ‖ <that value>`: an index entry and the row it names. A database
+    /// does it in one round trip.
+    fn get_linked(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        target: Tree,
+        target_prefix: &[u8],
+    ) -> Result<Option<Linked>, StoreError> {
+        let Some(v) = self.get(tree, key)? else {
+            return Ok(None);
+        };
+        let linked = self.get(target, &[target_prefix, &v].concat())?;
+        Ok(Some((v, linked)))
+    }
 
     /// Reads up to `limit` entries whose key starts with `prefix`.
     fn scan_prefix(
@@ -543,6 +563,33 @@ pub(crate) mod tests {
         s.commit(&b).unwrap();
         assert_eq!(s.get(Tree::Records, b"a").unwrap(), None);
         assert_eq!(s.get(Tree::Index, b"a").unwrap(), None);
+
+        // an entry and the row it names
+        let mut b = Batch::default();
+        b.put(Tree::Index, b"i1".to_vec(), b"r1".to_vec());
+        b.put(Tree::Index, b"i2".to_vec(), b"gone".to_vec());
+        b.put(Tree::Records, b"p\x00r1".to_vec(), b"row".to_vec());
+        s.commit(&b).unwrap();
+        assert_eq!(
+            s.get_linked(Tree::Index, b"i1", Tree::Records, b"p\x00")
+                .unwrap(),
+            Some((b"r1".to_vec(), Some(b"row".to_vec())))
+        );
+        assert_eq!(
+            s.get_linked(Tree::Index, b"i2", Tree::Records, b"p\x00")
+                .unwrap(),
+            Some((b"gone".to_vec(), None))
+        );
+        assert_eq!(
+            s.get_linked(Tree::Index, b"i3", Tree::Records, b"")
+                .unwrap(),
+            None
+        );
+        let mut b = Batch::default();
+        b.delete(Tree::Index, b"i1".to_vec());
+        b.delete(Tree::Index, b"i2".to_vec());
+        b.delete(Tree::Records, b"p\x00r1".to_vec());
+        s.commit(&b).unwrap();
 
         // contradictory guards never hold; ops on one key apply in order
         let mut b = Batch::default();

@@ -45,7 +45,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
 use zeroize::Zeroizing;
 
-use super::{Batch, Entry, Op, Store, StoreError, Tree};
+use super::{Batch, Entry, Linked, Op, Store, StoreError, Tree};
 
 /// Default schema holding the vault's tables.
 pub const DEFAULT_SCHEMA: &str = "phonevault";
@@ -171,6 +171,7 @@ pub struct PgStore {
     rt: Option<tokio::runtime::Runtime>,
     pool: Pool,
     sql: Arc<[TreeSql]>,
+    schema: String,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -304,6 +305,7 @@ impl PgStore {
             rt: Some(rt),
             pool,
             sql,
+            schema: cfg.schema.clone(),
         };
         let schema = cfg.schema.clone();
         let pool = store.pool.clone();
@@ -631,6 +633,35 @@ impl PgStore {
 }
 
 impl Store for PgStore {
+    fn get_linked(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        target: Tree,
+        target_prefix: &[u8],
+    ) -> Result<Option<Linked>, StoreError> {
+        let sql = format!(
+            "SELECT i.v, r.v FROM {}.pv_{} AS i LEFT JOIN {}.pv_{} AS r ON r.k = $2::bytea || i.v \
+             WHERE i.k = $1",
+            self.schema,
+            tree.name(),
+            self.schema,
+            target.name()
+        );
+        let pool = self.pool.clone();
+        let key = key.to_vec();
+        let prefix = target_prefix.to_vec();
+        self.run(async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let st = c.prepare_cached(&sql).await.map_err(fatal_only)?;
+            let row = c
+                .query_opt(&st, &[&key, &prefix])
+                .await
+                .map_err(fatal_only)?;
+            Ok(row.map(|r| (r.get::<_, Vec<u8>>(0), r.get::<_, Option<Vec<u8>>>(1))))
+        })
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let sql = self.tree_sql(tree)?.get.clone();
         let pool = self.pool.clone();

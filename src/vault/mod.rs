@@ -1365,7 +1365,12 @@ impl Vault {
             let keys = ctx.data_key(v)?;
             let digest = record::exact_digest(&keys.index, e164.expose_secret());
             let key = exact_index_key(ctx.row.id, keys.version, &digest);
-            let Some(rid) = self.store.get(Tree::Index, &key)? else {
+            // The index entry and the record it names: one round trip on a database.
+            let prefix = ctx.row.id.to_be_bytes();
+            let Some((rid, stored)) =
+                self.store
+                    .get_linked(Tree::Index, &key, Tree::Records, &prefix)?
+            else {
                 continue;
             };
             let id = RecordId(
@@ -1373,9 +1378,10 @@ impl Vault {
                     .try_into()
                     .map_err(|_| VaultError::RowTampered("index"))?,
             );
-            let Some((stored, body)) = self.open_record(ctx, &id)? else {
+            let Some(stored) = stored else {
                 continue;
             };
+            let body = self.open_stored(ctx, &id, &stored)?;
             // Every hit is decrypted and compared with the query.
             if body.e164 != e164.expose_secret() {
                 return Err(VaultError::IndexMismatch);
