@@ -852,3 +852,61 @@ fn store_option_misuse_is_explained_and_never_echoed() {
     assert!(!err.contains("s3cretpw"), "{err}");
     assert!(!ring_dir.join("keyring").exists(), "nothing left behind");
 }
+
+#[test]
+fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
+    let Some(db) = Db::new("two_import") else {
+        return;
+    };
+    let a = Arc::new(db.open());
+    a.create_tenant("shop", &purposes(&["otp", "marketing", "support"]), None)
+        .unwrap();
+    let b = Arc::new(db.open());
+    let csv = std::fs::read("tests/data/numbers-2k.csv").unwrap();
+    // Every number exists already: both imports read then merge, chunk by chunk in
+    // step, so their commits race on the same records.
+    let first = ImportOptions {
+        tenant: "shop".into(),
+        purposes: purposes(&["support"]),
+        source: "first".into(),
+        region: None,
+        column: "phone".into(),
+    };
+    a.import(&first, &csv[..], |_| Ok(()), |_| {}).unwrap();
+    let before = record_count(&a) as u64;
+    let barrier = Arc::new(Barrier::new(2));
+    let run = |v: Arc<Vault>, purpose: &'static str| {
+        let (csv, barrier) = (csv.clone(), barrier.clone());
+        std::thread::spawn(move || {
+            let opts = ImportOptions {
+                tenant: "shop".into(),
+                purposes: purposes(&[purpose]),
+                source: "import".into(),
+                region: None,
+                column: "phone".into(),
+            };
+            barrier.wait();
+            v.import(&opts, &csv[..], |_| Ok(()), |_| {}).unwrap()
+        })
+    };
+    let ha = run(a.clone(), "otp");
+    let hb = run(b.clone(), "marketing");
+    let (sa, sb) = (ha.join().unwrap(), hb.join().unwrap());
+    assert_eq!(record_count(&a) as u64, before, "{sa:?} {sb:?}");
+    assert_eq!(sa.created + sb.created, 0, "{sa:?} {sb:?}");
+    for s in [&sa, &sb] {
+        assert_eq!(
+            s.created + s.merged + s.unchanged + s.rejected,
+            s.rows,
+            "{s:?}"
+        );
+    }
+    for n in csv_numbers(&csv, 50) {
+        let f = b.find("shop", &n, None, "otp").unwrap().unwrap();
+        assert_eq!(
+            f.purposes,
+            purposes(&["marketing", "otp", "support"]),
+            "every import's consent"
+        );
+    }
+}

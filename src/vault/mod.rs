@@ -1828,6 +1828,37 @@ impl Vault {
                 Err(e) => return Err(e.into()),
             }
         }
+        // Careful path: every number read first. Another server writing one of these
+        // numbers between our reads and our commit fails the guards: the chunk is redone
+        // from fresh reads.
+        let mut attempt = 1;
+        let (counts, rejects, suppressed) = loop {
+            match self.write_chunk_careful(ctx, opts, &chunk, t) {
+                Err(VaultError::Store(StoreError::Conflict)) if attempt < CONFLICT_ATTEMPTS => {
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
+        for r in rejects.into_iter().chain(suppressed) {
+            on_reject(r)?;
+        }
+        // Back to the fast path once a chunk held only new numbers.
+        *optimistic = ctx.row.stale_index_versions.is_empty()
+            && counts.merged + counts.unchanged + counts.suppressed == 0;
+        summary.add(&counts);
+        Ok(())
+    }
+
+    /// One careful attempt at a chunk: returns its counts, rejects and suppressed rows
+    /// once committed.
+    fn write_chunk_careful(
+        &self,
+        ctx: &TenantCtx,
+        opts: &ImportOptions,
+        chunk: &[Prepared],
+        t: u64,
+    ) -> Result<(ImportSummary, Vec<Reject>, Vec<Reject>), VaultError> {
         let mut batch = Batch::default();
         let mut seen: HashMap<Vec<u8>, ()> = HashMap::new();
         let mut counts = ImportSummary::default();
@@ -1839,7 +1870,7 @@ impl Vault {
             let ready = match p {
                 Prepared::Reject(r) => {
                     counts.rejected += 1;
-                    rejects.push(r);
+                    rejects.push(r.clone());
                     continue;
                 }
                 Prepared::Ready(r) => r,
@@ -1861,8 +1892,8 @@ impl Vault {
                         Change::Create {
                             id: ready.id,
                             body: &ready.body,
-                            sealed: ready.sealed,
-                            idx: ready.idx,
+                            sealed: ready.sealed.clone(),
+                            idx: ready.idx.clone(),
                         },
                     )?;
                     seen.insert(exact, ());
@@ -1878,7 +1909,7 @@ impl Vault {
                             code: "suppressed",
                             reason: "the number opted out of everything; skipped (only an explicit add with a consent lifts it)".into(),
                         });
-                        seen.insert(ready.idx.exact, ());
+                        seen.insert(ready.idx.exact.clone(), ());
                         continue;
                     }
                     let mut body = old.clone();
@@ -1904,7 +1935,7 @@ impl Vault {
                     }
                 }
             }
-            seen.insert(ready.idx.exact, ());
+            seen.insert(ready.idx.exact.clone(), ());
         }
         if encryptions > 0 {
             // The producer sealed every row of the chunk; count them all.
@@ -1913,14 +1944,7 @@ impl Vault {
         if !batch.is_empty() {
             self.store.commit(&batch)?;
         }
-        for r in rejects.into_iter().chain(suppressed) {
-            on_reject(r)?;
-        }
-        // Back to the fast path once a chunk held only new numbers.
-        *optimistic = ctx.row.stale_index_versions.is_empty()
-            && counts.merged + counts.unchanged + counts.suppressed == 0;
-        summary.add(&counts);
-        Ok(())
+        Ok((counts, rejects, suppressed))
     }
 }
 
