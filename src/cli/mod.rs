@@ -642,7 +642,8 @@ fn open(cli: &Cli) -> Result<Vault, Failure> {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
     let unlock = unlock_source(cli)?;
-    Ok(Vault::open(&cli.vault, &unlock, OpenOptions::default())?)
+    // Every operation is recorded in the audit log as this OS user's.
+    Ok(Vault::open(&cli.vault, &unlock, OpenOptions::default())?.acting_as(vault::cli_actor()))
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -768,7 +769,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Find(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
                 let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;
                 if found.is_empty() {
@@ -784,7 +785,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             show_found(&cli, found, a.reveal)
         }
         Command::Get(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             show_found(&cli, v.get(&a.tenant, &a.id, &a.purpose)?, a.reveal)
         }
         Command::Delete(a) => {
@@ -912,7 +913,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Subject(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             let Some(mut r) = v.subject(&a.tenant, &a.phone, a.region.as_deref())? else {
                 return Err(not_found("the vault holds nothing about that number"));
             };
@@ -1260,7 +1261,7 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
 }
 
 fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
-    let v = open(cli)?;
+    let v = open(cli)?.revealing(a.reveal);
     let f = create_private(&a.out)?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
     w.write_record(["id", "phone"])

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,8 +14,9 @@ use serde_json::{json, Value};
 
 use super::{
     blocking, check_purpose, check_reveal, open_vault, unseal_delay, ApiError, App, Authed,
-    JsonBody, Op, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, OPENAPI,
+    JsonBody, Op, Peer, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, OPENAPI,
 };
+use crate::audit::{Entry, Outcome};
 use crate::stats::StatsQuery;
 use crate::vault::{AddOutcome, Found, Role, Target, Unlock};
 use phonevault_keys::Passphrase;
@@ -116,7 +118,11 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
-async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>) -> Res {
+async fn unseal(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    JsonBody(req): JsonBody<UnsealReq>,
+) -> Res {
     // One attempt at a time: the lock is held through the Argon2 work and the delay.
     let mut failures = app.unseal.lock().await;
     if app.current().is_some() {
@@ -128,6 +134,21 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
     match open_vault(app.dir.clone(), unlock).await {
         Ok(v) => {
+            // The failed attempts made while sealed, then this one, go into the log
+            // before the vault serves anything.
+            let mut entries = std::mem::take(
+                &mut *app
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let v = v.acting_as(peer.actor());
+            let v2 = v.clone();
+            blocking(move || {
+                entries.push(v2.entry_now("unseal", None, Outcome::Ok));
+                v2.log_held(entries)
+            })
+            .await?;
             *failures = 0;
             app.set(Some(Arc::new(v)));
             eprintln!("phonevault serve: unsealed");
@@ -135,19 +156,43 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
         }
         Err(e) => {
             *failures = failures.saturating_add(1);
+            {
+                let mut held = app
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if held.len() < MAX_HELD_ENTRIES {
+                    held.push(Entry {
+                        time: crate::vault::now(),
+                        actor: peer.actor(),
+                        tenant: None,
+                        action: "unseal-failed".into(),
+                        records: Vec::new(),
+                        purpose: None,
+                        reveal: false,
+                        outcome: Outcome::Failed(e.code().into()),
+                    });
+                }
+            }
             tokio::time::sleep(unseal_delay(*failures)).await;
             Err(e.into())
         }
     }
 }
 
-async fn seal(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
-    let (_, info) = app.authenticate(&headers)?;
+async fn seal(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let (vault, info) = app.authenticate(&headers)?;
     if !(info.role == Role::Admin && info.tenant.is_none()) {
         return Err(ApiError::forbidden(
             "sealing needs a vault-wide admin token (`phonevault token create --admin`)",
         ));
     }
+    let vault = vault.acting_as(peer.token_actor(&info.id));
+    blocking(move || vault.audit_event("seal", None, Outcome::Ok)).await?;
     // In-flight requests keep their reference; the keys zeroize when the last drops.
     app.set(None);
     eprintln!("phonevault serve: sealed");
@@ -365,9 +410,12 @@ async fn lookup(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found =
-        blocking(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose))
-            .await?;
+    let found = blocking(move || {
+        vault
+            .revealing(reveal)
+            .find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)
+    })
+    .await?;
     match found {
         Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),
@@ -395,9 +443,12 @@ async fn lookup_last4(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found =
-        blocking(move || vault.find_last4(&tenant, req.country_code, &req.last4, &req.purpose))
-            .await?;
+    let found = blocking(move || {
+        vault
+            .revealing(reveal)
+            .find_last4(&tenant, req.country_code, &req.last4, &req.purpose)
+    })
+    .await?;
     let list: Vec<Value> = found.iter().map(|f| found_json(f, reveal)).collect();
     ok(json!({ "results": list }))
 }
@@ -425,9 +476,10 @@ async fn get_number(
     })?;
     check_purpose(&info, &q.purpose)?;
     check_reveal(&info, q.reveal)?;
-    let found = blocking(move || vault.get(&tenant, &id, &q.purpose)).await?;
+    let reveal = q.reveal;
+    let found = blocking(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
     match found {
-        Some(f) => ok(found_json(&f, q.reveal)),
+        Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),
     }
 }
