@@ -216,18 +216,137 @@ pub fn verify<'a>(
     Ok((out, end))
 }
 
-/// The latest entry time and the head of a stored link, read without checking its
-/// MAC (for choosing what to archive; the archive is verified as a whole). `None`
-/// when it does not decode.
-pub fn link_time_and_head(stored: &[u8]) -> Option<(u64, [u8; 32])> {
+/// Decodes a stored link WITHOUT checking its chain or MAC (for choosing what to
+/// archive, and for reading a log that [`verify_from`] checks separately). `None` when
+/// it does not decode.
+pub fn decode_unverified(stored: &[u8]) -> Option<Link> {
     if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {
         return None;
     }
     let (rest, _tag) = stored.split_at(stored.len() - 32);
     let (body, head) = rest.split_at(rest.len() - 32);
-    let (b, _): (Body, usize) = bincode::decode_from_slice(&body[1..], config()).ok()?;
-    let time = b.entries.iter().map(|e| e.time).max().unwrap_or(0);
-    Some((time, head.try_into().ok()?))
+    let (b, used): (Body, usize) = bincode::decode_from_slice(&body[1..], config()).ok()?;
+    if used != body.len() - 1 {
+        return None;
+    }
+    Some(Link {
+        seq: b.seq,
+        entries: b.entries,
+        head: head.try_into().ok()?,
+    })
+}
+
+/// The latest entry time and the head of a stored link, unverified (see
+/// [`decode_unverified`]).
+pub fn link_time_and_head(stored: &[u8]) -> Option<(u64, [u8; 32])> {
+    let link = decode_unverified(stored)?;
+    let time = link.entries.iter().map(|e| e.time).max().unwrap_or(0);
+    Some((time, link.head))
+}
+
+impl Actor {
+    /// A short, stable name for reports: `token:ID`, `user:NAME`, `peer:UID`, `system`.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Cli { user, .. } => format!("user:{user}"),
+            Actor::Token { id, .. } => format!("token:{id}"),
+            Actor::Peer { uid, .. } => format!("peer-uid:{uid}"),
+            Actor::System => "system".into(),
+        }
+    }
+}
+
+/// Actions that hand numbers out of the vault (full, or masked with a record id).
+pub const READ_ACTIONS: &[&str] = &["find", "find-last4", "get", "export", "subject", "share"];
+
+/// Actions that are refusals of unauthenticated or unauthorized callers.
+pub const AUTH_ACTIONS: &[&str] = &["auth-failed", "forbidden", "rate-limited", "unseal-failed"];
+
+/// What one actor did in one tenant over a report's period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ActorSummary {
+    /// Reads that returned records (find, get, export, subject, share).
+    pub reads: u64,
+    /// Records returned in full (reveals), counted per record.
+    pub revealed: u64,
+    /// Records exported or shared (masked or not), counted per record.
+    pub exported: u64,
+    /// Operations refused by policy (no consent, opted out, expired).
+    pub refused: u64,
+    /// Failed authentication, requests outside the token's rights, rate-limit refusals.
+    pub denied: u64,
+    /// Operations that failed with an error.
+    pub failed: u64,
+    /// Writes (add, import, consent, opt-out, erase, ...).
+    pub writes: u64,
+    /// Record ids revealed (hex), sorted.
+    pub revealed_ids: std::collections::BTreeSet<String>,
+}
+
+/// The incident-response summary of a period: per tenant (`-` for vault-wide
+/// events), per actor.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// Start of the period (unix seconds, inclusive).
+    pub since: u64,
+    /// End of the period (unix seconds, exclusive), if any.
+    pub until: Option<u64>,
+    /// Entries in the period.
+    pub entries: u64,
+    /// tenant → actor → summary.
+    pub tenants:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, ActorSummary>>,
+}
+
+impl Report {
+    /// An empty report of the period `[since, until)`.
+    pub fn new(since: u64, until: Option<u64>) -> Report {
+        Report {
+            since,
+            until,
+            ..Report::default()
+        }
+    }
+
+    /// Whether `time` is in the period.
+    pub fn covers(&self, time: u64) -> bool {
+        time >= self.since && self.until.is_none_or(|u| time < u)
+    }
+
+    /// Adds one entry (ignored when outside the period).
+    pub fn add(&mut self, e: &Entry) {
+        if !self.covers(e.time) {
+            return;
+        }
+        self.entries += 1;
+        let tenant = e.tenant.clone().unwrap_or_else(|| "-".into());
+        let s = self
+            .tenants
+            .entry(tenant)
+            .or_default()
+            .entry(e.actor.label())
+            .or_default();
+        let action = e.action.as_str();
+        match &e.outcome {
+            Outcome::Refused if AUTH_ACTIONS.contains(&action) => s.denied += 1,
+            Outcome::Failed(_) if AUTH_ACTIONS.contains(&action) => s.denied += 1,
+            Outcome::Refused => s.refused += 1,
+            Outcome::Failed(_) => s.failed += 1,
+            Outcome::Ok if READ_ACTIONS.contains(&action) => {
+                if !e.records.is_empty() {
+                    s.reads += 1;
+                }
+                if matches!(action, "export" | "share") {
+                    s.exported += e.records.len() as u64;
+                }
+                if e.reveal {
+                    s.revealed += e.records.len() as u64;
+                    s.revealed_ids.extend(e.records.iter().map(hex::encode));
+                }
+            }
+            Outcome::Ok => s.writes += 1,
+        }
+    }
 }
 
 /// The key of link `seq`: K0 evolved `seq` times.
@@ -247,10 +366,10 @@ pub fn key_at(k0: &AuditKey, seq: u64) -> AuditKey {
 /// # Errors
 /// [`AuditError::BadLink`] naming the first bad link, [`AuditError::Checkpoint`], or
 /// what `each` returns.
-pub fn verify_from<'a>(
+pub fn verify_from<L: AsRef<[u8]>>(
     k0: &AuditKey,
     start: Checkpoint,
-    links: impl IntoIterator<Item = &'a [u8]>,
+    links: impl IntoIterator<Item = L>,
     checkpoint: Option<&Checkpoint>,
     mut each: impl FnMut(Link) -> Result<(), AuditError>,
 ) -> Result<Checkpoint, AuditError> {
@@ -263,6 +382,7 @@ pub fn verify_from<'a>(
         }
     }
     for stored in links {
+        let stored = stored.as_ref();
         let seq = at.next_seq;
         let bad = AuditError::BadLink(seq);
         if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {

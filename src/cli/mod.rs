@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use phonevault_keys::{KdfParams, KeyFileKey, Passphrase};
 use zeroize::Zeroizing;
 
+mod audit_cmds;
 mod server_cmds;
 
 pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
@@ -150,6 +151,10 @@ privacy budget, and repeated queries add up (see SECURITY.md).")]
     /// Rotate a tenant's keys and re-encrypt its records.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The tamper-evident audit log: the auditors' key, verify, checkpoint, archive,
+    /// export, incident report.
+    #[command(subcommand)]
+    Audit(audit_cmds::AuditCommand),
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -1044,6 +1049,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Serve(a) => server_cmds::serve(&cli, a),
+        Command::Audit(c) => audit_cmds::run(&cli, c),
         Command::Token(c) => server_cmds::token(&cli, c),
         Command::Compact => {
             let unlock = unlock_source(&cli)?;

@@ -520,6 +520,43 @@ impl Vault {
         self.log_entries(entries)
     }
 
+    /// The numbers of records named in an incident report, whatever their consents,
+    /// for breach notification. Needs the unlocked vault (the holder of a passphrase);
+    /// recorded as a reveal. Records erased since give `None`; so does a tenant that
+    /// was shredded.
+    ///
+    /// # Errors
+    /// Store and decryption errors; [`VaultError::InvalidRecordId`].
+    pub fn numbers_for_notification(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<crate::phone::E164>)>, VaultError> {
+        let v = self.clone().revealing(true);
+        v.audited("breach-notification", Some(tenant), None, |ev| {
+            let ctx = match v.tenant(tenant) {
+                Ok(c) => c,
+                Err(VaultError::UnknownTenant(_)) => {
+                    return Ok(ids.iter().map(|i| (i.clone(), None)).collect());
+                }
+                Err(e) => return Err(e),
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let rid = crate::record::RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
+                let found = v.open_record(&ctx, &rid)?;
+                if found.is_some() {
+                    ev.touch(&rid);
+                }
+                out.push((
+                    id.clone(),
+                    found.map(|(_, body)| crate::phone::E164::from_trusted(body.e164.clone())),
+                ));
+            }
+            Ok(out)
+        })
+    }
+
     /// Where the live chain starts and ends.
     pub fn audit_status(&self) -> ChainStatus {
         self.audit.status()
@@ -644,4 +681,170 @@ pub fn cli_actor() -> Actor {
         .filter(|u| !u.is_empty() && u.len() <= 64)
         .unwrap_or_else(|| format!("uid-{uid}"));
     Actor::Cli { user, uid }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const NUMBER: &str = "+447400123958";
+
+    fn vault() -> (Arc<MemoryStore>, Vault) {
+        let store = Arc::new(MemoryStore::new());
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("shop", &["otp".into(), "marketing".into()], None)
+            .unwrap();
+        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        (store, v)
+    }
+
+    fn chain(v: &Vault) -> Vec<Entry> {
+        let k0 = v.export_audit_key().unwrap();
+        let links = v.audit_links(0, usize::MAX).unwrap();
+        let (decoded, end) =
+            audit::verify(&k0, links.iter().map(|(_, l)| l.as_slice()), None).unwrap();
+        assert_eq!(end, v.audit_status().end);
+        decoded.into_iter().flat_map(|l| l.entries).collect()
+    }
+
+    #[test]
+    fn reads_writes_and_refusals_are_logged_with_the_actor_and_the_records() {
+        let (_, v) = vault();
+        let token = v.acting_as(Actor::Token {
+            id: "t1".into(),
+            uid: 1000,
+            pid: 7,
+        });
+        let found = token
+            .clone()
+            .revealing(true)
+            .find("shop", NUMBER, None, "otp")
+            .unwrap()
+            .unwrap();
+        assert!(token
+            .find("shop", NUMBER, None, "marketing")
+            .unwrap()
+            .is_none());
+        assert!(token
+            .find("shop", "+447400000000", None, "otp")
+            .unwrap()
+            .is_none());
+        assert!(token.find("shop", "garbage", None, "otp").is_err());
+        let entries = chain(&v);
+        let by_token: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| matches!(&e.actor, Actor::Token { id, .. } if id == "t1"))
+            .collect();
+        assert_eq!(by_token.len(), 4);
+        assert_eq!(by_token[0].records, vec![found.id.0]);
+        assert!(by_token[0].reveal);
+        assert_eq!(by_token[0].outcome, Outcome::Ok);
+        assert_eq!(by_token[1].outcome, Outcome::Refused);
+        assert_eq!(by_token[1].records, vec![found.id.0]);
+        assert!(!by_token[1].reveal);
+        // absent: nothing touched, nothing refused
+        assert_eq!(by_token[2].outcome, Outcome::Ok);
+        assert!(by_token[2].records.is_empty());
+        assert_eq!(by_token[3].outcome, Outcome::Failed("invalid_phone".into()));
+        // the add before them is in the chain as a write by the system actor
+        assert!(entries
+            .iter()
+            .any(|e| e.action == "add" && e.records == vec![found.id.0]));
+        // no number in any entry
+        assert!(!format!("{entries:?}").contains("7400123958"));
+    }
+
+    #[test]
+    fn a_read_whose_entry_cannot_be_written_returns_nothing() {
+        let (store, v) = vault();
+        store.fail_commits_after(Some(0));
+        let r = v.find("shop", NUMBER, None, "otp");
+        assert!(
+            matches!(r, Err(VaultError::AuditUnavailable(_))),
+            "an unaudited read got through: {r:?}"
+        );
+        // and a write fails whole: no record change without its entry
+        let r = v.add("shop", "+447400123959", None, &["otp".into()], "web");
+        assert!(r.is_err());
+        store.fail_commits_after(None);
+        assert!(v
+            .find("shop", "+447400123959", None, "otp")
+            .unwrap()
+            .is_none());
+        // the failed read's entry was kept and went into the next link
+        let entries = chain(&v);
+        let finds = entries.iter().filter(|e| e.action == "find").count();
+        assert_eq!(finds, 2);
+    }
+
+    #[test]
+    fn concurrent_reads_share_links_and_every_one_is_logged() {
+        let (_, v) = vault();
+        let before = v.audit_status().end.next_seq;
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let v = v.clone();
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        v.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                    }
+                });
+            }
+        });
+        let links = v.audit_status().end.next_seq - before;
+        assert!(links <= 200, "{links}");
+        let finds = chain(&v).iter().filter(|e| e.action == "find").count();
+        assert_eq!(finds, 200);
+    }
+
+    #[test]
+    fn archiving_moves_old_links_out_and_the_rest_verifies_from_the_archive_end() {
+        let mut v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        let t = Arc::new(std::sync::atomic::AtomicU64::new(1_000));
+        let t2 = t.clone();
+        v.set_clock(Arc::new(move || {
+            t2.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        for _ in 0..5 {
+            v.find("shop", NUMBER, None, "otp").unwrap();
+        }
+        t.store(5_000, std::sync::atomic::Ordering::SeqCst);
+        v.find("shop", NUMBER, None, "otp").unwrap();
+        let mut archived = Vec::new();
+        let end = v
+            .archive_audit(2_000, |start, links| {
+                archived = links.to_vec();
+                assert_eq!(start, Checkpoint::GENESIS);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        let k0 = v.export_audit_key().unwrap();
+        // the archive verifies from genesis and ends where the live log starts
+        let got = audit::verify_from(
+            &k0,
+            Checkpoint::GENESIS,
+            archived.iter().map(|(_, l)| l.as_slice()),
+            None,
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(got, end);
+        let live = v.audit_links(0, usize::MAX).unwrap();
+        assert_eq!(live[0].0, end.next_seq);
+        assert_eq!(v.audit_status().start, end);
+        audit::verify_from(
+            &k0,
+            end,
+            live.iter().map(|(_, l)| l.as_slice()),
+            None,
+            |_| Ok(()),
+        )
+        .unwrap();
+    }
 }
