@@ -31,6 +31,11 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's head before its connection is closed.
     #[arg(long, default_value_t = 30)]
     pub header_timeout_secs: u64,
+    /// Let reads return before their audit entry is flushed, flushing every N ms
+    /// (0, the default: every read waits until its entry is durable, sharing the
+    /// flush with concurrent reads). A crash can lose the read entries of the last N ms.
+    #[arg(long, default_value_t = 0)]
+    pub audit_read_lag_ms: u64,
 }
 
 /// Token management.
@@ -104,6 +109,8 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         lookup_rate: a.lookup_rate,
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
+        read_audit_lag: (a.audit_read_lag_ms > 0)
+            .then(|| std::time::Duration::from_millis(a.audit_read_lag_ms)),
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),

@@ -132,7 +132,7 @@ async fn unseal(
         return Err(ApiError::bad_json("\"passphrase\" is empty"));
     }
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
-    match open_vault(app.dir.clone(), unlock).await {
+    match open_vault(app.dir.clone(), unlock, app.read_audit_lag).await {
         Ok(v) => {
             // The failed attempts made while sealed, then this one, go into the log
             // before the vault serves anything.

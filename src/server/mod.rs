@@ -110,6 +110,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Time a client has to send a request's head (slow-loris defence).
     pub header_timeout: Duration,
+    /// How long a read's audit entry may wait before it is flushed (`None`: every
+    /// read waits for its entry to be durable; see `Vault::set_read_audit_lag`).
+    pub read_audit_lag: Option<Duration>,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -228,6 +231,7 @@ pub(crate) struct App {
     held: std::sync::Mutex<Vec<crate::audit::Entry>>,
     allow_uids: Vec<u32>,
     lookups: RateLimiter,
+    read_audit_lag: Option<Duration>,
 }
 
 impl App {
@@ -527,9 +531,17 @@ fn bind_socket(
 }
 
 /// Opens the vault with `unlock` on the blocking pool.
-async fn open_vault(dir: PathBuf, unlock: Unlock) -> Result<Vault, VaultError> {
-    match tokio::task::spawn_blocking(move || Vault::open(&dir, &unlock, OpenOptions::default()))
-        .await
+async fn open_vault(
+    dir: PathBuf,
+    unlock: Unlock,
+    lag: Option<Duration>,
+) -> Result<Vault, VaultError> {
+    match tokio::task::spawn_blocking(move || {
+        let v = Vault::open(&dir, &unlock, OpenOptions::default())?;
+        v.set_read_audit_lag(lag);
+        Ok(v)
+    })
+    .await
     {
         Ok(r) => r,
         Err(e) => Err(VaultError::InvalidArgument(format!(
@@ -566,7 +578,9 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .map(resolve_group)
         .transpose()?;
     let vault = match opts.unlock {
-        Some(u) => Some(Arc::new(open_vault(opts.dir.clone(), u).await?)),
+        Some(u) => Some(Arc::new(
+            open_vault(opts.dir.clone(), u, opts.read_audit_lag).await?,
+        )),
         None => None,
     };
     let sealed = vault.is_none();
@@ -577,6 +591,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         held: std::sync::Mutex::new(Vec::new()),
         allow_uids: opts.allow_uids,
         lookups: RateLimiter::new(opts.lookup_rate),
+        read_audit_lag: opts.read_audit_lag,
     });
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener

@@ -17,7 +17,9 @@
 //! K0, the key the auditors verify with, is kept only until `audit key export` hands
 //! it out; from then on the vault holds nothing that can re-sign past links.
 
-use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use bincode::{Decode, Encode};
 use phonevault_keys::{AuditKey, DataKey, RootKey, VaultId};
@@ -101,6 +103,12 @@ pub(crate) struct AuditLog {
     chain: Mutex<Chain>,
     sync: Mutex<Sync>,
     flushed: Condvar,
+    /// 0: a read returns once its entry is durable. Otherwise the most a read's entry
+    /// may stay unflushed, in milliseconds (see [`Vault::set_read_audit_lag`]).
+    lag_ms: AtomicU64,
+    flusher: AtomicBool,
+    /// The background flusher failed: reads are refused until a flush succeeds.
+    broken: AtomicBool,
 }
 
 /// Where the live chain stands, for `audit checkpoint` and `audit verify`.
@@ -172,7 +180,23 @@ impl AuditLog {
                 flushing: false,
             }),
             flushed: Condvar::new(),
+            lag_ms: AtomicU64::new(0),
+            flusher: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
         })
+    }
+
+    /// The ticket that covers every entry so far, pending ones included.
+    fn ticket_all(&self) -> u64 {
+        let chain = lock(&self.chain);
+        chain.at.next_seq + u64::from(!chain.pending.is_empty())
+    }
+
+    /// Makes every entry so far durable, once more, when the vault closes.
+    pub(crate) fn close(&self, store: &dyn Store) {
+        if self.wait_durable(store, self.ticket_all()).is_err() {
+            eprintln!("phonevault: the last audit entries could not be flushed at close");
+        }
     }
 
     fn read_chain(store: &dyn Store, key: &DataKey, vault: &VaultId) -> Result<Chain, VaultError> {
@@ -324,6 +348,7 @@ impl AuditLog {
             s = lock(&self.sync);
             s.flushing = false;
             self.flushed.notify_all();
+            self.broken.store(result.is_err(), Ordering::SeqCst);
             match result {
                 Ok(upto) => s.durable = s.durable.max(upto),
                 Err(e) => return Err(e),
@@ -352,6 +377,8 @@ pub(crate) struct Event {
     pub(crate) refused: bool,
     /// Its entry is in the chain already (committed with the write).
     logged: bool,
+    /// The link its write must be durable up to before the operation returns.
+    ticket: Option<u64>,
 }
 
 impl Event {
@@ -375,6 +402,7 @@ impl Vault {
             records: Vec::new(),
             refused: false,
             logged: false,
+            ticket: None,
         }
     }
 
@@ -412,15 +440,18 @@ impl Vault {
         self.conclude(ev, result)
     }
 
-    /// Commits a write's batch with its audit entry in the same batch, then waits until
-    /// it is durable (sharing the flush with concurrent callers).
+    /// Commits a write's batch with its audit entry in the same batch. The operation
+    /// returns once that is durable: [`Vault::conclude`] waits for it after the
+    /// operation released its locks, so concurrent writes share one flush (group
+    /// commit).
     pub(crate) fn commit_audited(
         &self,
         batch: &mut Batch,
         ev: &mut Event,
     ) -> Result<(), VaultError> {
         let ticket = self.commit_audited_nowait(batch, ev)?;
-        self.audit.wait_durable(self.store.as_ref(), ticket)
+        ev.ticket = Some(ticket);
+        Ok(())
     }
 
     /// As [`Vault::commit_audited`], without waiting for durability (import chunks,
@@ -442,7 +473,7 @@ impl Vault {
 
     /// Makes everything committed so far durable (one shared flush).
     pub(crate) fn sync_audited(&self) -> Result<(), VaultError> {
-        let ticket = lock(&self.audit.chain).at.next_seq;
+        let ticket = self.audit.ticket_all();
         self.audit.wait_durable(self.store.as_ref(), ticket)
     }
 
@@ -454,6 +485,14 @@ impl Vault {
         ev: Event,
         result: Result<T, VaultError>,
     ) -> Result<T, VaultError> {
+        if let Some(ticket) = ev.ticket {
+            // The write and its entry are committed; the operation answers once both
+            // are durable.
+            self.audit.wait_durable(self.store.as_ref(), ticket)?;
+        }
+        if !self.who.audit {
+            return result;
+        }
         if ev.logged && ev.records.is_empty() && result.is_ok() {
             return result;
         }
@@ -473,12 +512,77 @@ impl Vault {
     /// Appends entries that belong to no write (reads, refusals, server events) and
     /// waits until they are durable.
     pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
+        let lagged = self.audit.lag_ms.load(Ordering::Relaxed) > 0;
+        if lagged && self.audit.broken.load(Ordering::SeqCst) {
+            return Err(VaultError::AuditUnavailable(Box::new(VaultError::Store(
+                StoreError::Io(std::io::Error::other("the audit log could not be flushed")),
+            ))));
+        }
         let ticket = {
             let mut chain = lock(&self.audit.chain);
             chain.pending.extend(entries);
+            if lagged && chain.pending.len() >= 10_000 {
+                // Bounded memory: a full batch becomes a link now (flushed later).
+                self.audit.commit_link(
+                    self.store.as_ref(),
+                    &mut chain,
+                    &mut Batch::default(),
+                    &[],
+                )?;
+            }
             chain.at.next_seq + 1
         };
+        if lagged {
+            return Ok(());
+        }
         self.audit.wait_durable(self.store.as_ref(), ticket)
+    }
+
+    /// How long a read's audit entry may wait before it is durable. `None` (the
+    /// default): every read returns only once its entry is flushed, sharing the flush
+    /// with concurrent readers. `Some(d)`: reads return at once and a background thread
+    /// flushes their entries every `d`, so a crash (power loss, SIGKILL) may lose the
+    /// read entries of the last `d`; writes always flush with their own entry. If a
+    /// background flush fails, reads are refused until one succeeds.
+    pub fn set_read_audit_lag(&self, lag: Option<Duration>) {
+        let ms = lag.map_or(0, |d| d.as_millis().clamp(1, 60_000) as u64);
+        self.audit.lag_ms.store(ms, Ordering::SeqCst);
+        if ms == 0 || self.audit.flusher.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("audit-flusher".into())
+            .spawn(move || loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let ms = inner.audit.lag_ms.load(Ordering::SeqCst);
+                if ms == 0 {
+                    inner.audit.flusher.store(false, Ordering::SeqCst);
+                    return;
+                }
+                let ticket = inner.audit.ticket_all();
+                if let Err(e) = inner.audit.wait_durable(inner.store.as_ref(), ticket) {
+                    eprintln!(
+                        "phonevault: audit flush failed ({}); reads are refused until it succeeds",
+                        e.code()
+                    );
+                }
+                drop(inner);
+                std::thread::sleep(Duration::from_millis(ms));
+            });
+        if spawned.is_err() {
+            // No thread, no lag: reads stay strict.
+            self.audit.lag_ms.store(0, Ordering::SeqCst);
+            self.audit.flusher.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A handle whose reads are not audited, for benchmarks that measure what the audit
+    /// log costs. Never used by the CLI or the server.
+    #[doc(hidden)]
+    pub fn without_read_audit_for_benchmarks(mut self) -> Vault {
+        self.who.audit = false;
+        self
     }
 
     /// Records an event that happened outside the vault's own operations (failed
@@ -601,8 +705,9 @@ impl Vault {
         let mut b = Batch::default();
         b.guard(Tree::Meta, K0_ROW.to_vec(), Some(stored));
         b.delete(Tree::Meta, K0_ROW.to_vec());
-        let mut ev = self.event("audit-key-export", None, None);
-        self.commit_audited(&mut b, &mut ev)?;
+        self.audited("audit-key-export", None, None, |ev| {
+            self.commit_audited(&mut b, ev)
+        })?;
         Ok(k0)
     }
 
@@ -798,6 +903,84 @@ mod tests {
         assert!(links <= 200, "{links}");
         let finds = chain(&v).iter().filter(|e| e.action == "find").count();
         assert_eq!(finds, 200);
+    }
+
+    /// A store whose flush is slow and counted, to see writes share flushes.
+    struct SlowFlush {
+        inner: MemoryStore,
+        flushes: std::sync::atomic::AtomicU64,
+    }
+
+    impl Store for SlowFlush {
+        fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(tree, key)
+        }
+        fn range(
+            &self,
+            tree: Tree,
+            start: &[u8],
+            end: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Entry>, StoreError> {
+            self.inner.range(tree, start, end, limit)
+        }
+        fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+            self.inner.commit(batch)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            self.inner.flush()
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_share_flushes_and_each_answers_once_durable() {
+        let store = Arc::new(SlowFlush {
+            inner: MemoryStore::new(),
+            flushes: Default::default(),
+        });
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        let before = store.flushes.load(Ordering::SeqCst);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let v = v.clone();
+                s.spawn(move || {
+                    for i in 0..10 {
+                        let n = format!("+4474001{t:02}{i:03}");
+                        v.add("shop", &n, None, &["otp".into()], "web").unwrap();
+                    }
+                });
+            }
+        });
+        let flushes = store.flushes.load(Ordering::SeqCst) - before;
+        assert!(
+            flushes < 60,
+            "80 writes made {flushes} flushes: no group commit"
+        );
+        assert_eq!(chain(&v).iter().filter(|e| e.action == "add").count(), 80);
+    }
+
+    #[test]
+    fn with_a_read_lag_reads_return_at_once_and_are_flushed_in_the_background() {
+        let store = Arc::new(SlowFlush {
+            inner: MemoryStore::new(),
+            flushes: Default::default(),
+        });
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        v.set_read_audit_lag(Some(Duration::from_millis(20)));
+        let before = store.flushes.load(Ordering::SeqCst);
+        for _ in 0..50 {
+            v.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        }
+        let during = store.flushes.load(Ordering::SeqCst) - before;
+        assert!(during < 50, "{during} flushes for 50 lagged reads");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(v.audit.ticket_all(), lock(&v.audit.sync).durable);
+        assert_eq!(chain(&v).iter().filter(|e| e.action == "find").count(), 50);
     }
 
     #[test]

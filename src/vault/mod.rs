@@ -501,6 +501,8 @@ struct Who {
     actor: crate::audit::Actor,
     /// Whether full numbers are shown to the actor (recorded as reveals).
     reveal: bool,
+    /// False only in benchmarks measuring the audit log's cost.
+    audit: bool,
 }
 
 /// The state shared by every handle of an open vault (reached through `Deref`; its
@@ -518,6 +520,12 @@ pub struct VaultInner {
     /// Unix seconds; the system clock unless a test or simulation sets another.
     clock: RwLock<Clock>,
     audit: audit::AuditLog,
+}
+
+impl Drop for VaultInner {
+    fn drop(&mut self) {
+        self.audit.close(self.store.as_ref());
+    }
 }
 
 impl std::ops::Deref for Vault {
@@ -915,6 +923,7 @@ impl Vault {
             who: Who {
                 actor: crate::audit::Actor::System,
                 reveal: false,
+                audit: true,
             },
         })
     }
@@ -940,6 +949,7 @@ impl Vault {
             who: Who {
                 actor,
                 reveal: self.who.reveal,
+                audit: self.who.audit,
             },
         }
     }
