@@ -879,6 +879,8 @@ impl Remote {
         let rejects_path = super::rejects_path(a);
         let bar = super::import_bar(cli, len);
         let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
+        // Checked here: the batch route reports a bad hint per item, like a bad number.
+        vault::check_region_hint(a.region.as_deref())?;
         let mut rdr = vault::import_reader(reader);
         let col = vault::import_column(&mut rdr, &a.column)?;
         let mut batch = Batch::new(a)?;

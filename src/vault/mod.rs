@@ -384,6 +384,17 @@ impl Reject {
     }
 }
 
+/// Checks the region hint of an import (the same for every row).
+///
+/// # Errors
+/// [`PhoneError::InvalidRegionHint`] for a region the metadata does not know.
+pub fn check_region_hint(region: Option<&str>) -> Result<(), VaultError> {
+    if let Some(r) = region {
+        phone::normalize("+1 202 555 0100", Some(r)).map_err(|_| PhoneError::InvalidRegionHint)?;
+    }
+    Ok(())
+}
+
 /// The CSV reader of an import file: a header line, rows of any length.
 pub fn import_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
@@ -1441,10 +1452,7 @@ impl Vault {
         let ctx = self.tenant(&opts.tenant)?;
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_source(&opts.source)?;
-        if let Some(r) = &opts.region {
-            phone::normalize("+1 202 555 0100", Some(r))
-                .map_err(|_| PhoneError::InvalidRegionHint)?;
-        }
+        check_region_hint(opts.region.as_deref())?;
         let mut rdr = import_reader(input);
         let col = import_column(&mut rdr, &opts.column)?;
         let t = self.now();
