@@ -480,35 +480,30 @@ impl Remote {
         }
     }
 
-    /// Sends a request and parses a success into `T`; `Ok(None)` for `not_found` when
-    /// `absent_ok`; any other refusal becomes the CLI's failure.
+    /// Sends a request: a success parsed into `T`, or the server's refusal.
     fn request<T: DeserializeOwned>(
         &mut self,
         method: Method,
         path: &str,
         body: Option<SecretBuf>,
         auth: bool,
-        absent_ok: bool,
-    ) -> Result<Option<T>, Failure> {
+    ) -> Result<Result<T, ErrorDetail>, Failure> {
         let (status, bytes) = self.send(method, path, body, auth)?;
         if status.is_success() {
-            return serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            return serde_json::from_slice(&bytes).map(Ok).map_err(|e| {
                 fail(format!(
                     "the server at {} sent an answer this CLI does not understand ({e}): is the CLI older than the server?",
                     self.socket.display()
                 ))
             });
         }
-        let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(&bytes) else {
-            return Err(fail(format!(
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(ErrorBody { error }) => Ok(Err(error)),
+            Err(_) => Err(fail(format!(
                 "the server at {} answered {status} without a phonevault error: is it a phonevault server?",
                 self.socket.display()
-            )));
-        };
-        if absent_ok && error.code == "not_found" {
-            return Ok(None);
+            ))),
         }
-        Err(self.refusal(&error.code, &error.message))
     }
 
     /// Maps a server refusal to the CLI's failure: the vault's own errors come with
@@ -536,23 +531,41 @@ impl Remote {
         }
     }
 
+    /// An authenticated request; every refusal becomes the CLI's failure.
     fn call<T: DeserializeOwned>(
         &mut self,
         method: Method,
         path: &str,
         body: Option<SecretBuf>,
     ) -> Result<T, Failure> {
-        self.request(method, path, body, true, false)?
-            .ok_or_else(|| fail("no answer"))
+        self.request(method, path, body, true)?
+            .map_err(|e| self.refusal(&e.code, &e.message))
     }
 
+    /// An authenticated read: `None` when the server answers `not_found` (absent, or
+    /// not readable for the purpose: the in-process "nothing found").
     fn call_or_absent<T: DeserializeOwned>(
         &mut self,
         method: Method,
         path: &str,
         body: Option<SecretBuf>,
     ) -> Result<Option<T>, Failure> {
-        self.request(method, path, body, true, true)
+        match self.request(method, path, body, true)? {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.code == "not_found" => Ok(None),
+            Err(e) => Err(self.refusal(&e.code, &e.message)),
+        }
+    }
+
+    /// A request without a token (health, unseal).
+    fn call_anonymous<T: DeserializeOwned>(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<SecretBuf>,
+    ) -> Result<T, Failure> {
+        self.request(method, path, body, false)?
+            .map_err(|e| self.refusal(&e.code, &e.message))
     }
 
     fn post<T: DeserializeOwned>(
@@ -805,8 +818,8 @@ impl Remote {
         struct Health {
             sealed: bool,
         }
-        let h: Option<Health> = self.request(Method::GET, "/v1/sys/health", None, false, false)?;
-        Ok(h.is_some_and(|h| h.sealed))
+        let h: Health = self.call_anonymous(Method::GET, "/v1/sys/health", None)?;
+        Ok(h.sealed)
     }
 
     fn seal(&mut self, cli: &Cli) -> Result<(), Failure> {
@@ -857,12 +870,10 @@ impl Remote {
         struct State {
             sealed: bool,
         }
-        let r: Option<State> =
-            self.request(Method::POST, "/v1/sys/unseal", Some(body), false, false)?;
-        let sealed = r.is_some_and(|s| s.sealed);
+        let r: State = self.call_anonymous(Method::POST, "/v1/sys/unseal", Some(body))?;
         say(
             cli,
-            json!({"sealed": sealed}),
+            json!({"sealed": r.sealed}),
             &format!("unsealed: the server at {sock} holds the vault open"),
         );
         Ok(())
@@ -898,7 +909,7 @@ impl Remote {
                         line,
                         record.get(col).unwrap_or(""),
                         a.region.as_deref(),
-                    );
+                    )?;
                     true
                 }
                 Err(e) => {
@@ -1089,7 +1100,13 @@ impl Batch {
 
     /// Adds a row's field; an input too long to be a number is rejected here with the
     /// reason the server would give (the same pure check), keeping every item small.
-    fn push(&mut self, row: usize, line: u64, field: &str, region: Option<&str>) {
+    fn push(
+        &mut self,
+        row: usize,
+        line: u64,
+        field: &str,
+        region: Option<&str>,
+    ) -> Result<(), Failure> {
         if field.chars().nth(phone::MAX_INPUT_CHARS).is_some() {
             if let Err(e) = phone::normalize(field, region) {
                 self.local.push((
@@ -1101,18 +1118,21 @@ impl Batch {
                         reason: e.to_string(),
                     },
                 ));
-                return;
+                return Ok(());
             }
         }
-        if !self.sent.is_empty() {
-            let _ = self.body.write_all(b",");
-        }
-        let _ = self.body.write_all(b"{\"phone\":");
-        let _ = serde_json::to_writer(&mut self.body, field);
-        let tail = std::mem::take(&mut self.item_tail);
-        let _ = self.body.write_all(&tail);
-        self.item_tail = tail;
+        let sep: &[u8] = if self.sent.is_empty() { b"" } else { b"," };
+        let written = self
+            .body
+            .write_all(sep)
+            .and_then(|()| self.body.write_all(b"{\"phone\":"))
+            .and_then(|()| {
+                serde_json::to_writer(&mut self.body, field).map_err(std::io::Error::other)
+            })
+            .and_then(|()| self.body.write_all(&self.item_tail));
+        written.map_err(|e| fail(format!("cannot encode the request: {e}")))?;
         self.sent.push((row, line));
+        Ok(())
     }
 
     /// Whether another chunk of the in-process import's size might not fit.
@@ -1125,11 +1145,9 @@ impl Batch {
 
     /// The finished body; the batch starts over.
     fn finish_body(&mut self) -> Result<SecretBuf, Failure> {
-        let end = std::mem::take(&mut self.end);
         self.body
-            .write_all(&end)
+            .write_all(&self.end)
             .map_err(|e| fail(format!("cannot encode the request: {e}")))?;
-        self.end = end;
         let body = std::mem::replace(&mut self.body, SecretBuf::with_capacity(0));
         self.start();
         Ok(body)
