@@ -949,9 +949,7 @@ impl Remote {
         };
         done.summary.rows = done.rejects.len() as u64;
         done.summary.rejected = done.rejects.len() as u64;
-        let sent = std::mem::take(&mut batch.sent);
-        if !sent.is_empty() {
-            let body = batch.finish_body()?;
+        if let Some((body, sent)) = batch.take_request()? {
             let r: BatchAnswer = self.call(
                 Method::POST,
                 &tenant_path(&a.tenant, "numbers/batch"),
@@ -1056,6 +1054,9 @@ fn add_summary(a: ImportSummary, b: ImportSummary) -> ImportSummary {
     }
 }
 
+/// A row's index in the file (from 0) and the line it starts on (the header is 1).
+type RowLine = (usize, u64);
+
 /// One batch request being built: the JSON body and, per item, its row and line.
 struct Batch {
     body: SecretBuf,
@@ -1064,7 +1065,7 @@ struct Batch {
     /// The body's end: `],"source":...}`.
     end: Vec<u8>,
     /// (row, line) of each item sent.
-    sent: Vec<(usize, u64)>,
+    sent: Vec<RowLine>,
     /// Rows rejected here: (row, suppressed, reject).
     local: Vec<(usize, bool, RowReject)>,
 }
@@ -1143,14 +1144,18 @@ impl Batch {
                 > crate::server::MAX_BATCH_BODY
     }
 
-    /// The finished body; the batch starts over.
-    fn finish_body(&mut self) -> Result<SecretBuf, Failure> {
+    /// The finished body and the (row, line) of its items, if any was added; the
+    /// batch starts over.
+    fn take_request(&mut self) -> Result<Option<(SecretBuf, Vec<RowLine>)>, Failure> {
+        if self.sent.is_empty() {
+            return Ok(None);
+        }
         self.body
             .write_all(&self.end)
             .map_err(|e| fail(format!("cannot encode the request: {e}")))?;
         let body = std::mem::replace(&mut self.body, SecretBuf::with_capacity(0));
         self.start();
-        Ok(body)
+        Ok(Some((body, std::mem::take(&mut self.sent))))
     }
 }
 
@@ -1319,5 +1324,90 @@ fn show_found(cli: &Cli, found: Option<FoundAnswer>, reveal: bool) -> Result<(),
             Ok(())
         }
         None => Err(not_found("no record found for that purpose")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+
+    fn args(region: Option<&str>) -> ImportArgs {
+        ImportArgs {
+            tenant: "shop".into(),
+            consent: vec!["otp".into(), "share:acme".into()],
+            region: region.map(str::to_owned),
+            column: "phone".into(),
+            source: "crm \"2026\"".into(),
+            rejects: None,
+            file: PathBuf::from("in.csv"),
+        }
+    }
+
+    #[test]
+    fn secret_buf_keeps_every_byte_across_growth() {
+        let mut b = SecretBuf::with_capacity(1);
+        let mut want = Vec::new();
+        for i in 0..1000u32 {
+            let chunk = i.to_le_bytes();
+            b.write_all(&chunk).unwrap();
+            want.extend_from_slice(&chunk);
+        }
+        assert_eq!(&b.0[..], &want[..]);
+    }
+
+    #[test]
+    fn batch_body_is_the_json_the_route_takes() {
+        let mut b = Batch::new(&args(Some("GB"))).unwrap();
+        let fields = ["+44 7400 123958", "a\"b\\c\u{1}é\n", ""];
+        for (i, f) in fields.iter().enumerate() {
+            b.push(i, i as u64 + 2, f, Some("GB")).unwrap();
+        }
+        // Too long to be a number: rejected here, with the parser's own reason.
+        b.push(3, 5, &"9".repeat(phone::MAX_INPUT_CHARS + 1), Some("GB"))
+            .unwrap();
+        assert_eq!(b.sent, vec![(0, 2), (1, 3), (2, 4)]);
+        assert_eq!(b.local.len(), 1);
+        assert_eq!(b.local[0].2.code, "input_too_long");
+        let (body, sent) = b.take_request().unwrap().unwrap();
+        assert_eq!(sent, vec![(0, 2), (1, 3), (2, 4)]);
+        let v: serde_json::Value = serde_json::from_slice(&body.0).unwrap();
+        assert_eq!(v["source"], "crm \"2026\"");
+        let items = v["items"].as_array().unwrap();
+        assert_eq!(items.len(), fields.len());
+        for (item, f) in items.iter().zip(fields) {
+            assert_eq!(item["phone"], f);
+            assert_eq!(item["region"], "GB");
+            assert_eq!(item["consents"], json!(["otp", "share:acme"]));
+        }
+        // The batch starts over: nothing to send, then a body of its own.
+        assert!(b.take_request().unwrap().is_none());
+        b.push(4, 6, "+447400123958", None).unwrap();
+        let (body, sent) = b.take_request().unwrap().unwrap();
+        assert_eq!(sent, vec![(4, 6)]);
+        let v: serde_json::Value = serde_json::from_slice(&body.0).unwrap();
+        assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_batch_is_full_before_the_route_limits() {
+        let mut b = Batch::new(&args(None)).unwrap();
+        let mut rows = 0;
+        while !b.full() {
+            for _ in 0..vault::IMPORT_CHUNK {
+                b.push(
+                    rows,
+                    rows as u64 + 2,
+                    &"1".repeat(phone::MAX_INPUT_CHARS),
+                    None,
+                )
+                .unwrap();
+                rows += 1;
+            }
+        }
+        assert!(b.sent.len() <= crate::server::MAX_BATCH_ITEMS);
+        let (body, _) = b.take_request().unwrap().unwrap();
+        assert!(body.0.len() <= crate::server::MAX_BATCH_BODY);
     }
 }
