@@ -69,15 +69,15 @@ pub(super) fn through_server(cli: &Cli) -> Option<Result<(), Failure>> {
         return None;
     }
     let socket = socket_path(cli);
-    if let Err(e) = std::os::unix::net::UnixStream::connect(&socket) {
-        // Not forced with --socket: no server (or a stale socket file), the vault is free.
-        cli.socket.as_ref()?;
-        return Some(Err(fail(format!(
+    match std::os::unix::net::UnixStream::connect(&socket) {
+        Ok(_) => Some(Remote::new(cli, socket).and_then(|mut r| r.run(cli))),
+        // No server (or a stale socket file): the vault is free.
+        Err(_) if cli.socket.is_none() => None,
+        Err(e) => Some(Err(fail(format!(
             "no phonevault server answers at {}: {e}; start `phonevault serve`, or leave out --socket to use the vault directly",
             socket.display()
-        ))));
+        )))),
     }
-    Some(Remote::new(cli, socket).and_then(|mut r| r.run(cli)))
 }
 
 /// The refusal of `seal` and `unseal` when no server answers.
