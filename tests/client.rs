@@ -819,3 +819,61 @@ fn refusals_through_the_socket_say_what_to_do() {
     }
     assert!(!env.dir.join("x.csv").exists());
 }
+
+#[test]
+fn a_large_import_goes_in_several_batches_and_a_stale_socket_is_ignored() {
+    let local = vault();
+    let remote = vault();
+    let token = remote.token(&["--tenant", "shop", "--role", "writer"]);
+    // A socket file nobody listens on (a crashed server): the CLI uses the vault.
+    drop(std::os::unix::net::UnixListener::bind(remote.socket()).unwrap());
+    assert!(remote.socket().exists());
+    let add = [
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400199999",
+        "--consent",
+        "otp",
+    ];
+    remote.ok(None, &add);
+    local.ok(None, &add);
+
+    // More rows than one batch holds, invalid ones in every chunk.
+    let mut csv = String::from("phone\n");
+    for i in 0..12_500u32 {
+        if i % 997 == 0 {
+            csv.push_str("+44 12\n");
+        } else {
+            csv.push_str(&format!("+4474001{:05}\n", i % 10_000));
+        }
+    }
+    std::fs::write(local.dir.join("big.csv"), &csv).unwrap();
+    std::fs::write(remote.dir.join("big.csv"), &csv).unwrap();
+    let _server = remote.serve();
+    remote.ok(None, &["unseal"]);
+    let import = [
+        "--json",
+        "import",
+        "--tenant",
+        "shop",
+        "--consent",
+        "otp",
+        "big.csv",
+    ];
+    let l = local.run(None, &import);
+    let r = remote.run(Some(&token), &import);
+    assert_eq!(seen(&l), seen(&r));
+    let v: Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(v["rows"], 12_500);
+    assert_eq!(v["rejected"], 13);
+    let rejects = |env: &Env| std::fs::read_to_string(env.dir.join("big.csv.rejects.csv")).unwrap();
+    assert_eq!(rejects(&local), rejects(&remote));
+    let log = std::fs::read_to_string(remote.dir.join("serve.log")).unwrap();
+    let batches = log
+        .lines()
+        .filter(|l| l.contains("POST /v1/tenants/shop/numbers/batch 200"))
+        .count();
+    assert_eq!(batches, 2, "{log}");
+}
