@@ -1012,6 +1012,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Subject(_) => "subject",
         Command::Share(_) => "share",
         Command::Stale(_) => "stale",
+        Command::Audit(_) => "audit",
         _ => "this command",
     }
 }

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use phonevault_keys::{KdfParams, KeyFileKey, Passphrase};
 use zeroize::Zeroizing;
 
+mod audit_cmds;
 mod client;
 mod server_cmds;
 
@@ -160,6 +161,10 @@ privacy budget, and repeated queries add up (see SECURITY.md).")]
     /// Rotate a tenant's keys and re-encrypt its records.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The tamper-evident audit log: the auditors' key, verify, checkpoint, archive,
+    /// export, incident report.
+    #[command(subcommand)]
+    Audit(audit_cmds::AuditCommand),
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -662,7 +667,10 @@ fn open(cli: &Cli) -> Result<Vault, Failure> {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
     let unlock = unlock_source(cli)?;
-    Vault::open(&cli.vault, &unlock, OpenOptions::default()).map_err(client::locked_hint)
+    let v =
+        Vault::open(&cli.vault, &unlock, OpenOptions::default()).map_err(client::locked_hint)?;
+    // Every operation is recorded in the audit log as this OS user's.
+    Ok(v.acting_as(vault::cli_actor()))
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -792,7 +800,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Find(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
                 let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;
                 if found.is_empty() {
@@ -808,7 +816,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             show_found(&cli, found, a.reveal)
         }
         Command::Get(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             show_found(&cli, v.get(&a.tenant, &a.id, &a.purpose)?, a.reveal)
         }
         Command::Delete(a) => {
@@ -936,7 +944,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Subject(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             let Some(mut r) = v.subject(&a.tenant, &a.phone, a.region.as_deref())? else {
                 return Err(not_found("the vault holds nothing about that number"));
             };
@@ -1067,6 +1075,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Serve(a) => server_cmds::serve(&cli, a),
+        Command::Audit(c) => audit_cmds::run(&cli, c),
         Command::Token(c) => server_cmds::token(&cli, c),
         Command::Seal | Command::Unseal => Err(client::no_server(&cli)),
         Command::Compact => {
@@ -1299,7 +1308,7 @@ fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) 
 }
 
 fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
-    let v = open(cli)?;
+    let v = open(cli)?.revealing(a.reveal);
     let f = create_private(&a.out)?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
     w.write_record(["id", "phone"])

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,8 +14,9 @@ use serde_json::{json, Value};
 
 use super::{
     blocking, check_purpose, check_reveal, open_vault, unseal_delay, ApiError, App, Authed,
-    JsonBody, Op, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, OPENAPI,
+    JsonBody, Op, Peer, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, OPENAPI,
 };
+use crate::audit::{Entry, Outcome};
 use crate::stats::StatsQuery;
 use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
@@ -119,7 +121,11 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
-async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>) -> Res {
+async fn unseal(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    JsonBody(req): JsonBody<UnsealReq>,
+) -> Res {
     // One attempt at a time: the lock is held through the Argon2 work and the delay.
     let mut failures = app.unseal.lock().await;
     if app.current().is_some() {
@@ -131,6 +137,21 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
     match open_vault(app.dir.clone(), unlock).await {
         Ok(v) => {
+            // The failed attempts made while sealed, then this one, go into the log
+            // before the vault serves anything.
+            let mut entries = std::mem::take(
+                &mut *app
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let v = v.acting_as(peer.actor());
+            let v2 = v.clone();
+            blocking(move || {
+                entries.push(v2.entry_now("unseal", None, Outcome::Ok));
+                v2.log_held(entries)
+            })
+            .await?;
             *failures = 0;
             app.set(Some(Arc::new(v)));
             eprintln!("phonevault serve: unsealed");
@@ -138,30 +159,54 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
         }
         Err(e) => {
             *failures = failures.saturating_add(1);
+            {
+                let mut held = app
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if held.len() < MAX_HELD_ENTRIES {
+                    held.push(Entry {
+                        time: crate::vault::now(),
+                        actor: peer.actor(),
+                        tenant: None,
+                        action: "unseal-failed".into(),
+                        records: Vec::new(),
+                        purpose: None,
+                        reveal: false,
+                        outcome: Outcome::Failed(e.code().into()),
+                    });
+                }
+            }
             tokio::time::sleep(unseal_delay(*failures)).await;
             Err(e.into())
         }
     }
 }
 
-/// The open vault, if the caller holds a vault-wide admin token; `what` names the
-/// operation in the refusal.
+/// The open vault acting for the caller, if the caller holds a vault-wide admin token;
+/// `what` names the operation in the refusal.
 fn vault_admin(
     app: &App,
+    peer: Peer,
     headers: &HeaderMap,
     what: &str,
-) -> Result<Arc<crate::vault::Vault>, ApiError> {
+) -> Result<crate::vault::Vault, ApiError> {
     let (vault, info) = app.authenticate(headers)?;
     if !(info.role == Role::Admin && info.tenant.is_none()) {
         return Err(ApiError::forbidden(format!(
             "{what} needs a vault-wide admin token (`phonevault token create --admin`)"
         )));
     }
-    Ok(vault)
+    Ok(vault.acting_as(peer.token_actor(&info.id)))
 }
 
-async fn seal(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
-    vault_admin(&app, &headers, "sealing")?;
+async fn seal(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "sealing")?;
+    blocking(move || vault.audit_event("seal", None, Outcome::Ok)).await?;
     // In-flight requests keep their reference; the keys zeroize when the last drops.
     app.set(None);
     eprintln!("phonevault serve: sealed");
@@ -379,9 +424,12 @@ async fn lookup(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found =
-        blocking(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose))
-            .await?;
+    let found = blocking(move || {
+        vault
+            .revealing(reveal)
+            .find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)
+    })
+    .await?;
     match found {
         Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),
@@ -409,9 +457,12 @@ async fn lookup_last4(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found =
-        blocking(move || vault.find_last4(&tenant, req.country_code, &req.last4, &req.purpose))
-            .await?;
+    let found = blocking(move || {
+        vault
+            .revealing(reveal)
+            .find_last4(&tenant, req.country_code, &req.last4, &req.purpose)
+    })
+    .await?;
     let list: Vec<Value> = found.iter().map(|f| found_json(f, reveal)).collect();
     ok(json!({ "results": list }))
 }
@@ -439,9 +490,10 @@ async fn get_number(
     })?;
     check_purpose(&info, &q.purpose)?;
     check_reveal(&info, q.reveal)?;
-    let found = blocking(move || vault.get(&tenant, &id, &q.purpose)).await?;
+    let reveal = q.reveal;
+    let found = blocking(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
     match found {
-        Some(f) => ok(found_json(&f, q.reveal)),
+        Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),
     }
 }
@@ -703,10 +755,11 @@ fn token_json(t: &TokenInfo) -> Value {
 
 async fn create_token(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<TokenReq>,
 ) -> Res {
-    let vault = vault_admin(&app, &headers, "creating tokens")?;
+    let vault = vault_admin(&app, peer, &headers, "creating tokens")?;
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -735,18 +788,23 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
-async fn list_tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
-    let vault = vault_admin(&app, &headers, "listing tokens")?;
+async fn list_tokens(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "listing tokens")?;
     let list = blocking(move || vault.tokens()).await?;
     ok(json!({ "tokens": list.iter().map(token_json).collect::<Vec<_>>() }))
 }
 
 async fn revoke_token(
     State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Res {
-    let vault = vault_admin(&app, &headers, "revoking tokens")?;
+    let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
     if blocking(move || vault.revoke_token(&id)).await? {
         ok(json!({ "revoked": 1 }))
     } else {
@@ -758,8 +816,12 @@ async fn revoke_token(
     }
 }
 
-async fn revoke_all_tokens(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
-    let vault = vault_admin(&app, &headers, "revoking tokens")?;
+async fn revoke_all_tokens(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
     let n = blocking(move || vault.revoke_all_tokens()).await?;
     ok(json!({ "revoked": n }))
 }
