@@ -805,6 +805,7 @@ fn refusals_through_the_socket_say_what_to_do() {
         ),
         (&["key", "rotate", "--tenant", "shop"], "key rotate"),
         (&["compact"], "compact"),
+        (&["audit", "checkpoint"], "audit"),
     ] {
         let out = env.run(Some(&shop), args);
         check(&out, &format!("`phonevault {name}` has no API route"));
