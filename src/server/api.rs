@@ -7,7 +7,7 @@ use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -18,7 +18,7 @@ use super::{
 };
 use crate::audit::{Entry, Outcome};
 use crate::stats::StatsQuery;
-use crate::vault::{AddOutcome, Found, Role, Target, Unlock};
+use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
 type Res = Result<Response, ApiError>;
@@ -29,6 +29,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/sys/health", get(health))
         .route("/v1/sys/unseal", post(unseal))
         .route("/v1/sys/seal", post(seal))
+        .route("/v1/sys/tokens", get(list_tokens).post(create_token))
+        .route("/v1/sys/tokens/revoke-all", post(revoke_all_tokens))
+        .route("/v1/sys/tokens/{id}", delete(revoke_token))
         .route("/v1/openapi.json", get(openapi))
         .route(&format!("{t}/numbers"), post(add))
         .route(
@@ -180,18 +183,29 @@ async fn unseal(
     }
 }
 
+/// The open vault acting for the caller, if the caller holds a vault-wide admin token;
+/// `what` names the operation in the refusal.
+fn vault_admin(
+    app: &App,
+    peer: Peer,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<crate::vault::Vault, ApiError> {
+    let (vault, info) = app.authenticate(headers)?;
+    if !(info.role == Role::Admin && info.tenant.is_none()) {
+        return Err(ApiError::forbidden(format!(
+            "{what} needs a vault-wide admin token (`phonevault token create --admin`)"
+        )));
+    }
+    Ok(vault.acting_as(peer.token_actor(&info.id)))
+}
+
 async fn seal(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     headers: HeaderMap,
 ) -> Res {
-    let (vault, info) = app.authenticate(&headers)?;
-    if !(info.role == Role::Admin && info.tenant.is_none()) {
-        return Err(ApiError::forbidden(
-            "sealing needs a vault-wide admin token (`phonevault token create --admin`)",
-        ));
-    }
-    let vault = vault.acting_as(peer.token_actor(&info.id));
+    let vault = vault_admin(&app, peer, &headers, "sealing")?;
     blocking(move || vault.audit_event("seal", None, Outcome::Ok)).await?;
     // In-flight requests keep their reference; the keys zeroize when the last drops.
     app.set(None);
@@ -712,4 +726,102 @@ async fn stats(
     serde_json::to_value(&s)
         .map_err(|e| ApiError::internal(&e))
         .and_then(ok)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenReq {
+    tenant: Option<String>,
+    role: String,
+    #[serde(default)]
+    purposes: Vec<String>,
+    #[serde(default)]
+    reveal: bool,
+    /// Lifetime such as `30d`, `12h`, `45m` or `90s`.
+    ttl: Option<String>,
+}
+
+fn token_json(t: &TokenInfo) -> Value {
+    json!({
+        "id": t.id,
+        "tenant": t.tenant,
+        "role": t.role.as_str(),
+        "purposes": t.purposes,
+        "reveal": t.reveal,
+        "created_at": t.created_at,
+        "expires_at": t.expires_at,
+    })
+}
+
+async fn create_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TokenReq>,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "creating tokens")?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!(
+                "unknown role `{}`: use admin, writer, reader or auditor",
+                req.role
+            ),
+        )
+    })?;
+    let ttl_secs = req
+        .ttl
+        .as_deref()
+        .map(crate::vault::parse_ttl)
+        .transpose()?;
+    let spec = TokenSpec {
+        tenant: req.tenant,
+        role,
+        purposes: req.purposes,
+        reveal: req.reveal,
+        ttl_secs,
+    };
+    let (info, secret) = blocking(move || vault.create_token(&spec)).await?;
+    let mut v = token_json(&info);
+    v["token"] = json!(secret.expose_secret());
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn list_tokens(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "listing tokens")?;
+    let list = blocking(move || vault.tokens()).await?;
+    ok(json!({ "tokens": list.iter().map(token_json).collect::<Vec<_>>() }))
+}
+
+async fn revoke_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
+    if blocking(move || vault.revoke_token(&id)).await? {
+        ok(json!({ "revoked": 1 }))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no token with that id: list them with GET /v1/sys/tokens",
+        ))
+    }
+}
+
+async fn revoke_all_tokens(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
+    let n = blocking(move || vault.revoke_all_tokens()).await?;
+    ok(json!({ "revoked": n }))
 }

@@ -52,8 +52,9 @@ const ROW_TAG_LEN: usize = 32;
 const MAX_ROW_LEN: usize = 64 * 1024;
 /// Encryptions reserved in the keyring's counter at a time (see `reserve_encryptions`).
 const ENCRYPTION_RESERVATION: u64 = 1 << 16;
-/// Records per atomic commit during an import.
-const IMPORT_CHUNK: usize = 1000;
+/// Records per atomic commit during an import; each chunk reports its rejected rows
+/// (invalid, then suppressed) when it is written.
+pub const IMPORT_CHUNK: usize = 1000;
 /// Longest tenant name, purpose or source.
 const MAX_NAME_LEN: usize = 64;
 
@@ -416,6 +417,55 @@ pub struct Reject {
     pub code: &'static str,
     /// Human-readable reason.
     pub reason: String,
+}
+
+impl Reject {
+    /// The reject of a row the CSV reader could not read (`line`: where it started).
+    pub fn malformed(e: &csv::Error, line: u64) -> Reject {
+        Reject {
+            line: e.position().map(|p| p.line()).unwrap_or(line),
+            code: "csv",
+            reason: "malformed CSV row".into(),
+        }
+    }
+}
+
+/// Checks the region hint of an import (the same for every row).
+///
+/// # Errors
+/// [`PhoneError::InvalidRegionHint`] for a region the metadata does not know.
+pub fn check_region_hint(region: Option<&str>) -> Result<(), VaultError> {
+    if let Some(r) = region {
+        phone::normalize("+1 202 555 0100", Some(r)).map_err(|_| PhoneError::InvalidRegionHint)?;
+    }
+    Ok(())
+}
+
+/// The CSV reader of an import file: a header line, rows of any length.
+pub fn import_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input)
+}
+
+/// Reads the header line of an import file and finds the column holding the numbers.
+///
+/// # Errors
+/// [`VaultError::Csv`] when the header cannot be read or has no such column.
+pub fn import_column<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    column: &str,
+) -> Result<usize, VaultError> {
+    let headers = rdr.headers().map_err(|e| VaultError::Csv(e.to_string()))?;
+    headers
+        .iter()
+        .position(|h| h.trim() == column)
+        .ok_or_else(|| {
+            VaultError::Csv(format!(
+                "no column `{column}` in the header line (use --column NAME)"
+            ))
+        })
 }
 
 /// Current unix time in seconds.
@@ -1584,24 +1634,9 @@ impl Vault {
         let ctx = self.tenant(&opts.tenant)?;
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_source(&opts.source)?;
-        if let Some(r) = &opts.region {
-            phone::normalize("+1 202 555 0100", Some(r))
-                .map_err(|_| PhoneError::InvalidRegionHint)?;
-        }
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(input);
-        let headers = rdr.headers().map_err(|e| VaultError::Csv(e.to_string()))?;
-        let col = headers
-            .iter()
-            .position(|h| h.trim() == opts.column)
-            .ok_or_else(|| {
-                VaultError::Csv(format!(
-                    "no column `{}` in the header line (use --column NAME)",
-                    opts.column
-                ))
-            })?;
+        check_region_hint(opts.region.as_deref())?;
+        let mut rdr = import_reader(input);
+        let col = import_column(&mut rdr, &opts.column)?;
         let t = self.now();
         let mut summary = ImportSummary::default();
         // Without older index versions, the current index entry is the only place a
@@ -1621,14 +1656,7 @@ impl Vault {
                             let field = record.get(col).unwrap_or("");
                             chunk.push(prepare(&ctx2, opts, field, line, t));
                         }
-                        Err(e) => {
-                            let pos = e.position().map(|p| p.line()).unwrap_or(line);
-                            chunk.push(Prepared::Reject(Reject {
-                                line: pos,
-                                code: "csv",
-                                reason: "malformed CSV row".into(),
-                            }));
-                        }
+                        Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
                     }
                     if chunk.len() == IMPORT_CHUNK
                         && tx.send(Ok(std::mem::take(&mut chunk))).is_err()
