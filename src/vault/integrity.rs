@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::sync::PoisonError;
 
 use super::{
-    decode_row, expiry_key, id_after, index_entries, record_key, TenantCtx, TenantRow, Vault,
-    VaultError, INDEX_EXACT, INDEX_LAST4,
+    check_meta, decode_row, expiry_key, id_after, index_entries, record_key, TenantCtx, TenantRow,
+    Vault, VaultError, INDEX_EXACT, INDEX_LAST4,
 };
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{prefix_end, Tree};
@@ -100,7 +100,11 @@ impl Vault {
     pub fn check_integrity(&self) -> Result<IntegrityReport, VaultError> {
         let _w = self.write_guard();
         let mut report = IntegrityReport::default();
-        if let Err(e) = self.check_meta() {
+        let meta = {
+            let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+            check_meta(self.store.as_ref(), &self.row_mac, &ring)
+        };
+        if let Err(e) = meta {
             report.note("meta", None, None, e.to_string());
         }
         let mut known: BTreeMap<u32, String> = BTreeMap::new();
