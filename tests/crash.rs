@@ -1,8 +1,9 @@
 //! Crash safety: the real binary is killed with SIGKILL at random points while it
 //! writes — `phonevault serve` during batch ingest over the socket, and `phonevault
 //! import` mid-file — then restarted; every write it acknowledged must be present
-//! and readable, and `phonevault check` must find no half-written record (each one
-//! decrypts, and index and expiry entries match the records exactly).
+//! and readable, `phonevault audit verify` must accept the audit chain, and
+//! `phonevault check` must find no half-written record (each one decrypts, and index
+//! and expiry entries match the records exactly).
 //!
 //! What this shows and what it does not: SIGKILL stops the process between any two
 //! instructions, so these tests show that every write is atomic (a record and its
@@ -106,15 +107,28 @@ impl Env {
 
     fn init(&self, tenants: &[&str]) {
         self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+        // The auditors' K0, to verify the audit chain after every crash.
+        let k0 = self.k0();
+        self.ok(&["audit", "key", "export", "--out", k0.to_str().unwrap()]);
         for t in tenants {
             self.ok(&["tenant", "create", t, "--purposes", &PURPOSES.join(",")]);
         }
     }
 
-    /// The vault after a crash: the integrity check passes. Returns the number of
-    /// records. (When the audit log is wired into the vault, `audit verify` belongs
-    /// here too.)
+    fn k0(&self) -> PathBuf {
+        self.root.join("k0.hex")
+    }
+
+    /// The vault after a crash: the audit chain verifies with K0 (no link half
+    /// written, none lost that a write's batch carried), and the integrity check
+    /// passes. Returns the number of records.
     fn check(&self, round: u32) -> u64 {
+        let o = self.run(&["audit", "verify", "--key", self.k0().to_str().unwrap()]);
+        assert!(
+            o.status.success(),
+            "round {round}: the audit chain does not verify after SIGKILL:\n{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         let o = self.run(&["--json", "check"]);
         let out = String::from_utf8_lossy(&o.stdout);
         assert!(
