@@ -14,6 +14,7 @@
 //! | the tamper-evident audit chain (pure) | [`audit`] |
 //! | the socket API (HTTP+JSON over a Unix socket) | [`server`] |
 //! | the command line | [`cli`] |
+//! | process hardening: no core dumps, no swap, private files | [`harden`] |
 //! | key management (no I/O) | the `phonevault-keys` crate |
 //!
 //! ```no_run
@@ -30,6 +31,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod harden;
 pub mod phone;
 pub mod record;
 pub mod server;

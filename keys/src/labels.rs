@@ -16,6 +16,9 @@ pub const TENANT_MAC_KEY: &[u8] = b"phonevault/v1/tenant-mac-key";
 /// HKDF label of the root-key-derived key that MACs non-record rows
 /// (tenant settings, tokens).
 pub const ROW_MAC_KEY: &[u8] = b"phonevault/v1/row-mac-key";
+/// HKDF label of the root-key-derived key that seals secret vault state rows
+/// (the audit log's current key).
+pub const STATE_KEY: &[u8] = b"phonevault/v1/state-key";
 /// HKDF label of the root-key-derived key that MACs the keyring file.
 pub const KEYRING_MAC: &[u8] = b"phonevault/v1/keyring-mac";
 /// HKDF label of the root-key-derived key-check value stored in the keyring,

@@ -112,6 +112,12 @@ impl RootKey {
         self.mac_subkey(vault, labels::ROW_MAC_KEY)
     }
 
+    /// The AES-256-GCM key that seals vault state rows which must stay secret from
+    /// a reader of the store (the audit log's current key).
+    pub fn state_key(&self, vault: &VaultId) -> crate::DataKey {
+        crate::DataKey::from_key(&self.subkey(vault, labels::STATE_KEY))
+    }
+
     /// `HKDF-SHA256(RK, salt = vault id, info = lp(label))`.
     pub(crate) fn subkey(
         &self,

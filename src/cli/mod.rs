@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use phonevault_keys::{KdfParams, KeyFileKey, Passphrase};
 use zeroize::Zeroizing;
 
+mod audit_cmds;
+mod client;
 mod server_cmds;
 
 pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
@@ -75,6 +77,15 @@ pub struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Socket of a running `phonevault serve`: commands go through it (without this,
+    /// through <vault dir>/phonevault.sock when a server answers there). For `serve`,
+    /// where to listen.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// File holding the API token (first line) for commands that go through a server's
+    /// socket; or set PHONEVAULT_TOKEN.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -148,6 +159,13 @@ Run `phonevault compact` afterwards to rewrite the store (see SECURITY.md).")]
   phonevault compact
 Needs the vault closed (no server running). See SECURITY.md for what compaction cannot guarantee.")]
     Compact,
+    /// Check the store's integrity: every record decrypts and matches its index and
+    /// expiry entries, and no entry is orphaned.
+    #[command(after_help = "Example:
+  phonevault check
+Needs the vault closed (no server running). Exit code 1 when a problem is found; each
+problem names its tenant and record id, never a number.")]
+    Check,
     /// Everything the vault holds about a number (data-subject access request).
     #[command(after_help = "Example:
   phonevault subject --tenant shop --phone '+447400123958' --json")]
@@ -171,6 +189,10 @@ privacy budget, and repeated queries add up (see SECURITY.md).")]
     /// Rotate a tenant's keys and re-encrypt its records.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The tamper-evident audit log: the auditors' key, verify, checkpoint, archive,
+    /// export, incident report.
+    #[command(subcommand)]
+    Audit(audit_cmds::AuditCommand),
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -185,6 +207,16 @@ Stop it with SIGTERM or Ctrl-C: in-flight requests finish and the socket is remo
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Seal a running server: it drops the vault and its keys (vault-wide admin token).
+    #[command(after_help = "Example:
+  phonevault seal --token-file /run/secrets/pv-admin
+Data calls then answer `sealed` until `phonevault unseal`.")]
+    Seal,
+    /// Unseal a running server with the vault passphrase (needs no token).
+    #[command(after_help = "Examples:
+  phonevault unseal
+  phonevault unseal --passphrase-file /run/secrets/pv --socket /run/phonevault/api.sock")]
+    Unseal,
 }
 
 /// `init` options.
@@ -702,7 +734,9 @@ fn open(cli: &Cli) -> Result<Vault, Failure> {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
     let unlock = unlock_source(cli)?;
-    Ok(Vault::open(&cli.vault, &unlock, opts)?)
+    let v = Vault::open(&cli.vault, &unlock, opts).map_err(client::locked_hint)?;
+    // Every operation is recorded in the audit log as this OS user's.
+    Ok(v.acting_as(vault::cli_actor()))
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -758,6 +792,10 @@ fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failu
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    // While a server holds the vault (sled allows one process), go through its socket.
+    if let Some(done) = client::through_server(&cli) {
+        return done;
+    }
     match &cli.command {
         Command::Init(a) => init(&cli, a),
         Command::Tenant(TenantCommand::Create {
@@ -828,7 +866,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Find(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
                 let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;
                 if found.is_empty() {
@@ -844,7 +882,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             show_found(&cli, found, a.reveal)
         }
         Command::Get(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             show_found(&cli, v.get(&a.tenant, &a.id, &a.purpose)?, a.reveal)
         }
         Command::Delete(a) => {
@@ -972,7 +1010,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Subject(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             let Some(mut r) = v.subject(&a.tenant, &a.phone, a.region.as_deref())? else {
                 return Err(not_found("the vault holds nothing about that number"));
             };
@@ -1103,7 +1141,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Serve(a) => server_cmds::serve(&cli, a),
+        Command::Audit(c) => audit_cmds::run(&cli, c),
         Command::Token(c) => server_cmds::token(&cli, c),
+        Command::Seal | Command::Unseal => Err(client::no_server(&cli)),
         Command::Compact => {
             if !matches!(store_location(&cli)?, StoreLocation::Sled) {
                 return Err(VaultError::Unsupported(
@@ -1126,6 +1166,37 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Check => check(&cli),
+    }
+}
+
+fn check(cli: &Cli) -> Result<(), Failure> {
+    let r = open(cli)?.check_integrity()?;
+    if cli.json {
+        print_json(&serde_json::to_value(&r).unwrap_or_default());
+    } else {
+        for p in &r.problems {
+            println!(
+                "{}  tenant {}  record {}: {}",
+                p.code,
+                p.tenant.as_deref().unwrap_or("-"),
+                p.record.as_deref().unwrap_or("-"),
+                p.detail
+            );
+        }
+        println!(
+            "checked {} tenants, {} records, {} index entries, {} expiry entries, {} tokens: {} problems",
+            r.tenants, r.records, r.index_entries, r.expiry_entries, r.tokens, r.problem_count()
+        );
+    }
+    if r.is_ok() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "the integrity check found {} problems (listed on stdout): finish an interrupted \
+             `tenant shred` or `key rewrap` by running it again, else restore the vault from a backup",
+            r.problem_count()
+        )))
     }
 }
 
@@ -1238,15 +1309,25 @@ fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Creates (or truncates) a file only its owner can read. `mode` applies only to a new
+/// file, so an existing one is tightened to 0600 before anything is written to it.
 fn create_private(path: &Path) -> Result<std::fs::File, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| {
+            fail(format!(
+                "cannot make {} private (chmod 600): {e}",
+                path.display()
+            ))
+        })?;
+    Ok(f)
 }
 
 fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
@@ -1254,24 +1335,9 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
         .map_err(|e| fail(format!("cannot open {}: {e}", a.file.display())))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let v = open(cli)?;
-    let rejects_path = a.rejects.clone().unwrap_or_else(|| {
-        let mut p = a.file.clone().into_os_string();
-        p.push(".rejects.csv");
-        PathBuf::from(p)
-    });
+    let rejects_path = rejects_path(a);
     let mut rejects: Option<csv::Writer<std::fs::File>> = None;
-    let bar = if std::io::stderr().is_terminal() && !cli.json {
-        let b = indicatif::ProgressBar::new(len);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = import_bar(cli, len);
     let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
     let opts = ImportOptions {
         tenant: a.tenant.clone(),
@@ -1304,6 +1370,36 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
         w.flush()
             .map_err(|e| fail(format!("cannot write {}: {e}", rejects_path.display())))?;
     }
+    print_import(cli, &summary, &rejects_path);
+    Ok(())
+}
+
+/// The progress bar of an import (bytes of the file read): on a terminal only.
+fn import_bar(cli: &Cli, len: u64) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() && !cli.json {
+        let b = indicatif::ProgressBar::new(len);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Where an import's rejected rows go: `--rejects`, or FILE.rejects.csv.
+fn rejects_path(a: &ImportArgs) -> PathBuf {
+    a.rejects.clone().unwrap_or_else(|| {
+        let mut p = a.file.clone().into_os_string();
+        p.push(".rejects.csv");
+        PathBuf::from(p)
+    })
+}
+
+fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) {
     if cli.json {
         let mut v = serde_json::to_value(summary).unwrap_or_default();
         if summary.rejected > 0 {
@@ -1322,11 +1418,10 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
             );
         }
     }
-    Ok(())
 }
 
 fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
-    let v = open(cli)?;
+    let v = open(cli)?.revealing(a.reveal);
     let f = create_private(&a.out)?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
     w.write_record(["id", "phone"])

@@ -42,6 +42,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sys/health"),
     ("post", "/v1/sys/unseal"),
     ("post", "/v1/sys/seal"),
+    ("get", "/v1/sys/tokens"),
+    ("post", "/v1/sys/tokens"),
+    ("post", "/v1/sys/tokens/revoke-all"),
+    ("delete", "/v1/sys/tokens/{id}"),
     ("get", "/v1/openapi.json"),
     ("post", "/v1/tenants/{tenant}/numbers"),
     ("post", "/v1/tenants/{tenant}/numbers/batch"),
@@ -113,6 +117,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Time a client has to send a request's head (slow-loris defence).
     pub header_timeout: Duration,
+    /// How long a read's audit entry may wait before it is flushed (`None`: every
+    /// read waits for its entry to be durable; see `Vault::set_read_audit_lag`).
+    pub read_audit_lag: Option<Duration>,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -177,6 +184,29 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The audit actor of an unauthenticated peer (unknown ids as `u32::MAX`).
+    pub(crate) fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor::Peer {
+            uid: self.uid.unwrap_or(u32::MAX),
+            pid: self
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The audit actor of a request made with token `id`.
+    pub(crate) fn token_actor(&self, id: &str) -> crate::audit::Actor {
+        crate::audit::Actor::Token {
+            id: id.to_owned(),
+            uid: self.uid.unwrap_or(u32::MAX),
+            pid: self
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(u32::MAX),
+        }
+    }
+
     /// Reads the peer credentials of a connected stream (SO_PEERCRED).
     fn of(stream: &tokio::net::UnixStream) -> Self {
         match stream.peer_cred() {
@@ -194,6 +224,9 @@ impl Peer {
     }
 }
 
+/// Failed unseal attempts kept in memory while sealed.
+pub(crate) const MAX_HELD_ENTRIES: usize = 10_000;
+
 /// Shared server state.
 pub(crate) struct App {
     dir: PathBuf,
@@ -201,8 +234,12 @@ pub(crate) struct App {
     vault: RwLock<Option<Arc<Vault>>>,
     /// Held for the whole of an unseal attempt (one at a time); counts failures.
     unseal: tokio::sync::Mutex<u32>,
+    /// Failed unseal attempts, held until the vault opens and can log them (at most
+    /// [`MAX_HELD_ENTRIES`]).
+    held: std::sync::Mutex<Vec<crate::audit::Entry>>,
     allow_uids: Vec<u32>,
     lookups: RateLimiter,
+    read_audit_lag: Option<Duration>,
 }
 
 impl App {
@@ -221,16 +258,24 @@ impl App {
     }
 
     /// The open vault and the caller's token rights, or 503/401.
-    async fn authenticate(&self, headers: &HeaderMap) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
         let vault = self.current().ok_or_else(ApiError::sealed)?;
-        let token = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(ApiError::unauthorized)?;
-        // One point read and a MAC check, but the read may be a database round trip:
-        // on the blocking pool, never on an async worker.
-        let token = zeroize::Zeroizing::new(token.trim().to_owned());
+        let token = bearer(headers)?;
+        // One point read of the store's cache and a MAC check: short enough for the
+        // async worker on sled (the tenant routes use `authenticate_blocking`).
+        let info = vault.authenticate(token.trim())?;
+        let info = info.ok_or_else(ApiError::unauthorized)?;
+        Ok((vault, info))
+    }
+
+    /// [`App::authenticate`] on the blocking pool: with a database store the token
+    /// read is a network round trip, which must not hold an async worker.
+    async fn authenticate_blocking(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
+        let vault = self.current().ok_or_else(ApiError::sealed)?;
+        let token = zeroize::Zeroizing::new(bearer(headers)?.trim().to_owned());
         let v = vault.clone();
         let info = blocking(move || v.authenticate(&token)).await?;
         let info = info.ok_or_else(ApiError::unauthorized)?;
@@ -238,17 +283,27 @@ impl App {
     }
 }
 
+/// The bearer token of a request, or 401.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthorized)
+}
+
 /// A request that passed authentication: the vault it runs against and the token's
 /// rights. Put in the request's extensions by [`gate`] for every tenant route.
 #[derive(Clone)]
 pub(crate) struct Authed {
-    vault: Arc<Vault>,
+    /// The vault, acting for the token and its peer (recorded in the audit log).
+    vault: Vault,
     info: TokenInfo,
 }
 
 impl Authed {
     /// Checks that the token may do `op` in `tenant`.
-    fn authorize(&self, tenant: &str, op: Op) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
+    fn authorize(&self, tenant: &str, op: Op) -> Result<(Vault, TokenInfo), ApiError> {
         let info = &self.info;
         // Same answer whether or not the tenant exists: no existence oracle.
         if info.tenant.as_deref() != Some(tenant) {
@@ -360,6 +415,7 @@ async fn gate(
 ) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let mut token_id = None;
     let resp = if !app.allow_uids.is_empty()
         && !peer.uid.is_some_and(|u| app.allow_uids.contains(&u))
     {
@@ -367,8 +423,10 @@ async fn gate(
     } else if path.starts_with("/v1/tenants/") {
         // Sealed, then token, before the body is read: a sealed vault answers 503 and
         // an anonymous caller 401 whatever it sends.
-        match app.authenticate(req.headers()).await {
+        match app.authenticate_blocking(req.headers()).await {
             Ok((vault, info)) => {
+                token_id = Some(info.id.clone());
+                let vault = vault.acting_as(peer.token_actor(&info.id));
                 let mut req = req;
                 req.extensions_mut().insert(Authed { vault, info });
                 next.run(req).await
@@ -378,6 +436,7 @@ async fn gate(
     } else {
         next.run(req).await
     };
+    let resp = audit_refusal(&app, peer, token_id, &path, resp).await;
     eprintln!(
         "phonevault serve: {method} {path} {} uid={} pid={}",
         resp.status().as_u16(),
@@ -385,6 +444,50 @@ async fn gate(
         peer.pid.map_or("?".into(), |p| p.to_string()),
     );
     resp
+}
+
+/// Records refusals the vault itself never saw (failed authentication, a token used
+/// outside its rights, the lookup rate limit) in the audit log. When the entry cannot
+/// be written the caller gets 503 instead of the refusal: nothing goes unaudited.
+async fn audit_refusal(
+    app: &App,
+    peer: Peer,
+    token_id: Option<String>,
+    path: &str,
+    resp: Response,
+) -> Response {
+    let action = match resp.status() {
+        StatusCode::UNAUTHORIZED => "auth-failed",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::TOO_MANY_REQUESTS => "rate-limited",
+        _ => return resp,
+    };
+    // Unseal failures are held until the vault opens (see `unseal`).
+    let Some(vault) = app.current() else {
+        return resp;
+    };
+    let actor = match &token_id {
+        Some(id) => peer.token_actor(id),
+        None => peer.actor(),
+    };
+    let tenant = path
+        .strip_prefix("/v1/tenants/")
+        .and_then(|r| r.split('/').next())
+        .filter(|t| crate::vault::check_name("tenant", t).is_ok())
+        .map(str::to_owned);
+    let logged = tokio::task::spawn_blocking(move || {
+        vault.acting_as(actor).audit_event(
+            action,
+            tenant.as_deref(),
+            crate::audit::Outcome::Refused,
+        )
+    })
+    .await;
+    match logged {
+        Ok(Ok(())) => resp,
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -459,12 +562,19 @@ async fn open_vault(
     dir: PathBuf,
     store: StoreLocation,
     unlock: Unlock,
+    lag: Option<Duration>,
 ) -> Result<Vault, VaultError> {
     let opts = OpenOptions {
         store,
         ..OpenOptions::default()
     };
-    match tokio::task::spawn_blocking(move || Vault::open(&dir, &unlock, opts)).await {
+    match tokio::task::spawn_blocking(move || {
+        let v = Vault::open(&dir, &unlock, opts)?;
+        v.set_read_audit_lag(lag);
+        Ok(v)
+    })
+    .await
+    {
         Ok(r) => r,
         Err(e) => Err(VaultError::InvalidArgument(format!(
             "unlock task failed: {e}"
@@ -501,7 +611,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .transpose()?;
     let vault = match opts.unlock {
         Some(u) => Some(Arc::new(
-            open_vault(opts.dir.clone(), opts.store.clone(), u).await?,
+            open_vault(opts.dir.clone(), opts.store.clone(), u, opts.read_audit_lag).await?,
         )),
         None => None,
     };
@@ -511,8 +621,10 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         store: opts.store.clone(),
         vault: RwLock::new(vault),
         unseal: tokio::sync::Mutex::new(0),
+        held: std::sync::Mutex::new(Vec::new()),
         allow_uids: opts.allow_uids,
         lookups: RateLimiter::new(opts.lookup_rate),
+        read_audit_lag: opts.read_audit_lag,
     });
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener

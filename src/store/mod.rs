@@ -315,6 +315,16 @@ impl SledStore {
     /// # Errors
     /// [`StoreError::Locked`] when another process has it open.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        // sled would create the directory with the umask's mode (0755 by default):
+        // create it 0700 first, so the store is private whatever the caller's umask.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)
@@ -330,6 +340,15 @@ impl SledStore {
 
     fn tree(&self, t: Tree) -> &sled::Tree {
         &self.trees[t.slot()]
+    }
+
+    /// The value of the last key of a tree (the audit log's newest link).
+    pub fn last_value(&self, t: Tree) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(t)
+            .last()
+            .map_err(sled_err)?
+            .map(|(_, v)| v.to_vec()))
     }
 
     /// Bytes the database occupies on disk.

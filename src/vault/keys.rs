@@ -4,6 +4,7 @@
 
 use phonevault_keys::KeyPurpose;
 
+use super::audit::Event;
 use super::{index_entries, record_key, Vault, VaultError};
 use crate::record;
 use crate::store::{Batch, Tree};
@@ -41,6 +42,12 @@ impl Vault {
     /// settings. The keyring is written first: a crash afterwards leaves only
     /// undecryptable rows, which a re-run removes. The name cannot be reused.
     pub fn shred_tenant(&self, tenant: &str) -> Result<ShredReport, VaultError> {
+        self.audited("tenant-shred", Some(tenant), None, |ev| {
+            self.shred_tenant_in(tenant, ev)
+        })
+    }
+
+    fn shred_tenant_in(&self, tenant: &str, ev: &mut Event) -> Result<ShredReport, VaultError> {
         let row_bytes = self
             .store
             .get(Tree::Tenants, tenant.as_bytes())?
@@ -74,8 +81,7 @@ impl Vault {
         }
         let mut b = Batch::default();
         b.delete(Tree::Tenants, tenant.as_bytes().to_vec());
-        self.store.commit(&b)?;
-        self.store.flush()?;
+        self.commit_audited(&mut b, ev)?;
         Ok(report)
     }
 
@@ -84,12 +90,23 @@ impl Vault {
     /// (lookups also search the older index until `rewrap` has rebuilt it). Returns
     /// the new version.
     pub fn rotate_key(&self, tenant: &str, index: bool) -> Result<u32, VaultError> {
+        let action = if index {
+            "key-rotate-index"
+        } else {
+            "key-rotate"
+        };
+        self.audited(action, Some(tenant), None, |_| {
+            self.rotate_key_in(tenant, index)
+        })
+    }
+
+    fn rotate_key_in(&self, tenant: &str, index: bool) -> Result<u32, VaultError> {
         let ctx = self.tenant(tenant)?;
         if index {
             // Record the old version as still searched *before* the keyring moves on:
             // a crash in between leaves a harmless duplicate, never a lost index.
             let old = ctx.current_index;
-            self.update_tenant(tenant, |row| {
+            self.update_tenant(tenant, "tenant-keep-index", |row| {
                 if !row.stale_index_versions.contains(&old) {
                     row.stale_index_versions.push(old);
                 }
@@ -118,6 +135,16 @@ impl Vault {
     /// every record whole and a re-run continues where it stopped. `on_progress` gets
     /// (records done, records in all).
     pub fn rewrap(
+        &self,
+        tenant: &str,
+        on_progress: impl FnMut(u64, u64),
+    ) -> Result<RewrapReport, VaultError> {
+        self.audited("key-rewrap", Some(tenant), None, |_| {
+            self.rewrap_in(tenant, on_progress)
+        })
+    }
+
+    fn rewrap_in(
         &self,
         tenant: &str,
         mut on_progress: impl FnMut(u64, u64),
@@ -211,7 +238,7 @@ impl Vault {
         self.store.flush()?;
         if !ctx.row.stale_index_versions.is_empty() {
             // Every entry now lives under the current index key.
-            self.update_tenant(tenant, |row| {
+            self.update_tenant(tenant, "tenant-drop-stale-index", |row| {
                 row.stale_index_versions.clear();
                 Ok(())
             })?;
