@@ -679,6 +679,15 @@ fn two_servers_on_one_database() {
     for s in [&one, &two] {
         assert!(!s.log_text().contains("7400123958"));
     }
+    // Both servers appended to one audit chain, which verifies whole.
+    let k0 = c.db.tmp.path().join("k0.hex");
+    c.ok(&["audit", "key", "export", "--out", k0.to_str().unwrap()]);
+    let out = c.ok(&["audit", "verify", "--key", k0.to_str().unwrap()]);
+    assert!(!out.is_empty());
+    let cp = c.db.tmp.path().join("cp.json");
+    c.ok(&["audit", "checkpoint", "--out", cp.to_str().unwrap()]);
+    let cp: Value = serde_json::from_str(&std::fs::read_to_string(&cp).unwrap()).unwrap();
+    assert!(cp.to_string().len() > 10, "{cp}");
 }
 
 #[test]

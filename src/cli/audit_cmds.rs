@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{create_private, fail, open, print_json, Cli, Failure};
 use crate::audit::{self, AuditError, Checkpoint, Entry, Link, Outcome, Report};
-use crate::store::{SledStore, Store, Tree};
+use crate::store::{PgStore, SledStore, Store, StoreLocation, Tree};
 use crate::vault::{self, VaultError};
 
 /// Audit log commands.
@@ -184,17 +184,47 @@ fn read_k0(path: &Path) -> Result<AuditKey, Failure> {
     Ok(AuditKey::from_bytes(&bytes))
 }
 
+/// The store alone, as `--store` names it: no passphrase, no keys.
+enum AuditStore {
+    Sled(SledStore),
+    Postgres(PgStore),
+}
+
+impl AuditStore {
+    fn store(&self) -> &dyn Store {
+        match self {
+            AuditStore::Sled(s) => s,
+            AuditStore::Postgres(s) => s,
+        }
+    }
+
+    fn last_value(&self, t: Tree) -> Result<Option<Vec<u8>>, VaultError> {
+        Ok(match self {
+            AuditStore::Sled(s) => s.last_value(t)?,
+            AuditStore::Postgres(s) => s.last_value(t)?,
+        })
+    }
+}
+
 /// Opens the store alone: no passphrase, no keys.
-fn open_store(cli: &Cli) -> Result<SledStore, Failure> {
+fn open_store(cli: &Cli) -> Result<AuditStore, Failure> {
+    if let StoreLocation::Postgres(cfg) = super::store_location(cli)? {
+        return Ok(AuditStore::Postgres(
+            PgStore::connect(&cfg).map_err(VaultError::from)?,
+        ));
+    }
     let dir = cli.vault.join(vault::STORE_DIR);
     if !dir.exists() {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
-    Ok(SledStore::open(&dir, 8 << 20).map_err(VaultError::from)?)
+    Ok(AuditStore::Sled(
+        SledStore::open(&dir, 8 << 20).map_err(VaultError::from)?,
+    ))
 }
 
 /// The live log's links in order, a page at a time.
-fn live_links(store: &SledStore) -> impl Iterator<Item = Result<Vec<u8>, Failure>> + '_ {
+fn live_links(store: &AuditStore) -> impl Iterator<Item = Result<Vec<u8>, Failure>> + '_ {
+    let store = store.store();
     let mut from = Vec::new();
     let mut page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)> = Vec::new().into_iter();
     let mut done = false;
@@ -406,7 +436,7 @@ fn verify(cli: &Cli, a: &VerifyArgs) -> Result<(), Failure> {
 
 fn checkpoint(cli: &Cli, out: Option<&Path>) -> Result<(), Failure> {
     let store = open_store(cli)?;
-    let last = store.last_value(Tree::Audit).map_err(VaultError::from)?;
+    let last = store.last_value(Tree::Audit)?;
     let cp = match last {
         None => Checkpoint::GENESIS,
         Some(bytes) => {

@@ -341,6 +341,24 @@ impl PgStore {
             .ok_or_else(|| StoreError::Config("unknown tree".into()))
     }
 
+    /// The value of the last key of a tree (the audit log's newest link).
+    ///
+    /// # Errors
+    /// As [`Store::get`].
+    pub fn last_value(&self, tree: Tree) -> Result<Option<Vec<u8>>, StoreError> {
+        let sql = format!(
+            "SELECT v FROM {}.pv_{} ORDER BY k DESC LIMIT 1",
+            self.schema,
+            tree.name()
+        );
+        let pool = self.pool.clone();
+        self.run(async move {
+            let c = pool.get().await.map_err(pool_err)?;
+            let row = c.query_opt(&sql, &[]).await.map_err(fatal_only)?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
     /// Removes the schema and everything in it (tests and benchmarks clean up with it).
     ///
     /// # Errors
