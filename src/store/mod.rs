@@ -573,6 +573,21 @@ pub(crate) mod tests {
         assert_eq!(s.get(Tree::Records, b"b").unwrap(), None);
         assert_eq!(s.get(Tree::Records, b"a").unwrap(), Some(b"1".to_vec()));
 
+        // a value guard on a key the batch rewrites is a compare-and-swap
+        let mut b = Batch::default();
+        b.guard(Tree::Records, b"a".to_vec(), Some(b"wrong".to_vec()));
+        b.put(Tree::Records, b"a".to_vec(), b"9".to_vec());
+        b.put(Tree::Records, b"z".to_vec(), b"9".to_vec());
+        assert!(matches!(s.commit(&b), Err(StoreError::Conflict)));
+        assert_eq!(s.get(Tree::Records, b"a").unwrap(), Some(b"1".to_vec()));
+        assert_eq!(s.get(Tree::Records, b"z").unwrap(), None);
+        let mut b = Batch::default();
+        b.guard(Tree::Records, b"a".to_vec(), Some(b"1".to_vec()));
+        b.put(Tree::Records, b"a".to_vec(), b"2".to_vec());
+        b.put(Tree::Records, b"a".to_vec(), b"1".to_vec());
+        s.commit(&b).unwrap();
+        assert_eq!(s.get(Tree::Records, b"a").unwrap(), Some(b"1".to_vec()));
+
         // a guard that holds lets the batch through
         let mut b = Batch::default();
         b.guard(Tree::Index, b"a".to_vec(), Some(b"x".to_vec()));

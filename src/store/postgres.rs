@@ -13,7 +13,10 @@
 //! compare-and-swap across servers:
 //! - a guard expecting a value reads the row `FOR UPDATE`: the row stays locked until
 //!   the commit, and a concurrent writer's change is seen (PostgreSQL re-reads the
-//!   newest version after waiting), so the comparison and the writes are atomic;
+//!   newest version after waiting), so the comparison and the writes are atomic. When
+//!   the batch's first op on that key is a put, guard and put are one
+//!   `UPDATE ... WHERE v = expected` (same locking and re-check), its row count the
+//!   verdict;
 //! - a guard expecting absence inserts the key (`ON CONFLICT DO NOTHING`) with the
 //!   batch's first value for it, or a placeholder: a committed row, or one a
 //!   concurrent transaction is inserting, makes it fail (after waiting for that
@@ -141,6 +144,7 @@ struct TreeSql {
     delete: String,
     guard_absent: String,
     guard_present: String,
+    swap: String,
 }
 
 impl TreeSql {
@@ -158,6 +162,11 @@ impl TreeSql {
             guard_absent: format!(
                 "INSERT INTO {t} (k, v) SELECT * FROM unnest($1::bytea[], $2::bytea[]) \
                  ON CONFLICT (k) DO NOTHING RETURNING k"
+            ),
+            swap: format!(
+                "UPDATE {t} AS t SET v = u.n \
+                 FROM unnest($1::bytea[], $2::bytea[], $3::bytea[]) AS u(k, e, n) \
+                 WHERE t.k = u.k AND t.v = u.e RETURNING t.k"
             ),
             guard_present: format!(
                 "SELECT k, v FROM {t} WHERE k = ANY($1::bytea[]) ORDER BY k FOR UPDATE"
@@ -519,10 +528,16 @@ type Expected = (Tree, Vec<Vec<u8>>, HashMap<Vec<u8>, Vec<u8>>);
 /// place: the batch's first put of that key, or an empty placeholder.
 type Absent = (Tree, Vec<Vec<u8>>, Vec<Vec<u8>>);
 
+/// Keys of one tree to compare-and-swap: sorted keys, expected and new values.
+type Swap = (Tree, Vec<Vec<u8>>, Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 /// Guards and ops of a batch, owned so the transaction can run on the runtime.
 struct Plan {
     absent: Vec<Absent>,
     present: Vec<Expected>,
+    /// Value guards whose key the batch puts first: one `UPDATE ... WHERE v = expected`
+    /// each (keys sorted, expected values, new values).
+    swaps: Vec<Swap>,
     groups: Vec<Group>,
     /// Placeholders of absence guards on keys the ops never touch: deleted before the
     /// commit.
@@ -583,15 +598,47 @@ fn plan(batch: &Batch) -> Plan {
         .collect();
     absent.sort_by_key(|(t, _, _)| *t);
     leftover.sort_by_key(|(t, _)| *t);
+    // A value guard on a key the batch puts first (and does not also guard absent) is
+    // a compare-and-swap: one UPDATE, checked by its row count.
+    let absent_keys: HashSet<(Tree, &[u8])> = absent
+        .iter()
+        .flat_map(|(t, ks, _)| ks.iter().map(move |k| (*t, k.as_slice())))
+        .collect();
+    let mut swaps: Vec<Swap> = Vec::new();
     let mut present: Vec<Expected> = present
         .into_iter()
-        .map(|(t, m)| {
+        .map(|(t, mut m)| {
+            let mut sw: Vec<(Vec<u8>, Vec<u8>, Vec<u8>)> = Vec::new();
+            m.retain(|k, e| {
+                if absent_keys.contains(&(t, k.as_slice())) {
+                    return true;
+                }
+                match first.get(&(t, k.as_slice())) {
+                    Some(&i) => match &batch.ops[i] {
+                        Op::Put { value, .. } => {
+                            done[i] = true;
+                            sw.push((k.clone(), e.clone(), value.clone()));
+                            false
+                        }
+                        Op::Delete { .. } => true,
+                    },
+                    None => true,
+                }
+            });
+            if !sw.is_empty() {
+                sw.sort();
+                let (ks, (es, ns)): (Vec<_>, (Vec<_>, Vec<_>)) =
+                    sw.into_iter().map(|(k, e, n)| (k, (e, n))).unzip();
+                swaps.push((t, ks, es, ns));
+            }
             let mut ks: Vec<Vec<u8>> = m.keys().cloned().collect();
             ks.sort();
             (t, ks, m)
         })
+        .filter(|(_, ks, _)| !ks.is_empty())
         .collect();
     present.sort_by_key(|(t, _, _)| *t);
+    swaps.sort_by_key(|(t, _, _, _)| *t);
     let groups = group_ops(
         batch
             .ops
@@ -603,6 +650,7 @@ fn plan(batch: &Batch) -> Plan {
     Plan {
         absent,
         present,
+        swaps,
         groups,
         leftover,
     }
@@ -630,6 +678,13 @@ impl PgStore {
                 if expect.get(k).map(Vec::as_slice) != Some(v) {
                     return Err(Failure::Fatal(StoreError::Conflict));
                 }
+            }
+        }
+        for (tree, keys, expected, new) in &plan.swaps {
+            let st = tx.prepare_cached(&s(*tree).swap).await.map_err(fatal)?;
+            let rows = tx.query(&st, &[keys, expected, new]).await.map_err(fatal)?;
+            if rows.len() != keys.len() {
+                return Err(Failure::Fatal(StoreError::Conflict));
             }
         }
         for (tree, keys, values) in &plan.absent {
