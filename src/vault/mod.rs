@@ -760,10 +760,10 @@ impl Vault {
         check_private(dir)?;
         let vault_id = VaultId::generate();
         let rk = RootKey::generate();
-        let mut ring = Keyring::new(vault_id);
+        let mut ring = Keyring::new(vault_id, &rk)?;
         add_slot(&mut ring, &rk)?;
         ring.seal(&rk);
-        let row_mac = rk.row_mac_key(&vault_id);
+        let row_mac = ring.vault_keys(&rk)?.row_mac;
         // Store first: if the keyring cannot be written, a retry finds no keyring and
         // an empty store, and init removes it below.
         let store_dir = dir.join(STORE_DIR);
@@ -810,7 +810,7 @@ impl Vault {
         ring: Keyring,
         root: RootKey,
     ) -> Result<Vault, VaultError> {
-        let row_mac = root.row_mac_key(&ring.vault_id);
+        let row_mac = ring.vault_keys(&root)?.row_mac;
         let vault = Vault {
             dir: dir.to_owned(),
             store,
@@ -829,10 +829,10 @@ impl Vault {
     pub fn in_memory(store: Arc<dyn Store>) -> Result<Vault, VaultError> {
         let vault_id = VaultId::generate();
         let root = RootKey::generate();
-        let mut ring = Keyring::new(vault_id);
+        let mut ring = Keyring::new(vault_id, &root)?;
         ring.add_key_file_slot(&root, &KeyFileKey::generate())?;
         ring.seal(&root);
-        let row_mac = root.row_mac_key(&vault_id);
+        let row_mac = ring.vault_keys(&root)?.row_mac;
         let b = MetaRow::first_batch(&row_mac, &vault_id);
         store.commit(&b)?;
         Self::with_store(Path::new(""), store, ring, root)
