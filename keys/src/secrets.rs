@@ -99,6 +99,18 @@ impl RootKey {
         rk
     }
 
+    /// A fresh random root key, reporting a failing OS RNG as an error
+    /// rather than panicking (for `rekey` in a running program).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Rng`].
+    pub fn try_generate() -> Result<Self, KeyError> {
+        let mut rk = RootKey([0u8; KEY_LEN]);
+        crate::util::fill_random(&mut rk.0)?;
+        Ok(rk)
+    }
+
     /// A root key from known bytes: for known-answer tests and recovery
     /// tooling. Normal code gets its root key from a key slot.
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {

@@ -24,12 +24,14 @@ use phonevault_keys::{
     VaultId,
 };
 
+mod backup;
 mod keys;
 mod lifecycle;
 mod subject;
 mod tokens;
 
-pub use keys::{RewrapReport, ShredReport};
+pub use backup::{BackupReport, RestoreOptions, RestoreReport};
+pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
@@ -165,6 +167,33 @@ pub enum VaultError {
     /// CSV input or output failed.
     #[error("CSV error: {0}")]
     Csv(String),
+    /// `key retire` would leave records under destroyed key versions.
+    #[error(
+        "{records} records of tenant `{tenant}` are still under key versions below {below}: run \
+         `phonevault key rewrap --tenant {tenant}` first, or pass --force to destroy those \
+         versions anyway (the records stay, reported as unreadable)"
+    )]
+    RetireWouldStrand {
+        /// The tenant.
+        tenant: String,
+        /// The version asked for.
+        below: u32,
+        /// Records still under an older data or index key version.
+        records: u64,
+    },
+    /// A keyring to import holds keys this vault has destroyed since.
+    #[error(
+        "the keyring to import still holds keys this vault has destroyed ({what}); importing it \
+         would bring them back: check that this is the latest keyring export, or pass --force if \
+         that is intended"
+    )]
+    ResurrectsKeys {
+        /// Which tenants and versions.
+        what: String,
+    },
+    /// Backup or restore failed.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
 }
 
 impl VaultError {
@@ -236,6 +265,8 @@ pub(crate) struct TenantCtx {
     keys: BTreeMap<u32, TenantKeys>,
     current_data: u32,
     current_index: u32,
+    /// Versions below this were destroyed by `key retire`.
+    destroyed_below: u32,
     /// Encryptions left in the reservation made in the keyring's counter.
     reserved: Mutex<u64>,
 }
@@ -244,7 +275,11 @@ impl TenantCtx {
     fn data_key(&self, version: u32) -> Result<&TenantKeys, VaultError> {
         self.keys
             .get(&version)
-            .ok_or(VaultError::Key(KeyError::UnknownKeyVersion))
+            .ok_or(VaultError::Key(if version < self.destroyed_below {
+                KeyError::VersionRetired { version }
+            } else {
+                KeyError::UnknownKeyVersion
+            }))
     }
 
     fn current(&self) -> Result<&TenantKeys, VaultError> {
@@ -1024,6 +1059,7 @@ impl Vault {
             keys,
             current_data: tk.current_data,
             current_index: tk.current_index,
+            destroyed_below: tk.destroyed_below,
             reserved: Mutex::new(0),
         });
         drop(ring);
