@@ -130,8 +130,9 @@ impl Vault {
 
     /// Re-encrypts every record of the tenant not yet under the current data key, and
     /// moves index entries made with an older index key to the current one. Chunks
-    /// commit atomically, so an interrupted rewrap (crash, Ctrl-C, full disk) leaves
-    /// every record whole and a re-run continues where it stopped. `on_progress` gets
+    /// commit atomically and are flushed before `on_progress` hears of them, so an
+    /// interrupted rewrap (crash, kill, Ctrl-C, full disk) leaves every record whole
+    /// and a re-run continues after the last chunk reported. `on_progress` gets
     /// (records done, records in all).
     pub fn rewrap(
         &self,
@@ -220,6 +221,9 @@ impl Vault {
             if sealed_now > 0 {
                 self.reserve_encryptions(&ctx, sealed_now)?;
                 self.store.commit(&b)?;
+                // Durable before it is reported: a killed rewrap resumes after the
+                // last chunk it announced, instead of redoing work sled had buffered.
+                self.store.flush()?;
             }
             done += page.len() as u64;
             on_progress(done.min(total), total);

@@ -1115,15 +1115,22 @@ impl Vault {
         Ok(Some((stored, body)))
     }
 
-    /// Finds the record of a number through the exact index: under the current
-    /// index key, then under older index keys whose entries are not rebuilt yet.
+    /// Finds the record of a number through the exact index: under older index keys
+    /// whose entries are not rebuilt yet, then under the current index key.
     fn lookup_exact(
         &self,
         ctx: &TenantCtx,
         e164: &E164,
     ) -> Result<Option<(RecordId, Vec<u8>, RecordBody)>, VaultError> {
-        let versions =
-            std::iter::once(ctx.current_index).chain(ctx.row.stale_index_versions.iter().copied());
+        // Older versions first: a concurrent rewrap moves entries from old to new
+        // only, so looking at the old place before the new one cannot miss an entry
+        // in flight (new-then-old could, between the two reads).
+        let versions = ctx
+            .row
+            .stale_index_versions
+            .iter()
+            .copied()
+            .chain(std::iter::once(ctx.current_index));
         for v in versions {
             let keys = ctx.data_key(v)?;
             let digest = record::exact_digest(&keys.index, e164.expose_secret());
@@ -1226,8 +1233,15 @@ impl Vault {
         }
         let t = self.now();
         let mut out: Vec<Found> = Vec::new();
-        let versions =
-            std::iter::once(ctx.current_index).chain(ctx.row.stale_index_versions.iter().copied());
+        // Older versions first: a concurrent rewrap moves entries from old to new
+        // only, so looking at the old place before the new one cannot miss an entry
+        // in flight (new-then-old could, between the two reads).
+        let versions = ctx
+            .row
+            .stale_index_versions
+            .iter()
+            .copied()
+            .chain(std::iter::once(ctx.current_index));
         for v in versions {
             let keys = ctx.data_key(v)?;
             let d = record::last4_digest(&keys.index, country_code, last4, bits);
