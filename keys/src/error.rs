@@ -64,8 +64,9 @@ pub enum KeyError {
     /// The key version was destroyed by `key retire`; what was encrypted under
     /// it can no longer be decrypted, by design.
     #[error(
-        "key version {version} was retired (destroyed): data still under it cannot be decrypted; \
-         delete those records, or restore the keyring from a key backup made before the retirement"
+        "key version {version} was retired (destroyed) with `phonevault key retire`: records \
+         still under it cannot be decrypted; to read them, import a keyring export made before \
+         the retirement (`phonevault keyring import FILE --force`)"
     )]
     VersionRetired {
         /// The destroyed version.

@@ -168,27 +168,29 @@ impl Vault {
         let mut done = 0u64;
         let mut from = prefix;
         loop {
+            // The page is read under the write lock, which every record writer of this
+            // process holds: it is current, and needs no second read per record. The
+            // guards below still catch any other writer of a shared store.
+            let w = self.write_guard();
             let page = self
                 .store
                 .range(Tree::Records, &from, end.as_deref(), REWRAP_CHUNK)?;
             let Some((last, _)) = page.last() else { break };
             from = last.clone();
             from.push(0);
-            let _w = self.write_guard();
             let mut b = Batch::default();
             let mut sealed_now = 0;
-            for (k, _) in &page {
-                let id = super::id_after(k, 4, "records")?;
-                // Re-read under the lock: the record may have changed since the page.
-                let Some((stored, body)) = self.open_record(&ctx, &id)? else {
-                    continue;
-                };
+            let page_len = page.len() as u64;
+            for (k, stored) in page {
+                let id = super::id_after(&k, 4, "records")?;
                 let header = record::parse_header(&stored)?;
                 if header.data_key_version == data.version
                     && header.index_key_version == index.version
                 {
                     continue;
                 }
+                let keys = ctx.data_key(header.data_key_version)?;
+                let body = record::open(&keys.data, ctx.row.id, &id, &stored)?;
                 let sealed = record::seal(
                     &data.data,
                     data.version,
@@ -225,7 +227,8 @@ impl Vault {
                 // last chunk it announced, instead of redoing work sled had buffered.
                 self.store.flush()?;
             }
-            done += page.len() as u64;
+            drop(w);
+            done += page_len;
             on_progress(done.min(total), total);
         }
         self.store.flush()?;
