@@ -2,6 +2,7 @@
 //!
 //! ```sh
 //! cargo bench --locked --bench server_load            # SECONDS=10 CONNECTIONS=16 to change
+//! AUDIT_READ_LAG_MS=10 cargo bench --locked --bench server_load   # serve --audit-read-lag-ms 10
 //! ```
 //!
 //! 1. In-process import of benches/data/numbers-200k.csv (`phonevault import`): the baseline.
@@ -68,11 +69,15 @@ fn vault(dir: &Path, role: &str) -> String {
 }
 
 fn serve(dir: &Path) -> Child {
-    let child = cmd(dir, &["serve", "--lookup-rate", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let lag = std::env::var("AUDIT_READ_LAG_MS").unwrap_or_else(|_| "0".into());
+    let child = cmd(
+        dir,
+        &["serve", "--lookup-rate", "0", "--audit-read-lag-ms", &lag],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
     let sock = dir.join("phonevault.sock");
     let start = Instant::now();
     while UnixStream::connect(&sock).is_err() {

@@ -86,11 +86,19 @@ pub struct Entry {
     pub records: Vec<[u8; 16]>,
     /// Purpose stated for a read.
     pub purpose: Option<String>,
+    /// Whether full numbers were shown (a reveal), rather than masked ones.
+    pub reveal: bool,
     /// Outcome.
     pub outcome: Outcome,
 }
 
-#[derive(Encode, Decode)]
+#[derive(Encode)]
+struct BodyRef<'a> {
+    seq: u64,
+    entries: &'a [Entry],
+}
+
+#[derive(Decode)]
 struct Body {
     seq: u64,
     entries: Vec<Entry>,
@@ -136,6 +144,9 @@ pub enum AuditError {
         "audit chain does not reach checkpoint {0}: the log was truncated or the vault rolled back"
     )]
     Checkpoint(u64),
+    /// A link would exceed the size bound.
+    #[error("audit link too large: split the entries")]
+    TooLarge,
 }
 
 fn lp(h: &mut Sha256, part: &[u8]) {
@@ -157,16 +168,23 @@ fn config() -> impl bincode::config::Config {
 
 /// Seals `entries` as the next link under `key` (the current key), then evolves the
 /// key and advances `at`. Returns the stored bytes.
-pub fn append(at: &mut Checkpoint, key: &mut AuditKey, entries: Vec<Entry>) -> Vec<u8> {
+///
+/// # Errors
+/// [`AuditError::TooLarge`] when the link would exceed [`MAX_LINK_LEN`] (callers
+/// split their entries well below it); nothing is changed then.
+pub fn append(
+    at: &mut Checkpoint,
+    key: &mut AuditKey,
+    entries: &[Entry],
+) -> Result<Vec<u8>, AuditError> {
     let mut body = vec![LINK_VERSION];
-    let b = Body {
+    let b = BodyRef {
         seq: at.next_seq,
         entries,
     };
-    // Encoding into a Vec cannot fail below the size limit, which one group commit
-    // does not reach.
-    if bincode::encode_into_std_write(&b, &mut body, config()).is_err() {
-        body.truncate(1);
+    bincode::encode_into_std_write(&b, &mut body, config()).map_err(|_| AuditError::TooLarge)?;
+    if body.len() + 64 > MAX_LINK_LEN {
+        return Err(AuditError::TooLarge);
     }
     let head = link_head(&at.head, &body);
     let tag = key.tag(&head);
@@ -176,7 +194,7 @@ pub fn append(at: &mut Checkpoint, key: &mut AuditKey, entries: Vec<Entry>) -> V
     let mut out = body;
     out.extend_from_slice(&head);
     out.extend_from_slice(&tag);
-    out
+    Ok(out)
 }
 
 /// Verifies a whole chain from K0: every link in sequence, chained and MACed under
@@ -190,11 +208,181 @@ pub fn verify<'a>(
     links: impl IntoIterator<Item = &'a [u8]>,
     checkpoint: Option<&Checkpoint>,
 ) -> Result<(Vec<Link>, Checkpoint), AuditError> {
-    let mut key = AuditKey::from_bytes(k0.expose_secret());
-    let mut at = Checkpoint::GENESIS;
     let mut out = Vec::new();
-    let mut reached = checkpoint.is_none_or(|c| c.next_seq == 0);
+    let end = verify_from(k0, Checkpoint::GENESIS, links, checkpoint, |l| {
+        out.push(l);
+        Ok(())
+    })?;
+    Ok((out, end))
+}
+
+/// Decodes a stored link WITHOUT checking its chain or MAC (for choosing what to
+/// archive, and for reading a log that [`verify_from`] checks separately). `None` when
+/// it does not decode.
+pub fn decode_unverified(stored: &[u8]) -> Option<Link> {
+    if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {
+        return None;
+    }
+    let (rest, _tag) = stored.split_at(stored.len() - 32);
+    let (body, head) = rest.split_at(rest.len() - 32);
+    let (b, used): (Body, usize) = bincode::decode_from_slice(&body[1..], config()).ok()?;
+    if used != body.len() - 1 {
+        return None;
+    }
+    Some(Link {
+        seq: b.seq,
+        entries: b.entries,
+        head: head.try_into().ok()?,
+    })
+}
+
+/// The latest entry time and the head of a stored link, unverified (see
+/// [`decode_unverified`]).
+pub fn link_time_and_head(stored: &[u8]) -> Option<(u64, [u8; 32])> {
+    let link = decode_unverified(stored)?;
+    let time = link.entries.iter().map(|e| e.time).max().unwrap_or(0);
+    Some((time, link.head))
+}
+
+impl Actor {
+    /// A short, stable name for reports: `token:ID`, `user:NAME`, `peer:UID`, `system`.
+    pub fn label(&self) -> String {
+        match self {
+            Actor::Cli { user, .. } => format!("user:{user}"),
+            Actor::Token { id, .. } => format!("token:{id}"),
+            Actor::Peer { uid, .. } => format!("peer-uid:{uid}"),
+            Actor::System => "system".into(),
+        }
+    }
+}
+
+/// Actions that hand numbers out of the vault (full, or masked with a record id).
+pub const READ_ACTIONS: &[&str] = &["find", "find-last4", "get", "export", "subject", "share"];
+
+/// Actions that are refusals of unauthenticated or unauthorized callers.
+pub const AUTH_ACTIONS: &[&str] = &["auth-failed", "forbidden", "rate-limited", "unseal-failed"];
+
+/// What one actor did in one tenant over a report's period.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ActorSummary {
+    /// Reads that returned records (find, get, export, subject, share).
+    pub reads: u64,
+    /// Records returned in full (reveals), counted per record.
+    pub revealed: u64,
+    /// Records exported or shared (masked or not), counted per record.
+    pub exported: u64,
+    /// Operations refused by policy (no consent, opted out, expired).
+    pub refused: u64,
+    /// Failed authentication, requests outside the token's rights, rate-limit refusals.
+    pub denied: u64,
+    /// Operations that failed with an error.
+    pub failed: u64,
+    /// Writes (add, import, consent, opt-out, erase, ...).
+    pub writes: u64,
+    /// Record ids revealed (hex), sorted.
+    pub revealed_ids: std::collections::BTreeSet<String>,
+}
+
+/// The incident-response summary of a period: per tenant (`-` for vault-wide
+/// events), per actor.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// Start of the period (unix seconds, inclusive).
+    pub since: u64,
+    /// End of the period (unix seconds, exclusive), if any.
+    pub until: Option<u64>,
+    /// Entries in the period.
+    pub entries: u64,
+    /// tenant → actor → summary.
+    pub tenants:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, ActorSummary>>,
+}
+
+impl Report {
+    /// An empty report of the period `[since, until)`.
+    pub fn new(since: u64, until: Option<u64>) -> Report {
+        Report {
+            since,
+            until,
+            ..Report::default()
+        }
+    }
+
+    /// Whether `time` is in the period.
+    pub fn covers(&self, time: u64) -> bool {
+        time >= self.since && self.until.is_none_or(|u| time < u)
+    }
+
+    /// Adds one entry (ignored when outside the period).
+    pub fn add(&mut self, e: &Entry) {
+        if !self.covers(e.time) {
+            return;
+        }
+        self.entries += 1;
+        let tenant = e.tenant.clone().unwrap_or_else(|| "-".into());
+        let s = self
+            .tenants
+            .entry(tenant)
+            .or_default()
+            .entry(e.actor.label())
+            .or_default();
+        let action = e.action.as_str();
+        match &e.outcome {
+            Outcome::Refused if AUTH_ACTIONS.contains(&action) => s.denied += 1,
+            Outcome::Failed(_) if AUTH_ACTIONS.contains(&action) => s.denied += 1,
+            Outcome::Refused => s.refused += 1,
+            Outcome::Failed(_) => s.failed += 1,
+            Outcome::Ok if READ_ACTIONS.contains(&action) => {
+                if !e.records.is_empty() {
+                    s.reads += 1;
+                }
+                if matches!(action, "export" | "share") {
+                    s.exported += e.records.len() as u64;
+                }
+                if e.reveal {
+                    s.revealed += e.records.len() as u64;
+                    s.revealed_ids.extend(e.records.iter().map(hex::encode));
+                }
+            }
+            Outcome::Ok => s.writes += 1,
+        }
+    }
+}
+
+/// The key of link `seq`: K0 evolved `seq` times.
+pub fn key_at(k0: &AuditKey, seq: u64) -> AuditKey {
+    let mut key = AuditKey::from_bytes(k0.expose_secret());
+    for _ in 0..seq {
+        key.evolve();
+    }
+    key
+}
+
+/// Verifies links that continue the chain after `start` (an archive's end, or
+/// genesis), passing each decoded link to `each` as it goes, so a long log is checked
+/// in constant memory. With a checkpoint at or after `start`, also that the chain
+/// reaches it. Returns where the chain ends.
+///
+/// # Errors
+/// [`AuditError::BadLink`] naming the first bad link, [`AuditError::Checkpoint`], or
+/// what `each` returns.
+pub fn verify_from<L: AsRef<[u8]>>(
+    k0: &AuditKey,
+    start: Checkpoint,
+    links: impl IntoIterator<Item = L>,
+    checkpoint: Option<&Checkpoint>,
+    mut each: impl FnMut(Link) -> Result<(), AuditError>,
+) -> Result<Checkpoint, AuditError> {
+    let mut key = key_at(k0, start.next_seq);
+    let mut at = start;
+    let mut reached = checkpoint.is_none_or(|c| c.next_seq <= start.next_seq);
+    if let Some(c) = checkpoint {
+        if c.next_seq == start.next_seq && c.head != start.head {
+            return Err(AuditError::Checkpoint(c.next_seq));
+        }
+    }
     for stored in links {
+        let stored = stored.as_ref();
         let seq = at.next_seq;
         let bad = AuditError::BadLink(seq);
         if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {
@@ -224,16 +412,16 @@ pub fn verify<'a>(
                 reached = true;
             }
         }
-        out.push(Link {
+        each(Link {
             seq,
             entries: b.entries,
             head: want,
-        });
+        })?;
     }
     if !reached {
         return Err(AuditError::Checkpoint(checkpoint.map_or(0, |c| c.next_seq)));
     }
-    Ok((out, at))
+    Ok(at)
 }
 
 #[cfg(test)]
@@ -253,6 +441,7 @@ mod tests {
             action: "find".into(),
             records: vec![[i as u8; 16]],
             purpose: Some("otp".into()),
+            reveal: i % 2 == 0,
             outcome: if i % 3 == 0 {
                 Outcome::Refused
             } else {
@@ -266,7 +455,7 @@ mod tests {
         let mut key = AuditKey::from_bytes(k0.expose_secret());
         let mut at = Checkpoint::GENESIS;
         let links = (0..n)
-            .map(|i| append(&mut at, &mut key, vec![entry(i), entry(i + 100)]))
+            .map(|i| append(&mut at, &mut key, &[entry(i), entry(i + 100)]).unwrap())
             .collect();
         (k0, links, at, key)
     }
@@ -338,7 +527,7 @@ mod tests {
         let mut forged = entry(3);
         forged.outcome = Outcome::Ok;
         forged.action = "nothing-happened".into();
-        links[3] = append(&mut at, &mut stolen, vec![forged]);
+        links[3] = append(&mut at, &mut stolen, &[forged]).unwrap();
         assert_eq!(
             verify(&k0, refs(&links), None).unwrap_err(),
             AuditError::BadLink(3)

@@ -267,6 +267,15 @@ impl SledStore {
         &self.trees[t.slot()]
     }
 
+    /// The value of the last key of a tree (the audit log's newest link).
+    pub fn last_value(&self, t: Tree) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .tree(t)
+            .last()
+            .map_err(sled_err)?
+            .map(|(_, v)| v.to_vec()))
+    }
+
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.db.size_on_disk().map_err(sled_err)

@@ -430,6 +430,16 @@ impl Keyring {
         Ok(*check)
     }
 
+    /// Checks that `rk` is this keyring's root key (by its key-check value),
+    /// without unwrapping anything.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::WrongRootKey`].
+    pub fn check_root_key(&self, rk: &RootKey) -> Result<(), KeyError> {
+        self.check_root(rk).map(|_| ())
+    }
+
     /// Binds the keyring to `rk` and recomputes its MAC over the body.
     /// Call after every change, before [`encode`](Self::encode).
     ///

@@ -9,6 +9,8 @@ use clap::{Args, Parser, Subcommand};
 use phonevault_keys::{KdfParams, KeyFileKey, Passphrase};
 use zeroize::Zeroizing;
 
+mod audit_cmds;
+mod client;
 mod key_cmds;
 mod server_cmds;
 
@@ -58,6 +60,15 @@ pub struct Cli {
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Socket of a running `phonevault serve`: commands go through it (without this,
+    /// through <vault dir>/phonevault.sock when a server answers there). For `serve`,
+    /// where to listen.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// File holding the API token (first line) for commands that go through a server's
+    /// socket; or set PHONEVAULT_TOKEN.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -154,6 +165,10 @@ privacy budget, and repeated queries add up (see SECURITY.md).")]
     /// Rotate a tenant's keys and re-encrypt its records.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// The tamper-evident audit log: the auditors' key, verify, checkpoint, archive,
+    /// export, incident report.
+    #[command(subcommand)]
+    Audit(audit_cmds::AuditCommand),
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -198,6 +213,16 @@ The file is MACed under a key from the vault; restoring it needs the vault's key
   phonevault restore /backups/pv.pvbk --replace
 A damaged or truncated file is refused; the new store is renamed into place only when complete.")]
     Restore(RestoreArgs),
+    /// Seal a running server: it drops the vault and its keys (vault-wide admin token).
+    #[command(after_help = "Example:
+  phonevault seal --token-file /run/secrets/pv-admin
+Data calls then answer `sealed` until `phonevault unseal`.")]
+    Seal,
+    /// Unseal a running server with the vault passphrase (needs no token).
+    #[command(after_help = "Examples:
+  phonevault unseal
+  phonevault unseal --passphrase-file /run/secrets/pv --socket /run/phonevault/api.sock")]
+    Unseal,
 }
 
 /// `init` options.
@@ -704,7 +729,10 @@ fn open(cli: &Cli) -> Result<Vault, Failure> {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
     let unlock = unlock_source(cli)?;
-    Ok(Vault::open(&cli.vault, &unlock, OpenOptions::default())?)
+    let v =
+        Vault::open(&cli.vault, &unlock, OpenOptions::default()).map_err(client::locked_hint)?;
+    // Every operation is recorded in the audit log as this OS user's.
+    Ok(v.acting_as(vault::cli_actor()))
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -760,6 +788,10 @@ fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failu
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    // While a server holds the vault (sled allows one process), go through its socket.
+    if let Some(done) = client::through_server(&cli) {
+        return done;
+    }
     match &cli.command {
         Command::Init(a) => init(&cli, a),
         Command::Tenant(TenantCommand::Create {
@@ -830,7 +862,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Find(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
                 let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;
                 if found.is_empty() {
@@ -846,7 +878,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             show_found(&cli, found, a.reveal)
         }
         Command::Get(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             show_found(&cli, v.get(&a.tenant, &a.id, &a.purpose)?, a.reveal)
         }
         Command::Delete(a) => {
@@ -974,7 +1006,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Subject(a) => {
-            let v = open(&cli)?;
+            let v = open(&cli)?.revealing(a.reveal);
             let Some(mut r) = v.subject(&a.tenant, &a.phone, a.region.as_deref())? else {
                 return Err(not_found("the vault holds nothing about that number"));
             };
@@ -1084,7 +1116,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup(a) => key_cmds::backup(&cli, a),
         Command::Restore(a) => key_cmds::restore(&cli, a),
         Command::Serve(a) => server_cmds::serve(&cli, a),
+        Command::Audit(c) => audit_cmds::run(&cli, c),
         Command::Token(c) => server_cmds::token(&cli, c),
+        Command::Seal | Command::Unseal => Err(client::no_server(&cli)),
         Command::Compact => {
             let unlock = unlock_source(&cli)?;
             if !cli.vault.join(vault::KEYRING_FILE).exists() {
@@ -1229,24 +1263,9 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
         .map_err(|e| fail(format!("cannot open {}: {e}", a.file.display())))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let v = open(cli)?;
-    let rejects_path = a.rejects.clone().unwrap_or_else(|| {
-        let mut p = a.file.clone().into_os_string();
-        p.push(".rejects.csv");
-        PathBuf::from(p)
-    });
+    let rejects_path = rejects_path(a);
     let mut rejects: Option<csv::Writer<std::fs::File>> = None;
-    let bar = if std::io::stderr().is_terminal() && !cli.json {
-        let b = indicatif::ProgressBar::new(len);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
+    let bar = import_bar(cli, len);
     let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
     let opts = ImportOptions {
         tenant: a.tenant.clone(),
@@ -1279,6 +1298,36 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
         w.flush()
             .map_err(|e| fail(format!("cannot write {}: {e}", rejects_path.display())))?;
     }
+    print_import(cli, &summary, &rejects_path);
+    Ok(())
+}
+
+/// The progress bar of an import (bytes of the file read): on a terminal only.
+fn import_bar(cli: &Cli, len: u64) -> indicatif::ProgressBar {
+    if std::io::stderr().is_terminal() && !cli.json {
+        let b = indicatif::ProgressBar::new(len);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Where an import's rejected rows go: `--rejects`, or FILE.rejects.csv.
+fn rejects_path(a: &ImportArgs) -> PathBuf {
+    a.rejects.clone().unwrap_or_else(|| {
+        let mut p = a.file.clone().into_os_string();
+        p.push(".rejects.csv");
+        PathBuf::from(p)
+    })
+}
+
+fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) {
     if cli.json {
         let mut v = serde_json::to_value(summary).unwrap_or_default();
         if summary.rejected > 0 {
@@ -1297,11 +1346,10 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
             );
         }
     }
-    Ok(())
 }
 
 fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
-    let v = open(cli)?;
+    let v = open(cli)?.revealing(a.reveal);
     let f = create_private(&a.out)?;
     let mut w = csv::Writer::from_writer(std::io::BufWriter::new(f));
     w.write_record(["id", "phone"])

@@ -1,19 +1,15 @@
 //! `phonevault serve` and `phonevault token ...`.
 
-use std::path::PathBuf;
-
 use clap::{Args, Subcommand};
 
 use super::{fail, open, print_json, unlock_source, Cli, Failure};
 use crate::server::{self, ServeOptions};
-use crate::vault::{self, Role, TokenSpec};
+use crate::vault::{self, Role, TokenInfo, TokenSpec};
 
-/// `serve` options.
+/// `serve` options (the socket path is the global `--socket`, default
+/// `<vault dir>/phonevault.sock`).
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Socket path (default: <vault dir>/phonevault.sock).
-    #[arg(long)]
-    pub socket: Option<PathBuf>,
     /// Give this group (name or gid) access to the socket: mode 0660 instead of 0600.
     /// The socket must then live in a directory that group can reach.
     #[arg(long)]
@@ -31,6 +27,11 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's head before its connection is closed.
     #[arg(long, default_value_t = 30)]
     pub header_timeout_secs: u64,
+    /// Let reads return before their audit entry is flushed, flushing every N ms
+    /// (0, the default: every read waits until its entry is durable, sharing the
+    /// flush with concurrent reads). A crash can lose the read entries of the last N ms.
+    #[arg(long, default_value_t = 0)]
+    pub audit_read_lag_ms: u64,
 }
 
 /// Token management.
@@ -91,10 +92,7 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
     } else {
         None
     };
-    let socket = a
-        .socket
-        .clone()
-        .unwrap_or_else(|| cli.vault.join("phonevault.sock"));
+    let socket = super::client::socket_path(cli);
     server::serve(ServeOptions {
         dir: cli.vault.clone(),
         socket,
@@ -104,6 +102,8 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         lookup_rate: a.lookup_rate,
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
+        read_audit_lag: (a.audit_read_lag_ms > 0)
+            .then(|| std::time::Duration::from_millis(a.audit_read_lag_ms)),
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),
@@ -115,19 +115,88 @@ fn fmt_expiry(t: Option<u64>) -> String {
     t.map_or("never".into(), super::fmt_time)
 }
 
+/// The role asked for by `token create`.
+pub(super) fn token_role(a: &TokenCreateArgs) -> Result<Role, Failure> {
+    match (&a.role, a.admin) {
+        (_, true) => Ok(Role::Admin),
+        (Some(r), false) => Role::parse(r).ok_or_else(|| {
+            fail(format!(
+                "unknown role `{r}`: use admin, writer, reader or auditor"
+            ))
+        }),
+        (None, false) => Err(fail("give --role, or --admin")),
+    }
+}
+
+/// Prints a new token (the secret on stdout, once) and its id.
+pub(super) fn print_created(cli: &Cli, info: &TokenInfo, secret: &str) {
+    if cli.json {
+        print_json(&serde_json::json!({"id": info.id, "token": secret}));
+    } else {
+        println!("{secret}");
+        eprintln!(
+            "token {} created (shown once; only its hash is stored); expires: {}",
+            info.id,
+            fmt_expiry(info.expires_at)
+        );
+    }
+}
+
+/// Prints the token list (never the secrets).
+pub(super) fn print_tokens(cli: &Cli, list: &[TokenInfo]) {
+    if cli.json {
+        let arr: Vec<_> = list
+            .iter()
+            .map(|t| {
+                serde_json::json!({
+                    "id": t.id, "tenant": t.tenant, "role": t.role.as_str(),
+                    "purposes": t.purposes, "reveal": t.reveal,
+                    "created_at": super::fmt_time(t.created_at),
+                    "expires_at": t.expires_at.map(super::fmt_time),
+                })
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(arr));
+    } else {
+        for t in list {
+            println!(
+                "{}  tenant: {}  role: {}  purposes: {}  reveal: {}  expires: {}",
+                t.id,
+                t.tenant.as_deref().unwrap_or("(vault-wide)"),
+                t.role.as_str(),
+                if t.purposes.is_empty() {
+                    "all".to_owned()
+                } else {
+                    t.purposes.join(",")
+                },
+                if t.reveal { "yes" } else { "no" },
+                fmt_expiry(t.expires_at)
+            );
+        }
+    }
+}
+
+/// The refusal of `token revoke ID` for an unknown id.
+pub(super) fn no_such_token(id: &str) -> Failure {
+    fail(format!(
+        "no token with id `{id}`: list them with `phonevault token list`"
+    ))
+}
+
+/// Prints how many tokens were revoked.
+pub(super) fn print_revoked(cli: &Cli, n: u64) {
+    if cli.json {
+        print_json(&serde_json::json!({ "revoked": n }));
+    } else {
+        println!("revoked {n} token(s)");
+    }
+}
+
 pub(super) fn token(cli: &Cli, c: &TokenCommand) -> Result<(), Failure> {
     let v = open(cli)?;
     match c {
         TokenCommand::Create(a) => {
-            let role = match (&a.role, a.admin) {
-                (_, true) => Role::Admin,
-                (Some(r), false) => Role::parse(r).ok_or_else(|| {
-                    fail(format!(
-                        "unknown role `{r}`: use admin, writer, reader or auditor"
-                    ))
-                })?,
-                (None, false) => return Err(fail("give --role, or --admin")),
-            };
+            let role = token_role(a)?;
             let ttl_secs = a.ttl.as_deref().map(vault::parse_ttl).transpose()?;
             let (info, secret) = v.create_token(&TokenSpec {
                 tenant: a.tenant.clone(),
@@ -136,67 +205,20 @@ pub(super) fn token(cli: &Cli, c: &TokenCommand) -> Result<(), Failure> {
                 reveal: a.reveal,
                 ttl_secs,
             })?;
-            if cli.json {
-                print_json(&serde_json::json!({"id": info.id, "token": secret.expose_secret()}));
-            } else {
-                println!("{}", secret.expose_secret());
-                eprintln!(
-                    "token {} created (shown once; only its hash is stored); expires: {}",
-                    info.id,
-                    fmt_expiry(info.expires_at)
-                );
-            }
+            print_created(cli, &info, secret.expose_secret());
         }
-        TokenCommand::List => {
-            let list = v.tokens()?;
-            if cli.json {
-                let arr: Vec<_> = list
-                    .iter()
-                    .map(|t| {
-                        serde_json::json!({
-                            "id": t.id, "tenant": t.tenant, "role": t.role.as_str(),
-                            "purposes": t.purposes, "reveal": t.reveal,
-                            "created_at": super::fmt_time(t.created_at),
-                            "expires_at": t.expires_at.map(super::fmt_time),
-                        })
-                    })
-                    .collect();
-                print_json(&serde_json::Value::Array(arr));
-            } else {
-                for t in list {
-                    println!(
-                        "{}  tenant: {}  role: {}  purposes: {}  reveal: {}  expires: {}",
-                        t.id,
-                        t.tenant.as_deref().unwrap_or("(vault-wide)"),
-                        t.role.as_str(),
-                        if t.purposes.is_empty() {
-                            "all".to_owned()
-                        } else {
-                            t.purposes.join(",")
-                        },
-                        if t.reveal { "yes" } else { "no" },
-                        fmt_expiry(t.expires_at)
-                    );
-                }
-            }
-        }
+        TokenCommand::List => print_tokens(cli, &v.tokens()?),
         TokenCommand::Revoke { id, all } => {
             let n = if *all {
                 v.revoke_all_tokens()?
             } else {
                 let id = id.as_deref().unwrap_or_default();
                 if !v.revoke_token(id)? {
-                    return Err(fail(format!(
-                        "no token with id `{id}`: list them with `phonevault token list`"
-                    )));
+                    return Err(no_such_token(id));
                 }
                 1
             };
-            if cli.json {
-                print_json(&serde_json::json!({ "revoked": n }));
-            } else {
-                println!("revoked {n} token(s)");
-            }
+            print_revoked(cli, n);
         }
     }
     Ok(())

@@ -3,20 +3,22 @@
 
 use std::sync::Arc;
 
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
     blocking, check_purpose, check_reveal, open_vault, unseal_delay, ApiError, App, Authed,
-    JsonBody, Op, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, OPENAPI,
+    JsonBody, Op, Peer, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, OPENAPI,
 };
+use crate::audit::{Entry, Outcome};
 use crate::stats::StatsQuery;
-use crate::vault::{AddOutcome, Found, Role, Target, Unlock};
+use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
 type Res = Result<Response, ApiError>;
@@ -27,6 +29,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/v1/sys/health", get(health))
         .route("/v1/sys/unseal", post(unseal))
         .route("/v1/sys/seal", post(seal))
+        .route("/v1/sys/tokens", get(list_tokens).post(create_token))
+        .route("/v1/sys/tokens/revoke-all", post(revoke_all_tokens))
+        .route("/v1/sys/tokens/{id}", delete(revoke_token))
         .route("/v1/openapi.json", get(openapi))
         .route(&format!("{t}/numbers"), post(add))
         .route(
@@ -116,7 +121,11 @@ impl<'de> Deserialize<'de> for SecretString {
     }
 }
 
-async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>) -> Res {
+async fn unseal(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    JsonBody(req): JsonBody<UnsealReq>,
+) -> Res {
     // One attempt at a time: the lock is held through the Argon2 work and the delay.
     let mut failures = app.unseal.lock().await;
     if app.current().is_some() {
@@ -126,8 +135,23 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
         return Err(ApiError::bad_json("\"passphrase\" is empty"));
     }
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
-    match open_vault(app.dir.clone(), unlock).await {
+    match open_vault(app.dir.clone(), unlock, app.read_audit_lag).await {
         Ok(v) => {
+            // The failed attempts made while sealed, then this one, go into the log
+            // before the vault serves anything.
+            let mut entries = std::mem::take(
+                &mut *app
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            let v = v.acting_as(peer.actor());
+            let v2 = v.clone();
+            blocking(move || {
+                entries.push(v2.entry_now("unseal", None, Outcome::Ok));
+                v2.log_held(entries)
+            })
+            .await?;
             *failures = 0;
             app.set(Some(Arc::new(v)));
             eprintln!("phonevault serve: unsealed");
@@ -135,19 +159,54 @@ async fn unseal(State(app): State<Arc<App>>, JsonBody(req): JsonBody<UnsealReq>)
         }
         Err(e) => {
             *failures = failures.saturating_add(1);
+            {
+                let mut held = app
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if held.len() < MAX_HELD_ENTRIES {
+                    held.push(Entry {
+                        time: crate::vault::now(),
+                        actor: peer.actor(),
+                        tenant: None,
+                        action: "unseal-failed".into(),
+                        records: Vec::new(),
+                        purpose: None,
+                        reveal: false,
+                        outcome: Outcome::Failed(e.code().into()),
+                    });
+                }
+            }
             tokio::time::sleep(unseal_delay(*failures)).await;
             Err(e.into())
         }
     }
 }
 
-async fn seal(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
-    let (_, info) = app.authenticate(&headers)?;
+/// The open vault acting for the caller, if the caller holds a vault-wide admin token;
+/// `what` names the operation in the refusal.
+fn vault_admin(
+    app: &App,
+    peer: Peer,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<crate::vault::Vault, ApiError> {
+    let (vault, info) = app.authenticate(headers)?;
     if !(info.role == Role::Admin && info.tenant.is_none()) {
-        return Err(ApiError::forbidden(
-            "sealing needs a vault-wide admin token (`phonevault token create --admin`)",
-        ));
+        return Err(ApiError::forbidden(format!(
+            "{what} needs a vault-wide admin token (`phonevault token create --admin`)"
+        )));
     }
+    Ok(vault.acting_as(peer.token_actor(&info.id)))
+}
+
+async fn seal(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "sealing")?;
+    blocking(move || vault.audit_event("seal", None, Outcome::Ok)).await?;
     // In-flight requests keep their reference; the keys zeroize when the last drops.
     app.set(None);
     eprintln!("phonevault serve: sealed");
@@ -365,9 +424,12 @@ async fn lookup(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found =
-        blocking(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose))
-            .await?;
+    let found = blocking(move || {
+        vault
+            .revealing(reveal)
+            .find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)
+    })
+    .await?;
     match found {
         Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),
@@ -395,9 +457,12 @@ async fn lookup_last4(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found =
-        blocking(move || vault.find_last4(&tenant, req.country_code, &req.last4, &req.purpose))
-            .await?;
+    let found = blocking(move || {
+        vault
+            .revealing(reveal)
+            .find_last4(&tenant, req.country_code, &req.last4, &req.purpose)
+    })
+    .await?;
     let list: Vec<Value> = found.iter().map(|f| found_json(f, reveal)).collect();
     ok(json!({ "results": list }))
 }
@@ -425,9 +490,10 @@ async fn get_number(
     })?;
     check_purpose(&info, &q.purpose)?;
     check_reveal(&info, q.reveal)?;
-    let found = blocking(move || vault.get(&tenant, &id, &q.purpose)).await?;
+    let reveal = q.reveal;
+    let found = blocking(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
     match found {
-        Some(f) => ok(found_json(&f, q.reveal)),
+        Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),
     }
 }
@@ -660,4 +726,102 @@ async fn stats(
     serde_json::to_value(&s)
         .map_err(|e| ApiError::internal(&e))
         .and_then(ok)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenReq {
+    tenant: Option<String>,
+    role: String,
+    #[serde(default)]
+    purposes: Vec<String>,
+    #[serde(default)]
+    reveal: bool,
+    /// Lifetime such as `30d`, `12h`, `45m` or `90s`.
+    ttl: Option<String>,
+}
+
+fn token_json(t: &TokenInfo) -> Value {
+    json!({
+        "id": t.id,
+        "tenant": t.tenant,
+        "role": t.role.as_str(),
+        "purposes": t.purposes,
+        "reveal": t.reveal,
+        "created_at": t.created_at,
+        "expires_at": t.expires_at,
+    })
+}
+
+async fn create_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    JsonBody(req): JsonBody<TokenReq>,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "creating tokens")?;
+    let role = Role::parse(&req.role).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!(
+                "unknown role `{}`: use admin, writer, reader or auditor",
+                req.role
+            ),
+        )
+    })?;
+    let ttl_secs = req
+        .ttl
+        .as_deref()
+        .map(crate::vault::parse_ttl)
+        .transpose()?;
+    let spec = TokenSpec {
+        tenant: req.tenant,
+        role,
+        purposes: req.purposes,
+        reveal: req.reveal,
+        ttl_secs,
+    };
+    let (info, secret) = blocking(move || vault.create_token(&spec)).await?;
+    let mut v = token_json(&info);
+    v["token"] = json!(secret.expose_secret());
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+async fn list_tokens(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "listing tokens")?;
+    let list = blocking(move || vault.tokens()).await?;
+    ok(json!({ "tokens": list.iter().map(token_json).collect::<Vec<_>>() }))
+}
+
+async fn revoke_token(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
+    if blocking(move || vault.revoke_token(&id)).await? {
+        ok(json!({ "revoked": 1 }))
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no token with that id: list them with GET /v1/sys/tokens",
+        ))
+    }
+}
+
+async fn revoke_all_tokens(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
+    let n = blocking(move || vault.revoke_all_tokens()).await?;
+    ok(json!({ "revoked": n }))
 }

@@ -92,6 +92,7 @@ impl From<VaultError> for ApiError {
                 (S::BAD_REQUEST, "invalid_argument")
             }
             VaultError::TenantExists(_) => (S::CONFLICT, "conflict"),
+            VaultError::Stats(_) => (S::BAD_REQUEST, "invalid_argument"),
             VaultError::Phone(p) => {
                 return ApiError {
                     status: S::BAD_REQUEST,

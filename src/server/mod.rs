@@ -41,6 +41,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sys/health"),
     ("post", "/v1/sys/unseal"),
     ("post", "/v1/sys/seal"),
+    ("get", "/v1/sys/tokens"),
+    ("post", "/v1/sys/tokens"),
+    ("post", "/v1/sys/tokens/revoke-all"),
+    ("delete", "/v1/sys/tokens/{id}"),
     ("get", "/v1/openapi.json"),
     ("post", "/v1/tenants/{tenant}/numbers"),
     ("post", "/v1/tenants/{tenant}/numbers/batch"),
@@ -110,6 +114,9 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Time a client has to send a request's head (slow-loris defence).
     pub header_timeout: Duration,
+    /// How long a read's audit entry may wait before it is flushed (`None`: every
+    /// read waits for its entry to be durable; see `Vault::set_read_audit_lag`).
+    pub read_audit_lag: Option<Duration>,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -174,6 +181,29 @@ pub struct Peer {
 }
 
 impl Peer {
+    /// The audit actor of an unauthenticated peer (unknown ids as `u32::MAX`).
+    pub(crate) fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor::Peer {
+            uid: self.uid.unwrap_or(u32::MAX),
+            pid: self
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The audit actor of a request made with token `id`.
+    pub(crate) fn token_actor(&self, id: &str) -> crate::audit::Actor {
+        crate::audit::Actor::Token {
+            id: id.to_owned(),
+            uid: self.uid.unwrap_or(u32::MAX),
+            pid: self
+                .pid
+                .and_then(|p| u32::try_from(p).ok())
+                .unwrap_or(u32::MAX),
+        }
+    }
+
     /// Reads the peer credentials of a connected stream (SO_PEERCRED).
     fn of(stream: &tokio::net::UnixStream) -> Self {
         match stream.peer_cred() {
@@ -191,14 +221,21 @@ impl Peer {
     }
 }
 
+/// Failed unseal attempts kept in memory while sealed.
+pub(crate) const MAX_HELD_ENTRIES: usize = 10_000;
+
 /// Shared server state.
 pub(crate) struct App {
     dir: PathBuf,
     vault: RwLock<Option<Arc<Vault>>>,
     /// Held for the whole of an unseal attempt (one at a time); counts failures.
     unseal: tokio::sync::Mutex<u32>,
+    /// Failed unseal attempts, held until the vault opens and can log them (at most
+    /// [`MAX_HELD_ENTRIES`]).
+    held: std::sync::Mutex<Vec<crate::audit::Entry>>,
     allow_uids: Vec<u32>,
     lookups: RateLimiter,
+    read_audit_lag: Option<Duration>,
 }
 
 impl App {
@@ -236,13 +273,14 @@ impl App {
 /// rights. Put in the request's extensions by [`gate`] for every tenant route.
 #[derive(Clone)]
 pub(crate) struct Authed {
-    vault: Arc<Vault>,
+    /// The vault, acting for the token and its peer (recorded in the audit log).
+    vault: Vault,
     info: TokenInfo,
 }
 
 impl Authed {
     /// Checks that the token may do `op` in `tenant`.
-    fn authorize(&self, tenant: &str, op: Op) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
+    fn authorize(&self, tenant: &str, op: Op) -> Result<(Vault, TokenInfo), ApiError> {
         let info = &self.info;
         // Same answer whether or not the tenant exists: no existence oracle.
         if info.tenant.as_deref() != Some(tenant) {
@@ -354,6 +392,7 @@ async fn gate(
 ) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    let mut token_id = None;
     let resp = if !app.allow_uids.is_empty()
         && !peer.uid.is_some_and(|u| app.allow_uids.contains(&u))
     {
@@ -363,6 +402,8 @@ async fn gate(
         // an anonymous caller 401 whatever it sends.
         match app.authenticate(req.headers()) {
             Ok((vault, info)) => {
+                token_id = Some(info.id.clone());
+                let vault = vault.acting_as(peer.token_actor(&info.id));
                 let mut req = req;
                 req.extensions_mut().insert(Authed { vault, info });
                 next.run(req).await
@@ -372,6 +413,7 @@ async fn gate(
     } else {
         next.run(req).await
     };
+    let resp = audit_refusal(&app, peer, token_id, &path, resp).await;
     eprintln!(
         "phonevault serve: {method} {path} {} uid={} pid={}",
         resp.status().as_u16(),
@@ -379,6 +421,50 @@ async fn gate(
         peer.pid.map_or("?".into(), |p| p.to_string()),
     );
     resp
+}
+
+/// Records refusals the vault itself never saw (failed authentication, a token used
+/// outside its rights, the lookup rate limit) in the audit log. When the entry cannot
+/// be written the caller gets 503 instead of the refusal: nothing goes unaudited.
+async fn audit_refusal(
+    app: &App,
+    peer: Peer,
+    token_id: Option<String>,
+    path: &str,
+    resp: Response,
+) -> Response {
+    let action = match resp.status() {
+        StatusCode::UNAUTHORIZED => "auth-failed",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::TOO_MANY_REQUESTS => "rate-limited",
+        _ => return resp,
+    };
+    // Unseal failures are held until the vault opens (see `unseal`).
+    let Some(vault) = app.current() else {
+        return resp;
+    };
+    let actor = match &token_id {
+        Some(id) => peer.token_actor(id),
+        None => peer.actor(),
+    };
+    let tenant = path
+        .strip_prefix("/v1/tenants/")
+        .and_then(|r| r.split('/').next())
+        .filter(|t| crate::vault::check_name("tenant", t).is_ok())
+        .map(str::to_owned);
+    let logged = tokio::task::spawn_blocking(move || {
+        vault.acting_as(actor).audit_event(
+            action,
+            tenant.as_deref(),
+            crate::audit::Outcome::Refused,
+        )
+    })
+    .await;
+    match logged {
+        Ok(Ok(())) => resp,
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> ServerError {
@@ -449,9 +535,17 @@ fn bind_socket(
 }
 
 /// Opens the vault with `unlock` on the blocking pool.
-async fn open_vault(dir: PathBuf, unlock: Unlock) -> Result<Vault, VaultError> {
-    match tokio::task::spawn_blocking(move || Vault::open(&dir, &unlock, OpenOptions::default()))
-        .await
+async fn open_vault(
+    dir: PathBuf,
+    unlock: Unlock,
+    lag: Option<Duration>,
+) -> Result<Vault, VaultError> {
+    match tokio::task::spawn_blocking(move || {
+        let v = Vault::open(&dir, &unlock, OpenOptions::default())?;
+        v.set_read_audit_lag(lag);
+        Ok(v)
+    })
+    .await
     {
         Ok(r) => r,
         Err(e) => Err(VaultError::InvalidArgument(format!(
@@ -488,7 +582,9 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .map(resolve_group)
         .transpose()?;
     let vault = match opts.unlock {
-        Some(u) => Some(Arc::new(open_vault(opts.dir.clone(), u).await?)),
+        Some(u) => Some(Arc::new(
+            open_vault(opts.dir.clone(), u, opts.read_audit_lag).await?,
+        )),
         None => None,
     };
     let sealed = vault.is_none();
@@ -496,8 +592,10 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         dir: opts.dir.clone(),
         vault: RwLock::new(vault),
         unseal: tokio::sync::Mutex::new(0),
+        held: std::sync::Mutex::new(Vec::new()),
         allow_uids: opts.allow_uids,
         lookups: RateLimiter::new(opts.lookup_rate),
+        read_audit_lag: opts.read_audit_lag,
     });
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener

@@ -103,6 +103,10 @@ impl Vault {
     /// all take the vault's write lock, as this does) wait until the snapshot is done,
     /// so records, index and expiry entries are captured together.
     pub fn backup<W: Write + Seek>(&self, out: W) -> Result<(W, BackupReport), VaultError> {
+        self.audited("backup", None, None, |_| self.backup_in(out))
+    }
+
+    fn backup_in<W: Write + Seek>(&self, out: W) -> Result<(W, BackupReport), VaultError> {
         let (key, vault_id) = {
             let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
             (ring.vault_keys(&self.root)?.backup, ring.vault_id.0)

@@ -11,6 +11,7 @@ use phonevault_keys::{
     Credential, KdfParams, KeyError, KeyPurpose, Keyring, Passphrase, RootKey, SlotKind,
 };
 
+use super::audit::Event;
 use super::{
     check_private, index_entries, lifecycle, record_key, write_atomic, Unlock, Vault, VaultError,
     KEYRING_FILE, STORE_DIR,
@@ -51,6 +52,12 @@ impl Vault {
     /// settings. The keyring is written first: a crash afterwards leaves only
     /// undecryptable rows, which a re-run removes. The name cannot be reused.
     pub fn shred_tenant(&self, tenant: &str) -> Result<ShredReport, VaultError> {
+        self.audited("tenant-shred", Some(tenant), None, |ev| {
+            self.shred_tenant_in(tenant, ev)
+        })
+    }
+
+    fn shred_tenant_in(&self, tenant: &str, ev: &mut Event) -> Result<ShredReport, VaultError> {
         let row_bytes = self
             .store
             .get(Tree::Tenants, tenant.as_bytes())?
@@ -87,8 +94,7 @@ impl Vault {
         }
         let mut b = Batch::default();
         b.delete(Tree::Tenants, tenant.as_bytes().to_vec());
-        self.store.commit(&b)?;
-        self.store.flush()?;
+        self.commit_audited(&mut b, ev)?;
         Ok(report)
     }
 
@@ -97,12 +103,23 @@ impl Vault {
     /// (lookups also search the older index until `rewrap` has rebuilt it). Returns
     /// the new version.
     pub fn rotate_key(&self, tenant: &str, index: bool) -> Result<u32, VaultError> {
+        let action = if index {
+            "key-rotate-index"
+        } else {
+            "key-rotate"
+        };
+        self.audited(action, Some(tenant), None, |_| {
+            self.rotate_key_in(tenant, index)
+        })
+    }
+
+    fn rotate_key_in(&self, tenant: &str, index: bool) -> Result<u32, VaultError> {
         let ctx = self.tenant(tenant)?;
         if index {
             // Record the old version as still searched *before* the keyring moves on:
             // a crash in between leaves a harmless duplicate, never a lost index.
             let old = ctx.current_index;
-            self.update_tenant(tenant, |row| {
+            self.update_tenant(tenant, "tenant-keep-index", |row| {
                 if !row.stale_index_versions.contains(&old) {
                     row.stale_index_versions.push(old);
                 }
@@ -135,6 +152,16 @@ impl Vault {
     /// and a re-run continues after the last chunk reported. `on_progress` gets
     /// (records done, records in all).
     pub fn rewrap(
+        &self,
+        tenant: &str,
+        on_progress: impl FnMut(u64, u64),
+    ) -> Result<RewrapReport, VaultError> {
+        self.audited("key-rewrap", Some(tenant), None, |_| {
+            self.rewrap_in(tenant, on_progress)
+        })
+    }
+
+    fn rewrap_in(
         &self,
         tenant: &str,
         mut on_progress: impl FnMut(u64, u64),
@@ -234,7 +261,7 @@ impl Vault {
         self.store.flush()?;
         if !ctx.row.stale_index_versions.is_empty() {
             // Every entry now lives under the current index key.
-            self.update_tenant(tenant, |row| {
+            self.update_tenant(tenant, "tenant-drop-stale-index", |row| {
                 row.stale_index_versions.clear();
                 Ok(())
             })?;
@@ -379,6 +406,17 @@ impl Vault {
         below: u32,
         force: bool,
     ) -> Result<RetireReport, VaultError> {
+        self.audited("key-retire", Some(tenant), None, |_| {
+            self.retire_keys_in(tenant, below, force)
+        })
+    }
+
+    fn retire_keys_in(
+        &self,
+        tenant: &str,
+        below: u32,
+        force: bool,
+    ) -> Result<RetireReport, VaultError> {
         self.tenant(tenant)?;
         // Validate on a copy: refuses a current version before anything is counted.
         let would = self.lock_ring().clone().retire_below(tenant, below)?;
@@ -393,7 +431,7 @@ impl Vault {
                 records,
             });
         }
-        self.update_tenant(tenant, |row| {
+        self.update_tenant(tenant, "tenant-drop-index-versions", |row| {
             row.stale_index_versions.retain(|v| *v >= below);
             Ok(())
         })?;
@@ -411,14 +449,18 @@ impl Vault {
     /// Replaces the root key with a fresh random one: the keyring's vault seed,
     /// tenant seeds and key slots are rewrapped (no record, row or index changes,
     /// since every working key comes from those seeds). `credentials` must open
-    /// every key slot. Consumes the vault and returns it under the new root key.
+    /// every key slot.
+    ///
+    /// This vault object keeps serving reads, but refuses any further keyring change
+    /// ([`KeyError::WrongRootKey`]): open the vault again to work under the new root
+    /// key.
     ///
     /// # Errors
     /// [`KeyError::RekeyMissingCredential`] naming a slot no credential opens;
     /// nothing is changed then.
-    pub fn rekey(self, credentials: &[Credential<'_>]) -> Result<Vault, VaultError> {
-        let new = RootKey::try_generate()?;
-        let ring = {
+    pub fn rekey(&self, credentials: &[Credential<'_>]) -> Result<(), VaultError> {
+        self.audited("rekey", None, None, |_| {
+            let new = RootKey::try_generate()?;
             let _w = self.write_guard();
             let mut ring = self.lock_ring();
             let mut next = ring.clone();
@@ -426,12 +468,9 @@ impl Vault {
             if !self.dir.as_os_str().is_empty() {
                 write_atomic(&self.dir.join(KEYRING_FILE), &next.encode())?;
             }
-            *ring = next.clone();
-            next
-        };
-        let mut vault = Vault::with_store(&self.dir, self.store.clone(), ring, new)?;
-        vault.clock = self.clock.clone();
-        Ok(vault)
+            *ring = next;
+            Ok(())
+        })
     }
 
     /// Gives the passphrase slot that `old` opens the passphrase `new` (with
@@ -441,6 +480,17 @@ impl Vault {
     /// # Errors
     /// [`VaultError::Unlock`] when `old` opens no slot of this vault.
     pub fn change_passphrase(
+        &self,
+        old: &Passphrase,
+        new: &Passphrase,
+        params: Option<KdfParams>,
+    ) -> Result<u32, VaultError> {
+        self.audited("passwd", None, None, |_| {
+            self.change_passphrase_in(old, new, params)
+        })
+    }
+
+    fn change_passphrase_in(
         &self,
         old: &Passphrase,
         new: &Passphrase,
@@ -465,12 +515,16 @@ impl Vault {
         pass: &Passphrase,
         params: KdfParams,
     ) -> Result<u32, VaultError> {
-        self.change_keyring(|ring| Ok(ring.add_passphrase_slot(&self.root, pass, params)?))
+        self.audited("keyslot-add", None, None, |_| {
+            self.change_keyring(|ring| Ok(ring.add_passphrase_slot(&self.root, pass, params)?))
+        })
     }
 
     /// Removes a key slot; refuses the last one ([`KeyError::LastSlot`]).
     pub fn remove_slot(&self, id: u32) -> Result<(), VaultError> {
-        self.change_keyring(|ring| Ok(ring.remove_slot(id)?))
+        self.audited("keyslot-remove", None, None, |_| {
+            self.change_keyring(|ring| Ok(ring.remove_slot(id)?))
+        })
     }
 
     /// The key slots.
@@ -498,9 +552,11 @@ impl Vault {
     /// The keyring's bytes as the key holders keep them: slots and wrapped seeds
     /// under the keyring MAC (verified here). It opens only with a slot credential.
     pub fn export_keyring(&self) -> Result<Vec<u8>, VaultError> {
-        let ring = self.lock_ring();
-        ring.verify(&self.root)?;
-        Ok(ring.encode())
+        self.audited("keyring-export", None, None, |_| {
+            let ring = self.lock_ring();
+            ring.verify(&self.root)?;
+            Ok(ring.encode())
+        })
     }
 
     /// Installs a keyring export into the vault at `dir` (written atomically). The

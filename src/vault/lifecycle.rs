@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use super::audit::Event;
 use super::{
     decode_row, encode_row, expiry_key, read_keyring, Change, TenantCtx, TenantRow, Unlock, Vault,
     VaultError, STORE_DIR,
@@ -101,6 +102,7 @@ impl Vault {
         &self,
         tenant: &str,
         target: Target<'_>,
+        ev: &mut Event,
         f: impl FnOnce(&mut RecordBody, u64) -> bool,
     ) -> Result<Changed, VaultError> {
         let ctx = self.tenant(tenant)?;
@@ -108,6 +110,7 @@ impl Vault {
         let Some((id, stored, old)) = self.locate(&ctx, target)? else {
             return Err(VaultError::NoSuchRecord(tenant.to_owned()));
         };
+        ev.touch(&id);
         let mut body = old.clone();
         if !f(&mut body, self.now()) {
             return Ok(Changed::No(id));
@@ -124,8 +127,7 @@ impl Vault {
                 new: &body,
             },
         )?;
-        self.store.commit(&b)?;
-        self.store.flush()?;
+        self.commit_audited(&mut b, ev)?;
         Ok(Changed::Yes(id))
     }
 
@@ -138,15 +140,17 @@ impl Vault {
         purposes: &[String],
         source: &str,
     ) -> Result<Changed, VaultError> {
-        Self::check_purposes(&*self.tenant(tenant)?, purposes)?;
-        super::check_source(source)?;
-        self.update(tenant, Target::Id(id), |b, t| {
-            let mut changed = false;
-            for p in purposes {
-                changed |= b.lift_opt_outs(p, t);
-                changed |= b.grant(p, source, t);
-            }
-            changed
+        self.audited("consent-grant", Some(tenant), None, |ev| {
+            Self::check_purposes(&*self.tenant(tenant)?, purposes)?;
+            super::check_source(source)?;
+            self.update(tenant, Target::Id(id), ev, |b, t| {
+                let mut changed = false;
+                for p in purposes {
+                    changed |= b.lift_opt_outs(p, t);
+                    changed |= b.grant(p, source, t);
+                }
+                changed
+            })
         })
     }
 
@@ -158,8 +162,10 @@ impl Vault {
         target: Target<'_>,
         purpose: &str,
     ) -> Result<Changed, VaultError> {
-        self.tenant(tenant)?.check_purpose(purpose)?;
-        self.update(tenant, target, |b, t| b.withdraw(purpose, t))
+        self.audited("consent-withdraw", Some(tenant), Some(purpose), |ev| {
+            self.tenant(tenant)?.check_purpose(purpose)?;
+            self.update(tenant, target, ev, |b, t| b.withdraw(purpose, t))
+        })
     }
 
     /// Opts the record out of `purpose`, or of everything with `None`, effective at
@@ -171,18 +177,22 @@ impl Vault {
         target: Target<'_>,
         purpose: Option<&str>,
     ) -> Result<Changed, VaultError> {
-        if let Some(p) = purpose {
-            self.tenant(tenant)?.check_purpose(p)?;
-        }
-        self.update(tenant, target, |b, t| b.opt_out(purpose, t))
+        self.audited("opt-out", Some(tenant), purpose, |ev| {
+            if let Some(p) = purpose {
+                self.tenant(tenant)?.check_purpose(p)?;
+            }
+            self.update(tenant, target, ev, |b, t| b.opt_out(purpose, t))
+        })
     }
 
     /// Stamps `verified_at` (the number was confirmed to reach its owner).
     pub fn verify(&self, tenant: &str, target: Target<'_>) -> Result<Changed, VaultError> {
-        self.update(tenant, target, |b, t| {
-            b.verified_at = Some(t);
-            b.updated_at = t;
-            true
+        self.audited("verify", Some(tenant), None, |ev| {
+            self.update(tenant, target, ev, |b, t| {
+                b.verified_at = Some(t);
+                b.updated_at = t;
+                true
+            })
         })
     }
 
@@ -190,11 +200,23 @@ impl Vault {
     /// expiry entry, atomically and durably. See SECURITY.md for what remains on disk
     /// until `compact`.
     pub fn erase(&self, tenant: &str, target: Target<'_>) -> Result<RecordId, VaultError> {
+        self.audited("erase", Some(tenant), None, |ev| {
+            self.erase_in(tenant, target, ev)
+        })
+    }
+
+    fn erase_in(
+        &self,
+        tenant: &str,
+        target: Target<'_>,
+        ev: &mut Event,
+    ) -> Result<RecordId, VaultError> {
         let ctx = self.tenant(tenant)?;
         let _w = self.write_guard();
         let Some((id, stored, old)) = self.locate(&ctx, target)? else {
             return Err(VaultError::NoSuchRecord(tenant.to_owned()));
         };
+        ev.touch(&id);
         let mut b = Batch::default();
         self.stage(
             &ctx,
@@ -205,14 +227,25 @@ impl Vault {
                 old: &old,
             },
         )?;
-        self.store.commit(&b)?;
-        self.store.flush()?;
+        self.commit_audited(&mut b, ev)?;
         Ok(id)
     }
 
     pub(super) fn update_tenant(
         &self,
         tenant: &str,
+        action: &'static str,
+        f: impl FnOnce(&mut TenantRow) -> Result<(), VaultError>,
+    ) -> Result<TenantRow, VaultError> {
+        self.audited(action, Some(tenant), None, |ev| {
+            self.update_tenant_in(tenant, ev, f)
+        })
+    }
+
+    fn update_tenant_in(
+        &self,
+        tenant: &str,
+        ev: &mut Event,
         f: impl FnOnce(&mut TenantRow) -> Result<(), VaultError>,
     ) -> Result<TenantRow, VaultError> {
         let _w = self.write_guard();
@@ -230,8 +263,7 @@ impl Vault {
             key.to_vec(),
             encode_row(&self.row_mac, "tenants", key, &row),
         );
-        self.store.commit(&b)?;
-        self.store.flush()?;
+        self.commit_audited(&mut b, ev)?;
         self.forget_tenant(tenant);
         Ok(row)
     }
@@ -241,7 +273,7 @@ impl Vault {
         for p in purposes {
             super::check_name("purpose", p)?;
         }
-        self.update_tenant(tenant, |row| {
+        self.update_tenant(tenant, "tenant-add-purpose", |row| {
             row.purposes.extend(purposes.iter().cloned());
             row.purposes.sort();
             row.purposes.dedup();
@@ -257,7 +289,7 @@ impl Vault {
                 "retention must be at least 1 day (omit it to keep records without limit)".into(),
             ));
         }
-        self.update_tenant(tenant, |row| {
+        self.update_tenant(tenant, "tenant-set-retention", |row| {
             row.retention_days = days;
             Ok(())
         })
@@ -267,6 +299,16 @@ impl Vault {
     /// Cost is proportional to what expired: the expiry index is keyed by the time of
     /// the latest consent or verification.
     pub fn purge(&self, only: Option<&str>, dry_run: bool) -> Result<Vec<PurgeReport>, VaultError> {
+        let action = if dry_run { "purge-dry-run" } else { "purge" };
+        self.audited(action, only, None, |ev| self.purge_in(only, dry_run, ev))
+    }
+
+    fn purge_in(
+        &self,
+        only: Option<&str>,
+        dry_run: bool,
+        ev: &mut Event,
+    ) -> Result<Vec<PurgeReport>, VaultError> {
         let now = self.now();
         let mut reports = Vec::new();
         for row in self.tenants()? {
@@ -313,6 +355,7 @@ impl Vault {
                                     },
                                 )?;
                                 report.deleted += 1;
+                                ev.touch(&id);
                             }
                         }
                         // The record moved on (renewed consent) or is gone: drop the
@@ -322,12 +365,12 @@ impl Vault {
                     }
                 }
                 if !b.is_empty() {
-                    self.store.commit(&b)?;
+                    self.commit_audited_nowait(&mut b, ev)?;
                 }
             }
             reports.push(report);
         }
-        self.store.flush()?;
+        self.sync_audited()?;
         Ok(reports)
     }
 

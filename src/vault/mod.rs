@@ -24,12 +24,14 @@ use phonevault_keys::{
     VaultId,
 };
 
+mod audit;
 mod backup;
 mod keys;
 mod lifecycle;
 mod subject;
 mod tokens;
 
+pub use audit::{cli_actor, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
@@ -52,8 +54,9 @@ const ROW_TAG_LEN: usize = 32;
 const MAX_ROW_LEN: usize = 64 * 1024;
 /// Encryptions reserved in the keyring's counter at a time (see `reserve_encryptions`).
 const ENCRYPTION_RESERVATION: u64 = 1 << 16;
-/// Records per atomic commit during an import.
-const IMPORT_CHUNK: usize = 1000;
+/// Records per atomic commit during an import; each chunk reports its rejected rows
+/// (invalid, then suppressed) when it is written.
+pub const IMPORT_CHUNK: usize = 1000;
 /// Longest tenant name, purpose or source.
 const MAX_NAME_LEN: usize = 64;
 
@@ -194,6 +197,53 @@ pub enum VaultError {
     /// Backup or restore failed.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+    /// The audit chain is broken, or an audit link could not be built.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+    /// The operation's audit entry could not be written, so its result is withheld.
+    #[error("the audit log could not record this operation, so its result is withheld: {0}")]
+    AuditUnavailable(Box<VaultError>),
+    /// K0 was exported before and is no longer in the vault.
+    #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it")]
+    AuditKeyGone,
+}
+
+impl VaultError {
+    /// A stable, machine-readable code for the error (the socket API's `code`, and
+    /// the outcome of a failed operation in the audit log).
+    pub fn code(&self) -> &'static str {
+        match self {
+            VaultError::NoVault(_) => "no_vault",
+            VaultError::AlreadyExists(_) => "already_exists",
+            VaultError::Unlock => "unlock_failed",
+            VaultError::InsecurePermissions(_) => "insecure_permissions",
+            VaultError::KeyringMismatch => "keyring_mismatch",
+            VaultError::UnknownTenant(_) => "unknown_tenant",
+            VaultError::TenantExists(_) => "conflict",
+            VaultError::InvalidName { .. } | VaultError::InvalidArgument(_) => "invalid_argument",
+            VaultError::UnknownPurpose { .. } => "unknown_purpose",
+            VaultError::NoConsent => "no_consent",
+            VaultError::NoSuchRecord(_) => "not_found",
+            VaultError::InvalidRecordId => "invalid_record_id",
+            VaultError::Phone(_) => "invalid_phone",
+            VaultError::Stats(_) => "stats_refused",
+            VaultError::Record(_) => "record_unreadable",
+            VaultError::Key(_) => "key_error",
+            VaultError::Store(StoreError::Conflict) => "conflict",
+            VaultError::Store(StoreError::DiskFull) => "storage_full",
+            VaultError::Store(StoreError::Locked) => "locked",
+            VaultError::Store(_) => "store_error",
+            VaultError::RowTampered(_) | VaultError::IndexMismatch => "tampered",
+            VaultError::Io { .. } => "io_error",
+            VaultError::Csv(_) => "csv_error",
+            VaultError::Audit(_) => "audit_broken",
+            VaultError::AuditUnavailable(_) => "audit_unavailable",
+            VaultError::AuditKeyGone => "audit_key_gone",
+            VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
+            VaultError::ResurrectsKeys { .. } => "keyring_conflict",
+            VaultError::Backup(_) => "backup_error",
+        }
+    }
 }
 
 impl VaultError {
@@ -407,6 +457,55 @@ pub struct Reject {
     pub reason: String,
 }
 
+impl Reject {
+    /// The reject of a row the CSV reader could not read (`line`: where it started).
+    pub fn malformed(e: &csv::Error, line: u64) -> Reject {
+        Reject {
+            line: e.position().map(|p| p.line()).unwrap_or(line),
+            code: "csv",
+            reason: "malformed CSV row".into(),
+        }
+    }
+}
+
+/// Checks the region hint of an import (the same for every row).
+///
+/// # Errors
+/// [`PhoneError::InvalidRegionHint`] for a region the metadata does not know.
+pub fn check_region_hint(region: Option<&str>) -> Result<(), VaultError> {
+    if let Some(r) = region {
+        phone::normalize("+1 202 555 0100", Some(r)).map_err(|_| PhoneError::InvalidRegionHint)?;
+    }
+    Ok(())
+}
+
+/// The CSV reader of an import file: a header line, rows of any length.
+pub fn import_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input)
+}
+
+/// Reads the header line of an import file and finds the column holding the numbers.
+///
+/// # Errors
+/// [`VaultError::Csv`] when the header cannot be read or has no such column.
+pub fn import_column<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    column: &str,
+) -> Result<usize, VaultError> {
+    let headers = rdr.headers().map_err(|e| VaultError::Csv(e.to_string()))?;
+    headers
+        .iter()
+        .position(|h| h.trim() == column)
+        .ok_or_else(|| {
+            VaultError::Csv(format!(
+                "no column `{column}` in the header line (use --column NAME)"
+            ))
+        })
+}
+
 /// Current unix time in seconds.
 pub fn now() -> u64 {
     SystemTime::now()
@@ -449,6 +548,18 @@ fn check_source(source: &str) -> Result<(), VaultError> {
     }
 }
 
+fn check_meta(store: &dyn Store, row_mac: &MacKey, ring: &Keyring) -> Result<MetaRow, VaultError> {
+    let bytes = store
+        .get(Tree::Meta, b"vault")?
+        .ok_or(VaultError::RowTampered("meta"))?;
+    let meta: MetaRow =
+        decode_row(row_mac, "meta", b"vault", &bytes).map_err(|_| VaultError::KeyringMismatch)?;
+    if meta.vault_id != ring.vault_id.0 || meta.format != VAULT_FORMAT {
+        return Err(VaultError::KeyringMismatch);
+    }
+    Ok(meta)
+}
+
 /// Options of [`Vault::open`].
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOptions {
@@ -464,8 +575,28 @@ impl Default for OpenOptions {
     }
 }
 
-/// An open, unlocked vault.
+/// An open, unlocked vault: a cheap handle (clones share one vault) that acts for
+/// one actor, recorded with every operation in the audit log.
+#[derive(Clone)]
 pub struct Vault {
+    inner: Arc<VaultInner>,
+    who: Who,
+}
+
+/// Who acts through a [`Vault`] handle.
+#[derive(Clone, Debug)]
+struct Who {
+    actor: crate::audit::Actor,
+    /// Whether full numbers are shown to the actor (recorded as reveals).
+    reveal: bool,
+    /// False only in benchmarks measuring the audit log's cost.
+    audit: bool,
+}
+
+/// The state shared by every handle of an open vault (reached through `Deref`; its
+/// fields are private to the crate).
+#[doc(hidden)]
+pub struct VaultInner {
     dir: PathBuf,
     store: Arc<dyn Store>,
     keyring: Mutex<Keyring>,
@@ -475,7 +606,21 @@ pub struct Vault {
     /// Serializes read-modify-write sequences (add, merge, delete, import chunks).
     write_lock: Mutex<()>,
     /// Unix seconds; the system clock unless a test or simulation sets another.
-    clock: Clock,
+    clock: RwLock<Clock>,
+    audit: audit::AuditLog,
+}
+
+impl Drop for VaultInner {
+    fn drop(&mut self) {
+        self.audit.close(self.store.as_ref());
+    }
+}
+
+impl std::ops::Deref for Vault {
+    type Target = VaultInner;
+    fn deref(&self) -> &VaultInner {
+        &self.inner
+    }
 }
 
 /// A source of unix seconds.
@@ -485,6 +630,7 @@ impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vault")
             .field("dir", &self.dir)
+            .field("actor", &self.who.actor)
             .finish_non_exhaustive()
     }
 }
@@ -798,12 +944,13 @@ impl Vault {
         let mut ring = Keyring::new(vault_id, &rk)?;
         add_slot(&mut ring, &rk)?;
         ring.seal(&rk);
-        let row_mac = ring.vault_keys(&rk)?.row_mac;
+        let vault_keys = ring.vault_keys(&rk)?;
         // Store first: if the keyring cannot be written, a retry finds no keyring and
         // an empty store, and init removes it below.
         let store_dir = dir.join(STORE_DIR);
         let store = SledStore::open(&store_dir, 8 << 20)?;
-        let b = MetaRow::first_batch(&row_mac, &vault_id);
+        let mut b = MetaRow::first_batch(&vault_keys.row_mac, &vault_id);
+        audit::AuditLog::genesis(&vault_keys.state, &vault_id, &mut b)?;
         let r = store
             .commit(&b)
             .and_then(|()| store.flush())
@@ -845,8 +992,11 @@ impl Vault {
         ring: Keyring,
         root: RootKey,
     ) -> Result<Vault, VaultError> {
-        let row_mac = ring.vault_keys(&root)?.row_mac;
-        let vault = Vault {
+        let vault_keys = ring.vault_keys(&root)?;
+        let row_mac = vault_keys.row_mac;
+        check_meta(store.as_ref(), &row_mac, &ring)?;
+        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id)?;
+        let inner = VaultInner {
             dir: dir.to_owned(),
             store,
             keyring: Mutex::new(ring),
@@ -854,10 +1004,17 @@ impl Vault {
             row_mac,
             tenants: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
-            clock: Arc::new(now),
+            clock: RwLock::new(Arc::new(now)),
+            audit,
         };
-        vault.check_meta()?;
-        Ok(vault)
+        Ok(Vault {
+            inner: Arc::new(inner),
+            who: Who {
+                actor: crate::audit::Actor::System,
+                reveal: false,
+                audit: true,
+            },
+        })
     }
 
     /// Creates an in-memory vault (keyring kept in memory) for tests and benchmarks.
@@ -867,35 +1024,45 @@ impl Vault {
         let mut ring = Keyring::new(vault_id, &root)?;
         ring.add_key_file_slot(&root, &KeyFileKey::generate())?;
         ring.seal(&root);
-        let row_mac = ring.vault_keys(&root)?.row_mac;
-        let b = MetaRow::first_batch(&row_mac, &vault_id);
+        let vault_keys = ring.vault_keys(&root)?;
+        let mut b = MetaRow::first_batch(&vault_keys.row_mac, &vault_id);
+        audit::AuditLog::genesis(&vault_keys.state, &vault_id, &mut b)?;
         store.commit(&b)?;
         Self::with_store(Path::new(""), store, ring, root)
     }
 
-    fn check_meta(&self) -> Result<MetaRow, VaultError> {
-        let bytes = self
-            .store
-            .get(Tree::Meta, b"vault")?
-            .ok_or(VaultError::RowTampered("meta"))?;
-        let meta: MetaRow = decode_row(&self.row_mac, "meta", b"vault", &bytes)
-            .map_err(|_| VaultError::KeyringMismatch)?;
-        let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        if meta.vault_id != ring.vault_id.0 || meta.format != VAULT_FORMAT {
-            return Err(VaultError::KeyringMismatch);
+    /// This handle, acting for `actor` (recorded with every operation it makes).
+    pub fn acting_as(&self, actor: crate::audit::Actor) -> Vault {
+        Vault {
+            inner: self.inner.clone(),
+            who: Who {
+                actor,
+                reveal: self.who.reveal,
+                audit: self.who.audit,
+            },
         }
-        Ok(meta)
+    }
+
+    /// This handle, recording its reads as reveals (full numbers shown) or not.
+    pub fn revealing(mut self, reveal: bool) -> Vault {
+        self.who.reveal = reveal;
+        self
     }
 
     /// Replaces the clock (unix seconds) the vault stamps and judges times with: for
     /// tests and simulations of retention, never needed in production.
     pub fn set_clock(&mut self, clock: Clock) {
-        self.clock = clock;
+        *self.clock.write().unwrap_or_else(PoisonError::into_inner) = clock;
     }
 
     /// The current time by the vault's clock.
     pub fn now(&self) -> u64 {
-        (self.clock)()
+        let clock = self
+            .clock
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        clock()
     }
 
     /// The vault directory.
@@ -909,6 +1076,9 @@ impl Vault {
     }
 
     fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
+        // After `rekey` this vault's root key is the old one: sealing under it would
+        // write a keyring nothing opens.
+        ring.check_root_key(&self.root)?;
         ring.seal(&self.root);
         if self.dir.as_os_str().is_empty() {
             return Ok(()); // in-memory vault
@@ -918,10 +1088,12 @@ impl Vault {
 
     /// Adds a key-file slot unlocking this vault's root key.
     pub fn add_key_file_slot(&self, kf: &KeyFileKey) -> Result<u32, VaultError> {
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        let id = ring.add_key_file_slot(&self.root, kf)?;
-        self.save_keyring(&mut ring)?;
-        Ok(id)
+        self.audited("keyslot-add", None, None, |_| {
+            let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+            let id = ring.add_key_file_slot(&self.root, kf)?;
+            self.save_keyring(&mut ring)?;
+            Ok(id)
+        })
     }
 
     /// Drops the cached context of a tenant (after its row or keys changed).
@@ -948,6 +1120,18 @@ impl Vault {
         name: &str,
         purposes: &[String],
         last4_expected_rows: Option<u64>,
+    ) -> Result<TenantRow, VaultError> {
+        self.audited("tenant-create", Some(name), None, |ev| {
+            self.create_tenant_in(name, purposes, last4_expected_rows, ev)
+        })
+    }
+
+    fn create_tenant_in(
+        &self,
+        name: &str,
+        purposes: &[String],
+        last4_expected_rows: Option<u64>,
+        ev: &mut audit::Event,
     ) -> Result<TenantRow, VaultError> {
         check_name("tenant name", name)?;
         if purposes.is_empty() {
@@ -1016,8 +1200,7 @@ impl Vault {
             name.as_bytes().to_vec(),
             encode_row(&self.row_mac, "tenants", name.as_bytes(), &row),
         );
-        self.store.commit(&b)?;
-        self.store.flush()?;
+        self.commit_audited(&mut b, ev)?;
         Ok(row)
     }
 
@@ -1198,16 +1381,20 @@ impl Vault {
         region: Option<&str>,
         purpose: &str,
     ) -> Result<Option<Found>, VaultError> {
-        let ctx = self.tenant(tenant)?;
-        ctx.check_purpose(purpose)?;
-        let n = phone::normalize(input, region)?;
-        let Some((id, _, body)) = self.lookup_exact(&ctx, &n.e164)? else {
-            return Ok(None);
-        };
-        if !self.readable(&ctx, &body, purpose, self.now()) {
-            return Ok(None);
-        }
-        Ok(Some(Self::found(id, &body)))
+        self.audited("find", Some(tenant), Some(purpose), |ev| {
+            let ctx = self.tenant(tenant)?;
+            ctx.check_purpose(purpose)?;
+            let n = phone::normalize(input, region)?;
+            let Some((id, _, body)) = self.lookup_exact(&ctx, &n.e164)? else {
+                return Ok(None);
+            };
+            ev.touch(&id);
+            if !self.readable(&ctx, &body, purpose, self.now()) {
+                ev.refused = true;
+                return Ok(None);
+            }
+            Ok(Some(Self::found(id, &body)))
+        })
     }
 
     /// Finds records whose number has country code `country_code` and ends in `last4`,
@@ -1218,6 +1405,19 @@ impl Vault {
         country_code: u16,
         last4: &str,
         purpose: &str,
+    ) -> Result<Vec<Found>, VaultError> {
+        self.audited("find-last4", Some(tenant), Some(purpose), |ev| {
+            self.find_last4_in(tenant, country_code, last4, purpose, ev)
+        })
+    }
+
+    fn find_last4_in(
+        &self,
+        tenant: &str,
+        country_code: u16,
+        last4: &str,
+        purpose: &str,
+        ev: &mut audit::Event,
     ) -> Result<Vec<Found>, VaultError> {
         let ctx = self.tenant(tenant)?;
         ctx.check_purpose(purpose)?;
@@ -1254,11 +1454,13 @@ impl Vault {
                 let Some((_, body)) = self.open_record(&ctx, &id)? else {
                     continue;
                 };
-                // Candidates of a truncated index are filtered after decryption.
+                // Candidates of a truncated index are filtered after decryption;
+                // the audit names only the records returned.
                 if body.country_code == country_code
                     && last4_of(&body.e164) == last4
                     && self.readable(&ctx, &body, purpose, t)
                 {
+                    ev.touch(&id);
                     out.push(Self::found(id, &body));
                 }
             }
@@ -1268,16 +1470,20 @@ impl Vault {
 
     /// Reads a record by id for `purpose`. `None` when absent or not consented.
     pub fn get(&self, tenant: &str, id: &str, purpose: &str) -> Result<Option<Found>, VaultError> {
-        let ctx = self.tenant(tenant)?;
-        ctx.check_purpose(purpose)?;
-        let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
-        let Some((_, body)) = self.open_record(&ctx, &id)? else {
-            return Ok(None);
-        };
-        if !self.readable(&ctx, &body, purpose, self.now()) {
-            return Ok(None);
-        }
-        Ok(Some(Self::found(id, &body)))
+        self.audited("get", Some(tenant), Some(purpose), |ev| {
+            let ctx = self.tenant(tenant)?;
+            ctx.check_purpose(purpose)?;
+            let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
+            let Some((_, body)) = self.open_record(&ctx, &id)? else {
+                return Ok(None);
+            };
+            ev.touch(&id);
+            if !self.readable(&ctx, &body, purpose, self.now()) {
+                ev.refused = true;
+                return Ok(None);
+            }
+            Ok(Some(Self::found(id, &body)))
+        })
     }
 
     /// Calls `f` with every record of the tenant, decrypted, in record-id order, a
@@ -1317,18 +1523,23 @@ impl Vault {
         purpose: &str,
         mut sink: impl FnMut(&Found) -> Result<(), VaultError>,
     ) -> Result<u64, VaultError> {
-        let ctx = self.tenant(tenant)?;
-        ctx.check_purpose(purpose)?;
-        let t = self.now();
-        let mut n = 0;
-        self.for_each_record(&ctx, |id, body| {
-            if self.readable(&ctx, body, purpose, t) {
-                sink(&Self::found(id, body))?;
-                n += 1;
-            }
-            Ok(())
-        })?;
-        Ok(n)
+        self.audited("export", Some(tenant), Some(purpose), |ev| {
+            let ctx = self.tenant(tenant)?;
+            ctx.check_purpose(purpose)?;
+            let t = self.now();
+            let mut n = 0;
+            self.for_each_record(&ctx, |id, body| {
+                if self.readable(&ctx, body, purpose, t) {
+                    // Logged before it is handed out: a failure part-way still names
+                    // what left.
+                    ev.touch(&id);
+                    sink(&Self::found(id, body))?;
+                    n += 1;
+                }
+                Ok(())
+            })?;
+            Ok(n)
+        })
     }
 
     // -----------------------------------------------------------------------------
@@ -1351,6 +1562,20 @@ impl Vault {
         purposes: &[String],
         source: &str,
     ) -> Result<AddOutcome, VaultError> {
+        self.audited("add", Some(tenant), None, |ev| {
+            self.add_in(tenant, input, region, purposes, source, ev)
+        })
+    }
+
+    fn add_in(
+        &self,
+        tenant: &str,
+        input: &str,
+        region: Option<&str>,
+        purposes: &[String],
+        source: &str,
+        ev: &mut audit::Event,
+    ) -> Result<AddOutcome, VaultError> {
         let ctx = self.tenant(tenant)?;
         Self::check_purposes(&ctx, purposes)?;
         check_source(source)?;
@@ -1368,6 +1593,7 @@ impl Vault {
                     changed |= body.lift_opt_outs(p, t);
                     changed |= body.grant(p, source, t);
                 }
+                ev.touch(&id);
                 if !changed {
                     return Ok(AddOutcome::Unchanged(id));
                 }
@@ -1387,6 +1613,7 @@ impl Vault {
             None => {
                 self.reserve_encryptions(&ctx, 1)?;
                 let id = RecordId::generate(now_ms());
+                ev.touch(&id);
                 let body = new_body(&n, purposes, source, t);
                 let (sealed, idx) = self.seal_new(&ctx, &id, &body)?;
                 self.stage(
@@ -1402,8 +1629,7 @@ impl Vault {
                 AddOutcome::Created(id)
             }
         };
-        self.store.commit(&batch)?;
-        self.store.flush()?;
+        self.commit_audited(&mut batch, ev)?;
         Ok(outcome)
     }
 
@@ -1446,30 +1672,28 @@ impl Vault {
         &self,
         opts: &ImportOptions,
         input: R,
+        on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
+        on_progress: impl FnMut(u64),
+    ) -> Result<ImportSummary, VaultError> {
+        self.audited("import", Some(&opts.tenant), None, |ev| {
+            self.import_in(opts, input, on_reject, on_progress, ev)
+        })
+    }
+
+    fn import_in<R: std::io::Read + Send>(
+        &self,
+        opts: &ImportOptions,
+        input: R,
         mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
         mut on_progress: impl FnMut(u64),
+        ev: &mut audit::Event,
     ) -> Result<ImportSummary, VaultError> {
         let ctx = self.tenant(&opts.tenant)?;
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_source(&opts.source)?;
-        if let Some(r) = &opts.region {
-            phone::normalize("+1 202 555 0100", Some(r))
-                .map_err(|_| PhoneError::InvalidRegionHint)?;
-        }
-        let mut rdr = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .flexible(true)
-            .from_reader(input);
-        let headers = rdr.headers().map_err(|e| VaultError::Csv(e.to_string()))?;
-        let col = headers
-            .iter()
-            .position(|h| h.trim() == opts.column)
-            .ok_or_else(|| {
-                VaultError::Csv(format!(
-                    "no column `{}` in the header line (use --column NAME)",
-                    opts.column
-                ))
-            })?;
+        check_region_hint(opts.region.as_deref())?;
+        let mut rdr = import_reader(input);
+        let col = import_column(&mut rdr, &opts.column)?;
         let t = self.now();
         let mut summary = ImportSummary::default();
         // Without older index versions, the current index entry is the only place a
@@ -1489,14 +1713,7 @@ impl Vault {
                             let field = record.get(col).unwrap_or("");
                             chunk.push(prepare(&ctx2, opts, field, line, t));
                         }
-                        Err(e) => {
-                            let pos = e.position().map(|p| p.line()).unwrap_or(line);
-                            chunk.push(Prepared::Reject(Reject {
-                                line: pos,
-                                code: "csv",
-                                reason: "malformed CSV row".into(),
-                            }));
-                        }
+                        Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
                     }
                     if chunk.len() == IMPORT_CHUNK
                         && tx.send(Ok(std::mem::take(&mut chunk))).is_err()
@@ -1516,7 +1733,7 @@ impl Vault {
                     opts,
                     chunk,
                     t,
-                    (&mut summary, &mut optimistic),
+                    (&mut summary, &mut optimistic, ev),
                     &mut on_reject,
                 ) {
                     result = Err(e);
@@ -1528,7 +1745,7 @@ impl Vault {
             let _ = producer.join();
             result
         })?;
-        self.store.flush()?;
+        self.sync_audited()?;
         Ok(summary)
     }
 
@@ -1538,10 +1755,11 @@ impl Vault {
         opts: &ImportOptions,
         chunk: Vec<Prepared>,
         t: u64,
-        (summary, optimistic): (&mut ImportSummary, &mut bool),
+        (summary, optimistic, ev): (&mut ImportSummary, &mut bool, &mut audit::Event),
         on_reject: &mut impl FnMut(Reject) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
         let _w = self.write_guard();
+        ev.records.clear();
         if *optimistic {
             // Fast path for new numbers: no read before the write; the batch's guards
             // (index entry absent) make it fail whole if any number already exists,
@@ -1562,6 +1780,7 @@ impl Vault {
                     }
                     Prepared::Ready(r) => {
                         counts.created += 1;
+                        ev.touch(&r.id);
                         self.stage(
                             ctx,
                             &mut batch,
@@ -1576,16 +1795,19 @@ impl Vault {
                 }
             }
             self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
-            match self.store.commit(&batch) {
-                Ok(()) => {
+            match self.commit_audited_nowait(&mut batch, ev) {
+                Ok(_) => {
                     for r in rejects {
                         on_reject(r)?;
                     }
                     summary.add(&counts);
                     return Ok(());
                 }
-                Err(StoreError::Conflict) => *optimistic = false,
-                Err(e) => return Err(e.into()),
+                Err(VaultError::Store(StoreError::Conflict)) => {
+                    *optimistic = false;
+                    ev.records.clear();
+                }
+                Err(e) => return Err(e),
             }
         }
         let mut batch = Batch::default();
@@ -1614,6 +1836,7 @@ impl Vault {
             match existing {
                 None => {
                     encryptions += 1;
+                    ev.touch(&ready.id);
                     let exact = ready.idx.exact.clone();
                     self.stage(
                         ctx,
@@ -1648,6 +1871,7 @@ impl Vault {
                     }
                     if changed {
                         encryptions += 1;
+                        ev.touch(&id);
                         self.stage(
                             ctx,
                             &mut batch,
@@ -1671,7 +1895,7 @@ impl Vault {
             self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
         }
         if !batch.is_empty() {
-            self.store.commit(&batch)?;
+            self.commit_audited_nowait(&mut batch, ev)?;
         }
         for r in rejects.into_iter().chain(suppressed) {
             on_reject(r)?;

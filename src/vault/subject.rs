@@ -2,6 +2,7 @@
 //! subject access, third-party sharing, accuracy (stale numbers) and anonymized
 //! statistics. Decrypted numbers exist only in memory, in zeroize-on-drop values.
 
+use super::audit::Event;
 use super::{Found, Vault, VaultError};
 use crate::phone::{self, NumberKind, E164};
 use crate::record::{Grant, OptOut, RecordId};
@@ -118,11 +119,24 @@ impl Vault {
         input: &str,
         region: Option<&str>,
     ) -> Result<Option<SubjectReport>, VaultError> {
+        self.audited("subject", Some(tenant), None, |ev| {
+            self.subject_in(tenant, input, region, ev)
+        })
+    }
+
+    fn subject_in(
+        &self,
+        tenant: &str,
+        input: &str,
+        region: Option<&str>,
+        ev: &mut Event,
+    ) -> Result<Option<SubjectReport>, VaultError> {
         let ctx = self.tenant(tenant)?;
         let n = phone::normalize(input, region)?;
         let Some((id, _, body)) = self.lookup_exact(&ctx, &n.e164)? else {
             return Ok(None);
         };
+        ev.touch(&id);
         let e164 = E164::from_trusted(body.e164.clone());
         Ok(Some(SubjectReport {
             id: id.to_string(),
@@ -144,11 +158,24 @@ impl Vault {
         &self,
         tenant: &str,
         partner: &str,
-        mut sink: impl FnMut(&str, &Found) -> Result<(), VaultError>,
+        sink: impl FnMut(&str, &Found) -> Result<(), VaultError>,
     ) -> Result<u64, VaultError> {
         let purpose = format!("share:{partner}");
+        self.audited("share", Some(tenant), Some(&purpose), |ev| {
+            self.share_in(tenant, partner, &purpose, sink, ev)
+        })
+    }
+
+    fn share_in(
+        &self,
+        tenant: &str,
+        partner: &str,
+        purpose: &str,
+        mut sink: impl FnMut(&str, &Found) -> Result<(), VaultError>,
+        ev: &mut Event,
+    ) -> Result<u64, VaultError> {
         let ctx = self.tenant(tenant)?;
-        ctx.check_purpose(&purpose)?;
+        ctx.check_purpose(purpose)?;
         // The oldest key version held keys the pseudonyms, so a partner's ids stay the
         // same across data-key rotations (until that version is destroyed).
         let mac = &ctx
@@ -162,7 +189,8 @@ impl Vault {
         let t = self.now();
         let mut n = 0;
         self.for_each_record(&ctx, |id, body| {
-            if self.readable(&ctx, body, &purpose, t) {
+            if self.readable(&ctx, body, purpose, t) {
+                ev.touch(&id);
                 let pseudonym = partner_pseudonym(mac, partner, &id);
                 sink(&pseudonym, &Self::found(id, body))?;
                 n += 1;
@@ -175,6 +203,10 @@ impl Vault {
     /// Records not verified within `days` (never verified: created more than `days`
     /// ago), in record-id order.
     pub fn stale(&self, tenant: &str, days: u32) -> Result<Vec<Stale>, VaultError> {
+        self.audited("stale", Some(tenant), None, |_| self.stale_in(tenant, days))
+    }
+
+    fn stale_in(&self, tenant: &str, days: u32) -> Result<Vec<Stale>, VaultError> {
         let ctx = self.tenant(tenant)?;
         let cutoff = self.now().saturating_sub(u64::from(days) * SECONDS_PER_DAY);
         let t = self.now();
@@ -202,6 +234,10 @@ impl Vault {
     /// Counts of live records (a live consent, within retention) by country and
     /// type, with small groups suppressed and optional Laplace noise.
     pub fn stats(&self, tenant: &str, q: &StatsQuery) -> Result<Stats, VaultError> {
+        self.audited("stats", Some(tenant), None, |_| self.stats_in(tenant, q))
+    }
+
+    fn stats_in(&self, tenant: &str, q: &StatsQuery) -> Result<Stats, VaultError> {
         q.validate()?;
         let ctx = self.tenant(tenant)?;
         let t = self.now();

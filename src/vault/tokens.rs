@@ -165,6 +165,16 @@ impl Vault {
     /// [`VaultError::UnknownTenant`], [`VaultError::UnknownPurpose`], or
     /// [`VaultError::InvalidArgument`] for a vault-wide token that is not admin.
     pub fn create_token(&self, spec: &TokenSpec) -> Result<(TokenInfo, TokenSecret), VaultError> {
+        self.audited("token-create", spec.tenant.as_deref(), None, |ev| {
+            self.create_token_in(spec, ev)
+        })
+    }
+
+    fn create_token_in(
+        &self,
+        spec: &TokenSpec,
+        ev: &mut super::audit::Event,
+    ) -> Result<(TokenInfo, TokenSecret), VaultError> {
         match &spec.tenant {
             Some(t) => {
                 let ctx = self.tenant(t)?;
@@ -212,8 +222,7 @@ impl Vault {
             key.clone(),
             encode_row(&self.row_mac, TABLE, &key, &row),
         );
-        self.store.commit(&b)?;
-        self.store.flush()?;
+        self.commit_audited(&mut b, ev)?;
         Ok((info, secret))
     }
 
@@ -251,6 +260,14 @@ impl Vault {
     }
 
     fn revoke_where(&self, f: impl Fn(&TokenInfo) -> bool) -> Result<u64, VaultError> {
+        self.audited("token-revoke", None, None, |ev| self.revoke_where_in(f, ev))
+    }
+
+    fn revoke_where_in(
+        &self,
+        f: impl Fn(&TokenInfo) -> bool,
+        ev: &mut super::audit::Event,
+    ) -> Result<u64, VaultError> {
         let mut b = Batch::default();
         let mut n = 0;
         for (k, v) in self
@@ -268,8 +285,7 @@ impl Vault {
             }
         }
         if n > 0 {
-            self.store.commit(&b)?;
-            self.store.flush()?;
+            self.commit_audited(&mut b, ev)?;
         }
         Ok(n)
     }

@@ -1,0 +1,144 @@
+//! What the audit log costs lookups, measured in one run on one vault:
+//!
+//! - `off`: reads not audited (a hidden benchmark-only handle);
+//! - `lag`: reads return at once, their entries flushed every 10 ms (`--audit-read-lag-ms 10`);
+//! - `strict`: every read returns once its entry is durable (the default), concurrent
+//!   reads sharing one flush.
+//!
+//! Each with 1 and 16 threads. `cargo bench --bench audit [-- NUMBERS.csv LOOKUPS.csv]`;
+//! `PHONEVAULT_BENCH_RUNS=N` repeats and prints medians; `PHONEVAULT_BENCH_ROWS=N`
+//! imports only the first N numbers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use phonevault::phone;
+use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
+use phonevault_keys::{KdfParams, Passphrase};
+
+fn rate(v: &Vault, lookups: &[String], threads: usize) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for part in lookups.chunks(lookups.len().div_ceil(threads)) {
+            let v = v.clone();
+            s.spawn(move || {
+                for l in part {
+                    assert!(v.find("bench", l, None, "otp").expect("find").is_some());
+                }
+            });
+        }
+    });
+    lookups.len() as f64 / t.elapsed().as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/data");
+    let numbers_path = args
+        .first()
+        .map_or(data.join("numbers-200k.csv"), PathBuf::from);
+    let lookups_path = args
+        .get(1)
+        .map_or(data.join("lookups-20k.csv"), PathBuf::from);
+    let runs: usize = std::env::var("PHONEVAULT_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1);
+    let rows: usize = std::env::var("PHONEVAULT_BENCH_ROWS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(usize::MAX);
+
+    let text = std::fs::read_to_string(&numbers_path).expect("numbers");
+    let csv: String = text
+        .lines()
+        .take(rows.saturating_add(1))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let imported: std::collections::HashSet<String> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|n| phone::normalize(n, None).ok())
+        .map(|n| n.e164.expose_secret().to_owned())
+        .collect();
+    let lookups: Vec<String> = std::fs::read_to_string(&lookups_path)
+        .expect("lookups")
+        .lines()
+        .skip(1)
+        .filter(|n| {
+            phone::normalize(n, None).is_ok_and(|p| imported.contains(p.e164.expose_secret()))
+        })
+        .map(str::to_owned)
+        .collect();
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("vault");
+    let pass = Passphrase::new("bench".into());
+    Vault::init(&dir, &pass, KdfParams::cheap_for_tests()).expect("init");
+    let vault = Vault::open(&dir, &Unlock::Passphrase(pass), OpenOptions::default()).expect("open");
+    vault
+        .create_tenant("bench", &["otp".into()], None)
+        .expect("tenant");
+    let opts = ImportOptions {
+        tenant: "bench".into(),
+        purposes: vec!["otp".into()],
+        source: "bench".into(),
+        region: None,
+        column: "phone".into(),
+    };
+    vault
+        .import(&opts, csv.as_bytes(), |_| Ok(()), |_| {})
+        .expect("import");
+    println!(
+        "{} numbers imported, {} lookups; fsync-bound strict single-thread runs use the first 1,000",
+        imported.len(),
+        lookups.len()
+    );
+    let off = vault.clone().without_read_audit_for_benchmarks();
+    let few = &lookups[..lookups.len().min(1000)];
+    let mut figures: Vec<Vec<f64>> = vec![Vec::new(); 6];
+    for run in 1..=runs {
+        vault.set_read_audit_lag(None);
+        let r = [
+            rate(&off, &lookups, 1),
+            rate(&off, &lookups, 16),
+            {
+                vault.set_read_audit_lag(Some(Duration::from_millis(10)));
+                rate(&vault, &lookups, 1)
+            },
+            rate(&vault, &lookups, 16),
+            {
+                vault.set_read_audit_lag(None);
+                rate(&vault, few, 1)
+            },
+            rate(&vault, &lookups, 16),
+        ];
+        println!(
+            "run {run}: off {:.0}/s (1 thr), {:.0}/s (16 thr) | lag 10 ms {:.0}/s, {:.0}/s | strict {:.0}/s, {:.0}/s | cost vs off at 16 threads: lag {:.0}%, strict {:.0}%",
+            r[0], r[1], r[2], r[3], r[4], r[5],
+            100.0 * (1.0 - r[3] / r[1]),
+            100.0 * (1.0 - r[5] / r[1]),
+        );
+        for (f, x) in figures.iter_mut().zip(r) {
+            f.push(x);
+        }
+    }
+    let m: Vec<f64> = figures.into_iter().map(median).collect();
+    println!(
+        "median of {runs}: off {:.0}/s (1 thr), {:.0}/s (16 thr) | lag 10 ms {:.0}/s, {:.0}/s | strict {:.0}/s, {:.0}/s | cost vs off: lag {:.0}% (1 thr), {:.0}% (16 thr); strict {:.0}% (1 thr), {:.0}% (16 thr)",
+        m[0], m[1], m[2], m[3], m[4], m[5],
+        100.0 * (1.0 - m[2] / m[0]),
+        100.0 * (1.0 - m[3] / m[1]),
+        100.0 * (1.0 - m[4] / m[0]),
+        100.0 * (1.0 - m[5] / m[1]),
+    );
+}

@@ -1,0 +1,624 @@
+//! `phonevault audit ...`: the auditors' key, verification, checkpoints, archives,
+//! export and the incident-response report.
+//!
+//! Verification, checkpoints, export and the report read the store's audit tree
+//! directly and need no passphrase: auditors hold K0, not the vault's keys. Only
+//! `audit key export`, `audit archive` and `audit report --reveal` unlock the vault.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use phonevault_keys::AuditKey;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{create_private, fail, open, print_json, Cli, Failure};
+use crate::audit::{self, AuditError, Checkpoint, Entry, Link, Outcome, Report};
+use crate::store::{SledStore, Store, Tree};
+use crate::vault::{self, VaultError};
+
+/// Audit log commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// The auditors' key K0.
+    #[command(subcommand)]
+    Key(AuditKeyCommand),
+    /// Verify the whole chain with K0 (exit 0 only when intact; otherwise names the
+    /// first bad link).
+    #[command(after_help = "Examples:
+  phonevault audit verify --key /secure/k0.hex
+  phonevault audit verify --key /secure/k0.hex --checkpoint cp-2026-11-01.json
+  phonevault audit verify --key /secure/k0.hex --archive audit-2026-10.jsonl")]
+    Verify(VerifyArgs),
+    /// Print where the chain ends (sequence and head), to keep off this machine.
+    #[command(after_help = "Example:
+  phonevault audit checkpoint --out /mnt/offsite/cp-$(date +%F).json")]
+    Checkpoint {
+        /// Write the checkpoint to this file (0600) instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Move links older than a time into an archive file (the live log then starts
+    /// at the archive's last checkpoint).
+    #[command(after_help = "Example:
+  phonevault audit archive --before 2026-10-01 --out audit-until-2026-10.jsonl")]
+    Archive {
+        /// Archive links whose every entry is older than this (RFC 3339, YYYY-MM-DD
+        /// or unix seconds).
+        #[arg(long)]
+        before: String,
+        /// The archive file to write (must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Print entries as JSON lines.
+    #[command(after_help = "Example:
+  phonevault audit export --since 2026-11-01 --tenant shop --action find")]
+    Export(ExportArgs),
+    /// Incident-response summary: who revealed or exported how many numbers, which
+    /// records were revealed, refusals and failed authentications, per tenant.
+    #[command(after_help = "Examples:
+  phonevault audit report --since 2026-11-28T00:00:00Z
+  phonevault audit report --since 2026-11-28 --key k0.hex --reveal   # numbers for breach notification")]
+    Report(ReportArgs),
+}
+
+/// `audit key` commands.
+#[derive(Debug, Subcommand)]
+pub enum AuditKeyCommand {
+    /// Write K0 for the auditors, once: the vault then forgets it.
+    #[command(after_help = "Example:
+  phonevault audit key export --out /secure/auditors/k0.hex")]
+    Export {
+        /// File to write (0600, must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Arguments of `audit verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// File holding K0 (hex), from `audit key export`.
+    #[arg(long)]
+    pub key: PathBuf,
+    /// A checkpoint taken earlier: the chain must reach it unchanged.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Archive files, oldest first, when older links were archived.
+    #[arg(long)]
+    pub archive: Vec<PathBuf>,
+}
+
+/// Period and filters shared by export and report.
+#[derive(Debug, Args)]
+pub struct Period {
+    /// From this time (RFC 3339, YYYY-MM-DD or unix seconds).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Until this time, exclusive.
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Verify the chain with K0 (hex file) before reading it.
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// Archive files to read before the live log, oldest first.
+    #[arg(long)]
+    pub archive: Vec<PathBuf>,
+}
+
+/// Arguments of `audit export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub period: Period,
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only this action (find, get, export, add, auth-failed, ...).
+    #[arg(long)]
+    pub action: Option<String>,
+}
+
+/// Arguments of `audit report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub period: Period,
+    /// Also list the numbers of the revealed records, for breach notification
+    /// (unlocks the vault; recorded as a reveal).
+    #[arg(long)]
+    pub reveal: bool,
+}
+
+/// Runs an `audit` command.
+pub fn run(cli: &Cli, c: &AuditCommand) -> Result<(), Failure> {
+    match c {
+        AuditCommand::Key(AuditKeyCommand::Export { out }) => key_export(cli, out),
+        AuditCommand::Verify(a) => verify(cli, a),
+        AuditCommand::Checkpoint { out } => checkpoint(cli, out.as_deref()),
+        AuditCommand::Archive { before, out } => archive(cli, &parse_time(before)?, out),
+        AuditCommand::Export(a) => export(cli, a),
+        AuditCommand::Report(a) => report(cli, a),
+    }
+}
+
+fn key_export(cli: &Cli, out: &Path) -> Result<(), Failure> {
+    if out.exists() {
+        return Err(fail(format!(
+            "{} exists: refusing to overwrite it (choose another --out)",
+            out.display()
+        )));
+    }
+    let v = open(cli)?;
+    let k0 = v.export_audit_key()?;
+    let hex = Zeroizing::new(format!("{}\n", hex::encode(k0.expose_secret())));
+    let mut f = create_private(out)?;
+    f.write_all(hex.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| fail(format!("writing {}: {e}", out.display())))?;
+    if cli.json {
+        print_json(&json!({"exported": out.display().to_string()}));
+    } else {
+        println!(
+            "K0 written to {}: give it to the auditors and keep no other copy; the vault no longer holds it",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+fn read_k0(path: &Path) -> Result<AuditKey, Failure> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .map_err(|e| fail(format!("reading the audit key {}: {e}", path.display())))?,
+    );
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    hex::decode_to_slice(text.trim(), &mut *bytes).map_err(|_| {
+        fail(format!(
+            "{} is not an audit key: expected 64 hexadecimal characters (from `phonevault audit key export`)",
+            path.display()
+        ))
+    })?;
+    Ok(AuditKey::from_bytes(&bytes))
+}
+
+/// Opens the store alone: no passphrase, no keys.
+fn open_store(cli: &Cli) -> Result<SledStore, Failure> {
+    let dir = cli.vault.join(vault::STORE_DIR);
+    if !dir.exists() {
+        return Err(VaultError::NoVault(cli.vault.clone()).into());
+    }
+    Ok(SledStore::open(&dir, 8 << 20).map_err(VaultError::from)?)
+}
+
+/// The live log's links in order, a page at a time.
+fn live_links(store: &SledStore) -> impl Iterator<Item = Result<Vec<u8>, Failure>> + '_ {
+    let mut from = Vec::new();
+    let mut page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)> = Vec::new().into_iter();
+    let mut done = false;
+    std::iter::from_fn(move || loop {
+        if let Some((k, v)) = page.next() {
+            from = k;
+            from.push(0);
+            return Some(Ok(v));
+        }
+        if done {
+            return None;
+        }
+        match store.range(Tree::Audit, &from, None, 1000) {
+            Ok(p) if p.is_empty() => done = true,
+            Ok(p) => page = p.into_iter(),
+            Err(e) => {
+                done = true;
+                return Some(Err(VaultError::from(e).into()));
+            }
+        }
+    })
+}
+
+/// An archive file: a header line, then one link per line.
+struct Archive {
+    start: Checkpoint,
+    end: Checkpoint,
+    links: Vec<Vec<u8>>,
+}
+
+const ARCHIVE_FORMAT: &str = "phonevault-audit-archive-v1";
+
+fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
+    json!({"seq": c.next_seq, "head": hex::encode(c.head)})
+}
+
+fn checkpoint_from(v: &serde_json::Value) -> Option<Checkpoint> {
+    let next_seq = v.get("seq")?.as_u64()?;
+    let mut head = [0u8; 32];
+    hex::decode_to_slice(v.get("head")?.as_str()?, &mut head).ok()?;
+    Some(Checkpoint { next_seq, head })
+}
+
+fn read_archive(path: &Path) -> Result<Archive, Failure> {
+    let bad = |why: &str| {
+        fail(format!(
+            "{} is not a usable audit archive: {why}",
+            path.display()
+        ))
+    };
+    let f =
+        std::fs::File::open(path).map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
+    let mut lines = std::io::BufReader::new(f).lines();
+    let header: serde_json::Value = lines
+        .next()
+        .and_then(|l| l.ok())
+        .and_then(|l| serde_json::from_str(&l).ok())
+        .ok_or_else(|| bad("no header line"))?;
+    if header.get("format").and_then(|f| f.as_str()) != Some(ARCHIVE_FORMAT) {
+        return Err(bad("unknown format"));
+    }
+    let start = header
+        .get("start")
+        .and_then(checkpoint_from)
+        .ok_or_else(|| bad("no start"))?;
+    let end = header
+        .get("end")
+        .and_then(checkpoint_from)
+        .ok_or_else(|| bad("no end"))?;
+    let mut links = Vec::new();
+    for line in lines {
+        let line = line.map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        links.push(hex::decode(line.trim()).map_err(|_| bad("a link line is not hexadecimal"))?);
+    }
+    Ok(Archive { start, end, links })
+}
+
+fn read_checkpoint(path: &Path) -> Result<Checkpoint, Failure> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| fail(format!("reading {}: {e}", path.display())))?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .as_ref()
+        .and_then(checkpoint_from)
+        .ok_or_else(|| {
+            fail(format!(
+                "{} is not a checkpoint: expected {{\"seq\": N, \"head\": \"hex\"}} from `phonevault audit checkpoint`",
+                path.display()
+            ))
+        })
+}
+
+fn broken(e: AuditError) -> Failure {
+    fail(format!("audit verify FAILED: {e}"))
+}
+
+/// Verifies (with K0) or only decodes every link of the archives, then of the live
+/// log, passing each to `each`. Returns where the chain ends.
+fn walk(
+    cli: &Cli,
+    k0: Option<&AuditKey>,
+    archives: &[PathBuf],
+    checkpoint: Option<&Checkpoint>,
+    mut each: impl FnMut(Link) -> Result<(), Failure>,
+) -> Result<Checkpoint, Failure> {
+    let store = open_store(cli)?;
+    // The live log starts at its first stored link; before it, the archives.
+    let first_live = match live_links(&store).next() {
+        Some(l) => audit::decode_unverified(&l?).map(|l| l.seq),
+        None => None,
+    };
+    let mut at: Option<Checkpoint> = None;
+    let mut failure = None;
+    let mut step = |start: Checkpoint,
+                    links: &mut dyn Iterator<Item = Vec<u8>>,
+                    cp: Option<&Checkpoint>|
+     -> Result<Checkpoint, Failure> {
+        match k0 {
+            Some(k0) => audit::verify_from(k0, start, links, cp, |link| {
+                each(link).map_err(|f| {
+                    failure = Some(f);
+                    AuditError::TooLarge
+                })
+            })
+            .map_err(|e| failure.take().unwrap_or_else(|| broken(e))),
+            None => {
+                let mut end = start;
+                for bytes in links {
+                    let link = audit::decode_unverified(&bytes)
+                        .ok_or_else(|| broken(AuditError::BadLink(end.next_seq)))?;
+                    end = Checkpoint {
+                        next_seq: link.seq + 1,
+                        head: link.head,
+                    };
+                    each(link)?;
+                }
+                Ok(end)
+            }
+        }
+    };
+    for path in archives {
+        let a = read_archive(path)?;
+        if let Some(prev) = at {
+            if prev != a.start {
+                return Err(fail(format!(
+                    "{} does not continue the previous archive (it starts at link {}, the previous ended at {}): pass the archives oldest first",
+                    path.display(),
+                    a.start.next_seq,
+                    prev.next_seq
+                )));
+            }
+        }
+        let end = step(a.start, &mut a.links.into_iter(), None)?;
+        if end != a.end {
+            return Err(broken(AuditError::Checkpoint(a.end.next_seq)));
+        }
+        at = Some(end);
+    }
+    let start = match (at, first_live) {
+        (Some(a), _) => a,
+        (None, None | Some(0)) => Checkpoint::GENESIS,
+        (None, Some(n)) => {
+            return Err(fail(format!(
+                "the live audit log starts at link {n} (older links were archived): pass the archive files with --archive, oldest first"
+            )))
+        }
+    };
+    let mut err = None;
+    let mut live = live_links(&store).map_while(|r| match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            err = Some(e);
+            None
+        }
+    });
+    let end = step(start, &mut live, checkpoint)?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    Ok(end)
+}
+
+fn verify(cli: &Cli, a: &VerifyArgs) -> Result<(), Failure> {
+    let k0 = read_k0(&a.key)?;
+    let cp = a.checkpoint.as_deref().map(read_checkpoint).transpose()?;
+    let mut entries = 0u64;
+    let mut links = 0u64;
+    let end = walk(cli, Some(&k0), &a.archive, cp.as_ref(), |l| {
+        links += 1;
+        entries += l.entries.len() as u64;
+        Ok(())
+    })?;
+    if cli.json {
+        print_json(
+            &json!({"intact": true, "links": links, "entries": entries, "end": checkpoint_json(&end)}),
+        );
+    } else {
+        println!(
+            "audit chain intact: {links} links, {entries} entries, ends at link {} (head {})",
+            end.next_seq,
+            hex::encode(end.head)
+        );
+    }
+    Ok(())
+}
+
+fn checkpoint(cli: &Cli, out: Option<&Path>) -> Result<(), Failure> {
+    let store = open_store(cli)?;
+    let last = store.last_value(Tree::Audit).map_err(VaultError::from)?;
+    let cp = match last {
+        None => Checkpoint::GENESIS,
+        Some(bytes) => {
+            let link =
+                audit::decode_unverified(&bytes).ok_or_else(|| broken(AuditError::BadLink(0)))?;
+            Checkpoint {
+                next_seq: link.seq + 1,
+                head: link.head,
+            }
+        }
+    };
+    let v = checkpoint_json(&cp);
+    match out {
+        Some(path) => {
+            let mut f = create_private(path)?;
+            writeln!(f, "{v}")
+                .and_then(|()| f.sync_all())
+                .map_err(|e| fail(format!("writing {}: {e}", path.display())))?;
+            println!(
+                "checkpoint of link {} written to {}",
+                cp.next_seq,
+                path.display()
+            );
+        }
+        None => print_json(&v),
+    }
+    Ok(())
+}
+
+fn archive(cli: &Cli, before: &u64, out: &Path) -> Result<(), Failure> {
+    if out.exists() {
+        return Err(fail(format!(
+            "{} exists: refusing to overwrite it (choose another --out)",
+            out.display()
+        )));
+    }
+    let v = open(cli)?;
+    let result = v.archive_audit(*before, |start, links| {
+        let mut text = String::new();
+        let end = links
+            .last()
+            .and_then(|(_, b)| audit::link_time_and_head(b))
+            .map(|(_, head)| Checkpoint {
+                next_seq: links.last().map_or(start.next_seq, |(s, _)| s + 1),
+                head,
+            })
+            .unwrap_or(start);
+        text.push_str(
+            &json!({"format": ARCHIVE_FORMAT, "start": checkpoint_json(&start), "end": checkpoint_json(&end)})
+                .to_string(),
+        );
+        text.push('\n');
+        for (_, bytes) in links {
+            text.push_str(&hex::encode(bytes));
+            text.push('\n');
+        }
+        vault::write_atomic(out, text.as_bytes())
+    })?;
+    match result {
+        None => println!("nothing to archive: no link is entirely older than that"),
+        Some(end) => println!(
+            "archived links before {} to {}; keep it with its checkpoint (the live log now starts there)",
+            end.next_seq,
+            out.display()
+        ),
+    }
+    Ok(())
+}
+
+fn period(p: &Period) -> Result<(u64, Option<u64>, Option<AuditKey>), Failure> {
+    let since = p.since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+    let until = p.until.as_deref().map(parse_time).transpose()?;
+    let key = p.key.as_deref().map(read_k0).transpose()?;
+    if key.is_none() {
+        eprintln!(
+            "note: the chain is read without verification; pass --key K0-FILE to verify it first"
+        );
+    }
+    Ok((since, until, key))
+}
+
+fn outcome_json(o: &Outcome) -> serde_json::Value {
+    match o {
+        Outcome::Ok => json!("ok"),
+        Outcome::Refused => json!("refused"),
+        Outcome::Failed(code) => json!({"failed": code}),
+    }
+}
+
+fn entry_json(seq: u64, e: &Entry) -> serde_json::Value {
+    json!({
+        "seq": seq,
+        "time": super::fmt_time(e.time),
+        "actor": e.actor,
+        "tenant": e.tenant,
+        "action": e.action,
+        "records": e.records.iter().map(hex::encode).collect::<Vec<_>>(),
+        "purpose": e.purpose,
+        "reveal": e.reveal,
+        "outcome": outcome_json(&e.outcome),
+    })
+}
+
+fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
+    let (since, until, key) = period(&a.period)?;
+    let window = Report::new(since, until);
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    walk(cli, key.as_ref(), &a.period.archive, None, |link| {
+        for e in &link.entries {
+            if !window.covers(e.time)
+                || a.tenant
+                    .as_ref()
+                    .is_some_and(|t| e.tenant.as_ref() != Some(t))
+                || a.action.as_ref().is_some_and(|x| &e.action != x)
+            {
+                continue;
+            }
+            writeln!(out, "{}", entry_json(link.seq, e))
+                .map_err(|e| fail(format!("writing the export: {e}")))?;
+        }
+        Ok(())
+    })?;
+    out.flush()
+        .map_err(|e| fail(format!("writing the export: {e}")))
+}
+
+fn report(cli: &Cli, a: &ReportArgs) -> Result<(), Failure> {
+    let (since, until, key) = period(&a.period)?;
+    let mut r = Report::new(since, until);
+    walk(cli, key.as_ref(), &a.period.archive, None, |link| {
+        link.entries.iter().for_each(|e| r.add(e));
+        Ok(())
+    })?;
+    let mut numbers = serde_json::Map::new();
+    if a.reveal {
+        // The store was closed by `walk`; now the vault opens (the passphrase holder).
+        let v = open(cli)?;
+        for (tenant, actors) in &r.tenants {
+            let ids: std::collections::BTreeSet<String> = actors
+                .values()
+                .flat_map(|s| s.revealed_ids.iter().cloned())
+                .collect();
+            if ids.is_empty() || tenant == "-" {
+                continue;
+            }
+            let ids: Vec<String> = ids.into_iter().collect();
+            let list = v.numbers_for_notification(tenant, &ids)?;
+            let m: serde_json::Map<String, serde_json::Value> = list
+                .into_iter()
+                .map(|(id, n)| (id, n.map_or(json!(null), |n| json!(n.expose_secret()))))
+                .collect();
+            numbers.insert(tenant.clone(), serde_json::Value::Object(m));
+        }
+    }
+    if cli.json {
+        let mut v = serde_json::to_value(&r).unwrap_or_default();
+        if a.reveal {
+            v["numbers"] = serde_json::Value::Object(numbers);
+        }
+        print_json(&v);
+        return Ok(());
+    }
+    println!(
+        "audit report from {} to {}: {} entries",
+        super::fmt_time(r.since),
+        r.until.map_or("now".into(), super::fmt_time),
+        r.entries
+    );
+    for (tenant, actors) in &r.tenants {
+        println!("tenant {tenant}:");
+        for (actor, s) in actors {
+            println!(
+                "  {actor}: {} reads, {} revealed, {} exported, {} refused, {} denied, {} failed, {} writes",
+                s.reads, s.revealed, s.exported, s.refused, s.denied, s.failed, s.writes
+            );
+            for id in &s.revealed_ids {
+                let n = numbers
+                    .get(tenant)
+                    .and_then(|m| m.get(id))
+                    .map(|n| match n.as_str() {
+                        Some(s) => format!("  {s}"),
+                        None => "  (erased)".into(),
+                    })
+                    .unwrap_or_default();
+                println!("    revealed {id}{n}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Parses RFC 3339, `YYYY-MM-DD` (midnight UTC) or unix seconds.
+pub(crate) fn parse_time(s: &str) -> Result<u64, Failure> {
+    use time::format_description::well_known::Rfc3339;
+    let s = s.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Ok(n);
+    }
+    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
+        return u64::try_from(t.unix_timestamp()).map_err(|_| bad_time(s));
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &fmt) {
+        let t = d.midnight().assume_utc().unix_timestamp();
+        return u64::try_from(t).map_err(|_| bad_time(s));
+    }
+    Err(bad_time(s))
+}
+
+fn bad_time(s: &str) -> Failure {
+    fail(format!(
+        "invalid time `{s}`: use RFC 3339 (2026-11-28T09:00:00Z), a date (2026-11-28) or unix seconds"
+    ))
+}

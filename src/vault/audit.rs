@@ -1,0 +1,1031 @@
+//! The vault's side of the audit chain ([`crate::audit`]): where the chain's current
+//! key and head live, how every operation's entry joins a link, and group commit.
+//!
+//! The chain state (the current key K_i, the next sequence number, the head, and where
+//! the live log starts after archives) is one row of the `meta` tree, sealed with
+//! AES-256-GCM under a key derived from the root key, so a reader of the disk cannot
+//! take K_i. Every link is written in the same store batch as the state row that
+//! follows it, guarded by the state row it replaces: appends are serialized even when
+//! several processes share one store.
+//!
+//! A write operation's entry goes into the batch of the write itself, so the change and
+//! its audit entry are atomic. A read's entry waits in `pending` and joins the next
+//! link any caller commits; the read returns only after a flush has made that link
+//! durable. Concurrent callers share one flush (group commit). If an entry cannot be
+//! written, the operation fails: there is no unaudited access.
+//!
+//! K0, the key the auditors verify with, is kept only until `audit key export` hands
+//! it out; from then on the vault holds nothing that can re-sign past links.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bincode::{Decode, Encode};
+use phonevault_keys::{AuditKey, DataKey, VaultId};
+use zeroize::{Zeroize, Zeroizing};
+
+use super::{Vault, VaultError};
+use crate::audit::{self, Actor, Checkpoint, Entry, Outcome};
+use crate::store::{Batch, Store, StoreError, Tree};
+
+/// Meta row holding the sealed chain state.
+pub(crate) const STATE_ROW: &[u8] = b"audit-state";
+/// Meta row holding K0 until it is exported.
+pub(crate) const K0_ROW: &[u8] = b"audit-k0";
+/// AAD label of the sealed audit rows.
+const STATE_LABEL: &[u8] = b"phonevault/v1/audit-state";
+/// A link holds at most this many record ids, so it stays far below
+/// [`audit::MAX_LINK_LEN`].
+const MAX_IDS_PER_LINK: usize = 100_000;
+/// An entry lists at most this many record ids; larger operations write several.
+pub(crate) const MAX_IDS_PER_ENTRY: usize = 50_000;
+
+#[derive(Encode, Decode)]
+struct StateRow {
+    key: [u8; 32],
+    next_seq: u64,
+    head: [u8; 32],
+    start_seq: u64,
+    start_head: [u8; 32],
+}
+
+impl Drop for StateRow {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+fn aad(vault: &VaultId, row: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in [STATE_LABEL, &vault.0[..], row] {
+        out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+fn bincode_cfg() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<256>()
+}
+
+fn seal_row(
+    key: &DataKey,
+    vault: &VaultId,
+    row: &[u8],
+    plain: &[u8],
+) -> Result<Vec<u8>, VaultError> {
+    Ok(key.seal(&aad(vault, row), plain)?)
+}
+
+/// The chain as this process knows it.
+struct Chain {
+    key: AuditKey,
+    at: Checkpoint,
+    start: Checkpoint,
+    /// The stored state row, guarded by the next append.
+    stored: Vec<u8>,
+    /// Entries of reads and failed operations waiting for the next link.
+    pending: Vec<Entry>,
+}
+
+#[derive(Default)]
+struct Sync {
+    /// Links below this sequence number are durable.
+    durable: u64,
+    flushing: bool,
+}
+
+/// The audit log of an open vault.
+pub(crate) struct AuditLog {
+    state_key: DataKey,
+    vault: VaultId,
+    chain: Mutex<Chain>,
+    sync: Mutex<Sync>,
+    flushed: Condvar,
+    /// 0: a read returns once its entry is durable. Otherwise the most a read's entry
+    /// may stay unflushed, in milliseconds (see [`Vault::set_read_audit_lag`]).
+    lag_ms: AtomicU64,
+    flusher: AtomicBool,
+    /// The background flusher failed: reads are refused until a flush succeeds.
+    broken: AtomicBool,
+}
+
+/// Where the live chain stands, for `audit checkpoint` and `audit verify`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChainStatus {
+    /// The first link still in the store (links before it were archived).
+    pub start: Checkpoint,
+    /// The end of the chain.
+    pub end: Checkpoint,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn seq_key(seq: u64) -> Vec<u8> {
+    seq.to_be_bytes().to_vec()
+}
+
+impl AuditLog {
+    /// The rows of a new vault's empty chain: its state under a fresh K0, and K0
+    /// itself, kept for `audit key export`.
+    pub(crate) fn genesis(
+        key: &DataKey,
+        vault: &VaultId,
+        batch: &mut Batch,
+    ) -> Result<(), VaultError> {
+        let k0 = AuditKey::generate();
+        let state = StateRow {
+            key: *k0.expose_secret(),
+            next_seq: 0,
+            head: [0; 32],
+            start_seq: 0,
+            start_head: [0; 32],
+        };
+        let plain = Zeroizing::new(
+            bincode::encode_to_vec(&state, bincode_cfg())
+                .map_err(|_| VaultError::RowTampered("audit"))?,
+        );
+        batch.put(
+            Tree::Meta,
+            STATE_ROW.to_vec(),
+            seal_row(key, vault, STATE_ROW, &plain)?,
+        );
+        batch.put(
+            Tree::Meta,
+            K0_ROW.to_vec(),
+            seal_row(key, vault, K0_ROW, k0.expose_secret())?,
+        );
+        Ok(())
+    }
+
+    /// Loads the chain state of an open vault.
+    pub(crate) fn load(
+        store: &dyn Store,
+        state_key: DataKey,
+        vault: &VaultId,
+    ) -> Result<AuditLog, VaultError> {
+        let chain = Self::read_chain(store, &state_key, vault)?;
+        let durable = chain.at.next_seq;
+        Ok(AuditLog {
+            state_key,
+            vault: *vault,
+            chain: Mutex::new(chain),
+            sync: Mutex::new(Sync {
+                durable,
+                flushing: false,
+            }),
+            flushed: Condvar::new(),
+            lag_ms: AtomicU64::new(0),
+            flusher: AtomicBool::new(false),
+            broken: AtomicBool::new(false),
+        })
+    }
+
+    /// The ticket that covers every entry so far, pending ones included.
+    fn ticket_all(&self) -> u64 {
+        let chain = lock(&self.chain);
+        chain.at.next_seq + u64::from(!chain.pending.is_empty())
+    }
+
+    /// Makes every entry so far durable, once more, when the vault closes.
+    pub(crate) fn close(&self, store: &dyn Store) {
+        if self.wait_durable(store, self.ticket_all()).is_err() {
+            eprintln!("phonevault: the last audit entries could not be flushed at close");
+        }
+    }
+
+    fn read_chain(store: &dyn Store, key: &DataKey, vault: &VaultId) -> Result<Chain, VaultError> {
+        let stored = store
+            .get(Tree::Meta, STATE_ROW)?
+            .ok_or(VaultError::RowTampered("audit"))?;
+        let plain = key
+            .open(&aad(vault, STATE_ROW), &stored)
+            .map_err(|_| VaultError::RowTampered("audit"))?;
+        let (s, used): (StateRow, usize) = bincode::decode_from_slice(&plain, bincode_cfg())
+            .map_err(|_| VaultError::RowTampered("audit"))?;
+        if used != plain.len() {
+            return Err(VaultError::RowTampered("audit"));
+        }
+        Ok(Chain {
+            key: AuditKey::from_bytes(&s.key),
+            at: Checkpoint {
+                next_seq: s.next_seq,
+                head: s.head,
+            },
+            start: Checkpoint {
+                next_seq: s.start_seq,
+                head: s.start_head,
+            },
+            stored,
+            pending: Vec::new(),
+        })
+    }
+
+    fn sealed_state(
+        &self,
+        key: &AuditKey,
+        at: Checkpoint,
+        start: Checkpoint,
+    ) -> Result<Vec<u8>, VaultError> {
+        let state = StateRow {
+            key: *key.expose_secret(),
+            next_seq: at.next_seq,
+            head: at.head,
+            start_seq: start.next_seq,
+            start_head: start.head,
+        };
+        let plain = Zeroizing::new(
+            bincode::encode_to_vec(&state, bincode_cfg())
+                .map_err(|_| VaultError::RowTampered("audit"))?,
+        );
+        seal_row(&self.state_key, &self.vault, STATE_ROW, &plain)
+    }
+
+    /// Adds a link of `entries` (after the pending ones) to `batch` and commits it.
+    /// Returns the sequence number the link must be durable up to.
+    fn commit_link(
+        &self,
+        store: &dyn Store,
+        chain: &mut Chain,
+        batch: &mut Batch,
+        entries: &[Entry],
+    ) -> Result<u64, VaultError> {
+        let ids = |es: &[Entry]| es.iter().map(|e| e.records.len()).sum::<usize>();
+        if !chain.pending.is_empty() && ids(&chain.pending) + ids(entries) > MAX_IDS_PER_LINK {
+            // Too much for one link: the pending entries get a link of their own first.
+            self.commit_link(store, chain, &mut Batch::default(), &[])?;
+        }
+        let mut all = std::mem::take(&mut chain.pending);
+        let n_pending = all.len();
+        all.extend_from_slice(entries);
+        let result = self.try_commit(store, chain, batch, &all);
+        if result.is_err() {
+            // The link was not written: the pending entries wait for the next one.
+            all.truncate(n_pending);
+            all.append(&mut chain.pending);
+            chain.pending = all;
+        }
+        result
+    }
+
+    fn try_commit(
+        &self,
+        store: &dyn Store,
+        chain: &mut Chain,
+        batch: &mut Batch,
+        entries: &[Entry],
+    ) -> Result<u64, VaultError> {
+        let mut key = AuditKey::from_bytes(chain.key.expose_secret());
+        let mut at = chain.at;
+        let seq = at.next_seq;
+        let link = audit::append(&mut at, &mut key, entries).map_err(VaultError::Audit)?;
+        let state = self.sealed_state(&key, at, chain.start)?;
+        batch.guard(Tree::Meta, STATE_ROW.to_vec(), Some(chain.stored.clone()));
+        batch.guard(Tree::Audit, seq_key(seq), None);
+        batch.put(Tree::Audit, seq_key(seq), link);
+        batch.put(Tree::Meta, STATE_ROW.to_vec(), state.clone());
+        match store.commit(batch) {
+            Ok(()) => {
+                chain.key = key;
+                chain.at = at;
+                chain.stored = state;
+                Ok(at.next_seq)
+            }
+            Err(StoreError::Conflict) => {
+                // Another process sharing the store appended: take its state, and let
+                // the caller retry.
+                if let Ok(fresh) = Self::read_chain(store, &self.state_key, &self.vault) {
+                    let pending = std::mem::take(&mut chain.pending);
+                    *chain = fresh;
+                    chain.pending = pending;
+                }
+                Err(StoreError::Conflict.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commits the pending entries, if any, as one link.
+    fn commit_pending(&self, store: &dyn Store) -> Result<u64, VaultError> {
+        let mut chain = lock(&self.chain);
+        if !chain.pending.is_empty() {
+            let mut tries = 0;
+            loop {
+                match self.commit_link(store, &mut chain, &mut Batch::default(), &[]) {
+                    Err(VaultError::Store(StoreError::Conflict)) if tries < 8 => tries += 1,
+                    other => {
+                        other?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(chain.at.next_seq)
+    }
+
+    /// Returns once every link below `ticket` is durable, flushing (for every waiting
+    /// caller at once) when no other caller is.
+    fn wait_durable(&self, store: &dyn Store, ticket: u64) -> Result<(), VaultError> {
+        let mut s = lock(&self.sync);
+        loop {
+            if s.durable >= ticket {
+                return Ok(());
+            }
+            if s.flushing {
+                s = self.flushed.wait(s).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            s.flushing = true;
+            drop(s);
+            let result = self
+                .commit_pending(store)
+                .and_then(|upto| store.flush().map(|()| upto).map_err(VaultError::from));
+            s = lock(&self.sync);
+            s.flushing = false;
+            self.flushed.notify_all();
+            self.broken.store(result.is_err(), Ordering::SeqCst);
+            match result {
+                Ok(upto) => s.durable = s.durable.max(upto),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn status(&self) -> ChainStatus {
+        let chain = lock(&self.chain);
+        ChainStatus {
+            start: chain.start,
+            end: chain.at,
+        }
+    }
+}
+
+/// An operation being audited: filled in as it learns what it touches.
+#[derive(Debug)]
+pub(crate) struct Event {
+    action: &'static str,
+    tenant: Option<String>,
+    purpose: Option<String>,
+    /// Record ids touched.
+    pub(crate) records: Vec<[u8; 16]>,
+    /// The operation was refused by policy (no consent, opted out, expired).
+    pub(crate) refused: bool,
+    /// Its entry is in the chain already (committed with the write).
+    logged: bool,
+    /// The link its write must be durable up to before the operation returns.
+    ticket: Option<u64>,
+}
+
+impl Event {
+    pub(crate) fn touch(&mut self, id: &crate::record::RecordId) {
+        self.records.push(id.0);
+    }
+}
+
+impl Vault {
+    /// Starts the audit entry of an operation.
+    pub(crate) fn event(
+        &self,
+        action: &'static str,
+        tenant: Option<&str>,
+        purpose: Option<&str>,
+    ) -> Event {
+        Event {
+            action,
+            tenant: tenant.map(str::to_owned),
+            purpose: purpose.map(str::to_owned),
+            records: Vec::new(),
+            refused: false,
+            logged: false,
+            ticket: None,
+        }
+    }
+
+    fn entries(&self, ev: &Event, outcome: Outcome) -> Vec<Entry> {
+        let time = self.now();
+        let one = |records: &[[u8; 16]]| Entry {
+            time,
+            actor: self.who.actor.clone(),
+            tenant: ev.tenant.clone(),
+            action: ev.action.to_owned(),
+            records: records.to_vec(),
+            purpose: ev.purpose.clone(),
+            reveal: self.who.reveal && matches!(outcome, Outcome::Ok) && !ev.records.is_empty(),
+            outcome: outcome.clone(),
+        };
+        if ev.records.is_empty() {
+            vec![one(&[])]
+        } else {
+            ev.records.chunks(MAX_IDS_PER_ENTRY).map(one).collect()
+        }
+    }
+
+    /// Runs an operation as one audited event: `f` notes what it touches in the event;
+    /// its outcome is logged (unless it went in with a write) before the result is
+    /// returned.
+    pub(crate) fn audited<T>(
+        &self,
+        action: &'static str,
+        tenant: Option<&str>,
+        purpose: Option<&str>,
+        f: impl FnOnce(&mut Event) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        let mut ev = self.event(action, tenant, purpose);
+        let result = f(&mut ev);
+        self.conclude(ev, result)
+    }
+
+    /// Commits a write's batch with its audit entry in the same batch. The operation
+    /// returns once that is durable: [`Vault::conclude`] waits for it after the
+    /// operation released its locks, so concurrent writes share one flush (group
+    /// commit).
+    pub(crate) fn commit_audited(
+        &self,
+        batch: &mut Batch,
+        ev: &mut Event,
+    ) -> Result<(), VaultError> {
+        let ticket = self.commit_audited_nowait(batch, ev)?;
+        ev.ticket = Some(ticket);
+        Ok(())
+    }
+
+    /// As [`Vault::commit_audited`], without waiting for durability (import chunks,
+    /// rewrap pages: the operation flushes once at its end).
+    pub(crate) fn commit_audited_nowait(
+        &self,
+        batch: &mut Batch,
+        ev: &mut Event,
+    ) -> Result<u64, VaultError> {
+        let entries = self.entries(ev, Outcome::Ok);
+        let mut chain = lock(&self.audit.chain);
+        let ticket = self
+            .audit
+            .commit_link(self.store.as_ref(), &mut chain, batch, &entries)?;
+        ev.logged = true;
+        ev.records.clear();
+        Ok(ticket)
+    }
+
+    /// Makes everything committed so far durable (one shared flush).
+    pub(crate) fn sync_audited(&self) -> Result<(), VaultError> {
+        let ticket = self.audit.ticket_all();
+        self.audit.wait_durable(self.store.as_ref(), ticket)
+    }
+
+    /// Ends an operation: unless its entry went in with its write, logs it with the
+    /// outcome `result` gives and waits until it is durable. A result the log could not
+    /// record is not returned: the caller gets the logging error instead.
+    pub(crate) fn conclude<T>(
+        &self,
+        ev: Event,
+        result: Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        if let Some(ticket) = ev.ticket {
+            // The write and its entry are committed; the operation answers once both
+            // are durable.
+            self.audit.wait_durable(self.store.as_ref(), ticket)?;
+        }
+        if !self.who.audit {
+            return result;
+        }
+        if ev.logged && ev.records.is_empty() && result.is_ok() {
+            return result;
+        }
+        let outcome = match &result {
+            Ok(_) if ev.refused => Outcome::Refused,
+            Ok(_) => Outcome::Ok,
+            Err(e) => Outcome::Failed(e.code().to_owned()),
+        };
+        let logged = self.log_entries(self.entries(&ev, outcome));
+        match (result, logged) {
+            (Ok(v), Ok(())) => Ok(v),
+            (Ok(_), Err(e)) => Err(VaultError::AuditUnavailable(Box::new(e))),
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    /// Appends entries that belong to no write (reads, refusals, server events) and
+    /// waits until they are durable.
+    pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
+        let lagged = self.audit.lag_ms.load(Ordering::Relaxed) > 0;
+        if lagged && self.audit.broken.load(Ordering::SeqCst) {
+            return Err(VaultError::AuditUnavailable(Box::new(VaultError::Store(
+                StoreError::Io(std::io::Error::other("the audit log could not be flushed")),
+            ))));
+        }
+        let ticket = {
+            let mut chain = lock(&self.audit.chain);
+            chain.pending.extend(entries);
+            if lagged && chain.pending.len() >= 10_000 {
+                // Bounded memory: a full batch becomes a link now (flushed later).
+                self.audit.commit_link(
+                    self.store.as_ref(),
+                    &mut chain,
+                    &mut Batch::default(),
+                    &[],
+                )?;
+            }
+            chain.at.next_seq + 1
+        };
+        if lagged {
+            return Ok(());
+        }
+        self.audit.wait_durable(self.store.as_ref(), ticket)
+    }
+
+    /// How long a read's audit entry may wait before it is durable. `None` (the
+    /// default): every read returns only once its entry is flushed, sharing the flush
+    /// with concurrent readers. `Some(d)`: reads return at once and a background thread
+    /// flushes their entries every `d`, so a crash (power loss, SIGKILL) may lose the
+    /// read entries of the last `d`; writes always flush with their own entry. If a
+    /// background flush fails, reads are refused until one succeeds.
+    pub fn set_read_audit_lag(&self, lag: Option<Duration>) {
+        let ms = lag.map_or(0, |d| d.as_millis().clamp(1, 60_000) as u64);
+        self.audit.lag_ms.store(ms, Ordering::SeqCst);
+        if ms == 0 || self.audit.flusher.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("audit-flusher".into())
+            .spawn(move || loop {
+                let Some(inner) = weak.upgrade() else { return };
+                let ms = inner.audit.lag_ms.load(Ordering::SeqCst);
+                if ms == 0 {
+                    inner.audit.flusher.store(false, Ordering::SeqCst);
+                    return;
+                }
+                let ticket = inner.audit.ticket_all();
+                if let Err(e) = inner.audit.wait_durable(inner.store.as_ref(), ticket) {
+                    eprintln!(
+                        "phonevault: audit flush failed ({}); reads are refused until it succeeds",
+                        e.code()
+                    );
+                }
+                drop(inner);
+                std::thread::sleep(Duration::from_millis(ms));
+            });
+        if spawned.is_err() {
+            // No thread, no lag: reads stay strict.
+            self.audit.lag_ms.store(0, Ordering::SeqCst);
+            self.audit.flusher.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// A handle whose reads are not audited, for benchmarks that measure what the audit
+    /// log costs. Never used by the CLI or the server.
+    #[doc(hidden)]
+    pub fn without_read_audit_for_benchmarks(mut self) -> Vault {
+        self.who.audit = false;
+        self
+    }
+
+    /// Records an event that happened outside the vault's own operations (failed
+    /// authentication, refusals by the rate limit, seal and unseal) with the handle's
+    /// actor.
+    ///
+    /// # Errors
+    /// When the entry cannot be written.
+    pub fn audit_event(
+        &self,
+        action: &'static str,
+        tenant: Option<&str>,
+        outcome: Outcome,
+    ) -> Result<(), VaultError> {
+        let ev = self.event(action, tenant, None);
+        self.log_entries(self.entries(&ev, outcome))
+    }
+
+    /// An entry for `action` by this handle's actor, stamped now.
+    pub fn entry_now(&self, action: &'static str, tenant: Option<&str>, outcome: Outcome) -> Entry {
+        Entry {
+            time: self.now(),
+            actor: self.who.actor.clone(),
+            tenant: tenant.map(str::to_owned),
+            action: action.to_owned(),
+            records: Vec::new(),
+            purpose: None,
+            reveal: false,
+            outcome,
+        }
+    }
+
+    /// Logs entries made while the vault could not (failed unseal attempts), then
+    /// waits until they are durable.
+    ///
+    /// # Errors
+    /// When they cannot be written.
+    pub fn log_held(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
+        self.log_entries(entries)
+    }
+
+    /// The numbers of records named in an incident report, whatever their consents,
+    /// for breach notification. Needs the unlocked vault (the holder of a passphrase);
+    /// recorded as a reveal. Records erased since give `None`; so does a tenant that
+    /// was shredded.
+    ///
+    /// # Errors
+    /// Store and decryption errors; [`VaultError::InvalidRecordId`].
+    pub fn numbers_for_notification(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<(String, Option<crate::phone::E164>)>, VaultError> {
+        let v = self.clone().revealing(true);
+        v.audited("breach-notification", Some(tenant), None, |ev| {
+            let ctx = match v.tenant(tenant) {
+                Ok(c) => c,
+                Err(VaultError::UnknownTenant(_)) => {
+                    return Ok(ids.iter().map(|i| (i.clone(), None)).collect());
+                }
+                Err(e) => return Err(e),
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let rid = crate::record::RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
+                let found = v.open_record(&ctx, &rid)?;
+                if found.is_some() {
+                    ev.touch(&rid);
+                }
+                out.push((
+                    id.clone(),
+                    found.map(|(_, body)| crate::phone::E164::from_trusted(body.e164.clone())),
+                ));
+            }
+            Ok(out)
+        })
+    }
+
+    /// Where the live chain starts and ends.
+    pub fn audit_status(&self) -> ChainStatus {
+        self.audit.status()
+    }
+
+    /// The stored links from `from` on, in order, at most `limit`.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn audit_links(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, VaultError> {
+        let rows = self.store.range(Tree::Audit, &seq_key(from), None, limit)?;
+        rows.into_iter()
+            .map(|(k, v)| {
+                let seq = <[u8; 8]>::try_from(k.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| VaultError::RowTampered("audit"))?;
+                Ok((seq, v))
+            })
+            .collect()
+    }
+
+    /// Hands out K0 once and forgets it: from then on only the auditors can verify,
+    /// and nobody holding this vault can re-sign past links.
+    ///
+    /// # Errors
+    /// [`VaultError::AuditKeyGone`] when it was exported before.
+    pub fn export_audit_key(&self) -> Result<AuditKey, VaultError> {
+        let stored = self
+            .store
+            .get(Tree::Meta, K0_ROW)?
+            .ok_or(VaultError::AuditKeyGone)?;
+        let plain = self
+            .audit
+            .state_key
+            .open(&aad(&self.audit.vault, K0_ROW), &stored)
+            .map_err(|_| VaultError::RowTampered("audit"))?;
+        let bytes: [u8; 32] = plain
+            .as_slice()
+            .try_into()
+            .map_err(|_| VaultError::RowTampered("audit"))?;
+        let k0 = AuditKey::from_bytes(&bytes);
+        let mut b = Batch::default();
+        b.guard(Tree::Meta, K0_ROW.to_vec(), Some(stored));
+        b.delete(Tree::Meta, K0_ROW.to_vec());
+        self.audited("audit-key-export", None, None, |ev| {
+            self.commit_audited(&mut b, ev)
+        })?;
+        Ok(k0)
+    }
+
+    /// Moves the links whose entries are all before `before` (unix seconds) out of the
+    /// store: `write` receives them in order (with the checkpoint they start after)
+    /// and must make them durable before this returns; then they are deleted and the
+    /// chain's start moves past them. Returns the checkpoint the live log now starts
+    /// at, or `None` when nothing was old enough.
+    ///
+    /// # Errors
+    /// Store errors, or what `write` returns (then nothing is deleted).
+    pub fn archive_audit(
+        &self,
+        before: u64,
+        write: impl FnOnce(Checkpoint, &[(u64, Vec<u8>)]) -> Result<(), VaultError>,
+    ) -> Result<Option<Checkpoint>, VaultError> {
+        let _w = self.write_guard();
+        let status = self.audit_status();
+        // Decide which links go, reading them with the verifier's decoder (no key
+        // needed for the times; their MACs are checked by whoever verifies the file).
+        let mut taken: Vec<(u64, Vec<u8>)> = Vec::new();
+        let mut end = status.start;
+        let mut from = status.start.next_seq;
+        'outer: loop {
+            let page = self.audit_links(from, 1000)?;
+            let Some(last) = page.last() else { break };
+            from = last.0 + 1;
+            for (seq, bytes) in page {
+                // The last link stays: the live log must never be empty of its head.
+                if seq + 1 >= status.end.next_seq {
+                    break 'outer;
+                }
+                let Some((time, head)) = audit::link_time_and_head(&bytes) else {
+                    return Err(VaultError::RowTampered("audit"));
+                };
+                if time >= before {
+                    break 'outer;
+                }
+                end = Checkpoint {
+                    next_seq: seq + 1,
+                    head,
+                };
+                taken.push((seq, bytes));
+            }
+        }
+        if taken.is_empty() {
+            return Ok(None);
+        }
+        write(status.start, &taken)?;
+        let mut chain = lock(&self.audit.chain);
+        let mut b = Batch::default();
+        for (seq, bytes) in &taken {
+            b.guard(Tree::Audit, seq_key(*seq), Some(bytes.clone()));
+            b.delete(Tree::Audit, seq_key(*seq));
+        }
+        chain.start = end;
+        let entries = self.entries(&self.event("audit-archive", None, None), Outcome::Ok);
+        let r = self
+            .audit
+            .commit_link(self.store.as_ref(), &mut chain, &mut b, &entries);
+        if r.is_err() {
+            chain.start = status.start;
+        }
+        let ticket = r?;
+        drop(chain);
+        self.audit.wait_durable(self.store.as_ref(), ticket)?;
+        Ok(Some(end))
+    }
+}
+
+/// The actor of a command-line user: the OS user running it.
+pub fn cli_actor() -> Actor {
+    let uid = rustix::process::getuid().as_raw();
+    let user = std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty() && u.len() <= 64)
+        .unwrap_or_else(|| format!("uid-{uid}"));
+    Actor::Cli { user, uid }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const NUMBER: &str = "+447400123958";
+
+    fn vault() -> (Arc<MemoryStore>, Vault) {
+        let store = Arc::new(MemoryStore::new());
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("shop", &["otp".into(), "marketing".into()], None)
+            .unwrap();
+        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        (store, v)
+    }
+
+    fn chain(v: &Vault) -> Vec<Entry> {
+        let k0 = v.export_audit_key().unwrap();
+        let links = v.audit_links(0, usize::MAX).unwrap();
+        let (decoded, end) =
+            audit::verify(&k0, links.iter().map(|(_, l)| l.as_slice()), None).unwrap();
+        assert_eq!(end, v.audit_status().end);
+        decoded.into_iter().flat_map(|l| l.entries).collect()
+    }
+
+    #[test]
+    fn reads_writes_and_refusals_are_logged_with_the_actor_and_the_records() {
+        let (_, v) = vault();
+        let token = v.acting_as(Actor::Token {
+            id: "t1".into(),
+            uid: 1000,
+            pid: 7,
+        });
+        let found = token
+            .clone()
+            .revealing(true)
+            .find("shop", NUMBER, None, "otp")
+            .unwrap()
+            .unwrap();
+        assert!(token
+            .find("shop", NUMBER, None, "marketing")
+            .unwrap()
+            .is_none());
+        assert!(token
+            .find("shop", "+447400000000", None, "otp")
+            .unwrap()
+            .is_none());
+        assert!(token.find("shop", "garbage", None, "otp").is_err());
+        let entries = chain(&v);
+        let by_token: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| matches!(&e.actor, Actor::Token { id, .. } if id == "t1"))
+            .collect();
+        assert_eq!(by_token.len(), 4);
+        assert_eq!(by_token[0].records, vec![found.id.0]);
+        assert!(by_token[0].reveal);
+        assert_eq!(by_token[0].outcome, Outcome::Ok);
+        assert_eq!(by_token[1].outcome, Outcome::Refused);
+        assert_eq!(by_token[1].records, vec![found.id.0]);
+        assert!(!by_token[1].reveal);
+        // absent: nothing touched, nothing refused
+        assert_eq!(by_token[2].outcome, Outcome::Ok);
+        assert!(by_token[2].records.is_empty());
+        assert_eq!(by_token[3].outcome, Outcome::Failed("invalid_phone".into()));
+        // the add before them is in the chain as a write by the system actor
+        assert!(entries
+            .iter()
+            .any(|e| e.action == "add" && e.records == vec![found.id.0]));
+        // no number in any entry
+        assert!(!format!("{entries:?}").contains("7400123958"));
+    }
+
+    #[test]
+    fn a_read_whose_entry_cannot_be_written_returns_nothing() {
+        let (store, v) = vault();
+        store.fail_commits_after(Some(0));
+        let r = v.find("shop", NUMBER, None, "otp");
+        assert!(
+            matches!(r, Err(VaultError::AuditUnavailable(_))),
+            "an unaudited read got through: {r:?}"
+        );
+        // and a write fails whole: no record change without its entry
+        let r = v.add("shop", "+447400123959", None, &["otp".into()], "web");
+        assert!(r.is_err());
+        store.fail_commits_after(None);
+        assert!(v
+            .find("shop", "+447400123959", None, "otp")
+            .unwrap()
+            .is_none());
+        // the failed read's entry was kept and went into the next link
+        let entries = chain(&v);
+        let finds = entries.iter().filter(|e| e.action == "find").count();
+        assert_eq!(finds, 2);
+    }
+
+    #[test]
+    fn concurrent_reads_share_links_and_every_one_is_logged() {
+        let (_, v) = vault();
+        let before = v.audit_status().end.next_seq;
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                let v = v.clone();
+                s.spawn(move || {
+                    for _ in 0..25 {
+                        v.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                    }
+                });
+            }
+        });
+        let links = v.audit_status().end.next_seq - before;
+        assert!(links <= 200, "{links}");
+        let finds = chain(&v).iter().filter(|e| e.action == "find").count();
+        assert_eq!(finds, 200);
+    }
+
+    /// A store whose flush is slow and counted, to see writes share flushes.
+    struct SlowFlush {
+        inner: MemoryStore,
+        flushes: std::sync::atomic::AtomicU64,
+    }
+
+    impl Store for SlowFlush {
+        fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(tree, key)
+        }
+        fn range(
+            &self,
+            tree: Tree,
+            start: &[u8],
+            end: Option<&[u8]>,
+            limit: usize,
+        ) -> Result<Vec<crate::store::Entry>, StoreError> {
+            self.inner.range(tree, start, end, limit)
+        }
+        fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+            self.inner.commit(batch)
+        }
+        fn flush(&self) -> Result<(), StoreError> {
+            self.flushes.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(5));
+            self.inner.flush()
+        }
+    }
+
+    #[test]
+    fn concurrent_writes_share_flushes_and_each_answers_once_durable() {
+        let store = Arc::new(SlowFlush {
+            inner: MemoryStore::new(),
+            flushes: Default::default(),
+        });
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        let before = store.flushes.load(Ordering::SeqCst);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let v = v.clone();
+                s.spawn(move || {
+                    for i in 0..10 {
+                        let n = format!("+4474001{t:02}{i:03}");
+                        v.add("shop", &n, None, &["otp".into()], "web").unwrap();
+                    }
+                });
+            }
+        });
+        let flushes = store.flushes.load(Ordering::SeqCst) - before;
+        assert!(
+            flushes < 60,
+            "80 writes made {flushes} flushes: no group commit"
+        );
+        assert_eq!(chain(&v).iter().filter(|e| e.action == "add").count(), 80);
+    }
+
+    #[test]
+    fn with_a_read_lag_reads_return_at_once_and_are_flushed_in_the_background() {
+        let store = Arc::new(SlowFlush {
+            inner: MemoryStore::new(),
+            flushes: Default::default(),
+        });
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        v.set_read_audit_lag(Some(Duration::from_millis(20)));
+        let before = store.flushes.load(Ordering::SeqCst);
+        for _ in 0..50 {
+            v.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        }
+        let during = store.flushes.load(Ordering::SeqCst) - before;
+        assert!(during < 50, "{during} flushes for 50 lagged reads");
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(v.audit.ticket_all(), lock(&v.audit.sync).durable);
+        assert_eq!(chain(&v).iter().filter(|e| e.action == "find").count(), 50);
+    }
+
+    #[test]
+    fn archiving_moves_old_links_out_and_the_rest_verifies_from_the_archive_end() {
+        let mut v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        let t = Arc::new(std::sync::atomic::AtomicU64::new(1_000));
+        let t2 = t.clone();
+        v.set_clock(Arc::new(move || {
+            t2.load(std::sync::atomic::Ordering::SeqCst)
+        }));
+        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        for _ in 0..5 {
+            v.find("shop", NUMBER, None, "otp").unwrap();
+        }
+        t.store(5_000, std::sync::atomic::Ordering::SeqCst);
+        v.find("shop", NUMBER, None, "otp").unwrap();
+        let mut archived = Vec::new();
+        let end = v
+            .archive_audit(2_000, |start, links| {
+                archived = links.to_vec();
+                assert_eq!(start, Checkpoint::GENESIS);
+                Ok(())
+            })
+            .unwrap()
+            .unwrap();
+        let k0 = v.export_audit_key().unwrap();
+        // the archive verifies from genesis and ends where the live log starts
+        let got = audit::verify_from(
+            &k0,
+            Checkpoint::GENESIS,
+            archived.iter().map(|(_, l)| l.as_slice()),
+            None,
+            |_| Ok(()),
+        )
+        .unwrap();
+        assert_eq!(got, end);
+        let live = v.audit_links(0, usize::MAX).unwrap();
+        assert_eq!(live[0].0, end.next_seq);
+        assert_eq!(v.audit_status().start, end);
+        audit::verify_from(
+            &k0,
+            end,
+            live.iter().map(|(_, l)| l.as_slice()),
+            None,
+            |_| Ok(()),
+        )
+        .unwrap();
+    }
+}

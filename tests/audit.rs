@@ -1,0 +1,336 @@
+//! The audit log as auditors use it: the real binary writes the chain, tests tamper
+//! with a copy of the store, and `phonevault audit verify` must fail at the right link.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use phonevault::store::{Batch, SledStore, Store, Tree};
+
+const PASS: &str = "correct horse battery staple";
+const NUMBER: &str = "+447400123958";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        Env { _tmp: tmp, root }
+    }
+
+    fn vault(&self) -> PathBuf {
+        self.root.join("vault")
+    }
+
+    fn run_in(&self, vault: &Path, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_phonevault"))
+            .arg("--vault")
+            .arg(vault)
+            .args(args)
+            .env("PHONEVAULT_PASSPHRASE", PASS)
+            .env("USER", "alice")
+            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
+            .env_remove("PHONEVAULT_DIR")
+            .env_remove("PHONEVAULT_KEY_FILE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run_in(&self.vault(), args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A vault with a tenant, one number and `reads` revealing finds: 2 + reads links.
+    fn scenario(&self, reads: usize) {
+        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+        self.ok(&["tenant", "create", "shop", "--purposes", "otp,marketing"]);
+        self.ok(&[
+            "add",
+            "--tenant",
+            "shop",
+            "--phone",
+            NUMBER,
+            "--consent",
+            "otp",
+            "--source",
+            "web",
+        ]);
+        for _ in 0..reads {
+            self.ok(&[
+                "find",
+                "--tenant",
+                "shop",
+                "--phone",
+                NUMBER,
+                "--purpose",
+                "otp",
+                "--reveal",
+            ]);
+        }
+    }
+
+    fn k0(&self) -> PathBuf {
+        let k0 = self.root.join("k0.hex");
+        if !k0.exists() {
+            self.ok(&["audit", "key", "export", "--out", k0.to_str().unwrap()]);
+        }
+        k0
+    }
+
+    /// A copy of the vault whose audit tree `f` may change.
+    fn tampered(&self, name: &str, f: impl FnOnce(&SledStore)) -> PathBuf {
+        let dest = self.root.join(name);
+        copy_dir(&self.vault(), &dest);
+        {
+            let store = SledStore::open(&dest.join("store"), 1 << 20).unwrap();
+            f(&store);
+            store.flush().unwrap();
+        }
+        dest
+    }
+
+    fn verify(&self, vault: &Path, extra: &[&str]) -> Output {
+        let k0 = self.k0();
+        let mut args = vec!["audit", "verify", "--key", k0.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.run_in(vault, &args)
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn seq(n: u64) -> Vec<u8> {
+    n.to_be_bytes().to_vec()
+}
+
+fn link(s: &SledStore, n: u64) -> Vec<u8> {
+    s.get(Tree::Audit, &seq(n)).unwrap().unwrap()
+}
+
+fn put(s: &SledStore, n: u64, v: Vec<u8>) {
+    let mut b = Batch::default();
+    b.put(Tree::Audit, seq(n), v);
+    s.commit(&b).unwrap();
+}
+
+fn delete(s: &SledStore, n: u64) {
+    let mut b = Batch::default();
+    b.delete(Tree::Audit, seq(n));
+    s.commit(&b).unwrap();
+}
+
+fn assert_broken_at(out: &Output, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "verify passed a tampered log");
+    assert!(err.contains(what), "expected `{what}` in: {err}");
+}
+
+#[test]
+fn verify_names_the_first_edited_removed_reordered_or_truncated_link() {
+    let e = Env::new();
+    e.scenario(6); // links 0..8
+    let intact = e.verify(&e.vault(), &[]);
+    assert!(
+        intact.status.success(),
+        "{}",
+        String::from_utf8_lossy(&intact.stderr)
+    );
+    // a checkpoint taken now (the key export made link 8)
+    let cp = e.root.join("cp.json");
+    e.ok(&["audit", "checkpoint", "--out", cp.to_str().unwrap()]);
+
+    // one flipped byte anywhere in link 4: its body, its head or its tag
+    let size = {
+        let s = SledStore::open(&e.vault().join("store"), 1 << 20).unwrap();
+        link(&s, 4).len()
+    };
+    for (i, at) in [0, 1, size / 2, size - 40, size - 1]
+        .into_iter()
+        .enumerate()
+    {
+        let v = e.tampered(&format!("flip{i}"), |s| {
+            let mut l = link(s, 4);
+            l[at] ^= 0x01;
+            put(s, 4, l);
+        });
+        assert_broken_at(&e.verify(&v, &[]), "link 4");
+    }
+
+    // removed
+    let v = e.tampered("removed", |s| delete(s, 3));
+    assert_broken_at(&e.verify(&v, &[]), "link 3");
+
+    // reordered
+    let v = e.tampered("reordered", |s| {
+        let (a, b) = (link(s, 2), link(s, 5));
+        put(s, 2, b);
+        put(s, 5, a);
+    });
+    assert_broken_at(&e.verify(&v, &[]), "link 2");
+
+    // an entry rewritten with another link's bytes (same length family)
+    let v = e.tampered("replaced", |s| {
+        let l = link(s, 6);
+        put(s, 7, l);
+    });
+    assert_broken_at(&e.verify(&v, &[]), "link 7");
+
+    // truncated: the prefix is intact, so only the off-machine checkpoint tells
+    let v = e.tampered("truncated", |s| {
+        delete(s, 8);
+        delete(s, 7);
+    });
+    assert!(e.verify(&v, &[]).status.success());
+    assert_broken_at(
+        &e.verify(&v, &["--checkpoint", cp.to_str().unwrap()]),
+        "checkpoint 9",
+    );
+    // and the intact log reaches it
+    assert!(e
+        .verify(&e.vault(), &["--checkpoint", cp.to_str().unwrap()])
+        .status
+        .success());
+}
+
+#[test]
+fn the_report_counts_reveals_and_refusals_exactly() {
+    let e = Env::new();
+    e.scenario(3);
+    // one refused read: no consent for marketing
+    let refused = e.run_in(
+        &e.vault(),
+        &[
+            "find",
+            "--tenant",
+            "shop",
+            "--phone",
+            NUMBER,
+            "--purpose",
+            "marketing",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(3));
+    // one masked read: a read, not a reveal
+    e.ok(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--purpose",
+        "otp",
+    ]);
+    let k0 = e.k0();
+    let report: serde_json::Value = serde_json::from_str(&e.ok(&[
+        "--json",
+        "audit",
+        "report",
+        "--since",
+        "2020-01-01",
+        "--key",
+        k0.to_str().unwrap(),
+    ]))
+    .unwrap();
+    let alice = &report["tenants"]["shop"]["user:alice"];
+    assert_eq!(alice["reads"], 4, "{report}");
+    assert_eq!(alice["revealed"], 3, "{report}");
+    assert_eq!(alice["refused"], 1, "{report}");
+    assert_eq!(alice["denied"], 0, "{report}");
+    assert_eq!(alice["writes"], 2, "{report}"); // tenant create, add
+    assert_eq!(alice["revealed_ids"].as_array().unwrap().len(), 1);
+    // no number in the report without --reveal
+    assert!(!report.to_string().contains("7400123958"));
+
+    // --reveal lists the number for breach notification, and is itself audited
+    let with = e.ok(&["audit", "report", "--since", "2020-01-01", "--reveal"]);
+    assert!(with.contains(NUMBER), "{with}");
+    let export = e.ok(&["audit", "export", "--action", "breach-notification"]);
+    assert_eq!(export.lines().count(), 1, "{export}");
+    assert!(!export.contains("7400123958"));
+}
+
+#[test]
+fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
+    let e = Env::new();
+    e.scenario(4);
+    let k0 = e.k0();
+    let again = e.run_in(
+        &e.vault(),
+        &[
+            "audit",
+            "key",
+            "export",
+            "--out",
+            e.root.join("k0-again").to_str().unwrap(),
+        ],
+    );
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exported"));
+
+    // archive everything older than a future time: all links but the newest go
+    let archive = e.root.join("archive.jsonl");
+    e.ok(&[
+        "audit",
+        "archive",
+        "--before",
+        "2999-01-01",
+        "--out",
+        archive.to_str().unwrap(),
+    ]);
+    let without = e.verify(&e.vault(), &[]);
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--archive"));
+    let with = e.verify(&e.vault(), &["--archive", archive.to_str().unwrap()]);
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    // an edited archive fails
+    let text = std::fs::read_to_string(&archive).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let l = &mut lines[2];
+    let flipped = if l.ends_with('0') { '1' } else { '0' };
+    l.pop();
+    l.push(flipped);
+    let bad = e.root.join("bad-archive.jsonl");
+    std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
+    assert_broken_at(
+        &e.verify(&e.vault(), &["--archive", bad.to_str().unwrap()]),
+        "link 1",
+    );
+    // the report still reads across the archive and the live log
+    let report: serde_json::Value = serde_json::from_str(&e.ok(&[
+        "--json",
+        "audit",
+        "report",
+        "--key",
+        k0.to_str().unwrap(),
+        "--archive",
+        archive.to_str().unwrap(),
+    ]))
+    .unwrap();
+    assert_eq!(report["tenants"]["shop"]["user:alice"]["revealed"], 4);
+}
