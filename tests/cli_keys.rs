@@ -180,6 +180,15 @@ fn key_retire_counts_refuses_and_reports_unreadable_records() {
         e.ok(&["get", "--tenant", "shop", id, "--purpose", "otp"]);
         e.ok(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
     }
+    // refusals and the retirement are in the audit log, with the tenant
+    let log = e.ok(&["audit", "export", "--action", "key-retire"]);
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 3, "{log}");
+    assert!(entries.iter().all(|v| v["tenant"] == "shop"));
+    assert_eq!(entries[2]["outcome"], "ok");
     // nothing left below 2: a no-op, said so
     let out = e.ok(&["key", "retire", "--tenant", "shop", "--below", "2"]);
     assert!(out.contains("nothing changed"), "{out}");
@@ -405,6 +414,9 @@ fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
     assert_eq!(r["skipped_rows"], 1 + 2 * 3);
     let err = e.fails(&["get", "--tenant", "shop", &shop_id, "--purpose", "otp"]);
     assert!(err.contains("unknown tenant"), "{err}");
+    // the restored store's audit log records the restore
+    let log = e.ok(&["audit", "export", "--action", "restore"]);
+    assert_eq!(log.lines().count(), 1, "{log}");
     e.ok(&["get", "--tenant", "keep", &keep_id, "--purpose", "otp"]);
     // the name stays taken: nothing is ever encrypted under a seed thought dead
     assert!(e

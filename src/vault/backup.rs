@@ -274,6 +274,10 @@ impl Vault {
                 sync_dir(dir)?;
             }
         }
+        // The restored vault's audit log (as of the backup) records the restore.
+        let opened = Vault::open(dir, unlock, super::OpenOptions::default())?;
+        opened.audited("restore", None, None, |_| Ok(()))?;
+        drop(opened);
         Ok(RestoreReport {
             backup: report,
             restored,

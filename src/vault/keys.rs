@@ -596,8 +596,10 @@ impl Vault {
             .filter(|t| !ring.tenants.contains_key(&t.name))
             .map(|t| t.name)
             .collect();
+        vault.audited("keyring-import", None, None, |_| {
+            write_atomic(&path, &ring.encode())
+        })?;
         drop(vault);
-        write_atomic(&path, &ring.encode())?;
         Ok(KeyringImportReport {
             tenants: ring.tenants.len(),
             tenants_without_keys,
