@@ -15,6 +15,7 @@
 //! | the data backup file format (pure) | [`backup`] |
 //! | the socket API (HTTP+JSON over a Unix socket) | [`server`] |
 //! | the command line | [`cli`] |
+//! | process hardening: no core dumps, no swap, private files | [`harden`] |
 //! | key management (no I/O) | the `phonevault-keys` crate |
 //!
 //! ```no_run
@@ -32,6 +33,7 @@
 pub mod audit;
 pub mod backup;
 pub mod cli;
+pub mod harden;
 pub mod phone;
 pub mod record;
 pub mod server;

@@ -250,6 +250,16 @@ impl SledStore {
     /// # Errors
     /// [`StoreError::Locked`] when another process has it open.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
+        // sled would create the directory with the umask's mode (0755 by default):
+        // create it 0700 first, so the store is private whatever the caller's umask.
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(e)),
+            }
+        }
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(cache_bytes)

@@ -55,7 +55,10 @@ impl Env {
         if let Some(t) = token {
             c.env("PHONEVAULT_TOKEN", t);
         }
-        c.output().unwrap()
+        let out = c.output().unwrap();
+        // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        out
     }
 
     fn ok(&self, token: Option<&str>, args: &[&str]) -> String {
@@ -115,6 +118,8 @@ impl Drop for Server {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+        // The server's log into the captured test output, which CI greps for secrets.
+        eprint!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
     }
 }
 

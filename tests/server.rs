@@ -42,6 +42,8 @@ impl Env {
 
     fn ok(&self, args: &[&str]) -> String {
         let out = self.cmd(args).output().unwrap();
+        // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
         assert!(
             out.status.success(),
             "{args:?} failed: {}",
@@ -85,6 +87,13 @@ struct Server {
     child: Child,
     socket: PathBuf,
     log: PathBuf,
+}
+
+impl Drop for Server {
+    /// The server's log into the captured test output, which CI greps for secrets.
+    fn drop(&mut self) {
+        eprint!("{}", self.log_text());
+    }
 }
 
 impl Server {

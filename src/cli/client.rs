@@ -1017,6 +1017,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Export(_) => "export",
         Command::Purge(_) => "purge",
         Command::Compact => "compact",
+        Command::Check => "check",
         Command::Subject(_) => "subject",
         Command::Share(_) => "share",
         Command::Stale(_) => "stale",

@@ -142,6 +142,13 @@ Run `phonevault compact` afterwards to rewrite the store (see SECURITY.md).")]
   phonevault compact
 Needs the vault closed (no server running). See SECURITY.md for what compaction cannot guarantee.")]
     Compact,
+    /// Check the store's integrity: every record decrypts and matches its index and
+    /// expiry entries, and no entry is orphaned.
+    #[command(after_help = "Example:
+  phonevault check
+Needs the vault closed (no server running). Exit code 1 when a problem is found; each
+problem names its tenant and record id, never a number.")]
+    Check,
     /// Everything the vault holds about a number (data-subject access request).
     #[command(after_help = "Example:
   phonevault subject --tenant shop --phone '+447400123958' --json")]
@@ -1135,6 +1142,37 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Check => check(&cli),
+    }
+}
+
+fn check(cli: &Cli) -> Result<(), Failure> {
+    let r = open(cli)?.check_integrity()?;
+    if cli.json {
+        print_json(&serde_json::to_value(&r).unwrap_or_default());
+    } else {
+        for p in &r.problems {
+            println!(
+                "{}  tenant {}  record {}: {}",
+                p.code,
+                p.tenant.as_deref().unwrap_or("-"),
+                p.record.as_deref().unwrap_or("-"),
+                p.detail
+            );
+        }
+        println!(
+            "checked {} tenants, {} records, {} index entries, {} expiry entries, {} tokens: {} problems",
+            r.tenants, r.records, r.index_entries, r.expiry_entries, r.tokens, r.problem_count()
+        );
+    }
+    if r.is_ok() {
+        Ok(())
+    } else {
+        Err(fail(format!(
+            "the integrity check found {} problems (listed on stdout): finish an interrupted \
+             `tenant shred` or `key rewrap` by running it again, else restore the vault from a backup",
+            r.problem_count()
+        )))
     }
 }
 
@@ -1247,15 +1285,25 @@ fn write_new_secret_file(path: &Path, bytes: &[u8]) -> Result<(), Failure> {
         .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Creates (or truncates) a file only its owner can read. `mode` applies only to a new
+/// file, so an existing one is tightened to 0600 before anything is written to it.
 fn create_private(path: &Path) -> Result<std::fs::File, Failure> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| {
+            fail(format!(
+                "cannot make {} private (chmod 600): {e}",
+                path.display()
+            ))
+        })?;
+    Ok(f)
 }
 
 fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {

@@ -26,6 +26,7 @@ use phonevault_keys::{
 
 mod audit;
 mod backup;
+mod integrity;
 mod keys;
 mod lifecycle;
 mod subject;
@@ -34,6 +35,7 @@ mod tokens;
 pub use audit::{cli_actor, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
+pub use integrity::{IntegrityReport, Problem};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
@@ -96,7 +98,7 @@ pub enum VaultError {
     #[error("could not unlock the vault: wrong passphrase or key file")]
     Unlock,
     /// Vault files readable by other users.
-    #[error("refusing to open the vault: {0} is accessible by other users; run `chmod 700` on the vault directory and `chmod 600` on its keyring")]
+    #[error("refusing to open the vault: {0} is accessible by other users; run `chmod 700` on the vault directory and on its store/ directory, and `chmod 600` on its keyring")]
     InsecurePermissions(PathBuf),
     /// The keyring and the store do not belong together.
     #[error("the keyring does not belong to this store (vault ids differ): restore the matching keyring file")]
@@ -681,6 +683,10 @@ fn read_keyring(dir: &Path) -> Result<Keyring, VaultError> {
     }
     check_private(dir)?;
     check_private(&path)?;
+    let store = dir.join(STORE_DIR);
+    if store.exists() {
+        check_private(&store)?;
+    }
     let bytes = std::fs::read(&path).map_err(|e| VaultError::io("reading", &path, e))?;
     Ok(Keyring::decode(&bytes)?)
 }
