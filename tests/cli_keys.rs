@@ -342,6 +342,42 @@ fn passwd_and_key_slots() {
     // an existing key file is never overwritten
     let out = with_new(&["keyslot", "add", "--new-key-file", kf.as_str()]);
     assert_eq!(out.status.code(), Some(1));
+    // a slot for a key file made elsewhere; a file of the wrong size is refused
+    let outside = e.path("outside.key");
+    std::fs::write(&outside, [0x5a; 32]).unwrap();
+    let out = with_new(&["keyslot", "add", "--existing-key-file", outside.as_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(e.path("short.key"), [1; 31]).unwrap();
+    let out = with_new(&[
+        "keyslot",
+        "add",
+        "--existing-key-file",
+        &e.path("short.key"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a phonevault key file"));
+    let opened = e
+        .cmd(&["get", "--tenant", "shop", &id, "--purpose", "otp"])
+        .env_remove("PHONEVAULT_PASSPHRASE")
+        .arg("--key-file")
+        .arg(&outside)
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let out = with_new(&["keyslot", "remove", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // remove down to one slot; the last one is refused
     let by_key_file = |args: &[&str]| {

@@ -75,17 +75,22 @@ pub struct RekeyArgs {
 /// Key slot commands.
 #[derive(Debug, Subcommand)]
 pub enum KeyslotCommand {
-    /// Add a passphrase slot, or with --new-key-file a key-file slot.
+    /// Add a passphrase slot, or a key-file slot (--new-key-file, --existing-key-file).
     #[command(after_help = "Examples:
   phonevault keyslot add --new-key-file /root/phonevault-2.key
+  phonevault keyslot add --existing-key-file /media/hsm-export/pv.key
   phonevault keyslot add --new-passphrase-file /run/secrets/second-admin
 The vault is unlocked as usual (--passphrase-file, --key-file, ...); the new slot
 opens the same root key. No data is touched.")]
     Add {
         /// Create a random key file at this path (mode 0600, must not exist) and a
         /// slot for it.
-        #[arg(long, conflicts_with = "new_passphrase_file")]
+        #[arg(long, conflicts_with_all = ["new_passphrase_file", "existing_key_file"])]
         new_key_file: Option<PathBuf>,
+        /// A slot for this existing key file (exactly 32 bytes). (`--key-file` itself
+        /// names the credential that unlocks the vault.)
+        #[arg(long, conflicts_with = "new_passphrase_file")]
+        existing_key_file: Option<PathBuf>,
         /// File holding the new slot's passphrase; otherwise PHONEVAULT_NEW_PASSPHRASE
         /// or a prompt.
         #[arg(long)]
@@ -352,11 +357,14 @@ pub(super) fn keyslot(cli: &Cli, c: &KeyslotCommand) -> Result<(), Failure> {
     match c {
         KeyslotCommand::Add {
             new_key_file,
+            existing_key_file,
             new_passphrase_file,
             kdf,
         } => {
             let v = open_busy(cli)?;
-            let (id, kind) = if let Some(path) = new_key_file {
+            let (id, kind) = if let Some(path) = existing_key_file {
+                (v.add_key_file_slot(&key_file(path)?)?, "key-file")
+            } else if let Some(path) = new_key_file {
                 let kf = KeyFileKey::generate();
                 write_new_secret_file(path, kf.expose_secret())?;
                 match v.add_key_file_slot(&kf) {

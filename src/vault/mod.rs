@@ -34,8 +34,8 @@ mod tokens;
 
 pub use audit::{cli_actor, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
-pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use integrity::{IntegrityReport, Problem};
+pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
