@@ -12,6 +12,7 @@
 //! | every vault operation (CLI and API share it) | [`vault`] |
 //! | anonymized statistics, partner pseudonyms | [`stats`] |
 //! | the tamper-evident audit chain (pure) | [`audit`] |
+//! | the data backup file format (pure) | [`backup`] |
 //! | the socket API (HTTP+JSON over a Unix socket) | [`server`] |
 //! | the command line | [`cli`] |
 //! | process hardening: no core dumps, no swap, private files | [`harden`] |
@@ -30,6 +31,7 @@
 //! ```
 
 pub mod audit;
+pub mod backup;
 pub mod cli;
 pub mod harden;
 pub mod phone;

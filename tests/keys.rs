@@ -158,3 +158,84 @@ fn shredding_makes_every_copy_undecryptable() {
     let err = v.find("t", &nums[0], None, "otp").unwrap_err();
     assert!(matches!(err, VaultError::Key(_)), "{err:?}");
 }
+
+#[test]
+fn rotate_then_rewrap_under_concurrent_reads() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Barrier;
+
+    let store = Arc::new(MemoryStore::new());
+    let v = Vault::in_memory(store.clone()).unwrap();
+    v.create_tenant("t", &p(&["otp"]), Some(10_000)).unwrap();
+    let nums = numbers(3000);
+    import(&v, &nums);
+    // What every record reads as before: (number, id, masked, purposes).
+    let snapshot = |v: &Vault| -> Vec<(String, String, String, Vec<String>)> {
+        nums.iter()
+            .map(|n| {
+                let f = v.find("t", n, None, "otp").unwrap().unwrap();
+                (
+                    n.clone(),
+                    f.id.to_string(),
+                    f.masked.clone(),
+                    f.purposes.clone(),
+                )
+            })
+            .collect()
+    };
+    let before = snapshot(&v);
+    assert_eq!(v.rotate_key("t", false).unwrap(), 2);
+    assert_eq!(v.rotate_key("t", true).unwrap(), 3);
+
+    let stop = AtomicBool::new(false);
+    let reads = AtomicU64::new(0);
+    let start = Barrier::new(4);
+    std::thread::scope(|s| {
+        for r in 0..3usize {
+            let (v, before, stop, reads, start) = (&v, &before, &stop, &reads, &start);
+            s.spawn(move || {
+                start.wait();
+                let mut i = r * 997;
+                loop {
+                    let (n, id, masked, purposes) = &before[i % before.len()];
+                    // by number (index lookups span the old and new index versions)
+                    let f = v.find("t", n, None, "otp").unwrap();
+                    let f = f.unwrap_or_else(|| panic!("{n} not found during rewrap"));
+                    assert_eq!(&f.id.to_string(), id);
+                    assert_eq!(f.e164.expose_secret(), n);
+                    // by id
+                    let g = v.get("t", id, "otp").unwrap().unwrap();
+                    assert_eq!((&g.masked, &g.purposes), (masked, purposes));
+                    // by last 4 digits
+                    let l4 = &n[n.len() - 4..];
+                    assert!(v
+                        .find_last4("t", 44, l4, "otp")
+                        .unwrap()
+                        .iter()
+                        .any(|x| &x.id.to_string() == id));
+                    reads.fetch_add(1, Ordering::Relaxed);
+                    i += 7;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                }
+            });
+        }
+        start.wait();
+        let r = v.rewrap("t", |_, _| {}).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        assert_eq!((r.records, r.resealed, r.reindexed), (3000, 3000, 3000));
+    });
+    assert!(reads.load(Ordering::Relaxed) >= 3);
+    assert!(
+        versions(&store).iter().all(|&x| x == (2, 3)),
+        "none left under v1"
+    );
+    let idx = store.range(Tree::Index, b"", None, usize::MAX).unwrap();
+    assert!(idx.iter().all(|(k, _)| k[5..9] == 3u32.to_be_bytes()));
+    assert_eq!(snapshot(&v), before, "every record reads the same");
+    // the old version can now go
+    let r = v.retire_keys("t", 2, false).unwrap();
+    assert_eq!((r.destroyed, r.unreadable_records), (vec![1], 0));
+    assert_eq!(snapshot(&v), before);
+}

@@ -41,6 +41,40 @@ pub enum KeyError {
          from a backup, or upgrade phonevault if it was written by a newer version"
     )]
     Format,
+    /// The keyring was written by an earlier format version that this build no
+    /// longer reads (only development builds wrote it).
+    #[error(
+        "the keyring has format version {found}, written by an earlier development build; this \
+         phonevault reads only version 2: create a new vault with `phonevault init` and import \
+         the data again"
+    )]
+    OldFormat {
+        /// The format version found in the file.
+        found: u8,
+    },
+    /// `retire_below` would destroy a current key version.
+    #[error(
+        "refusing to retire a current key version: the oldest current version is {current}; \
+         retire only versions below it (rotate first to make a newer one current)"
+    )]
+    RetireCurrent {
+        /// The lowest of the tenant's current data and index versions.
+        current: u32,
+    },
+    /// The key version was destroyed by `key retire`; what was encrypted under
+    /// it can no longer be decrypted, by design.
+    #[error(
+        "key version {version} was retired (destroyed) with `phonevault key retire`: records \
+         still under it cannot be decrypted; to read them, import a keyring export made before \
+         the retirement (`phonevault keyring import FILE --force`)"
+    )]
+    VersionRetired {
+        /// The destroyed version.
+        version: u32,
+    },
+    /// `change_passphrase` was asked to change a key-file slot.
+    #[error("that key slot opens with a key file, not a passphrase; add a passphrase slot with `phonevault keyslot add` instead")]
+    NotPassphraseSlot,
     /// Argon2id parameters are outside the accepted range.
     #[error(
         "passphrase KDF parameters are out of range (memory must be 8*p..={max_m} KiB, time \

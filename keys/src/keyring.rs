@@ -13,10 +13,13 @@ use crate::slot::{KeySlot, SlotKind};
 use crate::symmetric::{unwrap_key_into, wrap_key, NONCE_LEN, WRAPPED_LEN};
 use crate::tenant::{derive_tenant_keys, TenantKeys};
 use crate::util::lp_concat;
-use crate::{KeyError, KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId, KEY_LEN};
+use crate::vault_keys::{derive_vault_keys, VaultKeys};
+use crate::{KeyError, KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId, VaultSeed, KEY_LEN};
 
-/// The first byte of an encoded keyring.
-pub const FORMAT_VERSION: u8 = 1;
+/// The first byte of an encoded keyring. Version 2 added the wrapped vault
+/// seed and per-version retirement; version 1 keyrings (development builds
+/// only) are refused with [`KeyError::OldFormat`].
+pub const FORMAT_VERSION: u8 = 2;
 /// Largest encoded keyring [`Keyring::decode`] accepts: 16 MiB.
 pub const MAX_KEYRING_LEN: usize = 16 << 20;
 /// Most key slots a keyring may hold (bounds the Argon2 work of `unlock`).
@@ -85,6 +88,9 @@ pub struct TenantKeyring {
     pub current_index: u32,
     /// Every version still held, in increasing version order.
     pub seeds: Vec<SeedEntry>,
+    /// Every version below this one was destroyed by
+    /// [`Keyring::retire_below`] (0: none was).
+    pub destroyed_below: u32,
 }
 
 impl TenantKeyring {
@@ -101,14 +107,20 @@ impl TenantKeyring {
         self.seeds.is_empty()
     }
 
+    /// True if `version` was destroyed by [`Keyring::retire_below`].
+    pub fn is_destroyed(&self, version: u32) -> bool {
+        version < self.destroyed_below
+    }
+
     fn seed(&self, version: u32) -> Result<&SeedEntry, KeyError> {
         if self.is_shredded() {
             return Err(KeyError::Shredded);
         }
-        self.seeds
-            .iter()
-            .find(|s| s.version == version)
-            .ok_or(KeyError::UnknownKeyVersion)
+        match self.seeds.iter().find(|s| s.version == version) {
+            Some(s) => Ok(s),
+            None if self.is_destroyed(version) => Err(KeyError::VersionRetired { version }),
+            None => Err(KeyError::UnknownKeyVersion),
+        }
     }
 
     /// Structural invariants checked by [`Keyring::decode`].
@@ -116,7 +128,10 @@ impl TenantKeyring {
         if self.seeds.is_empty() {
             return self.current_data == 0 && self.current_index == 0;
         }
-        let increasing = self.seeds.first().is_some_and(|s| s.version >= 1)
+        let increasing = self
+            .seeds
+            .first()
+            .is_some_and(|s| s.version >= 1 && s.version >= self.destroyed_below)
             && self.seeds.windows(2).all(|w| w[0].version < w[1].version);
         let has = |v: u32| self.seeds.iter().any(|s| s.version == v);
         increasing && has(self.current_data) && has(self.current_index)
@@ -139,9 +154,11 @@ pub enum Credential<'a> {
 ///
 /// ```text
 /// keyring = body ‖ mac
-/// body    = u8 FORMAT_VERSION (1) ‖ bincode2-standard(vault_id, root_check, slots, tenants)
+/// body    = u8 FORMAT_VERSION (2) ‖ bincode2-standard(vault_id, root_check, vault_seed, slots, tenants)
 /// mac     = HMAC-SHA256(HKDF(RK, vault id, lp("phonevault/v1/keyring-mac")), lp(body))
 /// root_check = HKDF(RK, vault id, lp("phonevault/v1/root-key-check"))
+/// vault_seed = nonce ‖ AES-256-GCM(HKDF(RK, vault id, lp("phonevault/v2/vault-seed-wrap")),
+///                                  nonce, seed, aad = lp("phonevault/v2/vault-seed-wrap") ‖ lp(vault id))
 /// ```
 ///
 /// `root_check` lets the mutating calls refuse a root key that does not belong
@@ -164,7 +181,46 @@ pub struct Keyring {
     /// Tenants by name.
     pub tenants: BTreeMap<String, TenantKeyring>,
     root_check: [u8; KEY_LEN],
+    vault_seed: WrappedVaultSeed,
     mac: [u8; MAC_LEN],
+}
+
+/// The vault seed wrapped under the root key.
+#[derive(Clone, PartialEq, Eq, Encode, Decode)]
+struct WrappedVaultSeed {
+    nonce: [u8; NONCE_LEN],
+    wrapped: [u8; WRAPPED_LEN],
+}
+
+fn vault_seed_aad(vault: &VaultId) -> Vec<u8> {
+    lp_concat(&[labels::VAULT_SEED_WRAP, &vault.0])
+}
+
+fn wrap_vault_seed(
+    rk: &RootKey,
+    vault: &VaultId,
+    seed: &VaultSeed,
+) -> Result<WrappedVaultSeed, KeyError> {
+    let kek = rk.subkey(vault, labels::VAULT_SEED_WRAP);
+    let (nonce, wrapped) = wrap_key(&kek, &vault_seed_aad(vault), seed.as_bytes())?;
+    Ok(WrappedVaultSeed { nonce, wrapped })
+}
+
+fn unwrap_vault_seed(
+    rk: &RootKey,
+    vault: &VaultId,
+    w: &WrappedVaultSeed,
+) -> Result<VaultSeed, KeyError> {
+    let kek = rk.subkey(vault, labels::VAULT_SEED_WRAP);
+    let mut seed = VaultSeed::from_bytes(&UNSET);
+    unwrap_key_into(
+        &kek,
+        &vault_seed_aad(vault),
+        &w.nonce,
+        &w.wrapped,
+        seed.as_mut_bytes(),
+    )?;
+    Ok(seed)
 }
 
 impl fmt::Debug for Keyring {
@@ -235,29 +291,58 @@ fn unwrap_seed(
 type Body = (
     VaultId,
     [u8; KEY_LEN],
+    WrappedVaultSeed,
     Vec<KeySlot>,
     BTreeMap<String, TenantKeyring>,
 );
 
 impl Keyring {
-    /// An empty keyring for a new vault. Add at least one slot, then
-    /// [`seal`](Self::seal).
-    pub fn new(vault_id: VaultId) -> Self {
-        Keyring {
+    /// An empty keyring for a new vault under root key `rk`, with a fresh
+    /// random vault seed. Add at least one slot, then [`seal`](Self::seal).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Rng`].
+    pub fn new(vault_id: VaultId, rk: &RootKey) -> Result<Self, KeyError> {
+        let seed = VaultSeed::try_generate()?;
+        let vault_seed = wrap_vault_seed(rk, &vault_id, &seed)?;
+        let mut ring = Keyring {
             vault_id,
             slots: Vec::new(),
             tenants: BTreeMap::new(),
             root_check: UNSET,
+            vault_seed,
             mac: [0u8; MAC_LEN],
-        }
+        };
+        ring.root_check = *ring.root_check_of(rk);
+        Ok(ring)
+    }
+
+    /// The vault-wide working keys ([`derive_vault_keys`] of the vault seed).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::WrongRootKey`]; [`KeyError::Decrypt`] (opaque) if the
+    /// wrapped vault seed was modified.
+    pub fn vault_keys(&self, rk: &RootKey) -> Result<VaultKeys, KeyError> {
+        self.check_root(rk)?;
+        let seed = unwrap_vault_seed(rk, &self.vault_id, &self.vault_seed)?;
+        Ok(derive_vault_keys(&seed, &self.vault_id))
     }
 
     // ---- encoding -------------------------------------------------------
 
-    /// `FORMAT_VERSION ‖ bincode(vault_id, root_check, slots, tenants)`: what the MAC covers.
+    /// `FORMAT_VERSION ‖ bincode(vault_id, root_check, vault_seed, slots, tenants)`:
+    /// what the MAC covers.
     fn body(&self) -> Vec<u8> {
         let mut out = vec![FORMAT_VERSION];
-        let fields = (&self.vault_id, &self.root_check, &self.slots, &self.tenants);
+        let fields = (
+            &self.vault_id,
+            &self.root_check,
+            &self.vault_seed,
+            &self.slots,
+            &self.tenants,
+        );
         match bincode::encode_into_std_write(fields, &mut out, bincode::config::standard()) {
             Ok(_) => out,
             // Writing to a Vec cannot fail, and none of these types has a
@@ -281,6 +366,7 @@ impl Keyring {
     ///
     /// # Errors
     ///
+    /// [`KeyError::OldFormat`] for a keyring of an earlier format version;
     /// [`KeyError::Format`] for input over [`MAX_KEYRING_LEN`], an unknown
     /// format version, malformed or trailing bytes, more than [`MAX_SLOTS`]
     /// slots or duplicate slot ids, an invalid tenant name, or tenant seeds
@@ -291,11 +377,14 @@ impl Keyring {
         }
         let (body, mac) = bytes.split_at(bytes.len() - MAC_LEN);
         let (&version, fields) = body.split_first().ok_or(KeyError::Format)?;
+        if (1..FORMAT_VERSION).contains(&version) {
+            return Err(KeyError::OldFormat { found: version });
+        }
         if version != FORMAT_VERSION {
             return Err(KeyError::Format);
         }
         let config = bincode::config::standard().with_limit::<MAX_KEYRING_LEN>();
-        let ((vault_id, root_check, slots, tenants), used): (Body, usize) =
+        let ((vault_id, root_check, vault_seed, slots, tenants), used): (Body, usize) =
             bincode::decode_from_slice(fields, config).map_err(|_| KeyError::Format)?;
         if used != fields.len() {
             return Err(KeyError::Format);
@@ -320,6 +409,7 @@ impl Keyring {
             slots,
             tenants,
             root_check,
+            vault_seed,
             mac: mac_arr,
         })
     }
@@ -338,6 +428,16 @@ impl Keyring {
             return Err(KeyError::WrongRootKey);
         }
         Ok(*check)
+    }
+
+    /// Checks that `rk` is this keyring's root key (by its key-check value),
+    /// without unwrapping anything.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::WrongRootKey`].
+    pub fn check_root_key(&self, rk: &RootKey) -> Result<(), KeyError> {
+        self.check_root(rk).map(|_| ())
     }
 
     /// Binds the keyring to `rk` and recomputes its MAC over the body.
@@ -380,6 +480,16 @@ impl Keyring {
     /// passphrase slot has parameters outside the caps (an edited keyring);
     /// [`KeyError::Mac`] if a slot opened but the keyring was modified.
     pub fn unlock(&self, pass: &Passphrase) -> Result<RootKey, KeyError> {
+        self.unlock_with_slot(pass).map(|(rk, _)| rk)
+    }
+
+    /// As [`unlock`](Self::unlock), also returning the id of the slot that
+    /// opened (for `passwd`, which changes that slot).
+    ///
+    /// # Errors
+    ///
+    /// As [`unlock`](Self::unlock).
+    pub fn unlock_with_slot(&self, pass: &Passphrase) -> Result<(RootKey, u32), KeyError> {
         let mut err = KeyError::Unlock;
         let mut tried = false;
         for slot in self
@@ -390,7 +500,7 @@ impl Keyring {
             match slot.unlock_passphrase(&self.vault_id, pass) {
                 Ok(rk) => {
                     self.verify(&rk)?;
-                    return Ok(rk);
+                    return Ok((rk, slot.id));
                 }
                 // Report out-of-range parameters only if no slot could even be tried.
                 Err(KeyError::KdfParams) if !tried => err = KeyError::KdfParams,
@@ -412,10 +522,20 @@ impl Keyring {
     /// [`KeyError::Unlock`] if no slot opens; [`KeyError::Mac`] if a slot
     /// opened but the keyring was modified.
     pub fn unlock_key_file(&self, kf: &KeyFileKey) -> Result<RootKey, KeyError> {
+        self.unlock_key_file_with_slot(kf).map(|(rk, _)| rk)
+    }
+
+    /// As [`unlock_key_file`](Self::unlock_key_file), also returning the id of
+    /// the slot that opened.
+    ///
+    /// # Errors
+    ///
+    /// As [`unlock_key_file`](Self::unlock_key_file).
+    pub fn unlock_key_file_with_slot(&self, kf: &KeyFileKey) -> Result<(RootKey, u32), KeyError> {
         for slot in self.slots.iter().filter(|s| s.kind == SlotKind::KeyFile) {
             if let Ok(rk) = slot.unlock_key_file(&self.vault_id, kf) {
                 self.verify(&rk)?;
-                return Ok(rk);
+                return Ok((rk, slot.id));
             }
         }
         Err(KeyError::Unlock)
@@ -467,6 +587,38 @@ impl Keyring {
         Ok(id)
     }
 
+    /// Gives passphrase slot `id` a new passphrase: the slot is made again,
+    /// same id, wrapping the same root key under the new passphrase with a
+    /// fresh salt; `params` (when given) replace its Argon2id parameters.
+    /// Nothing else changes (no data, no other slot).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::WrongRootKey`], [`KeyError::UnknownSlot`],
+    /// [`KeyError::NotPassphraseSlot`], [`KeyError::EmptyPassphrase`],
+    /// [`KeyError::KdfParams`], [`KeyError::Rng`]. On error the keyring is
+    /// unchanged.
+    pub fn change_passphrase(
+        &mut self,
+        rk: &RootKey,
+        id: u32,
+        new: &Passphrase,
+        params: Option<KdfParams>,
+    ) -> Result<(), KeyError> {
+        self.check_root(rk)?;
+        let pos = self
+            .slots
+            .iter()
+            .position(|s| s.id == id)
+            .ok_or(KeyError::UnknownSlot)?;
+        let SlotKind::Passphrase { params: old, .. } = self.slots[pos].kind else {
+            return Err(KeyError::NotPassphraseSlot);
+        };
+        let slot = KeySlot::new_passphrase(id, &self.vault_id, rk, new, params.unwrap_or(old))?;
+        self.slots[pos] = slot;
+        Ok(())
+    }
+
     /// Removes a key slot.
     ///
     /// # Errors
@@ -512,6 +664,7 @@ impl Keyring {
                 current_data: 1,
                 current_index: 1,
                 seeds: vec![entry],
+                destroyed_below: 0,
             },
         );
         self.root_check = check;
@@ -559,14 +712,61 @@ impl Keyring {
         Ok(version)
     }
 
+    /// Destroys every key version of `tenant` below `below` (their wrapped
+    /// seeds are zeroed and dropped): whatever was encrypted or indexed under
+    /// them can never be opened again. Returns the versions destroyed (empty
+    /// if none was left). Later calls for such a version fail with
+    /// [`KeyError::VersionRetired`].
+    ///
+    /// Re-encrypt the data first (`key rewrap`); the caller should count what
+    /// is still under those versions before calling this.
+    ///
+    /// # Security
+    ///
+    /// As for [`shred_tenant`](Self::shred_tenant): older copies of the keyring
+    /// file still hold the destroyed seeds.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::UnknownTenant`], [`KeyError::Shredded`];
+    /// [`KeyError::RetireCurrent`] if `below` is above a current version (the
+    /// current data or index version can never be retired). On error nothing
+    /// changes.
+    pub fn retire_below(&mut self, tenant: &str, below: u32) -> Result<Vec<u32>, KeyError> {
+        let tk = self.tenant_mut(tenant)?;
+        if tk.is_shredded() {
+            return Err(KeyError::Shredded);
+        }
+        let lowest_current = tk.current_data.min(tk.current_index);
+        if below > lowest_current {
+            return Err(KeyError::RetireCurrent {
+                current: lowest_current,
+            });
+        }
+        let mut destroyed = Vec::new();
+        tk.seeds.retain_mut(|s| {
+            if s.version < below {
+                s.nonce.zeroize();
+                s.wrapped.zeroize();
+                destroyed.push(s.version);
+                false
+            } else {
+                true
+            }
+        });
+        tk.destroyed_below = tk.destroyed_below.max(below);
+        Ok(destroyed)
+    }
+
     /// Unwraps a tenant's seed of `version` and derives its keys
     /// ([`derive_tenant_keys`]).
     ///
     /// # Errors
     ///
     /// [`KeyError::UnknownTenant`], [`KeyError::Shredded`],
-    /// [`KeyError::UnknownKeyVersion`], [`KeyError::WrongRootKey`];
-    /// [`KeyError::Decrypt`] (opaque) if the wrapped seed was modified.
+    /// [`KeyError::VersionRetired`], [`KeyError::UnknownKeyVersion`],
+    /// [`KeyError::WrongRootKey`]; [`KeyError::Decrypt`] (opaque) if the
+    /// wrapped seed was modified.
     pub fn tenant_keys(
         &self,
         rk: &RootKey,
@@ -652,8 +852,9 @@ impl Keyring {
 
     // ---- root key rotation --------------------------------------------------------
 
-    /// Replaces the root key: rewraps every tenant seed under `new`, re-creates
-    /// every key slot to wrap `new`, and [`seal`](Self::seal)s under `new`.
+    /// Replaces the root key: rewraps the vault seed and every tenant seed
+    /// under `new`, re-creates every key slot to wrap `new`, and
+    /// [`seal`](Self::seal)s under `new`.
     ///
     /// A slot can only be rewrapped by opening it, so `credentials` must hold,
     /// for **every** slot, a passphrase or key file that opens it (one
@@ -661,7 +862,8 @@ impl Keyring {
     /// passphrase slots keep their KDF parameters and get a fresh salt. To drop
     /// a slot whose credential is lost or compromised,
     /// [`remove_slot`](Self::remove_slot) it first. No data is re-encrypted:
-    /// tenant seeds, and so every derived key, are unchanged.
+    /// the vault seed and tenant seeds, and so every derived key (including the
+    /// row-MAC key), are unchanged.
     ///
     /// All or nothing: on error the keyring is unchanged.
     ///
@@ -682,6 +884,10 @@ impl Keyring {
     ) -> Result<(), KeyError> {
         self.check_root(old)?;
         let vault = self.vault_id;
+
+        let seed = unwrap_vault_seed(old, &vault, &self.vault_seed)?;
+        let vault_seed = wrap_vault_seed(new, &vault, &seed)?;
+        drop(seed);
 
         let mut tenants = self.tenants.clone();
         for (name, tk) in &mut tenants {
@@ -732,6 +938,7 @@ impl Keyring {
 
         self.tenants = tenants;
         self.slots = slots;
+        self.vault_seed = vault_seed;
         self.seal(new);
         Ok(())
     }
@@ -745,7 +952,7 @@ mod tests {
 
     fn one_tenant() -> (Keyring, RootKey) {
         let rk = RootKey::generate();
-        let mut kr = Keyring::new(VaultId([9; 16]));
+        let mut kr = Keyring::new(VaultId([9; 16]), &rk).unwrap();
         kr.add_key_file_slot(&rk, &KeyFileKey::generate()).unwrap();
         kr.add_tenant(&rk, "acme", 0).unwrap();
         (kr, rk)

@@ -13,12 +13,18 @@ pub const TENANT_DATA_KEY: &[u8] = b"phonevault/v1/tenant-data-key";
 pub const TENANT_INDEX_KEY: &[u8] = b"phonevault/v1/tenant-index-key";
 /// HKDF label of a tenant's HMAC-SHA256 record-MAC key.
 pub const TENANT_MAC_KEY: &[u8] = b"phonevault/v1/tenant-mac-key";
-/// HKDF label of the root-key-derived key that MACs non-record rows
-/// (tenant settings, tokens).
-pub const ROW_MAC_KEY: &[u8] = b"phonevault/v1/row-mac-key";
-/// HKDF label of the root-key-derived key that seals secret vault state rows
-/// (the audit log's current key).
-pub const STATE_KEY: &[u8] = b"phonevault/v1/state-key";
+/// HKDF label of the vault-seed-derived key that MACs non-record rows
+/// (tenant settings, tokens, the store's meta row). `v2`: derived from the
+/// vault seed, no longer from the root key, so `rekey` leaves it unchanged.
+pub const VAULT_ROW_MAC_KEY: &[u8] = b"phonevault/v2/row-mac-key";
+/// HKDF label of the vault-seed-derived AES-256-GCM key that seals vault
+/// state rows (such as the audit log's current key).
+pub const VAULT_STATE_KEY: &[u8] = b"phonevault/v2/vault-state-key";
+/// HKDF label of the vault-seed-derived key that MACs a whole data backup.
+pub const BACKUP_MAC_KEY: &[u8] = b"phonevault/v2/backup-mac-key";
+/// HKDF label of the root-key-derived key that wraps the vault seed; also the
+/// first part of its AAD.
+pub const VAULT_SEED_WRAP: &[u8] = b"phonevault/v2/vault-seed-wrap";
 /// HKDF label of the root-key-derived key that MACs the keyring file.
 pub const KEYRING_MAC: &[u8] = b"phonevault/v1/keyring-mac";
 /// HKDF label of the root-key-derived key-check value stored in the keyring,

@@ -9,15 +9,18 @@
 //!
 //! | Task | API |
 //! | --- | --- |
-//! | `init` a vault | [`VaultId::generate`], [`RootKey::generate`], [`Keyring::new`], [`Keyring::add_passphrase_slot`] / [`Keyring::add_key_file_slot`], [`Keyring::seal`], [`Keyring::encode`]; [`AuditKey::generate`] |
+//! | `init` a vault | [`VaultId::generate`], [`RootKey::generate`], [`Keyring::new`] (makes the vault seed), [`Keyring::add_passphrase_slot`] / [`Keyring::add_key_file_slot`], [`Keyring::seal`], [`Keyring::encode`]; [`AuditKey::generate`] |
 //! | open a vault | [`Keyring::decode`], then [`Keyring::unlock`] (passphrase) or [`Keyring::unlock_key_file`]: both verify the keyring MAC |
-//! | change / add / remove a passphrase or key file | [`Keyring::add_passphrase_slot`], [`Keyring::add_key_file_slot`], [`Keyring::remove_slot`] (no data is touched) |
-//! | rotate the root key | [`Keyring::rekey`] (rewraps seeds and slots, touches no data) |
+//! | change / add / remove a passphrase or key file | [`Keyring::unlock_with_slot`] + [`Keyring::change_passphrase`], [`Keyring::add_passphrase_slot`], [`Keyring::add_key_file_slot`], [`Keyring::remove_slot`] (no data is touched) |
+//! | rotate the root key | [`Keyring::rekey`] (rewraps the vault seed, tenant seeds and slots, touches no data) |
 //! | create a tenant, rotate its keys | [`Keyring::add_tenant`], [`Keyring::rotate`] with a [`KeyPurpose`] |
+//! | destroy old key versions of a tenant | [`Keyring::retire_below`] (never a current version) |
 //! | encrypt / decrypt a record body | [`Keyring::tenant_keys`] or [`Keyring::current_keys`] → [`TenantKeys::data`]: [`DataKey::seal`] / [`DataKey::open`]; count with [`Keyring::note_encryptions`] |
 //! | blind index of a number | [`TenantKeys::index`]: [`IndexKey::digest`]`(&[b"e164:", e164])` |
 //! | MAC a record | [`TenantKeys::mac`]: [`MacKey::tag`] / [`MacKey::verify`] |
-//! | MAC a non-record row (tenant settings, tokens) | [`RootKey::row_mac_key`] → [`MacKey`] |
+//! | MAC a non-record row (tenant settings, tokens) | [`Keyring::vault_keys`] → [`VaultKeys::row_mac`] |
+//! | seal a vault state row (the audit log's current key) | [`Keyring::vault_keys`] → [`VaultKeys::state`]: [`DataKey::seal`] / [`DataKey::open`] |
+//! | MAC a data backup file | [`Keyring::vault_keys`] → [`VaultKeys::backup`]: [`MacKey::stream`] |
 //! | crypto-shred a tenant | [`Keyring::shred_tenant`] |
 //! | MAC the audit chain | [`AuditKey::tag`], [`AuditKey::evolve`] |
 //!
@@ -32,7 +35,7 @@
 //! # fn main() -> Result<(), phonevault_keys::KeyError> {
 //! // init
 //! let rk = RootKey::generate();
-//! let mut keyring = Keyring::new(VaultId::generate());
+//! let mut keyring = Keyring::new(VaultId::generate(), &rk)?;
 //! let pass = Passphrase::new("correct horse battery staple".to_owned());
 //! // Real vaults use KdfParams::DEFAULT; the example stays fast.
 //! keyring.add_passphrase_slot(&rk, &pass, KdfParams::cheap_for_tests())?;
@@ -62,12 +65,19 @@
 //! seed wrap  = AES-256-GCM(HKDF(RK, vault, lp("phonevault/v1/seed-wrap")), nonce, seed_v,
 //!                          aad = lp(seed-wrap label) ‖ lp(vault) ‖ lp(tenant) ‖ lp(u32 BE v))
 //! tenant key = HKDF-SHA256(seed_v, vault, lp(label) ‖ lp(tenant) ‖ lp(u32 BE v))
-//! row MAC key = HKDF-SHA256(RK, vault, lp("phonevault/v1/row-mac-key"))
+//! vault seed wrap = AES-256-GCM(HKDF(RK, vault, lp("phonevault/v2/vault-seed-wrap")), nonce, VS,
+//!                          aad = lp("phonevault/v2/vault-seed-wrap") ‖ lp(vault))
+//! row MAC key   = HKDF-SHA256(VS, vault, lp("phonevault/v2/row-mac-key"))
+//! state key     = HKDF-SHA256(VS, vault, lp("phonevault/v2/vault-state-key"))   (AES-256-GCM)
+//! backup MAC key = HKDF-SHA256(VS, vault, lp("phonevault/v2/backup-mac-key"))
 //! keyring MAC = HMAC-SHA256(HKDF(RK, vault, lp("phonevault/v1/keyring-mac")), lp(body))
 //! K(i+1)     = SHA-256("phonevault/v1/audit-key-evolve" ‖ K(i))
 //! ```
 //!
-//! The labels are in [`labels`]; known-answer tests freeze every derivation.
+//! `VS` is the vault seed: 32 random bytes made at `init`, kept only wrapped
+//! under RK, so that `rekey` (a new RK) rewraps it and every vault-wide key
+//! stays the same. The labels are in [`labels`]; known-answer tests freeze
+//! every derivation.
 //!
 //! # Security
 //!
@@ -88,6 +98,7 @@ mod slot;
 mod symmetric;
 mod tenant;
 mod util;
+mod vault_keys;
 
 pub use audit::AuditKey;
 pub use error::KeyError;
@@ -96,10 +107,11 @@ pub use keyring::{
     Credential, KeyPurpose, Keyring, SeedEntry, TenantKeyring, FORMAT_VERSION, MAX_KEYRING_LEN,
     MAX_SLOTS, MAX_TENANT_NAME_LEN, ROTATE_AFTER_ENCRYPTIONS,
 };
-pub use secrets::{KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId};
+pub use secrets::{KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId, VaultSeed};
 pub use slot::{KeySlot, SlotKind};
-pub use symmetric::{DataKey, IndexKey, MacKey, NONCE_LEN, TAG_LEN};
+pub use symmetric::{DataKey, IndexKey, MacKey, MacStream, NONCE_LEN, TAG_LEN};
 pub use tenant::{derive_tenant_keys, TenantKeys};
+pub use vault_keys::{derive_vault_keys, VaultKeys};
 
 /// Length of every symmetric key in the crate: 32 bytes.
 pub const KEY_LEN: usize = 32;

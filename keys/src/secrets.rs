@@ -8,7 +8,6 @@ use rand::RngCore;
 use subtle::{Choice, ConstantTimeEq};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::labels;
 use crate::symmetric::MacKey;
 use crate::util::{hex_lower, hkdf32};
 use crate::{KeyError, KEY_LEN};
@@ -79,8 +78,8 @@ macro_rules! secret_bytes_common {
 
 /// The vault's root key RK: 32 random bytes, never stored in clear.
 ///
-/// RK is wrapped by every key slot, wraps every tenant seed and derives the
-/// row-MAC and keyring-MAC keys. It is obtained from
+/// RK is wrapped by every key slot, wraps every tenant seed and the vault
+/// seed, and derives the keyring-MAC key. It is obtained from
 /// [`Keyring::unlock`](crate::Keyring::unlock) (or made once by
 /// [`RootKey::generate`] at `init`).
 #[derive(Zeroize, ZeroizeOnDrop)]
@@ -100,22 +99,22 @@ impl RootKey {
         rk
     }
 
+    /// A fresh random root key, reporting a failing OS RNG as an error
+    /// rather than panicking (for `rekey` in a running program).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Rng`].
+    pub fn try_generate() -> Result<Self, KeyError> {
+        let mut rk = RootKey([0u8; KEY_LEN]);
+        crate::util::fill_random(&mut rk.0)?;
+        Ok(rk)
+    }
+
     /// A root key from known bytes: for known-answer tests and recovery
     /// tooling. Normal code gets its root key from a key slot.
     pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
         RootKey(*bytes)
-    }
-
-    /// The key that MACs rows that are not records (tenant settings, tokens):
-    /// `HKDF-SHA256(RK, salt = vault id, info = lp("phonevault/v1/row-mac-key"))`.
-    pub fn row_mac_key(&self, vault: &VaultId) -> MacKey {
-        self.mac_subkey(vault, labels::ROW_MAC_KEY)
-    }
-
-    /// The AES-256-GCM key that seals vault state rows which must stay secret from
-    /// a reader of the store (the audit log's current key).
-    pub fn state_key(&self, vault: &VaultId) -> crate::DataKey {
-        crate::DataKey::from_key(&self.subkey(vault, labels::STATE_KEY))
     }
 
     /// `HKDF-SHA256(RK, salt = vault id, info = lp(label))`.
@@ -226,6 +225,37 @@ impl TenantSeed {
 
     pub(crate) fn try_generate() -> Result<Self, KeyError> {
         let mut s = TenantSeed([0u8; KEY_LEN]);
+        crate::util::fill_random(&mut s.0)?;
+        Ok(s)
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    pub(crate) fn as_mut_bytes(&mut self) -> &mut [u8; KEY_LEN] {
+        &mut self.0
+    }
+}
+
+/// The vault seed: 32 random bytes made at `init`, kept in the keyring
+/// wrapped under the root key. The vault-wide working keys (row MAC, state
+/// sealing, backup MAC) are derived from it by
+/// [`derive_vault_keys`](crate::derive_vault_keys), so replacing the root key
+/// (`rekey`) only rewraps it.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct VaultSeed([u8; KEY_LEN]);
+
+secret_bytes_common!(VaultSeed);
+
+impl VaultSeed {
+    /// A seed from known bytes, for known-answer tests.
+    pub fn from_bytes(bytes: &[u8; KEY_LEN]) -> Self {
+        VaultSeed(*bytes)
+    }
+
+    pub(crate) fn try_generate() -> Result<Self, KeyError> {
+        let mut s = VaultSeed([0u8; KEY_LEN]);
         crate::util::fill_random(&mut s.0)?;
         Ok(s)
     }

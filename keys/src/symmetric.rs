@@ -169,9 +169,55 @@ impl MacKey {
     }
 }
 
+impl MacKey {
+    /// Starts an HMAC over a stream of bytes too large to hold at once (a
+    /// backup file): `HMAC-SHA256(key, bytes)` over the **plain** bytes, which
+    /// the caller's own framing makes unambiguous. Use only with a key kept
+    /// for that one stream format (such as the backup key), never with a row
+    /// key, whose tags are over length-prefixed parts.
+    pub fn stream(&self) -> MacStream {
+        MacStream(self.0.clone())
+    }
+}
+
 impl fmt::Debug for MacKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MacKey").finish_non_exhaustive()
+    }
+}
+
+/// An HMAC-SHA256 in progress, from [`MacKey::stream`].
+pub struct MacStream(Hmac<Sha256>);
+
+impl MacStream {
+    /// Feeds more bytes.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The 32-byte tag.
+    pub fn finalize(self) -> [u8; 32] {
+        self.0.finalize().into_bytes().into()
+    }
+
+    /// Checks `tag` against the tag of everything fed, in constant time.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Mac`] if the tag differs or is not 32 bytes long.
+    pub fn verify(self, tag: &[u8]) -> Result<(), KeyError> {
+        let expected = self.finalize();
+        if tag.len() == expected.len() && bool::from(expected.ct_eq(tag)) {
+            Ok(())
+        } else {
+            Err(KeyError::Mac)
+        }
+    }
+}
+
+impl fmt::Debug for MacStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MacStream").finish_non_exhaustive()
     }
 }
 
@@ -301,6 +347,28 @@ mod tests {
         let mut direct = hmac_sha256(&[1; 32]);
         direct.update(&crate::util::lp_concat(&[b"tokens", b"row-1"]));
         assert_eq!(t, <[u8; 32]>::from(direct.finalize().into_bytes()));
+    }
+
+    #[test]
+    fn mac_stream_is_plain_hmac_in_any_chunks() {
+        let m = MacKey::from_key(&[3; 32]);
+        let mut whole = m.stream();
+        whole.update(b"abcdef");
+        let t = whole.finalize();
+        let mut parts = m.stream();
+        parts.update(b"ab");
+        parts.update(b"");
+        parts.update(b"cdef");
+        parts.verify(&t).unwrap();
+        let mut direct = hmac_sha256(&[3; 32]);
+        direct.update(b"abcdef");
+        assert_eq!(t, <[u8; 32]>::from(direct.finalize().into_bytes()));
+        let mut other = m.stream();
+        other.update(b"abcdeF");
+        assert!(matches!(other.verify(&t), Err(KeyError::Mac)));
+        let mut short = m.stream();
+        short.update(b"abcdef");
+        assert!(matches!(short.verify(&t[..31]), Err(KeyError::Mac)));
     }
 
     #[test]

@@ -137,15 +137,6 @@ mod tests {
     }
 
     #[test]
-    fn kat_row_mac_key() {
-        let rk = crate::RootKey::from_bytes(&[0x42; 32]);
-        assert_eq!(
-            hex(rk.subkey(&vault(), labels::ROW_MAC_KEY).as_slice()),
-            "5e0795796b00d7b390dfcd532d1afb95b3a3bde37e4a2f05e42d2f33f95dde7e"
-        );
-    }
-
-    #[test]
     fn keys_are_separated_by_every_input() {
         let base = tenant_key_bytes(&seed(), &vault(), "acme", 1, labels::TENANT_DATA_KEY);
         let other_seed = TenantSeed::from_bytes(&[0xff; 32]);

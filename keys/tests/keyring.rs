@@ -22,7 +22,7 @@ fn pass(s: &str) -> Passphrase {
 fn setup() -> (Keyring, RootKey, KeyFileKey) {
     let rk = RootKey::generate();
     let kf = KeyFileKey::generate();
-    let mut kr = Keyring::new(VaultId::generate());
+    let mut kr = Keyring::new(VaultId::generate(), &rk).unwrap();
     assert_eq!(
         kr.add_passphrase_slot(&rk, &pass("pw"), cheap()).unwrap(),
         0
@@ -193,7 +193,7 @@ fn slots_add_and_remove() {
 fn slot_count_is_capped() {
     let rk = RootKey::generate();
     let kf = KeyFileKey::generate();
-    let mut kr = Keyring::new(VaultId::generate());
+    let mut kr = Keyring::new(VaultId::generate(), &rk).unwrap();
     for _ in 0..MAX_SLOTS {
         kr.add_key_file_slot(&rk, &kf).unwrap();
     }
@@ -474,9 +474,15 @@ fn decode_rejects_bad_framing() {
     let bytes = kr.encode();
     assert!(matches!(Keyring::decode(&[]), Err(KeyError::Format)));
     assert!(matches!(Keyring::decode(&[1; 32]), Err(KeyError::Format)));
-    let mut v2 = bytes.clone();
-    v2[0] = 2;
-    assert!(matches!(Keyring::decode(&v2), Err(KeyError::Format)));
+    let mut v3 = bytes.clone();
+    v3[0] = 3;
+    assert!(matches!(Keyring::decode(&v3), Err(KeyError::Format)));
+    let mut v1 = bytes.clone();
+    v1[0] = 1;
+    assert!(matches!(
+        Keyring::decode(&v1),
+        Err(KeyError::OldFormat { found: 1 })
+    ));
     let mut trailing = bytes.clone();
     trailing.insert(bytes.len() - 32, 0);
     assert!(matches!(Keyring::decode(&trailing), Err(KeyError::Format)));
@@ -506,7 +512,7 @@ fn decode_rejects_structural_nonsense() {
         Keyring::decode(&dangling.encode()),
         Err(KeyError::Format)
     ));
-    let mut many = Keyring::new(kr.vault_id);
+    let mut many = Keyring::new(kr.vault_id, &rk).unwrap();
     for _ in 0..MAX_SLOTS {
         many.add_key_file_slot(&rk, &kf).unwrap();
     }
@@ -622,7 +628,7 @@ proptest! {
         now in any::<u64>(),
     ) {
         let rk = RootKey::generate();
-        let mut kr = Keyring::new(VaultId::generate());
+        let mut kr = Keyring::new(VaultId::generate(), &rk).unwrap();
         kr.add_key_file_slot(&rk, &KeyFileKey::generate()).unwrap();
         let names: Vec<String> = names.into_iter().collect();
         for n in &names {
@@ -640,4 +646,132 @@ proptest! {
         prop_assert_eq!(back.encode(), kr.encode());
         prop_assert_eq!(back, kr);
     }
+}
+
+#[test]
+fn vault_keys_survive_rekey_and_need_the_root_key() {
+    let (mut kr, rk, kf) = setup();
+    let before = kr
+        .vault_keys(&rk)
+        .unwrap()
+        .row_mac
+        .tag(&[b"tenants", b"acme"]);
+    let backup_before = kr.vault_keys(&rk).unwrap().backup.tag(&[b"x"]);
+    assert_ne!(before, backup_before, "row and backup keys differ");
+    assert!(matches!(
+        kr.vault_keys(&RootKey::generate()),
+        Err(KeyError::WrongRootKey)
+    ));
+    let new = RootKey::generate();
+    kr.rekey(
+        &rk,
+        &new,
+        &[
+            Credential::Passphrase(&pass("pw")),
+            Credential::KeyFile(&kf),
+        ],
+    )
+    .unwrap();
+    let back = Keyring::decode(&kr.encode()).unwrap();
+    let rk2 = back.unlock(&pass("pw")).unwrap();
+    assert!(rk2 == new);
+    assert_eq!(
+        back.vault_keys(&rk2)
+            .unwrap()
+            .row_mac
+            .tag(&[b"tenants", b"acme"]),
+        before,
+        "rekey changes no vault-wide key"
+    );
+    assert!(matches!(back.vault_keys(&rk), Err(KeyError::WrongRootKey)));
+    // Two vaults never share vault keys.
+    let (other, ork, _) = setup();
+    assert_ne!(
+        other
+            .vault_keys(&ork)
+            .unwrap()
+            .row_mac
+            .tag(&[b"tenants", b"acme"]),
+        before
+    );
+}
+
+#[test]
+fn retire_destroys_only_old_versions() {
+    let (mut kr, rk, _) = setup();
+    kr.rotate(&rk, "acme", KeyPurpose::Data, 1).unwrap(); // v2 data
+    kr.rotate(&rk, "acme", KeyPurpose::Index, 2).unwrap(); // v3 index
+    kr.rotate(&rk, "acme", KeyPurpose::Data, 3).unwrap(); // v4 data
+                                                          // current data 4, index 3: versions below 3 may go, not 3 or 4
+    assert!(matches!(
+        kr.retire_below("acme", 4),
+        Err(KeyError::RetireCurrent { current: 3 })
+    ));
+    assert!(matches!(
+        kr.retire_below("nope", 2),
+        Err(KeyError::UnknownTenant)
+    ));
+    let keep = probe(&kr, &rk, 3);
+    assert_eq!(kr.retire_below("acme", 3).unwrap(), vec![1, 2]);
+    assert_eq!(kr.retire_below("acme", 2).unwrap(), Vec::<u32>::new());
+    kr.seal(&rk);
+    let back = Keyring::decode(&kr.encode()).unwrap();
+    back.verify(&rk).unwrap();
+    for v in [1, 2] {
+        assert!(matches!(
+            back.tenant_keys(&rk, "acme", v),
+            Err(KeyError::VersionRetired { version }) if version == v
+        ));
+    }
+    assert!(matches!(
+        back.tenant_keys(&rk, "acme", 9),
+        Err(KeyError::UnknownKeyVersion)
+    ));
+    assert_eq!(probe(&back, &rk, 3), keep);
+    assert_eq!(back.tenants["acme"].destroyed_below, 3);
+    // a retired version is also refused after a later rotation
+    let mut more = back.clone();
+    more.rotate(&rk, "acme", KeyPurpose::Index, 4).unwrap();
+    assert!(more.tenant_keys(&rk, "acme", 2).is_err());
+    // a shredded tenant has nothing to retire
+    more.shred_tenant("acme").unwrap();
+    assert!(matches!(
+        more.retire_below("acme", 1),
+        Err(KeyError::Shredded)
+    ));
+}
+
+#[test]
+fn change_passphrase_rewraps_one_slot_only() {
+    let (mut kr, rk, kf) = setup();
+    let (got, slot) = kr.unlock_with_slot(&pass("pw")).unwrap();
+    assert!(got == rk);
+    assert_eq!(slot, 0);
+    assert_eq!(kr.unlock_key_file_with_slot(&kf).unwrap().1, 1);
+    let key_file_slot = kr.slots[1].clone();
+    let tenants = kr.tenants.clone();
+    assert!(matches!(
+        kr.change_passphrase(&rk, 1, &pass("x"), None),
+        Err(KeyError::NotPassphraseSlot)
+    ));
+    assert!(matches!(
+        kr.change_passphrase(&rk, 7, &pass("x"), None),
+        Err(KeyError::UnknownSlot)
+    ));
+    assert!(matches!(
+        kr.change_passphrase(&rk, 0, &pass(""), None),
+        Err(KeyError::EmptyPassphrase)
+    ));
+    assert!(matches!(
+        kr.change_passphrase(&RootKey::generate(), 0, &pass("x"), None),
+        Err(KeyError::WrongRootKey)
+    ));
+    kr.change_passphrase(&rk, 0, &pass("new pw"), None).unwrap();
+    kr.seal(&rk);
+    let back = Keyring::decode(&kr.encode()).unwrap();
+    assert!(matches!(back.unlock(&pass("pw")), Err(KeyError::Unlock)));
+    assert!(back.unlock(&pass("new pw")).unwrap() == rk);
+    assert_eq!(back.slots[1], key_file_slot);
+    assert_eq!(back.tenants, tenants, "no seed was touched");
+    assert!(matches!(back.slots[0].kind, SlotKind::Passphrase { params, .. } if params == cheap()));
 }

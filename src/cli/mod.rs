@@ -11,8 +11,12 @@ use zeroize::Zeroizing;
 
 mod audit_cmds;
 mod client;
+mod key_cmds;
 mod server_cmds;
 
+pub use key_cmds::{
+    BackupArgs, KdfArgs, KeyringCommand, KeyslotCommand, PasswdArgs, RekeyArgs, RestoreArgs,
+};
 pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
 
 use crate::phone;
@@ -207,6 +211,36 @@ Stop it with SIGTERM or Ctrl-C: in-flight requests finish and the socket is remo
     /// Create, list and revoke API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Replace the root key (rewraps the vault seed, tenant seeds and key slots; no data).
+    #[command(after_help = "Examples:
+  phonevault rekey
+  phonevault rekey --other-key-file /root/phonevault.key
+Every key slot must be opened to be rewrapped: give the credentials of the other slots,
+or remove those slots first. Passphrases and key files stay the same.")]
+    Rekey(RekeyArgs),
+    /// Change the passphrase of the slot the current passphrase opens.
+    #[command(after_help = "Example:
+  phonevault passwd --new-passphrase-file /run/secrets/new-pass
+Only that slot's copy of the root key is rewrapped; no data is touched.")]
+    Passwd(PasswdArgs),
+    /// Add, list and remove key slots (passphrases and key files).
+    #[command(subcommand)]
+    Keyslot(KeyslotCommand),
+    /// Export or import the keyring for the key holders (kept apart from data backups).
+    #[command(subcommand)]
+    Keyring(KeyringCommand),
+    /// Write a consistent, still-encrypted snapshot of the store to FILE (no keys in it).
+    #[command(after_help = "Example:
+  phonevault backup /backups/phonevault-2026-11-29.pvbk
+The file is MACed under a key from the vault; restoring it needs the vault's keyring
+(or a `keyring export`). A tenant shredded after the backup stays unreadable.")]
+    Backup(BackupArgs),
+    /// Restore a backup into --vault DIR (verified whole before anything is written).
+    #[command(after_help = "Examples:
+  phonevault restore /backups/pv.pvbk --vault /var/lib/phonevault-new --keyring keyring.export
+  phonevault restore /backups/pv.pvbk --replace
+A damaged or truncated file is refused; the new store is renamed into place only when complete.")]
+    Restore(RestoreArgs),
     /// Seal a running server: it drops the vault and its keys (vault-wide admin token).
     #[command(after_help = "Example:
   phonevault seal --token-file /run/secrets/pv-admin
@@ -255,7 +289,19 @@ pub enum TenantCommand {
     },
     /// List tenants.
     List,
-    /// Crypto-shred a tenant: destroy its keys, then delete its data.
+    /// Delete a tenant by crypto-shredding: destroy its keys first, then its data.
+    #[command(after_help = "Example:
+  phonevault tenant delete oldshop --shred
+Irreversible: every copy of the tenant's data (data backups, old store files) becomes
+undecryptable at once. Old copies of the keyring file and keyring exports must be destroyed too.")]
+    Delete {
+        /// Tenant name.
+        name: String,
+        /// Destroy the tenant's keys (required: the only way a tenant is deleted).
+        #[arg(long, required = true)]
+        shred: bool,
+    },
+    /// Crypto-shred a tenant (same as `tenant delete NAME --shred`).
     #[command(after_help = "Example:
   phonevault tenant shred oldshop --yes
 Irreversible: every copy of the tenant's data (backups, old store files) becomes
@@ -321,6 +367,22 @@ Safe to interrupt (Ctrl-C, crash): run it again to continue.")]
         /// Tenant.
         #[arg(long)]
         tenant: String,
+    },
+    /// Destroy a tenant's key versions below V (never a current one).
+    #[command(after_help = "Examples:
+  phonevault key rewrap --tenant shop && phonevault key retire --tenant shop --below 3
+Refuses while records are still under those versions (it says how many) unless --force;
+such records then stay, and reads report them as unreadable.")]
+    Retire {
+        /// Tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Destroy every version below this one.
+        #[arg(long)]
+        below: u32,
+        /// Destroy them even though records are still under them.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -1110,36 +1172,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let s = open(&cli)?.stats(&a.tenant, &q)?;
             print_stats(&cli, a, &s)
         }
-        Command::Tenant(TenantCommand::Shred { name, .. }) => {
-            let r = open(&cli)?.shred_tenant(name)?;
-            say(&cli, serde_json::json!({"tenant": name, "shredded": true, "records_deleted": r.records}),
-                &format!("tenant {name}: keys destroyed, {} records deleted; destroy old copies of the keyring file too", r.records));
-            Ok(())
-        }
-        Command::Key(KeyCommand::Rotate { tenant, index }) => {
-            let v = open(&cli)?.rotate_key(tenant, *index)?;
-            let what = if *index { "blind-index" } else { "data" };
-            say(&cli, serde_json::json!({"tenant": tenant, "key": what, "version": v}),
-                &format!("tenant {tenant}: new {what} key version {v}; run `phonevault key rewrap --tenant {tenant}` to move existing records to it"));
-            Ok(())
-        }
-        Command::Key(KeyCommand::Rewrap { tenant }) => {
-            let v = open(&cli)?;
-            let bar = if std::io::stderr().is_terminal() && !cli.json {
-                indicatif::ProgressBar::new(0)
-            } else {
-                indicatif::ProgressBar::hidden()
-            };
-            let r = v.rewrap(tenant, |done, total| {
-                bar.set_length(total);
-                bar.set_position(done);
-            })?;
-            bar.finish_and_clear();
-            say(&cli, serde_json::to_value(r).unwrap_or_default(),
-                &format!("tenant {tenant}: {} records, {} re-encrypted under data key v{}, {} re-indexed under index key v{}",
-                    r.records, r.resealed, r.data_key_version, r.reindexed, r.index_key_version));
-            Ok(())
-        }
+        Command::Tenant(TenantCommand::Shred { name, .. })
+        | Command::Tenant(TenantCommand::Delete { name, .. }) => key_cmds::shred(&cli, name),
+        Command::Key(c) => key_cmds::key(&cli, c),
+        Command::Rekey(a) => key_cmds::rekey(&cli, a),
+        Command::Passwd(a) => key_cmds::passwd(&cli, a),
+        Command::Keyslot(c) => key_cmds::keyslot(&cli, c),
+        Command::Keyring(c) => key_cmds::keyring(&cli, c),
+        Command::Backup(a) => key_cmds::backup(&cli, a),
+        Command::Restore(a) => key_cmds::restore(&cli, a),
         Command::Serve(a) => server_cmds::serve(&cli, a),
         Command::Audit(c) => audit_cmds::run(&cli, c),
         Command::Token(c) => server_cmds::token(&cli, c),

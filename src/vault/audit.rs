@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bincode::{Decode, Encode};
-use phonevault_keys::{AuditKey, DataKey, RootKey, VaultId};
+use phonevault_keys::{AuditKey, DataKey, VaultId};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::{Vault, VaultError};
@@ -135,11 +135,10 @@ impl AuditLog {
     /// The rows of a new vault's empty chain: its state under a fresh K0, and K0
     /// itself, kept for `audit key export`.
     pub(crate) fn genesis(
-        root: &RootKey,
+        key: &DataKey,
         vault: &VaultId,
         batch: &mut Batch,
     ) -> Result<(), VaultError> {
-        let key = root.state_key(vault);
         let k0 = AuditKey::generate();
         let state = StateRow {
             key: *k0.expose_secret(),
@@ -155,12 +154,12 @@ impl AuditLog {
         batch.put(
             Tree::Meta,
             STATE_ROW.to_vec(),
-            seal_row(&key, vault, STATE_ROW, &plain)?,
+            seal_row(key, vault, STATE_ROW, &plain)?,
         );
         batch.put(
             Tree::Meta,
             K0_ROW.to_vec(),
-            seal_row(&key, vault, K0_ROW, k0.expose_secret())?,
+            seal_row(key, vault, K0_ROW, k0.expose_secret())?,
         );
         Ok(())
     }
@@ -168,10 +167,9 @@ impl AuditLog {
     /// Loads the chain state of an open vault.
     pub(crate) fn load(
         store: &dyn Store,
-        root: &RootKey,
+        state_key: DataKey,
         vault: &VaultId,
     ) -> Result<AuditLog, VaultError> {
-        let state_key = root.state_key(vault);
         let chain = Self::read_chain(store, &state_key, vault)?;
         let durable = chain.at.next_seq;
         Ok(AuditLog {

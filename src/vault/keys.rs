@@ -1,13 +1,23 @@
-//! Key lifecycle of a tenant: rotation of the data or blind-index key, and rewrap of
-//! every record under the current versions (rebuilding the blind indexes after an
-//! index-key rotation), resumable and chunked so the vault stays usable meanwhile.
+//! Key lifecycle: rotation of a tenant's data or blind-index key, rewrap of every
+//! record under the current versions (rebuilding the blind indexes after an
+//! index-key rotation), resumable and chunked so the vault stays usable meanwhile;
+//! retirement of old versions; crypto-shredding; the root key (`rekey`), key slots
+//! and passphrases; the keyring's own export and import for the key holders.
 
-use phonevault_keys::KeyPurpose;
+use std::path::Path;
+use std::sync::{Arc, PoisonError};
+
+use phonevault_keys::{
+    Credential, KdfParams, KeyError, KeyPurpose, Keyring, Passphrase, RootKey, SlotKind,
+};
 
 use super::audit::Event;
-use super::{index_entries, record_key, Vault, VaultError};
+use super::{
+    check_private, index_entries, lifecycle, record_key, write_atomic, Unlock, Vault, VaultError,
+    KEYRING_FILE, STORE_DIR,
+};
 use crate::record;
-use crate::store::{Batch, Tree};
+use crate::store::{Batch, SledStore, Tree};
 
 /// Records rewrapped per atomic commit; the write lock is released between chunks.
 const REWRAP_CHUNK: usize = 500;
@@ -131,8 +141,9 @@ impl Vault {
 
     /// Re-encrypts every record of the tenant not yet under the current data key, and
     /// moves index entries made with an older index key to the current one. Chunks
-    /// commit atomically, so an interrupted rewrap (crash, Ctrl-C, full disk) leaves
-    /// every record whole and a re-run continues where it stopped. `on_progress` gets
+    /// commit atomically and are flushed before `on_progress` hears of them, so an
+    /// interrupted rewrap (crash, kill, Ctrl-C, full disk) leaves every record whole
+    /// and a re-run continues after the last chunk reported. `on_progress` gets
     /// (records done, records in all).
     pub fn rewrap(
         &self,
@@ -178,27 +189,29 @@ impl Vault {
         let mut done = 0u64;
         let mut from = prefix;
         loop {
+            // The page is read under the write lock, which every record writer of this
+            // process holds: it is current, and needs no second read per record. The
+            // guards below still catch any other writer of a shared store.
+            let w = self.write_guard();
             let page = self
                 .store
                 .range(Tree::Records, &from, end.as_deref(), REWRAP_CHUNK)?;
             let Some((last, _)) = page.last() else { break };
             from = last.clone();
             from.push(0);
-            let _w = self.write_guard();
             let mut b = Batch::default();
             let mut sealed_now = 0;
-            for (k, _) in &page {
-                let id = super::id_after(k, 4, "records")?;
-                // Re-read under the lock: the record may have changed since the page.
-                let Some((stored, body)) = self.open_record(&ctx, &id)? else {
-                    continue;
-                };
+            let page_len = page.len() as u64;
+            for (k, stored) in page {
+                let id = super::id_after(&k, 4, "records")?;
                 let header = record::parse_header(&stored)?;
                 if header.data_key_version == data.version
                     && header.index_key_version == index.version
                 {
                     continue;
                 }
+                let keys = ctx.data_key(header.data_key_version)?;
+                let body = record::open(&keys.data, ctx.row.id, &id, &stored)?;
                 let sealed = record::seal(
                     &data.data,
                     data.version,
@@ -231,8 +244,12 @@ impl Vault {
             if sealed_now > 0 {
                 self.reserve_encryptions(&ctx, sealed_now)?;
                 self.store.commit(&b)?;
+                // Durable before it is reported: a killed rewrap resumes after the
+                // last chunk it announced, instead of redoing work sled had buffered.
+                self.store.flush()?;
             }
-            done += page.len() as u64;
+            drop(w);
+            done += page_len;
             on_progress(done.min(total), total);
         }
         self.store.flush()?;
@@ -244,5 +261,344 @@ impl Vault {
             })?;
         }
         Ok(report)
+    }
+}
+
+/// What `key retire` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RetireReport {
+    /// The key versions destroyed (empty when none was left below the bound).
+    pub destroyed: Vec<u32>,
+    /// Records still under a destroyed data or index version: from now on reported
+    /// as unreadable (non-zero only with `force`).
+    pub unreadable_records: u64,
+}
+
+/// One key slot, as `keyslot list` shows it (no secret).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SlotInfo {
+    /// Slot id.
+    pub id: u32,
+    /// `passphrase` or `key-file`.
+    pub kind: &'static str,
+    /// Argon2id memory (KiB) of a passphrase slot.
+    pub kdf_memory_kib: Option<u32>,
+    /// Argon2id iterations of a passphrase slot.
+    pub kdf_iterations: Option<u32>,
+}
+
+/// What `keyring import` did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct KeyringImportReport {
+    /// Tenants with keys in the imported keyring.
+    pub tenants: usize,
+    /// Tenants of the store that the imported keyring has no keys for (their
+    /// records cannot be read until a keyring holding them is imported).
+    pub tenants_without_keys: Vec<String>,
+}
+
+/// Opens `ring` with `unlock`.
+pub(super) fn unlock_ring(ring: &Keyring, unlock: &Unlock) -> Result<RootKey, VaultError> {
+    match unlock {
+        Unlock::Passphrase(p) => ring.unlock(p),
+        Unlock::KeyFile(k) => ring.unlock_key_file(k),
+    }
+    .map_err(|e| match e {
+        KeyError::Unlock => VaultError::Unlock,
+        other => VaultError::Key(other),
+    })
+}
+
+/// Refuses a keyring `new` that holds keys `current` has destroyed: a shredded
+/// tenant's seeds or retired versions.
+pub(super) fn check_no_resurrection(current: &Keyring, new: &Keyring) -> Result<(), VaultError> {
+    let mut found = Vec::new();
+    for (name, cur) in &current.tenants {
+        let Some(tk) = new.tenants.get(name) else {
+            continue;
+        };
+        if cur.is_shredded() && !tk.is_shredded() {
+            found.push(format!("tenant `{name}` was shredded"));
+            continue;
+        }
+        let retired: Vec<String> = tk
+            .seeds
+            .iter()
+            .filter(|s| cur.is_destroyed(s.version))
+            .map(|s| s.version.to_string())
+            .collect();
+        if !retired.is_empty() {
+            found.push(format!(
+                "tenant `{name}` retired key version(s) {}",
+                retired.join(", ")
+            ));
+        }
+    }
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(VaultError::ResurrectsKeys {
+            what: found.join("; "),
+        })
+    }
+}
+
+impl Vault {
+    fn lock_ring(&self) -> std::sync::MutexGuard<'_, Keyring> {
+        self.keyring.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Applies `change` to a copy of the keyring, writes it (atomically), and only
+    /// then makes it the vault's keyring: a failed write changes nothing.
+    fn change_keyring<T>(
+        &self,
+        change: impl FnOnce(&mut Keyring) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        // Locked against other processes sharing the keyring file, and re-read first.
+        let mut ring = self.keyring_for_update()?;
+        let mut next = (*ring).clone();
+        let out = change(&mut next)?;
+        self.save_keyring(&mut next)?;
+        *ring = next;
+        Ok(out)
+    }
+
+    /// Records of the tenant whose data or index key version is below `below`.
+    pub fn count_records_below(&self, tenant: &str, below: u32) -> Result<u64, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        let prefix = ctx.row.id.to_be_bytes().to_vec();
+        let end = crate::store::prefix_end(&prefix);
+        let mut n = 0u64;
+        let mut from = prefix;
+        loop {
+            let page = self
+                .store
+                .range(Tree::Records, &from, end.as_deref(), 10_000)?;
+            let Some((last, _)) = page.last() else { break };
+            from = last.clone();
+            from.push(0);
+            for (_, stored) in &page {
+                let h = record::parse_header(stored)?;
+                if h.data_key_version < below || h.index_key_version < below {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
+    }
+
+    /// Destroys the tenant's key versions below `below` (never a current one). First
+    /// counts the records still under those versions (data or index key) and refuses
+    /// with [`VaultError::RetireWouldStrand`] unless `force`; with `force` they stay
+    /// in the store and every read of them fails with
+    /// [`KeyError::VersionRetired`], so nothing disappears silently.
+    ///
+    /// The tenant row stops listing retired index versions first, then the keyring
+    /// is written: a crash in between leaves every key, and a re-run finishes.
+    pub fn retire_keys(
+        &self,
+        tenant: &str,
+        below: u32,
+        force: bool,
+    ) -> Result<RetireReport, VaultError> {
+        self.audited("key-retire", Some(tenant), None, |_| {
+            self.retire_keys_in(tenant, below, force)
+        })
+    }
+
+    fn retire_keys_in(
+        &self,
+        tenant: &str,
+        below: u32,
+        force: bool,
+    ) -> Result<RetireReport, VaultError> {
+        self.tenant(tenant)?;
+        // Validate on a copy: refuses a current version before anything is counted.
+        let would = self.lock_ring().clone().retire_below(tenant, below)?;
+        if would.is_empty() {
+            return Ok(RetireReport::default());
+        }
+        let records = self.count_records_below(tenant, below)?;
+        if records > 0 && !force {
+            return Err(VaultError::RetireWouldStrand {
+                tenant: tenant.to_owned(),
+                below,
+                records,
+            });
+        }
+        self.update_tenant(tenant, "tenant-drop-index-versions", |row| {
+            row.stale_index_versions.retain(|v| *v >= below);
+            Ok(())
+        })?;
+        let destroyed = {
+            let _w = self.write_guard();
+            self.change_keyring(|ring| Ok(ring.retire_below(tenant, below)?))?
+        };
+        self.forget_tenant(tenant);
+        Ok(RetireReport {
+            destroyed,
+            unreadable_records: records,
+        })
+    }
+
+    /// Replaces the root key with a fresh random one: the keyring's vault seed,
+    /// tenant seeds and key slots are rewrapped (no record, row or index changes,
+    /// since every working key comes from those seeds). `credentials` must open
+    /// every key slot.
+    ///
+    /// This vault object keeps serving reads, but refuses any further keyring change
+    /// ([`KeyError::WrongRootKey`]): open the vault again to work under the new root
+    /// key.
+    ///
+    /// # Errors
+    /// [`KeyError::RekeyMissingCredential`] naming a slot no credential opens;
+    /// nothing is changed then.
+    pub fn rekey(&self, credentials: &[Credential<'_>]) -> Result<(), VaultError> {
+        self.audited("rekey", None, None, |_| {
+            let new = RootKey::try_generate()?;
+            let _w = self.write_guard();
+            let mut ring = self.keyring_for_update()?;
+            let mut next = (*ring).clone();
+            next.rekey(&self.root, &new, credentials)?;
+            if !self.dir.as_os_str().is_empty() {
+                write_atomic(&self.dir.join(KEYRING_FILE), &next.encode())?;
+                self.note_keyring_written();
+            }
+            *ring = next;
+            Ok(())
+        })
+    }
+
+    /// Gives the passphrase slot that `old` opens the passphrase `new` (with
+    /// `params`, or the slot's own Argon2id parameters). Only that slot is rewrapped.
+    /// Returns the slot id.
+    ///
+    /// # Errors
+    /// [`VaultError::Unlock`] when `old` opens no slot of this vault.
+    pub fn change_passphrase(
+        &self,
+        old: &Passphrase,
+        new: &Passphrase,
+        params: Option<KdfParams>,
+    ) -> Result<u32, VaultError> {
+        self.audited("passwd", None, None, |_| {
+            self.change_passphrase_in(old, new, params)
+        })
+    }
+
+    fn change_passphrase_in(
+        &self,
+        old: &Passphrase,
+        new: &Passphrase,
+        params: Option<KdfParams>,
+    ) -> Result<u32, VaultError> {
+        self.change_keyring(|ring| {
+            let (rk, slot) = ring.unlock_with_slot(old).map_err(|e| match e {
+                KeyError::Unlock => VaultError::Unlock,
+                other => VaultError::Key(other),
+            })?;
+            if rk != self.root {
+                return Err(VaultError::Unlock);
+            }
+            ring.change_passphrase(&self.root, slot, new, params)?;
+            Ok(slot)
+        })
+    }
+
+    /// Adds a passphrase slot unlocking this vault's root key; returns its id.
+    pub fn add_passphrase_slot(
+        &self,
+        pass: &Passphrase,
+        params: KdfParams,
+    ) -> Result<u32, VaultError> {
+        self.audited("keyslot-add", None, None, |_| {
+            self.change_keyring(|ring| Ok(ring.add_passphrase_slot(&self.root, pass, params)?))
+        })
+    }
+
+    /// Removes a key slot; refuses the last one ([`KeyError::LastSlot`]).
+    pub fn remove_slot(&self, id: u32) -> Result<(), VaultError> {
+        self.audited("keyslot-remove", None, None, |_| {
+            self.change_keyring(|ring| Ok(ring.remove_slot(id)?))
+        })
+    }
+
+    /// The key slots.
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        self.lock_ring()
+            .slots
+            .iter()
+            .map(|s| match s.kind {
+                SlotKind::Passphrase { params, .. } => SlotInfo {
+                    id: s.id,
+                    kind: "passphrase",
+                    kdf_memory_kib: Some(params.m_kib),
+                    kdf_iterations: Some(params.t),
+                },
+                SlotKind::KeyFile => SlotInfo {
+                    id: s.id,
+                    kind: "key-file",
+                    kdf_memory_kib: None,
+                    kdf_iterations: None,
+                },
+            })
+            .collect()
+    }
+
+    /// The keyring's bytes as the key holders keep them: slots and wrapped seeds
+    /// under the keyring MAC (verified here). It opens only with a slot credential.
+    pub fn export_keyring(&self) -> Result<Vec<u8>, VaultError> {
+        self.audited("keyring-export", None, None, |_| {
+            let ring = self.lock_ring();
+            ring.verify(&self.root)?;
+            Ok(ring.encode())
+        })
+    }
+
+    /// Installs a keyring export into the vault at `dir` (written atomically). The
+    /// export must open with `unlock` (which also verifies its MAC) and belong to
+    /// this vault's store; unless `force`, it must not hold keys the current keyring
+    /// has destroyed since (a shredded tenant, retired versions). Needs the vault
+    /// closed (it opens the store to check it).
+    pub fn import_keyring(
+        dir: &Path,
+        bytes: &[u8],
+        unlock: &Unlock,
+        force: bool,
+    ) -> Result<KeyringImportReport, VaultError> {
+        let ring = Keyring::decode(bytes)?;
+        let root = unlock_ring(&ring, unlock)?;
+        if !dir.join(STORE_DIR).exists() {
+            return Err(VaultError::NoVault(dir.to_owned()));
+        }
+        check_private(dir)?;
+        let path = dir.join(KEYRING_FILE);
+        if !force {
+            // A current keyring that cannot be read is what an import repairs.
+            if let Some(cur) = std::fs::read(&path)
+                .ok()
+                .and_then(|b| Keyring::decode(&b).ok())
+            {
+                check_no_resurrection(&cur, &ring)?;
+            }
+        }
+        lifecycle::recover_compaction(dir)?;
+        let store = SledStore::open(&dir.join(STORE_DIR), 8 << 20)?;
+        // Checks the store's meta row under the imported keyring's row-MAC key.
+        let vault = Vault::with_store(dir, Arc::new(store), ring.clone(), root)?;
+        let tenants_without_keys = vault
+            .tenants()?
+            .into_iter()
+            .filter(|t| !ring.tenants.contains_key(&t.name))
+            .map(|t| t.name)
+            .collect();
+        vault.audited("keyring-import", None, None, |_| {
+            write_atomic(&path, &ring.encode())
+        })?;
+        drop(vault);
+        Ok(KeyringImportReport {
+            tenants: ring.tenants.len(),
+            tenants_without_keys,
+        })
     }
 }

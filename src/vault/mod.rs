@@ -25,6 +25,7 @@ use phonevault_keys::{
 };
 
 mod audit;
+mod backup;
 mod integrity;
 mod keys;
 mod lifecycle;
@@ -32,8 +33,9 @@ mod subject;
 mod tokens;
 
 pub use audit::{cli_actor, ChainStatus};
+pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
-pub use keys::{RewrapReport, ShredReport};
+pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
@@ -186,6 +188,33 @@ pub enum VaultError {
     /// The operation exists only for the embedded store.
     #[error("{0}")]
     Unsupported(&'static str),
+    /// `key retire` would leave records under destroyed key versions.
+    #[error(
+        "{records} records of tenant `{tenant}` are still under key versions below {below}: run \
+         `phonevault key rewrap --tenant {tenant}` first, or pass --force to destroy those \
+         versions anyway (the records stay, reported as unreadable)"
+    )]
+    RetireWouldStrand {
+        /// The tenant.
+        tenant: String,
+        /// The version asked for.
+        below: u32,
+        /// Records still under an older data or index key version.
+        records: u64,
+    },
+    /// A keyring to import holds keys this vault has destroyed since.
+    #[error(
+        "the keyring to import still holds keys this vault has destroyed ({what}); importing it \
+         would bring them back: check that this is the latest keyring export, or pass --force if \
+         that is intended"
+    )]
+    ResurrectsKeys {
+        /// Which tenants and versions.
+        what: String,
+    },
+    /// Backup or restore failed.
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     /// The audit chain is broken, or an audit link could not be built.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
@@ -231,6 +260,9 @@ impl VaultError {
             VaultError::AuditKeyGone => "audit_key_gone",
             VaultError::EmptyStore => "empty_store",
             VaultError::Unsupported(_) => "unsupported",
+            VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
+            VaultError::ResurrectsKeys { .. } => "keyring_conflict",
+            VaultError::Backup(_) => "backup_error",
         }
     }
 }
@@ -304,6 +336,8 @@ pub(crate) struct TenantCtx {
     keys: BTreeMap<u32, TenantKeys>,
     current_data: u32,
     current_index: u32,
+    /// Versions below this were destroyed by `key retire`.
+    destroyed_below: u32,
     /// Encryptions left in the reservation made in the keyring's counter.
     reserved: Mutex<u64>,
     /// When the row and keys were read (see [`TENANT_CACHE_TTL`]).
@@ -314,7 +348,11 @@ impl TenantCtx {
     fn data_key(&self, version: u32) -> Result<&TenantKeys, VaultError> {
         self.keys
             .get(&version)
-            .ok_or(VaultError::Key(KeyError::UnknownKeyVersion))
+            .ok_or(VaultError::Key(if version < self.destroyed_below {
+                KeyError::VersionRetired { version }
+            } else {
+                KeyError::UnknownKeyVersion
+            }))
     }
 
     fn current(&self) -> Result<&TenantKeys, VaultError> {
@@ -998,16 +1036,16 @@ impl Vault {
         check_private(dir)?;
         let vault_id = VaultId::generate();
         let rk = RootKey::generate();
-        let mut ring = Keyring::new(vault_id);
+        let mut ring = Keyring::new(vault_id, &rk)?;
         add_slot(&mut ring, &rk)?;
         ring.seal(&rk);
-        let row_mac = rk.row_mac_key(&vault_id);
+        let vault_keys = ring.vault_keys(&rk)?;
         // Store first: if the keyring cannot be written, a retry finds no keyring and
         // an empty store, and init removes it below.
         let store_dir = dir.join(STORE_DIR);
         let store = SledStore::open(&store_dir, 8 << 20)?;
-        let mut b = MetaRow::first_batch(&row_mac, &vault_id);
-        audit::AuditLog::genesis(&rk, &vault_id, &mut b)?;
+        let mut b = MetaRow::first_batch(&vault_keys.row_mac, &vault_id);
+        audit::AuditLog::genesis(&vault_keys.state, &vault_id, &mut b)?;
         let r = store
             .commit(&b)
             .and_then(|()| store.flush())
@@ -1049,12 +1087,12 @@ impl Vault {
         check_private(dir)?;
         let vault_id = VaultId::generate();
         let rk = RootKey::generate();
-        let mut ring = Keyring::new(vault_id);
+        let mut ring = Keyring::new(vault_id, &rk)?;
         add_slot(&mut ring, &rk)?;
         ring.seal(&rk);
-        let row_mac = rk.row_mac_key(&vault_id);
-        let mut b = MetaRow::first_batch(&row_mac, &vault_id);
-        audit::AuditLog::genesis(&rk, &vault_id, &mut b)?;
+        let vault_keys = ring.vault_keys(&rk)?;
+        let mut b = MetaRow::first_batch(&vault_keys.row_mac, &vault_id);
+        audit::AuditLog::genesis(&vault_keys.state, &vault_id, &mut b)?;
         // Two concurrent inits: the guard lets one win.
         b.guard(Tree::Meta, b"vault".to_vec(), None);
         // Keyring first: a failed meta write leaves a keyring that `init` removes.
@@ -1104,14 +1142,15 @@ impl Vault {
         ring: Keyring,
         root: RootKey,
     ) -> Result<Vault, VaultError> {
-        let row_mac = root.row_mac_key(&ring.vault_id);
+        let vault_keys = ring.vault_keys(&root)?;
+        let row_mac = vault_keys.row_mac;
         let stamp = if dir.as_os_str().is_empty() {
             None
         } else {
             FileStamp::of(&dir.join(KEYRING_FILE))
         };
         check_meta(store.as_ref(), &row_mac, &ring)?;
-        let audit = audit::AuditLog::load(store.as_ref(), &root, &ring.vault_id)?;
+        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id)?;
         let inner = VaultInner {
             dir: dir.to_owned(),
             store,
@@ -1138,12 +1177,12 @@ impl Vault {
     pub fn in_memory(store: Arc<dyn Store>) -> Result<Vault, VaultError> {
         let vault_id = VaultId::generate();
         let root = RootKey::generate();
-        let mut ring = Keyring::new(vault_id);
+        let mut ring = Keyring::new(vault_id, &root)?;
         ring.add_key_file_slot(&root, &KeyFileKey::generate())?;
         ring.seal(&root);
-        let row_mac = root.row_mac_key(&vault_id);
-        let mut b = MetaRow::first_batch(&row_mac, &vault_id);
-        audit::AuditLog::genesis(&root, &vault_id, &mut b)?;
+        let vault_keys = ring.vault_keys(&root)?;
+        let mut b = MetaRow::first_batch(&vault_keys.row_mac, &vault_id);
+        audit::AuditLog::genesis(&vault_keys.state, &vault_id, &mut b)?;
         store.commit(&b)?;
         Self::with_store(Path::new(""), store, ring, root)
     }
@@ -1193,17 +1232,25 @@ impl Vault {
     }
 
     fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
+        // After `rekey` this vault's root key is the old one: sealing under it would
+        // write a keyring nothing opens.
+        ring.check_root_key(&self.root)?;
         ring.seal(&self.root);
         if self.dir.as_os_str().is_empty() {
             return Ok(()); // in-memory vault
         }
-        let path = self.dir.join(KEYRING_FILE);
-        write_atomic(&path, &ring.encode())?;
+        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())?;
+        self.note_keyring_written();
+        Ok(())
+    }
+
+    /// Records the keyring file this process just wrote as the one it holds, so that
+    /// only other processes' changes are re-read.
+    pub(crate) fn note_keyring_written(&self) {
         *self
             .keyring_stamp
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&path);
-        Ok(())
+            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&self.dir.join(KEYRING_FILE));
     }
 
     /// Re-reads the keyring file into `ring` if another process changed it since this
@@ -1465,6 +1512,7 @@ impl Vault {
             keys,
             current_data: tk.current_data,
             current_index: tk.current_index,
+            destroyed_below: tk.destroyed_below,
             reserved: Mutex::new(0),
             loaded: Instant::now(),
         });
@@ -1538,15 +1586,22 @@ impl Vault {
         Ok(record::open(&keys.data, fresh.row.id, id, stored)?)
     }
 
-    /// Finds the record of a number through the exact index: under the current
-    /// index key, then under older index keys whose entries are not rebuilt yet.
+    /// Finds the record of a number through the exact index: under older index keys
+    /// whose entries are not rebuilt yet, then under the current index key.
     fn lookup_exact(
         &self,
         ctx: &TenantCtx,
         e164: &E164,
     ) -> Result<Option<(RecordId, Vec<u8>, RecordBody)>, VaultError> {
-        let versions =
-            std::iter::once(ctx.current_index).chain(ctx.row.stale_index_versions.iter().copied());
+        // Older versions first: a concurrent rewrap moves entries from old to new
+        // only, so looking at the old place before the new one cannot miss an entry
+        // in flight (new-then-old could, between the two reads).
+        let versions = ctx
+            .row
+            .stale_index_versions
+            .iter()
+            .copied()
+            .chain(std::iter::once(ctx.current_index));
         for v in versions {
             let keys = ctx.data_key(v)?;
             let digest = record::exact_digest(&keys.index, e164.expose_secret());
@@ -1672,8 +1727,15 @@ impl Vault {
         }
         let t = self.now();
         let mut out: Vec<Found> = Vec::new();
-        let versions =
-            std::iter::once(ctx.current_index).chain(ctx.row.stale_index_versions.iter().copied());
+        // Older versions first: a concurrent rewrap moves entries from old to new
+        // only, so looking at the old place before the new one cannot miss an entry
+        // in flight (new-then-old could, between the two reads).
+        let versions = ctx
+            .row
+            .stale_index_versions
+            .iter()
+            .copied()
+            .chain(std::iter::once(ctx.current_index));
         for v in versions {
             let keys = ctx.data_key(v)?;
             let d = record::last4_digest(&keys.index, country_code, last4, bits);

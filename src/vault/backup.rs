@@ -1,0 +1,352 @@
+//! Data backups and restores: a consistent snapshot of every tree of the store, rows
+//! as stored, in the format of [`crate::backup`]; key material stays out of it.
+
+use std::collections::BTreeSet;
+use std::io::{BufReader, Seek, Write};
+use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
+
+use phonevault_keys::Keyring;
+
+use super::keys::{check_no_resurrection, unlock_ring};
+use super::lifecycle::{COMPACT_NEW, COMPACT_OLD};
+use super::{
+    check_private, decode_row, lifecycle, read_keyring, write_atomic, TenantRow, Unlock, Vault,
+    VaultError, KEYRING_FILE, STORE_DIR,
+};
+use crate::backup::{BackupError, BackupReader, BackupWriter, Header};
+use crate::store::{Batch, SledStore, Store, StoreError, Tree};
+
+/// Rows read from the store per page while backing up.
+const PAGE: usize = 1000;
+
+/// What a backup holds.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct BackupReport {
+    /// The vault id (hex).
+    pub vault_id: String,
+    /// When the snapshot was taken (unix seconds).
+    pub created_at: u64,
+    /// Rows per tree, by tree name.
+    pub rows: Vec<(String, u64)>,
+    /// Rows in all.
+    pub total: u64,
+}
+
+impl BackupReport {
+    fn from_header(h: &Header) -> BackupReport {
+        BackupReport {
+            vault_id: hex::encode(h.vault_id),
+            created_at: h.created_at,
+            rows: Tree::ALL
+                .iter()
+                .zip(h.counts)
+                .map(|(t, c)| (t.name().to_owned(), c))
+                .collect(),
+            total: h.total(),
+        }
+    }
+}
+
+/// How to restore.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreOptions {
+    /// A keyring export to use (and install) instead of the vault directory's keyring.
+    pub keyring: Option<PathBuf>,
+    /// Swap an existing store for the backup (the current one is kept beside it).
+    pub replace: bool,
+    /// Install a `keyring` that holds keys the current keyring has destroyed.
+    pub force: bool,
+}
+
+/// What a restore did.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct RestoreReport {
+    /// The backup's header.
+    pub backup: BackupReport,
+    /// Rows written into the new store.
+    pub restored: u64,
+    /// Rows left out because their tenant has no keys in the keyring (shredded
+    /// after the backup was made): they could never be decrypted.
+    pub skipped_rows: u64,
+    /// The tenants left out.
+    pub skipped_tenants: Vec<String>,
+    /// Where the replaced store was kept (with `replace`).
+    pub replaced_store: Option<PathBuf>,
+}
+
+fn busy(e: StoreError) -> VaultError {
+    match e {
+        StoreError::Locked => VaultError::Backup(BackupError::VaultBusy),
+        other => VaultError::Store(other),
+    }
+}
+
+fn open_file(path: &Path) -> Result<BufReader<std::fs::File>, VaultError> {
+    std::fs::File::open(path)
+        .map(|f| BufReader::with_capacity(1 << 20, f))
+        .map_err(|e| VaultError::io("opening", path, e))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), VaultError> {
+    std::fs::File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| VaultError::io("syncing", dir, e))
+}
+
+impl Vault {
+    /// Writes a consistent snapshot of every tree of the store to `out`: rows exactly
+    /// as stored (records encrypted, rows MACed), the header with the counts, and a
+    /// MAC under the vault's backup key. No key material goes into it.
+    ///
+    /// Works on an open vault in use: reads go on meanwhile, and record writes (which
+    /// all take the vault's write lock, as this does) wait until the snapshot is done,
+    /// so records, index and expiry entries are captured together.
+    pub fn backup<W: Write + Seek>(&self, out: W) -> Result<(W, BackupReport), VaultError> {
+        self.audited("backup", None, None, |_| self.backup_in(out))
+    }
+
+    fn backup_in<W: Write + Seek>(&self, out: W) -> Result<(W, BackupReport), VaultError> {
+        let (key, vault_id) = {
+            let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+            (ring.vault_keys(&self.root)?.backup, ring.vault_id.0)
+        };
+        let _w = self.write_guard();
+        let mut w = BackupWriter::new(out, &key)?;
+        for tree in Tree::ALL {
+            let mut from = Vec::new();
+            loop {
+                let page = self.store.range(tree, &from, None, PAGE)?;
+                let Some((last, _)) = page.last() else { break };
+                from = last.clone();
+                from.push(0);
+                for (k, v) in &page {
+                    w.entry(tree, k, v)?;
+                }
+            }
+        }
+        let (out, header) = w.finish(vault_id, self.now())?;
+        Ok((out, BackupReport::from_header(&header)))
+    }
+
+    /// Reads a backup file whole and checks it: structure, vault, MAC. Writes nothing.
+    pub fn verify_backup(
+        file: &Path,
+        ring: &Keyring,
+        unlock: &Unlock,
+    ) -> Result<BackupReport, VaultError> {
+        let root = unlock_ring(ring, unlock)?;
+        let key = ring.vault_keys(&root)?.backup;
+        let mut r = BackupReader::new(open_file(file)?, &key)?;
+        check_vault(r.header(), ring)?;
+        while r.next_entry()?.is_some() {}
+        Ok(BackupReport::from_header(&r.finish()?))
+    }
+
+    /// Restores a backup into the vault directory `dir`.
+    ///
+    /// The whole file is read and its MAC verified before anything is written; a
+    /// damaged, truncated or foreign file is refused. The rows go into a new store
+    /// beside the live one, which is renamed into place only when complete (a crash
+    /// leaves the old vault, or none, never half of one). The keyring is the
+    /// directory's, or `opts.keyring` (a `keyring export`), which is then installed.
+    /// Rows of tenants the keyring holds no keys for (shredded after the backup) are
+    /// left out: the backup never brings back what shredding destroyed.
+    pub fn restore(
+        file: &Path,
+        dir: &Path,
+        unlock: &Unlock,
+        opts: &RestoreOptions,
+    ) -> Result<RestoreReport, VaultError> {
+        let given = match &opts.keyring {
+            Some(path) => {
+                let bytes = std::fs::read(path).map_err(|e| VaultError::io("reading", path, e))?;
+                Some(Keyring::decode(&bytes)?)
+            }
+            None => None,
+        };
+        let current = if dir.join(KEYRING_FILE).exists() {
+            Some(read_keyring(dir)?)
+        } else {
+            None
+        };
+        let ring = match (&given, &current) {
+            (Some(g), _) => g.clone(),
+            (None, Some(c)) => c.clone(),
+            (None, None) => {
+                return Err(VaultError::InvalidArgument(format!(
+                    "no keyring at {}: give the vault's keyring export with --keyring FILE",
+                    dir.display()
+                )))
+            }
+        };
+        if let (Some(g), Some(c)) = (&given, &current) {
+            if g.vault_id != c.vault_id {
+                return Err(VaultError::KeyringMismatch);
+            }
+            if !opts.force {
+                check_no_resurrection(c, g)?;
+            }
+        }
+        // 1. Verify the whole file before writing anything.
+        let report = Self::verify_backup(file, &ring, unlock)?;
+        let root = unlock_ring(&ring, unlock)?;
+        let keys = ring.vault_keys(&root)?;
+
+        // 2. Where the new store is built.
+        let live = dir.join(STORE_DIR);
+        let fresh_dir = !dir.exists();
+        let staging_dir = if fresh_dir {
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "vault".to_owned());
+            dir.parent()
+                .unwrap_or(Path::new("."))
+                .join(format!(".{name}.restore-tmp"))
+        } else {
+            check_private(dir)?;
+            lifecycle::recover_compaction(dir)?;
+            dir.to_owned()
+        };
+        if live.exists() {
+            if !opts.replace {
+                return Err(BackupError::TargetInUse(dir.display().to_string()).into());
+            }
+            // Fails now, before any work, if a server holds the store.
+            drop(SledStore::open(&live, 1 << 20).map_err(busy)?);
+        }
+        let staged = if fresh_dir {
+            staging_dir.join(STORE_DIR)
+        } else {
+            staging_dir.join(COMPACT_NEW)
+        };
+        if fresh_dir && staging_dir.exists() {
+            std::fs::remove_dir_all(&staging_dir)
+                .map_err(|e| VaultError::io("removing", &staging_dir, e))?;
+        }
+        if staged.exists() {
+            std::fs::remove_dir_all(&staged).map_err(|e| VaultError::io("removing", &staged, e))?;
+        }
+        if fresh_dir {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&staging_dir)
+                .map_err(|e| VaultError::io("creating", &staging_dir, e))?;
+        }
+
+        // 3. Write the rows (the file is verified again as it is read).
+        let cleanup = |e: VaultError| {
+            let _ = std::fs::remove_dir_all(if fresh_dir { &staging_dir } else { &staged });
+            e
+        };
+        let (restored, skipped_rows, skipped_tenants) =
+            write_rows(file, &staged, &ring, &keys.row_mac, &keys.backup).map_err(cleanup)?;
+        if fresh_dir {
+            write_atomic(&staging_dir.join(KEYRING_FILE), &ring.encode()).map_err(cleanup)?;
+        }
+
+        // 4. Swap it in.
+        let mut replaced_store = None;
+        if fresh_dir {
+            std::fs::rename(&staging_dir, dir)
+                .map_err(|e| VaultError::io("renaming", &staging_dir, e))?;
+            sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
+        } else {
+            if given.is_some() {
+                write_atomic(&dir.join(KEYRING_FILE), &ring.encode()).map_err(cleanup)?;
+            }
+            if live.exists() {
+                let old = dir.join(COMPACT_OLD);
+                std::fs::rename(&live, &old).map_err(|e| VaultError::io("renaming", &live, e))?;
+                std::fs::rename(&staged, &live)
+                    .map_err(|e| VaultError::io("renaming", &staged, e))?;
+                sync_dir(dir)?;
+                let kept = dir.join(format!("store.replaced-{}", super::now()));
+                std::fs::rename(&old, &kept).map_err(|e| VaultError::io("renaming", &old, e))?;
+                sync_dir(dir)?;
+                replaced_store = Some(kept);
+            } else {
+                std::fs::rename(&staged, &live)
+                    .map_err(|e| VaultError::io("renaming", &staged, e))?;
+                sync_dir(dir)?;
+            }
+        }
+        // The restored vault's audit log (as of the backup) records the restore.
+        let opened = Vault::open(dir, unlock, super::OpenOptions::default())?;
+        opened.audited("restore", None, None, |_| Ok(()))?;
+        drop(opened);
+        Ok(RestoreReport {
+            backup: report,
+            restored,
+            skipped_rows,
+            skipped_tenants,
+            replaced_store,
+        })
+    }
+}
+
+fn check_vault(h: &Header, ring: &Keyring) -> Result<(), VaultError> {
+    if h.vault_id != ring.vault_id.0 {
+        return Err(BackupError::OtherVault {
+            backup: hex::encode(h.vault_id),
+            keyring: hex::encode(ring.vault_id.0),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Streams the backup's rows into a new store at `dest`, leaving out tenants with
+/// no keys; verifies the MAC again at the end (the file could have changed since).
+fn write_rows(
+    file: &Path,
+    dest: &Path,
+    ring: &Keyring,
+    row_mac: &phonevault_keys::MacKey,
+    backup_key: &phonevault_keys::MacKey,
+) -> Result<(u64, u64, Vec<String>), VaultError> {
+    let store = SledStore::open(dest, 64 << 20)?;
+    let mut r = BackupReader::new(open_file(file)?, backup_key)?;
+    check_vault(r.header(), ring)?;
+    let mut skip_ids: BTreeSet<[u8; 4]> = BTreeSet::new();
+    let mut skipped_tenants = Vec::new();
+    let (mut restored, mut skipped) = (0u64, 0u64);
+    let mut batch = Batch::default();
+    while let Some((tree, key, value)) = r.next_entry()? {
+        let skip = match tree {
+            Tree::Tenants => {
+                let row: TenantRow = decode_row(row_mac, "tenants", &key, &value)?;
+                let has_keys = ring
+                    .tenants
+                    .get(&row.name)
+                    .is_some_and(|t| !t.is_shredded());
+                if !has_keys {
+                    skip_ids.insert(row.id.to_be_bytes());
+                    skipped_tenants.push(row.name);
+                }
+                !has_keys
+            }
+            Tree::Records | Tree::Index | Tree::Expiry => key
+                .get(..4)
+                .and_then(|p| <[u8; 4]>::try_from(p).ok())
+                .is_some_and(|p| skip_ids.contains(&p)),
+            _ => false,
+        };
+        if skip {
+            skipped += 1;
+            continue;
+        }
+        batch.put(tree, key, value);
+        restored += 1;
+        if batch.ops.len() >= PAGE {
+            store.commit(&std::mem::take(&mut batch))?;
+        }
+    }
+    store.commit(&batch)?;
+    r.finish()?;
+    store.flush()?;
+    Ok((restored, skipped, skipped_tenants))
+}

@@ -1,0 +1,725 @@
+//! Key lifecycle through the real binary: retire, rekey, passwd, key slots, keyring
+//! export/import, crypto-shredding against old backups, backup/restore refusing
+//! damaged files, and a rewrap killed part-way that resumes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PASS: &str = "correct horse battery staple";
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    vault: PathBuf,
+    root: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        Env {
+            vault: root.join("vault"),
+            _tmp: tmp,
+            root,
+        }
+    }
+
+    fn cmd_in(&self, vault: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
+        c.arg("--vault")
+            .arg(vault)
+            .args(args)
+            .env("PHONEVAULT_PASSPHRASE", PASS)
+            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
+            .env_remove("PHONEVAULT_DIR")
+            .env_remove("PHONEVAULT_KEY_FILE")
+            .env_remove("PHONEVAULT_NEW_PASSPHRASE")
+            .env_remove("PHONEVAULT_TEST_REWRAP_PAUSE_MS")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_in(&self.vault, args)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    /// Runs a command expected to fail with exit code 1; returns its stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn init(&self) {
+        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+        self.ok(&["tenant", "create", "shop", "--purposes", "otp,support"]);
+    }
+
+    fn add(&self, tenant: &str, phone: &str) -> String {
+        self.ok(&[
+            "add",
+            "--tenant",
+            tenant,
+            "--phone",
+            phone,
+            "--consent",
+            "otp",
+            "--source",
+            "web",
+        ])
+        .trim()
+        .to_owned()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.root.join(name).display().to_string()
+    }
+
+    /// Imports the 2,000-number fixture (a copy, so the rejects file stays here).
+    fn import_fixture(&self) -> u64 {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/numbers-2k.csv");
+        let csv = self.root.join("numbers.csv");
+        std::fs::copy(src, &csv).unwrap();
+        let v = self.json(&[
+            "import",
+            "--tenant",
+            "shop",
+            "--consent",
+            "otp",
+            csv.to_str().unwrap(),
+        ]);
+        v["created"].as_u64().unwrap()
+    }
+
+    fn export_count(&self) -> usize {
+        let out = self.path("export.csv");
+        let _ = std::fs::remove_file(&out);
+        self.ok(&[
+            "export",
+            "--tenant",
+            "shop",
+            "--purpose",
+            "otp",
+            "--out",
+            &out,
+        ]);
+        std::fs::read_to_string(&out).unwrap().lines().count() - 1
+    }
+}
+
+const NUMBERS: [&str; 4] = [
+    "+447400123958",
+    "+447400123959",
+    "+14155550123",
+    "+33612345610",
+];
+
+#[test]
+fn key_retire_counts_refuses_and_reports_unreadable_records() {
+    let e = Env::new();
+    e.init();
+    let ids: Vec<String> = NUMBERS[..3].iter().map(|n| e.add("shop", n)).collect();
+    e.ok(&["key", "rotate", "--tenant", "shop"]); // data v2
+    e.ok(&["key", "rotate", "--tenant", "shop", "--index"]); // index v3
+
+    // the current versions can never go
+    let err = e.fails(&["key", "retire", "--tenant", "shop", "--below", "3"]);
+    assert!(
+        err.contains("refusing to retire a current key version"),
+        "{err}"
+    );
+    assert!(err.contains("oldest current version is 2"), "{err}");
+    // three records are still under v1: refused, with their number
+    let err = e.fails(&["key", "retire", "--tenant", "shop", "--below", "2"]);
+    assert!(
+        err.contains("3 records of tenant `shop` are still under key versions below 2"),
+        "{err}"
+    );
+    assert!(err.contains("phonevault key rewrap --tenant shop"), "{err}");
+    for id in &ids {
+        e.ok(&["get", "--tenant", "shop", id, "--purpose", "otp"]);
+    }
+
+    // after a rewrap nothing is left under v1: v1 goes
+    e.ok(&["key", "rewrap", "--tenant", "shop"]);
+    let r = e.json(&["key", "retire", "--tenant", "shop", "--below", "2"]);
+    assert_eq!(r["destroyed"], serde_json::json!([1]));
+    assert_eq!(r["unreadable_records"], 0);
+    for (id, n) in ids.iter().zip(NUMBERS) {
+        e.ok(&["get", "--tenant", "shop", id, "--purpose", "otp"]);
+        e.ok(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
+    }
+    // refusals and the retirement are in the audit log, with the tenant
+    let log = e.ok(&["audit", "export", "--action", "key-retire"]);
+    let entries: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 3, "{log}");
+    assert!(entries.iter().all(|v| v["tenant"] == "shop"));
+    assert_eq!(entries[2]["outcome"], "ok");
+    // nothing left below 2: a no-op, said so
+    let out = e.ok(&["key", "retire", "--tenant", "shop", "--below", "2"]);
+    assert!(out.contains("nothing changed"), "{out}");
+
+    // --force destroys versions records are still under; reads report them
+    e.ok(&["key", "rotate", "--tenant", "shop"]); // data v4
+    e.ok(&["key", "rotate", "--tenant", "shop", "--index"]); // index v5
+    let fresh = e.add("shop", NUMBERS[3]); // under (4, 5)
+    let err = e.fails(&["key", "retire", "--tenant", "shop", "--below", "4"]);
+    assert!(err.contains("3 records"), "{err}");
+    let r = e.json(&[
+        "key", "retire", "--tenant", "shop", "--below", "4", "--force",
+    ]);
+    assert_eq!(r["destroyed"], serde_json::json!([2, 3]));
+    assert_eq!(r["unreadable_records"], 3);
+    for id in &ids {
+        let err = e.fails(&["get", "--tenant", "shop", id, "--purpose", "otp"]);
+        assert!(err.contains("key version 2 was retired"), "{err}");
+    }
+    let out = e.path("out.csv");
+    let err = e.fails(&[
+        "export",
+        "--tenant",
+        "shop",
+        "--purpose",
+        "otp",
+        "--out",
+        &out,
+    ]);
+    assert!(err.contains("was retired"), "{err}");
+    // the record under the current keys reads as before
+    e.ok(&["get", "--tenant", "shop", &fresh, "--purpose", "otp"]);
+    e.ok(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBERS[3],
+        "--purpose",
+        "otp",
+    ]);
+}
+
+#[test]
+fn rekey_then_reopen_with_the_same_credentials() {
+    let e = Env::new();
+    e.init();
+    let id = e.add("shop", NUMBERS[0]);
+    let kf = e.path("second.key");
+    e.ok(&["keyslot", "add", "--new-key-file", &kf]);
+    let ring = e.vault.join("keyring");
+    let before = std::fs::read(&ring).unwrap();
+
+    // the key-file slot cannot be rewrapped without its key file: nothing changes
+    let err = e.fails(&["rekey"]);
+    assert!(err.contains("none given opens slot 1"), "{err}");
+    assert!(err.contains("--other-key-file"), "{err}");
+    assert_eq!(std::fs::read(&ring).unwrap(), before);
+
+    e.ok(&["rekey", "--other-key-file", &kf]);
+    let after = std::fs::read(&ring).unwrap();
+    assert_ne!(after, before, "slots and seeds are rewrapped");
+    assert_eq!(after.len(), before.len());
+    // same passphrase, same key file, same data
+    let got = e.ok(&[
+        "get",
+        "--tenant",
+        "shop",
+        &id,
+        "--purpose",
+        "otp",
+        "--reveal",
+    ]);
+    assert!(got.contains(NUMBERS[0]), "{got}");
+    let by_file = e
+        .cmd(&["get", "--tenant", "shop", &id, "--purpose", "otp"])
+        .env_remove("PHONEVAULT_PASSPHRASE")
+        .arg("--key-file")
+        .arg(&kf)
+        .output()
+        .unwrap();
+    assert!(
+        by_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&by_file.stderr)
+    );
+    // rows MACed before the rekey still verify (the row-MAC key comes from the vault seed)
+    e.ok(&["tenant", "list"]);
+    e.ok(&["key", "rotate", "--tenant", "shop"]);
+    e.ok(&["key", "rewrap", "--tenant", "shop"]);
+}
+
+#[test]
+fn passwd_and_key_slots() {
+    let e = Env::new();
+    e.init();
+    let id = e.add("shop", NUMBERS[0]);
+    let newpass = e.path("new-pass");
+    std::fs::write(&newpass, "a new passphrase\n").unwrap();
+    let r = e.json(&["passwd", "--new-passphrase-file", &newpass]);
+    assert_eq!(r["slot"], 0);
+    let err = e.fails(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
+    assert!(err.contains("could not unlock the vault"), "{err}");
+    let with_new = |args: &[&str]| {
+        e.cmd(args)
+            .env("PHONEVAULT_PASSPHRASE", "a new passphrase")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        with_new(&["get", "--tenant", "shop", &id, "--purpose", "otp"])
+            .status
+            .success()
+    );
+
+    // a second passphrase slot and a key-file slot
+    let second = e.path("second-pass");
+    std::fs::write(&second, "second admin\n").unwrap();
+    let kf = e.path("k.key");
+    for args in [
+        vec![
+            "keyslot",
+            "add",
+            "--new-passphrase-file",
+            second.as_str(),
+            "--kdf-memory-kib",
+            "256",
+            "--kdf-iterations",
+            "1",
+        ],
+        vec!["keyslot", "add", "--new-key-file", kf.as_str()],
+    ] {
+        let out = with_new(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = with_new(&["--json", "keyslot", "list"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kinds: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["passphrase", "passphrase", "key-file"]);
+    let listed = String::from_utf8(with_new(&["keyslot", "list"]).stdout).unwrap();
+    assert!(!listed.contains("second admin") && !listed.contains("new passphrase"));
+    // an existing key file is never overwritten
+    let out = with_new(&["keyslot", "add", "--new-key-file", kf.as_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    // a slot for a key file made elsewhere; a file of the wrong size is refused
+    let outside = e.path("outside.key");
+    std::fs::write(&outside, [0x5a; 32]).unwrap();
+    let out = with_new(&["keyslot", "add", "--existing-key-file", outside.as_str()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(e.path("short.key"), [1; 31]).unwrap();
+    let out = with_new(&[
+        "keyslot",
+        "add",
+        "--existing-key-file",
+        &e.path("short.key"),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a phonevault key file"));
+    let opened = e
+        .cmd(&["get", "--tenant", "shop", &id, "--purpose", "otp"])
+        .env_remove("PHONEVAULT_PASSPHRASE")
+        .arg("--key-file")
+        .arg(&outside)
+        .output()
+        .unwrap();
+    assert!(
+        opened.status.success(),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+    let out = with_new(&["keyslot", "remove", "3"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // remove down to one slot; the last one is refused
+    let by_key_file = |args: &[&str]| {
+        e.cmd(args)
+            .env_remove("PHONEVAULT_PASSPHRASE")
+            .arg("--key-file")
+            .arg(&kf)
+            .output()
+            .unwrap()
+    };
+    for id in ["0", "1"] {
+        let out = by_key_file(&["keyslot", "remove", id]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = by_key_file(&["keyslot", "remove", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("refusing to remove the last key slot: add another slot first"),
+        "{err}"
+    );
+    let out = by_key_file(&["keyslot", "remove", "7"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no key slot has this id"));
+    assert!(
+        by_key_file(&["get", "--tenant", "shop", &id, "--purpose", "otp"])
+            .status
+            .success()
+    );
+    // passwd needs a passphrase, not a key file
+    let out = by_key_file(&["passwd", "--new-passphrase-file", &newpass]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("keyslot add"));
+}
+
+#[test]
+fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
+    let e = Env::new();
+    e.init();
+    e.ok(&["tenant", "create", "keep", "--purposes", "otp"]);
+    let shop_id = e.add("shop", NUMBERS[0]);
+    e.add("shop", NUMBERS[1]);
+    let keep_id = e.add("keep", NUMBERS[0]);
+    let backup = e.path("before.pvbk");
+    let b = e.json(&["backup", &backup]);
+    let rows = |tree: &str| {
+        b["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == tree)
+            .unwrap()[1]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!((rows("tenants"), rows("records"), rows("index")), (2, 3, 3));
+    let exported = e.path("keyring.now");
+    e.ok(&["keyring", "export", &exported]);
+
+    let r = e.json(&["tenant", "delete", "shop", "--shred"]);
+    assert_eq!(r["records_deleted"], 2);
+    // the earlier backup back in place, with the vault's current keyring
+    let err = e.fails(&["restore", &backup]);
+    assert!(err.contains("--replace"), "{err}");
+    let r = e.json(&["restore", &backup, "--replace"]);
+    assert_eq!(r["skipped_tenants"], serde_json::json!(["shop"]));
+    assert_eq!(r["skipped_rows"], 1 + 2 * 3);
+    let err = e.fails(&["get", "--tenant", "shop", &shop_id, "--purpose", "otp"]);
+    assert!(err.contains("unknown tenant"), "{err}");
+    // the restored store's audit log records the restore
+    let log = e.ok(&["audit", "export", "--action", "restore"]);
+    assert_eq!(log.lines().count(), 1, "{log}");
+    e.ok(&["get", "--tenant", "keep", &keep_id, "--purpose", "otp"]);
+    // the name stays taken: nothing is ever encrypted under a seed thought dead
+    assert!(e
+        .fails(&["tenant", "create", "shop", "--purposes", "otp"])
+        .contains("already exists"));
+
+    // restored into a fresh directory with a keyring exported after the shredding:
+    // the rows are in the backup, the keys are not
+    let shredded_ring = e.path("keyring.after");
+    e.ok(&["keyring", "export", &shredded_ring]);
+    let fresh = e.root.join("fresh");
+    let out = e
+        .cmd_in(
+            &fresh,
+            &["--json", "restore", &backup, "--keyring", &shredded_ring],
+        )
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = e
+        .cmd_in(
+            &fresh,
+            &["get", "--tenant", "shop", &shop_id, "--purpose", "otp"],
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    // a keyring export made before the shredding would bring the keys back: refused
+    let err = e.fails(&["keyring", "import", &exported]);
+    assert!(err.contains("tenant `shop` was shredded"), "{err}");
+    let _ = std::fs::remove_file(&exported);
+}
+
+#[test]
+fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
+    let e = Env::new();
+    e.init();
+    for n in NUMBERS {
+        e.add("shop", n);
+    }
+    let backup = e.path("b.pvbk");
+    e.ok(&["backup", &backup]);
+    assert!(e.fails(&["backup", &backup]).contains("already exists"));
+    let ring = e.path("ring");
+    e.ok(&["keyring", "export", &ring]);
+    let good = std::fs::read(&backup).unwrap();
+    let target = e.root.join("target");
+    let restore = |file: &str, ring: &str| {
+        e.cmd_in(&target, &["restore", file, "--keyring", ring])
+            .output()
+            .unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        (
+            "truncated by one byte",
+            good[..good.len() - 1].to_vec(),
+            "truncated",
+        ),
+        ("cut in half", good[..good.len() / 2].to_vec(), "truncated"),
+        ("only the header", good[..60].to_vec(), "truncated"),
+        (
+            "one flipped byte",
+            {
+                let mut b = good.clone();
+                b[good.len() / 2] ^= 0x20;
+                b
+            },
+            "integrity check",
+        ),
+        (
+            "an edited count",
+            {
+                let mut b = good.clone();
+                b[34 + 8 * 2] ^= 1;
+                b
+            },
+            "backup file",
+        ),
+        (
+            "trailing bytes",
+            {
+                let mut b = good.clone();
+                b.extend_from_slice(b"xx");
+                b
+            },
+            "damaged",
+        ),
+        ("not a backup", b"hello".to_vec(), "not a phonevault backup"),
+    ];
+    for (what, bytes, expect) in cases {
+        let file = e.path("bad.pvbk");
+        std::fs::write(&file, bytes).unwrap();
+        let out = restore(&file, &ring);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}");
+        assert!(err.contains(expect), "{what}: {err}");
+        assert!(!target.exists(), "{what}: nothing may be written");
+    }
+    // another vault's keyring
+    let other = Env::new();
+    other.init();
+    let other_ring = other.path("ring");
+    other.ok(&["keyring", "export", &other_ring]);
+    let out = restore(&backup, &other_ring);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the backup is of vault"), "{err}");
+    assert!(!target.exists());
+    // the intact file restores, and the restored vault opens with the same passphrase
+    let out = restore(&backup, &ring);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for n in NUMBERS {
+        let out = e
+            .cmd_in(
+                &target,
+                &["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"],
+            )
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(&e.root)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("restore-tmp") || n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn keyring_import_checks_vault_and_integrity() {
+    let e = Env::new();
+    e.init();
+    let id = e.add("shop", NUMBERS[0]);
+    let ring = e.path("ring");
+    e.ok(&["keyring", "export", &ring]);
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ring).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    assert!(e
+        .fails(&["keyring", "export", &ring])
+        .contains("cannot create"));
+    // the keyring file lost: the export brings the vault back
+    std::fs::remove_file(e.vault.join("keyring")).unwrap();
+    assert!(e.fails(&["tenant", "list"]).contains("no vault"));
+    e.ok(&["keyring", "import", &ring]);
+    e.ok(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
+    // damaged
+    let mut bad = std::fs::read(&ring).unwrap();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let bad_path = e.path("bad-ring");
+    std::fs::write(&bad_path, &bad).unwrap();
+    let err = e.fails(&["keyring", "import", &bad_path]);
+    assert!(err.contains("integrity check failed"), "{err}");
+    std::fs::write(&bad_path, &bad[..40]).unwrap();
+    assert!(e
+        .fails(&["keyring", "import", &bad_path])
+        .contains("corrupted, truncated"));
+    // another vault's keyring, even with the same passphrase
+    let other = Env::new();
+    other.init();
+    let other_ring = other.path("ring");
+    other.ok(&["keyring", "export", &other_ring]);
+    let err = e.fails(&["keyring", "import", &other_ring]);
+    assert!(err.contains("does not belong to this store"), "{err}");
+    e.ok(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
+}
+
+/// Waits for `serve` to accept connections.
+fn wait_socket(path: &Path) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if UnixStream::connect(path).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("server did not start");
+}
+
+#[test]
+fn backup_says_so_when_a_server_holds_the_vault() {
+    let e = Env::new();
+    e.init();
+    let mut server = e
+        .cmd(&["serve"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_socket(&e.vault.join("phonevault.sock"));
+    let backup = e.path("b.pvbk");
+    let err = e.fails(&["backup", &backup]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert!(
+        err.contains("a phonevault server holds this vault"),
+        "{err}"
+    );
+    assert!(err.contains("`phonevault backup`"), "{err}");
+    assert!(err.contains("stop the server"), "{err}");
+    assert!(!Path::new(&backup).exists());
+    assert!(!Path::new(&format!("{backup}.partial")).exists());
+}
+
+#[test]
+fn rewrap_killed_part_way_resumes_and_completes() {
+    let e = Env::new();
+    e.init();
+    let created = e.import_fixture();
+    assert!(created > 1500, "{created}");
+    e.ok(&["key", "rotate", "--tenant", "shop"]);
+    e.ok(&["key", "rotate", "--tenant", "shop", "--index"]);
+
+    // The test hook prints progress after each committed chunk (500 records) and
+    // pauses: the process is killed (SIGKILL) after the first chunk.
+    let mut child = e
+        .cmd(&["key", "rewrap", "--tenant", "shop"])
+        .env("PHONEVAULT_TEST_REWRAP_PAUSE_MS", "60000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(first, format!("rewrap progress 500/{created}"));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "killed, not finished");
+
+    // everything still reads, half old, half new
+    assert_eq!(e.export_count() as u64, created);
+    let r = e.json(&["key", "rewrap", "--tenant", "shop"]);
+    assert_eq!(r["records"].as_u64(), Some(created));
+    assert_eq!(r["resealed"].as_u64(), Some(created - 500), "resumed: {r}");
+    assert_eq!(r["reindexed"].as_u64(), Some(created - 500));
+    assert_eq!(
+        (
+            r["data_key_version"].as_u64(),
+            r["index_key_version"].as_u64()
+        ),
+        (Some(2), Some(3))
+    );
+    // complete: nothing left under old versions, so they can be retired
+    let r = e.json(&["key", "rewrap", "--tenant", "shop"]);
+    assert_eq!(
+        (r["resealed"].as_u64(), r["reindexed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    let r = e.json(&["key", "retire", "--tenant", "shop", "--below", "2"]);
+    assert_eq!(r["unreadable_records"], 0);
+    assert_eq!(e.export_count() as u64, created);
+    e.ok(&[
+        "find",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+596596542555",
+        "--purpose",
+        "otp",
+    ]);
+}
