@@ -1023,29 +1023,15 @@ impl Vault {
         if let StoreLocation::Postgres(cfg) = location {
             return Self::init_in_database(dir, cfg, add_slot);
         }
-        use std::os::unix::fs::DirBuilderExt;
         let ring_path = dir.join(KEYRING_FILE);
         if ring_path.exists() || dir.join(STORE_DIR).exists() {
             return Err(VaultError::AlreadyExists(dir.to_owned()));
         }
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|e| VaultError::io("creating", dir, e))?;
-        check_private(dir)?;
-        let vault_id = VaultId::generate();
-        let rk = RootKey::generate();
-        let mut ring = Keyring::new(vault_id, &rk)?;
-        add_slot(&mut ring, &rk)?;
-        ring.seal(&rk);
-        let vault_keys = ring.vault_keys(&rk)?;
+        let (ring, b) = Self::fresh_vault(dir, add_slot)?;
         // Store first: if the keyring cannot be written, a retry finds no keyring and
         // an empty store, and init removes it below.
         let store_dir = dir.join(STORE_DIR);
         let store = SledStore::open(&store_dir, 8 << 20)?;
-        let mut b = MetaRow::first_batch(&vault_keys.row_mac, &vault_id);
-        audit::AuditLog::genesis(&vault_keys.state, &vault_id, &mut b)?;
         let r = store
             .commit(&b)
             .and_then(|()| store.flush())
@@ -1059,26 +1045,14 @@ impl Vault {
         Ok(())
     }
 
-    /// `init` with the records in a database: the keyring file in `dir`, the meta row
-    /// (written only if the database holds no vault yet) in the database.
-    fn init_in_database(
+    /// Creates the private vault directory and a new keyring with its first slot;
+    /// returns the keyring and the store rows of an empty vault (meta row, audit
+    /// genesis).
+    fn fresh_vault(
         dir: &Path,
-        cfg: &crate::store::PgConfig,
         add_slot: impl FnOnce(&mut Keyring, &RootKey) -> Result<(), KeyError>,
-    ) -> Result<(), VaultError> {
+    ) -> Result<(Keyring, Batch), VaultError> {
         use std::os::unix::fs::DirBuilderExt;
-        let ring_path = dir.join(KEYRING_FILE);
-        if ring_path.exists() {
-            return Err(VaultError::AlreadyExists(dir.to_owned()));
-        }
-        let store = PgStore::connect(cfg)?;
-        if store.get(Tree::Meta, b"vault")?.is_some() {
-            return Err(VaultError::InvalidArgument(format!(
-                "the database already holds a vault (schema `{}`): copy its keyring file to {} instead of running init, or choose another --pg-schema",
-                cfg.schema,
-                dir.display()
-            )));
-        }
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
@@ -1093,6 +1067,29 @@ impl Vault {
         let vault_keys = ring.vault_keys(&rk)?;
         let mut b = MetaRow::first_batch(&vault_keys.row_mac, &vault_id);
         audit::AuditLog::genesis(&vault_keys.state, &vault_id, &mut b)?;
+        Ok((ring, b))
+    }
+
+    /// `init` with the records in a database: the keyring file in `dir`, the meta row
+    /// (written only if the database holds no vault yet) in the database.
+    fn init_in_database(
+        dir: &Path,
+        cfg: &crate::store::PgConfig,
+        add_slot: impl FnOnce(&mut Keyring, &RootKey) -> Result<(), KeyError>,
+    ) -> Result<(), VaultError> {
+        let ring_path = dir.join(KEYRING_FILE);
+        if ring_path.exists() {
+            return Err(VaultError::AlreadyExists(dir.to_owned()));
+        }
+        let store = PgStore::connect(cfg)?;
+        if store.get(Tree::Meta, b"vault")?.is_some() {
+            return Err(VaultError::InvalidArgument(format!(
+                "the database already holds a vault (schema `{}`): copy its keyring file to {} instead of running init, or choose another --pg-schema",
+                cfg.schema,
+                dir.display()
+            )));
+        }
+        let (ring, mut b) = Self::fresh_vault(dir, add_slot)?;
         // Two concurrent inits: the guard lets one win.
         b.guard(Tree::Meta, b"vault".to_vec(), None);
         // Keyring first: a failed meta write leaves a keyring that `init` removes.
