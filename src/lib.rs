@@ -30,6 +30,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod fuzzing;
 pub mod phone;
 pub mod record;
 pub mod server;

@@ -3,8 +3,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -103,12 +103,12 @@ async fn openapi() -> Res {
 /// The unseal body. No `Debug`: it holds the passphrase.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UnsealReq {
+pub(crate) struct UnsealReq {
     passphrase: SecretString,
 }
 
 /// A string from a request body, zeroized on drop.
-struct SecretString(zeroize::Zeroizing<String>);
+pub(crate) struct SecretString(zeroize::Zeroizing<String>);
 
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -156,7 +156,7 @@ async fn seal(State(app): State<Arc<App>>, headers: HeaderMap) -> Res {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddReq {
+pub(crate) struct AddReq {
     phone: String,
     region: Option<String>,
     consents: Vec<String>,
@@ -203,7 +203,7 @@ async fn add(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchItem {
+pub(crate) struct BatchItem {
     phone: String,
     region: Option<String>,
     consents: Vec<String>,
@@ -211,7 +211,7 @@ struct BatchItem {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchReq {
+pub(crate) struct BatchReq {
     items: Vec<BatchItem>,
     source: Option<String>,
 }
@@ -346,7 +346,7 @@ fn item_error(i: usize, e: &ApiError) -> Value {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LookupReq {
+pub(crate) struct LookupReq {
     phone: String,
     region: Option<String>,
     purpose: String,
@@ -376,7 +376,7 @@ async fn lookup(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Last4Req {
+pub(crate) struct Last4Req {
     country_code: u16,
     last4: String,
     purpose: String,
@@ -404,25 +404,34 @@ async fn lookup_last4(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GetQuery {
+pub(crate) struct GetQuery {
     purpose: String,
     #[serde(default)]
     reveal: bool,
 }
 
-async fn get_number(
-    Extension(auth): Extension<Authed>,
-    Path((tenant, id)): Path<(String, String)>,
-    query: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
-) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
-    let Query(q) = query.map_err(|e| {
+/// Parses the query string of `GET numbers/{id}` (as axum's `Query` does).
+pub(crate) fn parse_get_query(query: Option<&str>) -> Result<GetQuery, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|e| {
+        // As for bodies: name the fields, never repeat a value of the query.
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_query",
-            format!("{e}: use ?purpose=P[&reveal=true]"),
+            format!(
+                "malformed query string: {}; use ?purpose=P[&reveal=true]",
+                super::describe_data_error(&e.to_string())
+            ),
         )
-    })?;
+    })
+}
+
+async fn get_number(
+    Extension(auth): Extension<Authed>,
+    Path((tenant, id)): Path<(String, String)>,
+    uri: Uri,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
+    let q = parse_get_query(uri.query())?;
     check_purpose(&info, &q.purpose)?;
     check_reveal(&info, q.reveal)?;
     let found = blocking(move || vault.get(&tenant, &id, &q.purpose)).await?;
@@ -447,7 +456,7 @@ async fn delete_number(
 /// A record named by number (with an optional region hint) or by id.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TargetReq {
+pub(crate) struct TargetReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -486,7 +495,7 @@ fn changed_json(c: crate::vault::Changed) -> Value {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GrantReq {
+pub(crate) struct GrantReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -530,7 +539,7 @@ async fn grant(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WithdrawReq {
+pub(crate) struct WithdrawReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -556,7 +565,7 @@ async fn withdraw(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OptOutReq {
+pub(crate) struct OptOutReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -626,7 +635,7 @@ async fn verify(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatsReq {
+pub(crate) struct StatsReq {
     #[serde(default = "yes")]
     by_country: bool,
     #[serde(default)]
@@ -634,6 +643,18 @@ struct StatsReq {
     #[serde(default = "default_min_group")]
     min_group: u64,
     epsilon: Option<f64>,
+}
+
+impl StatsReq {
+    /// The statistics query the request asks for.
+    pub(crate) fn query(&self) -> StatsQuery {
+        StatsQuery {
+            by_country: self.by_country,
+            by_type: self.by_type,
+            min_group: self.min_group,
+            epsilon: self.epsilon,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -650,12 +671,7 @@ async fn stats(
     JsonBody(req): JsonBody<StatsReq>,
 ) -> Res {
     let (vault, _) = auth.authorize(&tenant, Op::Stats)?;
-    let q = StatsQuery {
-        by_country: req.by_country,
-        by_type: req.by_type,
-        min_group: req.min_group,
-        epsilon: req.epsilon,
-    };
+    let q = req.query();
     let s = blocking(move || vault.stats(&tenant, &q)).await?;
     serde_json::to_value(&s)
         .map_err(|e| ApiError::internal(&e))
