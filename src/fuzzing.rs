@@ -63,10 +63,11 @@ fn split_region(data: &[u8]) -> (Option<String>, &[u8]) {
 /// Phone normalization. Input: `RR|number` (region hint `RR`) or `number`.
 ///
 /// Invariants: never panics; [`phone::report`] agrees with [`phone::normalize`]; a
-/// valid result is `+` and 1 to 15 digits, of a known kind and of the country code
-/// it names; its E.164 form normalizes to itself (same number, country, region and
-/// kind, with or without the hint); its mask shows at most the country code and four
-/// digits.
+/// valid result is `+` and digits (at most 3 of country code and libphonenumber's
+/// 17 of national number: German numbers may have more than E.164's 15 in all), of a
+/// known kind and of the country code it names, and fits the record format; its
+/// E.164 form normalizes to itself (same number, country, region and kind, with or
+/// without the hint); its mask shows at most the country code and four digits.
 ///
 /// # Errors
 ///
@@ -92,8 +93,26 @@ pub fn phone(data: &[u8]) -> Result<(), Violation> {
     )?;
     let digits = e164.strip_prefix('+').unwrap_or_default();
     ensure(
-        (1..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
-        "the E.164 form is not + and 1 to 15 digits",
+        (1..=3 + 17).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()),
+        "the E.164 form is not + and 1 to 20 digits",
+    )?;
+    let stored = RecordBody {
+        e164: e164.to_owned(),
+        country_code: n.country_code,
+        region: n.region.unwrap_or_default().to_owned(),
+        kind: n.kind as u8,
+        grants: Vec::new(),
+        opt_outs: Vec::new(),
+        created_at: 0,
+        updated_at: 0,
+        verified_at: None,
+    };
+    ensure(
+        record::decode_body(&record::encode_body(&stored))
+            .ok()
+            .as_ref()
+            == Some(&stored),
+        "a valid number does not fit the record format",
     )?;
     ensure(
         n.kind != NumberKind::Unknown,
