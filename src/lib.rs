@@ -33,6 +33,7 @@
 pub mod audit;
 pub mod backup;
 pub mod cli;
+pub mod fuzzing;
 pub mod harden;
 pub mod phone;
 pub mod record;

@@ -368,7 +368,7 @@ impl Keyring {
     ///
     /// [`KeyError::OldFormat`] for a keyring of an earlier format version;
     /// [`KeyError::Format`] for input over [`MAX_KEYRING_LEN`], an unknown
-    /// format version, malformed or trailing bytes, more than [`MAX_SLOTS`]
+    /// format version, malformed, non-canonical or trailing bytes, more than [`MAX_SLOTS`]
     /// slots or duplicate slot ids, an invalid tenant name, or tenant seeds
     /// out of order or not matching the current versions.
     pub fn decode(bytes: &[u8]) -> Result<Keyring, KeyError> {
@@ -404,14 +404,21 @@ impl Keyring {
         }
         let mut mac_arr = [0u8; MAC_LEN];
         mac_arr.copy_from_slice(mac);
-        Ok(Keyring {
+        let ring = Keyring {
             vault_id,
             slots,
             tenants,
             root_check,
             vault_seed,
             mac: mac_arr,
-        })
+        };
+        // bincode accepts over-long integer encodings (`fb 05 00` for 5): refuse them,
+        // so that one keyring has one encoding and the MAC, computed over the
+        // re-encoded body, covers exactly the bytes that were read.
+        if ring.body() != body {
+            return Err(KeyError::Format);
+        }
+        Ok(ring)
     }
 
     // ---- integrity --------------------------------------------------------
@@ -956,6 +963,25 @@ mod tests {
         kr.add_key_file_slot(&rk, &KeyFileKey::generate()).unwrap();
         kr.add_tenant(&rk, "acme", 0).unwrap();
         (kr, rk)
+    }
+
+    /// Found by the `keyring` fuzz target: bincode reads over-long integers
+    /// (`fb 01 00` for 1), so one keyring had many encodings, all passing the MAC.
+    #[test]
+    fn a_non_canonical_encoding_is_refused() {
+        let (mut kr, rk) = one_tenant();
+        kr.seal(&rk);
+        let good = kr.encode();
+        // version (1) ‖ vault id (16) ‖ root check (32) ‖ slot count: one byte, 1.
+        let at = 1 + 16 + KEY_LEN;
+        assert_eq!(good[at], 1);
+        let mut long = good[..at].to_vec();
+        long.extend_from_slice(&[0xfb, 0x01, 0x00]);
+        long.extend_from_slice(&good[at + 1..]);
+        assert!(matches!(Keyring::decode(&long), Err(KeyError::Format)));
+        let back = Keyring::decode(&good).unwrap();
+        assert_eq!(back.encode(), good);
+        back.verify(&rk).unwrap();
     }
 
     #[test]

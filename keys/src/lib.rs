@@ -90,6 +90,7 @@
 
 mod audit;
 mod error;
+pub mod fuzzing;
 mod kdf;
 mod keyring;
 pub mod labels;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::extract::connect_info::ConnectInfo;
-use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
@@ -108,12 +108,12 @@ async fn openapi() -> Res {
 /// The unseal body. No `Debug`: it holds the passphrase.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UnsealReq {
+pub(crate) struct UnsealReq {
     passphrase: SecretString,
 }
 
 /// A string from a request body, zeroized on drop.
-struct SecretString(zeroize::Zeroizing<String>);
+pub(crate) struct SecretString(zeroize::Zeroizing<String>);
 
 impl<'de> Deserialize<'de> for SecretString {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -222,7 +222,7 @@ async fn seal(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AddReq {
+pub(crate) struct AddReq {
     phone: String,
     region: Option<String>,
     consents: Vec<String>,
@@ -269,7 +269,7 @@ async fn add(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchItem {
+pub(crate) struct BatchItem {
     phone: String,
     region: Option<String>,
     consents: Vec<String>,
@@ -277,7 +277,7 @@ struct BatchItem {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct BatchReq {
+pub(crate) struct BatchReq {
     items: Vec<BatchItem>,
     source: Option<String>,
 }
@@ -338,8 +338,16 @@ fn batch_import(
                 .map_err(|e| crate::vault::VaultError::Csv(e.to_string()))
         };
         write(&mut w, "phone")?;
+        // The import names a reject by the line its row starts on, and a phone holding
+        // a line break (`"+447700900123\n"` is valid) spans several lines: map each
+        // member's starting line.
+        let mut at_line = BTreeMap::new();
+        let mut line = 2u64;
         for &i in &members {
-            write(&mut w, &req.items[i].phone)?;
+            let phone = &req.items[i].phone;
+            write(&mut w, phone)?;
+            at_line.insert(line, i);
+            line += 1 + phone.bytes().filter(|&b| b == b'\n').count() as u64;
         }
         let csv = zeroize::Zeroizing::new(
             w.into_inner()
@@ -374,12 +382,7 @@ fn batch_import(
             }
         };
         for r in rejects {
-            // Line 1 is the header; line k is the group's member k - 2.
-            let Some(&i) = usize::try_from(r.line)
-                .ok()
-                .and_then(|l| l.checked_sub(2))
-                .and_then(|k| members.get(k))
-            else {
+            let Some(&i) = at_line.get(&r.line) else {
                 continue;
             };
             let mut err = json!({ "code": r.code, "message": r.reason });
@@ -412,7 +415,7 @@ fn item_error(i: usize, e: &ApiError) -> Value {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LookupReq {
+pub(crate) struct LookupReq {
     phone: String,
     region: Option<String>,
     purpose: String,
@@ -445,7 +448,7 @@ async fn lookup(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Last4Req {
+pub(crate) struct Last4Req {
     country_code: u16,
     last4: String,
     purpose: String,
@@ -476,25 +479,34 @@ async fn lookup_last4(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GetQuery {
+pub(crate) struct GetQuery {
     purpose: String,
     #[serde(default)]
     reveal: bool,
 }
 
-async fn get_number(
-    Extension(auth): Extension<Authed>,
-    Path((tenant, id)): Path<(String, String)>,
-    query: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
-) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
-    let Query(q) = query.map_err(|e| {
+/// Parses the query string of `GET numbers/{id}` (as axum's `Query` does).
+pub(crate) fn parse_get_query(query: Option<&str>) -> Result<GetQuery, ApiError> {
+    serde_urlencoded::from_str(query.unwrap_or_default()).map_err(|e| {
+        // As for bodies: name the fields, never repeat a value of the query.
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_query",
-            format!("{e}: use ?purpose=P[&reveal=true]"),
+            format!(
+                "malformed query string: {}; use ?purpose=P[&reveal=true]",
+                super::describe_data_error(&e.to_string())
+            ),
         )
-    })?;
+    })
+}
+
+async fn get_number(
+    Extension(auth): Extension<Authed>,
+    Path((tenant, id)): Path<(String, String)>,
+    uri: Uri,
+) -> Res {
+    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
+    let q = parse_get_query(uri.query())?;
     check_purpose(&info, &q.purpose)?;
     check_reveal(&info, q.reveal)?;
     let reveal = q.reveal;
@@ -520,7 +532,7 @@ async fn delete_number(
 /// A record named by number (with an optional region hint) or by id.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct TargetReq {
+pub(crate) struct TargetReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -559,7 +571,7 @@ fn changed_json(c: crate::vault::Changed) -> Value {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct GrantReq {
+pub(crate) struct GrantReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -603,7 +615,7 @@ async fn grant(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WithdrawReq {
+pub(crate) struct WithdrawReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -629,7 +641,7 @@ async fn withdraw(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct OptOutReq {
+pub(crate) struct OptOutReq {
     phone: Option<String>,
     region: Option<String>,
     id: Option<String>,
@@ -699,7 +711,7 @@ async fn verify(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct StatsReq {
+pub(crate) struct StatsReq {
     #[serde(default = "yes")]
     by_country: bool,
     #[serde(default)]
@@ -707,6 +719,18 @@ struct StatsReq {
     #[serde(default = "default_min_group")]
     min_group: u64,
     epsilon: Option<f64>,
+}
+
+impl StatsReq {
+    /// The statistics query the request asks for.
+    pub(crate) fn query(&self) -> StatsQuery {
+        StatsQuery {
+            by_country: self.by_country,
+            by_type: self.by_type,
+            min_group: self.min_group,
+            epsilon: self.epsilon,
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -723,12 +747,7 @@ async fn stats(
     JsonBody(req): JsonBody<StatsReq>,
 ) -> Res {
     let (vault, _) = auth.authorize(&tenant, Op::Stats)?;
-    let q = StatsQuery {
-        by_country: req.by_country,
-        by_type: req.by_type,
-        min_group: req.min_group,
-        epsilon: req.epsilon,
-    };
+    let q = req.query();
     let s = blocking(move || vault.stats(&tenant, &q)).await?;
     serde_json::to_value(&s)
         .map_err(|e| ApiError::internal(&e))
@@ -831,4 +850,36 @@ async fn revoke_all_tokens(
     let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
     let n = blocking(move || vault.revoke_all_tokens()).await?;
     ok(json!({ "revoked": n }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// Found while checking the `csv_import` fuzz target's line numbers: a phone
+    /// with a line break shifted the lines of the members after it, so a batch
+    /// answered "ok" for a rejected item and "error" for a stored one.
+    #[test]
+    fn batch_results_stay_with_their_items_across_line_breaks() {
+        let vault = crate::vault::Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        vault.create_tenant("t", &["otp".into()], None).unwrap();
+        let req: BatchReq = super::super::parse_body(
+            br#"{"items": [
+                {"phone": "+447400123958\n", "consents": ["otp"]},
+                {"phone": "junk", "consents": ["otp"]},
+                {"phone": "+447400123959", "consents": ["otp"]}
+            ]}"#,
+        )
+        .unwrap();
+        let (results, summary) = batch_import(&vault, "t", req).unwrap();
+        let status: Vec<&str> = results
+            .iter()
+            .map(|r| r["status"].as_str().unwrap())
+            .collect();
+        assert_eq!(status, ["ok", "error", "ok"]);
+        assert_eq!((summary.created, summary.rejected), (2, 1));
+    }
 }

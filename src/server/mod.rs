@@ -24,7 +24,7 @@ use tokio::net::UnixListener;
 use crate::store::StoreLocation;
 use crate::vault::{OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
 
-mod api;
+pub(crate) mod api;
 mod error;
 mod limit;
 
@@ -399,10 +399,88 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
             }
             Err(r) => return Err(ApiError::bad_json(format!("cannot read the body: {r}"))),
         };
-        serde_json::from_slice(&bytes)
-            .map(JsonBody)
-            .map_err(|e| ApiError::bad_json(format!("malformed request body: {e}")))
+        parse_body(&bytes).map(JsonBody)
     }
+}
+
+/// Parses a JSON request body into a handler's request type: the one parser of
+/// [`JsonBody`] (and of the `http_body` fuzz target).
+///
+/// # Security
+///
+/// The error message names fields but never repeats a value of the request: serde's
+/// own messages do (`invalid type: integer `447700900123`, expected a string`), and a
+/// number sent in the wrong field would come back in the error.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let text = e.to_string();
+        let text = match e.classify() {
+            // serde_json's syntax messages hold no input ("expected `:`", "EOF while ...").
+            serde_json::error::Category::Data => {
+                let at = format!(" at line {} column {}", e.line(), e.column());
+                let what = text.strip_suffix(at.as_str()).unwrap_or(&text);
+                format!("{}{at}", describe_data_error(what))
+            }
+            _ => text,
+        };
+        ApiError::bad_json(format!("malformed request body: {text}"))
+    })
+}
+
+/// serde's message for a request that does not fit its type, without any value the
+/// request sent: field names are kept, values are not.
+pub(crate) fn describe_data_error(text: &str) -> String {
+    const GENERIC: &str = "the request does not match its type (see GET /v1/openapi.json)";
+    let mut out = text.to_owned();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            // `<what was sent>, expected <what the type takes>`: only the latter is ours,
+            // and the last ", expected " is serde's own.
+            out = match rest.rsplit_once(", expected ") {
+                Some((_, expected)) => format!("{prefix}expected {expected}"),
+                None => GENERIC.to_owned(),
+            };
+        }
+    }
+    for prefix in ["unknown field `", "unknown variant `"] {
+        if let Some(rest) = text.strip_prefix(prefix) {
+            if let Some((name, tail)) = rest.split_once('`') {
+                if !field_like(name) {
+                    out = format!("{}(name not shown){tail}", &prefix[..prefix.len() - 1]);
+                }
+            }
+        }
+    }
+    if repeats_no_value(&out) {
+        out
+    } else {
+        GENERIC.to_owned()
+    }
+}
+
+/// Whether `s` could be a field name of a request type (the only part of a request an
+/// error message repeats): lowercase letters, `_` and at most four digits.
+pub(crate) fn field_like(s: &str) -> bool {
+    (1..=32).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'_' || b.is_ascii_digit())
+        && s.bytes().filter(u8::is_ascii_digit).count() <= 4
+}
+
+/// Whether a message is free of request values: no quoted string, nothing between
+/// backticks but field names or one punctuation character, no run of six digits.
+fn repeats_no_value(message: &str) -> bool {
+    let quoted_ok = message.split('`').enumerate().all(|(i, part)| {
+        i % 2 == 0
+            || field_like(part)
+            || (part.chars().count() == 1 && !part.contains(char::is_alphanumeric))
+    });
+    let longest_digits = message
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    !message.contains('"') && quoted_ok && longest_digits < 6
 }
 
 /// Per-request gate and access log: refuses peers outside --allow-uid, and logs
@@ -717,5 +795,61 @@ mod tests {
         assert!(unseal_delay(1) < unseal_delay(2));
         assert_eq!(unseal_delay(6), unseal_delay(60));
         assert!(unseal_delay(60) <= Duration::from_secs(16));
+    }
+
+    /// Found by the `http_body` fuzz target's message check: serde's messages repeat
+    /// the value sent, so a number (or passphrase) in the wrong field came back in
+    /// the error.
+    #[test]
+    fn body_errors_name_fields_but_repeat_no_value() {
+        let message = |body: &str| {
+            parse_body::<api::AddReq>(body.as_bytes())
+                .err()
+                .unwrap()
+                .message
+        };
+        for body in [
+            r#"{"phone": 447700900123, "consents": []}"#,
+            r#"{"phone": "+447700900123", "consents": "+447700900124"}"#,
+            r#"{"phone": "+447700900123", "consents": [], "447700900125": 1}"#,
+            r#"{"phone": "+447700900123", "consents": [4477009001]}"#,
+        ] {
+            let m = message(body);
+            assert!(!m.contains("4477009001"), "{m}");
+            assert!(m.contains("line 1 column"), "{m}");
+        }
+        assert!(message(r#"{"phone": 7, "consents": []}"#).contains("expected a string"));
+        let m = message(r#"{"phone": "+447700900123", "consents": [], "extra": 1}"#);
+        assert!(
+            m.contains("unknown field `extra`, expected one of `phone`"),
+            "{m}"
+        );
+        assert!(message(r#"{"consents": []}"#).contains("missing field `phone`"));
+        assert!(message(r#"{"phone": "#).contains("EOF while parsing"));
+        let stats = parse_body::<api::StatsReq>(br#"{"epsilon": "secret passphrase"}"#);
+        let m = stats.err().unwrap().message;
+        assert!(!m.contains("secret") && m.contains("expected f64"), "{m}");
+    }
+
+    #[test]
+    fn query_errors_repeat_no_value() {
+        let e = api::parse_get_query(Some("purpose=otp&447700900123=1"))
+            .err()
+            .unwrap();
+        assert_eq!(e.code, "bad_query");
+        assert!(!e.message.contains("4477009001"), "{}", e.message);
+        assert!(e.message.contains("unknown field"), "{}", e.message);
+        let e = api::parse_get_query(Some("reveal=true")).err().unwrap();
+        assert!(
+            e.message.contains("missing field `purpose`"),
+            "{}",
+            e.message
+        );
+        let e = api::parse_get_query(None).err().unwrap();
+        assert!(
+            e.message.contains("missing field `purpose`"),
+            "{}",
+            e.message
+        );
     }
 }
