@@ -972,8 +972,9 @@ mod tests {
         let (mut kr, rk) = one_tenant();
         kr.seal(&rk);
         let good = kr.encode();
-        // version (1) ‖ vault id (16) ‖ root check (32) ‖ slot count: one byte, 1.
-        let at = 1 + 16 + KEY_LEN;
+        // version (1) ‖ vault id (16) ‖ root check (32) ‖ wrapped vault seed (nonce ‖
+        // ciphertext) ‖ slot count: one byte, 1.
+        let at = 1 + 16 + KEY_LEN + NONCE_LEN + WRAPPED_LEN;
         assert_eq!(good[at], 1);
         let mut long = good[..at].to_vec();
         long.extend_from_slice(&[0xfb, 0x01, 0x00]);
