@@ -2,8 +2,10 @@
 //! with a copy of the store, and `phonevault audit verify` must fail at the right link.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use phonevault::store::{Batch, SledStore, Store, Tree};
 
@@ -27,16 +29,8 @@ impl Env {
     }
 
     fn run_in(&self, vault: &Path, args: &[&str]) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_phonevault"))
-            .arg("--vault")
-            .arg(vault)
-            .args(args)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
+        let out = common::phonevault(vault, PASS, args)
             .env("USER", "alice")
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .stdin(Stdio::null())
             .output()
             .unwrap();
         // Into the captured test output, which CI greps for secrets (.ci/secret-grep).

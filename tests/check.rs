@@ -4,8 +4,10 @@
 //! command says to stop it first.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use phonevault::store::{Batch, Tree};
 use phonevault::vault::{OpenOptions, Unlock, Vault};
@@ -19,17 +21,7 @@ fn unlock() -> Unlock {
 }
 
 fn run(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_phonevault"))
-        .arg("--vault")
-        .arg(dir)
-        .args(args)
-        .env("PHONEVAULT_PASSPHRASE", PASS)
-        .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-        .env_remove("PHONEVAULT_DIR")
-        .env_remove("PHONEVAULT_KEY_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = common::phonevault(dir, PASS, args).output().unwrap();
     // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
     out

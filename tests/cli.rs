@@ -1,6 +1,8 @@
 //! The CLI as a user sees it: the real binary, exit codes and the hint on stderr.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -25,16 +27,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-        c.arg("--vault")
-            .arg(&self.vault)
-            .args(args)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .stdin(Stdio::null());
-        c
+        common::phonevault(&self.vault, PASS, args)
     }
 
     fn run(&self, args: &[&str]) -> Output {

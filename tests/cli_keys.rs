@@ -3,6 +3,8 @@
 //! damaged files, and a rewrap killed part-way that resumes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -31,17 +33,9 @@ impl Env {
     }
 
     fn cmd_in(&self, vault: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-        c.arg("--vault")
-            .arg(vault)
-            .args(args)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .env_remove("PHONEVAULT_NEW_PASSPHRASE")
-            .env_remove("PHONEVAULT_TEST_REWRAP_PAUSE_MS")
-            .stdin(Stdio::null());
+        let mut c = common::phonevault(vault, PASS, args);
+        c.env_remove("PHONEVAULT_NEW_PASSPHRASE")
+            .env_remove("PHONEVAULT_TEST_REWRAP_PAUSE_MS");
         c
     }
 

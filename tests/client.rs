@@ -3,6 +3,8 @@
 //! same output with the same exit codes; refusals through the socket say what to do.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -36,17 +38,8 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-        c.current_dir(&self.dir)
-            .arg("--vault")
-            .arg(&self.vault)
-            .args(args)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .env_remove("PHONEVAULT_TOKEN")
-            .stdin(Stdio::null());
+        let mut c = common::phonevault(&self.vault, PASS, args);
+        c.current_dir(&self.dir);
         c
     }
 

@@ -17,6 +17,8 @@
 //! timing of the kill still varies), `PV_CRASH_ROUNDS` changes the round count.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::collections::{BTreeSet, HashSet};
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -80,16 +82,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-        c.arg("--vault")
-            .arg(&self.vault)
-            .args(args)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .stdin(Stdio::null());
-        c
+        common::phonevault(&self.vault, PASS, args)
     }
 
     fn run(&self, args: &[&str]) -> Output {

@@ -3,6 +3,8 @@
 //! key material others can read refused (with a real chmod).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -45,16 +47,8 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-        c.arg("--vault")
-            .arg(&self.vault)
-            .args(args)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .env_remove(harden::NO_MLOCK_ENV)
-            .stdin(Stdio::null());
+        let mut c = common::phonevault(&self.vault, PASS, args);
+        c.env_remove(harden::NO_MLOCK_ENV);
         c
     }
 

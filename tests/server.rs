@@ -2,6 +2,8 @@
 //! Unix socket, spoken to in HTTP/1.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -28,16 +30,7 @@ impl Env {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-        c.arg("--vault")
-            .arg(&self.vault)
-            .args(args)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .stdin(Stdio::null());
-        c
+        common::phonevault(&self.vault, PASS, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {
