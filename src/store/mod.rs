@@ -231,6 +231,13 @@ pub trait Store: Send + Sync {
     /// Makes every committed batch durable.
     fn flush(&self) -> Result<(), StoreError>;
 
+    /// Whether other processes may open the same store at once (a database shared by
+    /// several servers). Only then can the keyring file change under an open vault, so
+    /// only then does the vault look for such changes on its read path.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Reads `key` in `tree` and, when present, the entry of `target` keyed
     /// `target_prefix ‖ <that value>`: an index entry and the row it names. A database
     /// does it in one round trip.

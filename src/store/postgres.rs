@@ -717,6 +717,10 @@ impl PgStore {
 }
 
 impl Store for PgStore {
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn get_linked(
         &self,
         tree: Tree,

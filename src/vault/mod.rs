@@ -1284,9 +1284,10 @@ impl Vault {
     }
 
     /// Picks up another process's keyring change (a rotation, a new tenant). Costs one
-    /// `stat` when nothing changed.
+    /// `stat` when nothing changed, and nothing on a store only this process can open
+    /// (sled: any other process that changes the keyring must open the store first).
     fn refresh_keyring(&self) -> Result<bool, VaultError> {
-        if self.dir.as_os_str().is_empty() {
+        if self.dir.as_os_str().is_empty() || !self.store.shared() {
             return Ok(false);
         }
         let now = FileStamp::of(&self.dir.join(KEYRING_FILE));
