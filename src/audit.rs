@@ -220,20 +220,29 @@ pub fn verify<'a>(
 /// archive, and for reading a log that [`verify_from`] checks separately). `None` when
 /// it does not decode.
 pub fn decode_unverified(stored: &[u8]) -> Option<Link> {
-    if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {
-        return None;
-    }
-    let (rest, _tag) = stored.split_at(stored.len() - 32);
-    let (body, head) = rest.split_at(rest.len() - 32);
-    let (b, used): (Body, usize) = bincode::decode_from_slice(&body[1..], config()).ok()?;
-    if used != body.len() - 1 {
-        return None;
-    }
+    let (body, head, _tag) = split_link(stored)?;
+    let b = decode_body(body)?;
     Some(Link {
         seq: b.seq,
         entries: b.entries,
-        head: head.try_into().ok()?,
+        head: *head,
     })
+}
+
+/// A stored link's parts: body (with its version byte), head and tag.
+fn split_link(stored: &[u8]) -> Option<(&[u8], &[u8; 32], &[u8; 32])> {
+    if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {
+        return None;
+    }
+    let (rest, tag) = stored.split_at(stored.len() - 32);
+    let (body, head) = rest.split_at(rest.len() - 32);
+    Some((body, head.try_into().ok()?, tag.try_into().ok()?))
+}
+
+/// A link body, which must be read whole.
+fn decode_body(body: &[u8]) -> Option<Body> {
+    let (b, used): (Body, usize) = bincode::decode_from_slice(body.get(1..)?, config()).ok()?;
+    (used == body.len() - 1).then_some(b)
 }
 
 /// The latest entry time and the head of a stored link, unverified (see
@@ -364,41 +373,34 @@ pub fn key_at(k0: &AuditKey, seq: u64) -> AuditKey {
 /// reaches it. Returns where the chain ends.
 ///
 /// # Errors
-/// [`AuditError::BadLink`] naming the first bad link, [`AuditError::Checkpoint`], or
-/// what `each` returns.
-pub fn verify_from<L: AsRef<[u8]>>(
+/// [`AuditError::BadLink`] naming the first bad link, [`AuditError::Checkpoint`]
+/// (both as `E`), or what `each` returns.
+pub fn verify_from<L: AsRef<[u8]>, E: From<AuditError>>(
     k0: &AuditKey,
     start: Checkpoint,
     links: impl IntoIterator<Item = L>,
     checkpoint: Option<&Checkpoint>,
-    mut each: impl FnMut(Link) -> Result<(), AuditError>,
-) -> Result<Checkpoint, AuditError> {
+    mut each: impl FnMut(Link) -> Result<(), E>,
+) -> Result<Checkpoint, E> {
     let mut key = key_at(k0, start.next_seq);
     let mut at = start;
     let mut reached = checkpoint.is_none_or(|c| c.next_seq <= start.next_seq);
     if let Some(c) = checkpoint {
         if c.next_seq == start.next_seq && c.head != start.head {
-            return Err(AuditError::Checkpoint(c.next_seq));
+            return Err(AuditError::Checkpoint(c.next_seq).into());
         }
     }
     for stored in links {
-        let stored = stored.as_ref();
         let seq = at.next_seq;
-        let bad = AuditError::BadLink(seq);
-        if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {
-            return Err(bad);
-        }
-        let (rest, tag) = stored.split_at(stored.len() - 32);
-        let (body, head) = rest.split_at(rest.len() - 32);
+        let bad = || E::from(AuditError::BadLink(seq));
+        let (body, head, tag) = split_link(stored.as_ref()).ok_or_else(bad)?;
         let want = link_head(&at.head, body);
-        if head != want || !bool::from(subtle::ConstantTimeEq::ct_eq(&key.tag(&want)[..], tag)) {
-            return Err(bad);
+        if *head != want
+            || !bool::from(subtle::ConstantTimeEq::ct_eq(&key.tag(&want)[..], &tag[..]))
+        {
+            return Err(bad());
         }
-        let (b, used): (Body, usize) =
-            bincode::decode_from_slice(&body[1..], config()).map_err(|_| bad.clone())?;
-        if used != body.len() - 1 || b.seq != seq {
-            return Err(bad);
-        }
+        let b = decode_body(body).filter(|b| b.seq == seq).ok_or_else(bad)?;
         key.evolve();
         at = Checkpoint {
             next_seq: seq + 1,
@@ -407,7 +409,7 @@ pub fn verify_from<L: AsRef<[u8]>>(
         if let Some(c) = checkpoint {
             if c.next_seq == at.next_seq {
                 if c.head != at.head {
-                    return Err(AuditError::Checkpoint(c.next_seq));
+                    return Err(AuditError::Checkpoint(c.next_seq).into());
                 }
                 reached = true;
             }
@@ -419,7 +421,7 @@ pub fn verify_from<L: AsRef<[u8]>>(
         })?;
     }
     if !reached {
-        return Err(AuditError::Checkpoint(checkpoint.map_or(0, |c| c.next_seq)));
+        return Err(AuditError::Checkpoint(checkpoint.map_or(0, |c| c.next_seq)).into());
     }
     Ok(at)
 }

@@ -324,6 +324,12 @@ fn broken(e: AuditError) -> Failure {
     fail(format!("audit verify FAILED: {e}"))
 }
 
+impl From<AuditError> for Failure {
+    fn from(e: AuditError) -> Self {
+        broken(e)
+    }
+}
+
 /// Verifies (with K0) or only decodes every link of the archives, then of the live
 /// log, passing each to `each`. Returns where the chain ends.
 fn walk(
@@ -340,19 +346,12 @@ fn walk(
         None => None,
     };
     let mut at: Option<Checkpoint> = None;
-    let mut failure = None;
     let mut step = |start: Checkpoint,
                     links: &mut dyn Iterator<Item = Vec<u8>>,
                     cp: Option<&Checkpoint>|
      -> Result<Checkpoint, Failure> {
         match k0 {
-            Some(k0) => audit::verify_from(k0, start, links, cp, |link| {
-                each(link).map_err(|f| {
-                    failure = Some(f);
-                    AuditError::TooLarge
-                })
-            })
-            .map_err(|e| failure.take().unwrap_or_else(|| broken(e))),
+            Some(k0) => audit::verify_from(k0, start, links, cp, &mut each),
             None => {
                 let mut end = start;
                 for bytes in links {

@@ -1036,7 +1036,7 @@ mod tests {
             Checkpoint::GENESIS,
             archived.iter().map(|(_, l)| l.as_slice()),
             None,
-            |_| Ok(()),
+            |_| Ok::<(), audit::AuditError>(()),
         )
         .unwrap();
         assert_eq!(got, end);
@@ -1048,7 +1048,7 @@ mod tests {
             end,
             live.iter().map(|(_, l)| l.as_slice()),
             None,
-            |_| Ok(()),
+            |_| Ok::<(), audit::AuditError>(()),
         )
         .unwrap();
     }
