@@ -10,12 +10,13 @@
 //! imports only the first N numbers.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use phonevault::phone;
-use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
-use phonevault_keys::{KdfParams, Passphrase};
+use phonevault::vault::Vault;
 
 fn rate(v: &Vault, lookups: &[String], threads: usize) -> f64 {
     let t = Instant::now();
@@ -82,19 +83,8 @@ fn main() {
 
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("vault");
-    let pass = Passphrase::new("bench".into());
-    Vault::init(&dir, &pass, KdfParams::cheap_for_tests()).expect("init");
-    let vault = Vault::open(&dir, &Unlock::Passphrase(pass), OpenOptions::default()).expect("open");
-    vault
-        .create_tenant("bench", &["otp".into()], None)
-        .expect("tenant");
-    let opts = ImportOptions {
-        tenant: "bench".into(),
-        purposes: vec!["otp".into()],
-        source: "bench".into(),
-        region: None,
-        column: "phone".into(),
-    };
+    let vault = common::bench_vault(&dir);
+    let opts = common::import_options();
     vault
         .import(&opts, csv.as_bytes(), |_| Ok(()), |_| {})
         .expect("import");

@@ -9,6 +9,8 @@
 //! Prints one line per figure; `PHONEVAULT_BENCH_RUNS=N` repeats and prints medians.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,8 +18,7 @@ use std::time::Instant;
 use phonevault::phone;
 use phonevault::record::{self, RecordBody, RecordId};
 use phonevault::store::{Batch, SledStore, Store, Tree};
-use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
-use phonevault_keys::{derive_tenant_keys, KdfParams, Passphrase, TenantSeed, VaultId};
+use phonevault_keys::{derive_tenant_keys, TenantSeed, VaultId};
 
 fn read_column(path: &Path) -> Vec<String> {
     let text = std::fs::read_to_string(path).expect("read benchmark data");
@@ -115,19 +116,8 @@ struct Run {
 fn one_run(numbers_path: &Path, lookups: &[String], numbers: &[String]) -> Run {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("vault");
-    let pass = Passphrase::new("bench".into());
-    Vault::init(&dir, &pass, KdfParams::cheap_for_tests()).expect("init");
-    let vault = Vault::open(&dir, &Unlock::Passphrase(pass), OpenOptions::default()).expect("open");
-    vault
-        .create_tenant("bench", &["otp".into()], None)
-        .expect("tenant");
-    let opts = ImportOptions {
-        tenant: "bench".into(),
-        purposes: vec!["otp".into()],
-        source: "bench".into(),
-        region: None,
-        column: "phone".into(),
-    };
+    let vault = common::bench_vault(&dir);
+    let opts = common::import_options();
     let file = std::fs::File::open(numbers_path).expect("open numbers");
     let t = Instant::now();
     let summary = vault

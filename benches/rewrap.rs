@@ -19,6 +19,8 @@
 //! rewrap and the floors and prints medians.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,8 +28,6 @@ use std::time::Instant;
 use phonevault::phone;
 use phonevault::record::RecordId;
 use phonevault::store::{Batch, SledStore, Store, Tree};
-use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
-use phonevault_keys::{KdfParams, Passphrase};
 
 const CHUNK: usize = 500;
 
@@ -167,19 +167,8 @@ fn main() {
     let csv = tmp.path().join("numbers.csv");
     std::fs::write(&csv, format!("phone\n{}\n", numbers.join("\n"))).expect("write csv");
     drop(numbers);
-    let pass = Passphrase::new("bench".into());
-    Vault::init(&dir, &pass, KdfParams::cheap_for_tests()).expect("init");
-    let vault = Vault::open(&dir, &Unlock::Passphrase(pass), OpenOptions::default()).expect("open");
-    vault
-        .create_tenant("bench", &["otp".into()], None)
-        .expect("tenant");
-    let opts = ImportOptions {
-        tenant: "bench".into(),
-        purposes: vec!["otp".into()],
-        source: "bench".into(),
-        region: None,
-        column: "phone".into(),
-    };
+    let vault = common::bench_vault(&dir);
+    let opts = common::import_options();
     let t = Instant::now();
     let file = std::fs::File::open(&csv).expect("open csv");
     let summary = vault

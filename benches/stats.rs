@@ -5,14 +5,14 @@
 //! `cargo bench --bench stats` (PHONEVAULT_STATS_ROWS to change the size).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use phonevault::phone;
 use phonevault::stats::StatsQuery;
-use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
-use phonevault_keys::{KdfParams, Passphrase};
 
 /// Distinct valid numbers: the benchmark set and variants of it with other last digits.
 fn numbers(want: usize) -> Vec<String> {
@@ -60,21 +60,12 @@ fn main() {
     );
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
-    let pass = Passphrase::new("bench".into());
-    Vault::init(&dir, &pass, KdfParams::cheap_for_tests()).unwrap();
-    let v = Vault::open(&dir, &Unlock::Passphrase(pass), OpenOptions::default()).unwrap();
-    v.create_tenant("bench", &["otp".into()], None).unwrap();
+    let v = common::bench_vault(&dir);
     let csv = std::iter::once("phone".to_owned())
         .chain(nums)
         .collect::<Vec<_>>()
         .join("\n");
-    let opts = ImportOptions {
-        tenant: "bench".into(),
-        purposes: vec!["otp".into()],
-        source: "bench".into(),
-        region: None,
-        column: "phone".into(),
-    };
+    let opts = common::import_options();
     let t = Instant::now();
     let s = v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
     drop(csv);
