@@ -102,3 +102,37 @@ fn every_seal_of_an_import_is_counted_once() {
     drop(v);
     assert_eq!(counter(&dir), 20 + 30);
 }
+
+/// An older keyring export carries older (lower) encryption counters: importing it
+/// reset the nonce budget of every key it holds.
+#[test]
+fn a_keyring_import_keeps_the_higher_counters() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().join("v");
+    let v = new_vault(&dir);
+    v.add("t", "+447400123001", None, &["otp".into()], "web")
+        .unwrap();
+    let old = v.export_keyring().unwrap();
+    for i in 2..=6 {
+        v.add(
+            "t",
+            &format!("+44740012300{i}"),
+            None,
+            &["otp".into()],
+            "web",
+        )
+        .unwrap();
+    }
+    drop(v);
+    assert_eq!(counter(&dir), 6);
+    Vault::import_keyring(
+        &dir,
+        &old,
+        &Unlock::Passphrase(Passphrase::new(PASS.into())),
+        false,
+    )
+    .unwrap();
+    assert_eq!(counter(&dir), 6);
+    // and the vault opens with it
+    drop(open(&dir));
+}

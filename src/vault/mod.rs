@@ -213,6 +213,17 @@ pub enum VaultError {
         /// Which tenants and versions.
         what: String,
     },
+    /// A keyring to import lacks key versions this vault holds (an older export).
+    #[error(
+        "the keyring to import lacks key versions this vault holds ({what}): it is older than \
+         the vault's keyring, and installing it would make the records under those versions \
+         unreadable for good; import the latest keyring export instead (or pass --force if \
+         those records are meant to be lost)"
+    )]
+    KeyringLacksVersions {
+        /// Which tenants and versions.
+        what: String,
+    },
     /// Backup or restore failed.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
@@ -262,7 +273,9 @@ impl VaultError {
             VaultError::EmptyStore => "empty_store",
             VaultError::Unsupported(_) => "unsupported",
             VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
-            VaultError::ResurrectsKeys { .. } => "keyring_conflict",
+            VaultError::ResurrectsKeys { .. } | VaultError::KeyringLacksVersions { .. } => {
+                "keyring_conflict"
+            }
             VaultError::Backup(_) => "backup_error",
         }
     }
