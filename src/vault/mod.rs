@@ -84,6 +84,8 @@ pub enum Unlock {
     Passphrase(Passphrase),
     /// A key-file slot.
     KeyFile(KeyFileKey),
+    /// A PKCS#11 slot whose token and key labels are the configuration's.
+    Pkcs11(crate::hsm::Pkcs11Config),
 }
 
 impl std::fmt::Debug for Unlock {
@@ -238,6 +240,17 @@ pub enum VaultError {
     /// K0 was exported before and is no longer in the vault.
     #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it")]
     AuditKeyGone,
+    /// The PKCS#11 token could not seal or unseal a key slot's secret.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// The keyring has no PKCS#11 slot for the configured token and key.
+    #[error("the keyring has no PKCS#11 key slot for token {token:?} and key {key:?}: add one with `phonevault keyslot add --pkcs11-token ... --pkcs11-key ...`, or unlock another way")]
+    NoPkcs11Slot {
+        /// The token label.
+        token: String,
+        /// The key label.
+        key: String,
+    },
 }
 
 impl VaultError {
@@ -268,6 +281,7 @@ impl VaultError {
             VaultError::Store(_) => "store_error",
             VaultError::RowTampered(_) | VaultError::IndexMismatch => "tampered",
             VaultError::Io { .. } => "io_error",
+            VaultError::Hsm(_) | VaultError::NoPkcs11Slot { .. } => "hsm_unavailable",
             VaultError::Csv(_) => "csv_error",
             VaultError::Audit(_) => "audit_broken",
             VaultError::AuditUnavailable(_) => "audit_unavailable",
@@ -1279,14 +1293,7 @@ impl Vault {
     /// process has it open.
     pub fn open(dir: &Path, unlock: &Unlock, opts: OpenOptions) -> Result<Vault, VaultError> {
         let ring = read_keyring(dir)?;
-        let root = match unlock {
-            Unlock::Passphrase(p) => ring.unlock(p),
-            Unlock::KeyFile(k) => ring.unlock_key_file(k),
-        }
-        .map_err(|e| match e {
-            KeyError::Unlock => VaultError::Unlock,
-            other => VaultError::Key(other),
-        })?;
+        let root = keys::unlock_ring(&ring, unlock)?;
         let store: Arc<dyn Store> = match &opts.store {
             StoreLocation::Sled => {
                 lifecycle::recover_compaction(dir)?;
@@ -1413,6 +1420,33 @@ impl Vault {
     }
 
     /// Adds a key-file slot unlocking this vault's root key.
+    /// Adds a PKCS#11 slot: a fresh secret sealed by the token's key (which must be
+    /// non-extractable), wrapping the root key. Returns the slot id.
+    ///
+    /// # Errors
+    ///
+    /// [`VaultError::Hsm`] when the token, PIN or key is refused; keyring errors.
+    pub fn add_pkcs11_slot(&self, hsm: &crate::hsm::Pkcs11Config) -> Result<u32, VaultError> {
+        self.audited("keyslot-add", None, None, |_| {
+            let mut ring = self.keyring_for_update()?;
+            let id = ring.next_slot_id()?;
+            let secret = phonevault_keys::HsmSecret::generate();
+            let aad = phonevault_keys::pkcs11_seal_aad(&ring.vault_id, id);
+            let binding = hsm.seal(&aad, &secret)?;
+            // The token must give the secret back before the slot is trusted with the root key.
+            if hsm.unseal(&aad, &binding)? != secret {
+                return Err(crate::hsm::HsmError::Unseal {
+                    token: hsm.token.clone(),
+                    key: hsm.key.clone(),
+                }
+                .into());
+            }
+            let id = ring.add_pkcs11_slot(&self.root, id, binding, &secret)?;
+            self.save_keyring(&mut ring)?;
+            Ok(id)
+        })
+    }
+
     pub fn add_key_file_slot(&self, kf: &KeyFileKey) -> Result<u32, VaultError> {
         self.audited("keyslot-add", None, None, |_| {
             let mut ring = self.keyring_for_update()?;
