@@ -29,6 +29,7 @@ mod backup;
 mod integrity;
 mod keys;
 mod lifecycle;
+mod reindex;
 mod subject;
 mod tokens;
 
@@ -37,6 +38,7 @@ pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
+pub use reindex::ReindexReport;
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
 
@@ -453,16 +455,21 @@ pub struct ImportSummary {
     /// Numbers skipped because they opted out of everything (listed in the rejects
     /// file with code `suppressed`).
     pub suppressed: u64,
+    /// Rows valid under the process's phone metadata that the release the tenant's
+    /// indexes were made with rejected (0 when the release has not changed; see
+    /// `phonevault reindex`).
+    pub newly_valid: u64,
 }
 
 impl ImportSummary {
-    fn add(&mut self, o: &ImportSummary) {
+    pub(crate) fn add(&mut self, o: &ImportSummary) {
         self.rows += o.rows;
         self.created += o.created;
         self.merged += o.merged;
         self.unchanged += o.unchanged;
         self.rejected += o.rejected;
         self.suppressed += o.suppressed;
+        self.newly_valid += o.newly_valid;
     }
 }
 
@@ -2074,6 +2081,8 @@ impl Vault {
         // Without older index versions, the current index entry is the only place a
         // number can already be: a guard on it suffices.
         let mut optimistic = ctx.row.stale_index_versions.is_empty();
+        let change = phone::MetadataChange::since(&ctx.row.metadata_version);
+        let change = change.as_ref();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
@@ -2086,7 +2095,7 @@ impl Vault {
                         Ok(false) => break,
                         Ok(true) => {
                             let field = record.get(col).unwrap_or("");
-                            chunk.push(prepare(&ctx2, opts, field, line, t));
+                            chunk.push(prepare(&ctx2, opts, (field, line, t), change));
                         }
                         Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
                     }
@@ -2103,6 +2112,10 @@ impl Vault {
             let mut result = Ok(());
             for chunk in rx.iter() {
                 let chunk = chunk?;
+                let turned_valid = chunk
+                    .iter()
+                    .filter(|p| matches!(p, Prepared::Ready(r) if r.turned_valid))
+                    .count() as u64;
                 if let Err(e) = self.write_chunk(
                     &ctx,
                     opts,
@@ -2114,6 +2127,7 @@ impl Vault {
                     result = Err(e);
                     break;
                 }
+                summary.newly_valid += turned_valid;
                 on_progress(summary.rows);
             }
             drop(rx);
@@ -2322,6 +2336,8 @@ struct ReadyRow {
     body: RecordBody,
     sealed: Vec<u8>,
     idx: IndexEntries,
+    /// Invalid under the phone metadata the tenant's indexes were made with.
+    turned_valid: bool,
 }
 
 enum Prepared {
@@ -2329,7 +2345,12 @@ enum Prepared {
     Reject(Reject),
 }
 
-fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64) -> Prepared {
+fn prepare(
+    ctx: &TenantCtx,
+    opts: &ImportOptions,
+    (field, line, t): (&str, u64, u64),
+    change: Option<&phone::MetadataChange>,
+) -> Prepared {
     let n = match phone::normalize(field, opts.region.as_deref()) {
         Ok(n) => n,
         Err(e) => {
@@ -2359,12 +2380,15 @@ fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64
     ) {
         Ok(sealed) => {
             let idx = index_entries(ctx, index, &body.e164, body.country_code, &id);
+            let turned_valid =
+                change.is_some_and(|c| c.turned_valid(&n, field, opts.region.as_deref()));
             Prepared::Ready(ReadyRow {
                 line,
                 id,
                 body,
                 sealed,
                 idx,
+                turned_valid,
             })
         }
         Err(e) => Prepared::Reject(Reject {
