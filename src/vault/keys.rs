@@ -133,9 +133,7 @@ impl Vault {
         };
         let version = {
             let mut ring = self.keyring_for_update()?;
-            let v = ring.rotate(&self.root, tenant, purpose, self.now())?;
-            self.save_keyring(&mut ring)?;
-            v
+            self.rotate_agreed(&mut ring, tenant, purpose)?
         };
         self.forget_tenant(tenant);
         Ok(version)
