@@ -13,6 +13,10 @@ pub const TENANT_DATA_KEY: &[u8] = b"phonevault/v1/tenant-data-key";
 pub const TENANT_INDEX_KEY: &[u8] = b"phonevault/v1/tenant-index-key";
 /// HKDF label of a tenant's HMAC-SHA256 record-MAC key.
 pub const TENANT_MAC_KEY: &[u8] = b"phonevault/v1/tenant-mac-key";
+/// HKDF label of a tenant seed's fingerprint: a one-way value that names a seed
+/// version in the store (so hosts sharing it agree on versions) without revealing
+/// the seed or any key derived from it.
+pub const SEED_FINGERPRINT: &[u8] = b"phonevault/v2/seed-fingerprint";
 /// HKDF label of the vault-seed-derived key that MACs non-record rows
 /// (tenant settings, tokens, the store's meta row). `v2`: derived from the
 /// vault seed, no longer from the root key, so `rekey` leaves it unchanged.

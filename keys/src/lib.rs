@@ -85,8 +85,9 @@
 //! its `Debug` prints only the type name. Key bytes are reachable only through
 //! `expose_secret` where a caller must persist them ([`KeyFileKey`],
 //! [`AuditKey`], [`Passphrase`]). Secret comparisons are constant-time.
-//! Pre-keyed HMAC states ([`IndexKey`], [`MacKey`]) are not zeroized: the
-//! RustCrypto hash crates do not support it.
+//! Pre-keyed HMAC states ([`IndexKey`], [`MacKey`], [`MacStream`]) and every
+//! per-message clone of them zeroize on drop (`hmac` 0.13 / `sha2` 0.11 with
+//! their `zeroize` feature), and so do the HMAC states inside HKDF.
 
 mod audit;
 mod error;

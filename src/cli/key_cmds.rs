@@ -552,6 +552,7 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<(), Failure> {
         keyring: a.keyring.clone(),
         replace: a.replace,
         force: a.force,
+        stop_mid_swap: false,
     };
     let r = Vault::restore(&a.file, &cli.vault, &unlock, &opts).map_err(busy)?;
     if cli.json {

@@ -86,7 +86,9 @@ impl Vault {
                     }
                     b.delete(tree, k);
                 }
-                self.store.commit(&b)?;
+                // Each page of deletions with its own entry, in the same batch: a
+                // crash never leaves deletions the log does not show.
+                self.commit_audited_nowait(&mut b, ev)?;
             }
         }
         let mut b = Batch::default();
@@ -131,9 +133,7 @@ impl Vault {
         };
         let version = {
             let mut ring = self.keyring_for_update()?;
-            let v = ring.rotate(&self.root, tenant, purpose, self.now())?;
-            self.save_keyring(&mut ring)?;
-            v
+            self.rotate_agreed(&mut ring, tenant, purpose)?
         };
         self.forget_tenant(tenant);
         Ok(version)
@@ -150,8 +150,8 @@ impl Vault {
         tenant: &str,
         on_progress: impl FnMut(u64, u64),
     ) -> Result<RewrapReport, VaultError> {
-        self.audited("key-rewrap", Some(tenant), None, |_| {
-            self.rewrap_in(tenant, on_progress)
+        self.audited("key-rewrap", Some(tenant), None, |ev| {
+            self.rewrap_in(tenant, on_progress, ev)
         })
     }
 
@@ -159,6 +159,7 @@ impl Vault {
         &self,
         tenant: &str,
         mut on_progress: impl FnMut(u64, u64),
+        ev: &mut Event,
     ) -> Result<RewrapReport, VaultError> {
         self.forget_tenant(tenant);
         let ctx = self.tenant(tenant)?;
@@ -221,6 +222,7 @@ impl Vault {
                     &body,
                 )?;
                 sealed_now += 1;
+                ev.touch(&id);
                 let rk = record_key(ctx.row.id, &id);
                 b.guard(Tree::Records, rk.clone(), Some(stored));
                 b.put(Tree::Records, rk, sealed);
@@ -243,10 +245,12 @@ impl Vault {
             }
             if sealed_now > 0 {
                 self.reserve_encryptions(&ctx, sealed_now)?;
-                self.store.commit(&b)?;
+                // The chunk and its entry (naming the records it re-encrypted) in one
+                // batch: a crash never leaves rewritten records the log does not show.
+                self.commit_audited_nowait(&mut b, ev)?;
                 // Durable before it is reported: a killed rewrap resumes after the
                 // last chunk it announced, instead of redoing work sled had buffered.
-                self.store.flush()?;
+                self.sync_audited()?;
             }
             drop(w);
             done += page_len;

@@ -32,6 +32,7 @@ mod lifecycle;
 mod reindex;
 mod subject;
 mod tokens;
+mod versions;
 
 pub use audit::{cli_actor, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
@@ -228,6 +229,33 @@ pub enum VaultError {
         /// Which tenants and versions.
         what: String,
     },
+    /// The store knows key versions of a tenant that this host's keyring lacks.
+    #[error(
+        "tenant `{tenant}` has key version(s) {versions} made by another host sharing this \
+         store, and this host's keyring lacks them: copy that host's keyring file to this host \
+         (the `keyring` of its vault directory, or `phonevault keyring export FILE` there); \
+         until then this host refuses the tenant rather than misread its records"
+    )]
+    KeyVersionMissing {
+        /// The tenant.
+        tenant: String,
+        /// The versions.
+        versions: String,
+    },
+    /// This host's seed of a key version is not the one the store records.
+    #[error(
+        "key version {version} of tenant `{tenant}` in this host's keyring is not the one the \
+         store records: another host made a different seed under the same number (nothing was \
+         tampered with, and nothing was written under this host's copy, which is used only once \
+         the store holds it); copy the keyring file of the host that made it to this host \
+         (the `keyring` of its vault directory, or `phonevault keyring export FILE` there)"
+    )]
+    KeyVersionConflict {
+        /// The tenant.
+        tenant: String,
+        /// The version.
+        version: u32,
+    },
     /// Backup or restore failed.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
@@ -293,6 +321,8 @@ impl VaultError {
                 "keyring_conflict"
             }
             VaultError::Backup(_) => "backup_error",
+            VaultError::KeyVersionMissing { .. } => "key_version_missing",
+            VaultError::KeyVersionConflict { .. } => "key_version_conflict",
         }
     }
 }
@@ -1548,6 +1578,13 @@ impl Vault {
             }
         }
         let mut b = Batch::default();
+        // Version 1 agreed through the store with the tenant row (see `versions`).
+        let first = self
+            .keyring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tenant_keys(&self.root, name, 1)?;
+        self.stage_version_claim(&mut b, name, &first);
         b.guard(Tree::Meta, b"vault".to_vec(), Some(meta_bytes));
         b.guard(Tree::Tenants, name.as_bytes().to_vec(), None);
         b.put(
@@ -1604,6 +1641,10 @@ impl Vault {
         for s in tk.seeds.iter() {
             keys.insert(s.version, ring.tenant_keys(&self.root, name, s.version)?);
         }
+        let tk = tk.clone();
+        drop(ring);
+        // Used only once the store agrees on every version (see `versions`).
+        self.agree_versions(name, &tk, &keys)?;
         let ctx = Arc::new(TenantCtx {
             row,
             keys,
@@ -1612,7 +1653,6 @@ impl Vault {
             destroyed_below: tk.destroyed_below,
             loaded: Instant::now(),
         });
-        drop(ring);
         self.tenants
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1644,11 +1684,9 @@ impl Vault {
         let mut ring = self.keyring_for_update()?;
         let crossed = ring.note_encryptions(&ctx.row.name, ctx.current_data, grab)?;
         if crossed {
-            ring.rotate(&self.root, &ctx.row.name, KeyPurpose::Data, now())?;
-            self.save_keyring(&mut ring)?;
-            drop(ring);
-            // The cached context now names an old version: reload on next use.
-            self.forget_tenant(&ctx.row.name);
+            // Saves the keyring, and the cached context (naming an old version) is
+            // reloaded on next use.
+            self.rotate_agreed(&mut ring, &ctx.row.name, KeyPurpose::Data)?;
         } else {
             self.save_keyring(&mut ring)?;
         }
