@@ -29,10 +29,12 @@ mod backup;
 mod integrity;
 mod keys;
 mod lifecycle;
+pub(crate) mod journal;
 mod subject;
 mod tokens;
 
-pub use audit::{cli_actor, ChainStatus};
+pub use audit::{cli_actor, AuditSync, ChainStatus};
+pub use journal::JournalError;
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
@@ -221,6 +223,9 @@ pub enum VaultError {
     /// The operation's audit entry could not be written, so its result is withheld.
     #[error("the audit log could not record this operation, so its result is withheld: {0}")]
     AuditUnavailable(Box<VaultError>),
+    /// The audit journal of `--audit-sync process` could not be used or does not verify.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// K0 was exported before and is no longer in the vault.
     #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it")]
     AuditKeyGone,
@@ -258,6 +263,8 @@ impl VaultError {
             VaultError::Audit(_) => "audit_broken",
             VaultError::AuditUnavailable(_) => "audit_unavailable",
             VaultError::AuditKeyGone => "audit_key_gone",
+            VaultError::Journal(JournalError::Tampered { .. }) => "audit_broken",
+            VaultError::Journal(_) => "audit_unavailable",
             VaultError::EmptyStore => "empty_store",
             VaultError::Unsupported(_) => "unsupported",
             VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
@@ -660,6 +667,8 @@ struct Who {
     reveal: bool,
     /// False only in benchmarks measuring the audit log's cost.
     audit: bool,
+    /// Set on a [`Vault::deferring`] handle: the link its reads need durable.
+    defer: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The state shared by every handle of an open vault (reached through `Deref`; its
@@ -1147,7 +1156,10 @@ impl Vault {
             FileStamp::of(&dir.join(KEYRING_FILE))
         };
         check_meta(store.as_ref(), &row_mac, &ring)?;
-        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id)?;
+        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id, dir)?;
+        // Entries a killed server wrote to its journal join the chain before anything
+        // else happens.
+        audit.recover(store.as_ref())?;
         let inner = VaultInner {
             dir: dir.to_owned(),
             store,
@@ -1166,6 +1178,7 @@ impl Vault {
                 actor: crate::audit::Actor::System,
                 reveal: false,
                 audit: true,
+                defer: None,
             },
         })
     }
@@ -1192,6 +1205,7 @@ impl Vault {
                 actor,
                 reveal: self.who.reveal,
                 audit: self.who.audit,
+                defer: self.who.defer.clone(),
             },
         }
     }
