@@ -231,7 +231,7 @@ fn unseal(s: &Server) {
 #[test]
 fn sealed_unseal_seal_and_access_control() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = env.serve(&["--access-log"]);
     let mode = std::fs::metadata(env.socket())
         .unwrap()
         .permissions()
@@ -645,7 +645,7 @@ fn token_cli_list_and_revoke() {
 #[test]
 fn lookups_are_rate_limited_per_token_and_socket_group() {
     let (env, t) = setup();
-    let s = env.serve(&["--lookup-rate", "5", "--socket-group", "0"]);
+    let s = env.serve(&["--lookup-rate", "5", "--socket-group", "0", "--access-log"]);
     let meta = std::fs::metadata(env.socket()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
