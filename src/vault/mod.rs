@@ -685,6 +685,8 @@ pub struct VaultInner {
     tenants: RwLock<HashMap<String, Arc<TenantCtx>>>,
     /// Serializes read-modify-write sequences (add, merge, delete, import chunks).
     write_lock: Mutex<()>,
+    /// Verified tokens, on a store only this process opens.
+    token_cache: tokens::TokenCache,
     /// Unix seconds; the system clock unless a test or simulation sets another.
     clock: RwLock<Clock>,
     audit: audit::AuditLog,
@@ -1169,6 +1171,7 @@ impl Vault {
             row_mac,
             tenants: RwLock::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            token_cache: tokens::TokenCache::default(),
             clock: RwLock::new(Arc::new(now)),
             audit,
         };
