@@ -27,6 +27,7 @@ use phonevault_keys::{
 mod audit;
 mod backup;
 mod integrity;
+pub(crate) mod journal;
 mod keys;
 mod lifecycle;
 mod reindex;
@@ -34,9 +35,10 @@ mod subject;
 mod tokens;
 mod versions;
 
-pub use audit::{cli_actor, ChainStatus};
+pub use audit::{cli_actor, AuditSync, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
+pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use reindex::ReindexReport;
@@ -265,6 +267,9 @@ pub enum VaultError {
     /// The operation's audit entry could not be written, so its result is withheld.
     #[error("the audit log could not record this operation, so its result is withheld: {0}")]
     AuditUnavailable(Box<VaultError>),
+    /// The audit journal of `--audit-sync process` could not be used or does not verify.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// K0 was exported before and is no longer in the vault.
     #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it")]
     AuditKeyGone,
@@ -314,6 +319,8 @@ impl VaultError {
             VaultError::Audit(_) => "audit_broken",
             VaultError::AuditUnavailable(_) => "audit_unavailable",
             VaultError::AuditKeyGone => "audit_key_gone",
+            VaultError::Journal(JournalError::Tampered { .. }) => "audit_broken",
+            VaultError::Journal(_) => "audit_unavailable",
             VaultError::EmptyStore => "empty_store",
             VaultError::Unsupported(_) => "unsupported",
             VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
@@ -723,6 +730,8 @@ struct Who {
     reveal: bool,
     /// False only in benchmarks measuring the audit log's cost.
     audit: bool,
+    /// Set on a [`Vault::deferring`] handle: the link its reads need durable.
+    defer: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The state shared by every handle of an open vault (reached through `Deref`; its
@@ -739,6 +748,8 @@ pub struct VaultInner {
     tenants: RwLock<HashMap<String, Arc<TenantCtx>>>,
     /// Serializes read-modify-write sequences (add, merge, delete, import chunks).
     write_lock: Mutex<()>,
+    /// Verified tokens, on a store only this process opens.
+    token_cache: tokens::TokenCache,
     /// Unix seconds; the system clock unless a test or simulation sets another.
     clock: RwLock<Clock>,
     audit: audit::AuditLog,
@@ -1349,7 +1360,10 @@ impl Vault {
             FileStamp::of(&dir.join(KEYRING_FILE))
         };
         check_meta(store.as_ref(), &row_mac, &ring)?;
-        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id)?;
+        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id, dir)?;
+        // Entries a killed server wrote to its journal join the chain before anything
+        // else happens.
+        audit.recover(store.as_ref())?;
         let inner = VaultInner {
             dir: dir.to_owned(),
             store,
@@ -1360,6 +1374,7 @@ impl Vault {
             tenants: RwLock::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            token_cache: tokens::TokenCache::default(),
             clock: RwLock::new(Arc::new(now)),
             audit,
         };
@@ -1369,6 +1384,7 @@ impl Vault {
                 actor: crate::audit::Actor::System,
                 reveal: false,
                 audit: true,
+                defer: None,
             },
         })
     }
@@ -1395,6 +1411,7 @@ impl Vault {
                 actor,
                 reveal: self.who.reveal,
                 audit: self.who.audit,
+                defer: self.who.defer.clone(),
             },
         }
     }
