@@ -36,6 +36,7 @@ use crate::vault::{AuditSync, OpenOptions, Role, TokenInfo, Unlock, Vault, Vault
 pub(crate) mod api;
 mod error;
 mod limit;
+mod sweeper;
 
 pub use error::ApiError;
 
@@ -131,6 +132,8 @@ pub struct ServeOptions {
     /// Log one line per request (method, route, status, peer) to stderr, buffered
     /// and written by a background thread.
     pub access_log: bool,
+    /// Run the retention sweeper this often (`None`: never; `purge` by hand).
+    pub purge_every: Option<Duration>,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -252,6 +255,8 @@ pub(crate) struct App {
     lookups: RateLimiter,
     audit_sync: AuditSync,
     access_log: Option<Arc<AccessLog>>,
+    /// What the retention sweeper did.
+    sweeps: sweeper::SweepStats,
 }
 
 impl App {
@@ -850,7 +855,11 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         lookups: RateLimiter::new(opts.lookup_rate),
         audit_sync: opts.audit_sync,
         access_log: opts.access_log.then(AccessLog::start),
+        sweeps: sweeper::SweepStats::default(),
     });
+    if let Some(every) = opts.purge_every {
+        tokio::spawn(sweeper::run(app.clone(), every));
+    }
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener
         .set_nonblocking(true)

@@ -40,7 +40,7 @@ pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
-pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
+pub use lifecycle::{Changed, CompactReport, PurgeReport, SweepCursor, Target};
 pub use reindex::ReindexReport;
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
