@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// disables), a page at a time between requests, audited like `purge`.
     #[arg(long, default_value = "1h", value_parser = parse_every, value_name = "DURATION")]
     pub purge_every: Every,
+    /// Also serve the metrics (Prometheus text format) alone on this TCP address, e.g.
+    /// 127.0.0.1:9464, for a scraper: `GET /metrics`, nothing else, no token. On the
+    /// socket they are at `GET /v1/sys/metrics` for a vault-wide admin token.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A `--purge-every` value: `None` for 0; a refused value is kept as its error and
@@ -184,6 +189,7 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         audit_sync: a.audit_sync(),
         access_log: a.access_log,
         purge_every: a.purge_every.interval()?,
+        metrics_listen: a.metrics_listen,
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),

@@ -27,6 +27,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let t = "/v1/tenants/{tenant}";
     Router::new()
         .route("/v1/sys/health", get(health))
+        .route("/v1/sys/metrics", get(metrics))
         .route("/v1/sys/unseal", post(unseal))
         .route("/v1/sys/seal", post(seal))
         .route("/v1/sys/tokens", get(list_tokens).post(create_token))
@@ -95,6 +96,23 @@ fn found_json(f: &Found, reveal: bool) -> Value {
 
 async fn health(State(app): State<Arc<App>>) -> Res {
     ok(json!({ "sealed": app.current().is_none() }))
+}
+
+/// The metrics, for a vault-wide admin token (see [`super::metrics`]).
+async fn metrics(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    vault_admin(&app, peer, &headers, "reading the metrics")?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            super::metrics::CONTENT_TYPE,
+        )],
+        app.metrics.render(&app),
+    )
+        .into_response())
 }
 
 async fn openapi() -> Res {

@@ -36,6 +36,7 @@ use crate::vault::{AuditSync, OpenOptions, Role, TokenInfo, Unlock, Vault, Vault
 pub(crate) mod api;
 mod error;
 mod limit;
+pub(crate) mod metrics;
 mod sweeper;
 
 pub use error::ApiError;
@@ -50,6 +51,7 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Every route: method and path, as in `openapi.json`.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sys/health"),
+    ("get", "/v1/sys/metrics"),
     ("post", "/v1/sys/unseal"),
     ("post", "/v1/sys/seal"),
     ("get", "/v1/sys/tokens"),
@@ -103,6 +105,19 @@ pub enum ServerError {
     /// Opening the vault failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The metrics registry could not be built.
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(String),
+    /// `--metrics-listen` could not be bound.
+    #[error(
+        "cannot listen for metrics on {addr}: {source} (choose another --metrics-listen address)"
+    )]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
 }
 
 /// How to run the server.
@@ -134,6 +149,8 @@ pub struct ServeOptions {
     pub access_log: bool,
     /// Run the retention sweeper this often (`None`: never; `purge` by hand).
     pub purge_every: Option<Duration>,
+    /// Serve the metrics alone on this TCP address as well (`GET /metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -257,6 +274,8 @@ pub(crate) struct App {
     access_log: Option<Arc<AccessLog>>,
     /// What the retention sweeper did.
     sweeps: sweeper::SweepStats,
+    /// Request metrics.
+    metrics: metrics::Metrics,
 }
 
 impl App {
@@ -629,7 +648,8 @@ async fn gate(
     // A clone of the request's URI shares its bytes: no allocation.
     let uri = req.uri().clone();
     let path = uri.path();
-    let method = app.access_log.is_some().then(|| req.method().clone());
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
     let mut token_id = None;
     let resp = if !app.allow_uids.is_empty()
         && !peer.uid.is_some_and(|u| app.allow_uids.contains(&u))
@@ -655,8 +675,11 @@ async fn gate(
         next.run(req).await
     };
     let resp = audit_refusal(&app, peer, token_id, path, resp).await;
-    if let (Some(log), Some(method)) = (&app.access_log, method) {
-        log.push(&method, path, resp.status().as_u16(), peer);
+    let status = resp.status().as_u16();
+    app.metrics
+        .observe(method.as_str(), path, status, started.elapsed());
+    if let Some(log) = &app.access_log {
+        log.push(&method, path, status, peer);
     }
     resp
 }
@@ -856,7 +879,20 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         audit_sync: opts.audit_sync,
         access_log: opts.access_log.then(AccessLog::start),
         sweeps: sweeper::SweepStats::default(),
+        metrics: metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
     });
+    if let Some(addr) = opts.metrics_listen {
+        let app = app.clone();
+        // Bound before the socket API answers, so a taken port fails the start.
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::MetricsListen { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = metrics::listen(app, listener, addr).await {
+                eprintln!("phonevault serve: the metrics listener on {addr} stopped: {e}");
+            }
+        });
+    }
     if let Some(every) = opts.purge_every {
         tokio::spawn(sweeper::run(app.clone(), every));
     }

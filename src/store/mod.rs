@@ -238,6 +238,12 @@ pub trait Store: Send + Sync {
         false
     }
 
+    /// Bytes the store occupies on this machine's disk, where that means something (an
+    /// embedded store; not a database server).
+    fn bytes_on_disk(&self) -> Option<u64> {
+        None
+    }
+
     /// Reads `key` in `tree` and, when present, the entry of `target` keyed
     /// `target_prefix ‖ <that value>`: an index entry and the row it names. A database
     /// does it in one round trip.
@@ -386,6 +392,10 @@ impl SledStore {
 }
 
 impl Store for SledStore {
+    fn bytes_on_disk(&self) -> Option<u64> {
+        self.size_on_disk().ok()
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree(tree)

@@ -35,7 +35,7 @@ mod subject;
 mod tokens;
 mod versions;
 
-pub use audit::{cli_actor, AuditSync, ChainStatus};
+pub use audit::{cli_actor, AuditStats, AuditSync, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
