@@ -965,6 +965,10 @@ fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failu
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    crate::logging::init(match &cli.command {
+        Command::Serve(a) => a.log_format,
+        _ => crate::logging::LogFormat::Text,
+    });
     if let Some(path) = &cli.phone_metadata {
         let meta = crate::phone::PhoneMetadata::load(path).map_err(|e| fail(e.to_string()))?;
         crate::phone::install(meta).map_err(|e| fail(e.to_string()))?;

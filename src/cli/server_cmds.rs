@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// socket they are at `GET /v1/sys/metrics` for a vault-wide admin token.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The server's log lines on stderr: `text` (one plain line each) or `json` (one JSON
+    /// object per line, for a log collector; the access log too).
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// A `--purge-every` value: `None` for 0; a refused value is kept as its error and
@@ -189,6 +193,7 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         audit_sync: a.audit_sync(),
         access_log: a.access_log,
         purge_every: a.purge_every.interval()?,
+        log_format: a.log_format,
         metrics_listen: a.metrics_listen,
     })
     .map_err(|e| match e {

@@ -172,7 +172,7 @@ async fn unseal(
             .await?;
             *failures = 0;
             app.set(Some(Arc::new(v)));
-            eprintln!("phonevault serve: unsealed");
+            tracing::info!("phonevault serve: unsealed");
             ok(json!({ "sealed": false }))
         }
         Err(e) => {
@@ -227,7 +227,7 @@ async fn seal(
     blocking(move || vault.audit_event("seal", None, Outcome::Ok)).await?;
     // In-flight requests keep their reference; the keys zeroize when the last drops.
     app.set(None);
-    eprintln!("phonevault serve: sealed");
+    tracing::info!("phonevault serve: sealed");
     ok(json!({ "sealed": true }))
 }
 

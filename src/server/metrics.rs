@@ -232,7 +232,7 @@ pub(crate) async fn listen(
     listener: tokio::net::TcpListener,
     addr: SocketAddr,
 ) -> std::io::Result<()> {
-    eprintln!("phonevault serve: metrics on http://{addr}/metrics");
+    tracing::info!("phonevault serve: metrics on http://{addr}/metrics");
     loop {
         let (io, _) = match listener.accept().await {
             Ok(c) => c,

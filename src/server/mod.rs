@@ -151,6 +151,8 @@ pub struct ServeOptions {
     pub purge_every: Option<Duration>,
     /// Serve the metrics alone on this TCP address as well (`GET /metrics`).
     pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How log lines are written (the access log's too).
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -552,15 +554,18 @@ fn repeats_no_value(message: &str) -> bool {
 /// counted as dropped and the count is logged.
 pub(crate) struct AccessLog {
     buf: std::sync::Mutex<(String, u64)>,
+    /// JSON lines (`--log-format json`) rather than plain ones.
+    json: bool,
 }
 
 impl AccessLog {
     const MAX_BUFFERED: usize = 4 << 20;
 
     /// Starts the writer thread; it ends (after a last write) once the log is dropped.
-    fn start() -> Arc<AccessLog> {
+    fn start(json: bool) -> Arc<AccessLog> {
         let log = Arc::new(AccessLog {
             buf: std::sync::Mutex::new((String::with_capacity(64 << 10), 0)),
+            json,
         });
         let weak = Arc::downgrade(&log);
         let spawned = std::thread::Builder::new()
@@ -571,7 +576,7 @@ impl AccessLog {
                 log.write_out();
             });
         if spawned.is_err() {
-            eprintln!("phonevault serve: no access-log thread; lines are written at shutdown");
+            tracing::warn!("phonevault serve: no access-log thread; lines are written at shutdown");
         }
         log
     }
@@ -584,6 +589,20 @@ impl AccessLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if b.0.len() > Self::MAX_BUFFERED {
             b.1 += 1;
+            return;
+        }
+        if self.json {
+            let line = serde_json::json!({
+                "timestamp": crate::logging::timestamp(),
+                "level": "INFO",
+                "message": "request",
+                "method": method.as_str(),
+                "path": path,
+                "status": status,
+                "uid": peer.uid,
+                "pid": peer.pid,
+            });
+            let _ = writeln!(b.0, "{line}");
             return;
         }
         let _ = write!(b.0, "phonevault serve: {method} {path} {status} uid=");
@@ -620,10 +639,17 @@ impl AccessLog {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         if dropped > 0 {
-            let _ = writeln!(
-                err,
-                "phonevault serve: {dropped} access-log lines dropped (stderr too slow)"
-            );
+            let message = format!("{dropped} access-log lines dropped (stderr too slow)");
+            let _ = if self.json {
+                let line = serde_json::json!({
+                    "timestamp": crate::logging::timestamp(),
+                    "level": "WARN",
+                    "message": message,
+                });
+                writeln!(err, "{line}")
+            } else {
+                writeln!(err, "phonevault serve: {message}")
+            };
         }
         let _ = err.flush();
     }
@@ -877,7 +903,9 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         allow_uids: opts.allow_uids,
         lookups: RateLimiter::new(opts.lookup_rate),
         audit_sync: opts.audit_sync,
-        access_log: opts.access_log.then(AccessLog::start),
+        access_log: opts
+            .access_log
+            .then(|| AccessLog::start(opts.log_format == crate::logging::LogFormat::Json)),
         sweeps: sweeper::SweepStats::default(),
         metrics: metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
     });
@@ -889,7 +917,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             .map_err(|source| ServerError::MetricsListen { addr, source })?;
         tokio::spawn(async move {
             if let Err(e) = metrics::listen(app, listener, addr).await {
-                eprintln!("phonevault serve: the metrics listener on {addr} stopped: {e}");
+                tracing::warn!("phonevault serve: the metrics listener on {addr} stopped: {e}");
             }
         });
     }
@@ -903,7 +931,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     let listener =
         UnixListener::from_std(std_listener).map_err(io_err("listening on", &opts.socket))?;
     let listener = limit::LimitedListener::new(listener, opts.max_connections);
-    eprintln!(
+    tracing::info!(
         "phonevault serve: listening on {} ({})",
         opts.socket.display(),
         if sealed { "sealed" } else { "unsealed" }
@@ -916,11 +944,16 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("phonevault serve: shutting down");
+        tracing::info!("phonevault serve: shutting down");
     };
     let served = accept_loop(listener, router, opts.header_timeout, shutdown).await;
     let _ = std::fs::remove_file(&opts.socket);
+    let last = app.current();
     app.set(None);
+    if let Some(v) = last {
+        // Folded and flushed before the process exits, whoever holds the last handle.
+        let _ = tokio::task::spawn_blocking(move || v.close()).await;
+    }
     if let Some(log) = &app.access_log {
         log.write_out();
     }

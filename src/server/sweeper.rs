@@ -34,7 +34,7 @@ pub(crate) async fn run(app: Arc<App>, every: Duration) {
         let vault = Arc::new(vault.acting_as(Actor::System));
         if let Err(e) = sweep(&vault, &app.sweeps).await {
             app.sweeps.failures.fetch_add(1, Ordering::Relaxed);
-            eprintln!(
+            tracing::warn!(
                 "phonevault serve: retention sweep stopped ({}): {e}; it runs again in {}s",
                 e.code(),
                 every.as_secs()

@@ -364,14 +364,14 @@ impl AuditLog {
         let file = lock(&self.chain).journal.as_ref().map(Journal::file);
         if let Some(f) = file {
             if let Err(e) = self.stats.timed(|| journal::sync(&f)) {
-                eprintln!(
+                tracing::warn!(
                     "phonevault: syncing the audit journal failed ({}): a power loss may lose more read entries than --audit-sync-ms",
                     e.kind()
                 );
             }
         }
         if let Err(e) = self.commit_pending(store) {
-            eprintln!(
+            tracing::warn!(
                 "phonevault: folding the audit journal into the chain failed ({}); its entries stay in the journal",
                 e.code()
             );
@@ -383,7 +383,7 @@ impl AuditLog {
             .is_some_and(|j| j.len() > ROTATE_BYTES)
         {
             if let Err(e) = self.rotate(store, &mut chain) {
-                eprintln!(
+                tracing::warn!(
                     "phonevault: starting a new audit journal failed ({}); the current one grows",
                     e.code()
                 );
@@ -445,7 +445,7 @@ impl AuditLog {
     /// Makes every entry so far durable, once more, when the vault closes.
     pub(crate) fn close(&self, store: &dyn Store) {
         if self.wait_durable(store, self.ticket_all()).is_err() {
-            eprintln!("phonevault: the last audit entries could not be flushed at close");
+            tracing::warn!("phonevault: the last audit entries could not be flushed at close");
             // The journal keeps them for the next open.
             return;
         }
@@ -453,7 +453,7 @@ impl AuditLog {
         if chain.pending.is_empty() {
             if let Some(j) = chain.journal.take() {
                 if j.remove().is_err() {
-                    eprintln!("phonevault: the audit journal could not be removed at close; the next open finds it folded");
+                    tracing::warn!("phonevault: the audit journal could not be removed at close; the next open finds it folded");
                 }
             }
         }
@@ -933,7 +933,7 @@ impl Vault {
                     MODE_LAG => {
                         let ticket = inner.audit.ticket_all();
                         if let Err(e) = inner.audit.wait_durable(inner.store.as_ref(), ticket) {
-                            eprintln!(
+                            tracing::warn!(
                                 "phonevault: audit flush failed ({}); reads are refused until it succeeds",
                                 e.code()
                             );

@@ -776,6 +776,18 @@ impl Drop for VaultInner {
     }
 }
 
+impl Vault {
+    /// What dropping the last handle does, now: the audit log made durable and its
+    /// journal folded into the chain, unused encryption reservations given back. The
+    /// vault stays usable (a later write reserves again). For a process about to exit
+    /// while another thread (the audit flusher, a request finishing) may hold the last
+    /// handle, whose drop would then never run.
+    pub fn close(&self) {
+        self.audit.close(self.store.as_ref());
+        self.release_reservations();
+    }
+}
+
 impl VaultInner {
     fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
         // After `rekey` this vault's root key is the old one: sealing under it would
