@@ -1481,6 +1481,15 @@ fn create_private(path: &Path) -> Result<std::fs::File, Failure> {
         .mode(0o600)
         .open(path)
         .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+    // A device or pipe (`--out /dev/stdout`) is written to, never chmod-ed: as root that
+    // would change /dev/null's mode for every user of the machine.
+    let regular = f
+        .metadata()
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?
+        .is_file();
+    if !regular {
+        return Ok(f);
+    }
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| {
             fail(format!(

@@ -942,6 +942,17 @@ impl std::fmt::Debug for Vault {
 /// fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
+    // The rename below would replace a device or pipe with a regular file: as root,
+    // `keyring export /dev/null` put the keyring where /dev/null was.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let t = meta.file_type();
+        if !t.is_file() && !t.is_symlink() {
+            return Err(VaultError::InvalidArgument(format!(
+                "{} exists and is not a regular file (a device, pipe or directory): refusing to replace it; name a file",
+                path.display()
+            )));
+        }
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
