@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use phonevault::store::Tree;
-use phonevault::vault::{ImportOptions, OpenOptions, RestoreOptions, Unlock, Vault};
+use phonevault::vault::{
+    ImportOptions, OpenOptions, RestoreOptions, Role, TokenSpec, Unlock, Vault,
+};
 use phonevault_keys::{KdfParams, Passphrase};
 
 fn unlock() -> Unlock {
@@ -168,4 +170,59 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     std::fs::rename(dir.join(&kept[0]), dir.join("store")).unwrap();
     let old = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
     assert!(old.find("t", &after, None, "otp").unwrap().is_some());
+}
+
+/// `restore` kept the backup's token tree, so a token revoked after the backup was
+/// made worked again once the backup was restored (undoing step 2 of the incident
+/// runbook, "cut every client off").
+#[test]
+fn a_restore_does_not_bring_back_revoked_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    Vault::init(
+        &dir,
+        &Passphrase::new("pw".into()),
+        KdfParams::cheap_for_tests(),
+    )
+    .unwrap();
+    let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    v.create_tenant("t", &["otp".into()], None).unwrap();
+    let (info, secret) = v
+        .create_token(&TokenSpec {
+            tenant: Some("t".into()),
+            role: Role::Reader,
+            purposes: vec!["otp".into()],
+            reveal: true,
+            ttl_secs: None,
+        })
+        .unwrap();
+    let file = tmp.path().join("b.pvbk");
+    v.backup(std::fs::File::create(&file).unwrap()).unwrap();
+    v.revoke_token(&info.id).unwrap();
+    drop(v);
+
+    let restore = |keep_tokens| {
+        Vault::restore(
+            &file,
+            &dir,
+            &unlock(),
+            &RestoreOptions {
+                replace: true,
+                keep_tokens,
+                ..RestoreOptions::default()
+            },
+        )
+        .unwrap()
+    };
+    let r = restore(false);
+    assert_eq!(r.tokens_dropped, 1);
+    let back = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    assert!(back.authenticate(secret.expose_secret()).unwrap().is_none());
+    assert!(back.tokens().unwrap().is_empty());
+    drop(back);
+    // Asked for, the backup's tokens come back as they were then.
+    let r = restore(true);
+    assert_eq!(r.tokens_dropped, 0);
+    let back = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    assert!(back.authenticate(secret.expose_secret()).unwrap().is_some());
 }
