@@ -226,3 +226,38 @@ fn a_restore_does_not_bring_back_revoked_tokens() {
     let back = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
     assert!(back.authenticate(secret.expose_secret()).unwrap().is_some());
 }
+
+/// A backup taken before `audit key export` held K0, and restoring it brought K0
+/// back: the export could run again, handing the key that re-signs the whole chain to
+/// whoever asked next.
+#[test]
+fn a_restore_never_brings_back_an_exported_audit_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    Vault::init(
+        &dir,
+        &Passphrase::new("pw".into()),
+        KdfParams::cheap_for_tests(),
+    )
+    .unwrap();
+    let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    let file = tmp.path().join("b.pvbk");
+    v.backup(std::fs::File::create(&file).unwrap()).unwrap();
+    v.export_audit_key().unwrap();
+    drop(v);
+    Vault::restore(
+        &file,
+        &dir,
+        &unlock(),
+        &RestoreOptions {
+            replace: true,
+            ..RestoreOptions::default()
+        },
+    )
+    .unwrap();
+    let back = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    assert!(matches!(
+        back.export_audit_key(),
+        Err(phonevault::vault::VaultError::AuditKeyGone)
+    ));
+}

@@ -8,6 +8,7 @@ use std::sync::PoisonError;
 
 use phonevault_keys::Keyring;
 
+use super::audit::K0_ROW;
 use super::keys::{check_no_loss, check_no_resurrection, merge_counters, unlock_ring};
 use super::lifecycle::{RESTORE_NEW, RESTORE_PARTIAL};
 use super::{
@@ -225,12 +226,16 @@ impl Vault {
             lifecycle::recover_compaction(dir)?;
             dir.to_owned()
         };
+        let mut k0_exported = false;
         if live.exists() {
             if !opts.replace {
                 return Err(BackupError::TargetInUse(dir.display().to_string()).into());
             }
             // Fails now, before any work, if a server holds the store.
-            drop(SledStore::open(&live, 1 << 20).map_err(busy)?);
+            let current = SledStore::open(&live, 1 << 20).map_err(busy)?;
+            // K0 leaves the vault once: a backup taken before `audit key export`
+            // must not bring it back into a vault that has exported it since.
+            k0_exported = current.get(Tree::Meta, K0_ROW)?.is_none();
         }
         // Into a directory of its own, never compaction's: its crash recovery deletes a
         // store it finds under its names.
@@ -265,7 +270,7 @@ impl Vault {
             &staged,
             &ring,
             (&keys.row_mac, &keys.backup),
-            opts.keep_tokens,
+            (opts.keep_tokens, k0_exported),
         )
         .map_err(cleanup)?;
         if fresh_dir {
@@ -291,7 +296,14 @@ impl Vault {
             if live.exists() {
                 // The current store goes straight to where it is kept, under a name no
                 // recovery ever deletes.
-                let kept = dir.join(format!("store.replaced-{}", super::now()));
+                let stamp = super::now();
+                let kept = (0u32..)
+                    .map(|i| match i {
+                        0 => dir.join(format!("store.replaced-{stamp}")),
+                        i => dir.join(format!("store.replaced-{stamp}-{i}")),
+                    })
+                    .find(|p| !p.exists())
+                    .unwrap_or_else(|| dir.join(format!("store.replaced-{stamp}")));
                 std::fs::rename(&live, &kept).map_err(|e| VaultError::io("renaming", &live, e))?;
                 sync_dir(dir)?;
                 if opts.stop_mid_swap {
@@ -331,15 +343,16 @@ fn check_vault(h: &Header, ring: &Keyring) -> Result<(), VaultError> {
 }
 
 /// Streams the backup's rows into a new store at `dest`, leaving out tenants with
-/// no keys and (unless `keep_tokens`) the API tokens; verifies the MAC again at the
-/// end (the file could have changed since). Returns the rows restored, the rows
-/// skipped, the tenants skipped and the tokens dropped.
+/// no keys, (unless `keep_tokens`) the API tokens, and (with `k0_exported`) the audit
+/// key K0; verifies the MAC again at the end (the file could have changed since).
+/// Returns the rows restored, the rows skipped, the tenants skipped and the tokens
+/// dropped.
 fn write_rows(
     file: &Path,
     dest: &Path,
     ring: &Keyring,
     (row_mac, backup_key): (&phonevault_keys::MacKey, &phonevault_keys::MacKey),
-    keep_tokens: bool,
+    (keep_tokens, k0_exported): (bool, bool),
 ) -> Result<(u64, u64, Vec<String>, u64), VaultError> {
     let store = SledStore::open(dest, 64 << 20)?;
     let mut r = BackupReader::new(open_file(file)?, backup_key)?;
@@ -351,6 +364,9 @@ fn write_rows(
     while let Some((tree, key, value)) = r.next_entry()? {
         if tree == Tree::Tokens && !keep_tokens {
             tokens_dropped += 1;
+            continue;
+        }
+        if k0_exported && tree == Tree::Meta && key == K0_ROW {
             continue;
         }
         let skip = match tree {
