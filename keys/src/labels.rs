@@ -47,5 +47,9 @@ pub const SLOT_WRAP: &[u8] = b"phonevault/v1/slot-wrap";
 pub const PASSPHRASE_KEK: &[u8] = b"phonevault/v1/passphrase-kek";
 /// HKDF label turning a key file's bytes into a key-file slot's KEK.
 pub const KEY_FILE_KEK: &[u8] = b"phonevault/v1/key-file-kek";
+/// HKDF label turning a PKCS#11 slot's HSM-sealed secret into the slot's KEK.
+pub const PKCS11_KEK: &[u8] = b"phonevault/v1/pkcs11-kek";
+/// First part of the AAD under which the HSM seals a PKCS#11 slot's secret.
+pub const PKCS11_SEAL: &[u8] = b"phonevault/v1/pkcs11-seal";
 /// Prefix hashed with the audit key to evolve it: `K(i+1) = SHA-256(label ‖ K(i))`.
 pub const AUDIT_KEY_EVOLVE: &[u8] = b"phonevault/v1/audit-key-evolve";

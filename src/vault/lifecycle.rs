@@ -399,11 +399,7 @@ impl Vault {
     pub fn compact(dir: &Path, unlock: &Unlock) -> Result<CompactReport, VaultError> {
         // Check the credentials before touching anything.
         let ring = read_keyring(dir)?;
-        match unlock {
-            Unlock::Passphrase(p) => ring.unlock(p),
-            Unlock::KeyFile(k) => ring.unlock_key_file(k),
-        }
-        .map_err(|_| VaultError::Unlock)?;
+        super::keys::unlock_ring(&ring, unlock)?;
         recover_compaction(dir)?;
         let live = dir.join(STORE_DIR);
         let fresh = dir.join(COMPACT_NEW);
