@@ -355,3 +355,63 @@ fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
         4
     );
 }
+
+/// `audit verify` called a chain intact when its oldest archive was missing: an
+/// archive's own header said where it started, and K0 verifies from any position, so
+/// whatever came before went unchecked. The chain must now start at its first link,
+/// or at a checkpoint given with --start.
+#[test]
+fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
+    let e = Env::new();
+    e.scenario(2);
+    let _ = e.k0();
+    let archive = |name: &str| {
+        let path = e.root.join(name);
+        e.ok(&[
+            "audit",
+            "archive",
+            "--before",
+            "2999-01-01",
+            "--out",
+            path.to_str().unwrap(),
+        ]);
+        path
+    };
+    let first = archive("a1.jsonl");
+    e.ok(&["tenant", "create", "later", "--purposes", "otp"]);
+    let second = archive("a2.jsonl");
+    let (a1, a2) = (first.to_str().unwrap(), second.to_str().unwrap());
+
+    let out = e.verify(&e.vault(), &["--archive", a2]);
+    assert!(!out.status.success(), "a missing oldest archive passed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not at the chain's first link"), "{err}");
+
+    let out = e.verify(&e.vault(), &["--archive", a1, "--archive", a2]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A start checkpoint kept from before: here the one the second archive starts at.
+    let header: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&second)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let start = e.root.join("start.json");
+    std::fs::write(&start, header["start"].to_string()).unwrap();
+    let out = e.verify(
+        &e.vault(),
+        &["--archive", a2, "--start", start.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

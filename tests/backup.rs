@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use phonevault::store::Tree;
-use phonevault::vault::{ImportOptions, OpenOptions, RestoreOptions, Unlock, Vault};
+use phonevault::vault::{
+    ImportOptions, OpenOptions, RestoreOptions, Role, TokenSpec, Unlock, Vault,
+};
 use phonevault_keys::{KdfParams, Passphrase};
 
 fn unlock() -> Unlock {
@@ -115,6 +117,22 @@ fn backup_while_writers_run_restores_a_consistent_vault() {
     }
 }
 
+/// Runs `f` until the store is no longer held: sled releases a dropped store's lock
+/// from its background thread, a moment after the drop.
+fn when_free<T>(mut f: impl FnMut() -> Result<T, phonevault::vault::VaultError>) -> T {
+    use phonevault::vault::VaultError;
+    for _ in 0..100 {
+        match f() {
+            Err(VaultError::Store(phonevault::store::StoreError::Locked))
+            | Err(VaultError::Backup(phonevault::backup::BackupError::VaultBusy)) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("the store stayed locked");
+}
+
 /// A crash during `restore --replace`'s store swap (old store moved aside under
 /// compaction's name, new one in place) let the compaction recovery of the next open
 /// delete the old store, which restore promises to keep.
@@ -128,7 +146,7 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
         KdfParams::cheap_for_tests(),
     )
     .unwrap();
-    let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    let v = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
     v.create_tenant("t", &["otp".into()], None).unwrap();
     let [before, after] = [&numbers(0, 1)[0], &numbers(1, 1)[0]].map(|n| n.clone());
     v.add("t", &before, None, &["otp".into()], "web").unwrap();
@@ -138,21 +156,26 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     v.add("t", &after, None, &["otp".into()], "web").unwrap();
     drop(v);
 
-    let err = Vault::restore(
-        &file,
-        &dir,
-        &unlock(),
-        &RestoreOptions {
-            replace: true,
-            stop_mid_swap: true,
-            ..RestoreOptions::default()
-        },
-    )
-    .unwrap_err();
+    let err = when_free(|| {
+        match Vault::restore(
+            &file,
+            &dir,
+            &unlock(),
+            &RestoreOptions {
+                replace: true,
+                stop_mid_swap: true,
+                ..RestoreOptions::default()
+            },
+        ) {
+            Ok(_) => panic!("the swap was not stopped"),
+            Err(e) if e.to_string().contains("crash test") => Ok(e),
+            Err(e) => Err(e),
+        }
+    });
     assert!(err.to_string().contains("crash test"), "{err}");
 
     // The next open finishes the swap and deletes nothing.
-    let back = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
     assert!(back.find("t", &before, None, "otp").unwrap().is_some());
     assert!(back.find("t", &after, None, "otp").unwrap().is_none());
     drop(back);
@@ -166,6 +189,98 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     // the kept store is the one from before the restore: it opens as the vault's store
     std::fs::rename(dir.join("store"), tmp.path().join("restored")).unwrap();
     std::fs::rename(dir.join(&kept[0]), dir.join("store")).unwrap();
-    let old = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    let old = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
     assert!(old.find("t", &after, None, "otp").unwrap().is_some());
+}
+
+/// `restore` kept the backup's token tree, so a token revoked after the backup was
+/// made worked again once the backup was restored (undoing step 2 of the incident
+/// runbook, "cut every client off").
+#[test]
+fn a_restore_does_not_bring_back_revoked_tokens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    Vault::init(
+        &dir,
+        &Passphrase::new("pw".into()),
+        KdfParams::cheap_for_tests(),
+    )
+    .unwrap();
+    let v = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    v.create_tenant("t", &["otp".into()], None).unwrap();
+    let (info, secret) = v
+        .create_token(&TokenSpec {
+            tenant: Some("t".into()),
+            role: Role::Reader,
+            purposes: vec!["otp".into()],
+            reveal: true,
+            ttl_secs: None,
+        })
+        .unwrap();
+    let file = tmp.path().join("b.pvbk");
+    v.backup(std::fs::File::create(&file).unwrap()).unwrap();
+    v.revoke_token(&info.id).unwrap();
+    drop(v);
+
+    let restore = |keep_tokens| {
+        when_free(|| {
+            Vault::restore(
+                &file,
+                &dir,
+                &unlock(),
+                &RestoreOptions {
+                    replace: true,
+                    keep_tokens,
+                    ..RestoreOptions::default()
+                },
+            )
+        })
+    };
+    let r = restore(false);
+    assert_eq!(r.tokens_dropped, 1);
+    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    assert!(back.authenticate(secret.expose_secret()).unwrap().is_none());
+    assert!(back.tokens().unwrap().is_empty());
+    drop(back);
+    // Asked for, the backup's tokens come back as they were then.
+    let r = restore(true);
+    assert_eq!(r.tokens_dropped, 0);
+    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    assert!(back.authenticate(secret.expose_secret()).unwrap().is_some());
+}
+
+/// A backup taken before `audit key export` held K0, and restoring it brought K0
+/// back: the export could run again, handing the key that re-signs the whole chain to
+/// whoever asked next.
+#[test]
+fn a_restore_never_brings_back_an_exported_audit_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    Vault::init(
+        &dir,
+        &Passphrase::new("pw".into()),
+        KdfParams::cheap_for_tests(),
+    )
+    .unwrap();
+    let v = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    let file = tmp.path().join("b.pvbk");
+    v.backup(std::fs::File::create(&file).unwrap()).unwrap();
+    v.export_audit_key().unwrap();
+    drop(v);
+    when_free(|| {
+        Vault::restore(
+            &file,
+            &dir,
+            &unlock(),
+            &RestoreOptions {
+                replace: true,
+                ..RestoreOptions::default()
+            },
+        )
+    });
+    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    assert!(matches!(
+        back.export_audit_key(),
+        Err(phonevault::vault::VaultError::AuditKeyGone)
+    ));
 }

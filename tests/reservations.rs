@@ -15,12 +15,28 @@ use phonevault_keys::{KdfParams, Keyring, Passphrase};
 const PASS: &str = "correct horse battery staple";
 
 fn open(dir: &Path) -> Vault {
-    Vault::open(
-        dir,
-        &Unlock::Passphrase(Passphrase::new(PASS.into())),
-        OpenOptions::default(),
-    )
-    .unwrap()
+    when_free(|| {
+        Vault::open(
+            dir,
+            &Unlock::Passphrase(Passphrase::new(PASS.into())),
+            OpenOptions::default(),
+        )
+    })
+}
+/// Runs `f` until the store is no longer held: sled releases a dropped store's lock
+/// from its background thread, a moment after the drop.
+fn when_free<T>(mut f: impl FnMut() -> Result<T, phonevault::vault::VaultError>) -> T {
+    use phonevault::vault::VaultError;
+    for _ in 0..100 {
+        match f() {
+            Err(VaultError::Store(phonevault::store::StoreError::Locked))
+            | Err(VaultError::Backup(phonevault::backup::BackupError::VaultBusy)) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("the store stayed locked");
 }
 
 fn new_vault(dir: &Path) -> Vault {
@@ -125,13 +141,14 @@ fn a_keyring_import_keeps_the_higher_counters() {
     }
     drop(v);
     assert_eq!(counter(&dir), 6);
-    Vault::import_keyring(
-        &dir,
-        &old,
-        &Unlock::Passphrase(Passphrase::new(PASS.into())),
-        false,
-    )
-    .unwrap();
+    when_free(|| {
+        Vault::import_keyring(
+            &dir,
+            &old,
+            &Unlock::Passphrase(Passphrase::new(PASS.into())),
+            false,
+        )
+    });
     assert_eq!(counter(&dir), 6);
     // and the vault opens with it
     drop(open(&dir));

@@ -24,6 +24,10 @@ pub const VAULT_ROW_MAC_KEY: &[u8] = b"phonevault/v2/row-mac-key";
 /// HKDF label of the vault-seed-derived AES-256-GCM key that seals vault
 /// state rows (such as the audit log's current key).
 pub const VAULT_STATE_KEY: &[u8] = b"phonevault/v2/vault-state-key";
+/// HKDF label of the per-message subkeys of the vault state key: each sealed
+/// state row gets a subkey from a 24-byte random salt, so that no count of the
+/// state key's encryptions is needed.
+pub const STATE_SUBKEY: &[u8] = b"phonevault/v2/state-subkey";
 /// HKDF label of the vault-seed-derived key that MACs a whole data backup.
 pub const BACKUP_MAC_KEY: &[u8] = b"phonevault/v2/backup-mac-key";
 /// HKDF label of the root-key-derived key that wraps the vault seed; also the

@@ -31,15 +31,52 @@ fn aes256gcm(key: &[u8; KEY_LEN]) -> Aes256Gcm {
     Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key))
 }
 
-/// A tenant's AES-256-GCM data key, with its cipher initialized once.
+/// An AES-256-GCM key: a tenant's data key (its cipher initialized once), or the
+/// vault's state key, which seals every message under a subkey of its own.
 ///
-/// Obtained from [`TenantKeys`](crate::TenantKeys); the key bytes are never
-/// exposed.
-pub struct DataKey(Aes256Gcm);
+/// Obtained from [`TenantKeys`](crate::TenantKeys) or
+/// [`VaultKeys`](crate::VaultKeys); the key bytes are never exposed.
+pub struct DataKey(Mode);
+
+enum Mode {
+    /// One key, random 96-bit nonces: counted by the caller (the keyring's counters).
+    Direct(Aes256Gcm),
+    /// A fresh subkey per message (see [`DataKey::seal`]); `legacy` opens what was
+    /// sealed directly under the key before.
+    PerMessage {
+        key: Zeroizing<[u8; KEY_LEN]>,
+        legacy: Aes256Gcm,
+    },
+}
+
+/// First bytes of a message sealed under a per-message subkey.
+const SUBKEY_MAGIC: &[u8; 4] = b"PVS2";
+/// Length of the random salt a per-message subkey is derived with.
+const SUBKEY_SALT_LEN: usize = 24;
 
 impl DataKey {
     pub(crate) fn from_key(key: &[u8; KEY_LEN]) -> Self {
-        DataKey(aes256gcm(key))
+        DataKey(Mode::Direct(aes256gcm(key)))
+    }
+
+    /// A key that seals every message under its own subkey
+    /// (`HKDF-SHA256(key, salt = 24 random bytes, info = lp("phonevault/v2/state-subkey"))`),
+    /// so that no count of its encryptions is needed: each subkey seals one message,
+    /// and 192-bit salts do not collide. For keys that seal without end (the audit
+    /// log's state row, once per chain link) and have no counter to keep.
+    pub(crate) fn per_message(key: &[u8; KEY_LEN]) -> Self {
+        DataKey(Mode::PerMessage {
+            key: Zeroizing::new(*key),
+            legacy: aes256gcm(key),
+        })
+    }
+
+    fn subkey(key: &[u8; KEY_LEN], salt: &[u8]) -> Aes256Gcm {
+        aes256gcm(&crate::util::hkdf32(
+            key,
+            salt,
+            &[crate::labels::STATE_SUBKEY],
+        ))
     }
 
     /// Encrypts `plaintext` bound to `aad`; returns `nonce(12) ‖ ciphertext ‖ tag(16)`.
@@ -52,18 +89,33 @@ impl DataKey {
     ///
     /// [`KeyError::Rng`] if the OS RNG fails; [`KeyError::Encrypt`] for a
     /// plaintext beyond GCM's limit (64 GiB).
+    ///
+    /// A per-message key ([`VaultKeys::state`](crate::VaultKeys::state)) returns
+    /// `"PVS2" ‖ salt(24) ‖ nonce(12) ‖ ciphertext ‖ tag(16)` instead, sealed under
+    /// the subkey of that salt.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let head = match &self.0 {
+            Mode::Direct(_) => 0,
+            Mode::PerMessage { .. } => SUBKEY_MAGIC.len() + SUBKEY_SALT_LEN,
+        };
         // One allocation of the final size: growing a buffer that holds
         // plaintext would leave copies of it in freed memory.
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
-        out.resize(NONCE_LEN, 0);
+        let mut out = Vec::with_capacity(head + NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.resize(head + NONCE_LEN, 0);
         fill_random(&mut out)?;
         out.extend_from_slice(plaintext);
-        let (nonce, body) = out.split_at_mut(NONCE_LEN);
-        let tag = self
-            .0
-            .encrypt_in_place_detached(Nonce::from_slice(nonce), aad, body)
-            .map_err(|_| KeyError::Encrypt)?;
+        let (prefix, rest) = out.split_at_mut(head);
+        let (nonce, body) = rest.split_at_mut(NONCE_LEN);
+        let nonce = Nonce::from_slice(nonce);
+        let tag = match &self.0 {
+            Mode::Direct(c) => c.encrypt_in_place_detached(nonce, aad, body),
+            Mode::PerMessage { key, .. } => {
+                prefix[..SUBKEY_MAGIC.len()].copy_from_slice(SUBKEY_MAGIC);
+                Self::subkey(key, &prefix[SUBKEY_MAGIC.len()..])
+                    .encrypt_in_place_detached(nonce, aad, body)
+            }
+        }
+        .map_err(|_| KeyError::Encrypt)?;
         out.extend_from_slice(&tag);
         Ok(out)
     }
@@ -75,22 +127,44 @@ impl DataKey {
     /// [`KeyError::Decrypt`], opaque, for a wrong key, any modified byte, a
     /// different AAD, or input too short to hold a nonce and a tag.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-        if sealed.len() < NONCE_LEN + TAG_LEN {
-            return Err(KeyError::Decrypt);
+        match &self.0 {
+            Mode::Direct(c) => open_with(c, aad, sealed),
+            Mode::PerMessage { key, legacy } => {
+                let head = SUBKEY_MAGIC.len() + SUBKEY_SALT_LEN;
+                if sealed.len() >= head && sealed.starts_with(SUBKEY_MAGIC) {
+                    let (prefix, rest) = sealed.split_at(head);
+                    let sub = Self::subkey(key, &prefix[SUBKEY_MAGIC.len()..]);
+                    if let Ok(plain) = open_with(&sub, aad, rest) {
+                        return Ok(plain);
+                    }
+                }
+                // Sealed directly under the key (before per-message subkeys).
+                open_with(legacy, aad, sealed)
+            }
         }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let mut buf = Zeroizing::new(ct.to_vec());
-        self.0
-            .decrypt_in_place_detached(
-                Nonce::from_slice(nonce),
-                aad,
-                &mut buf,
-                Tag::from_slice(tag),
-            )
-            .map_err(|_| KeyError::Decrypt)?;
-        Ok(buf)
     }
+}
+
+fn open_with(
+    cipher: &Aes256Gcm,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(KeyError::Decrypt);
+    }
+    let (nonce, rest) = sealed.split_at(NONCE_LEN);
+    let (ct, tag) = rest.split_at(rest.len() - TAG_LEN);
+    let mut buf = Zeroizing::new(ct.to_vec());
+    cipher
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            aad,
+            &mut buf,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| KeyError::Decrypt)?;
+    Ok(buf)
 }
 
 impl fmt::Debug for DataKey {
@@ -280,6 +354,50 @@ mod tests {
 
     fn key() -> DataKey {
         DataKey::from_key(&[0x42; 32])
+    }
+
+    /// Found in review: the vault state key sealed the audit log's state row once per
+    /// chain link under one key with random 96-bit nonces, and nothing counted those
+    /// encryptions (GCM's bound for random nonces is about 2^32 messages per key). It
+    /// now seals every message under a subkey of its own, from a 24-byte random salt.
+    #[test]
+    fn the_state_key_seals_each_message_under_its_own_subkey() {
+        let bytes = [0x42; 32];
+        let state = crate::derive_vault_keys(
+            &crate::VaultSeed::from_bytes(&[7; 32]),
+            &crate::VaultId([1; 16]),
+        )
+        .state;
+        let a = state.seal(b"aad", b"state").unwrap();
+        assert!(a.starts_with(SUBKEY_MAGIC), "not a per-message seal");
+        let k = DataKey::per_message(&bytes);
+        let one = k.seal(b"aad", b"state").unwrap();
+        let two = k.seal(b"aad", b"state").unwrap();
+        assert_eq!(one.len(), 4 + 24 + NONCE_LEN + 5 + TAG_LEN);
+        assert_ne!(one[4..28], two[4..28], "salts repeat");
+        // By the construction: HKDF(key, salt, lp(label)) is a plain AES-GCM key.
+        let sub = DataKey::from_key(&crate::util::hkdf32(
+            &bytes,
+            &one[4..28],
+            &[crate::labels::STATE_SUBKEY],
+        ));
+        assert_eq!(sub.open(b"aad", &one[28..]).unwrap().as_slice(), b"state");
+        assert_eq!(k.open(b"aad", &one).unwrap().as_slice(), b"state");
+        // The base key itself opens none of them; a row sealed before (directly
+        // under the key) still opens.
+        assert!(DataKey::from_key(&bytes).open(b"aad", &one[28..]).is_err());
+        let old = DataKey::from_key(&bytes).seal(b"aad", b"old").unwrap();
+        assert_eq!(k.open(b"aad", &old).unwrap().as_slice(), b"old");
+        // Tampering, another AAD: the one opaque error.
+        for i in [0, 5, 30, one.len() - 1] {
+            let mut bad = one.clone();
+            bad[i] ^= 1;
+            assert!(
+                matches!(k.open(b"aad", &bad), Err(KeyError::Decrypt)),
+                "byte {i}"
+            );
+        }
+        assert!(matches!(k.open(b"other", &one), Err(KeyError::Decrypt)));
     }
 
     #[test]

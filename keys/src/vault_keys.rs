@@ -19,7 +19,9 @@ pub struct VaultKeys {
     /// the store's meta row). Name the table and row key among the MAC parts.
     pub row_mac: MacKey,
     /// AES-256-GCM key for sealing vault state rows (such as the audit log's
-    /// current key). Bind the table and row key into the AAD.
+    /// current key). Bind the table and row key into the AAD. Every message is
+    /// sealed under a subkey of its own (see [`DataKey::seal`]), so its use needs
+    /// no counting however many chain links it seals.
     pub state: DataKey,
     /// HMAC-SHA256 key for the trailing MAC of a data backup file.
     pub backup: MacKey,
@@ -44,7 +46,7 @@ impl fmt::Debug for VaultKeys {
 pub fn derive_vault_keys(seed: &VaultSeed, vault: &VaultId) -> VaultKeys {
     VaultKeys {
         row_mac: MacKey::from_key(&vault_key_bytes(seed, vault, labels::VAULT_ROW_MAC_KEY)),
-        state: DataKey::from_key(&vault_key_bytes(seed, vault, labels::VAULT_STATE_KEY)),
+        state: DataKey::per_message(&vault_key_bytes(seed, vault, labels::VAULT_STATE_KEY)),
         backup: MacKey::from_key(&vault_key_bytes(seed, vault, labels::BACKUP_MAC_KEY)),
     }
 }

@@ -89,6 +89,11 @@ pub struct VerifyArgs {
     /// Archive files, oldest first, when older links were archived.
     #[arg(long)]
     pub archive: Vec<PathBuf>,
+    /// A checkpoint exported earlier and kept off the machine, trusted as the start of
+    /// the chain when the archives before it were discarded. Without it, the chain must
+    /// start at its first link (0): the oldest archive first.
+    #[arg(long, value_name = "CHECKPOINT")]
+    pub start: Option<PathBuf>,
 }
 
 /// Period and filters shared by export and report.
@@ -332,13 +337,20 @@ impl From<AuditError> for Failure {
 
 /// Verifies (with K0) or only decodes every link of the archives, then of the live
 /// log, passing each to `each`. Returns where the chain ends.
+///
+/// With K0 the chain must start at its first link, or at `trusted_start`: an archive
+/// proves nothing about the links before its own start, so a missing oldest archive
+/// must not pass as an intact chain.
 fn walk(
     cli: &Cli,
     k0: Option<&AuditKey>,
-    archives: &[PathBuf],
+    (archives, trusted_start): (&[PathBuf], Option<&Checkpoint>),
     checkpoint: Option<&Checkpoint>,
     mut each: impl FnMut(Link) -> Result<(), Failure>,
 ) -> Result<Checkpoint, Failure> {
+    let trusted = |start: &Checkpoint| {
+        k0.is_none() || *start == Checkpoint::GENESIS || trusted_start == Some(start)
+    };
     let store = open_store(cli)?;
     // The live log starts at its first stored link; before it, the archives.
     let first_live = match live_links(&store).next() {
@@ -369,6 +381,16 @@ fn walk(
     };
     for path in archives {
         let a = read_archive(path)?;
+        if at.is_none() && !trusted(&a.start) {
+            return Err(fail(format!(
+                "{} starts at link {}, not at the chain's first link: pass every archive, \
+                 oldest first, or the checkpoint it starts at (exported earlier and kept off \
+                 the machine) with --start; without one of them the links before it cannot be \
+                 verified",
+                path.display(),
+                a.start.next_seq
+            )));
+        }
         if let Some(prev) = at {
             if prev != a.start {
                 return Err(fail(format!(
@@ -388,6 +410,9 @@ fn walk(
     let start = match (at, first_live) {
         (Some(a), _) => a,
         (None, None | Some(0)) => Checkpoint::GENESIS,
+        (None, Some(n)) if trusted_start.is_some_and(|t| t.next_seq == n) => {
+            trusted_start.copied().unwrap_or(Checkpoint::GENESIS)
+        }
         (None, Some(n)) => {
             return Err(fail(format!(
                 "the live audit log starts at link {n} (older links were archived): pass the archive files with --archive, oldest first"
@@ -412,13 +437,20 @@ fn walk(
 fn verify(cli: &Cli, a: &VerifyArgs) -> Result<(), Failure> {
     let k0 = read_k0(&a.key)?;
     let cp = a.checkpoint.as_deref().map(read_checkpoint).transpose()?;
+    let start = a.start.as_deref().map(read_checkpoint).transpose()?;
     let mut entries = 0u64;
     let mut links = 0u64;
-    let end = walk(cli, Some(&k0), &a.archive, cp.as_ref(), |l| {
-        links += 1;
-        entries += l.entries.len() as u64;
-        Ok(())
-    })?;
+    let end = walk(
+        cli,
+        Some(&k0),
+        (&a.archive, start.as_ref()),
+        cp.as_ref(),
+        |l| {
+            links += 1;
+            entries += l.entries.len() as u64;
+            Ok(())
+        },
+    )?;
     if cli.json {
         print_json(
             &json!({"intact": true, "links": links, "entries": entries, "end": checkpoint_json(&end)}),
@@ -544,7 +576,7 @@ fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
     let window = Report::new(since, until);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    walk(cli, key.as_ref(), &a.period.archive, None, |link| {
+    walk(cli, key.as_ref(), (&a.period.archive, None), None, |link| {
         for e in &link.entries {
             if !window.covers(e.time)
                 || a.tenant
@@ -566,7 +598,7 @@ fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
 fn report(cli: &Cli, a: &ReportArgs) -> Result<(), Failure> {
     let (since, until, key) = period(&a.period)?;
     let mut r = Report::new(since, until);
-    walk(cli, key.as_ref(), &a.period.archive, None, |link| {
+    walk(cli, key.as_ref(), (&a.period.archive, None), None, |link| {
         link.entries.iter().for_each(|e| r.add(e));
         Ok(())
     })?;

@@ -165,6 +165,10 @@ pub struct RestoreArgs {
     /// versions the vault holds.
     #[arg(long, requires = "keyring")]
     pub force: bool,
+    /// Restore the backup's API tokens too (by default they are left out, so that a
+    /// token revoked after the backup stays revoked; issue new ones afterwards).
+    #[arg(long)]
+    pub keep_tokens: bool,
 }
 
 /// A store locked by another process, as the key commands explain it.
@@ -552,6 +556,7 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<(), Failure> {
         keyring: a.keyring.clone(),
         replace: a.replace,
         force: a.force,
+        keep_tokens: a.keep_tokens,
         stop_mid_swap: false,
     };
     let r = Vault::restore(&a.file, &cli.vault, &unlock, &opts).map_err(busy)?;
@@ -570,6 +575,14 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<(), Failure> {
                 "; left out {} rows of tenant(s) {} whose keys were destroyed",
                 r.skipped_rows,
                 r.skipped_tenants.join(", ")
+            ));
+        }
+        if r.tokens_dropped > 0 {
+            text.push_str(&format!(
+                "; left out the backup's {} API token rows (revocations since the backup stay \
+                 in force): issue new tokens with `phonevault token create`, or restore with \
+                 --keep-tokens",
+                r.tokens_dropped
             ));
         }
         if let Some(p) = &r.replaced_store {

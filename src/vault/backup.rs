@@ -8,6 +8,7 @@ use std::sync::PoisonError;
 
 use phonevault_keys::Keyring;
 
+use super::audit::K0_ROW;
 use super::keys::{check_no_loss, check_no_resurrection, merge_counters, unlock_ring};
 use super::lifecycle::{RESTORE_NEW, RESTORE_PARTIAL};
 use super::{
@@ -57,6 +58,9 @@ pub struct RestoreOptions {
     pub replace: bool,
     /// Install a `keyring` that holds keys the current keyring has destroyed.
     pub force: bool,
+    /// Restore the backup's API tokens too. Off by default: a token revoked after the
+    /// backup was made would work again (undoing a revocation of the incident runbook).
+    pub keep_tokens: bool,
     /// For crash tests: stop (with an error, cleaning nothing up) between the two
     /// renames of the store swap, as a crash there would.
     #[doc(hidden)]
@@ -75,6 +79,9 @@ pub struct RestoreReport {
     pub skipped_rows: u64,
     /// The tenants left out.
     pub skipped_tenants: Vec<String>,
+    /// API tokens of the backup left out (all of them, unless `keep_tokens`): issue
+    /// new ones with `phonevault token create`.
+    pub tokens_dropped: u64,
     /// Where the replaced store was kept (with `replace`).
     pub replaced_store: Option<PathBuf>,
 }
@@ -219,12 +226,16 @@ impl Vault {
             lifecycle::recover_compaction(dir)?;
             dir.to_owned()
         };
+        let mut k0_exported = false;
         if live.exists() {
             if !opts.replace {
                 return Err(BackupError::TargetInUse(dir.display().to_string()).into());
             }
             // Fails now, before any work, if a server holds the store.
-            drop(SledStore::open(&live, 1 << 20).map_err(busy)?);
+            let current = SledStore::open(&live, 1 << 20).map_err(busy)?;
+            // K0 leaves the vault once: a backup taken before `audit key export`
+            // must not bring it back into a vault that has exported it since.
+            k0_exported = current.get(Tree::Meta, K0_ROW)?.is_none();
         }
         // Into a directory of its own, never compaction's: its crash recovery deletes a
         // store it finds under its names.
@@ -254,8 +265,14 @@ impl Vault {
             let _ = std::fs::remove_dir_all(if fresh_dir { &staging_dir } else { &staged });
             e
         };
-        let (restored, skipped_rows, skipped_tenants) =
-            write_rows(file, &staged, &ring, &keys.row_mac, &keys.backup).map_err(cleanup)?;
+        let (restored, skipped_rows, skipped_tenants, tokens_dropped) = write_rows(
+            file,
+            &staged,
+            &ring,
+            (&keys.row_mac, &keys.backup),
+            (opts.keep_tokens, k0_exported),
+        )
+        .map_err(cleanup)?;
         if fresh_dir {
             write_atomic(&staging_dir.join(KEYRING_FILE), &ring.encode()).map_err(cleanup)?;
         }
@@ -279,7 +296,14 @@ impl Vault {
             if live.exists() {
                 // The current store goes straight to where it is kept, under a name no
                 // recovery ever deletes.
-                let kept = dir.join(format!("store.replaced-{}", super::now()));
+                let stamp = super::now();
+                let kept = (0u32..)
+                    .map(|i| match i {
+                        0 => dir.join(format!("store.replaced-{stamp}")),
+                        i => dir.join(format!("store.replaced-{stamp}-{i}")),
+                    })
+                    .find(|p| !p.exists())
+                    .unwrap_or_else(|| dir.join(format!("store.replaced-{stamp}")));
                 std::fs::rename(&live, &kept).map_err(|e| VaultError::io("renaming", &live, e))?;
                 sync_dir(dir)?;
                 if opts.stop_mid_swap {
@@ -301,6 +325,7 @@ impl Vault {
             restored,
             skipped_rows,
             skipped_tenants,
+            tokens_dropped,
             replaced_store,
         })
     }
@@ -318,22 +343,32 @@ fn check_vault(h: &Header, ring: &Keyring) -> Result<(), VaultError> {
 }
 
 /// Streams the backup's rows into a new store at `dest`, leaving out tenants with
-/// no keys; verifies the MAC again at the end (the file could have changed since).
+/// no keys, (unless `keep_tokens`) the API tokens, and (with `k0_exported`) the audit
+/// key K0; verifies the MAC again at the end (the file could have changed since).
+/// Returns the rows restored, the rows skipped, the tenants skipped and the tokens
+/// dropped.
 fn write_rows(
     file: &Path,
     dest: &Path,
     ring: &Keyring,
-    row_mac: &phonevault_keys::MacKey,
-    backup_key: &phonevault_keys::MacKey,
-) -> Result<(u64, u64, Vec<String>), VaultError> {
+    (row_mac, backup_key): (&phonevault_keys::MacKey, &phonevault_keys::MacKey),
+    (keep_tokens, k0_exported): (bool, bool),
+) -> Result<(u64, u64, Vec<String>, u64), VaultError> {
     let store = SledStore::open(dest, 64 << 20)?;
     let mut r = BackupReader::new(open_file(file)?, backup_key)?;
     check_vault(r.header(), ring)?;
     let mut skip_ids: BTreeSet<[u8; 4]> = BTreeSet::new();
     let mut skipped_tenants = Vec::new();
-    let (mut restored, mut skipped) = (0u64, 0u64);
+    let (mut restored, mut skipped, mut tokens_dropped) = (0u64, 0u64, 0u64);
     let mut batch = Batch::default();
     while let Some((tree, key, value)) = r.next_entry()? {
+        if tree == Tree::Tokens && !keep_tokens {
+            tokens_dropped += 1;
+            continue;
+        }
+        if k0_exported && tree == Tree::Meta && key == K0_ROW {
+            continue;
+        }
         let skip = match tree {
             Tree::Tenants => {
                 let row: TenantRow = decode_row(row_mac, "tenants", &key, &value)?;
@@ -366,5 +401,5 @@ fn write_rows(
     store.commit(&batch)?;
     r.finish()?;
     store.flush()?;
-    Ok((restored, skipped, skipped_tenants))
+    Ok((restored, skipped, skipped_tenants, tokens_dropped))
 }
