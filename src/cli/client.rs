@@ -1101,6 +1101,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Purge(_) => "purge",
         Command::Compact => "compact",
         Command::Check => "check",
+        Command::Reindex(_) => "reindex",
         Command::Subject(_) => "subject",
         Command::Share(_) => "share",
         Command::Stale(_) => "stale",
@@ -1136,15 +1137,9 @@ impl From<Reject> for RowReject {
     }
 }
 
-fn add_summary(a: ImportSummary, b: ImportSummary) -> ImportSummary {
-    ImportSummary {
-        rows: a.rows + b.rows,
-        created: a.created + b.created,
-        merged: a.merged + b.merged,
-        unchanged: a.unchanged + b.unchanged,
-        rejected: a.rejected + b.rejected,
-        suppressed: a.suppressed + b.suppressed,
-    }
+fn add_summary(mut a: ImportSummary, b: ImportSummary) -> ImportSummary {
+    a.add(&b);
+    a
 }
 
 /// A row's index in the file (from 0) and the line it starts on (the header is 1).
@@ -1292,7 +1287,11 @@ struct SummaryAnswer {
     rejected: u64,
     #[serde(default)]
     suppressed: u64,
-    /// Only in the answer without detail, instead of the four counts above.
+    /// Absent in answers of servers older than the field, and in answers without
+    /// detail.
+    #[serde(default)]
+    newly_valid: u64,
+    /// Only in the answer without detail, instead of the counts above.
     accepted: Option<u64>,
 }
 
@@ -1305,6 +1304,7 @@ impl From<SummaryAnswer> for ImportSummary {
             unchanged: s.unchanged,
             rejected: s.rejected,
             suppressed: s.suppressed,
+            newly_valid: s.newly_valid,
         }
     }
 }
