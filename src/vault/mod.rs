@@ -2490,3 +2490,76 @@ fn prepare(
         }),
     }
 }
+
+#[cfg(test)]
+mod last4_tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// Issue 13, item 1: the last-4 scan was unbounded (`scan_prefix(.., usize::MAX)`),
+    /// so a tenant that outgrew its `--expected-rows` decrypted a whole bucket per
+    /// search. Planned for 4 rows (1 bit: about half the tenant per bucket), 200
+    /// records overflow the bound of 64 entries: the search is refused, not run.
+    #[test]
+    fn a_tenant_that_outgrew_its_plan_refuses_instead_of_scanning() {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("t", &["otp".into()], Some(4)).unwrap();
+        let otp = ["otp".to_owned()];
+        for i in 0..200 {
+            v.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+                .unwrap();
+        }
+        let mut refused = 0;
+        for i in 0..20 {
+            match v.find_last4("t", 44, &format!("{i:04}"), "otp") {
+                Err(VaultError::Last4TooBroad { limit }) => {
+                    assert_eq!(limit, crate::policy::MAX_LAST4_RESULTS);
+                    refused += 1;
+                }
+                Ok(found) => assert!(found.len() <= 1),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Each bucket holds about 100 entries: nearly every search overflows.
+        assert!(refused >= 15, "{refused} of 20 refused");
+        // Planned for the tenant's size, the same searches run.
+        let w = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        w.create_tenant("t", &["otp".into()], Some(200)).unwrap();
+        for i in 0..200 {
+            w.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+                .unwrap();
+        }
+        let found = w.find_last4("t", 44, "0007", "otp").unwrap();
+        assert_eq!(found.len(), 1);
+    }
+
+    /// Issue 13, item 1: more matching records than one search returns are refused
+    /// with a request for more digits, not handed out.
+    #[test]
+    fn more_matches_than_a_search_returns_are_refused() {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("t", &["otp".into()], Some(100_000))
+            .unwrap();
+        let otp = ["otp".to_owned()];
+        for i in 0..=crate::policy::MAX_LAST4_RESULTS {
+            v.add("t", &format!("+447401{i:02}5555"), None, &otp, "t")
+                .unwrap();
+        }
+        assert!(matches!(
+            v.find_last4("t", 44, "5555", "otp"),
+            Err(VaultError::Last4TooBroad { .. })
+        ));
+        v.erase(
+            "t",
+            Target::Phone {
+                input: "+447401005555",
+                region: None,
+            },
+        )
+        .unwrap();
+        let found = v.find_last4("t", 44, "5555", "otp").unwrap();
+        assert_eq!(found.len(), crate::policy::MAX_LAST4_RESULTS);
+    }
+}
