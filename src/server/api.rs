@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    blocking, open_vault, unseal_delay, write_detail, ApiError, App, Authed, JsonBody, Peer,
+    blocking, open_vault, quick, unseal_delay, write_detail, ApiError, App, Authed, JsonBody, Peer,
     MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
 };
 use crate::audit::{Entry, Outcome};
@@ -139,14 +139,7 @@ async fn unseal(
         return Err(ApiError::bad_json("\"passphrase\" is empty"));
     }
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
-    match open_vault(
-        app.dir.clone(),
-        app.store.clone(),
-        unlock,
-        app.read_audit_lag,
-    )
-    .await
-    {
+    match open_vault(app.dir.clone(), app.store.clone(), unlock, app.audit_sync).await {
         Ok(v) => {
             // The failed attempts made while sealed, then this one, go into the log
             // before the vault serves anything.
@@ -487,7 +480,7 @@ async fn lookup(
     let (vault, info) = auth.authorize(&access)?;
     app.lookups.take(&info.id, 1)?;
     let reveal = req.reveal;
-    let found = blocking(move || {
+    let found = quick(move || {
         vault
             .revealing(reveal)
             .find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)
@@ -525,7 +518,7 @@ async fn lookup_last4(
     app.last4.check(&info.id)?;
     app.lookups.take(&info.id, 1)?;
     let id = info.id.clone();
-    let found = blocking(move || {
+    let found = quick(move || {
         vault
             .revealing(false)
             .find_last4(&tenant, req.country_code, &req.last4, &req.purpose)
@@ -572,7 +565,7 @@ async fn get_number(
         .reveal(q.reveal);
     let (vault, _) = auth.authorize(&access)?;
     let reveal = q.reveal;
-    let found = blocking(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
+    let found = quick(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
     match found {
         Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),
