@@ -37,6 +37,7 @@ pub mod cli;
 pub mod fuzzing;
 pub mod harden;
 pub mod hsm;
+pub mod logging;
 pub mod phone;
 pub mod policy;
 pub mod record;

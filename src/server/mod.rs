@@ -37,6 +37,8 @@ use crate::vault::{AuditSync, OpenOptions, TokenInfo, Unlock, Vault, VaultError}
 pub(crate) mod api;
 mod error;
 mod limit;
+pub(crate) mod metrics;
+mod sweeper;
 
 pub use error::ApiError;
 
@@ -50,6 +52,7 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Every route: method and path, as in `openapi.json`.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sys/health"),
+    ("get", "/v1/sys/metrics"),
     ("post", "/v1/sys/unseal"),
     ("post", "/v1/sys/seal"),
     ("get", "/v1/sys/tokens"),
@@ -103,6 +106,19 @@ pub enum ServerError {
     /// Opening the vault failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The metrics registry could not be built.
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(String),
+    /// `--metrics-listen` could not be bound.
+    #[error(
+        "cannot listen for metrics on {addr}: {source} (choose another --metrics-listen address)"
+    )]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
 }
 
 /// How to run the server.
@@ -141,6 +157,12 @@ pub struct ServeOptions {
     /// Log one line per request (method, route, status, peer) to stderr, buffered
     /// and written by a background thread.
     pub access_log: bool,
+    /// Run the retention sweeper this often (`None`: never; `purge` by hand).
+    pub purge_every: Option<Duration>,
+    /// Serve the metrics alone on this TCP address as well (`GET /metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How log lines are written (the access log's too).
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -237,6 +259,10 @@ pub(crate) struct App {
     request_timeout: Duration,
     audit_sync: AuditSync,
     access_log: Option<Arc<AccessLog>>,
+    /// What the retention sweeper did.
+    sweeps: sweeper::SweepStats,
+    /// Request metrics.
+    metrics: metrics::Metrics,
 }
 
 impl App {
@@ -261,6 +287,8 @@ impl App {
             request_timeout: Duration::from_secs(30),
             audit_sync: AuditSync::Always,
             access_log: None,
+            metrics: metrics::Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}")),
+            sweeps: sweeper::SweepStats::default(),
         }
     }
 
@@ -522,15 +550,18 @@ fn repeats_no_value(message: &str) -> bool {
 /// counted as dropped and the count is logged.
 pub(crate) struct AccessLog {
     buf: std::sync::Mutex<(String, u64)>,
+    /// JSON lines (`--log-format json`) rather than plain ones.
+    json: bool,
 }
 
 impl AccessLog {
     const MAX_BUFFERED: usize = 4 << 20;
 
     /// Starts the writer thread; it ends (after a last write) once the log is dropped.
-    fn start() -> Arc<AccessLog> {
+    fn start(json: bool) -> Arc<AccessLog> {
         let log = Arc::new(AccessLog {
             buf: std::sync::Mutex::new((String::with_capacity(64 << 10), 0)),
+            json,
         });
         let weak = Arc::downgrade(&log);
         let spawned = std::thread::Builder::new()
@@ -541,7 +572,7 @@ impl AccessLog {
                 log.write_out();
             });
         if spawned.is_err() {
-            eprintln!("phonevault serve: no access-log thread; lines are written at shutdown");
+            tracing::warn!("phonevault serve: no access-log thread; lines are written at shutdown");
         }
         log
     }
@@ -554,6 +585,20 @@ impl AccessLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if b.0.len() > Self::MAX_BUFFERED {
             b.1 += 1;
+            return;
+        }
+        if self.json {
+            let line = serde_json::json!({
+                "timestamp": crate::logging::timestamp(),
+                "level": "INFO",
+                "message": "request",
+                "method": method.as_str(),
+                "path": path,
+                "status": status,
+                "uid": peer.uid,
+                "pid": peer.pid,
+            });
+            let _ = writeln!(b.0, "{line}");
             return;
         }
         let _ = write!(b.0, "phonevault serve: {method} {path} {status} uid=");
@@ -590,10 +635,17 @@ impl AccessLog {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         if dropped > 0 {
-            let _ = writeln!(
-                err,
-                "phonevault serve: {dropped} access-log lines dropped (stderr too slow)"
-            );
+            let message = format!("{dropped} access-log lines dropped (stderr too slow)");
+            let _ = if self.json {
+                let line = serde_json::json!({
+                    "timestamp": crate::logging::timestamp(),
+                    "level": "WARN",
+                    "message": message,
+                });
+                writeln!(err, "{line}")
+            } else {
+                writeln!(err, "phonevault serve: {message}")
+            };
         }
         let _ = err.flush();
     }
@@ -618,7 +670,8 @@ async fn gate(
     // A clone of the request's URI shares its bytes: no allocation.
     let uri = req.uri().clone();
     let path = uri.path();
-    let method = app.access_log.is_some().then(|| req.method().clone());
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
     // Every body must arrive by the deadline, counted from here (the head arrived).
     let fired = DeadlineFired::default();
     let deadline = tokio::time::Instant::now() + app.request_timeout;
@@ -667,13 +720,11 @@ async fn gate(
             axum::http::HeaderValue::from_static("close"),
         );
     }
-    if let (Some(log), Some(method)) = (&app.access_log, method) {
-        log.push(
-            &method,
-            &route_of(path, tenant.as_deref()),
-            resp.status().as_u16(),
-            peer,
-        );
+    let status = resp.status().as_u16();
+    app.metrics
+        .observe(method.as_str(), path, status, started.elapsed());
+    if let Some(log) = &app.access_log {
+        log.push(&method, &route_of(path, tenant.as_deref()), status, peer);
     }
     resp
 }
@@ -916,8 +967,27 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         ),
         request_timeout: opts.request_timeout,
         audit_sync: opts.audit_sync,
-        access_log: opts.access_log.then(AccessLog::start),
+        access_log: opts
+            .access_log
+            .then(|| AccessLog::start(opts.log_format == crate::logging::LogFormat::Json)),
+        sweeps: sweeper::SweepStats::default(),
+        metrics: metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
     });
+    if let Some(addr) = opts.metrics_listen {
+        let app = app.clone();
+        // Bound before the socket API answers, so a taken port fails the start.
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::MetricsListen { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = metrics::listen(app, listener, addr).await {
+                tracing::warn!("phonevault serve: the metrics listener on {addr} stopped: {e}");
+            }
+        });
+    }
+    if let Some(every) = opts.purge_every {
+        tokio::spawn(sweeper::run(app.clone(), every));
+    }
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener
         .set_nonblocking(true)
@@ -925,7 +995,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     let listener =
         UnixListener::from_std(std_listener).map_err(io_err("listening on", &opts.socket))?;
     let listener = limit::LimitedListener::new(listener, opts.max_connections);
-    eprintln!(
+    tracing::info!(
         "phonevault serve: listening on {} ({})",
         opts.socket.display(),
         if sealed { "sealed" } else { "unsealed" }
@@ -938,11 +1008,16 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("phonevault serve: shutting down");
+        tracing::info!("phonevault serve: shutting down");
     };
     let served = accept_loop(listener, router, opts.header_timeout, shutdown).await;
     let _ = std::fs::remove_file(&opts.socket);
+    let last = app.current();
     app.set(None);
+    if let Some(v) = last {
+        // Folded and flushed before the process exits, whoever holds the last handle.
+        let _ = tokio::task::spawn_blocking(move || v.close()).await;
+    }
     if let Some(log) = &app.access_log {
         log.write_out();
     }
