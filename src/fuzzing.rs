@@ -16,6 +16,7 @@
 //! | `http_body` | [`http_body`] | the request types of every socket API route, through the handlers' own parser |
 //! | `csv_import` | [`csv_import`] | [`crate::vault::Vault::import`] over an in-memory store |
 //! | `ops` | [`ops`] | vault operations against a model of the policy ([`run_ops`]; also `tests/model.rs`) |
+//! | `values` | [`values`] | every parser of a command-line or JSON value ([`crate::policy::values`]) and the CSV column lookup of an import |
 #![doc(hidden)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -45,7 +46,64 @@ pub const TARGETS: &[(&str, FuzzFn)] = &[
     ("http_body", http_body),
     ("csv_import", csv_import),
     ("ops", ops),
+    ("values", values),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// values
+// ---------------------------------------------------------------------------------------------
+
+/// Every parser of a command-line or JSON value over the input (as UTF-8, lossily),
+/// and the CSV column lookup of an import with the input as both the header line and
+/// the column asked for: none panics, and no error message holds a run of five or
+/// more of the input's digits (a phone number typed into the wrong field must not
+/// come back).
+pub fn values(data: &[u8]) -> Result<(), Violation> {
+    use crate::policy::{self, values as v};
+    let s = String::from_utf8_lossy(data);
+    let s = s.as_ref();
+    let declared = ["otp".to_owned(), "support".to_owned()];
+    let mut errors: Vec<String> = Vec::new();
+    let mut note = |e: Option<String>| errors.extend(e);
+    note(v::parse_duration(s).err().map(|e| e.to_string()));
+    note(v::parse_time(s).err().map(|e| e.to_string()));
+    note(v::parse_record_id(s).err().map(|e| e.to_string()));
+    note(v::parse_last4(s).err().map(|e| e.to_string()));
+    note(v::parse_region(s).err().map(|e| e.to_string()));
+    note(v::parse_role(s).err().map(|e| e.to_string()));
+    note(v::TenantName::parse(s).err().map(|e| e.to_string()));
+    note(v::check_name("purpose", s).err().map(|e| e.to_string()));
+    note(
+        policy::Purpose::declared(&declared, s, 0)
+            .err()
+            .map(|e| e.to_string()),
+    );
+    if let Ok(n) = s.trim().parse::<u64>() {
+        note(v::parse_country_code(n).err().map(|e| e.to_string()));
+    }
+    if let Ok(secs) = v::parse_duration(s) {
+        ensure(secs > 0, "a duration parsed to zero seconds")?;
+    }
+    if let Ok(t) = v::parse_time(s) {
+        ensure(t <= v::MAX_TIME, "a time past the end of year 9999")?;
+    }
+    let mut rdr = crate::vault::import_reader(data);
+    note(
+        crate::vault::import_column(&mut rdr, s)
+            .err()
+            .map(|e| e.to_string()),
+    );
+    for run in s
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|r| r.len() >= 5)
+    {
+        ensure(
+            errors.iter().all(|m| !m.contains(run)),
+            "an error message repeats digits of its input",
+        )?;
+    }
+    Ok(())
+}
 
 // ---------------------------------------------------------------------------------------------
 // phone
@@ -1111,6 +1169,25 @@ pub fn seeds() -> Result<Vec<Seed>, Violation> {
         ),
     ] {
         add("ops", name, encode_ops(&ops));
+    }
+    for (name, text) in [
+        ("ttl-multibyte-unit", "5é"),
+        ("ttl-days", "30d"),
+        ("ttl-overflow", "99999999999999999999d"),
+        ("time-rfc3339", "2026-11-28T09:00:00Z"),
+        ("time-date", "2026-11-28"),
+        ("time-phone", "+447700900123"),
+        ("purpose-phone", "+447700900123"),
+        ("tenant", "shop"),
+        ("record-id", "0190f1c2a3b4c5d6e7f8091a2b3c4d5e"),
+        ("record-id-multibyte", "éééééééééééééééééééééééééééééééé"),
+        ("last4", "3958"),
+        ("region", "GB"),
+        ("country-code", "44"),
+        ("csv-header", "id,phone,name"),
+        ("csv-phone-header", "+447700900123,447700900124"),
+    ] {
+        add("values", name, text.as_bytes().to_vec());
     }
     Ok(out)
 }

@@ -9,6 +9,7 @@
 //! | parse and normalize a number | [`phone`] |
 //! | the record format and its encryption (pure, over bytes) | [`record`] |
 //! | storage behind a trait (sled, in-memory) | [`store`] |
+//! | who may do what; values parsed at the edge (pure) | [`policy`] |
 //! | every vault operation (CLI and API share it) | [`vault`] |
 //! | anonymized statistics, partner pseudonyms | [`stats`] |
 //! | the tamper-evident audit chain (pure) | [`audit`] |
@@ -38,6 +39,7 @@ pub mod harden;
 pub mod hsm;
 pub mod logging;
 pub mod phone;
+pub mod policy;
 pub mod record;
 pub mod server;
 pub mod stats;

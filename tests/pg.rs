@@ -711,7 +711,8 @@ fn two_servers_on_one_database() {
         &writer,
         json!({"phone": n, "consents": ["otp", "marketing"]}),
     );
-    assert_eq!(st, 201, "{v}");
+    // A writer gets the one answer of writes (issue 13: no existence oracle).
+    assert_eq!((st, &v), (200, &json!({"accepted": true})), "{v}");
     let lookup = json!({"phone": n, "purpose": "otp"});
     let (st, v) = two.call("POST", &format!("{t}/lookup"), &reader, lookup.clone());
     assert_eq!(

@@ -662,24 +662,5 @@ fn report(cli: &Cli, a: &ReportArgs) -> Result<(), Failure> {
 
 /// Parses RFC 3339, `YYYY-MM-DD` (midnight UTC) or unix seconds.
 pub(crate) fn parse_time(s: &str) -> Result<u64, Failure> {
-    use time::format_description::well_known::Rfc3339;
-    let s = s.trim();
-    if let Ok(n) = s.parse::<u64>() {
-        return Ok(n);
-    }
-    if let Ok(t) = time::OffsetDateTime::parse(s, &Rfc3339) {
-        return u64::try_from(t.unix_timestamp()).map_err(|_| bad_time(s));
-    }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    if let Ok(d) = time::Date::parse(s, &fmt) {
-        let t = d.midnight().assume_utc().unix_timestamp();
-        return u64::try_from(t).map_err(|_| bad_time(s));
-    }
-    Err(bad_time(s))
-}
-
-fn bad_time(s: &str) -> Failure {
-    fail(format!(
-        "invalid time `{s}`: use RFC 3339 (2026-11-28T09:00:00Z), a date (2026-11-28) or unix seconds"
-    ))
+    crate::policy::values::parse_time(s).map_err(|e| fail(e.to_string()))
 }

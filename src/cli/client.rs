@@ -220,6 +220,32 @@ struct ChangedAnswer {
     changed: bool,
 }
 
+/// A write's answer: in detail (a tenant admin holding every purpose), or the one
+/// answer every other token gets whatever the vault holds (no existence oracle).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WriteAnswer<T> {
+    Detailed(T),
+    // Matched for its shape only: the answer says nothing more.
+    #[allow(dead_code)]
+    Accepted(Accepted),
+}
+
+#[derive(Deserialize)]
+struct Accepted {
+    #[allow(dead_code)] // matched for its shape only; always true
+    accepted: bool,
+}
+
+/// What the CLI says for [`WriteAnswer::Accepted`].
+fn print_accepted(cli: &Cli) {
+    say(
+        cli,
+        json!({"accepted": true}),
+        "accepted (the server tells a token that cannot read every purpose of its tenant nothing more)",
+    );
+}
+
 #[derive(Deserialize)]
 struct TokenAnswer {
     id: String,
@@ -591,7 +617,7 @@ impl Remote {
                     id: String,
                     status: String,
                 }
-                let r: Added = self.post(
+                let r: WriteAnswer<Added> = self.post(
                     &tenant_path(&a.tenant, "numbers"),
                     &AddBody {
                         phone: &a.phone,
@@ -600,6 +626,13 @@ impl Remote {
                         source: &a.source,
                     },
                 )?;
+                let r = match r {
+                    WriteAnswer::Detailed(r) => r,
+                    WriteAnswer::Accepted(_) => {
+                        print_accepted(cli);
+                        return Ok(());
+                    }
+                };
                 if cli.json {
                     print_json(&json!({"id": r.id, "outcome": r.status}));
                 } else {
@@ -667,7 +700,7 @@ impl Remote {
                 purpose,
                 source,
             }) => {
-                let r: ChangedAnswer = self.post(
+                let r: WriteAnswer<ChangedAnswer> = self.post(
                     &tenant_path(&target.tenant, "consent/grant"),
                     &TargetedBody {
                         purposes: Some(purpose),
@@ -675,6 +708,10 @@ impl Remote {
                         ..TargetedBody::of(target)
                     },
                 )?;
+                let WriteAnswer::Detailed(r) = r else {
+                    print_accepted(cli);
+                    return Ok(());
+                };
                 let id = record_id(&r.id)?;
                 say(
                     cli,
@@ -684,13 +721,17 @@ impl Remote {
                 Ok(())
             }
             Command::Consent(ConsentCommand::Withdraw { target, purpose }) => {
-                let r: ChangedAnswer = self.post(
+                let r: WriteAnswer<ChangedAnswer> = self.post(
                     &tenant_path(&target.tenant, "consent/withdraw"),
                     &TargetedBody {
                         purpose: Some(purpose),
                         ..TargetedBody::of(target)
                     },
                 )?;
+                let WriteAnswer::Detailed(r) = r else {
+                    print_accepted(cli);
+                    return Ok(());
+                };
                 report_change(
                     cli,
                     changed(r)?,
@@ -705,8 +746,12 @@ impl Remote {
                     all: a.purpose.is_none(),
                     ..TargetedBody::of(&a.target)
                 };
-                let r: ChangedAnswer =
+                let r: WriteAnswer<ChangedAnswer> =
                     self.post(&tenant_path(&a.target.tenant, "opt-out"), &body)?;
+                let WriteAnswer::Detailed(r) = r else {
+                    print_accepted(cli);
+                    return Ok(());
+                };
                 let what = a.purpose.as_deref().unwrap_or("everything");
                 report_change(
                     cli,
@@ -721,7 +766,12 @@ impl Remote {
                 struct Erased {
                     id: String,
                 }
-                let r: Erased = self.post(&tenant_path(&t.tenant, "erase"), &TargetBody::of(t))?;
+                let r: WriteAnswer<Erased> =
+                    self.post(&tenant_path(&t.tenant, "erase"), &TargetBody::of(t))?;
+                let WriteAnswer::Detailed(r) = r else {
+                    print_accepted(cli);
+                    return Ok(());
+                };
                 let id = record_id(&r.id)?;
                 say(
                     cli,
@@ -731,8 +781,12 @@ impl Remote {
                 Ok(())
             }
             Command::Verify(t) => {
-                let r: ChangedAnswer =
+                let r: WriteAnswer<ChangedAnswer> =
                     self.post(&tenant_path(&t.tenant, "verify"), &TargetBody::of(t))?;
+                let WriteAnswer::Detailed(r) = r else {
+                    print_accepted(cli);
+                    return Ok(());
+                };
                 report_change(cli, changed(r)?, "verified now", "verified now");
                 Ok(())
             }
@@ -804,7 +858,7 @@ impl Remote {
                     let path = format!("/v1/sys/tokens/{}", enc(id));
                     match self.call_or_absent::<Revoked>(Method::DELETE, &path, None)? {
                         Some(r) => r.revoked,
-                        None => return Err(server_cmds::no_such_token(id)),
+                        None => return Err(server_cmds::no_such_token()),
                     }
                 };
                 server_cmds::print_revoked(cli, n);
@@ -897,6 +951,7 @@ impl Remote {
         let mut batch = Batch::new(a)?;
         let mut rejects = RejectsFile::new(rejects_path.clone());
         let mut summary = ImportSummary::default();
+        let mut accepted: Option<u64> = None;
         let mut record = csv::StringRecord::new();
         let mut row = 0usize;
         loop {
@@ -927,6 +982,9 @@ impl Remote {
             let chunk_done = row % vault::IMPORT_CHUNK == 0;
             if !more || (chunk_done && batch.full()) {
                 let done = self.send_batch(a, &mut batch)?;
+                if let Some(n) = done.accepted {
+                    accepted = Some(accepted.unwrap_or(0) + n);
+                }
                 summary = add_summary(summary, done.summary);
                 for (_, _, r) in done.rejects {
                     rejects.write(&r)?;
@@ -938,7 +996,30 @@ impl Remote {
         }
         bar.finish_and_clear();
         rejects.finish()?;
-        super::print_import(cli, &summary, &rejects_path);
+        match accepted {
+            None => super::print_import(cli, &summary, &rejects_path),
+            Some(n) => {
+                let mut v =
+                    json!({"rows": summary.rows, "accepted": n, "rejected": summary.rejected});
+                if summary.rejected > 0 {
+                    v["rejects_file"] = rejects_path.display().to_string().into();
+                }
+                say(
+                    cli,
+                    v,
+                    &format!(
+                        "imported {} rows: {n} accepted, {} rejected (the server tells a token that cannot read every purpose of its tenant nothing more)",
+                        summary.rows, summary.rejected
+                    ),
+                );
+                if summary.rejected > 0 && !cli.json {
+                    println!(
+                        "rejected rows (line and reason) are in {}",
+                        rejects_path.display()
+                    );
+                }
+            }
+        }
         Ok(())
     }
 
@@ -946,6 +1027,7 @@ impl Remote {
         let mut done = BatchDone {
             summary: ImportSummary::default(),
             rejects: std::mem::take(&mut batch.local),
+            accepted: None,
         };
         done.summary.rows = done.rejects.len() as u64;
         done.summary.rejected = done.rejects.len() as u64;
@@ -986,6 +1068,7 @@ impl Remote {
                     _ => {}
                 }
             }
+            done.accepted = r.summary.accepted;
             done.summary = add_summary(done.summary, r.summary.into());
         }
         // The in-process import's order: chunk by chunk, the invalid rows, then the
@@ -1167,6 +1250,9 @@ impl Batch {
 struct BatchDone {
     summary: ImportSummary,
     rejects: Vec<(usize, bool, RowReject)>,
+    /// Items the server accepted, when it answers without detail (a token that cannot
+    /// read every purpose: no created / merged / unchanged / suppressed split).
+    accepted: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -1192,14 +1278,21 @@ struct ItemError {
 #[derive(Deserialize)]
 struct SummaryAnswer {
     rows: u64,
+    #[serde(default)]
     created: u64,
+    #[serde(default)]
     merged: u64,
+    #[serde(default)]
     unchanged: u64,
     rejected: u64,
+    #[serde(default)]
     suppressed: u64,
-    /// Absent in answers of servers older than the field.
+    /// Absent in answers of servers older than the field, and in answers without
+    /// detail.
     #[serde(default)]
     newly_valid: u64,
+    /// Only in the answer without detail, instead of the counts above.
+    accepted: Option<u64>,
 }
 
 impl From<SummaryAnswer> for ImportSummary {

@@ -1047,6 +1047,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Find(a) => {
+            if a.last4.is_some() {
+                use crate::policy::{decide, Access, Caller, Decision, Operation};
+                let access = Access::new(&a.tenant, Operation::ReadLast4, &[]).reveal(a.reveal);
+                if let Decision::Deny(r) = decide(&Caller::Operator, &access) {
+                    return Err(fail(r.to_string()));
+                }
+            }
             let v = open(&cli)?.revealing(a.reveal);
             if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
                 let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;

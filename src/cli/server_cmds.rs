@@ -21,6 +21,18 @@ pub struct ServeArgs {
     /// as many); 0 disables the limit. Refusals are 429 `rate_limited`.
     #[arg(long, default_value_t = server::DEFAULT_LOOKUP_RATE)]
     pub lookup_rate: u32,
+    /// Numbers written (added, changed, erased; a batch item is one) per second per
+    /// token, with bursts of as many; 0 disables the limit.
+    #[arg(long, default_value_t = server::DEFAULT_WRITE_RATE)]
+    pub write_rate: u32,
+    /// Records each token may get from last-4 searches per minute (bursts of as many;
+    /// a search that finds nothing costs one); 0 disables the limit.
+    #[arg(long, default_value_t = server::DEFAULT_LAST4_PER_MINUTE)]
+    pub last4_per_minute: u32,
+    /// Seconds from a request's head to the end of its body; a slower body gets 408
+    /// and its connection is closed.
+    #[arg(long, default_value_t = server::DEFAULT_REQUEST_TIMEOUT_SECS)]
+    pub request_timeout_secs: u64,
     /// Most client connections open at once; more wait in the socket's backlog.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -188,8 +200,11 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         allow_uids: a.allow_uid.clone(),
         unlock,
         lookup_rate: a.lookup_rate,
+        write_rate: a.write_rate,
+        last4_per_minute: a.last4_per_minute,
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
+        request_timeout: std::time::Duration::from_secs(a.request_timeout_secs.max(1)),
         audit_sync: a.audit_sync(),
         access_log: a.access_log,
         purge_every: a.purge_every.interval()?,
@@ -210,11 +225,7 @@ fn fmt_expiry(t: Option<u64>) -> String {
 pub(super) fn token_role(a: &TokenCreateArgs) -> Result<Role, Failure> {
     match (&a.role, a.admin) {
         (_, true) => Ok(Role::Admin),
-        (Some(r), false) => Role::parse(r).ok_or_else(|| {
-            fail(format!(
-                "unknown role `{r}`: use admin, writer, reader or auditor"
-            ))
-        }),
+        (Some(r), false) => crate::policy::values::parse_role(r).map_err(|e| fail(e.to_string())),
         (None, false) => Err(fail("give --role, or --admin")),
     }
 }
@@ -267,11 +278,10 @@ pub(super) fn print_tokens(cli: &Cli, list: &[TokenInfo]) {
     }
 }
 
-/// The refusal of `token revoke ID` for an unknown id.
-pub(super) fn no_such_token(id: &str) -> Failure {
-    fail(format!(
-        "no token with id `{id}`: list them with `phonevault token list`"
-    ))
+/// The refusal of `token revoke ID` for an unknown id (not repeated: it may be
+/// anything typed in its place).
+pub(super) fn no_such_token() -> Failure {
+    fail("no token with the id given: list them with `phonevault token list`")
 }
 
 /// Prints how many tokens were revoked.
@@ -305,7 +315,7 @@ pub(super) fn token(cli: &Cli, c: &TokenCommand) -> Result<(), Failure> {
             } else {
                 let id = id.as_deref().unwrap_or_default();
                 if !v.revoke_token(id)? {
-                    return Err(no_such_token(id));
+                    return Err(no_such_token());
                 }
                 1
             };

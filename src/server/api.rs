@@ -13,10 +13,11 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    blocking, check_purpose, check_reveal, open_vault, quick, unseal_delay, ApiError, App, Authed,
-    JsonBody, Op, Peer, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, OPENAPI,
+    blocking, open_vault, quick, unseal_delay, write_detail, ApiError, App, Authed, JsonBody, Peer,
+    MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
 };
 use crate::audit::{Entry, Outcome};
+use crate::policy::{Access, Operation};
 use crate::stats::StatsQuery;
 use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
@@ -28,7 +29,10 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/sys/health", get(health))
         .route("/v1/sys/metrics", get(metrics))
-        .route("/v1/sys/unseal", post(unseal))
+        .route(
+            "/v1/sys/unseal",
+            post(unseal).layer(DefaultBodyLimit::max(MAX_UNSEAL_BODY)),
+        )
         .route("/v1/sys/seal", post(seal))
         .route("/v1/sys/tokens", get(list_tokens).post(create_token))
         .route("/v1/sys/tokens/revoke-all", post(revoke_all_tokens))
@@ -251,25 +255,43 @@ fn outcome_json(o: AddOutcome) -> Value {
     json!({ "id": id.to_string(), "status": status })
 }
 
+/// The answer of every write to a caller without detail (see
+/// [`crate::policy::Decision::Allow`]): the same bytes whether the number was absent,
+/// consented for other purposes only, suppressed or expired.
+fn accepted() -> Res {
+    ok(json!({ "accepted": true }))
+}
+
+/// The purposes of a request, for the access decision.
+fn names(purposes: &[String]) -> Vec<&str> {
+    purposes.iter().map(String::as_str).collect()
+}
+
 async fn add(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<AddReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
-    for p in &req.consents {
-        check_purpose(&info, p)?;
-    }
-    let o = blocking(move || {
-        vault.add(
+    let consents = names(&req.consents);
+    let (vault, info) =
+        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&consents))?;
+    app.writes.take(&info.id, 1)?;
+    let (detailed, o) = blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
+        let o = vault.add(
             &tenant,
             &req.phone,
             req.region.as_deref(),
             &req.consents,
             req.source.as_deref().unwrap_or(DEFAULT_SOURCE),
-        )
+        )?;
+        Ok((detailed, o))
     })
     .await?;
+    if !detailed {
+        return accepted();
+    }
     let status = if matches!(o, AddOutcome::Created(_)) {
         StatusCode::CREATED
     } else {
@@ -294,11 +316,20 @@ pub(crate) struct BatchReq {
 }
 
 async fn batch(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<BatchReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
+    let consents: Vec<&str> = req
+        .items
+        .iter()
+        .flat_map(|i| &i.consents)
+        .map(String::as_str)
+        .collect();
+    let (vault, info) =
+        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&consents))?;
+    drop(consents);
     if req.items.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -306,11 +337,36 @@ async fn batch(
             format!("a batch holds at most {MAX_BATCH_ITEMS} items; split it"),
         ));
     }
-    for p in req.items.iter().flat_map(|i| &i.consents) {
-        check_purpose(&info, p)?;
+    app.writes.take(&info.id, req.items.len())?;
+    let (detailed, (results, summary)) = blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
+        Ok((detailed, batch_import(&vault, &tenant, req)?))
+    })
+    .await?;
+    if detailed {
+        return ok(json!({ "results": results, "summary": summary }));
     }
-    let (results, summary) = blocking(move || batch_import(&vault, &tenant, req)).await?;
-    ok(json!({ "results": results, "summary": summary }))
+    // Without detail: `suppressed` items and the created / merged / unchanged counts
+    // would say which numbers exist; every item that is a valid number is `accepted`.
+    let results: Vec<Value> = results
+        .into_iter()
+        .map(|r| {
+            if r["status"] == "error" {
+                r
+            } else {
+                json!({ "index": r["index"], "status": "accepted" })
+            }
+        })
+        .collect();
+    let rejected = results.iter().filter(|r| r["status"] == "error").count();
+    ok(json!({
+        "results": results,
+        "summary": {
+            "rows": results.len(),
+            "accepted": results.len() - rejected,
+            "rejected": rejected,
+        },
+    }))
 }
 
 /// Runs a batch through the streaming import, one import per distinct (consents,
@@ -435,10 +491,12 @@ async fn lookup(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<LookupReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
-    check_purpose(&info, &req.purpose)?;
-    check_reveal(&info, req.reveal)?;
-    app.lookups.take(&info.id)?;
+    let purpose = [req.purpose.as_str()];
+    let access = Access::new(&tenant, Operation::Read, &[])
+        .purposes(&purpose)
+        .reveal(req.reveal);
+    let (vault, info) = auth.authorize(&access)?;
+    app.lookups.take(&info.id, 1)?;
     let reveal = req.reveal;
     let found = quick(move || {
         vault
@@ -468,18 +526,25 @@ async fn lookup_last4(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<Last4Req>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
-    check_purpose(&info, &req.purpose)?;
-    check_reveal(&info, req.reveal)?;
-    app.lookups.take(&info.id)?;
-    let reveal = req.reveal;
+    let purpose = [req.purpose.as_str()];
+    let access = Access::new(&tenant, Operation::ReadLast4, &[])
+        .purposes(&purpose)
+        .reveal(req.reveal);
+    let (vault, info) = auth.authorize(&access)?;
+    // Charged per record returned (at least one per search): one search may name up
+    // to `MAX_LAST4_RESULTS` records.
+    app.last4.check(&info.id)?;
+    app.lookups.take(&info.id, 1)?;
+    let id = info.id.clone();
     let found = quick(move || {
         vault
-            .revealing(reveal)
+            .revealing(false)
             .find_last4(&tenant, req.country_code, &req.last4, &req.purpose)
     })
-    .await?;
-    let list: Vec<Value> = found.iter().map(|f| found_json(f, reveal)).collect();
+    .await;
+    app.last4
+        .charge(&id, found.as_ref().map_or(1, |f| f.len().max(1)));
+    let list: Vec<Value> = found?.iter().map(|f| found_json(f, false)).collect();
     ok(json!({ "results": list }))
 }
 
@@ -511,10 +576,12 @@ async fn get_number(
     Path((tenant, id)): Path<(String, String)>,
     uri: Uri,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Read)?;
     let q = parse_get_query(uri.query())?;
-    check_purpose(&info, &q.purpose)?;
-    check_reveal(&info, q.reveal)?;
+    let purpose = [q.purpose.as_str()];
+    let access = Access::new(&tenant, Operation::Read, &[])
+        .purposes(&purpose)
+        .reveal(q.reveal);
+    let (vault, _) = auth.authorize(&access)?;
     let reveal = q.reveal;
     let found = quick(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
     match found {
@@ -527,7 +594,7 @@ async fn delete_number(
     Extension(auth): Extension<Authed>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> Res {
-    let (vault, _) = auth.authorize(&tenant, Op::Write)?;
+    let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
     if blocking(move || vault.delete(&tenant, &id)).await? {
         ok(json!({ "deleted": true }))
     } else {
@@ -586,18 +653,20 @@ pub(crate) struct GrantReq {
 }
 
 async fn grant(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<GrantReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
-    for p in &req.purposes {
-        check_purpose(&info, p)?;
-    }
+    let purposes = names(&req.purposes);
+    let (vault, info) =
+        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purposes))?;
     target_of(&req.phone, &req.region, &req.id)?;
+    app.writes.take(&info.id, 1)?;
     let v = blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
         let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-        match &req.id {
+        let changed = match &req.id {
             Some(id) => vault.grant_by_id(&tenant, id, &req.purposes, source),
             None => vault
                 .add(
@@ -613,10 +682,31 @@ async fn grant(
                         crate::vault::Changed::Yes(id)
                     }
                 }),
-        }
+        };
+        uniform(detailed, changed)
     })
     .await?;
-    ok(changed_json(v))
+    answer_changed(v)
+}
+
+/// What a record change answers: in detail, or (see [`accepted`]) `None`, the one
+/// answer whether the record exists or not.
+fn uniform<T>(
+    detailed: bool,
+    r: Result<T, crate::vault::VaultError>,
+) -> Result<Option<T>, crate::vault::VaultError> {
+    match (detailed, r) {
+        (true, r) => r.map(Some),
+        (false, Ok(_) | Err(crate::vault::VaultError::NoSuchRecord(_))) => Ok(None),
+        (false, Err(e)) => Err(e),
+    }
+}
+
+fn answer_changed(v: Option<crate::vault::Changed>) -> Res {
+    match v {
+        Some(c) => ok(changed_json(c)),
+        None => accepted(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -629,20 +719,24 @@ pub(crate) struct WithdrawReq {
 }
 
 async fn withdraw(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<WithdrawReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
-    check_purpose(&info, &req.purpose)?;
+    let purpose = [req.purpose.as_str()];
+    let (vault, info) =
+        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
     target_of(&req.phone, &req.region, &req.id)?;
+    app.writes.take(&info.id, 1)?;
     let v = blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
         let t = target_of(&req.phone, &req.region, &req.id)
             .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        vault.withdraw(&tenant, t, &req.purpose)
+        uniform(detailed, vault.withdraw(&tenant, t, &req.purpose))
     })
     .await?;
-    ok(changed_json(v))
+    answer_changed(v)
 }
 
 #[derive(Deserialize)]
@@ -657,62 +751,76 @@ pub(crate) struct OptOutReq {
 }
 
 async fn opt_out(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<OptOutReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&tenant, Op::Write)?;
-    match (&req.purpose, req.all) {
-        (Some(p), false) => check_purpose(&info, p)?,
-        (None, true) => {}
+    let purpose: Vec<&str> = match (&req.purpose, req.all) {
+        (Some(p), false) => vec![p.as_str()],
+        (None, true) => Vec::new(),
         _ => {
             return Err(ApiError::bad_json(
                 "give exactly one of \"purpose\" and \"all\": true",
             ))
         }
-    }
+    };
+    let (vault, info) =
+        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
+    drop(purpose);
     target_of(&req.phone, &req.region, &req.id)?;
+    app.writes.take(&info.id, 1)?;
     let v = blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
         let t = target_of(&req.phone, &req.region, &req.id)
             .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        vault.opt_out(&tenant, t, req.purpose.as_deref())
+        uniform(detailed, vault.opt_out(&tenant, t, req.purpose.as_deref()))
     })
     .await?;
-    ok(changed_json(v))
+    answer_changed(v)
 }
 
 async fn erase(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
-    let (vault, _) = auth.authorize(&tenant, Op::Write)?;
+    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
     req.target()?;
+    app.writes.take(&info.id, 1)?;
     let id = blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
         let t = req
             .target()
             .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        vault.erase(&tenant, t)
+        uniform(detailed, vault.erase(&tenant, t))
     })
     .await?;
-    ok(json!({ "id": id.to_string(), "erased": true }))
+    match id {
+        Some(id) => ok(json!({ "id": id.to_string(), "erased": true })),
+        None => accepted(),
+    }
 }
 
 async fn verify(
+    State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
-    let (vault, _) = auth.authorize(&tenant, Op::Write)?;
+    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
     req.target()?;
+    app.writes.take(&info.id, 1)?;
     let v = blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
         let t = req
             .target()
             .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        vault.verify(&tenant, t)
+        uniform(detailed, vault.verify(&tenant, t))
     })
     .await?;
-    ok(changed_json(v))
+    answer_changed(v)
 }
 
 #[derive(Deserialize)]
@@ -752,7 +860,7 @@ async fn stats(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<StatsReq>,
 ) -> Res {
-    let (vault, _) = auth.authorize(&tenant, Op::Stats)?;
+    let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Stats, &[]))?;
     let q = req.query();
     let s = blocking(move || vault.stats(&tenant, &q)).await?;
     serde_json::to_value(&s)
@@ -788,20 +896,18 @@ fn token_json(t: &TokenInfo) -> Value {
 async fn create_token(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
-    headers: HeaderMap,
-    JsonBody(req): JsonBody<TokenReq>,
+    req: axum::extract::Request,
 ) -> Res {
-    let vault = vault_admin(&app, peer, &headers, "creating tokens")?;
-    let role = Role::parse(&req.role).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_argument",
-            format!(
-                "unknown role `{}`: use admin, writer, reader or auditor",
-                req.role
-            ),
-        )
-    })?;
+    // Who asks, before a byte of the body is read.
+    let vault = vault_admin(&app, peer, req.headers(), "creating tokens")?;
+    let JsonBody(req) =
+        <JsonBody<TokenReq> as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
+    let invalid = |e: crate::policy::ValueError| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", e.to_string())
+    };
+    let role = crate::policy::values::parse_role(&req.role).map_err(invalid)?;
+    // The CLI's own message, so that `token create` through the socket prints what it
+    // prints in-process.
     let ttl_secs = req
         .ttl
         .as_deref()
@@ -864,6 +970,181 @@ mod tests {
 
     use super::*;
     use crate::store::MemoryStore;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    const DAY: u64 = 86_400;
+    const OTHER_ONLY: &str = "+447400123001";
+    const SUPPRESSED: &str = "+447400123002";
+    const EXPIRED: &str = "+447400123003";
+    const ABSENT: &str = "+447400123004";
+
+    /// A tenant `shop` (otp, marketing; retention 1 day) holding a number consented
+    /// for marketing only, one opted out of everything, and one past its retention.
+    fn populated() -> crate::vault::Vault {
+        let now = Arc::new(AtomicU64::new(1_800_000_000));
+        let mut vault = crate::vault::Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        let c = now.clone();
+        vault.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
+        let purposes = ["otp".to_owned(), "marketing".to_owned()];
+        vault.create_tenant("shop", &purposes, None).unwrap();
+        vault.set_retention("shop", Some(1)).unwrap();
+        let otp = ["otp".to_owned()];
+        vault.add("shop", EXPIRED, None, &otp, "t").unwrap();
+        now.fetch_add(2 * DAY, Ordering::SeqCst);
+        vault
+            .add("shop", OTHER_ONLY, None, &["marketing".to_owned()], "t")
+            .unwrap();
+        vault.add("shop", SUPPRESSED, None, &otp, "t").unwrap();
+        let t = Target::Phone {
+            input: SUPPRESSED,
+            region: None,
+        };
+        vault.opt_out("shop", t, None).unwrap();
+        vault
+    }
+
+    fn writer(vault: &crate::vault::Vault) -> Authed {
+        let info = TokenInfo {
+            id: "0123456789abcdef".into(),
+            tenant: Some("shop".into()),
+            role: Role::Writer,
+            purposes: vec!["otp".into()],
+            reveal: false,
+            created_at: 0,
+            expires_at: None,
+        };
+        Authed {
+            vault: vault.clone(),
+            info,
+        }
+    }
+
+    /// A request body for a number.
+    type BodyFor = fn(&str) -> Value;
+
+    /// Every write route that takes a number, as (name, body for `phone`).
+    fn write_routes() -> Vec<(&'static str, BodyFor)> {
+        vec![
+            ("add", |p| json!({"phone": p, "consents": ["otp"]})),
+            (
+                "batch",
+                |p| json!({"items": [{"phone": p, "consents": ["otp"]}]}),
+            ),
+            ("grant", |p| json!({"phone": p, "purposes": ["otp"]})),
+            ("withdraw", |p| json!({"phone": p, "purpose": "otp"})),
+            ("opt-out", |p| json!({"phone": p, "purpose": "otp"})),
+            ("opt-out-all", |p| json!({"phone": p, "all": true})),
+            ("verify", |p| json!({"phone": p})),
+            ("erase", |p| json!({"phone": p})),
+        ]
+    }
+
+    /// Calls one route's handler as the router would, and returns the status and the
+    /// exact bytes of the answer.
+    async fn call(app: &Arc<App>, auth: &Authed, route: &str, body: Value) -> (u16, Vec<u8>) {
+        let bytes = body.to_string();
+        let t = || Path("shop".to_owned());
+        let s = || State(app.clone());
+        let e = || Extension(auth.clone());
+        macro_rules! parse {
+            () => {
+                JsonBody(super::super::parse_body(bytes.as_bytes()).unwrap())
+            };
+        }
+        let r = match route {
+            "add" => add(s(), e(), t(), parse!()).await,
+            "batch" => batch(s(), e(), t(), parse!()).await,
+            "grant" => grant(s(), e(), t(), parse!()).await,
+            "withdraw" => withdraw(s(), e(), t(), parse!()).await,
+            "opt-out" | "opt-out-all" => opt_out(s(), e(), t(), parse!()).await,
+            "verify" => verify(s(), e(), t(), parse!()).await,
+            "erase" => erase(s(), e(), t(), parse!()).await,
+            other => panic!("no route {other}"),
+        };
+        let resp = r.unwrap_or_else(IntoResponse::into_response);
+        let status = resp.status().as_u16();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, body.to_vec())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Issue 13, item 2: a writer limited to `otp` learned whether a number existed
+    /// (404 against `200 {"changed":false,"id":…}`), was suppressed or had expired.
+    #[test]
+    fn write_answers_are_the_same_bytes_for_absent_other_purpose_suppressed_and_expired() {
+        let rt = runtime();
+        for (route, body) in write_routes() {
+            let answers: Vec<(u16, Vec<u8>)> = [ABSENT, OTHER_ONLY, SUPPRESSED, EXPIRED]
+                .into_iter()
+                .map(|phone| {
+                    // A fresh vault per case: a write must not change the next case.
+                    let vault = populated();
+                    let app = Arc::new(App::for_test(vault.clone(), 0));
+                    rt.block_on(call(&app, &writer(&vault), route, body(phone)))
+                })
+                .collect();
+            let text = |a: &(u16, Vec<u8>)| format!("{} {}", a.0, String::from_utf8_lossy(&a.1));
+            assert_eq!(answers[0].0, 200, "{route}: {}", text(&answers[0]));
+            for a in &answers[1..] {
+                assert_eq!(
+                    a,
+                    &answers[0],
+                    "{route}: {} vs {}",
+                    text(a),
+                    text(&answers[0])
+                );
+            }
+        }
+    }
+
+    /// Issue 13, item 2: the write routes had no rate limit at all.
+    #[test]
+    fn every_write_route_is_rate_limited_per_token() {
+        let rt = runtime();
+        for (route, body) in write_routes() {
+            let vault = populated();
+            let app = Arc::new(App::for_test(vault.clone(), 1));
+            let auth = writer(&vault);
+            let first = rt.block_on(call(&app, &auth, route, body(ABSENT)));
+            assert_eq!(first.0, 200, "{route}");
+            let second = rt.block_on(call(&app, &auth, route, body(OTHER_ONLY)));
+            assert_eq!(second.0, 429, "{route}");
+            // Another token has its own budget.
+            let mut other = writer(&vault);
+            other.info.id = "fedcba9876543210".into();
+            let third = rt.block_on(call(&app, &other, route, body(OTHER_ONLY)));
+            assert_eq!(third.0, 200, "{route}");
+        }
+    }
+
+    /// The detailed answers stay for a tenant admin holding every purpose (the CLI
+    /// through the socket relies on them).
+    #[test]
+    fn a_tenant_admin_with_every_purpose_gets_detail() {
+        let rt = runtime();
+        let vault = populated();
+        let app = Arc::new(App::for_test(vault.clone(), 0));
+        let mut admin = writer(&vault);
+        admin.info.role = Role::Admin;
+        admin.info.purposes.clear();
+        let (st, body) = rt.block_on(call(&app, &admin, "erase", json!({"phone": ABSENT})));
+        assert_eq!(st, 404, "{}", String::from_utf8_lossy(&body));
+        let (st, body) = rt.block_on(call(
+            &app,
+            &admin,
+            "add",
+            json!({"phone": ABSENT, "consents": ["otp"]}),
+        ));
+        assert_eq!(st, 201, "{}", String::from_utf8_lossy(&body));
+    }
 
     /// Found while checking the `csv_import` fuzz target's line numbers: a phone
     /// with a line break shifted the lines of the members after it, so a batch

@@ -93,6 +93,7 @@ impl From<VaultError> for ApiError {
             }
             VaultError::TenantExists(_) => (S::CONFLICT, "conflict"),
             VaultError::Stats(_) => (S::BAD_REQUEST, "invalid_argument"),
+            VaultError::Last4TooBroad { .. } => (S::BAD_REQUEST, "too_many_matches"),
             VaultError::Phone(p) => {
                 return ApiError {
                     status: S::BAD_REQUEST,

@@ -30,8 +30,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tokio::net::UnixListener;
 
+use crate::policy;
 use crate::store::StoreLocation;
-use crate::vault::{AuditSync, OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
+use crate::vault::{AuditSync, OpenOptions, TokenInfo, Unlock, Vault, VaultError};
 
 pub(crate) mod api;
 mod error;
@@ -140,8 +141,17 @@ pub struct ServeOptions {
     pub lookup_rate: u32,
     /// Most connections open at once; more wait in the socket's backlog.
     pub max_connections: usize,
+    /// Writes (numbers added, changed or erased) per second per token, with a burst
+    /// of as many; a batch is charged per item. 0 means no limit.
+    pub write_rate: u32,
+    /// Records a token may get from last-4 searches per minute (a burst of as many);
+    /// each search costs at least one. 0 means no limit.
+    pub last4_per_minute: u32,
     /// Time a client has to send a request's head (slow-loris defence).
     pub header_timeout: Duration,
+    /// Time from a request's arrival by which its body must have arrived (slow-body
+    /// defence); past it the request gets 408 and its connection is closed.
+    pub request_timeout: Duration,
     /// When a read's audit entry lets the read answer (see [`AuditSync`]).
     pub audit_sync: AuditSync,
     /// Log one line per request (method, route, status, peer) to stderr, buffered
@@ -161,49 +171,18 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// Default of [`ServeOptions::lookup_rate`].
 pub const DEFAULT_LOOKUP_RATE: u32 = 100;
 
-/// Per-token token buckets for lookups: the lookup API over ~10^10 possible numbers is
-/// an enumeration oracle, so each token gets a bounded rate.
-pub(crate) struct RateLimiter {
-    rate: f64,
-    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, std::time::Instant)>>,
-}
+/// Default of [`ServeOptions::write_rate`].
+pub const DEFAULT_WRITE_RATE: u32 = 10_000;
 
-impl RateLimiter {
-    fn new(rate: u32) -> Self {
-        RateLimiter {
-            rate: f64::from(rate),
-            buckets: std::sync::Mutex::new(std::collections::HashMap::new()),
-        }
-    }
+/// Default of [`ServeOptions::last4_per_minute`].
+pub const DEFAULT_LAST4_PER_MINUTE: u32 = 30;
 
-    /// Takes one lookup from the token's bucket, or says how long to wait.
-    fn take(&self, token_id: &str) -> Result<(), ApiError> {
-        if self.rate <= 0.0 {
-            return Ok(());
-        }
-        let now = std::time::Instant::now();
-        let mut map = self
-            .buckets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (level, at) = map.entry(token_id.to_owned()).or_insert((self.rate, now));
-        *level = (*level + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
-        *at = now;
-        if *level >= 1.0 {
-            *level -= 1.0;
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                format!(
-                    "lookup rate limit of this token reached ({} per second): slow down and retry",
-                    self.rate
-                ),
-            ))
-        }
-    }
-}
+/// Default of [`ServeOptions::request_timeout`], in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+
+/// Largest body of `POST /v1/sys/unseal`, the one route that reads a body before it
+/// knows who is asking.
+pub const MAX_UNSEAL_BODY: usize = 4096;
 
 /// Credentials of the connected peer, read with SO_PEERCRED once per connection.
 #[derive(Clone, Copy, Debug)]
@@ -271,7 +250,13 @@ pub(crate) struct App {
     /// [`MAX_HELD_ENTRIES`]).
     held: std::sync::Mutex<Vec<crate::audit::Entry>>,
     allow_uids: Vec<u32>,
-    lookups: RateLimiter,
+    /// Lookups by number, one unit each.
+    lookups: limit::RateLimiter,
+    /// Numbers written, one unit each (a batch item is one).
+    writes: limit::RateLimiter,
+    /// Records returned by last-4 searches, one unit each.
+    last4: limit::RateLimiter,
+    request_timeout: Duration,
     audit_sync: AuditSync,
     access_log: Option<Arc<AccessLog>>,
     /// What the retention sweeper did.
@@ -281,6 +266,32 @@ pub(crate) struct App {
 }
 
 impl App {
+    /// A server state around an open vault, for handler tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(vault: Vault, write_rate: u32) -> App {
+        App {
+            dir: PathBuf::new(),
+            store: StoreLocation::Sled,
+            vault: RwLock::new(Some(Arc::new(vault))),
+            unseal: tokio::sync::Mutex::new(0),
+            held: std::sync::Mutex::new(Vec::new()),
+            allow_uids: Vec::new(),
+            lookups: limit::RateLimiter::new(0.0, 0.0, "lookup", "--lookup-rate"),
+            writes: limit::RateLimiter::new(
+                f64::from(write_rate),
+                f64::from(write_rate),
+                "write",
+                "--write-rate",
+            ),
+            last4: limit::RateLimiter::new(0.0, 0.0, "last-4 search", "--last4-per-minute"),
+            request_timeout: Duration::from_secs(30),
+            audit_sync: AuditSync::Always,
+            access_log: None,
+            metrics: metrics::Metrics::new().unwrap_or_else(|e| panic!("metrics: {e}")),
+            sweeps: sweeper::SweepStats::default(),
+        }
+    }
+
     fn current(&self) -> Option<Arc<Vault>> {
         self.vault
             .read()
@@ -344,69 +355,42 @@ pub(crate) struct Authed {
 }
 
 impl Authed {
-    /// Checks that the token may do `op` in `tenant`.
-    fn authorize(&self, tenant: &str, op: Op) -> Result<(Vault, TokenInfo), ApiError> {
-        let info = &self.info;
-        // Same answer whether or not the tenant exists: no existence oracle.
-        if info.tenant.as_deref() != Some(tenant) {
-            return Err(ApiError::forbidden(
-                "this token is not valid for this tenant: use a token created with --tenant for it",
-            ));
+    /// The token as the policy sees it.
+    fn caller(&self) -> policy::Caller<'_> {
+        policy::Caller::Token {
+            tenant: self.info.tenant.as_deref(),
+            role: self.info.role,
+            purposes: &self.info.purposes,
+            reveal: self.info.reveal,
         }
-        let ok = match op {
-            Op::Read => matches!(info.role, Role::Admin | Role::Reader),
-            Op::Write => matches!(info.role, Role::Admin | Role::Writer),
-            Op::Stats => matches!(info.role, Role::Admin | Role::Auditor),
-        };
-        if !ok {
-            return Err(ApiError::forbidden(format!(
-                "role `{}` may not {}: use a token with the right role",
-                info.role.as_str(),
-                op.describe()
-            )));
-        }
-        Ok((self.vault.clone(), self.info.clone()))
     }
-}
 
-/// Kinds of operation, for role checks.
-#[derive(Clone, Copy, Debug)]
-enum Op {
-    Read,
-    Write,
-    Stats,
-}
-
-impl Op {
-    fn describe(self) -> &'static str {
-        match self {
-            Op::Read => "read numbers (needs reader or admin)",
-            Op::Write => "change records (needs writer or admin)",
-            Op::Stats => "read statistics (needs auditor or admin)",
+    /// Asks the policy whether the token may make `access` (refusals are 403 and
+    /// repeat no value of the request).
+    fn authorize(&self, access: &policy::Access<'_>) -> Result<(Vault, TokenInfo), ApiError> {
+        match policy::decide(&self.caller(), access) {
+            policy::Decision::Allow { .. } => Ok((self.vault.clone(), self.info.clone())),
+            policy::Decision::Deny(r) => Err(ApiError::forbidden(r.to_string())),
         }
     }
 }
 
-/// Checks that the token may use `purpose`.
-fn check_purpose(info: &TokenInfo, purpose: &str) -> Result<(), ApiError> {
-    if info.allows_purpose(purpose) {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "this token may not use purpose `{purpose}`: use a token created with --purposes including it"
-        )))
-    }
-}
-
-/// Checks the reveal right.
-fn check_reveal(info: &TokenInfo, reveal: bool) -> Result<(), ApiError> {
-    if reveal && !info.reveal {
-        Err(ApiError::forbidden(
-            "this token may not reveal full numbers: omit \"reveal\" for masked numbers, or use a token created with --reveal",
-        ))
-    } else {
-        Ok(())
-    }
+/// Whether a write by `info` in `tenant` may answer in detail (see
+/// [`policy::Decision::Allow`]): reads the tenant's declared purposes, so it runs on
+/// the blocking pool.
+fn write_detail(vault: &Vault, info: &TokenInfo, tenant: &str) -> Result<bool, VaultError> {
+    let declared = vault.declared_purposes(tenant)?;
+    let caller = policy::Caller::Token {
+        tenant: info.tenant.as_deref(),
+        role: info.role,
+        purposes: &info.purposes,
+        reveal: info.reveal,
+    };
+    let access = policy::Access::new(tenant, policy::Operation::Write, &declared);
+    Ok(matches!(
+        policy::decide(&caller, &access),
+        policy::Decision::Allow { detailed: true }
+    ))
 }
 
 /// Whether reads of `vault` are short enough for an async worker: its store is one
@@ -450,8 +434,20 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let deadline = req.extensions().get::<DeadlineFired>().cloned();
         let bytes = match axum::body::Bytes::from_request(req, state).await {
             Ok(b) => b,
+            Err(_)
+                if deadline
+                    .as_ref()
+                    .is_some_and(|d| d.0.load(std::sync::atomic::Ordering::SeqCst)) =>
+            {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    "the request body did not arrive before the request deadline: send it at once",
+                ))
+            }
             Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 return Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -676,7 +672,14 @@ async fn gate(
     let path = uri.path();
     let started = std::time::Instant::now();
     let method = req.method().clone();
+    // Every body must arrive by the deadline, counted from here (the head arrived).
+    let fired = DeadlineFired::default();
+    let deadline = tokio::time::Instant::now() + app.request_timeout;
+    let mut req =
+        req.map(|b| axum::body::Body::new(limit::DeadlineBody::new(b, deadline, fired.0.clone())));
+    req.extensions_mut().insert(fired.clone());
     let mut token_id = None;
+    let mut token_tenant = None;
     let resp = if !app.allow_uids.is_empty()
         && !peer.uid.is_some_and(|u| app.allow_uids.contains(&u))
     {
@@ -687,6 +690,7 @@ async fn gate(
         match app.authenticate_blocking(req.headers()).await {
             Ok((vault, info)) => {
                 token_id = Some(info.id.clone());
+                token_tenant = info.tenant.clone();
                 let quick = inline(&vault);
                 let vault = vault.acting_as(peer.token_actor(&info.id)).deferring();
                 let waiter = vault.clone();
@@ -700,12 +704,27 @@ async fn gate(
     } else {
         next.run(req).await
     };
-    let resp = audit_refusal(&app, peer, token_id, path, resp).await;
+    // The tenant of the path is recorded (and logged) only when it is the token's own:
+    // anything else is whatever the caller typed.
+    let tenant = token_tenant.filter(|t| path_tenant(path) == Some(t.as_str()));
+    let mut resp = audit_refusal(&app, peer, token_id, tenant.clone(), resp).await;
+    if fired.0.load(std::sync::atomic::Ordering::SeqCst)
+        || matches!(
+            resp.status(),
+            StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE
+        )
+    {
+        // The body may be unread: the connection is not reused.
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     let status = resp.status().as_u16();
     app.metrics
         .observe(method.as_str(), path, status, started.elapsed());
     if let Some(log) = &app.access_log {
-        log.push(&method, path, status, peer);
+        log.push(&method, &route_of(path, tenant.as_deref()), status, peer);
     }
     resp
 }
@@ -722,6 +741,38 @@ async fn synced(vault: &Vault, resp: Response) -> Response {
     }
 }
 
+/// Set by a request's [`limit::DeadlineBody`] when its deadline passed.
+#[derive(Clone, Default)]
+pub(crate) struct DeadlineFired(Arc<std::sync::atomic::AtomicBool>);
+
+/// The tenant segment of a tenant route's path.
+fn path_tenant(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/tenants/")
+        .and_then(|r| r.split('/').next())
+}
+
+/// The route of `path` as listed in [`ROUTES`], for the access log: the tenant shown
+/// only when it is `tenant` (the token's own), record and token ids never (a path
+/// segment is whatever the caller typed).
+fn route_of(path: &str, tenant: Option<&str>) -> String {
+    let segs: Vec<&str> = path.split('/').collect();
+    for (_, route) in ROUTES {
+        let pattern: Vec<&str> = route.split('/').collect();
+        if pattern.len() == segs.len()
+            && pattern
+                .iter()
+                .zip(&segs)
+                .all(|(p, s)| p.starts_with('{') || p == s)
+        {
+            return match tenant {
+                Some(t) if path_tenant(path) == Some(t) => route.replace("{tenant}", t),
+                _ => (*route).to_owned(),
+            };
+        }
+    }
+    "(no route)".to_owned()
+}
+
 /// Records refusals the vault itself never saw (failed authentication, a token used
 /// outside its rights, the lookup rate limit) in the audit log. When the entry cannot
 /// be written the caller gets 503 instead of the refusal: nothing goes unaudited.
@@ -729,7 +780,7 @@ async fn audit_refusal(
     app: &App,
     peer: Peer,
     token_id: Option<String>,
-    path: &str,
+    tenant: Option<String>,
     resp: Response,
 ) -> Response {
     let action = match resp.status() {
@@ -746,11 +797,6 @@ async fn audit_refusal(
         Some(id) => peer.token_actor(id),
         None => peer.actor(),
     };
-    let tenant = path
-        .strip_prefix("/v1/tenants/")
-        .and_then(|r| r.split('/').next())
-        .filter(|t| crate::vault::check_name("tenant", t).is_ok())
-        .map(str::to_owned);
     let quick = inline(&vault);
     let vault = vault.acting_as(actor).deferring();
     let log = {
@@ -901,7 +947,25 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         unseal: tokio::sync::Mutex::new(0),
         held: std::sync::Mutex::new(Vec::new()),
         allow_uids: opts.allow_uids,
-        lookups: RateLimiter::new(opts.lookup_rate),
+        lookups: limit::RateLimiter::new(
+            f64::from(opts.lookup_rate),
+            f64::from(opts.lookup_rate),
+            "lookup",
+            "--lookup-rate",
+        ),
+        writes: limit::RateLimiter::new(
+            f64::from(opts.write_rate),
+            f64::from(opts.write_rate),
+            "write",
+            "--write-rate",
+        ),
+        last4: limit::RateLimiter::new(
+            f64::from(opts.last4_per_minute) / 60.0,
+            f64::from(opts.last4_per_minute),
+            "last-4 search",
+            "--last4-per-minute",
+        ),
+        request_timeout: opts.request_timeout,
         audit_sync: opts.audit_sync,
         access_log: opts
             .access_log

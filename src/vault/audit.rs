@@ -689,6 +689,10 @@ impl AuditLog {
     }
 }
 
+/// What the audit log records for a purpose that the tenant did not declare (not a
+/// valid purpose name, so it cannot be mistaken for one).
+pub(crate) const UNDECLARED_PURPOSE: &str = "(undeclared)";
+
 /// An operation being audited: filled in as it learns what it touches.
 #[derive(Debug)]
 pub(crate) struct Event {
@@ -806,9 +810,21 @@ impl Vault {
     /// record is not returned: the caller gets the logging error instead.
     pub(crate) fn conclude<T>(
         &self,
-        ev: Event,
+        mut ev: Event,
         result: Result<T, VaultError>,
     ) -> Result<T, VaultError> {
+        // A tenant or purpose the operation refused as unknown is whatever the caller
+        // typed (a phone number in the wrong field): it is not stored.
+        match &result {
+            Err(VaultError::UnknownTenant(_) | VaultError::InvalidName { .. }) => {
+                ev.tenant = None;
+                ev.purpose = None;
+            }
+            Err(VaultError::UnknownPurpose { .. }) => {
+                ev.purpose = Some(UNDECLARED_PURPOSE.to_owned());
+            }
+            _ => {}
+        }
         if let Some(ticket) = ev.ticket {
             // The write and its entry are committed; the operation answers once both
             // are durable.

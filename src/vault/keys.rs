@@ -61,7 +61,7 @@ impl Vault {
         let row_bytes = self
             .store
             .get(Tree::Tenants, tenant.as_bytes())?
-            .ok_or_else(|| VaultError::UnknownTenant(tenant.to_owned()))?;
+            .ok_or(VaultError::UnknownTenant(()))?;
         let row: super::TenantRow =
             super::decode_row(&self.row_mac, "tenants", tenant.as_bytes(), &row_bytes)?;
         let _w = self.write_guard();

@@ -295,7 +295,7 @@ impl Vault {
         let bytes = self
             .store
             .get(Tree::Tenants, key)?
-            .ok_or_else(|| VaultError::UnknownTenant(tenant.to_owned()))?;
+            .ok_or(VaultError::UnknownTenant(()))?;
         let mut row: TenantRow = decode_row(&self.row_mac, "tenants", key, &bytes)?;
         f(&mut row)?;
         let mut b = Batch::default();

@@ -65,8 +65,6 @@ pub const ENCRYPTION_RESERVATION: u64 = 1 << 16;
 /// Records per atomic commit during an import; each chunk reports its rejected rows
 /// (invalid, then suppressed) when it is written.
 pub const IMPORT_CHUNK: usize = 1000;
-/// Longest tenant name, purpose or source.
-const MAX_NAME_LEN: usize = 64;
 /// How long a cached tenant context (settings and keys) is used before its row is
 /// re-read. Other servers sharing the store see a change of tenant settings within
 /// this bound; a change of the keyring file they share is seen at the next call (its
@@ -121,9 +119,12 @@ pub enum VaultError {
     /// The keyring and the store do not belong together.
     #[error("the keyring does not belong to this store (vault ids differ): restore the matching keyring file")]
     KeyringMismatch,
-    /// The tenant does not exist.
-    #[error("unknown tenant `{0}`: list tenants with `phonevault tenant list`")]
-    UnknownTenant(String),
+    /// The tenant does not exist. The name given is not repeated: it may be anything
+    /// a caller typed (a phone number in the wrong field).
+    #[error(
+        "unknown tenant: check the name given, and list tenants with `phonevault tenant list`"
+    )]
+    UnknownTenant(()),
     /// The tenant already exists.
     #[error("tenant `{0}` already exists")]
     TenantExists(String),
@@ -134,10 +135,11 @@ pub enum VaultError {
         what: &'static str,
     },
     /// The purpose is not declared by the tenant.
-    #[error("purpose `{purpose}` is not declared by tenant `{tenant}`: declared purposes are {declared}")]
+    #[error("purpose number {position} given is not declared by tenant `{tenant}`: declared purposes are {declared}")]
     UnknownPurpose {
-        /// The purpose asked for.
-        purpose: String,
+        /// 1-based position of the purpose among those given (the value itself is
+        /// never repeated).
+        position: usize,
         /// The tenant.
         tenant: String,
         /// Its declared purposes.
@@ -173,6 +175,13 @@ pub enum VaultError {
     /// A stored row failed its MAC or does not decode.
     #[error("stored {0} row failed its integrity check: the store was tampered with or damaged; restore it from a backup")]
     RowTampered(&'static str),
+    /// A last-4 search matched more records than one search may return, or more
+    /// candidates than the tenant's index plan allows to scan.
+    #[error("too many records match these last four digits (a search returns at most {limit}): ask the customer for the full number, or look it up by another factor")]
+    Last4TooBroad {
+        /// The most records one search returns.
+        limit: usize,
+    },
     /// The index pointed at a record holding another number (HMAC collision or tampering).
     #[error("index inconsistency: an index entry points at a record for another number; run `phonevault key rewrap` to rebuild the index")]
     IndexMismatch,
@@ -313,6 +322,7 @@ impl VaultError {
             VaultError::Store(StoreError::Unavailable(_)) => "store_unavailable",
             VaultError::Store(_) => "store_error",
             VaultError::RowTampered(_) | VaultError::IndexMismatch => "tampered",
+            VaultError::Last4TooBroad { .. } => "too_many_matches",
             VaultError::Io { .. } => "io_error",
             VaultError::Hsm(_) | VaultError::NoPkcs11Slot { .. } => "hsm_unavailable",
             VaultError::Csv(_) => "csv_error",
@@ -407,7 +417,14 @@ pub(crate) struct TenantCtx {
     destroyed_below: u32,
     /// When the row and keys were read (see [`TENANT_CACHE_TTL`]).
     loaded: Instant,
+    /// A sealed record under no id of the tenant, opened by a read that found
+    /// nothing, so that "absent" costs the fetch and decryption of "refused".
+    decoy: std::sync::OnceLock<Vec<u8>>,
 }
+
+/// The id of [`TenantCtx::decoy`]: all ones, never generated (ids start with the
+/// creation time in milliseconds).
+const DECOY_ID: RecordId = RecordId([0xff; 16]);
 
 impl TenantCtx {
     fn data_key(&self, version: u32) -> Result<&TenantKeys, VaultError> {
@@ -429,14 +446,18 @@ impl TenantCtx {
     }
 
     fn check_purpose(&self, purpose: &str) -> Result<(), VaultError> {
-        if self.row.purposes.iter().any(|p| p == purpose) {
-            Ok(())
-        } else {
-            Err(VaultError::UnknownPurpose {
-                purpose: purpose.to_owned(),
+        self.check_purpose_at(purpose, 0)
+    }
+
+    /// Checks `purpose`, the `position`th (0-based) of those given.
+    fn check_purpose_at(&self, purpose: &str, position: usize) -> Result<(), VaultError> {
+        match crate::policy::Purpose::declared(&self.row.purposes, purpose, position) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(VaultError::UnknownPurpose {
+                position: position + 1,
                 tenant: self.row.name.clone(),
                 declared: self.row.purposes.join(", "),
-            })
+            }),
         }
     }
 }
@@ -593,9 +614,10 @@ pub fn import_column<R: std::io::Read>(
         .iter()
         .position(|h| h.trim() == column)
         .ok_or_else(|| {
-            VaultError::Csv(format!(
-                "no column `{column}` in the header line (use --column NAME)"
-            ))
+            // The name is not repeated: it may be anything typed in its place.
+            VaultError::Csv(
+                "no column of the name given in the header line (use --column NAME)".into(),
+            )
         })
 }
 
@@ -616,16 +638,7 @@ fn now_ms() -> u64 {
 
 /// Checks a tenant name, purpose or source: 1-64 chars of `[a-z0-9._:-]`.
 pub fn check_name(what: &'static str, name: &str) -> Result<(), VaultError> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.' | b':')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(VaultError::InvalidName { what })
-    }
+    crate::policy::values::check_name(what, name).map_err(|_| VaultError::InvalidName { what })
 }
 
 fn check_source(source: &str) -> Result<(), VaultError> {
@@ -1669,13 +1682,13 @@ impl Vault {
         let bytes = self
             .store
             .get(Tree::Tenants, name.as_bytes())?
-            .ok_or_else(|| VaultError::UnknownTenant(name.to_owned()))?;
+            .ok_or(VaultError::UnknownTenant(()))?;
         let row: TenantRow = decode_row(&self.row_mac, "tenants", name.as_bytes(), &bytes)?;
         let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
         let tk = ring
             .tenants
             .get(name)
-            .ok_or_else(|| VaultError::UnknownTenant(name.to_owned()))?;
+            .ok_or(VaultError::UnknownTenant(()))?;
         let mut keys = BTreeMap::new();
         // Every version still held decrypts: "retired" only means no longer current.
         for s in tk.seeds.iter() {
@@ -1692,6 +1705,7 @@ impl Vault {
             current_index: tk.current_index,
             destroyed_below: tk.destroyed_below,
             loaded: Instant::now(),
+            decoy: std::sync::OnceLock::new(),
         });
         self.tenants
             .write()
@@ -1864,6 +1878,7 @@ impl Vault {
             ctx.check_purpose(purpose)?;
             let n = phone::normalize(input, region)?;
             let Some((id, _, body)) = self.lookup_exact(&ctx, &n.e164)? else {
+                self.read_decoy(&ctx, purpose)?;
                 return Ok(None);
             };
             ev.touch(&id);
@@ -1873,6 +1888,59 @@ impl Vault {
             }
             Ok(Some(Self::found(id, &body)))
         })
+    }
+
+    /// The work a refused read does, done by a read that found nothing: a record
+    /// fetch (of an id no record has), a decryption (of the tenant's decoy) and the
+    /// consent check, so that timing does not tell "absent" from "not consented".
+    fn read_decoy(&self, ctx: &TenantCtx, purpose: &str) -> Result<(), VaultError> {
+        let decoy = match ctx.decoy.get() {
+            Some(d) => d,
+            None => {
+                let body = RecordBody {
+                    e164: "+447700900000".into(),
+                    country_code: 44,
+                    region: "GB".into(),
+                    kind: 1,
+                    grants: vec![crate::record::Grant {
+                        purpose: "decoy".into(),
+                        granted_at: 0,
+                        source: "decoy".into(),
+                        withdrawn_at: None,
+                    }],
+                    opt_outs: Vec::new(),
+                    created_at: 0,
+                    updated_at: 0,
+                    verified_at: None,
+                };
+                self.reserve_encryptions(ctx, 1)?;
+                let data = ctx.current()?;
+                let sealed = record::seal(
+                    &data.data,
+                    data.version,
+                    ctx.current_index,
+                    ctx.row.id,
+                    &DECOY_ID,
+                    &body,
+                )?;
+                ctx.decoy.get_or_init(|| sealed)
+            }
+        };
+        let fetched = self
+            .store
+            .get(Tree::Records, &record_key(ctx.row.id, &DECOY_ID))?;
+        let body = self.open_stored(ctx, &DECOY_ID, decoy)?;
+        let readable = self.readable(ctx, &body, purpose, self.now());
+        std::hint::black_box((fetched, readable));
+        Ok(())
+    }
+
+    /// The purposes a tenant declared.
+    ///
+    /// # Errors
+    /// [`VaultError::UnknownTenant`], store errors.
+    pub fn declared_purposes(&self, tenant: &str) -> Result<Vec<String>, VaultError> {
+        Ok(self.tenant(tenant)?.row.purposes.clone())
     }
 
     /// Finds records whose number has country code `country_code` and ends in `last4`,
@@ -1904,12 +1972,17 @@ impl Vault {
                 "tenant `{tenant}` has no last-4 index (create it with --last4-index)"
             )));
         };
-        if last4.len() != 4 || !last4.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(VaultError::InvalidArgument(
-                "--last4 takes exactly four digits".into(),
-            ));
-        }
+        let last4 = crate::policy::parse_last4(last4)
+            .map_err(|e| VaultError::InvalidArgument(e.to_string()))?;
+        let country_code = crate::policy::parse_country_code(u64::from(country_code))
+            .map_err(|e| VaultError::InvalidArgument(e.to_string()))?;
+        // Bounded work: at most `scan` index entries (each a fetch and a decryption),
+        // and at most `MAX_LAST4_RESULTS` records returned.
+        let planned = ctx.row.expected_rows.unwrap_or(0) as f64 / f64::from(1u32 << bits.min(31));
+        let scan = crate::policy::last4_scan_limit(planned);
+        let mut scanned = 0usize;
         let t = self.now();
+        let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Found> = Vec::new();
         // Older versions first: a concurrent rewrap moves entries from old to new
         // only, so looking at the old place before the new one cannot miss an entry
@@ -1924,24 +1997,39 @@ impl Vault {
             let keys = ctx.data_key(v)?;
             let d = record::last4_digest(&keys.index, country_code, last4, bits);
             let prefix = last4_prefix(ctx.row.id, keys.version, &d);
-            for (k, _) in self.store.scan_prefix(Tree::Index, &prefix, usize::MAX)? {
+            let left = scan - scanned;
+            let entries = self.store.scan_prefix(Tree::Index, &prefix, left + 1)?;
+            if entries.len() > left {
+                return Err(VaultError::Last4TooBroad {
+                    limit: crate::policy::MAX_LAST4_RESULTS,
+                });
+            }
+            scanned += entries.len();
+            for (k, _) in entries {
                 let id = id_after(&k, prefix.len(), "index")?;
-                if out.iter().any(|f| f.id == id) {
+                if !seen.insert(id) {
                     continue;
                 }
                 let Some((_, body)) = self.open_record(&ctx, &id)? else {
                     continue;
                 };
-                // Candidates of a truncated index are filtered after decryption;
-                // the audit names only the records returned.
+                // Candidates of a truncated index are filtered after decryption.
                 if body.country_code == country_code
                     && last4_of(&body.e164) == last4
                     && self.readable(&ctx, &body, purpose, t)
                 {
-                    ev.touch(&id);
+                    if out.len() == crate::policy::MAX_LAST4_RESULTS {
+                        return Err(VaultError::Last4TooBroad {
+                            limit: crate::policy::MAX_LAST4_RESULTS,
+                        });
+                    }
                     out.push(Self::found(id, &body));
                 }
             }
+        }
+        // The audit names only the records returned.
+        for f in &out {
+            ev.touch(&f.id);
         }
         Ok(out)
     }
@@ -1953,6 +2041,7 @@ impl Vault {
             ctx.check_purpose(purpose)?;
             let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
             let Some((_, body)) = self.open_record(&ctx, &id)? else {
+                self.read_decoy(&ctx, purpose)?;
                 return Ok(None);
             };
             ev.touch(&id);
@@ -2025,7 +2114,10 @@ impl Vault {
         if purposes.is_empty() {
             return Err(VaultError::NoConsent);
         }
-        purposes.iter().try_for_each(|p| ctx.check_purpose(p))
+        purposes
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, p)| ctx.check_purpose_at(p, i))
     }
 
     /// Adds a number with consents for `purposes`, or merges the consents into the
@@ -2508,5 +2600,78 @@ fn prepare(
             code: "encrypt",
             reason: e.to_string(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod last4_tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+    use crate::store::MemoryStore;
+
+    /// Issue 13, item 1: the last-4 scan was unbounded (`scan_prefix(.., usize::MAX)`),
+    /// so a tenant that outgrew its `--expected-rows` decrypted a whole bucket per
+    /// search. Planned for 4 rows (1 bit: about half the tenant per bucket), 200
+    /// records overflow the bound of 64 entries: the search is refused, not run.
+    #[test]
+    fn a_tenant_that_outgrew_its_plan_refuses_instead_of_scanning() {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("t", &["otp".into()], Some(4)).unwrap();
+        let otp = ["otp".to_owned()];
+        for i in 0..200 {
+            v.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+                .unwrap();
+        }
+        let mut refused = 0;
+        for i in 0..20 {
+            match v.find_last4("t", 44, &format!("{i:04}"), "otp") {
+                Err(VaultError::Last4TooBroad { limit }) => {
+                    assert_eq!(limit, crate::policy::MAX_LAST4_RESULTS);
+                    refused += 1;
+                }
+                Ok(found) => assert!(found.len() <= 1),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Each bucket holds about 100 entries: nearly every search overflows.
+        assert!(refused >= 15, "{refused} of 20 refused");
+        // Planned for the tenant's size, the same searches run.
+        let w = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        w.create_tenant("t", &["otp".into()], Some(200)).unwrap();
+        for i in 0..200 {
+            w.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+                .unwrap();
+        }
+        let found = w.find_last4("t", 44, "0007", "otp").unwrap();
+        assert_eq!(found.len(), 1);
+    }
+
+    /// Issue 13, item 1: more matching records than one search returns are refused
+    /// with a request for more digits, not handed out.
+    #[test]
+    fn more_matches_than_a_search_returns_are_refused() {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("t", &["otp".into()], Some(100_000))
+            .unwrap();
+        let otp = ["otp".to_owned()];
+        for i in 0..=crate::policy::MAX_LAST4_RESULTS {
+            v.add("t", &format!("+447401{i:02}5555"), None, &otp, "t")
+                .unwrap();
+        }
+        assert!(matches!(
+            v.find_last4("t", 44, "5555", "otp"),
+            Err(VaultError::Last4TooBroad { .. })
+        ));
+        v.erase(
+            "t",
+            Target::Phone {
+                input: "+447401005555",
+                region: None,
+            },
+        )
+        .unwrap();
+        let found = v.find_last4("t", 44, "5555", "otp").unwrap();
+        assert_eq!(found.len(), crate::policy::MAX_LAST4_RESULTS);
     }
 }

@@ -189,24 +189,10 @@ fn row_key(hash: &[u8; 32]) -> Vec<u8> {
 /// # Errors
 /// [`VaultError::InvalidArgument`] for anything else.
 pub fn parse_ttl(s: &str) -> Result<u64, VaultError> {
-    let bad = || {
-        VaultError::InvalidArgument(format!(
-            "invalid --ttl `{s}`: use e.g. 30d, 12h, 45m or 90s"
-        ))
-    };
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = num.parse().map_err(|_| bad())?;
-    let mult = match unit {
-        "d" => 86_400,
-        "h" => 3_600,
-        "m" => 60,
-        "s" => 1,
-        _ => return Err(bad()),
-    };
-    match n.checked_mul(mult) {
-        Some(v) if v > 0 => Ok(v),
-        _ => Err(bad()),
-    }
+    // The value is not repeated: it may be anything typed in the wrong place.
+    crate::policy::parse_duration(s).map_err(|_| {
+        VaultError::InvalidArgument("invalid --ttl: use e.g. 30d, 12h, 45m or 90s".into())
+    })
 }
 
 impl Vault {
@@ -230,9 +216,9 @@ impl Vault {
         match &spec.tenant {
             Some(t) => {
                 let ctx = self.tenant(t)?;
-                for p in &spec.purposes {
+                for (i, p) in spec.purposes.iter().enumerate() {
                     check_name("purpose", p)?;
-                    ctx.check_purpose(p)?;
+                    ctx.check_purpose_at(p, i)?;
                 }
             }
             None => {
