@@ -558,7 +558,8 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), VaultError> {
     }
 }
 
-fn check_source(source: &str) -> Result<(), VaultError> {
+/// Checks a consent source: 1-128 printable ASCII characters, no quote or backslash.
+pub(crate) fn check_source(source: &str) -> Result<(), VaultError> {
     let ok = !source.is_empty()
         && source.len() <= 128
         && source

@@ -142,7 +142,15 @@ pub fn parse_ttl(s: &str) -> Result<u64, VaultError> {
             "invalid --ttl `{s}`: use e.g. 30d, 12h, 45m or 90s"
         ))
     };
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    // Split before the last character, on a char boundary (`5é` must not panic).
+    let (num, unit) = match s.char_indices().next_back() {
+        Some((i, _)) => s.split_at(i),
+        None => return Err(bad()),
+    };
+    // Digits only: `u64::from_str` would also take a leading `+`.
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
     let n: u64 = num.parse().map_err(|_| bad())?;
     let mult = match unit {
         "d" => 86_400,
@@ -327,6 +335,17 @@ mod tests {
     use super::*;
     use crate::store::MemoryStore;
     use std::sync::Arc;
+
+    /// Found checking the OpenAPI document against the server: a lifetime ending in a
+    /// multi-byte character panicked (split inside the character), and `+5d` passed
+    /// where the document allows digits only.
+    #[test]
+    fn ttl_is_digits_and_a_unit_and_never_panics() {
+        for bad in ["5é", "é", "+5d", "-5d", " 5d", "5 d", "1e3s"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_ttl("0005m").unwrap(), 300);
+    }
 
     fn vault() -> Vault {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
