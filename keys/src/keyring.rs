@@ -832,6 +832,22 @@ impl Keyring {
         Ok(entry.encryptions >= ROTATE_AFTER_ENCRYPTIONS)
     }
 
+    /// Takes back `n` encryptions counted by [`note_encryptions`](Self::note_encryptions)
+    /// and never made (the unused part of a reservation, given back when a vault
+    /// closes). The counter never goes below zero. Returns whether the version was
+    /// found (a shredded tenant or a destroyed version has nothing to take back).
+    pub fn release_encryptions(&mut self, tenant: &str, version: u32, n: u64) -> bool {
+        let Some(entry) = self
+            .tenants
+            .get_mut(tenant)
+            .and_then(|tk| tk.seeds.iter_mut().find(|s| s.version == version))
+        else {
+            return false;
+        };
+        entry.encryptions = entry.encryptions.saturating_sub(n);
+        true
+    }
+
     /// Crypto-shreds a tenant: destroys every wrapped seed, so none of its
     /// ciphertexts or index entries can be opened again. The tenant's entry
     /// stays (empty, versions 0) so its name is not reused.

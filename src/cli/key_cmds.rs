@@ -126,11 +126,12 @@ including keys shredded after it was made.")]
     #[command(after_help = "Example:
   phonevault keyring import /media/keys/phonevault-keyring-2026-11
 Refuses another vault's keyring, a damaged file, and (without --force) one holding keys
-destroyed since it was exported.")]
+destroyed since it was exported or lacking key versions made since (an older export).")]
     Import {
         /// The export.
         file: PathBuf,
-        /// Install it even if it brings back shredded tenants or retired key versions.
+        /// Install it even if it brings back shredded tenants or retired key versions, or
+        /// lacks key versions the vault holds (their records become unreadable).
         #[arg(long)]
         force: bool,
     },
@@ -154,7 +155,8 @@ pub struct RestoreArgs {
     /// Swap the vault's existing store for the backup (the current one is kept beside it).
     #[arg(long)]
     pub replace: bool,
-    /// With --keyring: install it even if it brings back destroyed keys.
+    /// With --keyring: install it even if it brings back destroyed keys or lacks key
+    /// versions the vault holds.
     #[arg(long, requires = "keyring")]
     pub force: bool,
 }

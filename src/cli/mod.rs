@@ -90,6 +90,16 @@ pub struct Cli {
     /// socket; or set PHONEVAULT_TOKEN.
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// libphonenumber metadata (its resources/PhoneNumberMetadata.xml) to validate numbers
+    /// with instead of the vendored release; checked, and refused with the reason when
+    /// malformed or incomplete. After a change, run `phonevault reindex`.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PHONE_METADATA",
+        value_name = "FILE"
+    )]
+    pub phone_metadata: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -170,6 +180,15 @@ Needs the vault closed (no server running). See SECURITY.md for what compaction 
 Needs the vault closed (no server running). Exit code 1 when a problem is found; each
 problem names its tenant and record id, never a number.")]
     Check,
+    /// Re-check every stored number under the current phone metadata and stamp the
+    /// tenants with it (after a metadata update).
+    #[command(after_help = "Examples:
+  phonevault reindex --dry-run
+  phonevault --phone-metadata PhoneNumberMetadata.xml reindex --tenant shop
+Lists the records whose number the metadata now rejects (to re-verify with the customer;
+nothing is deleted) and those whose number now normalizes differently (to erase and add
+again). Exit code 0 either way; --json for the record ids.")]
+    Reindex(ReindexArgs),
     /// Everything the vault holds about a number (data-subject access request).
     #[command(after_help = "Example:
   phonevault subject --tenant shop --phone '+447400123958' --json")]
@@ -533,6 +552,17 @@ pub struct PurgeArgs {
     pub dry_run: bool,
 }
 
+/// `reindex` options.
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Report, stamp nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// `add` options.
 #[derive(Debug, Args)]
 pub struct AddArgs {
@@ -854,6 +884,10 @@ fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failu
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    if let Some(path) = &cli.phone_metadata {
+        let meta = crate::phone::PhoneMetadata::load(path).map_err(|e| fail(e.to_string()))?;
+        crate::phone::install(meta).map_err(|e| fail(e.to_string()))?;
+    }
     // While a server holds the vault (sled allows one process), go through its socket.
     if let Some(done) = client::through_server(&cli) {
         return done;
@@ -1208,6 +1242,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Check => check(&cli),
+        Command::Reindex(a) => reindex(&cli, a),
     }
 }
 
@@ -1440,6 +1475,38 @@ fn rejects_path(a: &ImportArgs) -> PathBuf {
     })
 }
 
+fn reindex(cli: &Cli, a: &ReindexArgs) -> Result<(), Failure> {
+    let reports = open(cli)?.reindex(a.tenant.as_deref(), a.dry_run)?;
+    if cli.json {
+        print_json(&serde_json::to_value(&reports).unwrap_or_default());
+        return Ok(());
+    }
+    for r in reports {
+        println!(
+            "{}: {} records checked under phone metadata {} (indexes made with {}): {} invalid \
+             now, {} normalized differently",
+            r.tenant,
+            r.records,
+            r.to_version,
+            r.from_version,
+            r.invalid.len(),
+            r.changed_form.len()
+        );
+        for id in &r.invalid {
+            println!("  invalid now (re-verify): {id}");
+        }
+        for id in &r.changed_form {
+            println!("  normalizes differently (erase and add again): {id}");
+        }
+        if r.stamped {
+            println!("  stamped with {}", r.to_version);
+        } else if a.dry_run && r.from_version != r.to_version {
+            println!("  dry run: not stamped");
+        }
+    }
+    Ok(())
+}
+
 fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) {
     if cli.json {
         let mut v = serde_json::to_value(summary).unwrap_or_default();
@@ -1456,6 +1523,13 @@ fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) 
             println!(
                 "rejected rows (line and reason) are in {}",
                 rejects_path.display()
+            );
+        }
+        if summary.newly_valid > 0 {
+            println!(
+                "{} of the accepted rows were invalid under the phone metadata the tenant's \
+                 indexes were made with (run `phonevault reindex` to re-check the others)",
+                summary.newly_valid
             );
         }
     }

@@ -8,7 +8,7 @@ use std::sync::PoisonError;
 
 use phonevault_keys::Keyring;
 
-use super::keys::{check_no_resurrection, unlock_ring};
+use super::keys::{check_no_loss, check_no_resurrection, merge_counters, unlock_ring};
 use super::lifecycle::{COMPACT_NEW, COMPACT_OLD};
 use super::{
     check_private, decode_row, lifecycle, read_keyring, write_atomic, TenantRow, Unlock, Vault,
@@ -170,7 +170,7 @@ impl Vault {
         } else {
             None
         };
-        let ring = match (&given, &current) {
+        let mut ring = match (&given, &current) {
             (Some(g), _) => g.clone(),
             (None, Some(c)) => c.clone(),
             (None, None) => {
@@ -186,11 +186,17 @@ impl Vault {
             }
             if !opts.force {
                 check_no_resurrection(c, g)?;
+                check_no_loss(c, g)?;
             }
         }
         // 1. Verify the whole file before writing anything.
         let report = Self::verify_backup(file, &ring, unlock)?;
         let root = unlock_ring(&ring, unlock)?;
+        if let (Some(_), Some(c)) = (&given, &current) {
+            if merge_counters(c, &mut ring) {
+                ring.seal(&root);
+            }
+        }
         let keys = ring.vault_keys(&root)?;
 
         // 2. Where the new store is built.

@@ -343,6 +343,69 @@ pub(super) fn check_no_resurrection(current: &Keyring, new: &Keyring) -> Result<
     }
 }
 
+/// Refuses a keyring `new` that lacks key versions `current` still holds (an export
+/// older than a rotation or than a tenant): installing it would make every record
+/// under those versions unreadable for good. Versions `new` destroyed itself (a later
+/// retirement or shredding) are not missing.
+pub(super) fn check_no_loss(current: &Keyring, new: &Keyring) -> Result<(), VaultError> {
+    let mut missing = Vec::new();
+    for (name, cur) in &current.tenants {
+        if cur.is_shredded() {
+            continue;
+        }
+        let Some(tk) = new.tenants.get(name) else {
+            missing.push(format!("tenant `{name}`: every key version"));
+            continue;
+        };
+        if tk.is_shredded() {
+            continue;
+        }
+        let lacking: Vec<String> = cur
+            .seeds
+            .iter()
+            .filter(|s| {
+                !tk.is_destroyed(s.version) && !tk.seeds.iter().any(|n| n.version == s.version)
+            })
+            .map(|s| s.version.to_string())
+            .collect();
+        if !lacking.is_empty() {
+            missing.push(format!(
+                "tenant `{name}`: key version(s) {}",
+                lacking.join(", ")
+            ));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(VaultError::KeyringLacksVersions {
+            what: missing.join("; "),
+        })
+    }
+}
+
+/// Carries the encryption counters of `current` over into `new` where they are
+/// higher (an older export counted fewer encryptions), so that an import never
+/// resets the nonce budget of a key. Returns whether `new` changed (it must then be
+/// sealed again).
+pub(super) fn merge_counters(current: &Keyring, new: &mut Keyring) -> bool {
+    let mut changed = false;
+    for (name, cur) in &current.tenants {
+        let Some(tk) = new.tenants.get_mut(name) else {
+            continue;
+        };
+        for s in &mut tk.seeds {
+            if let Some(c) = cur.seeds.iter().find(|c| c.version == s.version) {
+                if c.encryptions > s.encryptions {
+                    s.encryptions = c.encryptions;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
+}
+
 impl Vault {
     fn lock_ring(&self) -> std::sync::MutexGuard<'_, Keyring> {
         self.keyring.lock().unwrap_or_else(PoisonError::into_inner)
@@ -566,20 +629,25 @@ impl Vault {
         unlock: &Unlock,
         force: bool,
     ) -> Result<KeyringImportReport, VaultError> {
-        let ring = Keyring::decode(bytes)?;
+        let mut ring = Keyring::decode(bytes)?;
         let root = unlock_ring(&ring, unlock)?;
         if !dir.join(STORE_DIR).exists() {
             return Err(VaultError::NoVault(dir.to_owned()));
         }
         check_private(dir)?;
         let path = dir.join(KEYRING_FILE);
-        if !force {
-            // A current keyring that cannot be read is what an import repairs.
-            if let Some(cur) = std::fs::read(&path)
-                .ok()
-                .and_then(|b| Keyring::decode(&b).ok())
-            {
+        // A current keyring that cannot be read is what an import repairs.
+        if let Some(cur) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| Keyring::decode(&b).ok())
+            .filter(|cur| cur.vault_id == ring.vault_id)
+        {
+            if !force {
                 check_no_resurrection(&cur, &ring)?;
+                check_no_loss(&cur, &ring)?;
+            }
+            if merge_counters(&cur, &mut ring) {
+                ring.seal(&root);
             }
         }
         lifecycle::recover_compaction(dir)?;

@@ -29,6 +29,7 @@ mod backup;
 mod integrity;
 mod keys;
 mod lifecycle;
+mod reindex;
 mod subject;
 mod tokens;
 
@@ -37,6 +38,7 @@ pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
+pub use reindex::ReindexReport;
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
 
@@ -54,8 +56,9 @@ pub const VAULT_FORMAT: u8 = 1;
 const ROW_VERSION: u8 = 1;
 const ROW_TAG_LEN: usize = 32;
 const MAX_ROW_LEN: usize = 64 * 1024;
-/// Encryptions reserved in the keyring's counter at a time (see `reserve_encryptions`).
-const ENCRYPTION_RESERVATION: u64 = 1 << 16;
+/// The largest reservation of encryptions made in the keyring's counter at a time (see
+/// `reserve_encryptions`): reservations start at what one call needs and double up to it.
+pub const ENCRYPTION_RESERVATION: u64 = 1 << 16;
 /// Records per atomic commit during an import; each chunk reports its rejected rows
 /// (invalid, then suppressed) when it is written.
 pub const IMPORT_CHUNK: usize = 1000;
@@ -212,6 +215,17 @@ pub enum VaultError {
         /// Which tenants and versions.
         what: String,
     },
+    /// A keyring to import lacks key versions this vault holds (an older export).
+    #[error(
+        "the keyring to import lacks key versions this vault holds ({what}): it is older than \
+         the vault's keyring, and installing it would make the records under those versions \
+         unreadable for good; import the latest keyring export instead (or pass --force if \
+         those records are meant to be lost)"
+    )]
+    KeyringLacksVersions {
+        /// Which tenants and versions.
+        what: String,
+    },
     /// Backup or restore failed.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
@@ -261,7 +275,9 @@ impl VaultError {
             VaultError::EmptyStore => "empty_store",
             VaultError::Unsupported(_) => "unsupported",
             VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
-            VaultError::ResurrectsKeys { .. } => "keyring_conflict",
+            VaultError::ResurrectsKeys { .. } | VaultError::KeyringLacksVersions { .. } => {
+                "keyring_conflict"
+            }
             VaultError::Backup(_) => "backup_error",
         }
     }
@@ -338,8 +354,6 @@ pub(crate) struct TenantCtx {
     current_index: u32,
     /// Versions below this were destroyed by `key retire`.
     destroyed_below: u32,
-    /// Encryptions left in the reservation made in the keyring's counter.
-    reserved: Mutex<u64>,
     /// When the row and keys were read (see [`TENANT_CACHE_TTL`]).
     loaded: Instant,
 }
@@ -441,16 +455,21 @@ pub struct ImportSummary {
     /// Numbers skipped because they opted out of everything (listed in the rejects
     /// file with code `suppressed`).
     pub suppressed: u64,
+    /// Rows valid under the process's phone metadata that the release the tenant's
+    /// indexes were made with rejected (0 when the release has not changed; see
+    /// `phonevault reindex`).
+    pub newly_valid: u64,
 }
 
 impl ImportSummary {
-    fn add(&mut self, o: &ImportSummary) {
+    pub(crate) fn add(&mut self, o: &ImportSummary) {
         self.rows += o.rows;
         self.created += o.created;
         self.merged += o.merged;
         self.unchanged += o.unchanged;
         self.rejected += o.rejected;
         self.suppressed += o.suppressed;
+        self.newly_valid += o.newly_valid;
     }
 }
 
@@ -680,11 +699,157 @@ pub struct VaultInner {
     /// Unix seconds; the system clock unless a test or simulation sets another.
     clock: RwLock<Clock>,
     audit: audit::AuditLog,
+    /// Encryptions reserved in the keyring's counter and not used yet, per tenant and
+    /// data-key version. Kept here, not in the tenant cache, so a cache refresh (every
+    /// [`TENANT_CACHE_TTL`], or after another process changed the keyring) loses none.
+    reservations: Mutex<HashMap<(String, u32), Reservation>>,
+}
+
+/// Encryptions a process reserved under one data-key version.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reservation {
+    /// Reserved and not used yet.
+    left: u64,
+    /// The size of the next reservation: doubles from what a call needs up to
+    /// [`ENCRYPTION_RESERVATION`], so a process that encrypts little reserves little.
+    next: u64,
 }
 
 impl Drop for VaultInner {
     fn drop(&mut self) {
         self.audit.close(self.store.as_ref());
+        self.release_reservations();
+    }
+}
+
+impl VaultInner {
+    fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
+        // After `rekey` this vault's root key is the old one: sealing under it would
+        // write a keyring nothing opens.
+        ring.check_root_key(&self.root)?;
+        ring.seal(&self.root);
+        if self.dir.as_os_str().is_empty() {
+            return Ok(()); // in-memory vault
+        }
+        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())?;
+        self.note_keyring_written();
+        Ok(())
+    }
+
+    /// Records the keyring file this process just wrote as the one it holds, so that
+    /// only other processes' changes are re-read.
+    pub(crate) fn note_keyring_written(&self) {
+        *self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&self.dir.join(KEYRING_FILE));
+    }
+
+    /// Re-reads the keyring file into `ring` if another process changed it since this
+    /// one last read or wrote it. Returns whether it did.
+    fn reload_keyring_into(&self, ring: &mut Keyring) -> Result<bool, VaultError> {
+        if self.dir.as_os_str().is_empty() {
+            return Ok(false);
+        }
+        let path = self.dir.join(KEYRING_FILE);
+        let now = FileStamp::of(&path);
+        let mut stamp = self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if now.is_none() || *stamp == now {
+            return Ok(false);
+        }
+        let fresh = read_keyring(&self.dir)?;
+        if fresh.vault_id.0 != ring.vault_id.0 {
+            return Err(VaultError::KeyringMismatch);
+        }
+        // The file's MAC under our root key: a keyring swapped in by someone without
+        // the root key is refused, as at unlock.
+        fresh.verify(&self.root)?;
+        *ring = fresh;
+        *stamp = now;
+        drop(stamp);
+        // Every cached context may name keys of the old file.
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(true)
+    }
+
+    /// Picks up another process's keyring change (a rotation, a new tenant). Costs one
+    /// `stat` when nothing changed, and nothing on a store only this process can open
+    /// (sled: any other process that changes the keyring must open the store first).
+    fn refresh_keyring(&self) -> Result<bool, VaultError> {
+        if self.dir.as_os_str().is_empty() || !self.store.shared() {
+            return Ok(false);
+        }
+        let now = FileStamp::of(&self.dir.join(KEYRING_FILE));
+        let same = *self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == now;
+        if now.is_none() || same {
+            return Ok(false);
+        }
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        self.reload_keyring_into(&mut ring)
+    }
+
+    /// The keyring, locked for a change against this process and every other one
+    /// sharing the file, and re-read if another process changed it.
+    pub(crate) fn keyring_for_update(&self) -> Result<KeyringWrite<'_>, VaultError> {
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.dir.as_os_str().is_empty() {
+            return Ok(KeyringWrite { ring, _file: None });
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(KEYRING_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| VaultError::io("opening", &path, e))?;
+        // Released when the file is closed (KeyringWrite dropped).
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| VaultError::io("locking", &path, e.into()))?;
+        self.reload_keyring_into(&mut ring)?;
+        Ok(KeyringWrite {
+            ring,
+            _file: Some(file),
+        })
+    }
+
+    /// Gives the unused part of every reservation back to the keyring's counters
+    /// (when the vault is closed), so that the counters hold what was really used.
+    /// Best effort: if the keyring cannot be written, the counters stay ahead, which
+    /// is the safe direction.
+    fn release_reservations(&self) {
+        let all = std::mem::take(
+            &mut *self
+                .reservations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if all.values().all(|r| r.left == 0) {
+            return;
+        }
+        let Ok(mut ring) = self.keyring_for_update() else {
+            return;
+        };
+        let mut changed = false;
+        for ((tenant, version), res) in all {
+            if res.left > 0 && ring.release_encryptions(&tenant, version, res.left) {
+                changed = true;
+            }
+        }
+        if changed {
+            let _ = self.save_keyring(&mut ring);
+        }
     }
 }
 
@@ -1157,6 +1322,7 @@ impl Vault {
             root,
             row_mac,
             tenants: RwLock::new(HashMap::new()),
+            reservations: Mutex::new(HashMap::new()),
             write_lock: Mutex::new(()),
             clock: RwLock::new(Arc::new(now)),
             audit,
@@ -1227,107 +1393,6 @@ impl Vault {
     /// The store (for maintenance commands and tests).
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
-    }
-
-    fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
-        // After `rekey` this vault's root key is the old one: sealing under it would
-        // write a keyring nothing opens.
-        ring.check_root_key(&self.root)?;
-        ring.seal(&self.root);
-        if self.dir.as_os_str().is_empty() {
-            return Ok(()); // in-memory vault
-        }
-        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())?;
-        self.note_keyring_written();
-        Ok(())
-    }
-
-    /// Records the keyring file this process just wrote as the one it holds, so that
-    /// only other processes' changes are re-read.
-    pub(crate) fn note_keyring_written(&self) {
-        *self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&self.dir.join(KEYRING_FILE));
-    }
-
-    /// Re-reads the keyring file into `ring` if another process changed it since this
-    /// one last read or wrote it. Returns whether it did.
-    fn reload_keyring_into(&self, ring: &mut Keyring) -> Result<bool, VaultError> {
-        if self.dir.as_os_str().is_empty() {
-            return Ok(false);
-        }
-        let path = self.dir.join(KEYRING_FILE);
-        let now = FileStamp::of(&path);
-        let mut stamp = self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if now.is_none() || *stamp == now {
-            return Ok(false);
-        }
-        let fresh = read_keyring(&self.dir)?;
-        if fresh.vault_id.0 != ring.vault_id.0 {
-            return Err(VaultError::KeyringMismatch);
-        }
-        // The file's MAC under our root key: a keyring swapped in by someone without
-        // the root key is refused, as at unlock.
-        fresh.verify(&self.root)?;
-        *ring = fresh;
-        *stamp = now;
-        drop(stamp);
-        // Every cached context may name keys of the old file.
-        self.tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        Ok(true)
-    }
-
-    /// Picks up another process's keyring change (a rotation, a new tenant). Costs one
-    /// `stat` when nothing changed, and nothing on a store only this process can open
-    /// (sled: any other process that changes the keyring must open the store first).
-    fn refresh_keyring(&self) -> Result<bool, VaultError> {
-        if self.dir.as_os_str().is_empty() || !self.store.shared() {
-            return Ok(false);
-        }
-        let now = FileStamp::of(&self.dir.join(KEYRING_FILE));
-        let same = *self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            == now;
-        if now.is_none() || same {
-            return Ok(false);
-        }
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        self.reload_keyring_into(&mut ring)
-    }
-
-    /// The keyring, locked for a change against this process and every other one
-    /// sharing the file, and re-read if another process changed it.
-    pub(crate) fn keyring_for_update(&self) -> Result<KeyringWrite<'_>, VaultError> {
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.dir.as_os_str().is_empty() {
-            return Ok(KeyringWrite { ring, _file: None });
-        }
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.dir.join(KEYRING_LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| VaultError::io("opening", &path, e))?;
-        // Released when the file is closed (KeyringWrite dropped).
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| VaultError::io("locking", &path, e.into()))?;
-        self.reload_keyring_into(&mut ring)?;
-        Ok(KeyringWrite {
-            ring,
-            _file: Some(file),
-        })
     }
 
     /// Runs a read-modify-write again when it lost a race with another server
@@ -1512,7 +1577,6 @@ impl Vault {
             current_data: tk.current_data,
             current_index: tk.current_index,
             destroyed_below: tk.destroyed_below,
-            reserved: Mutex::new(0),
             loaded: Instant::now(),
         });
         drop(ring);
@@ -1526,13 +1590,24 @@ impl Vault {
     /// Counts `n` encryptions under the tenant's current data key against the GCM
     /// random-nonce bound. The keyring counter is advanced in reservations, so a crash
     /// can only overcount; crossing 2^31 rotates the data key.
+    ///
+    /// A reservation outlives the tenant cache (it is kept per tenant and version in
+    /// the vault), starts at `n` and doubles up to [`ENCRYPTION_RESERVATION`], so the
+    /// counter runs at most about twice ahead of the encryptions really made; what is
+    /// left unused is given back when the vault is closed.
     fn reserve_encryptions(&self, ctx: &TenantCtx, n: u64) -> Result<(), VaultError> {
-        let mut left = ctx.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        if *left >= n {
-            *left -= n;
+        let mut all = self
+            .reservations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let res = all
+            .entry((ctx.row.name.clone(), ctx.current_data))
+            .or_default();
+        if res.left >= n {
+            res.left -= n;
             return Ok(());
         }
-        let grab = n.max(ENCRYPTION_RESERVATION);
+        let grab = n.max(res.next);
         let mut ring = self.keyring_for_update()?;
         let crossed = ring.note_encryptions(&ctx.row.name, ctx.current_data, grab)?;
         if crossed {
@@ -1540,14 +1615,13 @@ impl Vault {
             self.save_keyring(&mut ring)?;
             drop(ring);
             // The cached context now names an old version: reload on next use.
-            self.tenants
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&ctx.row.name);
+            self.forget_tenant(&ctx.row.name);
         } else {
             self.save_keyring(&mut ring)?;
         }
-        *left = grab - n;
+        // The old remainder was counted already and stays usable.
+        res.left = res.left + grab - n;
+        res.next = grab.saturating_mul(2).clamp(1, ENCRYPTION_RESERVATION);
         Ok(())
     }
 
@@ -2008,6 +2082,8 @@ impl Vault {
         // Without older index versions, the current index entry is the only place a
         // number can already be: a guard on it suffices.
         let mut optimistic = ctx.row.stale_index_versions.is_empty();
+        let change = phone::MetadataChange::since(&ctx.row.metadata_version);
+        let change = change.as_ref();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
@@ -2020,7 +2096,7 @@ impl Vault {
                         Ok(false) => break,
                         Ok(true) => {
                             let field = record.get(col).unwrap_or("");
-                            chunk.push(prepare(&ctx2, opts, field, line, t));
+                            chunk.push(prepare(&ctx2, opts, (field, line, t), change));
                         }
                         Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
                     }
@@ -2037,6 +2113,10 @@ impl Vault {
             let mut result = Ok(());
             for chunk in rx.iter() {
                 let chunk = chunk?;
+                let turned_valid = chunk
+                    .iter()
+                    .filter(|p| matches!(p, Prepared::Ready(r) if r.turned_valid))
+                    .count() as u64;
                 if let Err(e) = self.write_chunk(
                     &ctx,
                     opts,
@@ -2048,6 +2128,7 @@ impl Vault {
                     result = Err(e);
                     break;
                 }
+                summary.newly_valid += turned_valid;
                 on_progress(summary.rows);
             }
             drop(rx);
@@ -2069,6 +2150,16 @@ impl Vault {
     ) -> Result<(), VaultError> {
         let _w = self.write_guard();
         ev.records.clear();
+        // The producer sealed every row it did not reject, under the current data key
+        // of `ctx`: count them once, whichever path writes the chunk (a merge below
+        // seals again and is counted where it is staged).
+        let sealed = chunk
+            .iter()
+            .filter(|p| matches!(p, Prepared::Ready(_)))
+            .count() as u64;
+        if sealed > 0 {
+            self.reserve_encryptions(ctx, sealed)?;
+        }
         if *optimistic {
             // Fast path for new numbers: no read before the write; the batch's guards
             // (index entry absent) make it fail whole if any number already exists,
@@ -2103,7 +2194,6 @@ impl Vault {
                     }
                 }
             }
-            self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
             match self.commit_audited_nowait(&mut batch, ev) {
                 Ok(_) => {
                     for r in rejects {
@@ -2157,7 +2247,7 @@ impl Vault {
         let mut counts = ImportSummary::default();
         let mut rejects = Vec::new();
         let mut suppressed = Vec::new();
-        let mut encryptions = 0u64;
+        let mut resealed = 0u64;
         for p in chunk {
             counts.rows += 1;
             let ready = match p {
@@ -2177,7 +2267,6 @@ impl Vault {
             let existing = self.lookup_exact(ctx, &E164::from_trusted(ready.body.e164.clone()))?;
             match existing {
                 None => {
-                    encryptions += 1;
                     ev.touch(&ready.id);
                     let exact = ready.idx.exact.clone();
                     self.stage(
@@ -2212,9 +2301,8 @@ impl Vault {
                         changed |= body.grant(p, &opts.source, t);
                     }
                     if changed {
-                        encryptions += 1;
                         ev.touch(&id);
-                        self.stage(
+                        resealed += self.stage(
                             ctx,
                             &mut batch,
                             Change::Update {
@@ -2232,9 +2320,9 @@ impl Vault {
             }
             seen.insert(ready.idx.exact.clone(), ());
         }
-        if encryptions > 0 {
-            // The producer sealed every row of the chunk; count them all.
-            self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
+        if resealed > 0 {
+            // Each merge sealed its record again.
+            self.reserve_encryptions(ctx, resealed)?;
         }
         if !batch.is_empty() {
             self.commit_audited_nowait(&mut batch, ev)?;
@@ -2249,6 +2337,8 @@ struct ReadyRow {
     body: RecordBody,
     sealed: Vec<u8>,
     idx: IndexEntries,
+    /// Invalid under the phone metadata the tenant's indexes were made with.
+    turned_valid: bool,
 }
 
 enum Prepared {
@@ -2256,7 +2346,12 @@ enum Prepared {
     Reject(Reject),
 }
 
-fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64) -> Prepared {
+fn prepare(
+    ctx: &TenantCtx,
+    opts: &ImportOptions,
+    (field, line, t): (&str, u64, u64),
+    change: Option<&phone::MetadataChange>,
+) -> Prepared {
     let n = match phone::normalize(field, opts.region.as_deref()) {
         Ok(n) => n,
         Err(e) => {
@@ -2286,12 +2381,15 @@ fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64
     ) {
         Ok(sealed) => {
             let idx = index_entries(ctx, index, &body.e164, body.country_code, &id);
+            let turned_valid =
+                change.is_some_and(|c| c.turned_valid(&n, field, opts.region.as_deref()));
             Prepared::Ready(ReadyRow {
                 line,
                 id,
                 body,
                 sealed,
                 idx,
+                turned_valid,
             })
         }
         Err(e) => Prepared::Reject(Reject {
