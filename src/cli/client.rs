@@ -64,7 +64,7 @@ pub(super) fn socket_path(cli: &Cli) -> PathBuf {
 pub(super) fn through_server(cli: &Cli) -> Option<Result<(), Failure>> {
     if matches!(
         cli.command,
-        Command::Init(_) | Command::Normalize(_) | Command::Serve(_)
+        Command::Init(_) | Command::Normalize(_) | Command::Serve(_) | Command::Demo(_)
     ) {
         return None;
     }
