@@ -5,6 +5,10 @@
 //! - storage floor: a bare sled batch insert of as many records and index entries of
 //!   the same sizes, one flush at the end.
 //!
+//! Lookups are measured in `serve`'s default audit mode (`--audit-sync process`: each
+//! read's entry written to the audit journal) first, then in `always` (each read waits
+//! for its entry's fsync, shared by concurrent reads) over the first 2,000 lookups.
+//!
 //! `cargo bench --bench ingest [-- NUMBERS.csv LOOKUPS.csv]` (defaults: benches/data).
 //! Prints one line per figure; `PHONEVAULT_BENCH_RUNS=N` repeats and prints medians.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
@@ -18,6 +22,7 @@ use std::time::Instant;
 use phonevault::phone;
 use phonevault::record::{self, RecordBody, RecordId};
 use phonevault::store::{Batch, SledStore, Store, Tree};
+use phonevault::vault::{AuditSync, Vault};
 use phonevault_keys::{derive_tenant_keys, TenantSeed, VaultId};
 
 fn read_column(path: &Path) -> Vec<String> {
@@ -108,6 +113,8 @@ struct Run {
     import_peak_mb: f64,
     lookup1: f64,
     lookup2: f64,
+    strict1: f64,
+    strict2: f64,
     compute: f64,
     storage: f64,
     storage3: f64,
@@ -144,26 +151,16 @@ fn one_run(numbers_path: &Path, lookups: &[String], numbers: &[String]) -> Run {
         .collect();
     let numbers = &accepted[..];
 
-    let t = Instant::now();
-    for l in &lookups {
-        let f = vault.find("bench", l, None, "otp").expect("find");
-        assert!(f.is_some());
-    }
-    let lookup1 = lookups.len() as f64 / t.elapsed().as_secs_f64();
-
+    vault
+        .set_audit_sync(AuditSync::SERVER_DEFAULT)
+        .expect("process mode");
     let vault = Arc::new(vault);
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for half in lookups.chunks(lookups.len().div_ceil(2)) {
-            let v = vault.clone();
-            s.spawn(move || {
-                for l in half {
-                    assert!(v.find("bench", l, None, "otp").expect("find").is_some());
-                }
-            });
-        }
-    });
-    let lookup2 = lookups.len() as f64 / t.elapsed().as_secs_f64();
+    let lookup1 = lookup_rate(&vault, &lookups, 1);
+    let lookup2 = lookup_rate(&vault, &lookups, 2);
+    vault.set_audit_sync(AuditSync::Always).expect("always");
+    let few = &lookups[..lookups.len().min(2_000)];
+    let strict1 = lookup_rate(&vault, few, 1);
+    let strict2 = lookup_rate(&vault, few, 2);
 
     let sample = vault
         .store()
@@ -180,10 +177,28 @@ fn one_run(numbers_path: &Path, lookups: &[String], numbers: &[String]) -> Run {
         import_peak_mb,
         lookup1,
         lookup2,
+        strict1,
+        strict2,
         compute,
         storage,
         storage3,
     }
+}
+
+/// Lookups per second of `lookups` split over `threads` threads.
+fn lookup_rate(vault: &Arc<Vault>, lookups: &[String], threads: usize) -> f64 {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for part in lookups.chunks(lookups.len().div_ceil(threads)) {
+            let v = vault.clone();
+            s.spawn(move || {
+                for l in part {
+                    assert!(v.find("bench", l, None, "otp").expect("find").is_some());
+                }
+            });
+        }
+    });
+    lookups.len() as f64 / t.elapsed().as_secs_f64()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -215,8 +230,16 @@ fn main() {
     if std::env::var_os("PHONEVAULT_BENCH_CHILD").is_some() {
         let r = one_run(&numbers_path, &lookups, &numbers);
         println!(
-            "RESULT {} {} {} {} {} {} {}",
-            r.import, r.import_peak_mb, r.lookup1, r.lookup2, r.compute, r.storage, r.storage3
+            "RESULT {} {} {} {} {} {} {} {} {}",
+            r.import,
+            r.import_peak_mb,
+            r.lookup1,
+            r.lookup2,
+            r.compute,
+            r.storage,
+            r.storage3,
+            r.strict1,
+            r.strict2
         );
         return;
     }
@@ -246,14 +269,18 @@ fn main() {
             compute: v[4],
             storage: v[5],
             storage3: v[6],
+            strict1: v[7],
+            strict2: v[8],
         };
         println!(
-            "run {}: import {:.0}/s (peak RSS {:.0} MB) | lookups {:.0}/s (1 thread), {:.0}/s (2 threads) | compute floor {:.0}/s | storage floor {:.0}/s (record + index), {:.0}/s (+ expiry entry) | import/storage floor {:.2}, {:.2}",
+            "run {}: lookups (default --audit-sync process) {:.0}/s (1 thread), {:.0}/s (2 threads); --audit-sync always {:.0}/s, {:.0}/s | import {:.0}/s (peak RSS {:.0} MB) | compute floor {:.0}/s | storage floor {:.0}/s (record + index), {:.0}/s (+ expiry entry) | import/storage floor {:.2}, {:.2}",
             i + 1,
-            r.import,
-            r.import_peak_mb,
             r.lookup1,
             r.lookup2,
+            r.strict1,
+            r.strict2,
+            r.import,
+            r.import_peak_mb,
             r.compute,
             r.storage,
             r.storage3,
@@ -264,11 +291,13 @@ fn main() {
     }
     if runs > 1 {
         println!(
-            "median of {runs}: import {:.0}/s | peak RSS {:.0} MB | lookups {:.0}/s (1 thread), {:.0}/s (2 threads) | compute floor {:.0}/s | storage floor {:.0}/s (record + index), {:.0}/s (+ expiry) | import/storage floor {:.2}, {:.2}",
-            median(all.iter().map(|r| r.import).collect()),
-            median(all.iter().map(|r| r.import_peak_mb).collect()),
+            "median of {runs}: lookups (default --audit-sync process) {:.0}/s (1 thread), {:.0}/s (2 threads); --audit-sync always {:.0}/s, {:.0}/s | import {:.0}/s | peak RSS {:.0} MB | compute floor {:.0}/s | storage floor {:.0}/s (record + index), {:.0}/s (+ expiry) | import/storage floor {:.2}, {:.2}",
             median(all.iter().map(|r| r.lookup1).collect()),
             median(all.iter().map(|r| r.lookup2).collect()),
+            median(all.iter().map(|r| r.strict1).collect()),
+            median(all.iter().map(|r| r.strict2).collect()),
+            median(all.iter().map(|r| r.import).collect()),
+            median(all.iter().map(|r| r.import_peak_mb).collect()),
             median(all.iter().map(|r| r.compute).collect()),
             median(all.iter().map(|r| r.storage).collect()),
             median(all.iter().map(|r| r.storage3).collect()),

@@ -1,15 +1,21 @@
-//! Load benchmark of the socket API, against the real binary on a real socket.
+//! Load benchmark of the socket API, against the real binary on a real socket, with the
+//! HTTP floor measured in the same run.
 //!
 //! ```sh
-//! cargo bench --locked --bench server_load            # SECONDS=10 CONNECTIONS=16 to change
-//! AUDIT_READ_LAG_MS=10 cargo bench --locked --bench server_load   # serve --audit-read-lag-ms 10
+//! cargo bench --locked --bench server_load     # SECONDS=10 per figure, RUNS=1, CONNECTIONS=16,64
+//! RUNS=3 SECONDS=5 cargo bench --locked --bench server_load    # medians of three runs
 //! ```
 //!
 //! 1. In-process import of benches/data/numbers-200k.csv (`phonevault import`): the baseline.
 //! 2. The same numbers into a second vault through `POST .../numbers/batch` (10,000 a request).
-//! 3. Lookups from benches/data/lookups-20k.csv over 16 keep-alive connections for a fixed
-//!    time: throughput and latency percentiles.
-//! 4. The server's peak resident memory (VmHWM).
+//! 3. The HTTP floor: a bare hyper server (its own process, a 2-worker tokio runtime as
+//!    the vault's server has on this machine) on a Unix socket, answering every request
+//!    with a fixed 150-byte JSON body after reading the request body.
+//! 4. `phonevault serve --audit-sync process|always|lag` on the second vault, one after
+//!    the other. Each of 3 and 4 is driven by the same client (one thread per
+//!    keep-alive connection sending lookups from benches/data/lookups-20k.csv) at each
+//!    connection count for a fixed time: lookups/s, p50, p99, and the ratios to the floor.
+//! 5. The server's peak resident memory (VmHWM).
 //!
 //! The client runs on the same machine and shares its cores with the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
@@ -68,26 +74,72 @@ fn vault(dir: &Path, role: &str) -> String {
     v["token"].as_str().unwrap().to_owned()
 }
 
-fn serve(dir: &Path) -> Child {
-    let lag = std::env::var("AUDIT_READ_LAG_MS").unwrap_or_else(|_| "0".into());
-    let child = cmd(
-        dir,
-        &["serve", "--lookup-rate", "0", "--audit-read-lag-ms", &lag],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    let sock = dir.join("phonevault.sock");
+fn serve(dir: &Path, mode: &str) -> Child {
+    let child = cmd(dir, &["serve", "--lookup-rate", "0", "--audit-sync", mode])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&dir.join("phonevault.sock"));
+    child
+}
+
+/// The HTTP floor's fixed answer: 150 bytes of JSON, the size of a lookup's answer.
+const FLOOR_BODY: &[u8] = br#"{"id":"0190f3a2c4e84b7a9d1e2f3a4b5c6d7e","phone":"+44 ... ... 4567","masked":true,"country_code":44,"purposes":["otp"],"created_at":1790000000,"x":1}"#;
+
+/// Runs the floor server on `sock` until killed (in a child process of this bench).
+fn floor_server(sock: &Path) {
+    use http_body_util::BodyExt;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::UnixListener::bind(sock).unwrap();
+        loop {
+            let (io, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let _ = req.into_body().collect().await;
+                        let resp = hyper::Response::builder()
+                            .header("content-type", "application/json")
+                            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                                FLOOR_BODY,
+                            )))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(io), svc)
+                    .await;
+            });
+        }
+    });
+}
+
+fn start_floor(dir: &Path) -> (Child, PathBuf) {
+    let sock = dir.join("floor.sock");
+    let _ = std::fs::remove_file(&sock);
+    let child = Command::new(std::env::current_exe().unwrap())
+        .env("PHONEVAULT_FLOOR_SOCKET", &sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&sock);
+    (child, sock)
+}
+
+fn wait_for(sock: &Path) {
     let start = Instant::now();
-    while UnixStream::connect(&sock).is_err() {
+    while UnixStream::connect(sock).is_err() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "server did not start"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    child
 }
 
 fn stop(mut child: Child) {
@@ -155,14 +207,19 @@ fn peak_rss_mib(pid: u32) -> f64 {
 }
 
 fn main() {
+    if let Some(sock) = std::env::var_os("PHONEVAULT_FLOOR_SOCKET") {
+        floor_server(Path::new(&sock));
+        return;
+    }
     let secs: u64 = std::env::var("SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let conns: usize = std::env::var("CONNECTIONS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(16);
+    let conns: Vec<usize> = std::env::var("CONNECTIONS")
+        .unwrap_or_else(|_| "16,64".into())
+        .split(',')
+        .map(|c| c.trim().parse().unwrap())
+        .collect();
     let tmp = tempfile::tempdir().unwrap();
     let numbers = phones("numbers-200k.csv");
 
@@ -205,7 +262,7 @@ fn main() {
     ))
     .unwrap();
     let reader = reader["token"].as_str().unwrap().to_owned();
-    let server = serve(&b);
+    let server = serve(&b, "process");
     let sock = b.join("phonevault.sock");
     let bodies: Vec<Vec<u8>> = numbers
         .chunks(10_000)
@@ -229,20 +286,113 @@ fn main() {
     }
     let ingest = t.elapsed();
 
-    // 3. Lookups over keep-alive connections for a fixed time.
+    let rss = peak_rss_mib(server.id());
+    stop(server);
+    println!("numbers: {}", numbers.len());
+    println!("in-process import:       {:>8.2} s", import.as_secs_f64());
+    println!(
+        "batch ingest via socket: {:>8.2} s ({:+.0}% vs import; {created} created, {rejected} rejected)",
+        ingest.as_secs_f64(),
+        (ingest.as_secs_f64() / import.as_secs_f64() - 1.0) * 100.0
+    );
+    println!("server peak RSS during ingest: {rss:.0} MiB");
+
+    // 3 and 4. Lookups over keep-alive connections for a fixed time: the floor, then
+    // the vault in each mode.
     let lookups = phones("lookups-20k.csv");
     let bodies: Vec<Vec<u8>> = lookups
         .iter()
         .map(|p| serde_json::to_vec(&serde_json::json!({"phone": p, "purpose": "otp"})).unwrap())
         .collect();
     let bodies = std::sync::Arc::new(bodies);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let servers = ["floor", "process", "always", "lag"];
+    // figures[server][conns] = one Load per run
+    let mut figures: Vec<Vec<Vec<Load>>> = vec![vec![Vec::new(); conns.len()]; servers.len()];
+    for run in 0..runs {
+        for (si, name) in servers.iter().enumerate() {
+            let (child, sock) = if *name == "floor" {
+                start_floor(tmp.path())
+            } else {
+                (serve(&b, name), b.join("phonevault.sock"))
+            };
+            for (ci, &c) in conns.iter().enumerate() {
+                let l = load(&sock, &reader, &bodies, c, secs, *name == "floor");
+                println!(
+                    "run {}: {name:>8} {c:>3} connections: {:>7.0} lookups/s ({} found), p50 {:.3} ms, p99 {:.3} ms",
+                    run + 1,
+                    l.rate,
+                    l.found,
+                    l.p50 * 1e3,
+                    l.p99 * 1e3
+                );
+                figures[si][ci].push(l);
+            }
+            if *name == "floor" {
+                let mut child = child;
+                child.kill().unwrap();
+                child.wait().unwrap();
+            } else {
+                let rss = peak_rss_mib(child.id());
+                println!("run {}: {name:>8} server peak RSS: {rss:.0} MiB", run + 1);
+                stop(child);
+            }
+        }
+    }
+    let med = |v: Vec<f64>| {
+        let mut v = v;
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("\nmedians of {runs} run(s), ratios to the HTTP floor of the same run:");
+    for (ci, &c) in conns.iter().enumerate() {
+        for (si, name) in servers.iter().enumerate() {
+            let rate = med(figures[si][ci].iter().map(|l| l.rate).collect());
+            let p50 = med(figures[si][ci].iter().map(|l| l.p50).collect());
+            let p99 = med(figures[si][ci].iter().map(|l| l.p99).collect());
+            let ratio = med((0..runs)
+                .map(|r| figures[si][ci][r].rate / figures[0][ci][r].rate)
+                .collect());
+            let p99_ratio = med((0..runs)
+                .map(|r| figures[si][ci][r].p99 / figures[0][ci][r].p99)
+                .collect());
+            println!(
+                "{name:>8} {c:>3} connections: {rate:>7.0} lookups/s = {ratio:.2} x floor; p50 {:.3} ms, p99 {:.3} ms = {p99_ratio:.2} x floor p99",
+                p50 * 1e3,
+                p99 * 1e3
+            );
+        }
+    }
+}
+
+/// One load figure.
+#[derive(Clone, Copy)]
+struct Load {
+    rate: f64,
+    found: u64,
+    p50: f64,
+    p99: f64,
+}
+
+/// Drives `conns` keep-alive connections for `secs` seconds.
+fn load(
+    sock: &Path,
+    token: &str,
+    bodies: &std::sync::Arc<Vec<Vec<u8>>>,
+    conns: usize,
+    secs: u64,
+    floor: bool,
+) -> Load {
     let deadline = Instant::now() + Duration::from_secs(secs);
     let start = Instant::now();
     let handles: Vec<_> = (0..conns)
         .map(|k| {
             let bodies = bodies.clone();
-            let sock = sock.clone();
-            let token = reader.clone();
+            let sock = sock.to_owned();
+            let token = token.to_owned();
             std::thread::spawn(move || {
                 let mut c = Conn::new(&sock);
                 let mut lat = Vec::new();
@@ -259,7 +409,7 @@ fn main() {
                         "status {st}: {}",
                         String::from_utf8_lossy(&body)
                     );
-                    found += u64::from(st == 200);
+                    found += u64::from(st == 200 && !floor);
                     i += 1;
                 }
                 (lat, found)
@@ -275,26 +425,11 @@ fn main() {
     }
     let wall = start.elapsed();
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    let rss = peak_rss_mib(server.id());
-    stop(server);
-
-    println!("numbers: {}", numbers.len());
-    println!("in-process import:       {:>8.2} s", import.as_secs_f64());
-    println!(
-        "batch ingest via socket: {:>8.2} s ({:+.0}% vs import; {created} created, {rejected} rejected)",
-        ingest.as_secs_f64(),
-        (ingest.as_secs_f64() / import.as_secs_f64() - 1.0) * 100.0
-    );
-    println!(
-        "lookups: {} in {:.1} s over {conns} connections = {:.0}/s ({} found); p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
-        lat.len(),
-        wall.as_secs_f64(),
-        lat.len() as f64 / wall.as_secs_f64(),
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64();
+    Load {
+        rate: lat.len() as f64 / wall.as_secs_f64(),
         found,
-        pct(0.50).as_secs_f64() * 1e3,
-        pct(0.99).as_secs_f64() * 1e3,
-        lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
-    );
-    println!("server peak RSS: {rss:.0} MiB");
+        p50: pct(0.50),
+        p99: pct(0.99),
+    }
 }

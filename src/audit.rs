@@ -197,6 +197,23 @@ pub fn append(
     Ok(out)
 }
 
+/// The encoded form of `entries` exactly as a link body holds them (after its
+/// sequence number): the audit journal of `serve --audit-sync process` carries these
+/// bytes, so a change of the entry format reaches the journal unchanged.
+///
+/// # Errors
+/// [`AuditError::TooLarge`] past [`MAX_LINK_LEN`].
+pub fn encode_entries(entries: &[Entry]) -> Result<Vec<u8>, AuditError> {
+    bincode::encode_to_vec(entries, config()).map_err(|_| AuditError::TooLarge)
+}
+
+/// Decodes what [`encode_entries`] made, which must be read whole; `None` when it
+/// does not decode.
+pub fn decode_entries(bytes: &[u8]) -> Option<Vec<Entry>> {
+    let (entries, used): (Vec<Entry>, usize) = bincode::decode_from_slice(bytes, config()).ok()?;
+    (used == bytes.len()).then_some(entries)
+}
+
 /// Verifies a whole chain from K0: every link in sequence, chained and MACed under
 /// its key. With a checkpoint, also that the chain reaches it. Returns the links and
 /// where the chain ends.
@@ -534,6 +551,21 @@ mod tests {
             verify(&k0, refs(&links), None).unwrap_err(),
             AuditError::BadLink(3)
         );
+    }
+
+    #[test]
+    fn journal_entry_bytes_are_the_link_body_bytes() {
+        let entries = [entry(1), entry(2)];
+        let bytes = encode_entries(&entries).unwrap();
+        assert_eq!(decode_entries(&bytes).unwrap(), entries.to_vec());
+        let mut at = Checkpoint::GENESIS;
+        let link = append(&mut at, &mut AuditKey::generate(), &entries).unwrap();
+        // body = version ‖ seq (one varint byte for 0) ‖ the entries' bytes
+        assert_eq!(&link[2..2 + bytes.len()], bytes.as_slice());
+        assert!(decode_entries(&bytes[..bytes.len() - 1]).is_none());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_entries(&longer).is_none());
     }
 
     proptest! {

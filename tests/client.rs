@@ -79,7 +79,7 @@ impl Env {
     /// Starts `serve` sealed (no unlock source) and waits for the socket.
     fn serve(&self) -> Server {
         let log = self.dir.join("serve.log");
-        let mut c = self.cmd(&["serve"]);
+        let mut c = self.cmd(&["serve", "--access-log"]);
         c.env_remove("PHONEVAULT_PASSPHRASE")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap());
@@ -869,10 +869,19 @@ fn a_large_import_goes_in_several_batches_and_a_stale_socket_is_ignored() {
     assert_eq!(v["rejected"], 13);
     let rejects = |env: &Env| std::fs::read_to_string(env.dir.join("big.csv.rejects.csv")).unwrap();
     assert_eq!(rejects(&local), rejects(&remote));
-    let log = std::fs::read_to_string(remote.dir.join("serve.log")).unwrap();
-    let batches = log
-        .lines()
-        .filter(|l| l.contains("POST /v1/tenants/shop/numbers/batch 200"))
-        .count();
-    assert_eq!(batches, 2, "{log}");
+    // The access log is written by a background thread every 100 ms.
+    let batches = || {
+        let log = std::fs::read_to_string(remote.dir.join("serve.log")).unwrap();
+        let n = log
+            .lines()
+            .filter(|l| l.contains("POST /v1/tenants/shop/numbers/batch 200"))
+            .count();
+        (n, log)
+    };
+    let start = Instant::now();
+    while batches().0 < 2 && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (n, log) = batches();
+    assert_eq!(n, 2, "{log}");
 }

@@ -3,7 +3,9 @@
 //! import` mid-file — then restarted; every write it acknowledged must be present
 //! and readable, `phonevault audit verify` must accept the audit chain, and
 //! `phonevault check` must find no half-written record (each one decrypts, and index
-//! and expiry entries match the records exactly).
+//! and expiry entries match the records exactly). And `phonevault serve` in its
+//! default `--audit-sync process` mode is killed under lookup load: every lookup it
+//! answered has its entry in the verified chain after the restart.
 //!
 //! What this shows and what it does not: SIGKILL stops the process between any two
 //! instructions, so these tests show that every write is atomic (a record and its
@@ -383,6 +385,149 @@ fn server_killed_during_batch_ingest_loses_no_acknowledged_write() {
         rounds(20)
     );
     assert!(!all_acked.is_empty());
+}
+
+/// Sends lookups of `numbers` (each once, in order) until the server stops answering;
+/// returns the record ids of the lookups answered with the record.
+fn look_up(
+    socket: PathBuf,
+    reader: String,
+    numbers: Vec<String>,
+    progress: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<String> {
+    let mut answered = Vec::new();
+    for n in numbers {
+        let Ok((status, v)) = call(
+            &socket,
+            "/v1/tenants/shop/lookup",
+            Some(&reader),
+            &json!({ "phone": n, "purpose": "otp" }),
+        ) else {
+            break;
+        };
+        assert_eq!(status, 200, "lookup refused: {}", v["error"]);
+        answered.push(v["id"].as_str().unwrap().to_owned());
+        progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    answered
+}
+
+#[test]
+fn server_killed_under_lookup_load_loses_no_answered_lookups_audit_entry() {
+    const THREADS: usize = 4;
+    let mut rng = rng("lookups");
+    let env = Env::new();
+    env.init(&["shop"]);
+    let writer = token(&env, "writer");
+    let reader = token(&env, "reader");
+    // Every number once, so that within a round each lookup names its own record.
+    let server = Server::start(&env);
+    let numbers = numbers();
+    let items: Vec<Value> = numbers
+        .iter()
+        .map(|n| json!({ "phone": n, "consents": ["otp"] }))
+        .collect();
+    let (status, v) = call(
+        &server.socket,
+        "/v1/tenants/shop/numbers/batch",
+        Some(&writer),
+        &json!({ "items": items }),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{v}");
+    let stored: Vec<String> = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["status"] == "ok")
+        .map(|r| numbers[r["index"].as_u64().unwrap() as usize].clone())
+        .collect();
+    server.kill();
+    let per_thread = stored.len() / THREADS;
+    assert!(per_thread > 300, "{}", stored.len());
+    let rounds = rounds(100);
+    // answered[round] = record ids of the lookups answered in that round
+    let mut answered: Vec<Vec<String>> = Vec::new();
+    for _ in 0..rounds {
+        // Start-up (sealed, then unsealed over the socket) folds what the journal of
+        // the killed server holds, then logs `unseal`: the chain's round marker.
+        let server = Server::start(&env);
+        let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let slice = stored[t * per_thread..(t + 1) * per_thread].to_vec();
+                let (socket, reader) = (server.socket.clone(), reader.clone());
+                let progress = progress.clone();
+                std::thread::spawn(move || look_up(socket, reader, slice, progress))
+            })
+            .collect();
+        // Killed by progress, not by wall clock (the first lookup loads the phone
+        // metadata): after some answered lookups, a random time into the next ones.
+        let wait_for = rng.gen_range(1..40);
+        let start = Instant::now();
+        while progress.load(std::sync::atomic::Ordering::SeqCst) < wait_for
+            && start.elapsed() < Duration::from_secs(30)
+        {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_micros(rng.gen_range(0..5_000)));
+        server.kill();
+        let got: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        answered.push(got);
+    }
+    // The last round's journal is folded by the next open.
+    env.ok(&["tenant", "list"]);
+    let mut marks = Vec::new();
+    for line in env
+        .ok(&["audit", "export", "--key", env.k0().to_str().unwrap()])
+        .lines()
+    {
+        let e: Value = serde_json::from_str(line).unwrap();
+        marks.push((
+            e["action"].as_str().unwrap().to_owned(),
+            e["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_owned())
+                .collect::<Vec<_>>(),
+        ));
+    }
+    // Split the chain at the unseals: [setup] [round 0] [round 1] ...
+    let mut rounds_logged: Vec<HashSet<String>> = Vec::new();
+    for (action, records) in marks {
+        match action.as_str() {
+            "unseal" => rounds_logged.push(HashSet::new()),
+            "find" => {
+                if let Some(r) = rounds_logged.last_mut() {
+                    r.extend(records);
+                }
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        rounds_logged.len(),
+        rounds as usize + 1,
+        "one unseal per start"
+    );
+    let mut total = 0;
+    for (round, got) in answered.iter().enumerate() {
+        let logged = &rounds_logged[round + 1];
+        let lost: Vec<&String> = got.iter().filter(|id| !logged.contains(*id)).collect();
+        assert!(
+            lost.is_empty(),
+            "round {round}: {} of {} answered lookups have no entry in the chain",
+            lost.len(),
+            got.len()
+        );
+        total += got.len();
+    }
+    eprintln!("lookups: {total} answered over {rounds} SIGKILLs, every one in the chain");
+    assert!(total > rounds as usize, "too little load: {total} lookups");
 }
 
 // ---------------------------------------------------------------------------------

@@ -607,6 +607,93 @@ fn copy_vault_dir(from: &Path, to: &Path) {
     std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
+/// Hosts sharing one database each keep their own keyring file: a rotation on one
+/// made a version the other lacked, and the other could make its own seed under the
+/// same number, its records then failing GCM and reported as tampering. Versions are
+/// now agreed through the database (a row per tenant and version with a seed
+/// fingerprint), and a host lacking one fails closed naming the keyring to copy.
+fn key_versions_are_agreed_through_the_database() {
+    let db = Db::new("key_versions");
+    let unlock = || Unlock::Passphrase(Passphrase::new(PASS.into()));
+    let open = |dir: &Path| {
+        let opts = OpenOptions {
+            store: StoreLocation::Postgres(db.cfg.clone()),
+            ..OpenOptions::default()
+        };
+        Vault::open(dir, &unlock(), opts)
+    };
+    let a = db.open();
+    a.create_tenant("shop", &purposes(&["otp"]), None).unwrap();
+    let [n1, n2, n3] = ["+447400123951", "+447400123952", "+447400123953"];
+    a.add("shop", n1, None, &purposes(&["otp"]), "x").unwrap();
+    // host B: its own copy of the keyring, made now
+    let b_dir = db.tmp.path().join("host-b");
+    copy_vault_dir(&db.dir, &b_dir);
+    let old_ring = std::fs::read(b_dir.join("keyring")).unwrap();
+    assert!(open(&b_dir)
+        .unwrap()
+        .find("shop", n1, None, "otp")
+        .unwrap()
+        .is_some());
+
+    // rotate on A and write under the new version
+    assert_eq!(a.rotate_key("shop", false).unwrap(), 2);
+    a.add("shop", n2, None, &purposes(&["otp"]), "x").unwrap();
+
+    // B lacks version 2: it refuses the tenant, saying what to do, never "tampered"
+    let b = open(&b_dir).unwrap();
+    for err in [
+        b.add("shop", n3, None, &purposes(&["otp"]), "y")
+            .unwrap_err(),
+        b.find("shop", n2, None, "otp").unwrap_err(),
+        // and never makes a version 2 of its own
+        b.rotate_key("shop", false).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, VaultError::KeyVersionMissing { versions, .. } if versions == "2"),
+            "{err}"
+        );
+        assert_eq!(err.code(), "key_version_missing");
+        assert!(
+            err.to_string().contains("copy that host's keyring file"),
+            "{err}"
+        );
+    }
+    drop(b);
+    assert_eq!(std::fs::read(b_dir.join("keyring")).unwrap(), old_ring);
+
+    // A reads everything; with A's keyring, B reads and writes under version 2
+    assert!(a.find("shop", n2, None, "otp").unwrap().is_some());
+    std::fs::copy(db.dir.join("keyring"), b_dir.join("keyring")).unwrap();
+    let b = open(&b_dir).unwrap();
+    assert!(b.find("shop", n2, None, "otp").unwrap().is_some());
+    b.add("shop", n3, None, &purposes(&["otp"]), "y").unwrap();
+    assert!(a.find("shop", n3, None, "otp").unwrap().is_some());
+    drop(b);
+
+    // Another seed under an existing number (the old copy rotated offline, as an older
+    // build would have): refused as a conflict before any record is read or written.
+    let mut ring = phonevault_keys::Keyring::decode(&old_ring).unwrap();
+    let rk = ring.unlock(&Passphrase::new(PASS.into())).unwrap();
+    assert_eq!(
+        ring.rotate(&rk, "shop", phonevault_keys::KeyPurpose::Data, 0)
+            .unwrap(),
+        2
+    );
+    ring.seal(&rk);
+    std::fs::write(b_dir.join("keyring"), ring.encode()).unwrap();
+    let b = open(&b_dir).unwrap();
+    let err = b.find("shop", n1, None, "otp").unwrap_err();
+    assert!(
+        matches!(err, VaultError::KeyVersionConflict { version: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(err.code(), "key_version_conflict");
+    assert!(b.add("shop", n3, None, &purposes(&["otp"]), "y").is_err());
+    // A is unaffected
+    assert!(a.find("shop", n3, None, "otp").unwrap().is_some());
+}
+
 fn two_servers_on_one_database() {
     let db = Db::new("two_servers");
     let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
@@ -1153,7 +1240,11 @@ fn main() -> std::process::ExitCode {
         }
         eprintln!("tests/pg.rs: the PostgreSQL tests are ignored: {why}");
     }
-    let all: [(&'static str, fn()); 13] = [
+    let all: [(&'static str, fn()); 14] = [
+        (
+            "key_versions_are_agreed_through_the_database",
+            key_versions_are_agreed_through_the_database,
+        ),
         (
             "vault_operations_behave_as_on_sled",
             vault_operations_behave_as_on_sled,

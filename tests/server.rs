@@ -231,7 +231,7 @@ fn unseal(s: &Server) {
 #[test]
 fn sealed_unseal_seal_and_access_control() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = env.serve(&["--access-log"]);
     let mode = std::fs::metadata(env.socket())
         .unwrap()
         .permissions()
@@ -600,6 +600,51 @@ fn socket_file_stale_live_and_permissions() {
     assert!(!env.socket().exists());
 }
 
+/// Tokens are served from memory on the hot path: a revocation through the socket
+/// still holds on the very next request.
+#[test]
+fn a_token_revoked_through_the_socket_fails_on_the_next_request() {
+    let (env, t) = setup();
+    let s = env.serve(&[]);
+    unseal(&s);
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    for _ in 0..3 {
+        let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup.clone());
+        assert_eq!(st, 404);
+    }
+    let (st, list) = s.call("GET", "/v1/sys/tokens", Some(&t.admin), b"");
+    assert_eq!(st, 200, "{list}");
+    let id = list["tokens"]
+        .as_array()
+        .or_else(|| list.as_array())
+        .unwrap()
+        .iter()
+        .find(|r| r["role"] == "reader" && r["reveal"] == true)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (st, v) = s.call(
+        "DELETE",
+        &format!("/v1/sys/tokens/{id}"),
+        Some(&t.admin),
+        b"",
+    );
+    assert!(st < 300, "{st} {v}");
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup.clone());
+    assert_eq!((st, code(&v)), (401, "unauthorized"));
+    // The other reader still works; revoke-all ends it and the admin token at once.
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+    assert_eq!(st, 404);
+    let (st, v) = s.post("/v1/sys/tokens/revoke-all", Some(&t.admin), json!({}));
+    assert_eq!(st, 200, "{v}");
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup);
+    assert_eq!(st, 401);
+    let (st, _) = s.call("GET", "/v1/sys/tokens", Some(&t.admin), b"");
+    assert_eq!(st, 401);
+    s.stop();
+}
+
 #[test]
 fn token_cli_list_and_revoke() {
     let (env, t) = setup();
@@ -646,7 +691,7 @@ fn token_cli_list_and_revoke() {
 #[test]
 fn lookups_are_rate_limited_per_token_and_socket_group() {
     let (env, t) = setup();
-    let s = env.serve(&["--lookup-rate", "5", "--socket-group", "0"]);
+    let s = env.serve(&["--lookup-rate", "5", "--socket-group", "0", "--access-log"]);
     let meta = std::fs::metadata(env.socket()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
@@ -971,4 +1016,40 @@ fn the_server_refuses_what_its_document_refuses() {
     );
     assert_eq!((st, v["verified_at"].clone()), (200, Value::Null), "{v}");
     s.stop();
+}
+
+/// SECURITY.md said the vault-wide admin token "reads no data"; it reads none itself,
+/// but it can mint a token with the reveal right for any tenant and read every number
+/// through it. Pins down what SECURITY.md now says: the mint is possible, and audited.
+#[test]
+fn the_admin_token_can_mint_a_reveal_token_and_the_mint_is_audited() {
+    let (env, t) = setup();
+    let s = env.serve(&[]);
+    unseal(&s);
+    let add = json!({"phone": NUMBER, "consents": ["otp"]});
+    let (st, _) = s.post("/v1/tenants/shop/numbers", Some(&t.writer), add);
+    assert_eq!(st, 201);
+    let lookup = json!({"phone": NUMBER, "purpose": "otp", "reveal": true});
+    // by itself: no data
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.admin), lookup.clone());
+    assert_eq!(st, 403);
+    let (st, v) = s.post(
+        "/v1/sys/tokens",
+        Some(&t.admin),
+        json!({"tenant": "shop", "role": "reader", "purposes": ["otp"], "reveal": true}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let minted = v["token"].as_str().unwrap().to_owned();
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&minted), lookup);
+    assert_eq!((st, v["phone"].as_str()), (200, Some(NUMBER)));
+    s.stop();
+    let log = env.ok(&["audit", "export", "--action", "token-create"]);
+    // the mint is recorded with the admin token as its actor
+    let by_token: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["actor"].get("Token").is_some())
+        .collect();
+    assert_eq!(by_token.len(), 1, "{log}");
+    assert_eq!(by_token[0]["tenant"], "shop");
 }

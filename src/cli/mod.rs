@@ -91,6 +91,41 @@ pub struct Cli {
     /// socket; or set PHONEVAULT_TOKEN.
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// PKCS#11 library of an HSM or cloud KMS (e.g. /usr/lib/softhsm/libsofthsm2.so): with
+    /// --pkcs11-token and --pkcs11-key, unlocks through the vault's PKCS#11 key slot when
+    /// no passphrase or key file is given (a server then unseals itself at start); for
+    /// `keyslot add`, the token of the new slot.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_MODULE",
+        value_name = "LIB"
+    )]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of the PKCS#11 token.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_TOKEN",
+        value_name = "LABEL"
+    )]
+    pub pkcs11_token: Option<String>,
+    /// Label of the non-extractable AES key in that token.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_KEY",
+        value_name = "LABEL"
+    )]
+    pub pkcs11_key: Option<String>,
+    /// File holding the token's user PIN (first line); or set PHONEVAULT_PKCS11_PIN.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_PIN_FILE",
+        value_name = "FILE"
+    )]
+    pub pkcs11_pin_file: Option<PathBuf>,
     /// libphonenumber metadata (its resources/PhoneNumberMetadata.xml) to validate numbers
     /// with instead of the vendored release; checked, and refused with the reason when
     /// malformed or incomplete. After a change, run `phonevault reindex`.
@@ -774,8 +809,54 @@ fn non_empty(p: String) -> Result<Passphrase, Failure> {
     Ok(Passphrase::new(p.to_string()))
 }
 
+/// The PKCS#11 token and key named by the `--pkcs11-*` flags, with the PIN from its file
+/// or `PHONEVAULT_PKCS11_PIN` (never from the command line).
+pub(crate) fn pkcs11_config(cli: &Cli) -> Result<crate::hsm::Pkcs11Config, Failure> {
+    let missing = |flag: &str| {
+        fail(format!(
+            "a PKCS#11 key slot needs --pkcs11-module, --pkcs11-token and --pkcs11-key ({flag} is missing)"
+        ))
+    };
+    let module = cli
+        .pkcs11_module
+        .clone()
+        .ok_or_else(|| missing("--pkcs11-module"))?;
+    let token = cli
+        .pkcs11_token
+        .clone()
+        .ok_or_else(|| missing("--pkcs11-token"))?;
+    let key = cli
+        .pkcs11_key
+        .clone()
+        .ok_or_else(|| missing("--pkcs11-key"))?;
+    let pin = match &cli.pkcs11_pin_file {
+        Some(path) => {
+            let bytes = read_secret_file(path)?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| fail(format!("{} is not UTF-8 text", path.display())))?;
+            crate::hsm::Pin::new(text)
+        }
+        None => match std::env::var("PHONEVAULT_PKCS11_PIN") {
+            Ok(p) => crate::hsm::Pin::new(&Zeroizing::new(p)),
+            Err(_) => Err(crate::hsm::HsmError::NoPin),
+        },
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    Ok(crate::hsm::Pkcs11Config {
+        module,
+        token,
+        key,
+        pin,
+    })
+}
+
 fn unlock_source(cli: &Cli) -> Result<Unlock, Failure> {
-    if cli.passphrase_file.is_none() && std::env::var_os("PHONEVAULT_PASSPHRASE").is_none() {
+    let no_passphrase =
+        cli.passphrase_file.is_none() && std::env::var_os("PHONEVAULT_PASSPHRASE").is_none();
+    if no_passphrase && cli.key_file.is_none() && cli.pkcs11_module.is_some() {
+        return Ok(Unlock::Pkcs11(pkcs11_config(cli)?));
+    }
+    if no_passphrase {
         if let Some(path) = &cli.key_file {
             let bytes = read_secret_file(path)?;
             let key = KeyFileKey::from_bytes(&bytes).map_err(|_| {

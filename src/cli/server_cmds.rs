@@ -27,11 +27,57 @@ pub struct ServeArgs {
     /// Seconds a client has to send a request's head before its connection is closed.
     #[arg(long, default_value_t = 30)]
     pub header_timeout_secs: u64,
-    /// Let reads return before their audit entry is flushed, flushing every N ms
-    /// (0, the default: every read waits until its entry is durable, sharing the
-    /// flush with concurrent reads). A crash can lose the read entries of the last N ms.
-    #[arg(long, default_value_t = 0)]
-    pub audit_read_lag_ms: u64,
+    /// When a read may answer, as to its audit entry: `always` once the entry is on
+    /// disk (fsync, shared by every read waiting then); `process` once it is written
+    /// to the audit journal beside the store (a killed server loses no answered read's
+    /// entry; a power loss may lose the last --audit-sync-ms); `lag` at once, entries
+    /// kept in memory and flushed every --audit-sync-ms (a kill or a power loss may
+    /// lose the last --audit-sync-ms). Writes always answer once durable with their entry.
+    #[arg(long, value_enum, default_value_t = AuditSyncArg::Process)]
+    pub audit_sync: AuditSyncArg,
+    /// The interval of --audit-sync process (journal synced and folded into the chain)
+    /// and lag (entries flushed), in milliseconds.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub audit_sync_ms: u64,
+    /// Same as `--audit-sync lag --audit-sync-ms N` (kept for older scripts); 0 means
+    /// `--audit-sync always`.
+    #[arg(long, conflicts_with_all = ["audit_sync", "audit_sync_ms"], hide = true)]
+    pub audit_read_lag_ms: Option<u64>,
+    /// Log one line per request (method, route, status, peer uid and pid; never a
+    /// body) to stderr, buffered off the request path.
+    #[arg(long)]
+    pub access_log: bool,
+}
+
+/// Values of `serve --audit-sync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuditSyncArg {
+    /// A read answers once its entry is on disk.
+    Always,
+    /// A read answers once its entry is in the audit journal (written to the OS).
+    Process,
+    /// A read answers at once; entries are flushed every --audit-sync-ms.
+    Lag,
+}
+
+impl ServeArgs {
+    /// The durability mode these flags ask for.
+    pub fn audit_sync(&self) -> vault::AuditSync {
+        use std::time::Duration;
+        if let Some(ms) = self.audit_read_lag_ms {
+            return if ms == 0 {
+                vault::AuditSync::Always
+            } else {
+                vault::AuditSync::Lag(Duration::from_millis(ms.min(60_000)))
+            };
+        }
+        let every = Duration::from_millis(self.audit_sync_ms);
+        match self.audit_sync {
+            AuditSyncArg::Always => vault::AuditSync::Always,
+            AuditSyncArg::Process => vault::AuditSync::Process(every),
+            AuditSyncArg::Lag => vault::AuditSync::Lag(every),
+        }
+    }
 }
 
 /// Token management.
@@ -86,7 +132,8 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
     // Sealed unless an unlock source is given; the server never prompts.
     let given = cli.passphrase_file.is_some()
         || std::env::var_os("PHONEVAULT_PASSPHRASE").is_some()
-        || cli.key_file.is_some();
+        || cli.key_file.is_some()
+        || cli.pkcs11_module.is_some();
     let unlock = if given {
         Some(unlock_source(cli)?)
     } else {
@@ -103,8 +150,8 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         lookup_rate: a.lookup_rate,
         max_connections: a.max_connections,
         header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
-        read_audit_lag: (a.audit_read_lag_ms > 0)
-            .then(|| std::time::Duration::from_millis(a.audit_read_lag_ms)),
+        audit_sync: a.audit_sync(),
+        access_log: a.access_log,
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),

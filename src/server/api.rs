@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{
-    blocking, check_purpose, check_reveal, open_vault, unseal_delay, ApiError, App, Authed,
+    blocking, check_purpose, check_reveal, open_vault, quick, unseal_delay, ApiError, App, Authed,
     JsonBody, Op, Peer, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, OPENAPI,
 };
 use crate::audit::{Entry, Outcome};
@@ -146,14 +146,7 @@ async fn unseal(
         return ok(json!({ "sealed": false }));
     }
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
-    match open_vault(
-        app.dir.clone(),
-        app.store.clone(),
-        unlock,
-        app.read_audit_lag,
-    )
-    .await
-    {
+    match open_vault(app.dir.clone(), app.store.clone(), unlock, app.audit_sync).await {
         Ok(v) => {
             // The failed attempts made while sealed, then this one, go into the log
             // before the vault serves anything.
@@ -452,7 +445,7 @@ async fn lookup(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found = blocking(move || {
+    let found = quick(move || {
         vault
             .revealing(reveal)
             .find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)
@@ -485,7 +478,7 @@ async fn lookup_last4(
     check_reveal(&info, req.reveal)?;
     app.lookups.take(&info.id)?;
     let reveal = req.reveal;
-    let found = blocking(move || {
+    let found = quick(move || {
         vault
             .revealing(reveal)
             .find_last4(&tenant, req.country_code, &req.last4, &req.purpose)
@@ -528,7 +521,7 @@ async fn get_number(
     check_purpose(&info, &q.purpose)?;
     check_reveal(&info, q.reveal)?;
     let reveal = q.reveal;
-    let found = blocking(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
+    let found = quick(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
     match found {
         Some(f) => ok(found_json(&f, reveal)),
         None => Err(ApiError::not_found()),

@@ -4,7 +4,16 @@
 //! vault). It starts sealed unless given an unlock source; `POST /v1/sys/unseal` opens
 //! the vault, `POST /v1/sys/seal` drops it (keys zeroize on drop). Every data request
 //! carries `Authorization: Bearer <token>`; see [`crate::vault::TokenInfo`] for what a
-//! token is bound to. Vault calls are blocking and run on the blocking pool.
+//! token is bound to.
+//!
+//! The hot path: on a store only this process opens (sled), authentication and reads
+//! run on the async worker that received the request (a few microseconds of work: a
+//! point read from the store's cache, a decryption, and the audit entry written to
+//! the journal or queued for a shared flush); a thread hand-off would cost more than
+//! the work. Writes, and everything on a database store (a network round trip), run
+//! on the blocking pool. In `--audit-sync always` mode a read's answer waits for its
+//! entry's flush asynchronously (see [`Vault::deferring`]), so every reader waiting
+//! at that moment shares one flush without holding a thread.
 //!
 //! The routes are listed in [`ROUTES`] and documented in `openapi.json` at the
 //! repository root (also served at `GET /v1/openapi.json`).
@@ -22,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::net::UnixListener;
 
 use crate::store::StoreLocation;
-use crate::vault::{OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
+use crate::vault::{AuditSync, OpenOptions, Role, TokenInfo, Unlock, Vault, VaultError};
 
 pub(crate) mod api;
 mod error;
@@ -117,9 +126,11 @@ pub struct ServeOptions {
     pub max_connections: usize,
     /// Time a client has to send a request's head (slow-loris defence).
     pub header_timeout: Duration,
-    /// How long a read's audit entry may wait before it is flushed (`None`: every
-    /// read waits for its entry to be durable; see `Vault::set_read_audit_lag`).
-    pub read_audit_lag: Option<Duration>,
+    /// When a read's audit entry lets the read answer (see [`AuditSync`]).
+    pub audit_sync: AuditSync,
+    /// Log one line per request (method, route, status, peer) to stderr, buffered
+    /// and written by a background thread.
+    pub access_log: bool,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -239,7 +250,8 @@ pub(crate) struct App {
     held: std::sync::Mutex<Vec<crate::audit::Entry>>,
     allow_uids: Vec<u32>,
     lookups: RateLimiter,
-    read_audit_lag: Option<Duration>,
+    audit_sync: AuditSync,
+    access_log: Option<Arc<AccessLog>>,
 }
 
 impl App {
@@ -268,13 +280,17 @@ impl App {
         Ok((vault, info))
     }
 
-    /// [`App::authenticate`] on the blocking pool: with a database store the token
-    /// read is a network round trip, which must not hold an async worker.
+    /// [`App::authenticate`], on the blocking pool when the store is a database: the
+    /// token read is then a network round trip, which must not hold an async worker.
     async fn authenticate_blocking(
         &self,
         headers: &HeaderMap,
     ) -> Result<(Arc<Vault>, TokenInfo), ApiError> {
         let vault = self.current().ok_or_else(ApiError::sealed)?;
+        if inline(&vault) {
+            let info = vault.authenticate(bearer(headers)?.trim())?;
+            return Ok((vault, info.ok_or_else(ApiError::unauthorized)?));
+        }
         let token = zeroize::Zeroizing::new(bearer(headers)?.trim().to_owned());
         let v = vault.clone();
         let info = blocking(move || v.authenticate(&token)).await?;
@@ -364,6 +380,29 @@ fn check_reveal(info: &TokenInfo, reveal: bool) -> Result<(), ApiError> {
         ))
     } else {
         Ok(())
+    }
+}
+
+/// Whether reads of `vault` are short enough for an async worker: its store is one
+/// only this process opens (sled's page cache), not a database across a network.
+fn inline(vault: &Vault) -> bool {
+    !vault.store().shared()
+}
+
+tokio::task_local! {
+    /// Set by [`gate`] for a request whose vault serves reads inline.
+    static INLINE_READS: bool;
+}
+
+/// Runs a read-only vault call (lookups, gets): on the async worker when the vault
+/// serves reads inline (see [`inline`]), else on the blocking pool.
+pub(crate) async fn quick<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, VaultError> + Send + 'static,
+) -> Result<T, ApiError> {
+    if INLINE_READS.try_with(|b| *b).unwrap_or(false) {
+        f().map_err(ApiError::from)
+    } else {
+        blocking(f).await
     }
 }
 
@@ -483,16 +522,109 @@ fn repeats_no_value(message: &str) -> bool {
     !message.contains('"') && quoted_ok && longest_digits < 6
 }
 
-/// Per-request gate and access log: refuses peers outside --allow-uid, and logs
-/// method, route, status and peer credentials (never a body, so never a number).
+/// The access log of `--access-log`: lines gathered in memory and written to stderr
+/// by a background thread every 100 ms, so a request never waits for the terminal
+/// or a pipe. At most [`AccessLog::MAX_BUFFERED`] bytes wait; past that, lines are
+/// counted as dropped and the count is logged.
+pub(crate) struct AccessLog {
+    buf: std::sync::Mutex<(String, u64)>,
+}
+
+impl AccessLog {
+    const MAX_BUFFERED: usize = 4 << 20;
+
+    /// Starts the writer thread; it ends (after a last write) once the log is dropped.
+    fn start() -> Arc<AccessLog> {
+        let log = Arc::new(AccessLog {
+            buf: std::sync::Mutex::new((String::with_capacity(64 << 10), 0)),
+        });
+        let weak = Arc::downgrade(&log);
+        let spawned = std::thread::Builder::new()
+            .name("access-log".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(100));
+                let Some(log) = weak.upgrade() else { return };
+                log.write_out();
+            });
+        if spawned.is_err() {
+            eprintln!("phonevault serve: no access-log thread; lines are written at shutdown");
+        }
+        log
+    }
+
+    fn push(&self, method: &axum::http::Method, path: &str, status: u16, peer: Peer) {
+        use std::fmt::Write as _;
+        let mut b = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if b.0.len() > Self::MAX_BUFFERED {
+            b.1 += 1;
+            return;
+        }
+        let _ = write!(b.0, "phonevault serve: {method} {path} {status} uid=");
+        match peer.uid {
+            Some(u) => {
+                let _ = write!(b.0, "{u}");
+            }
+            None => b.0.push('?'),
+        }
+        b.0.push_str(" pid=");
+        match peer.pid {
+            Some(p) => {
+                let _ = write!(b.0, "{p}");
+            }
+            None => b.0.push('?'),
+        }
+        b.0.push('\n');
+    }
+
+    /// Writes what is buffered (the lock is held only to swap buffers).
+    fn write_out(&self) {
+        use std::io::Write as _;
+        let (text, dropped) = {
+            let mut b = self
+                .buf
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if b.0.is_empty() && b.1 == 0 {
+                return;
+            }
+            let text = std::mem::replace(&mut b.0, String::with_capacity(64 << 10));
+            (text, std::mem::take(&mut b.1))
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(text.as_bytes());
+        if dropped > 0 {
+            let _ = writeln!(
+                err,
+                "phonevault serve: {dropped} access-log lines dropped (stderr too slow)"
+            );
+        }
+        let _ = err.flush();
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.write_out();
+    }
+}
+
+/// Per-request gate: refuses peers outside --allow-uid, authenticates tenant routes,
+/// holds a read's answer until its audit entry is as durable as `--audit-sync` asks,
+/// and (with --access-log) logs method, route, status and peer credentials (never a
+/// body, so never a number).
 async fn gate(
     axum::extract::State(app): axum::extract::State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     req: Request,
     next: Next,
 ) -> Response {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    // A clone of the request's URI shares its bytes: no allocation.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    let method = app.access_log.is_some().then(|| req.method().clone());
     let mut token_id = None;
     let resp = if !app.allow_uids.is_empty()
         && !peer.uid.is_some_and(|u| app.allow_uids.contains(&u))
@@ -504,24 +636,36 @@ async fn gate(
         match app.authenticate_blocking(req.headers()).await {
             Ok((vault, info)) => {
                 token_id = Some(info.id.clone());
-                let vault = vault.acting_as(peer.token_actor(&info.id));
+                let quick = inline(&vault);
+                let vault = vault.acting_as(peer.token_actor(&info.id)).deferring();
+                let waiter = vault.clone();
                 let mut req = req;
                 req.extensions_mut().insert(Authed { vault, info });
-                next.run(req).await
+                let resp = INLINE_READS.scope(quick, next.run(req)).await;
+                synced(&waiter, resp).await
             }
             Err(e) => e.into_response(),
         }
     } else {
         next.run(req).await
     };
-    let resp = audit_refusal(&app, peer, token_id, &path, resp).await;
-    eprintln!(
-        "phonevault serve: {method} {path} {} uid={} pid={}",
-        resp.status().as_u16(),
-        peer.uid.map_or("?".into(), |u| u.to_string()),
-        peer.pid.map_or("?".into(), |p| p.to_string()),
-    );
+    let resp = audit_refusal(&app, peer, token_id, path, resp).await;
+    if let (Some(log), Some(method)) = (&app.access_log, method) {
+        log.push(&method, path, resp.status().as_u16(), peer);
+    }
     resp
+}
+
+/// `resp`, once the entries of the reads made through the [`Vault::deferring`] handle
+/// `vault` are durable; 503 `audit_unavailable` instead when they cannot be made so.
+async fn synced(vault: &Vault, resp: Response) -> Response {
+    match vault.deferred_ticket() {
+        None => resp,
+        Some(ticket) => match vault.audit_synced(ticket).await {
+            Ok(()) => resp,
+            Err(e) => ApiError::from(e).into_response(),
+        },
+    }
 }
 
 /// Records refusals the vault itself never saw (failed authentication, a token used
@@ -553,18 +697,20 @@ async fn audit_refusal(
         .and_then(|r| r.split('/').next())
         .filter(|t| crate::vault::check_name("tenant", t).is_ok())
         .map(str::to_owned);
-    let logged = tokio::task::spawn_blocking(move || {
-        vault.acting_as(actor).audit_event(
-            action,
-            tenant.as_deref(),
-            crate::audit::Outcome::Refused,
-        )
-    })
-    .await;
+    let quick = inline(&vault);
+    let vault = vault.acting_as(actor).deferring();
+    let log = {
+        let vault = vault.clone();
+        move || vault.audit_event(action, tenant.as_deref(), crate::audit::Outcome::Refused)
+    };
+    let logged = if quick {
+        log().map_err(ApiError::from)
+    } else {
+        blocking(log).await
+    };
     match logged {
-        Ok(Ok(())) => resp,
-        Ok(Err(e)) => ApiError::from(e).into_response(),
-        Err(e) => ApiError::internal(&e).into_response(),
+        Ok(()) => synced(&vault, resp).await,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -635,12 +781,12 @@ fn bind_socket(
     result
 }
 
-/// Opens the vault with `unlock` on the blocking pool.
+/// Opens the vault with `unlock` on the blocking pool, in durability mode `sync`.
 async fn open_vault(
     dir: PathBuf,
     store: StoreLocation,
     unlock: Unlock,
-    lag: Option<Duration>,
+    sync: AuditSync,
 ) -> Result<Vault, VaultError> {
     let opts = OpenOptions {
         store,
@@ -648,7 +794,7 @@ async fn open_vault(
     };
     match tokio::task::spawn_blocking(move || {
         let v = Vault::open(&dir, &unlock, opts)?;
-        v.set_read_audit_lag(lag);
+        v.set_audit_sync(sync)?;
         Ok(v)
     })
     .await
@@ -689,7 +835,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         .transpose()?;
     let vault = match opts.unlock {
         Some(u) => Some(Arc::new(
-            open_vault(opts.dir.clone(), opts.store.clone(), u, opts.read_audit_lag).await?,
+            open_vault(opts.dir.clone(), opts.store.clone(), u, opts.audit_sync).await?,
         )),
         None => None,
     };
@@ -702,7 +848,8 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         held: std::sync::Mutex::new(Vec::new()),
         allow_uids: opts.allow_uids,
         lookups: RateLimiter::new(opts.lookup_rate),
-        read_audit_lag: opts.read_audit_lag,
+        audit_sync: opts.audit_sync,
+        access_log: opts.access_log.then(AccessLog::start),
     });
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener
@@ -729,6 +876,9 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     let served = accept_loop(listener, router, opts.header_timeout, shutdown).await;
     let _ = std::fs::remove_file(&opts.socket);
     app.set(None);
+    if let Some(log) = &app.access_log {
+        log.write_out();
+    }
     served.map_err(io_err("serving on", &opts.socket))
 }
 

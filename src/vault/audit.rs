@@ -10,14 +10,17 @@
 //!
 //! A write operation's entry goes into the batch of the write itself, so the change and
 //! its audit entry are atomic. A read's entry waits in `pending` and joins the next
-//! link any caller commits; the read returns only after a flush has made that link
-//! durable. Concurrent callers share one flush (group commit). If an entry cannot be
+//! link any caller commits; when the read may answer is the durability mode
+//! ([`AuditSync`]): once a flush has made that link durable (`Always`; concurrent
+//! callers share one flush, group commit), once the entry is written to the audit
+//! journal ([`super::journal`], `Process`), or at once (`Lag`). If an entry cannot be
 //! written, the operation fails: there is no unaudited access.
 //!
 //! K0, the key the auditors verify with, is kept only until `audit key export` hands
 //! it out; from then on the vault holds nothing that can re-sign past links.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use bincode::{Decode, Encode};
 use phonevault_keys::{AuditKey, DataKey, VaultId};
 use zeroize::{Zeroize, Zeroizing};
 
+use super::journal::{self, Journal, JournalError};
 use super::{Vault, VaultError};
 
 /// Attempts of an append that lost the chain's head to another server.
@@ -36,6 +40,41 @@ use crate::store::{Batch, Store, StoreError, Tree};
 pub(crate) const STATE_ROW: &[u8] = b"audit-state";
 /// Meta row holding K0 until it is exported.
 pub(crate) const K0_ROW: &[u8] = b"audit-k0";
+/// Meta row holding the journal mark: which journal records are in the chain.
+pub(crate) const JOURNAL_ROW: &[u8] = b"audit-journal";
+/// A journal past this size is folded, the store flushed, and a new one started.
+const ROTATE_BYTES: u64 = 4 << 20;
+/// Entries folded into one link when a journal is recovered.
+const FOLD_ENTRIES: usize = 5_000;
+/// Pending entries that make a link at once, bounding memory between flushes.
+const MAX_PENDING: usize = 10_000;
+
+/// When a read's audit entry is safe enough for the read to answer (writes always
+/// commit with their entry in one durable batch).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuditSync {
+    /// Once the entry is on disk (the store flushed), the flush shared by every read
+    /// waiting at that moment (group commit). Nothing acknowledged is lost to a
+    /// process kill or a power loss.
+    Always,
+    /// Once the entry is written to the audit journal (one `write(2)`), which is
+    /// synced at least every interval and folded into the chain. Nothing acknowledged
+    /// is lost to a process kill; a power loss may lose the entries of the last
+    /// interval. Needs a vault directory (the journal lives beside the store).
+    Process(Duration),
+    /// At once: entries wait in memory and are flushed every interval. A process kill
+    /// or a power loss may lose the read entries of the last interval.
+    Lag(Duration),
+}
+
+impl AuditSync {
+    /// The default of `serve`: `Process` synced every 10 ms.
+    pub const SERVER_DEFAULT: AuditSync = AuditSync::Process(Duration::from_millis(10));
+}
+
+const MODE_ALWAYS: u8 = 0;
+const MODE_PROCESS: u8 = 1;
+const MODE_LAG: u8 = 2;
 /// AAD label of the sealed audit rows.
 const STATE_LABEL: &[u8] = b"phonevault/v1/audit-state";
 /// A link holds at most this many record ids, so it stays far below
@@ -90,6 +129,13 @@ struct Chain {
     stored: Vec<u8>,
     /// Entries of reads and failed operations waiting for the next link.
     pending: Vec<Entry>,
+    /// The journal reads are written to (`AuditSync::Process`).
+    journal: Option<Journal>,
+    /// The journal position (generation, records) the chain will cover once the
+    /// pending entries are in it.
+    journal_at: Option<([u8; 16], u64)>,
+    /// The journal mark as stored.
+    mark: Option<([u8; 16], u64)>,
 }
 
 #[derive(Default)]
@@ -106,12 +152,18 @@ pub(crate) struct AuditLog {
     chain: Mutex<Chain>,
     sync: Mutex<Sync>,
     flushed: Condvar,
-    /// 0: a read returns once its entry is durable. Otherwise the most a read's entry
-    /// may stay unflushed, in milliseconds (see [`Vault::set_read_audit_lag`]).
-    lag_ms: AtomicU64,
+    /// The [`AuditSync`] mode (`MODE_*`) and its interval in milliseconds.
+    mode: AtomicU8,
+    interval_ms: AtomicU64,
     flusher: AtomicBool,
     /// The background flusher failed: reads are refused until a flush succeeds.
     broken: AtomicBool,
+    /// Where the journal lives (the vault directory; empty for a vault in memory).
+    dir: PathBuf,
+    /// (links durable, failed flushes so far), for callers that wait asynchronously.
+    synced: tokio::sync::watch::Sender<(u64, u64)>,
+    /// A flush for asynchronous waiters is running.
+    leader: AtomicBool,
 }
 
 /// Where the live chain stands, for `audit checkpoint` and `audit verify`.
@@ -121,6 +173,28 @@ pub struct ChainStatus {
     pub start: Checkpoint,
     /// The end of the chain.
     pub end: Checkpoint,
+}
+
+/// The stored journal mark: which records of which journal are in the chain.
+fn read_mark(
+    store: &dyn Store,
+    key: &DataKey,
+    vault: &VaultId,
+) -> Result<Option<([u8; 16], u64)>, VaultError> {
+    let Some(stored) = store.get(Tree::Meta, JOURNAL_ROW)? else {
+        return Ok(None);
+    };
+    let plain = key
+        .open(&aad(vault, JOURNAL_ROW), &stored)
+        .map_err(|_| VaultError::RowTampered("audit journal mark"))?;
+    if plain.len() != 24 {
+        return Err(VaultError::RowTampered("audit journal mark"));
+    }
+    let mut gen = [0u8; 16];
+    gen.copy_from_slice(&plain[..16]);
+    let mut n = [0u8; 8];
+    n.copy_from_slice(&plain[16..]);
+    Ok(Some((gen, u64::from_le_bytes(n))))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -169,8 +243,10 @@ impl AuditLog {
         store: &dyn Store,
         state_key: DataKey,
         vault: &VaultId,
+        dir: &Path,
     ) -> Result<AuditLog, VaultError> {
-        let chain = Self::read_chain(store, &state_key, vault)?;
+        let mut chain = Self::read_chain(store, &state_key, vault)?;
+        chain.mark = read_mark(store, &state_key, vault)?;
         let durable = chain.at.next_seq;
         Ok(AuditLog {
             state_key,
@@ -181,10 +257,145 @@ impl AuditLog {
                 flushing: false,
             }),
             flushed: Condvar::new(),
-            lag_ms: AtomicU64::new(0),
+            mode: AtomicU8::new(MODE_ALWAYS),
+            interval_ms: AtomicU64::new(0),
             flusher: AtomicBool::new(false),
             broken: AtomicBool::new(false),
+            dir: dir.to_owned(),
+            synced: tokio::sync::watch::Sender::new((durable, 0)),
+            leader: AtomicBool::new(false),
         })
+    }
+
+    /// Folds the complete records of a journal left by a process that stopped before
+    /// folding them (killed, or the machine lost power) into the chain, flushes, and
+    /// removes the journal. A journal held by a live process (another server on this
+    /// directory) is left to it.
+    ///
+    /// # Errors
+    /// [`JournalError::Tampered`] when the journal does not verify: the vault does not
+    /// open over a journal whose entries cannot be trusted.
+    pub(crate) fn recover(&self, store: &dyn Store) -> Result<(), VaultError> {
+        if self.dir.as_os_str().is_empty() {
+            return Ok(());
+        }
+        let (file, parsed) = match journal::read(&self.dir, &self.state_key, &self.vault) {
+            Ok(Some(found)) => found,
+            Ok(None) | Err(JournalError::Busy(_)) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        let mut chain = lock(&self.chain);
+        let total = parsed.records.len() as u64;
+        let mut next = match chain.mark {
+            Some((gen, n)) if gen == parsed.gen => n.min(total),
+            _ => 0,
+        };
+        while next < total {
+            let mut entries = Vec::new();
+            while next < total && entries.len() < FOLD_ENTRIES {
+                let body = &parsed.records[next as usize];
+                let decoded =
+                    audit::decode_entries(body).ok_or_else(|| JournalError::Tampered {
+                        path: self.dir.join(journal::JOURNAL_FILE),
+                        record: next,
+                    })?;
+                entries.extend(decoded);
+                next += 1;
+            }
+            chain.journal_at = Some((parsed.gen, next));
+            self.commit_link(store, &mut chain, &mut Batch::default(), &entries)?;
+        }
+        chain.journal_at = None;
+        drop(chain);
+        store.flush()?;
+        // Every record is in the flushed chain now: the file can go. (Were its
+        // removal lost, the mark says there is nothing left to fold.)
+        let path = self.dir.join(journal::JOURNAL_FILE);
+        std::fs::remove_file(&path).map_err(|source| JournalError::Io { path, source })?;
+        drop(file);
+        Ok(())
+    }
+
+    fn mode(&self) -> u8 {
+        self.mode.load(Ordering::Relaxed)
+    }
+
+    /// One round of the background task in `Process` mode: sync the journal, fold
+    /// what it holds into the chain, and start a new journal when it is large.
+    fn journal_tick(&self, store: &dyn Store) {
+        let file = lock(&self.chain).journal.as_ref().map(Journal::file);
+        if let Some(f) = file {
+            if let Err(e) = journal::sync(&f) {
+                eprintln!(
+                    "phonevault: syncing the audit journal failed ({}): a power loss may lose more read entries than --audit-sync-ms",
+                    e.kind()
+                );
+            }
+        }
+        if let Err(e) = self.commit_pending(store) {
+            eprintln!(
+                "phonevault: folding the audit journal into the chain failed ({}); its entries stay in the journal",
+                e.code()
+            );
+        }
+        let mut chain = lock(&self.chain);
+        if chain
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.len() > ROTATE_BYTES)
+        {
+            if let Err(e) = self.rotate(store, &mut chain) {
+                eprintln!(
+                    "phonevault: starting a new audit journal failed ({}); the current one grows",
+                    e.code()
+                );
+            }
+        }
+    }
+
+    /// Folds everything, flushes the store, and replaces the journal with a new one.
+    fn rotate(&self, store: &dyn Store, chain: &mut Chain) -> Result<(), VaultError> {
+        if !chain.pending.is_empty() {
+            self.commit_link(store, chain, &mut Batch::default(), &[])?;
+        }
+        store.flush()?;
+        let fresh = Journal::create(&self.dir, &self.state_key, &self.vault)?;
+        chain.journal_at = Some((fresh.gen(), 0));
+        // The old file was renamed over: dropping it closes it, nothing else.
+        chain.journal = Some(fresh);
+        Ok(())
+    }
+
+    /// Starts writing reads to a journal (none yet), or stops (folds it in, flushes
+    /// and removes it).
+    fn use_journal(&self, store: &dyn Store, on: bool) -> Result<(), VaultError> {
+        let mut chain = lock(&self.chain);
+        if on == chain.journal.is_some() {
+            return Ok(());
+        }
+        if on {
+            if self.dir.as_os_str().is_empty() {
+                return Err(VaultError::InvalidArgument(
+                    "--audit-sync process needs a vault directory for its journal".into(),
+                ));
+            }
+            if journal::held_elsewhere(&self.dir)? {
+                return Err(JournalError::Busy(self.dir.join(journal::JOURNAL_FILE)).into());
+            }
+            let j = Journal::create(&self.dir, &self.state_key, &self.vault)?;
+            chain.journal_at = Some((j.gen(), 0));
+            chain.journal = Some(j);
+            return Ok(());
+        }
+        if !chain.pending.is_empty() {
+            self.commit_link(store, &mut chain, &mut Batch::default(), &[])?;
+        }
+        store.flush()?;
+        if let Some(j) = chain.journal.take() {
+            j.remove()?;
+        }
+        chain.journal_at = None;
+        Ok(())
     }
 
     /// The ticket that covers every entry so far, pending ones included.
@@ -197,6 +408,16 @@ impl AuditLog {
     pub(crate) fn close(&self, store: &dyn Store) {
         if self.wait_durable(store, self.ticket_all()).is_err() {
             eprintln!("phonevault: the last audit entries could not be flushed at close");
+            // The journal keeps them for the next open.
+            return;
+        }
+        let mut chain = lock(&self.chain);
+        if chain.pending.is_empty() {
+            if let Some(j) = chain.journal.take() {
+                if j.remove().is_err() {
+                    eprintln!("phonevault: the audit journal could not be removed at close; the next open finds it folded");
+                }
+            }
         }
     }
 
@@ -224,6 +445,9 @@ impl AuditLog {
             },
             stored,
             pending: Vec::new(),
+            journal: None,
+            journal_at: None,
+            mark: None,
         })
     }
 
@@ -311,20 +535,35 @@ impl AuditLog {
         batch.guard(Tree::Audit, seq_key(seq), None);
         batch.put(Tree::Audit, seq_key(seq), link);
         batch.put(Tree::Meta, STATE_ROW.to_vec(), state.clone());
+        let mark = chain.journal_at.filter(|j| chain.mark != Some(*j));
+        if let Some((gen, n)) = mark {
+            // The journal records these entries came from are in the chain with them.
+            let mut plain = gen.to_vec();
+            plain.extend_from_slice(&n.to_le_bytes());
+            batch.put(
+                Tree::Meta,
+                JOURNAL_ROW.to_vec(),
+                seal_row(&self.state_key, &self.vault, JOURNAL_ROW, &plain)?,
+            );
+        }
         match store.commit(batch) {
             Ok(()) => {
                 chain.key = key;
                 chain.at = at;
                 chain.stored = state;
+                if mark.is_some() {
+                    chain.mark = mark;
+                }
                 Ok(at.next_seq)
             }
             Err(StoreError::Conflict) => {
                 // Another process sharing the store appended: take its state, and let
                 // the caller retry.
                 if let Ok(fresh) = Self::read_chain(store, &self.state_key, &self.vault) {
-                    let pending = std::mem::take(&mut chain.pending);
-                    *chain = fresh;
-                    chain.pending = pending;
+                    chain.key = fresh.key;
+                    chain.at = fresh.at;
+                    chain.start = fresh.start;
+                    chain.stored = fresh.stored;
                 }
                 Err(StoreError::Conflict.into())
             }
@@ -372,8 +611,15 @@ impl AuditLog {
             self.flushed.notify_all();
             self.broken.store(result.is_err(), Ordering::SeqCst);
             match result {
-                Ok(upto) => s.durable = s.durable.max(upto),
-                Err(e) => return Err(e),
+                Ok(upto) => {
+                    s.durable = s.durable.max(upto);
+                    let durable = s.durable;
+                    self.synced.send_modify(|v| v.0 = v.0.max(durable));
+                }
+                Err(e) => {
+                    self.synced.send_modify(|v| v.1 += 1);
+                    return Err(e);
+                }
             }
         }
     }
@@ -531,10 +777,35 @@ impl Vault {
         }
     }
 
-    /// Appends entries that belong to no write (reads, refusals, server events) and
-    /// waits until they are durable.
+    /// Appends entries that belong to no write (reads, refusals, server events), and
+    /// returns when the durability mode lets their operation answer (see
+    /// [`AuditSync`]; a [`Vault::deferring`] handle leaves the wait of `Always` to its
+    /// caller).
     pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
-        let lagged = self.audit.lag_ms.load(Ordering::Relaxed) > 0;
+        let mode = self.audit.mode();
+        if mode == MODE_PROCESS {
+            let mut chain = lock(&self.audit.chain);
+            if let Some(j) = chain.journal.as_mut() {
+                let body = audit::encode_entries(&entries)?;
+                j.append(&body)?;
+                let at = (j.gen(), j.count());
+                chain.journal_at = Some(at);
+                chain.pending.extend(entries);
+                if chain.pending.len() >= MAX_PENDING {
+                    // Bounded memory when folds fall behind (the entries are safe in
+                    // the journal already).
+                    self.audit.commit_link(
+                        self.store.as_ref(),
+                        &mut chain,
+                        &mut Batch::default(),
+                        &[],
+                    )?;
+                }
+                return Ok(());
+            }
+            // No journal (it could not be started): strict.
+        }
+        let lagged = mode == MODE_LAG;
         if lagged && self.audit.broken.load(Ordering::SeqCst) {
             return Err(VaultError::AuditUnavailable(Box::new(VaultError::Store(
                 StoreError::Io(std::io::Error::other("the audit log could not be flushed")),
@@ -543,7 +814,7 @@ impl Vault {
         let ticket = {
             let mut chain = lock(&self.audit.chain);
             chain.pending.extend(entries);
-            if lagged && chain.pending.len() >= 10_000 {
+            if lagged && chain.pending.len() >= MAX_PENDING {
                 // Bounded memory: a full batch becomes a link now (flushed later).
                 self.audit.commit_link(
                     self.store.as_ref(),
@@ -557,45 +828,140 @@ impl Vault {
         if lagged {
             return Ok(());
         }
+        if let Some(cell) = &self.who.defer {
+            cell.fetch_max(ticket, Ordering::SeqCst);
+            return Ok(());
+        }
         self.audit.wait_durable(self.store.as_ref(), ticket)
     }
 
-    /// How long a read's audit entry may wait before it is durable. `None` (the
-    /// default): every read returns only once its entry is flushed, sharing the flush
-    /// with concurrent readers. `Some(d)`: reads return at once and a background thread
-    /// flushes their entries every `d`, so a crash (power loss, SIGKILL) may lose the
-    /// read entries of the last `d`; writes always flush with their own entry. If a
-    /// background flush fails, reads are refused until one succeeds.
+    /// How long a read's audit entry may wait before it is durable: `None` is
+    /// [`AuditSync::Always`], `Some(d)` is [`AuditSync::Lag`]`(d)`.
     pub fn set_read_audit_lag(&self, lag: Option<Duration>) {
-        let ms = lag.map_or(0, |d| d.as_millis().clamp(1, 60_000) as u64);
-        self.audit.lag_ms.store(ms, Ordering::SeqCst);
-        if ms == 0 || self.audit.flusher.swap(true, Ordering::SeqCst) {
-            return;
+        let mode = lag.map_or(AuditSync::Always, AuditSync::Lag);
+        // Neither mode needs a journal, so neither can fail to start one.
+        let _ = self.set_audit_sync(mode);
+    }
+
+    /// Chooses when a read's audit entry lets the read answer ([`AuditSync`]); writes
+    /// always answer once they and their entry are durable. `Process` and `Lag` start
+    /// a background thread that syncs and folds (or flushes) every interval (clamped
+    /// to 1 ms ..= 60 s). If a background flush fails in `Lag` mode, reads are refused
+    /// until one succeeds.
+    ///
+    /// # Errors
+    /// `Process` on a vault without a directory, or when the journal cannot be
+    /// started (another process holds it, I/O); the mode is then unchanged.
+    pub fn set_audit_sync(&self, mode: AuditSync) -> Result<(), VaultError> {
+        let (kind, every) = match mode {
+            AuditSync::Always => (MODE_ALWAYS, Duration::ZERO),
+            AuditSync::Process(d) => (MODE_PROCESS, d),
+            AuditSync::Lag(d) => (MODE_LAG, d),
+        };
+        self.audit
+            .use_journal(self.store.as_ref(), kind == MODE_PROCESS)?;
+        let ms = every.as_millis().clamp(1, 60_000) as u64;
+        self.audit.interval_ms.store(ms, Ordering::SeqCst);
+        self.audit.mode.store(kind, Ordering::SeqCst);
+        if kind == MODE_ALWAYS || self.audit.flusher.swap(true, Ordering::SeqCst) {
+            return Ok(());
         }
         let weak = Arc::downgrade(&self.inner);
         let spawned = std::thread::Builder::new()
             .name("audit-flusher".into())
             .spawn(move || loop {
                 let Some(inner) = weak.upgrade() else { return };
-                let ms = inner.audit.lag_ms.load(Ordering::SeqCst);
-                if ms == 0 {
-                    inner.audit.flusher.store(false, Ordering::SeqCst);
-                    return;
-                }
-                let ticket = inner.audit.ticket_all();
-                if let Err(e) = inner.audit.wait_durable(inner.store.as_ref(), ticket) {
-                    eprintln!(
-                        "phonevault: audit flush failed ({}); reads are refused until it succeeds",
-                        e.code()
-                    );
+                let ms = inner.audit.interval_ms.load(Ordering::SeqCst);
+                match inner.audit.mode() {
+                    MODE_PROCESS => inner.audit.journal_tick(inner.store.as_ref()),
+                    MODE_LAG => {
+                        let ticket = inner.audit.ticket_all();
+                        if let Err(e) = inner.audit.wait_durable(inner.store.as_ref(), ticket) {
+                            eprintln!(
+                                "phonevault: audit flush failed ({}); reads are refused until it succeeds",
+                                e.code()
+                            );
+                        }
+                    }
+                    _ => {
+                        inner.audit.flusher.store(false, Ordering::SeqCst);
+                        return;
+                    }
                 }
                 drop(inner);
                 std::thread::sleep(Duration::from_millis(ms));
             });
         if spawned.is_err() {
-            // No thread, no lag: reads stay strict.
-            self.audit.lag_ms.store(0, Ordering::SeqCst);
+            // No thread: reads stay strict.
             self.audit.flusher.store(false, Ordering::SeqCst);
+            self.audit.use_journal(self.store.as_ref(), false)?;
+            self.audit.mode.store(MODE_ALWAYS, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// This handle, whose reads in [`AuditSync::Always`] mode do not wait for their
+    /// entry to be durable: they note the link they need instead, and the caller waits
+    /// with [`Vault::audit_synced`] (asynchronously, sharing one flush with every
+    /// reader waiting then) for [`Vault::deferred_ticket`] before it shows any result.
+    ///
+    /// # Security
+    /// A result obtained through this handle must not be shown before that wait
+    /// succeeded: until then its entry may not be durable.
+    pub fn deferring(&self) -> Vault {
+        let mut v = self.clone();
+        v.who.defer = Some(Arc::new(AtomicU64::new(0)));
+        v
+    }
+
+    /// The link the reads of a [`Vault::deferring`] handle need durable, if any.
+    pub fn deferred_ticket(&self) -> Option<u64> {
+        self.who
+            .defer
+            .as_ref()
+            .map(|c| c.load(Ordering::SeqCst))
+            .filter(|t| *t > 0)
+    }
+
+    /// Waits until every link below `ticket` is durable, without holding a thread: one
+    /// waiter at a time runs the flush on the blocking pool for everyone waiting.
+    ///
+    /// # Errors
+    /// [`VaultError::AuditUnavailable`] when a flush failed meanwhile.
+    pub async fn audit_synced(&self, ticket: u64) -> Result<(), VaultError> {
+        let mut rx = self.audit.synced.subscribe();
+        let failures_before = rx.borrow().1;
+        loop {
+            let (durable, failures) = *rx.borrow_and_update();
+            if durable >= ticket {
+                return Ok(());
+            }
+            if failures > failures_before {
+                return Err(VaultError::AuditUnavailable(Box::new(VaultError::Store(
+                    StoreError::Io(std::io::Error::other("the audit log could not be flushed")),
+                ))));
+            }
+            if !self.audit.leader.swap(true, Ordering::SeqCst) {
+                let inner = self.inner.clone();
+                let run = move || {
+                    let ticket = inner.audit.ticket_all();
+                    // Its outcome reaches every waiter through `synced`.
+                    let _ = inner.audit.wait_durable(inner.store.as_ref(), ticket);
+                    inner.audit.leader.store(false, Ordering::SeqCst);
+                    // Wake the waiters again: one not covered becomes the next leader.
+                    inner.audit.synced.send_modify(|_| {});
+                };
+                if tokio::runtime::Handle::try_current().is_ok() {
+                    drop(tokio::task::spawn_blocking(run));
+                } else {
+                    run();
+                }
+            }
+            if rx.changed().await.is_err() {
+                return Err(VaultError::AuditUnavailable(Box::new(VaultError::Store(
+                    StoreError::Io(std::io::Error::other("the audit log closed")),
+                ))));
+            }
         }
     }
 
@@ -800,14 +1166,31 @@ impl Vault {
     }
 }
 
-/// The actor of a command-line user: the OS user running it.
+/// The actor of a command-line user: the OS user running it, named from its real uid
+/// (never from `$USER`, which the caller sets at will).
 pub fn cli_actor() -> Actor {
     let uid = rustix::process::getuid().as_raw();
-    let user = std::env::var("USER")
+    let user = std::fs::read("/etc/passwd")
         .ok()
-        .filter(|u| !u.is_empty() && u.len() <= 64)
+        .and_then(|b| passwd_name(&String::from_utf8_lossy(&b), uid))
         .unwrap_or_else(|| format!("uid-{uid}"));
     Actor::Cli { user, uid }
+}
+
+/// The name of `uid` in a passwd(5) file: the first entry with that uid and a name
+/// of 1-64 printable characters. Users known only to a directory service (NSS) are
+/// not in the file: their actor is then `uid-N`.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?.parse::<u32>().ok()?;
+        (id == uid
+            && !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_graphic()))
+        .then(|| name.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -818,6 +1201,20 @@ mod tests {
     use crate::store::MemoryStore;
 
     const NUMBER: &str = "+447400123958";
+
+    #[test]
+    fn the_cli_user_is_named_from_the_passwd_file() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n\
+                      # a comment\n\
+                      bad line\n\
+                      :x:7:7::/:/bin/sh\n\
+                      alice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
+                      mallory:x:1000:1000::/:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(passwd_name(passwd, 7), None);
+        assert_eq!(passwd_name(passwd, 4242), None);
+    }
 
     fn vault() -> (Arc<MemoryStore>, Vault) {
         let store = Arc::new(MemoryStore::new());
@@ -1003,6 +1400,185 @@ mod tests {
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(v.audit.ticket_all(), lock(&v.audit.sync).durable);
         assert_eq!(chain(&v).iter().filter(|e| e.action == "find").count(), 50);
+    }
+
+    /// A vault over a memory store whose journal lives in a directory, and how to open
+    /// it again (the same keyring and root key) over a copy of its store and journal:
+    /// what a SIGKILL leaves behind.
+    struct Twin {
+        ring: phonevault_keys::Keyring,
+        root: [u8; 32],
+    }
+
+    impl Twin {
+        fn new() -> (Twin, Arc<MemoryStore>) {
+            let bytes: [u8; 32] = rand::random();
+            let root = phonevault_keys::RootKey::from_bytes(&bytes);
+            let mut ring = phonevault_keys::Keyring::new(VaultId::generate(), &root).unwrap();
+            ring.add_key_file_slot(&root, &phonevault_keys::KeyFileKey::generate())
+                .unwrap();
+            ring.seal(&root);
+            let keys = ring.vault_keys(&root).unwrap();
+            let mut b = super::super::MetaRow::first_batch(&keys.row_mac, &ring.vault_id);
+            AuditLog::genesis(&keys.state, &ring.vault_id, &mut b).unwrap();
+            let store = Arc::new(MemoryStore::new());
+            store.commit(&b).unwrap();
+            (Twin { ring, root: bytes }, store)
+        }
+
+        fn open(&self, store: Arc<MemoryStore>, dir: &Path) -> Result<Vault, VaultError> {
+            Vault::with_store(
+                dir,
+                store,
+                self.ring.clone(),
+                phonevault_keys::RootKey::from_bytes(&self.root),
+            )
+        }
+    }
+
+    /// Everything in `store`, as a new store: the state a killed process left.
+    fn snapshot(store: &MemoryStore) -> Arc<MemoryStore> {
+        let copy = Arc::new(MemoryStore::new());
+        let mut b = Batch::default();
+        for tree in Tree::ALL {
+            for (k, v) in store.range(tree, b"", None, usize::MAX).unwrap() {
+                b.put(tree, k, v);
+            }
+        }
+        copy.commit(&b).unwrap();
+        copy
+    }
+
+    fn crashed_copy(store: &MemoryStore, from: &Path, to: &Path) -> Arc<MemoryStore> {
+        std::fs::copy(
+            from.join(journal::JOURNAL_FILE),
+            to.join(journal::JOURNAL_FILE),
+        )
+        .unwrap();
+        snapshot(store)
+    }
+
+    fn finds(v: &Vault) -> usize {
+        chain(v).iter().filter(|e| e.action == "find").count()
+    }
+
+    #[test]
+    fn in_process_mode_a_killed_vault_loses_no_answered_read_and_folds_once() {
+        let (twin, store) = Twin::new();
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = twin.open(store.clone(), a_dir.path()).unwrap();
+        a.create_tenant("shop", &["otp".into()], None).unwrap();
+        a.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        // A long interval: nothing is folded by the background task during the test.
+        a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
+            .unwrap();
+        let links = a.audit_status().end.next_seq;
+        for _ in 0..3 {
+            a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        }
+        // The reads answered without a link: their entries are in the journal only.
+        assert_eq!(a.audit_status().end.next_seq, links);
+        // A fold of the first three, then two more reads in the journal only.
+        a.audit.journal_tick(a.store.as_ref());
+        assert_eq!(a.audit_status().end.next_seq, links + 1);
+        for _ in 0..2 {
+            a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        }
+        // SIGKILL now: the store as it is, the journal as written.
+        let crashed = crashed_copy(&store, a_dir.path(), b_dir.path());
+        let b = twin.open(crashed.clone(), b_dir.path()).unwrap();
+        assert!(!b_dir.path().join(journal::JOURNAL_FILE).exists());
+        let after_b = snapshot(&crashed);
+        assert_eq!(
+            finds(&b),
+            5,
+            "the three folded and the two in the journal only"
+        );
+        drop(b);
+        // Killed again after the fold, before the journal was removed: nothing twice.
+        let c_dir = tempfile::tempdir().unwrap();
+        let again = crashed_copy(&after_b, a_dir.path(), c_dir.path());
+        let c = twin.open(again, c_dir.path()).unwrap();
+        assert_eq!(finds(&c), 5);
+        // The live vault folds its own at close and leaves no journal behind.
+        drop(a);
+        assert!(!a_dir.path().join(journal::JOURNAL_FILE).exists());
+        let d = twin.open(store, a_dir.path()).unwrap();
+        assert_eq!(finds(&d), 5);
+    }
+
+    #[test]
+    fn a_journal_that_does_not_verify_keeps_the_vault_closed() {
+        let (twin, store) = Twin::new();
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = twin.open(store.clone(), a_dir.path()).unwrap();
+        a.create_tenant("shop", &["otp".into()], None).unwrap();
+        a.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
+            .unwrap();
+        for _ in 0..4 {
+            a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        }
+        let crashed = crashed_copy(&store, a_dir.path(), b_dir.path());
+        let path = b_dir.path().join(journal::JOURNAL_FILE);
+        let good = std::fs::read(&path).unwrap();
+        // A record in the middle edited: refused, and the journal stays for inspection.
+        let mut bad = good.clone();
+        let at = good.len() - 150;
+        bad[at] ^= 1;
+        std::fs::write(&path, &bad).unwrap();
+        let r = twin.open(snapshot(&crashed), b_dir.path());
+        assert!(
+            matches!(r, Err(VaultError::Journal(JournalError::Tampered { .. }))),
+            "{r:?}"
+        );
+        assert!(path.exists());
+        // The last record torn by the kill: the three before it are folded.
+        std::fs::write(&path, &good[..good.len() - 10]).unwrap();
+        let b = twin.open(crashed, b_dir.path()).unwrap();
+        assert_eq!(finds(&b), 3);
+    }
+
+    #[test]
+    fn a_deferring_handle_answers_before_the_flush_and_its_caller_waits_for_it() {
+        let store = Arc::new(SlowFlush {
+            inner: MemoryStore::new(),
+            flushes: Default::default(),
+        });
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let before = store.flushes.load(Ordering::SeqCst);
+        rt.block_on(async {
+            let mut waits = Vec::new();
+            for _ in 0..16 {
+                let d = v.deferring();
+                d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                let ticket = d.deferred_ticket().unwrap();
+                assert!(
+                    lock(&v.audit.sync).durable < ticket,
+                    "flushed before answering"
+                );
+                waits.push(tokio::spawn(async move { d.audit_synced(ticket).await }));
+            }
+            for w in waits {
+                w.await.unwrap().unwrap();
+            }
+        });
+        let flushes = store.flushes.load(Ordering::SeqCst) - before;
+        assert!(
+            flushes < 16,
+            "{flushes} flushes for 16 waiting reads: no group commit"
+        );
+        assert_eq!(v.audit.ticket_all(), lock(&v.audit.sync).durable);
+        assert_eq!(finds(&v), 16);
+        // A handle that does not defer keeps waiting itself.
+        assert_eq!(v.deferred_ticket(), None);
     }
 
     #[test]

@@ -27,15 +27,18 @@ use phonevault_keys::{
 mod audit;
 mod backup;
 mod integrity;
+pub(crate) mod journal;
 mod keys;
 mod lifecycle;
 mod reindex;
 mod subject;
 mod tokens;
+mod versions;
 
-pub use audit::{cli_actor, ChainStatus};
+pub use audit::{cli_actor, AuditSync, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
+pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use reindex::ReindexReport;
@@ -84,6 +87,8 @@ pub enum Unlock {
     Passphrase(Passphrase),
     /// A key-file slot.
     KeyFile(KeyFileKey),
+    /// A PKCS#11 slot whose token and key labels are the configuration's.
+    Pkcs11(crate::hsm::Pkcs11Config),
 }
 
 impl std::fmt::Debug for Unlock {
@@ -226,6 +231,33 @@ pub enum VaultError {
         /// Which tenants and versions.
         what: String,
     },
+    /// The store knows key versions of a tenant that this host's keyring lacks.
+    #[error(
+        "tenant `{tenant}` has key version(s) {versions} made by another host sharing this \
+         store, and this host's keyring lacks them: copy that host's keyring file to this host \
+         (the `keyring` of its vault directory, or `phonevault keyring export FILE` there); \
+         until then this host refuses the tenant rather than misread its records"
+    )]
+    KeyVersionMissing {
+        /// The tenant.
+        tenant: String,
+        /// The versions.
+        versions: String,
+    },
+    /// This host's seed of a key version is not the one the store records.
+    #[error(
+        "key version {version} of tenant `{tenant}` in this host's keyring is not the one the \
+         store records: another host made a different seed under the same number (nothing was \
+         tampered with, and nothing was written under this host's copy, which is used only once \
+         the store holds it); copy the keyring file of the host that made it to this host \
+         (the `keyring` of its vault directory, or `phonevault keyring export FILE` there)"
+    )]
+    KeyVersionConflict {
+        /// The tenant.
+        tenant: String,
+        /// The version.
+        version: u32,
+    },
     /// Backup or restore failed.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
@@ -235,9 +267,23 @@ pub enum VaultError {
     /// The operation's audit entry could not be written, so its result is withheld.
     #[error("the audit log could not record this operation, so its result is withheld: {0}")]
     AuditUnavailable(Box<VaultError>),
+    /// The audit journal of `--audit-sync process` could not be used or does not verify.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// K0 was exported before and is no longer in the vault.
     #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it")]
     AuditKeyGone,
+    /// The PKCS#11 token could not seal or unseal a key slot's secret.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// The keyring has no PKCS#11 slot for the configured token and key.
+    #[error("the keyring has no PKCS#11 key slot for token {token:?} and key {key:?}: add one with `phonevault keyslot add --pkcs11-token ... --pkcs11-key ...`, or unlock another way")]
+    NoPkcs11Slot {
+        /// The token label.
+        token: String,
+        /// The key label.
+        key: String,
+    },
 }
 
 impl VaultError {
@@ -268,10 +314,13 @@ impl VaultError {
             VaultError::Store(_) => "store_error",
             VaultError::RowTampered(_) | VaultError::IndexMismatch => "tampered",
             VaultError::Io { .. } => "io_error",
+            VaultError::Hsm(_) | VaultError::NoPkcs11Slot { .. } => "hsm_unavailable",
             VaultError::Csv(_) => "csv_error",
             VaultError::Audit(_) => "audit_broken",
             VaultError::AuditUnavailable(_) => "audit_unavailable",
             VaultError::AuditKeyGone => "audit_key_gone",
+            VaultError::Journal(JournalError::Tampered { .. }) => "audit_broken",
+            VaultError::Journal(_) => "audit_unavailable",
             VaultError::EmptyStore => "empty_store",
             VaultError::Unsupported(_) => "unsupported",
             VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
@@ -279,6 +328,8 @@ impl VaultError {
                 "keyring_conflict"
             }
             VaultError::Backup(_) => "backup_error",
+            VaultError::KeyVersionMissing { .. } => "key_version_missing",
+            VaultError::KeyVersionConflict { .. } => "key_version_conflict",
         }
     }
 }
@@ -680,6 +731,8 @@ struct Who {
     reveal: bool,
     /// False only in benchmarks measuring the audit log's cost.
     audit: bool,
+    /// Set on a [`Vault::deferring`] handle: the link its reads need durable.
+    defer: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The state shared by every handle of an open vault (reached through `Deref`; its
@@ -696,6 +749,8 @@ pub struct VaultInner {
     tenants: RwLock<HashMap<String, Arc<TenantCtx>>>,
     /// Serializes read-modify-write sequences (add, merge, delete, import chunks).
     write_lock: Mutex<()>,
+    /// Verified tokens, on a store only this process opens.
+    token_cache: tokens::TokenCache,
     /// Unix seconds; the system clock unless a test or simulation sets another.
     clock: RwLock<Clock>,
     audit: audit::AuditLog,
@@ -1280,14 +1335,7 @@ impl Vault {
     /// process has it open.
     pub fn open(dir: &Path, unlock: &Unlock, opts: OpenOptions) -> Result<Vault, VaultError> {
         let ring = read_keyring(dir)?;
-        let root = match unlock {
-            Unlock::Passphrase(p) => ring.unlock(p),
-            Unlock::KeyFile(k) => ring.unlock_key_file(k),
-        }
-        .map_err(|e| match e {
-            KeyError::Unlock => VaultError::Unlock,
-            other => VaultError::Key(other),
-        })?;
+        let root = keys::unlock_ring(&ring, unlock)?;
         let store: Arc<dyn Store> = match &opts.store {
             StoreLocation::Sled => {
                 lifecycle::recover_compaction(dir)?;
@@ -1313,7 +1361,10 @@ impl Vault {
             FileStamp::of(&dir.join(KEYRING_FILE))
         };
         check_meta(store.as_ref(), &row_mac, &ring)?;
-        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id)?;
+        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id, dir)?;
+        // Entries a killed server wrote to its journal join the chain before anything
+        // else happens.
+        audit.recover(store.as_ref())?;
         let inner = VaultInner {
             dir: dir.to_owned(),
             store,
@@ -1324,6 +1375,7 @@ impl Vault {
             tenants: RwLock::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            token_cache: tokens::TokenCache::default(),
             clock: RwLock::new(Arc::new(now)),
             audit,
         };
@@ -1333,6 +1385,7 @@ impl Vault {
                 actor: crate::audit::Actor::System,
                 reveal: false,
                 audit: true,
+                defer: None,
             },
         })
     }
@@ -1359,6 +1412,7 @@ impl Vault {
                 actor,
                 reveal: self.who.reveal,
                 audit: self.who.audit,
+                defer: self.who.defer.clone(),
             },
         }
     }
@@ -1414,6 +1468,33 @@ impl Vault {
     }
 
     /// Adds a key-file slot unlocking this vault's root key.
+    /// Adds a PKCS#11 slot: a fresh secret sealed by the token's key (which must be
+    /// non-extractable), wrapping the root key. Returns the slot id.
+    ///
+    /// # Errors
+    ///
+    /// [`VaultError::Hsm`] when the token, PIN or key is refused; keyring errors.
+    pub fn add_pkcs11_slot(&self, hsm: &crate::hsm::Pkcs11Config) -> Result<u32, VaultError> {
+        self.audited("keyslot-add", None, None, |_| {
+            let mut ring = self.keyring_for_update()?;
+            let id = ring.next_slot_id()?;
+            let secret = phonevault_keys::HsmSecret::generate();
+            let aad = phonevault_keys::pkcs11_seal_aad(&ring.vault_id, id);
+            let binding = hsm.seal(&aad, &secret)?;
+            // The token must give the secret back before the slot is trusted with the root key.
+            if hsm.unseal(&aad, &binding)? != secret {
+                return Err(crate::hsm::HsmError::Unseal {
+                    token: hsm.token.clone(),
+                    key: hsm.key.clone(),
+                }
+                .into());
+            }
+            let id = ring.add_pkcs11_slot(&self.root, id, binding, &secret)?;
+            self.save_keyring(&mut ring)?;
+            Ok(id)
+        })
+    }
+
     pub fn add_key_file_slot(&self, kf: &KeyFileKey) -> Result<u32, VaultError> {
         self.audited("keyslot-add", None, None, |_| {
             let mut ring = self.keyring_for_update()?;
@@ -1515,6 +1596,13 @@ impl Vault {
             }
         }
         let mut b = Batch::default();
+        // Version 1 agreed through the store with the tenant row (see `versions`).
+        let first = self
+            .keyring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tenant_keys(&self.root, name, 1)?;
+        self.stage_version_claim(&mut b, name, &first);
         b.guard(Tree::Meta, b"vault".to_vec(), Some(meta_bytes));
         b.guard(Tree::Tenants, name.as_bytes().to_vec(), None);
         b.put(
@@ -1571,6 +1659,10 @@ impl Vault {
         for s in tk.seeds.iter() {
             keys.insert(s.version, ring.tenant_keys(&self.root, name, s.version)?);
         }
+        let tk = tk.clone();
+        drop(ring);
+        // Used only once the store agrees on every version (see `versions`).
+        self.agree_versions(name, &tk, &keys)?;
         let ctx = Arc::new(TenantCtx {
             row,
             keys,
@@ -1579,7 +1671,6 @@ impl Vault {
             destroyed_below: tk.destroyed_below,
             loaded: Instant::now(),
         });
-        drop(ring);
         self.tenants
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1611,11 +1702,9 @@ impl Vault {
         let mut ring = self.keyring_for_update()?;
         let crossed = ring.note_encryptions(&ctx.row.name, ctx.current_data, grab)?;
         if crossed {
-            ring.rotate(&self.root, &ctx.row.name, KeyPurpose::Data, now())?;
-            self.save_keyring(&mut ring)?;
-            drop(ring);
-            // The cached context now names an old version: reload on next use.
-            self.forget_tenant(&ctx.row.name);
+            // Saves the keyring, and the cached context (naming an old version) is
+            // reloaded on next use.
+            self.rotate_agreed(&mut ring, &ctx.row.name, KeyPurpose::Data)?;
         } else {
             self.save_keyring(&mut ring)?;
         }

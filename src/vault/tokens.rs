@@ -121,6 +121,58 @@ impl std::fmt::Debug for TokenSecret {
     }
 }
 
+/// Verified tokens of this process, by hash, so that authenticating a request on a
+/// store only this process opens (sled) is one hash-map read: every change to the
+/// `tokens` tree then goes through this process, and every revocation empties the
+/// cache before it returns (a read racing it inserts nothing: see `generation`).
+#[derive(Default)]
+pub(crate) struct TokenCache {
+    map: std::sync::RwLock<std::collections::HashMap<[u8; 32], TokenInfo>>,
+    /// Moved on by every revocation: a row read under an older generation is not cached.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+/// Most tokens kept; past it the cache starts over (a deployment has a few dozen).
+const MAX_CACHED_TOKENS: usize = 4096;
+
+impl TokenCache {
+    fn get(&self, hash: &[u8; 32]) -> Option<TokenInfo> {
+        self.map
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(hash)
+            .cloned()
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn insert(&self, hash: [u8; 32], info: &TokenInfo, read_at: u64) {
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if self.generation() != read_at {
+            return;
+        }
+        if map.len() >= MAX_CACHED_TOKENS {
+            map.clear();
+        }
+        map.insert(hash, info.clone());
+    }
+
+    fn clear(&self) {
+        let mut map = self
+            .map
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        map.clear();
+    }
+}
+
 fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
@@ -276,6 +328,10 @@ impl Vault {
         f: impl Fn(&TokenInfo) -> bool,
         ev: &mut super::audit::Event,
     ) -> Result<u64, VaultError> {
+        // Emptied before and after: no revoked token is served from memory once this
+        // returns, whatever it returns.
+        self.token_cache.clear();
+        let _cleared = ClearOnDrop(&self.token_cache);
         let mut b = Batch::default();
         let mut n = 0;
         for (k, v) in self
@@ -311,6 +367,17 @@ impl Vault {
             return Ok(None);
         }
         let hash = hash_token(token);
+        // On a shared store another process may revoke: read the row every time.
+        let cached = !self.store.shared();
+        if cached {
+            if let Some(info) = self.token_cache.get(&hash) {
+                if info.expires_at.is_some_and(|e| self.now() >= e) {
+                    return Ok(None);
+                }
+                return Ok(Some(info));
+            }
+        }
+        let read_at = self.token_cache.generation();
         let key = row_key(&hash);
         let Some(v) = self.store.get(Tree::Tokens, &key)? else {
             return Ok(None);
@@ -324,7 +391,19 @@ impl Vault {
         if row.info.expires_at.is_some_and(|e| self.now() >= e) {
             return Ok(None);
         }
+        if cached {
+            self.token_cache.insert(hash, &row.info, read_at);
+        }
         Ok(Some(row.info))
+    }
+}
+
+/// Empties the token cache when a revocation ends, however it ends.
+struct ClearOnDrop<'a>(&'a TokenCache);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.clear();
     }
 }
 

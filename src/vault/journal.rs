@@ -1,0 +1,494 @@
+//! The audit journal of `serve --audit-sync process`: an append-only file beside the
+//! store where a read's audit entry is written (one `write(2)`) before the read
+//! answers, so that a killed server loses no entry of a read it acknowledged. A
+//! background task syncs it every few milliseconds and folds its records into the
+//! store's audit chain; on open, complete records not folded yet are folded in before
+//! the vault serves anything.
+//!
+//! ```text
+//! file     = header ‖ record*
+//! header   = "PVAJRNL1" ‖ gen (16 random bytes) ‖ u32le(len(sealed)) ‖ sealed
+//! sealed   = AES-256-GCM(state key, aad = lp(HEADER_LABEL) ‖ lp(vault id) ‖ lp(gen), JK)
+//! record_i = u32le(len(body_i)) ‖ u32le(!len(body_i)) ‖ body_i ‖ tag_i
+//! body_i   = the encoded entries, exactly as a link body holds them (audit::encode_entries)
+//! head_i   = SHA-256(lp(RECORD_LABEL) ‖ lp(gen) ‖ lp(u64le(i)) ‖ lp(head_{i-1}) ‖ lp(body_i))
+//!            head_{-1} = 32 zero bytes
+//! tag_i    = HMAC-SHA-256(JK, head_i)
+//! ```
+//!
+//! JK is a random key per journal file, readable only with the vault's state key (so
+//! only with the root key). Each record is chained to the one before it, so a record
+//! edited, removed, reordered or moved from another journal fails its tag. A record
+//! cut short at the end of the file (a write torn by a crash, or zeros a power loss
+//! left past the last synced byte) is not a record: it was never acknowledged. Any
+//! other damage makes the journal refused (the length is written twice, the second
+//! time inverted, so that a damaged length is told from a torn record), and the vault does not open until an
+//! operator looks at it.
+//!
+//! Which records are already in the chain is kept in the store, in the same batch as
+//! the link that holds them (the journal mark: gen and record count), so folding is
+//! idempotent: a crash between a fold and the journal's removal folds nothing twice.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use phonevault_keys::{AuditKey, DataKey, VaultId};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// File name of the journal in the vault directory.
+pub(crate) const JOURNAL_FILE: &str = "audit.journal";
+const MAGIC: &[u8; 8] = b"PVAJRNL1";
+/// AAD label of the sealed journal key.
+const HEADER_LABEL: &[u8] = b"phonevault/v1/audit-journal-key";
+/// Domain label of a record's chained hash.
+const RECORD_LABEL: &[u8] = b"phonevault/v1/audit-journal-record";
+/// Upper bound of one record's body (a read's entries are a few hundred bytes).
+pub(crate) const MAX_RECORD: usize = 1 << 20;
+/// Upper bound of the sealed key in the header.
+const MAX_SEALED: usize = 256;
+
+/// Why a journal could not be used.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The journal does not verify: edited, truncated in its middle, or not ours.
+    #[error("the audit journal {path} failed its integrity check at record {record}: it was edited or damaged; keep a copy for the investigation, then move it away to open the vault (its unfolded entries are then lost)")]
+    Tampered {
+        /// The journal file.
+        path: PathBuf,
+        /// The first record that does not verify (0 for the header).
+        record: u64,
+    },
+    /// Reading, writing or syncing the journal failed.
+    #[error("audit journal {path}: {source}")]
+    Io {
+        /// The journal file.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another process holds the journal (a server running on this vault directory).
+    #[error("the audit journal {0} is held by another process: a server already runs on this vault directory; give each server its own directory")]
+    Busy(PathBuf),
+}
+
+fn lp(h: &mut Sha256, part: &[u8]) {
+    h.update((part.len() as u64).to_le_bytes());
+    h.update(part);
+}
+
+fn header_aad(vault: &VaultId, gen: &[u8; 16]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in [HEADER_LABEL, &vault.0[..], &gen[..]] {
+        out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+fn record_head(gen: &[u8; 16], index: u64, prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    lp(&mut h, RECORD_LABEL);
+    lp(&mut h, gen);
+    lp(&mut h, &index.to_le_bytes());
+    lp(&mut h, prev);
+    lp(&mut h, body);
+    h.finalize().into()
+}
+
+/// A journal read back and verified.
+pub(crate) struct Parsed {
+    /// Its generation.
+    pub gen: [u8; 16],
+    /// The bodies of its complete records, in order.
+    pub records: Vec<Vec<u8>>,
+}
+
+/// Verifies a journal's bytes (pure: no I/O). A record cut short at the end, or a
+/// tail of zeros, is ignored; anything else that does not verify is refused with the
+/// index of the first bad record.
+///
+/// # Errors
+/// `Err(record)`: the first record (0 for the header) that does not verify.
+pub(crate) fn parse(bytes: &[u8], state_key: &DataKey, vault: &VaultId) -> Result<Parsed, u64> {
+    // The header is written whole under a temporary name before the journal takes
+    // its place: any header that does not read is damage.
+    let fixed = MAGIC.len() + 16 + 4;
+    if bytes.len() < fixed || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(0);
+    }
+    let mut gen = [0u8; 16];
+    gen.copy_from_slice(&bytes[MAGIC.len()..MAGIC.len() + 16]);
+    let mut n = [0u8; 4];
+    n.copy_from_slice(&bytes[MAGIC.len() + 16..fixed]);
+    let sealed_len = u32::from_le_bytes(n) as usize;
+    if sealed_len > MAX_SEALED {
+        return Err(0);
+    }
+    let sealed = bytes.get(fixed..fixed + sealed_len).ok_or(0u64)?;
+    let plain = state_key
+        .open(&header_aad(vault, &gen), sealed)
+        .map_err(|_| 0u64)?;
+    let key_bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| 0u64)?;
+    let key = AuditKey::from_bytes(&key_bytes);
+    let mut at = fixed + sealed_len;
+    let mut head = [0u8; 32];
+    let mut records = Vec::new();
+    loop {
+        let rest = &bytes[at..];
+        if rest.iter().all(|b| *b == 0) {
+            // The end, or zeros past the last synced byte (power loss).
+            break;
+        }
+        let index = records.len() as u64;
+        if rest.len() < 8 {
+            break; // torn length
+        }
+        let mut n = [0u8; 4];
+        n.copy_from_slice(&rest[..4]);
+        let len = u32::from_le_bytes(n);
+        n.copy_from_slice(&rest[4..8]);
+        if !u32::from_le_bytes(n) != len {
+            return Err(index);
+        }
+        let len = len as usize;
+        if len == 0 || len > MAX_RECORD {
+            return Err(index);
+        }
+        let Some(record) = rest.get(8..8 + len + 32) else {
+            break; // torn record: never acknowledged
+        };
+        let (body, tag) = record.split_at(len);
+        let want = record_head(&gen, index, &head, body);
+        if !bool::from(key.tag(&want)[..].ct_eq(tag)) {
+            return Err(index);
+        }
+        head = want;
+        records.push(body.to_vec());
+        at += 8 + len + 32;
+    }
+    Ok(Parsed { gen, records })
+}
+
+/// An open journal this process appends to (holding its lock).
+pub(crate) struct Journal {
+    path: PathBuf,
+    file: Arc<File>,
+    gen: [u8; 16],
+    key: AuditKey,
+    head: [u8; 32],
+    /// Records written.
+    count: u64,
+    /// Bytes of the file that are whole records (where the next one goes).
+    len: u64,
+    /// Reused for each record: one allocation for the life of the journal.
+    buf: Vec<u8>,
+}
+
+/// Locks `file` for this process alone, or says another holds it.
+fn lock(file: &File, path: &Path) -> Result<(), JournalError> {
+    use rustix::fs::{flock, FlockOperation};
+    match flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(JournalError::Busy(path.to_owned())),
+        Err(e) => Err(JournalError::Io {
+            path: path.to_owned(),
+            source: e.into(),
+        }),
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Opens and locks the journal in `dir` for recovery: its verified records, and the
+/// locked file (kept locked until the caller is done with it). `Ok(None)` when there
+/// is none.
+///
+/// # Errors
+/// [`JournalError::Busy`] when another process holds it, [`JournalError::Tampered`],
+/// I/O errors.
+pub(crate) fn read(
+    dir: &Path,
+    state_key: &DataKey,
+    vault: &VaultId,
+) -> Result<Option<(File, Parsed)>, JournalError> {
+    let path = dir.join(JOURNAL_FILE);
+    let mut file = match std::fs::OpenOptions::new().read(true).open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(&path)(e)),
+    };
+    lock(&file, &path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(io(&path))?;
+    match parse(&bytes, state_key, vault) {
+        Ok(p) => Ok(Some((file, p))),
+        Err(record) => Err(JournalError::Tampered { path, record }),
+    }
+}
+
+/// Whether another process holds the journal in `dir` (a server running there).
+///
+/// # Errors
+/// I/O errors other than a missing file.
+pub(crate) fn held_elsewhere(dir: &Path) -> Result<bool, JournalError> {
+    let path = dir.join(JOURNAL_FILE);
+    match std::fs::File::open(&path) {
+        Ok(f) => match lock(&f, &path) {
+            Ok(()) => Ok(false),
+            Err(JournalError::Busy(_)) => Ok(true),
+            Err(e) => Err(e),
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io(&path)(e)),
+    }
+}
+
+impl Journal {
+    /// Starts a new journal in `dir` (a new generation and key), replacing the file
+    /// that was there (check [`held_elsewhere`] first): written whole under a
+    /// temporary name, synced, then renamed.
+    ///
+    /// # Errors
+    /// I/O errors.
+    pub(crate) fn create(
+        dir: &Path,
+        state_key: &DataKey,
+        vault: &VaultId,
+    ) -> Result<Journal, JournalError> {
+        let path = dir.join(JOURNAL_FILE);
+        let mut gen = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut gen);
+        let key = AuditKey::generate();
+        let sealed = state_key
+            .seal(&header_aad(vault, &gen), key.expose_secret())
+            .map_err(|_| JournalError::Io {
+                path: path.clone(),
+                source: std::io::Error::other("sealing the journal key failed"),
+            })?;
+        let mut header = MAGIC.to_vec();
+        header.extend_from_slice(&gen);
+        header.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        header.extend_from_slice(&sealed);
+        let tmp = dir.join(format!(".{JOURNAL_FILE}.tmp"));
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .read(true)
+            .append(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
+        lock(&file, &tmp)?;
+        file.write_all(&header).map_err(io(&tmp))?;
+        file.sync_all().map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &path).map_err(io(&path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        Ok(Journal {
+            path,
+            file: Arc::new(file),
+            gen,
+            key,
+            head: [0; 32],
+            count: 0,
+            len: header.len() as u64,
+            buf: Vec::with_capacity(512),
+        })
+    }
+
+    /// The generation of this journal.
+    pub(crate) fn gen(&self) -> [u8; 16] {
+        self.gen
+    }
+
+    /// Records written so far.
+    pub(crate) fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Bytes written so far.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// The file, to sync it without holding the journal.
+    pub(crate) fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    /// Appends one record with one `write(2)` (more only if the kernel takes it in
+    /// parts). Once this returns, a killed process loses nothing of it; a power loss
+    /// may, until the next sync. A failed write is cut off again, so that no torn
+    /// record stays in front of later ones.
+    ///
+    /// # Errors
+    /// I/O errors; a record larger than [`MAX_RECORD`].
+    pub(crate) fn append(&mut self, body: &[u8]) -> Result<(), JournalError> {
+        if body.is_empty() || body.len() > MAX_RECORD {
+            return Err(JournalError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other("audit journal record out of bounds"),
+            });
+        }
+        let head = record_head(&self.gen, self.count, &self.head, body);
+        let tag = self.key.tag(&head);
+        self.buf.clear();
+        self.buf
+            .extend_from_slice(&(body.len() as u32).to_le_bytes());
+        self.buf
+            .extend_from_slice(&(!(body.len() as u32)).to_le_bytes());
+        self.buf.extend_from_slice(body);
+        self.buf.extend_from_slice(&tag);
+        if let Err(e) = (&*self.file).write_all(&self.buf) {
+            // Best effort: a torn record left here would make every later one unreadable.
+            let _ = self.file.set_len(self.len);
+            return Err(io(&self.path)(e));
+        }
+        self.head = head;
+        self.count += 1;
+        self.len += self.buf.len() as u64;
+        Ok(())
+    }
+
+    /// Removes the journal file (every record folded and the store flushed).
+    pub(crate) fn remove(self) -> Result<(), JournalError> {
+        std::fs::remove_file(&self.path).map_err(io(&self.path))
+    }
+}
+
+/// Syncs a journal file's data (fdatasync).
+///
+/// # Errors
+/// I/O errors.
+pub(crate) fn sync(file: &File) -> std::io::Result<()> {
+    file.sync_data()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+
+    fn keys() -> (DataKey, VaultId) {
+        keys_of(VaultId([3; 16]), 9)
+    }
+
+    /// The state key of a keyring for `vault` under root key bytes `root`: the same
+    /// keyring every call (its vault seed is random).
+    fn keys_of(vault: VaultId, root: u8) -> (DataKey, VaultId) {
+        static RINGS: std::sync::Mutex<Vec<(u8, phonevault_keys::Keyring)>> =
+            std::sync::Mutex::new(Vec::new());
+        let rk = phonevault_keys::RootKey::from_bytes(&[root; 32]);
+        let mut rings = RINGS.lock().unwrap();
+        if !rings.iter().any(|(r, _)| *r == root) {
+            rings.push((root, phonevault_keys::Keyring::new(vault, &rk).unwrap()));
+        }
+        let ring = &rings.iter().find(|(r, _)| *r == root).unwrap().1;
+        (ring.vault_keys(&rk).unwrap().state, vault)
+    }
+
+    fn written(n: usize) -> (tempfile::TempDir, Vec<u8>, Vec<Vec<u8>>) {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, v) = keys();
+        let mut j = Journal::create(dir.path(), &k, &v).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8 + 1; 10 + i]).collect();
+        for b in &bodies {
+            j.append(b).unwrap();
+        }
+        let bytes = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        assert_eq!(bytes.len() as u64, j.len());
+        (dir, bytes, bodies)
+    }
+
+    #[test]
+    fn records_read_back_in_order() {
+        let (_d, bytes, bodies) = written(5);
+        let (k, v) = keys();
+        let p = parse(&bytes, &k, &v).unwrap();
+        assert_eq!(p.records, bodies);
+        // another vault's state key opens nothing
+        assert_eq!(parse(&bytes, &keys_of(v, 10).0, &v).err(), Some(0));
+        assert_eq!(parse(&bytes, &k, &VaultId([4; 16])).err(), Some(0));
+    }
+
+    #[test]
+    fn a_torn_tail_record_is_ignored() {
+        let (_d, bytes, bodies) = written(4);
+        let (k, v) = keys();
+        let last = 8 + bodies[3].len() + 32;
+        for cut in 1..last {
+            let p = parse(&bytes[..bytes.len() - cut], &k, &v).unwrap();
+            assert_eq!(p.records, bodies[..3].to_vec(), "cut {cut}");
+        }
+        // zeros past the last synced byte (power loss) are not a record either
+        let mut zeros = bytes.clone();
+        zeros.extend_from_slice(&[0; 300]);
+        assert_eq!(parse(&zeros, &k, &v).unwrap().records, bodies);
+        // the header is written whole before the journal is renamed into place:
+        // one cut short is damage, not a torn write
+        for cut in 0..40 {
+            assert_eq!(parse(&bytes[..cut], &k, &v).err(), Some(0), "{cut}");
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_is_refused() {
+        let (_d, bytes, bodies) = written(3);
+        let (k, v) = keys();
+        let header = bytes.len() - bodies.iter().map(|b| 8 + b.len() + 32).sum::<usize>();
+        for i in 0..bytes.len() {
+            let mut t = bytes.clone();
+            t[i] ^= 0x20;
+            let r = parse(&t, &k, &v);
+            let want_record = if i < header {
+                0
+            } else {
+                let mut at = header;
+                let mut rec = 0;
+                for b in &bodies {
+                    at += 8 + b.len() + 32;
+                    if i < at {
+                        break;
+                    }
+                    rec += 1;
+                }
+                rec
+            };
+            assert_eq!(r.err(), Some(want_record), "byte {i}");
+        }
+        // records swapped or removed fail their chain
+        let first = header;
+        let second = first + 8 + bodies[0].len() + 32;
+        let mut removed = bytes[..first].to_vec();
+        removed.extend_from_slice(&bytes[second..]);
+        assert_eq!(parse(&removed, &k, &v).err(), Some(0));
+    }
+
+    #[test]
+    fn another_process_cannot_take_a_held_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, v) = keys();
+        let j = Journal::create(dir.path(), &k, &v).unwrap();
+        // flock locks belong to the open file description: a second open is another holder
+        assert!(matches!(
+            read(dir.path(), &k, &v),
+            Err(JournalError::Busy(_))
+        ));
+        assert!(held_elsewhere(dir.path()).unwrap());
+        drop(j);
+        assert!(!held_elsewhere(dir.path()).unwrap());
+    }
+}
