@@ -36,6 +36,7 @@ pub mod cli;
 pub mod fuzzing;
 pub mod harden;
 pub mod hsm;
+pub mod logging;
 pub mod phone;
 pub mod record;
 pub mod server;

@@ -590,6 +590,75 @@ fn export_writes_only_consented_numbers() {
     assert!(!text.contains("+447400123958") && text.contains("3958"));
 }
 
+/// `export --out /dev/null` as root made /dev/null mode 0600 (the output file was
+/// chmod-ed whatever it was), so other users' programs (PostgreSQL's initdb) failed: a
+/// device or pipe is written to, never chmod-ed.
+#[test]
+fn export_to_a_pipe_leaves_its_mode_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = Env::new();
+    e.with_tenant();
+    e.ok(&[
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123958",
+        "--consent",
+        "otp",
+    ]);
+    let fifo = e.root.join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let reader = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::read_to_string(fifo).unwrap())
+    };
+    e.ok(&[
+        "export",
+        "--tenant",
+        "shop",
+        "--purpose",
+        "otp",
+        "--out",
+        fifo.to_str().unwrap(),
+    ]);
+    let text = reader.join().unwrap();
+    assert!(text.contains("3958"), "{text}");
+    let mode = std::fs::metadata(&fifo).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o644);
+}
+
+/// Writes that go through a temporary file and a rename (the keyring, archives) would
+/// put a regular file where a device or pipe was (as root, over /dev/null): refused.
+#[test]
+fn atomic_writes_refuse_to_replace_a_device_or_pipe() {
+    let e = Env::new();
+    std::fs::create_dir_all(&e.root).unwrap();
+    let fifo = e.root.join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let err = phonevault::vault::write_atomic(&fifo, b"secret").unwrap_err();
+    assert!(err.to_string().contains("is not a regular file"), "{err}");
+    use std::os::unix::fs::FileTypeExt;
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // A regular file is still replaced.
+    let file = e.root.join("file");
+    std::fs::write(&file, b"old").unwrap();
+    phonevault::vault::write_atomic(&file, b"new").unwrap();
+    assert_eq!(std::fs::read(&file).unwrap(), b"new");
+}
+
 #[test]
 fn last4_index_finds_candidates_after_decryption() {
     let e = Env::new();

@@ -973,6 +973,10 @@ fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failu
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    crate::logging::init(match &cli.command {
+        Command::Serve(a) => a.log_format,
+        _ => crate::logging::LogFormat::Text,
+    });
     if let Some(path) = &cli.phone_metadata {
         let meta = crate::phone::PhoneMetadata::load(path).map_err(|e| fail(e.to_string()))?;
         crate::phone::install(meta).map_err(|e| fail(e.to_string()))?;
@@ -1486,6 +1490,15 @@ fn create_private(path: &Path) -> Result<std::fs::File, Failure> {
         .mode(0o600)
         .open(path)
         .map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+    // A device or pipe (`--out /dev/stdout`) is written to, never chmod-ed: as root that
+    // would change /dev/null's mode for every user of the machine.
+    let regular = f
+        .metadata()
+        .map_err(|e| fail(format!("cannot read {}: {e}", path.display())))?
+        .is_file();
+    if !regular {
+        return Ok(f);
+    }
     f.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|e| {
             fail(format!(

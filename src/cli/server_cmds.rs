@@ -47,6 +47,46 @@ pub struct ServeArgs {
     /// body) to stderr, buffered off the request path.
     #[arg(long)]
     pub access_log: bool,
+    /// Delete the records past their tenant's retention this often (e.g. 1h, 30m; 0
+    /// disables), a page at a time between requests, audited like `purge`.
+    #[arg(long, default_value = "1h", value_parser = parse_every, value_name = "DURATION")]
+    pub purge_every: Every,
+    /// Also serve the metrics (Prometheus text format) alone on this TCP address, e.g.
+    /// 127.0.0.1:9464, for a scraper: `GET /metrics`, nothing else, no token. On the
+    /// socket they are at `GET /v1/sys/metrics` for a vault-wide admin token.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// The server's log lines on stderr: `text` (one plain line each) or `json` (one JSON
+    /// object per line, for a log collector; the access log too).
+    #[arg(long, value_enum, default_value_t = crate::logging::LogFormat::Text)]
+    pub log_format: crate::logging::LogFormat,
+}
+
+/// A `--purge-every` value: `None` for 0; a refused value is kept as its error and
+/// reported after parsing (clap would echo it).
+#[derive(Clone, Debug)]
+pub struct Every(Result<Option<std::time::Duration>, String>);
+
+impl Every {
+    /// The interval, or the usage error (exit 2) for a refused value.
+    fn interval(&self) -> Result<Option<std::time::Duration>, Failure> {
+        self.0.clone().map_err(|message| Failure {
+            message: format!("--purge-every: {message}"),
+            code: 2,
+        })
+    }
+}
+
+fn parse_every(s: &str) -> Result<Every, String> {
+    if s == "0" {
+        return Ok(Every(Ok(None)));
+    }
+    // Durations are ASCII: anything else is refused before the unit is split off.
+    let secs = s.is_ascii().then(|| vault::parse_ttl(s).ok()).flatten();
+    Ok(Every(
+        secs.map(|s| Some(std::time::Duration::from_secs(s)))
+            .ok_or_else(|| "use a duration such as 1h, 30m or 90s, or 0 to disable".to_owned()),
+    ))
 }
 
 /// Values of `serve --audit-sync`.
@@ -152,6 +192,9 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
         header_timeout: std::time::Duration::from_secs(a.header_timeout_secs.max(1)),
         audit_sync: a.audit_sync(),
         access_log: a.access_log,
+        purge_every: a.purge_every.interval()?,
+        log_format: a.log_format,
+        metrics_listen: a.metrics_listen,
     })
     .map_err(|e| match e {
         server::ServerError::Vault(v) => v.into(),

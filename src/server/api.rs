@@ -37,6 +37,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
     let t = "/v1/tenants/{tenant}";
     Router::new()
         .route("/v1/sys/health", get(health))
+        .route("/v1/sys/metrics", get(metrics))
         .route("/v1/sys/unseal", post(unseal))
         .route("/v1/sys/seal", post(seal))
         .route("/v1/sys/tokens", get(list_tokens).post(create_token))
@@ -107,6 +108,23 @@ async fn health(State(app): State<Arc<App>>) -> Res {
     ok(json!({ "sealed": app.current().is_none() }))
 }
 
+/// The metrics, for a vault-wide admin token (see [`super::metrics`]).
+async fn metrics(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+) -> Res {
+    vault_admin(&app, peer, &headers, "reading the metrics")?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            super::metrics::CONTENT_TYPE,
+        )],
+        app.metrics.render(&app),
+    )
+        .into_response())
+}
+
 async fn openapi() -> Res {
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
@@ -165,7 +183,7 @@ async fn unseal(
             .await?;
             *failures = 0;
             app.set(Some(Arc::new(v)));
-            eprintln!("phonevault serve: unsealed");
+            tracing::info!("phonevault serve: unsealed");
             ok(json!({ "sealed": false }))
         }
         Err(e) => {
@@ -220,7 +238,7 @@ async fn seal(
     blocking(move || vault.audit_event("seal", None, Outcome::Ok)).await?;
     // In-flight requests keep their reference; the keys zeroize when the last drops.
     app.set(None);
-    eprintln!("phonevault serve: sealed");
+    tracing::info!("phonevault serve: sealed");
     ok(json!({ "sealed": true }))
 }
 

@@ -70,7 +70,7 @@ impl ApiError {
 
     /// 500 `internal`; the detail goes to the server's log, not to the client.
     pub fn internal(detail: &dyn std::fmt::Display) -> Self {
-        eprintln!("phonevault serve: internal error: {detail}");
+        tracing::error!("phonevault serve: internal error: {detail}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
@@ -108,7 +108,7 @@ impl From<VaultError> for ApiError {
             VaultError::Store(StoreError::Unavailable(_)) => {
                 // The detail (driver message) goes to the log; the client learns what
                 // to do.
-                eprintln!("phonevault serve: store unavailable: {e}");
+                tracing::warn!("phonevault serve: store unavailable: {e}");
                 return ApiError::new(
                     S::SERVICE_UNAVAILABLE,
                     "store_unavailable",

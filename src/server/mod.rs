@@ -36,6 +36,8 @@ use crate::vault::{AuditSync, OpenOptions, Role, TokenInfo, Unlock, Vault, Vault
 pub(crate) mod api;
 mod error;
 mod limit;
+pub(crate) mod metrics;
+mod sweeper;
 
 pub use error::ApiError;
 
@@ -49,6 +51,7 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Every route: method and path, as in `openapi.json`.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/v1/sys/health"),
+    ("get", "/v1/sys/metrics"),
     ("post", "/v1/sys/unseal"),
     ("post", "/v1/sys/seal"),
     ("get", "/v1/sys/tokens"),
@@ -102,6 +105,19 @@ pub enum ServerError {
     /// Opening the vault failed.
     #[error(transparent)]
     Vault(#[from] VaultError),
+    /// The metrics registry could not be built.
+    #[error("cannot set up the metrics: {0}")]
+    Metrics(String),
+    /// `--metrics-listen` could not be bound.
+    #[error(
+        "cannot listen for metrics on {addr}: {source} (choose another --metrics-listen address)"
+    )]
+    MetricsListen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
 }
 
 /// How to run the server.
@@ -131,6 +147,12 @@ pub struct ServeOptions {
     /// Log one line per request (method, route, status, peer) to stderr, buffered
     /// and written by a background thread.
     pub access_log: bool,
+    /// Run the retention sweeper this often (`None`: never; `purge` by hand).
+    pub purge_every: Option<Duration>,
+    /// Serve the metrics alone on this TCP address as well (`GET /metrics`).
+    pub metrics_listen: Option<std::net::SocketAddr>,
+    /// How log lines are written (the access log's too).
+    pub log_format: crate::logging::LogFormat,
 }
 
 /// Default of [`ServeOptions::max_connections`].
@@ -252,6 +274,10 @@ pub(crate) struct App {
     lookups: RateLimiter,
     audit_sync: AuditSync,
     access_log: Option<Arc<AccessLog>>,
+    /// What the retention sweeper did.
+    sweeps: sweeper::SweepStats,
+    /// Request metrics.
+    metrics: metrics::Metrics,
 }
 
 impl App {
@@ -528,15 +554,18 @@ fn repeats_no_value(message: &str) -> bool {
 /// counted as dropped and the count is logged.
 pub(crate) struct AccessLog {
     buf: std::sync::Mutex<(String, u64)>,
+    /// JSON lines (`--log-format json`) rather than plain ones.
+    json: bool,
 }
 
 impl AccessLog {
     const MAX_BUFFERED: usize = 4 << 20;
 
     /// Starts the writer thread; it ends (after a last write) once the log is dropped.
-    fn start() -> Arc<AccessLog> {
+    fn start(json: bool) -> Arc<AccessLog> {
         let log = Arc::new(AccessLog {
             buf: std::sync::Mutex::new((String::with_capacity(64 << 10), 0)),
+            json,
         });
         let weak = Arc::downgrade(&log);
         let spawned = std::thread::Builder::new()
@@ -547,7 +576,7 @@ impl AccessLog {
                 log.write_out();
             });
         if spawned.is_err() {
-            eprintln!("phonevault serve: no access-log thread; lines are written at shutdown");
+            tracing::warn!("phonevault serve: no access-log thread; lines are written at shutdown");
         }
         log
     }
@@ -560,6 +589,20 @@ impl AccessLog {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if b.0.len() > Self::MAX_BUFFERED {
             b.1 += 1;
+            return;
+        }
+        if self.json {
+            let line = serde_json::json!({
+                "timestamp": crate::logging::timestamp(),
+                "level": "INFO",
+                "message": "request",
+                "method": method.as_str(),
+                "path": path,
+                "status": status,
+                "uid": peer.uid,
+                "pid": peer.pid,
+            });
+            let _ = writeln!(b.0, "{line}");
             return;
         }
         let _ = write!(b.0, "phonevault serve: {method} {path} {status} uid=");
@@ -596,10 +639,17 @@ impl AccessLog {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(text.as_bytes());
         if dropped > 0 {
-            let _ = writeln!(
-                err,
-                "phonevault serve: {dropped} access-log lines dropped (stderr too slow)"
-            );
+            let message = format!("{dropped} access-log lines dropped (stderr too slow)");
+            let _ = if self.json {
+                let line = serde_json::json!({
+                    "timestamp": crate::logging::timestamp(),
+                    "level": "WARN",
+                    "message": message,
+                });
+                writeln!(err, "{line}")
+            } else {
+                writeln!(err, "phonevault serve: {message}")
+            };
         }
         let _ = err.flush();
     }
@@ -624,7 +674,8 @@ async fn gate(
     // A clone of the request's URI shares its bytes: no allocation.
     let uri = req.uri().clone();
     let path = uri.path();
-    let method = app.access_log.is_some().then(|| req.method().clone());
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
     let mut token_id = None;
     let resp = if !app.allow_uids.is_empty()
         && !peer.uid.is_some_and(|u| app.allow_uids.contains(&u))
@@ -650,8 +701,11 @@ async fn gate(
         next.run(req).await
     };
     let resp = audit_refusal(&app, peer, token_id, path, resp).await;
-    if let (Some(log), Some(method)) = (&app.access_log, method) {
-        log.push(&method, path, resp.status().as_u16(), peer);
+    let status = resp.status().as_u16();
+    app.metrics
+        .observe(method.as_str(), path, status, started.elapsed());
+    if let Some(log) = &app.access_log {
+        log.push(&method, path, status, peer);
     }
     resp
 }
@@ -849,8 +903,27 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
         allow_uids: opts.allow_uids,
         lookups: RateLimiter::new(opts.lookup_rate),
         audit_sync: opts.audit_sync,
-        access_log: opts.access_log.then(AccessLog::start),
+        access_log: opts
+            .access_log
+            .then(|| AccessLog::start(opts.log_format == crate::logging::LogFormat::Json)),
+        sweeps: sweeper::SweepStats::default(),
+        metrics: metrics::Metrics::new().map_err(|e| ServerError::Metrics(e.to_string()))?,
     });
+    if let Some(addr) = opts.metrics_listen {
+        let app = app.clone();
+        // Bound before the socket API answers, so a taken port fails the start.
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::MetricsListen { addr, source })?;
+        tokio::spawn(async move {
+            if let Err(e) = metrics::listen(app, listener, addr).await {
+                tracing::warn!("phonevault serve: the metrics listener on {addr} stopped: {e}");
+            }
+        });
+    }
+    if let Some(every) = opts.purge_every {
+        tokio::spawn(sweeper::run(app.clone(), every));
+    }
     let std_listener = bind_socket(&opts.socket, group)?;
     std_listener
         .set_nonblocking(true)
@@ -858,7 +931,7 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
     let listener =
         UnixListener::from_std(std_listener).map_err(io_err("listening on", &opts.socket))?;
     let listener = limit::LimitedListener::new(listener, opts.max_connections);
-    eprintln!(
+    tracing::info!(
         "phonevault serve: listening on {} ({})",
         opts.socket.display(),
         if sealed { "sealed" } else { "unsealed" }
@@ -871,11 +944,16 @@ async fn run(opts: ServeOptions) -> Result<(), ServerError> {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
-        eprintln!("phonevault serve: shutting down");
+        tracing::info!("phonevault serve: shutting down");
     };
     let served = accept_loop(listener, router, opts.header_timeout, shutdown).await;
     let _ = std::fs::remove_file(&opts.socket);
+    let last = app.current();
     app.set(None);
+    if let Some(v) = last {
+        // Folded and flushed before the process exits, whoever holds the last handle.
+        let _ = tokio::task::spawn_blocking(move || v.close()).await;
+    }
     if let Some(log) = &app.access_log {
         log.write_out();
     }

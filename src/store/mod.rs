@@ -238,6 +238,12 @@ pub trait Store: Send + Sync {
         false
     }
 
+    /// Bytes the store occupies on this machine's disk, where that means something (an
+    /// embedded store; not a database server).
+    fn bytes_on_disk(&self) -> Option<u64> {
+        None
+    }
+
     /// Reads `key` in `tree` and, when present, the entry of `target` keyed
     /// `target_prefix ‖ <that value>`: an index entry and the row it names. A database
     /// does it in one round trip.
@@ -317,6 +323,9 @@ fn io_err(io: std::io::Error) -> StoreError {
 }
 
 impl SledStore {
+    /// How long [`SledStore::open`] waits for a lock another handle is releasing.
+    pub const LOCK_WAIT_MS: u64 = 2000;
+
     /// Opens (or creates) the store in `dir`, with `cache_bytes` of page cache.
     ///
     /// # Errors
@@ -332,12 +341,27 @@ impl SledStore {
                 Err(e) => return Err(io_err(e)),
             }
         }
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(sled_err)?;
+        let open = || {
+            sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+                .map_err(sled_err)
+        };
+        // sled releases its file lock from a background thread a moment after the last
+        // handle drops: a store closed and opened again at once (seal then unseal, a
+        // restore's swap) would be refused as locked. Wait a little before saying so.
+        let deadline =
+            std::time::Instant::now() + std::time::Duration::from_millis(Self::LOCK_WAIT_MS);
+        let db = loop {
+            match open() {
+                Err(StoreError::Locked) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(25));
+                }
+                other => break other?,
+            }
+        };
         let mut trees = Vec::with_capacity(Tree::ALL.len());
         for t in Tree::ALL {
             trees.push(db.open_tree(t.name()).map_err(sled_err)?);
@@ -386,6 +410,10 @@ impl SledStore {
 }
 
 impl Store for SledStore {
+    fn bytes_on_disk(&self) -> Option<u64> {
+        self.size_on_disk().ok()
+    }
+
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree(tree)

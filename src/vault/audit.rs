@@ -164,6 +164,43 @@ pub(crate) struct AuditLog {
     synced: tokio::sync::watch::Sender<(u64, u64)>,
     /// A flush for asynchronous waiters is running.
     leader: AtomicBool,
+    /// Counters for the server's metrics.
+    stats: AuditCounters,
+}
+
+/// What the audit log has done since it was opened (for metrics; never an entry's content).
+#[derive(Debug, Default)]
+struct AuditCounters {
+    links: AtomicU64,
+    entries: AtomicU64,
+    syncs: AtomicU64,
+    sync_nanos: AtomicU64,
+}
+
+impl AuditCounters {
+    fn timed<T>(&self, f: impl FnOnce() -> T) -> T {
+        let start = std::time::Instant::now();
+        let out = f();
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.sync_nanos.fetch_add(nanos, Ordering::Relaxed);
+        out
+    }
+}
+
+/// A snapshot of the audit log's counters, for the server's metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct AuditStats {
+    /// Chain links committed (each a group of entries).
+    pub links: u64,
+    /// Entries in those links.
+    pub entries: u64,
+    /// Syncs to disk (store flushes for `always`, journal fdatasyncs for `process`).
+    pub syncs: u64,
+    /// Seconds spent in them.
+    pub sync_seconds: f64,
+    /// Entries answered for but not yet in a stored link (journal or memory).
+    pub pending: u64,
 }
 
 /// Where the live chain stands, for `audit checkpoint` and `audit verify`.
@@ -264,6 +301,7 @@ impl AuditLog {
             dir: dir.to_owned(),
             synced: tokio::sync::watch::Sender::new((durable, 0)),
             leader: AtomicBool::new(false),
+            stats: AuditCounters::default(),
         })
     }
 
@@ -325,15 +363,15 @@ impl AuditLog {
     fn journal_tick(&self, store: &dyn Store) {
         let file = lock(&self.chain).journal.as_ref().map(Journal::file);
         if let Some(f) = file {
-            if let Err(e) = journal::sync(&f) {
-                eprintln!(
+            if let Err(e) = self.stats.timed(|| journal::sync(&f)) {
+                tracing::warn!(
                     "phonevault: syncing the audit journal failed ({}): a power loss may lose more read entries than --audit-sync-ms",
                     e.kind()
                 );
             }
         }
         if let Err(e) = self.commit_pending(store) {
-            eprintln!(
+            tracing::warn!(
                 "phonevault: folding the audit journal into the chain failed ({}); its entries stay in the journal",
                 e.code()
             );
@@ -345,7 +383,7 @@ impl AuditLog {
             .is_some_and(|j| j.len() > ROTATE_BYTES)
         {
             if let Err(e) = self.rotate(store, &mut chain) {
-                eprintln!(
+                tracing::warn!(
                     "phonevault: starting a new audit journal failed ({}); the current one grows",
                     e.code()
                 );
@@ -407,7 +445,7 @@ impl AuditLog {
     /// Makes every entry so far durable, once more, when the vault closes.
     pub(crate) fn close(&self, store: &dyn Store) {
         if self.wait_durable(store, self.ticket_all()).is_err() {
-            eprintln!("phonevault: the last audit entries could not be flushed at close");
+            tracing::warn!("phonevault: the last audit entries could not be flushed at close");
             // The journal keeps them for the next open.
             return;
         }
@@ -415,7 +453,7 @@ impl AuditLog {
         if chain.pending.is_empty() {
             if let Some(j) = chain.journal.take() {
                 if j.remove().is_err() {
-                    eprintln!("phonevault: the audit journal could not be removed at close; the next open finds it folded");
+                    tracing::warn!("phonevault: the audit journal could not be removed at close; the next open finds it folded");
                 }
             }
         }
@@ -505,6 +543,10 @@ impl AuditLog {
                 other => {
                     if other.is_ok() {
                         *batch = b;
+                        self.stats.links.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .entries
+                            .fetch_add(all.len() as u64, Ordering::Relaxed);
                     }
                     break other;
                 }
@@ -603,9 +645,12 @@ impl AuditLog {
             }
             s.flushing = true;
             drop(s);
-            let result = self
-                .commit_pending(store)
-                .and_then(|upto| store.flush().map(|()| upto).map_err(VaultError::from));
+            let result = self.commit_pending(store).and_then(|upto| {
+                self.stats
+                    .timed(|| store.flush())
+                    .map(|()| upto)
+                    .map_err(VaultError::from)
+            });
             s = lock(&self.sync);
             s.flushing = false;
             self.flushed.notify_all();
@@ -621,6 +666,17 @@ impl AuditLog {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    fn stats(&self) -> AuditStats {
+        let c = &self.stats;
+        AuditStats {
+            links: c.links.load(Ordering::Relaxed),
+            entries: c.entries.load(Ordering::Relaxed),
+            syncs: c.syncs.load(Ordering::Relaxed),
+            sync_seconds: c.sync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            pending: lock(&self.chain).pending.len() as u64,
         }
     }
 
@@ -877,7 +933,7 @@ impl Vault {
                     MODE_LAG => {
                         let ticket = inner.audit.ticket_all();
                         if let Err(e) = inner.audit.wait_durable(inner.store.as_ref(), ticket) {
-                            eprintln!(
+                            tracing::warn!(
                                 "phonevault: audit flush failed ({}); reads are refused until it succeeds",
                                 e.code()
                             );
@@ -1047,6 +1103,12 @@ impl Vault {
             }
             Ok(out)
         })
+    }
+
+    /// The audit log's counters since the vault was opened (group sizes, syncs, what is
+    /// not yet in a stored link), for metrics.
+    pub fn audit_stats(&self) -> AuditStats {
+        self.audit.stats()
     }
 
     /// Where the live chain starts and ends.

@@ -464,6 +464,26 @@ pub(super) fn merge_counters(current: &Keyring, new: &mut Keyring) -> bool {
 }
 
 impl Vault {
+    /// Per tenant and data-key version, the encryptions counted so far as a share of the
+    /// count after which the key rotates by itself (for metrics).
+    pub fn key_budgets(&self) -> Vec<(String, u32, f64)> {
+        let ring = self.lock_ring();
+        let limit = phonevault_keys::ROTATE_AFTER_ENCRYPTIONS as f64;
+        ring.tenants
+            .iter()
+            .flat_map(|(name, tk)| {
+                tk.seeds
+                    .iter()
+                    .map(move |s| (name.clone(), s.version, s.encryptions as f64 / limit))
+            })
+            .collect()
+    }
+
+    /// The store's size on disk, where it has one (see [`crate::store::Store::bytes_on_disk`]).
+    pub fn store_size(&self) -> Option<u64> {
+        self.store().bytes_on_disk()
+    }
+
     fn lock_ring(&self) -> std::sync::MutexGuard<'_, Keyring> {
         self.keyring.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -66,6 +66,30 @@ pub struct PurgeReport {
     pub deleted: u64,
 }
 
+/// What one page of a purge found and deleted, and where the next page starts.
+#[derive(Default)]
+struct PurgePage {
+    expired: u64,
+    deleted: u64,
+    next: Option<Vec<u8>>,
+}
+
+/// Where a retention sweep (see [`Vault::purge_step`]) stands: the tenants with a
+/// retention period when it began, and the expiry key it stopped at.
+#[derive(Debug, Default)]
+pub struct SweepCursor {
+    tenants: Option<Vec<String>>,
+    pos: usize,
+    from: Option<Vec<u8>>,
+}
+
+impl SweepCursor {
+    /// Whether every tenant has been swept.
+    pub fn done(&self) -> bool {
+        self.tenants.as_ref().is_some_and(|t| self.pos >= t.len())
+    }
+}
+
 /// Sizes of the store before and after `compact`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CompactReport {
@@ -336,60 +360,138 @@ impl Vault {
             let Some(days) = row.retention_days else {
                 continue;
             };
-            let ctx = self.tenant(&row.name)?;
-            let cutoff = now.saturating_sub(u64::from(days) * SECONDS_PER_DAY);
-            let start = expiry_key(row.id, 0, &RecordId([0; 16]));
-            // Expired means last activity <= cutoff.
-            let end = expiry_key(row.id, cutoff.saturating_add(1), &RecordId([0; 16]));
             let mut report = PurgeReport {
                 tenant: row.name.clone(),
                 retention_days: days,
                 expired: 0,
                 deleted: 0,
             };
-            let mut from = start;
+            let mut from = None;
             loop {
-                let page = self
-                    .store
-                    .range(Tree::Expiry, &from, Some(&end), PURGE_PAGE)?;
-                let Some((last, _)) = page.last() else { break };
-                from = last.clone();
-                from.push(0);
-                let _w = self.write_guard();
-                let mut b = Batch::default();
-                for (k, _) in &page {
-                    let id = super::id_after(k, 12, "expiry")?;
-                    match self.open_record(&ctx, &id)? {
-                        Some((stored, old)) if old.last_activity() <= cutoff => {
-                            report.expired += 1;
-                            if !dry_run {
-                                self.stage(
-                                    &ctx,
-                                    &mut b,
-                                    Change::Delete {
-                                        id,
-                                        stored,
-                                        old: &old,
-                                    },
-                                )?;
-                                report.deleted += 1;
-                                ev.touch(&id);
-                            }
-                        }
-                        // The record moved on (renewed consent) or is gone: drop the
-                        // stale entry.
-                        _ if !dry_run => b.delete(Tree::Expiry, k.clone()),
-                        _ => {}
-                    }
-                }
-                if !b.is_empty() {
-                    self.commit_audited_nowait(&mut b, ev)?;
+                let page = self.purge_page(&row, now, from.as_deref(), dry_run, ev)?;
+                report.expired += page.expired;
+                report.deleted += page.deleted;
+                match page.next {
+                    Some(next) => from = Some(next),
+                    None => break,
                 }
             }
             reports.push(report);
         }
         self.sync_audited()?;
         Ok(reports)
+    }
+
+    /// Purges one page (at most [`PURGE_PAGE`] expiry entries) of tenant `row`, from the
+    /// expiry key `from` (the start when `None`); the write commits with `ev`'s entry.
+    fn purge_page(
+        &self,
+        row: &TenantRow,
+        now: u64,
+        from: Option<&[u8]>,
+        dry_run: bool,
+        ev: &mut Event,
+    ) -> Result<PurgePage, VaultError> {
+        let mut out = PurgePage::default();
+        let Some(days) = row.retention_days else {
+            return Ok(out);
+        };
+        let ctx = self.tenant(&row.name)?;
+        let cutoff = now.saturating_sub(u64::from(days) * SECONDS_PER_DAY);
+        let start = expiry_key(row.id, 0, &RecordId([0; 16]));
+        // Expired means last activity <= cutoff.
+        let end = expiry_key(row.id, cutoff.saturating_add(1), &RecordId([0; 16]));
+        let from = from.unwrap_or(&start);
+        let page = self
+            .store
+            .range(Tree::Expiry, from, Some(&end), PURGE_PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(out);
+        };
+        let mut next = last.clone();
+        next.push(0);
+        out.next = (page.len() == PURGE_PAGE).then_some(next);
+        let _w = self.write_guard();
+        let mut b = Batch::default();
+        for (k, _) in &page {
+            let id = super::id_after(k, 12, "expiry")?;
+            match self.open_record(&ctx, &id)? {
+                Some((stored, old)) if old.last_activity() <= cutoff => {
+                    out.expired += 1;
+                    if !dry_run {
+                        self.stage(
+                            &ctx,
+                            &mut b,
+                            Change::Delete {
+                                id,
+                                stored,
+                                old: &old,
+                            },
+                        )?;
+                        out.deleted += 1;
+                        ev.touch(&id);
+                    }
+                }
+                // The record moved on (renewed consent) or is gone: drop the stale entry.
+                _ if !dry_run => b.delete(Tree::Expiry, k.clone()),
+                _ => {}
+            }
+        }
+        if !b.is_empty() {
+            self.commit_audited_nowait(&mut b, ev)?;
+        }
+        Ok(out)
+    }
+
+    /// One step of the server's retention sweeper: purges at most one page of expired
+    /// records (see [`Vault::purge`]) where `cursor` stopped, as its own audited `purge`
+    /// (durable when it returns), so that requests run between the steps. A sweep is done
+    /// when [`SweepCursor::done`] says so.
+    ///
+    /// # Errors
+    ///
+    /// As [`Vault::purge`]; the cursor is left where it was, to be tried again.
+    pub fn purge_step(&self, cursor: &mut SweepCursor) -> Result<u64, VaultError> {
+        if cursor.tenants.is_none() {
+            let with_retention = self
+                .tenants()?
+                .into_iter()
+                .filter(|r| r.retention_days.is_some())
+                .map(|r| r.name)
+                .collect();
+            cursor.tenants = Some(with_retention);
+        }
+        let Some(name) = cursor
+            .tenants
+            .as_ref()
+            .and_then(|t| t.get(cursor.pos))
+            .cloned()
+        else {
+            return Ok(0);
+        };
+        let row = match self.tenant(&name) {
+            Ok(ctx) => ctx.row.clone(),
+            // Deleted since the sweep began.
+            Err(VaultError::UnknownTenant(_)) => {
+                cursor.pos += 1;
+                cursor.from = None;
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
+        let now = self.now();
+        let from = cursor.from.clone();
+        let page = self.audited("purge", Some(&name), None, |ev| {
+            self.purge_page(&row, now, from.as_deref(), false, ev)
+        })?;
+        match page.next {
+            Some(next) => cursor.from = Some(next),
+            None => {
+                cursor.pos += 1;
+                cursor.from = None;
+            }
+        }
+        Ok(page.deleted)
     }
 
     /// Rewrites the store into a fresh one, so that deleted records no longer linger

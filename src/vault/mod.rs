@@ -35,12 +35,12 @@ mod subject;
 mod tokens;
 mod versions;
 
-pub use audit::{cli_actor, AuditSync, ChainStatus};
+pub use audit::{cli_actor, AuditStats, AuditSync, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
-pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
+pub use lifecycle::{Changed, CompactReport, PurgeReport, SweepCursor, Target};
 pub use reindex::ReindexReport;
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
@@ -777,6 +777,18 @@ impl Drop for VaultInner {
     }
 }
 
+impl Vault {
+    /// What dropping the last handle does, now: the audit log made durable and its
+    /// journal folded into the chain, unused encryption reservations given back. The
+    /// vault stays usable (a later write reserves again). For a process about to exit
+    /// while another thread (the audit flusher, a request finishing) may hold the last
+    /// handle, whose drop would then never run.
+    pub fn close(&self) {
+        self.audit.close(self.store.as_ref());
+        self.release_reservations();
+    }
+}
+
 impl VaultInner {
     fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
         // After `rekey` this vault's root key is the old one: sealing under it would
@@ -931,6 +943,17 @@ impl std::fmt::Debug for Vault {
 /// fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
     use std::os::unix::fs::OpenOptionsExt;
+    // The rename below would replace a device or pipe with a regular file: as root,
+    // `keyring export /dev/null` put the keyring where /dev/null was.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        let t = meta.file_type();
+        if !t.is_file() && !t.is_symlink() {
+            return Err(VaultError::InvalidArgument(format!(
+                "{} exists and is not a regular file (a device, pipe or directory): refusing to replace it; name a file",
+                path.display()
+            )));
+        }
+    }
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!(
         ".{}.tmp",
