@@ -64,7 +64,7 @@ pub(super) fn socket_path(cli: &Cli) -> PathBuf {
 pub(super) fn through_server(cli: &Cli) -> Option<Result<(), Failure>> {
     if matches!(
         cli.command,
-        Command::Init(_) | Command::Normalize(_) | Command::Serve(_)
+        Command::Init(_) | Command::Normalize(_) | Command::Serve(_) | Command::Demo(_)
     ) {
         return None;
     }
@@ -277,11 +277,21 @@ impl TokenAnswer {
     }
 }
 
+/// An object without its `null` members: the server refuses `null` where the document
+/// says string or number, and an absent member means the default.
+fn without_nulls(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(o) = v.as_object_mut() {
+        o.retain(|_, m| !m.is_null());
+    }
+    v
+}
+
 /// `POST .../numbers`. Request bodies borrow the numbers, so that no copy outlives
 /// the zeroized body.
 #[derive(Serialize)]
 struct AddBody<'a> {
     phone: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     region: Option<&'a str>,
     consents: &'a [String],
     source: &'a str,
@@ -291,6 +301,7 @@ struct AddBody<'a> {
 #[derive(Serialize)]
 struct LookupBody<'a> {
     phone: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
     region: Option<&'a str>,
     purpose: &'a str,
     reveal: bool,
@@ -797,11 +808,11 @@ impl Remote {
                 }
                 let s: StatsAnswer = self.post(
                     &tenant_path(&a.tenant, "stats"),
-                    &json!({
+                    &without_nulls(json!({
                         "by_country": a.by.iter().any(|b| b == "country"),
                         "by_type": a.by.iter().any(|b| b == "type"),
                         "min_group": a.min_group, "epsilon": a.epsilon,
-                    }),
+                    })),
                 )?;
                 print_stats(cli, a, &s.stats()?)
             }
@@ -825,10 +836,10 @@ impl Remote {
                 }
                 let r: Created = self.post(
                     "/v1/sys/tokens",
-                    &json!({
+                    &without_nulls(json!({
                         "tenant": a.tenant, "role": role.as_str(), "purposes": a.purposes,
                         "reveal": a.reveal, "ttl": a.ttl,
-                    }),
+                    })),
                 )?;
                 server_cmds::print_created(cli, &r.info.info()?, &r.token.0);
             }
@@ -1163,8 +1174,12 @@ impl Batch {
         let enc = |v: serde_json::Value| {
             serde_json::to_vec(&v).map_err(|e| fail(format!("cannot encode the request: {e}")))
         };
-        let mut item_tail = b",\"region\":".to_vec();
-        item_tail.extend(enc(json!(a.region))?);
+        // Absent, never null: the server refuses `null` where the document says string.
+        let mut item_tail = Vec::new();
+        if let Some(region) = &a.region {
+            item_tail.extend_from_slice(b",\"region\":");
+            item_tail.extend(enc(json!(region))?);
+        }
         item_tail.extend_from_slice(b",\"consents\":");
         item_tail.extend(enc(json!(a.consent))?);
         item_tail.push(b'}');

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 mod audit_cmds;
 mod client;
+mod demo;
 mod key_cmds;
 mod server_cmds;
 
@@ -251,6 +252,13 @@ privacy budget, and repeated queries add up (see SECURITY.md).")]
     /// export, incident report.
     #[command(subcommand)]
     Audit(audit_cmds::AuditCommand),
+    /// The product end to end in a new temporary vault: import the shipped 200k sample,
+    /// serve it on a socket, look numbers up through it, withdraw and opt out a few,
+    /// verify the audit chain, print the figures (needs no existing vault).
+    #[command(after_help = "Examples (from the repository's root):
+  cargo run --release -- demo
+  phonevault demo --numbers customers.csv --limit 10000 --lookups 500")]
+    Demo(demo::DemoArgs),
     /// Normalize numbers read from stdin, one per line (needs no vault).
     #[command(after_help = "Examples:
   printf '+44 7400 123958\\n020 7946 0018\\n' | phonevault normalize --region GB
@@ -1089,6 +1097,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Import(a) => import(&cli, a),
         Command::Export(a) => export(&cli, a),
         Command::Normalize(a) => normalize(&cli, a),
+        Command::Demo(a) => demo::run(a),
         Command::Tenant(TenantCommand::AddPurpose { name, purposes }) => {
             let row = open(&cli)?.add_purposes(name, purposes)?;
             say(

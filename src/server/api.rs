@@ -24,6 +24,16 @@ use phonevault_keys::Passphrase;
 
 type Res = Result<Response, ApiError>;
 
+/// For an optional field: absent is `None`, and `null` is refused as the document says
+/// (the field is a string or a number, never null), instead of being read as absent.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
 pub(crate) fn router(app: Arc<App>) -> Router {
     let t = "/v1/tenants/{tenant}";
     Router::new()
@@ -148,13 +158,14 @@ async fn unseal(
     ConnectInfo(peer): ConnectInfo<Peer>,
     JsonBody(req): JsonBody<UnsealReq>,
 ) -> Res {
+    // Refused whether or not the vault is open: the document says `minLength: 1`.
+    if req.passphrase.0.is_empty() {
+        return Err(ApiError::bad_json("\"passphrase\" is empty"));
+    }
     // One attempt at a time: the lock is held through the Argon2 work and the delay.
     let mut failures = app.unseal.lock().await;
     if app.current().is_some() {
         return ok(json!({ "sealed": false }));
-    }
-    if req.passphrase.0.is_empty() {
-        return Err(ApiError::bad_json("\"passphrase\" is empty"));
     }
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
     match open_vault(app.dir.clone(), app.store.clone(), unlock, app.audit_sync).await {
@@ -239,8 +250,10 @@ async fn seal(
 #[serde(deny_unknown_fields)]
 pub(crate) struct AddReq {
     phone: String,
+    #[serde(default, deserialize_with = "present")]
     region: Option<String>,
     consents: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     source: Option<String>,
 }
 
@@ -304,6 +317,7 @@ async fn add(
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchItem {
     phone: String,
+    #[serde(default, deserialize_with = "present")]
     region: Option<String>,
     consents: Vec<String>,
 }
@@ -312,6 +326,7 @@ pub(crate) struct BatchItem {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BatchReq {
     items: Vec<BatchItem>,
+    #[serde(default, deserialize_with = "present")]
     source: Option<String>,
 }
 
@@ -331,11 +346,18 @@ async fn batch(
         auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&consents))?;
     drop(consents);
     if req.items.len() > MAX_BATCH_ITEMS {
+        // A schema violation (`maxItems`), so a 400 like any other; 413 is for bodies
+        // over the byte limit.
         return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
+            StatusCode::BAD_REQUEST,
+            "invalid_argument",
             format!("a batch holds at most {MAX_BATCH_ITEMS} items; split it"),
         ));
+    }
+    // Checked here too, not only by each group's import: a batch without items still
+    // refuses a source the document refuses.
+    if let Some(source) = req.source.as_deref() {
+        crate::vault::check_source(source)?;
     }
     app.writes.take(&info.id, req.items.len())?;
     let (detailed, (results, summary)) = blocking(move || {
@@ -479,6 +501,7 @@ fn item_error(i: usize, e: &ApiError) -> Value {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LookupReq {
     phone: String,
+    #[serde(default, deserialize_with = "present")]
     region: Option<String>,
     purpose: String,
     #[serde(default)]
@@ -606,8 +629,11 @@ async fn delete_number(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TargetReq {
+    #[serde(default, deserialize_with = "present")]
     phone: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     region: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     id: Option<String>,
 }
 
@@ -629,7 +655,10 @@ fn target_of<'a>(
                 input: p,
                 region: region.as_deref(),
             }),
-            (None, Some(id)) => Ok(Target::Id(id)),
+            (None, Some(id)) if region.is_none() => Ok(Target::Id(id)),
+            (None, Some(_)) => Err(ApiError::bad_json(
+                "\"region\" goes with \"phone\" only: a record id needs no region hint",
+            )),
             _ => Err(ApiError::bad_json(
                 "give exactly one of \"phone\" and \"id\"",
             )),
@@ -645,10 +674,14 @@ fn changed_json(c: crate::vault::Changed) -> Value {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct GrantReq {
+    #[serde(default, deserialize_with = "present")]
     phone: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     region: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     id: Option<String>,
     purposes: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     source: Option<String>,
 }
 
@@ -712,8 +745,11 @@ fn answer_changed(v: Option<crate::vault::Changed>) -> Res {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WithdrawReq {
+    #[serde(default, deserialize_with = "present")]
     phone: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     region: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     id: Option<String>,
     purpose: String,
 }
@@ -742,9 +778,13 @@ async fn withdraw(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptOutReq {
+    #[serde(default, deserialize_with = "present")]
     phone: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     region: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     id: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     purpose: Option<String>,
     #[serde(default)]
     all: bool,
@@ -832,6 +872,7 @@ pub(crate) struct StatsReq {
     by_type: bool,
     #[serde(default = "default_min_group")]
     min_group: u64,
+    #[serde(default, deserialize_with = "present")]
     epsilon: Option<f64>,
 }
 
@@ -871,6 +912,7 @@ async fn stats(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TokenReq {
+    #[serde(default, deserialize_with = "present")]
     tenant: Option<String>,
     role: String,
     #[serde(default)]
@@ -878,6 +920,7 @@ struct TokenReq {
     #[serde(default)]
     reveal: bool,
     /// Lifetime such as `30d`, `12h`, `45m` or `90s`.
+    #[serde(default, deserialize_with = "present")]
     ttl: Option<String>,
 }
 

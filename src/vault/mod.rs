@@ -641,7 +641,8 @@ pub fn check_name(what: &'static str, name: &str) -> Result<(), VaultError> {
     crate::policy::values::check_name(what, name).map_err(|_| VaultError::InvalidName { what })
 }
 
-fn check_source(source: &str) -> Result<(), VaultError> {
+/// Checks a consent source: 1-128 printable ASCII characters, no quote or backslash.
+pub(crate) fn check_source(source: &str) -> Result<(), VaultError> {
     let ok = !source.is_empty()
         && source.len() <= 128
         && source

@@ -393,6 +393,17 @@ mod tests {
     use crate::store::MemoryStore;
     use std::sync::Arc;
 
+    /// Found checking the OpenAPI document against the server: a lifetime ending in a
+    /// multi-byte character panicked (split inside the character), and `+5d` passed
+    /// where the document allows digits only.
+    #[test]
+    fn ttl_is_digits_and_a_unit_and_never_panics() {
+        for bad in ["5é", "é", "+5d", "-5d", " 5d", "5 d", "1e3s"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_ttl("0005m").unwrap(), 300);
+    }
+
     fn vault() -> Vault {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
         v.create_tenant("shop", &["otp".into(), "support".into()], None)
