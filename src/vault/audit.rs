@@ -942,8 +942,15 @@ impl Vault {
         let spawned = std::thread::Builder::new()
             .name("audit-flusher".into())
             .spawn(move || loop {
+                // The first round comes one interval after the mode was set, like every
+                // later one (not at once, which a late-scheduled thread would make
+                // "after the first reads").
+                let ms = match weak.upgrade() {
+                    Some(inner) => inner.audit.interval_ms.load(Ordering::SeqCst),
+                    None => return,
+                };
+                std::thread::sleep(Duration::from_millis(ms));
                 let Some(inner) = weak.upgrade() else { return };
-                let ms = inner.audit.interval_ms.load(Ordering::SeqCst);
                 match inner.audit.mode() {
                     MODE_PROCESS => inner.audit.journal_tick(inner.store.as_ref()),
                     MODE_LAG => {
@@ -961,7 +968,6 @@ impl Vault {
                     }
                 }
                 drop(inner);
-                std::thread::sleep(Duration::from_millis(ms));
             });
         if spawned.is_err() {
             // No thread: reads stay strict.
