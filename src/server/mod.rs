@@ -473,6 +473,14 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
 /// own messages do (`invalid type: integer `447700900123`, expected a string`), and a
 /// number sent in the wrong field would come back in the error.
 pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every request body is a JSON object. serde would also build a struct whose fields
+    // all have defaults from an array (`[]` was a valid stats request).
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if first.is_some_and(|&b| b != b'{') {
+        return Err(ApiError::bad_json(
+            "malformed request body: expected a JSON object".to_owned(),
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let text = e.to_string();
         let text = match e.classify() {
@@ -1092,6 +1100,22 @@ mod tests {
     /// Found by the `http_body` fuzz target's message check: serde's messages repeat
     /// the value sent, so a number (or passphrase) in the wrong field came back in
     /// the error.
+    /// Found by schemathesis: `[]` was a valid stats request, since serde builds a struct
+    /// whose fields all have defaults from an array.
+    #[test]
+    fn a_body_that_is_not_an_object_is_refused() {
+        #[derive(serde::Deserialize, Debug)]
+        struct AllDefault {
+            #[serde(default)]
+            _x: Option<u8>,
+        }
+        for body in [&b"[]"[..], b" [1]", b"\"x\"", b"1", b"null"] {
+            let e = parse_body::<AllDefault>(body).unwrap_err();
+            assert_eq!(e.code, "bad_json");
+        }
+        assert!(parse_body::<AllDefault>(b" {}").is_ok());
+    }
+
     #[test]
     fn body_errors_name_fields_but_repeat_no_value() {
         let message = |body: &str| {
