@@ -707,7 +707,10 @@ async fn gate(
                 let resp = INLINE_READS.scope(quick, next.run(req)).await;
                 synced(&waiter, resp).await
             }
-            Err(e) => e.into_response(),
+            Err(e) => {
+                drain_small(req.into_body()).await;
+                e.into_response()
+            }
         }
     } else {
         next.run(req).await
@@ -746,6 +749,24 @@ async fn synced(vault: &Vault, resp: Response) -> Response {
             Ok(()) => resp,
             Err(e) => ApiError::from(e).into_response(),
         },
+    }
+}
+
+/// Reads and drops what a refused request sent, when it is small, before the refusal
+/// is answered: a connection closed with unread bytes in it is reset, and the client
+/// may lose the answer with it (schemathesis saw "closed without response" for 401s).
+/// Read within the request deadline, dropped unparsed, and never more than
+/// [`MAX_BODY`]: a larger body is left unread and its connection reset.
+async fn drain_small(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    const DRAIN: usize = MAX_BODY;
+    let mut body = body;
+    let mut read = 0;
+    while read <= DRAIN {
+        match body.frame().await {
+            Some(Ok(frame)) => read += frame.data_ref().map_or(0, |d| d.len()),
+            _ => return,
+        }
     }
 }
 
