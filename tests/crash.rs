@@ -509,7 +509,11 @@ fn server_killed_under_lookup_load_loses_no_answered_lookups_audit_entry() {
             _ => {}
         }
     }
-    assert_eq!(rounds_logged.len(), rounds as usize + 1, "one unseal per start");
+    assert_eq!(
+        rounds_logged.len(),
+        rounds as usize + 1,
+        "one unseal per start"
+    );
     let mut total = 0;
     for (round, got) in answered.iter().enumerate() {
         let logged = &rounds_logged[round + 1];

@@ -623,7 +623,12 @@ fn a_token_revoked_through_the_socket_fails_on_the_next_request() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (st, v) = s.call("DELETE", &format!("/v1/sys/tokens/{id}"), Some(&t.admin), b"");
+    let (st, v) = s.call(
+        "DELETE",
+        &format!("/v1/sys/tokens/{id}"),
+        Some(&t.admin),
+        b"",
+    );
     assert!(st < 300, "{st} {v}");
     let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup.clone());
     assert_eq!((st, code(&v)), (401, "unauthorized"));

@@ -135,14 +135,7 @@ async fn unseal(
         return Err(ApiError::bad_json("\"passphrase\" is empty"));
     }
     let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
-    match open_vault(
-        app.dir.clone(),
-        app.store.clone(),
-        unlock,
-        app.audit_sync,
-    )
-    .await
-    {
+    match open_vault(app.dir.clone(), app.store.clone(), unlock, app.audit_sync).await {
         Ok(v) => {
             // The failed attempts made while sealed, then this one, go into the log
             // before the vault serves anything.

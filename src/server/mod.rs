@@ -554,7 +554,10 @@ impl AccessLog {
 
     fn push(&self, method: &axum::http::Method, path: &str, status: u16, peer: Peer) {
         use std::fmt::Write as _;
-        let mut b = self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut b = self
+            .buf
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if b.0.len() > Self::MAX_BUFFERED {
             b.1 += 1;
             return;
@@ -580,7 +583,10 @@ impl AccessLog {
     fn write_out(&self) {
         use std::io::Write as _;
         let (text, dropped) = {
-            let mut b = self.buf.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut b = self
+                .buf
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if b.0.is_empty() && b.1 == 0 {
                 return;
             }
@@ -695,13 +701,7 @@ async fn audit_refusal(
     let vault = vault.acting_as(actor).deferring();
     let log = {
         let vault = vault.clone();
-        move || {
-            vault.audit_event(
-                action,
-                tenant.as_deref(),
-                crate::audit::Outcome::Refused,
-            )
-        }
+        move || vault.audit_event(action, tenant.as_deref(), crate::audit::Outcome::Refused)
     };
     let logged = if quick {
         log().map_err(ApiError::from)

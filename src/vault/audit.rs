@@ -43,7 +43,7 @@ pub(crate) const K0_ROW: &[u8] = b"audit-k0";
 /// Meta row holding the journal mark: which journal records are in the chain.
 pub(crate) const JOURNAL_ROW: &[u8] = b"audit-journal";
 /// A journal past this size is folded, the store flushed, and a new one started.
-const ROTATE_BYTES: u64 = 4 << 20;
+const ROTATE_BYTES: u64 = 64 << 20;
 /// Entries folded into one link when a journal is recovered.
 const FOLD_ENTRIES: usize = 5_000;
 /// Pending entries that make a link at once, bounding memory between flushes.
@@ -294,10 +294,11 @@ impl AuditLog {
             let mut entries = Vec::new();
             while next < total && entries.len() < FOLD_ENTRIES {
                 let body = &parsed.records[next as usize];
-                let decoded = audit::decode_entries(body).ok_or_else(|| JournalError::Tampered {
-                    path: self.dir.join(journal::JOURNAL_FILE),
-                    record: next,
-                })?;
+                let decoded =
+                    audit::decode_entries(body).ok_or_else(|| JournalError::Tampered {
+                        path: self.dir.join(journal::JOURNAL_FILE),
+                        record: next,
+                    })?;
                 entries.extend(decoded);
                 next += 1;
             }
@@ -338,7 +339,11 @@ impl AuditLog {
             );
         }
         let mut chain = lock(&self.chain);
-        if chain.journal.as_ref().is_some_and(|j| j.len() > ROTATE_BYTES) {
+        if chain
+            .journal
+            .as_ref()
+            .is_some_and(|j| j.len() > ROTATE_BYTES)
+        {
             if let Err(e) = self.rotate(store, &mut chain) {
                 eprintln!(
                     "phonevault: starting a new audit journal failed ({}); the current one grows",
@@ -375,9 +380,7 @@ impl AuditLog {
                 ));
             }
             if journal::held_elsewhere(&self.dir)? {
-                return Err(
-                    JournalError::Busy(self.dir.join(journal::JOURNAL_FILE)).into(),
-                );
+                return Err(JournalError::Busy(self.dir.join(journal::JOURNAL_FILE)).into());
             }
             let j = Journal::create(&self.dir, &self.state_key, &self.vault)?;
             chain.journal_at = Some((j.gen(), 0));
@@ -1416,7 +1419,11 @@ mod tests {
     }
 
     fn crashed_copy(store: &MemoryStore, from: &Path, to: &Path) -> Arc<MemoryStore> {
-        std::fs::copy(from.join(journal::JOURNAL_FILE), to.join(journal::JOURNAL_FILE)).unwrap();
+        std::fs::copy(
+            from.join(journal::JOURNAL_FILE),
+            to.join(journal::JOURNAL_FILE),
+        )
+        .unwrap();
         snapshot(store)
     }
 
@@ -1451,7 +1458,11 @@ mod tests {
         let b = twin.open(crashed.clone(), b_dir.path()).unwrap();
         assert!(!b_dir.path().join(journal::JOURNAL_FILE).exists());
         let after_b = snapshot(&crashed);
-        assert_eq!(finds(&b), 5, "the three folded and the two in the journal only");
+        assert_eq!(
+            finds(&b),
+            5,
+            "the three folded and the two in the journal only"
+        );
         drop(b);
         // Killed again after the fold, before the journal was removed: nothing twice.
         let c_dir = tempfile::tempdir().unwrap();
@@ -1518,7 +1529,10 @@ mod tests {
                 let d = v.deferring();
                 d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
                 let ticket = d.deferred_ticket().unwrap();
-                assert!(lock(&v.audit.sync).durable < ticket, "flushed before answering");
+                assert!(
+                    lock(&v.audit.sync).durable < ticket,
+                    "flushed before answering"
+                );
                 waits.push(tokio::spawn(async move { d.audit_synced(ticket).await }));
             }
             for w in waits {
@@ -1526,7 +1540,10 @@ mod tests {
             }
         });
         let flushes = store.flushes.load(Ordering::SeqCst) - before;
-        assert!(flushes < 16, "{flushes} flushes for 16 waiting reads: no group commit");
+        assert!(
+            flushes < 16,
+            "{flushes} flushes for 16 waiting reads: no group commit"
+        );
         assert_eq!(v.audit.ticket_all(), lock(&v.audit.sync).durable);
         assert_eq!(finds(&v), 16);
         // A handle that does not defer keeps waiting itself.

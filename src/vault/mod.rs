@@ -27,16 +27,16 @@ use phonevault_keys::{
 mod audit;
 mod backup;
 mod integrity;
+pub(crate) mod journal;
 mod keys;
 mod lifecycle;
-pub(crate) mod journal;
 mod subject;
 mod tokens;
 
 pub use audit::{cli_actor, AuditSync, ChainStatus};
-pub use journal::JournalError;
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
+pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
