@@ -35,6 +35,7 @@ pub mod backup;
 pub mod cli;
 pub mod fuzzing;
 pub mod harden;
+pub mod hsm;
 pub mod phone;
 pub mod record;
 pub mod server;

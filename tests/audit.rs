@@ -12,6 +12,17 @@ use phonevault::store::{Batch, SledStore, Store, Tree};
 const PASS: &str = "correct horse battery staple";
 const NUMBER: &str = "+447400123958";
 
+/// The name of the uid running the tests (`id -un`), which the CLI records as its
+/// actor whatever `$USER` says.
+fn whoami() -> String {
+    let out = std::process::Command::new("id")
+        .arg("-un")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
 struct Env {
     _tmp: tempfile::TempDir,
     root: PathBuf,
@@ -211,6 +222,8 @@ fn verify_names_the_first_edited_removed_reordered_or_truncated_link() {
         .success());
 }
 
+/// Also pins a bug found in review: the CLI actor's name was taken from `$USER`,
+/// which whoever runs the command sets at will; it is now the uid's name.
 #[test]
 fn the_report_counts_reveals_and_refusals_exactly() {
     let e = Env::new();
@@ -250,7 +263,15 @@ fn the_report_counts_reveals_and_refusals_exactly() {
         k0.to_str().unwrap(),
     ]))
     .unwrap();
-    let alice = &report["tenants"]["shop"]["user:alice"];
+    // `$USER` is alice, but the actor is named from the uid
+    let me = format!("user:{}", whoami());
+    if me != "user:alice" {
+        assert!(
+            report["tenants"]["shop"].get("user:alice").is_none(),
+            "{report}"
+        );
+    }
+    let alice = &report["tenants"]["shop"][me.as_str()];
     assert_eq!(alice["reads"], 4, "{report}");
     assert_eq!(alice["revealed"], 3, "{report}");
     assert_eq!(alice["refused"], 1, "{report}");
@@ -329,5 +350,8 @@ fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
         archive.to_str().unwrap(),
     ]))
     .unwrap();
-    assert_eq!(report["tenants"]["shop"]["user:alice"]["revealed"], 4);
+    assert_eq!(
+        report["tenants"]["shop"][format!("user:{}", whoami()).as_str()]["revealed"],
+        4
+    );
 }

@@ -114,3 +114,58 @@ fn backup_while_writers_run_restores_a_consistent_vault() {
         assert!(back.find("t", &n, None, "otp").unwrap().is_some(), "{n}");
     }
 }
+
+/// A crash during `restore --replace`'s store swap (old store moved aside under
+/// compaction's name, new one in place) let the compaction recovery of the next open
+/// delete the old store, which restore promises to keep.
+#[test]
+fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    Vault::init(
+        &dir,
+        &Passphrase::new("pw".into()),
+        KdfParams::cheap_for_tests(),
+    )
+    .unwrap();
+    let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    v.create_tenant("t", &["otp".into()], None).unwrap();
+    let [before, after] = [&numbers(0, 1)[0], &numbers(1, 1)[0]].map(|n| n.clone());
+    v.add("t", &before, None, &["otp".into()], "web").unwrap();
+    let file = tmp.path().join("b.pvbk");
+    v.backup(std::fs::File::create(&file).unwrap()).unwrap();
+    // written after the backup: only in the store that the restore replaces
+    v.add("t", &after, None, &["otp".into()], "web").unwrap();
+    drop(v);
+
+    let err = Vault::restore(
+        &file,
+        &dir,
+        &unlock(),
+        &RestoreOptions {
+            replace: true,
+            stop_mid_swap: true,
+            ..RestoreOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("crash test"), "{err}");
+
+    // The next open finishes the swap and deletes nothing.
+    let back = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    assert!(back.find("t", &before, None, "otp").unwrap().is_some());
+    assert!(back.find("t", &after, None, "otp").unwrap().is_none());
+    drop(back);
+    let kept: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("store."))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with("store.replaced-"), "{kept:?}");
+    // the kept store is the one from before the restore: it opens as the vault's store
+    std::fs::rename(dir.join("store"), tmp.path().join("restored")).unwrap();
+    std::fs::rename(dir.join(&kept[0]), dir.join("store")).unwrap();
+    let old = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    assert!(old.find("t", &after, None, "otp").unwrap().is_some());
+}

@@ -717,3 +717,45 @@ fn rewrap_killed_part_way_resumes_and_completes() {
         "otp",
     ]);
 }
+
+/// `keyring import` and `restore --keyring` took an export older than a key rotation
+/// (or than a tenant), overwrote the keyring and made every record under the newer
+/// versions unreadable for good.
+#[test]
+fn an_older_keyring_export_that_lacks_newer_versions_is_refused() {
+    let e = Env::new();
+    e.init();
+    e.add("shop", NUMBERS[0]);
+    let old = e.path("ring.old");
+    e.ok(&["keyring", "export", &old]);
+    e.ok(&["key", "rotate", "--tenant", "shop"]); // data v2
+    let under_v2 = e.add("shop", NUMBERS[1]);
+    e.ok(&["tenant", "create", "late", "--purposes", "otp"]);
+    let backup = e.path("b.pvbk");
+    e.ok(&["backup", &backup]);
+    let before = std::fs::read(e.vault.join("keyring")).unwrap();
+
+    let err = e.fails(&["keyring", "import", &old]);
+    assert!(
+        err.contains("lacks key versions this vault holds")
+            && err.contains("tenant `shop`: key version(s) 2")
+            && err.contains("tenant `late`: every key version"),
+        "{err}"
+    );
+    let err = e.fails(&["restore", &backup, "--replace", "--keyring", &old]);
+    assert!(err.contains("tenant `shop`: key version(s) 2"), "{err}");
+    // nothing was overwritten: the newer record still opens
+    assert_eq!(std::fs::read(e.vault.join("keyring")).unwrap(), before);
+    e.ok(&["get", "--tenant", "shop", &under_v2, "--purpose", "otp"]);
+
+    // the current export is accepted, by both
+    let now = e.path("ring.now");
+    e.ok(&["keyring", "export", &now]);
+    e.ok(&["keyring", "import", &now]);
+    e.ok(&["restore", &backup, "--replace", "--keyring", &now]);
+    e.ok(&["get", "--tenant", "shop", &under_v2, "--purpose", "otp"]);
+    // --force still installs the old one, as asked
+    e.ok(&["keyring", "import", &old, "--force"]);
+    let _ = std::fs::remove_file(&old);
+    let _ = std::fs::remove_file(&now);
+}

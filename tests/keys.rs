@@ -239,3 +239,63 @@ fn rotate_then_rewrap_under_concurrent_reads() {
     assert_eq!((r.destroyed, r.unreadable_records), (vec![1], 0));
     assert_eq!(snapshot(&v), before);
 }
+
+/// The audit entries of `v`'s chain, verified from K0.
+fn audit_entries(v: &Vault, k0: &phonevault_keys::AuditKey) -> Vec<phonevault::audit::Entry> {
+    let links = v.audit_links(0, usize::MAX).unwrap();
+    let (decoded, _) =
+        phonevault::audit::verify(k0, links.iter().map(|(_, l)| l.as_slice()), None).unwrap();
+    decoded.into_iter().flat_map(|l| l.entries).collect()
+}
+
+/// Rewrap chunks and shredding's deletions were committed with `store.commit`, their
+/// one audit entry written at the end: a crash (here: a full disk) part-way left
+/// re-encrypted or deleted records that no entry shows.
+#[test]
+fn rewrap_chunks_and_shred_deletions_carry_their_audit_entries() {
+    let store = Arc::new(MemoryStore::new());
+    let v = Vault::in_memory(store.clone()).unwrap();
+    let k0 = v.export_audit_key().unwrap();
+    v.create_tenant("t", &p(&["otp"]), None).unwrap();
+    import(&v, &numbers(1200));
+    v.rotate_key("t", false).unwrap();
+    // The first chunk (500 records) commits; the disk is full from then on.
+    store.fail_commits_after(Some(1));
+    assert!(v.rewrap("t", |_, _| {}).is_err());
+    store.fail_commits_after(None);
+    let rewrapped: Vec<[u8; 16]> = store
+        .range(Tree::Records, b"", None, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .filter(|(_, s)| record::parse_header(s).unwrap().data_key_version == 2)
+        .map(|(k, _)| k[4..].try_into().unwrap())
+        .collect();
+    assert_eq!(rewrapped.len(), 500);
+    let entries = audit_entries(&v, &k0);
+    let logged: std::collections::HashSet<[u8; 16]> = entries
+        .iter()
+        .filter(|e| e.action == "key-rewrap")
+        .flat_map(|e| e.records.iter().copied())
+        .collect();
+    for id in &rewrapped {
+        assert!(logged.contains(id), "a rewrapped record without its entry");
+    }
+
+    // Shredding: the records' deletion commits, then the disk is full.
+    v.create_tenant("u", &p(&["otp"]), None).unwrap();
+    v.add("u", "+447400123958", None, &p(&["otp"]), "web")
+        .unwrap();
+    let before = audit_entries(&v, &k0).len();
+    store.fail_commits_after(Some(1));
+    assert!(v.shred_tenant("u").is_err());
+    store.fail_commits_after(None);
+    let entries = audit_entries(&v, &k0);
+    assert!(
+        entries[before..]
+            .iter()
+            .any(|e| e.action == "tenant-shred" && e.tenant.as_deref() == Some("u")),
+        "deletions committed without their entry"
+    );
+    // the re-run finishes it
+    v.shred_tenant("u").unwrap();
+}

@@ -2,9 +2,14 @@
 //! as sled, one record per number across servers, changes seen by every server, what a
 //! database administrator sees, and an unreachable database.
 //!
-//! Runs when `PHONEVAULT_TEST_PG` names a database (`.ci/pg start` makes a throwaway
-//! one); otherwise every test prints why it skipped and passes. Each test works in a
-//! schema of its own and drops it at the end.
+//! A harness of its own (`harness = false`, libtest-mimic), so that a test that cannot
+//! run is reported as ignored, never as passed. The database: `PHONEVAULT_TEST_PG` when
+//! it names one; else a throwaway cluster this binary starts (initdb in a temporary
+//! directory, as an unprivileged user when run as root, Unix socket only) and stops at
+//! exit, where PostgreSQL's server binaries are installed
+//! (`/usr/lib/postgresql/*/bin/initdb`); else the tests that need a database are
+//! ignored, with the reason on stderr, and `PHONEVAULT_REQUIRE_PG=1` (set by `.ci/run`)
+//! makes that a failure. Each test works in a schema of its own and drops it at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 use std::io::{Read, Write};
@@ -15,8 +20,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
-use phonevault::store::postgres::{test_config, TEST_SKIP};
-use phonevault::store::{PgConfig, PgStore, Store, StoreError, StoreLocation, Tree};
+use libtest_mimic::{Arguments, Failed, Trial};
+use phonevault::store::postgres::{test_config, SCHEMA_VERSION};
+use phonevault::store::{Batch, Entry, PgConfig, PgStore, Store, StoreError, StoreLocation, Tree};
 use phonevault::vault::{
     ImportOptions, OpenOptions, Role, Target, TokenSpec, Unlock, Vault, VaultError,
     TENANT_CACHE_TTL,
@@ -45,11 +51,8 @@ impl Drop for Db {
 }
 
 impl Db {
-    fn new(tag: &str) -> Option<Db> {
-        let Some(cfg) = test_config(tag) else {
-            eprintln!("{TEST_SKIP}");
-            return None;
-        };
+    fn new(tag: &str) -> Db {
+        let cfg = test_config(tag).expect("the harness names a database before any test");
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("vault");
         Vault::init_on(
@@ -59,7 +62,7 @@ impl Db {
             KdfParams::cheap_for_tests(),
         )
         .unwrap();
-        Some(Db { cfg, tmp, dir })
+        Db { cfg, tmp, dir }
     }
 
     fn open_with(&self, cfg: &PgConfig) -> Vault {
@@ -83,11 +86,8 @@ fn record_count(v: &Vault) -> usize {
         .len()
 }
 
-#[test]
 fn vault_operations_behave_as_on_sled() {
-    let Some(db) = Db::new("vault_ops") else {
-        return;
-    };
+    let db = Db::new("vault_ops");
     let v = db.open();
     v.create_tenant(
         "shop",
@@ -262,11 +262,8 @@ fn dump_tables(cfg: &PgConfig) -> String {
     })
 }
 
-#[test]
 fn two_vaults_adding_one_number_at_once_make_one_record() {
-    let Some(db) = Db::new("two_add") else {
-        return;
-    };
+    let db = Db::new("two_add");
     let a = Arc::new(db.open());
     a.create_tenant("shop", &purposes(&["otp", "marketing"]), None)
         .unwrap();
@@ -299,11 +296,8 @@ fn two_vaults_adding_one_number_at_once_make_one_record() {
     }
 }
 
-#[test]
 fn changes_through_one_vault_reach_the_other() {
-    let Some(db) = Db::new("two_see") else {
-        return;
-    };
+    let db = Db::new("two_see");
     let a = db.open();
     a.create_tenant("shop", &purposes(&["otp", "support"]), None)
         .unwrap();
@@ -441,11 +435,8 @@ impl Proxy {
     }
 }
 
-#[test]
 fn unreachable_database_fails_clearly_and_recovers_by_itself() {
-    let Some(db) = Db::new("fault_vault") else {
-        return;
-    };
+    let db = Db::new("fault_vault");
     let proxy = Proxy::start();
     let cfg = PgConfig::new(&proxy.url()).with_schema(&db.cfg.schema);
     let v = db.open_with(&cfg);
@@ -616,11 +607,95 @@ fn copy_vault_dir(from: &Path, to: &Path) {
     std::fs::set_permissions(&ring, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-#[test]
-fn two_servers_on_one_database() {
-    let Some(db) = Db::new("two_servers") else {
-        return;
+/// Hosts sharing one database each keep their own keyring file: a rotation on one
+/// made a version the other lacked, and the other could make its own seed under the
+/// same number, its records then failing GCM and reported as tampering. Versions are
+/// now agreed through the database (a row per tenant and version with a seed
+/// fingerprint), and a host lacking one fails closed naming the keyring to copy.
+fn key_versions_are_agreed_through_the_database() {
+    let db = Db::new("key_versions");
+    let unlock = || Unlock::Passphrase(Passphrase::new(PASS.into()));
+    let open = |dir: &Path| {
+        let opts = OpenOptions {
+            store: StoreLocation::Postgres(db.cfg.clone()),
+            ..OpenOptions::default()
+        };
+        Vault::open(dir, &unlock(), opts)
     };
+    let a = db.open();
+    a.create_tenant("shop", &purposes(&["otp"]), None).unwrap();
+    let [n1, n2, n3] = ["+447400123951", "+447400123952", "+447400123953"];
+    a.add("shop", n1, None, &purposes(&["otp"]), "x").unwrap();
+    // host B: its own copy of the keyring, made now
+    let b_dir = db.tmp.path().join("host-b");
+    copy_vault_dir(&db.dir, &b_dir);
+    let old_ring = std::fs::read(b_dir.join("keyring")).unwrap();
+    assert!(open(&b_dir)
+        .unwrap()
+        .find("shop", n1, None, "otp")
+        .unwrap()
+        .is_some());
+
+    // rotate on A and write under the new version
+    assert_eq!(a.rotate_key("shop", false).unwrap(), 2);
+    a.add("shop", n2, None, &purposes(&["otp"]), "x").unwrap();
+
+    // B lacks version 2: it refuses the tenant, saying what to do, never "tampered"
+    let b = open(&b_dir).unwrap();
+    for err in [
+        b.add("shop", n3, None, &purposes(&["otp"]), "y")
+            .unwrap_err(),
+        b.find("shop", n2, None, "otp").unwrap_err(),
+        // and never makes a version 2 of its own
+        b.rotate_key("shop", false).unwrap_err(),
+    ] {
+        assert!(
+            matches!(&err, VaultError::KeyVersionMissing { versions, .. } if versions == "2"),
+            "{err}"
+        );
+        assert_eq!(err.code(), "key_version_missing");
+        assert!(
+            err.to_string().contains("copy that host's keyring file"),
+            "{err}"
+        );
+    }
+    drop(b);
+    assert_eq!(std::fs::read(b_dir.join("keyring")).unwrap(), old_ring);
+
+    // A reads everything; with A's keyring, B reads and writes under version 2
+    assert!(a.find("shop", n2, None, "otp").unwrap().is_some());
+    std::fs::copy(db.dir.join("keyring"), b_dir.join("keyring")).unwrap();
+    let b = open(&b_dir).unwrap();
+    assert!(b.find("shop", n2, None, "otp").unwrap().is_some());
+    b.add("shop", n3, None, &purposes(&["otp"]), "y").unwrap();
+    assert!(a.find("shop", n3, None, "otp").unwrap().is_some());
+    drop(b);
+
+    // Another seed under an existing number (the old copy rotated offline, as an older
+    // build would have): refused as a conflict before any record is read or written.
+    let mut ring = phonevault_keys::Keyring::decode(&old_ring).unwrap();
+    let rk = ring.unlock(&Passphrase::new(PASS.into())).unwrap();
+    assert_eq!(
+        ring.rotate(&rk, "shop", phonevault_keys::KeyPurpose::Data, 0)
+            .unwrap(),
+        2
+    );
+    ring.seal(&rk);
+    std::fs::write(b_dir.join("keyring"), ring.encode()).unwrap();
+    let b = open(&b_dir).unwrap();
+    let err = b.find("shop", n1, None, "otp").unwrap_err();
+    assert!(
+        matches!(err, VaultError::KeyVersionConflict { version: 2, .. }),
+        "{err}"
+    );
+    assert_eq!(err.code(), "key_version_conflict");
+    assert!(b.add("shop", n3, None, &purposes(&["otp"]), "y").is_err());
+    // A is unaffected
+    assert!(a.find("shop", n3, None, "otp").unwrap().is_some());
+}
+
+fn two_servers_on_one_database() {
+    let db = Db::new("two_servers");
     let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
     let c = Cluster { db, url };
     c.ok(&["tenant", "create", "shop", "--purposes", "otp,marketing"]);
@@ -690,11 +765,8 @@ fn two_servers_on_one_database() {
     assert!(cp.to_string().len() > 10, "{cp}");
 }
 
-#[test]
 fn server_answers_503_while_the_database_is_down() {
-    let Some(db) = Db::new("fault_server") else {
-        return;
-    };
+    let db = Db::new("fault_server");
     let proxy = Proxy::start();
     let c = Cluster {
         db,
@@ -745,11 +817,8 @@ fn server_answers_503_while_the_database_is_down() {
     assert!(!log.contains(&proxy.url()) && !log.contains("7400123959"));
 }
 
-#[test]
 fn store_trait_on_postgres_is_shared_by_two_stores() {
-    let Some(db) = Db::new("raw") else {
-        return;
-    };
+    let db = Db::new("raw");
     let a = PgStore::connect(&db.cfg).unwrap();
     let b = PgStore::connect(&db.cfg).unwrap();
     let mut batch = phonevault::store::Batch::default();
@@ -758,11 +827,8 @@ fn store_trait_on_postgres_is_shared_by_two_stores() {
     assert_eq!(b.get(Tree::Tokens, b"k").unwrap(), Some(b"v".to_vec()));
 }
 
-#[test]
 fn server_killed_mid_batch_leaves_no_half_written_record() {
-    let Some(db) = Db::new("kill_batch") else {
-        return;
-    };
+    let db = Db::new("kill_batch");
     let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
     let c = Cluster { db, url };
     c.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
@@ -822,7 +888,6 @@ fn server_killed_mid_batch_leaves_no_half_written_record() {
     eprintln!("killed after {records} of {} records", distinct.len());
 }
 
-#[test]
 fn store_option_misuse_is_explained_and_never_echoed() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str], store: &str| {
@@ -862,11 +927,8 @@ fn store_option_misuse_is_explained_and_never_echoed() {
     assert!(!ring_dir.join("keyring").exists(), "nothing left behind");
 }
 
-#[test]
 fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
-    let Some(db) = Db::new("two_import") else {
-        return;
-    };
+    let db = Db::new("two_import");
     let a = Arc::new(db.open());
     a.create_tenant("shop", &purposes(&["otp", "marketing", "support"]), None)
         .unwrap();
@@ -918,4 +980,327 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
             "every import's consent"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------
+// the Store trait itself (moved here from the unit tests of store/postgres.rs, which
+// the default harness would count as passed without a database)
+
+mod conformance {
+    use super::{Batch, Entry, Store, StoreError, Tree};
+    include!("../src/store/conformance.rs");
+}
+
+fn store(tag: &str) -> (PgConfig, PgStore) {
+    let cfg = test_config(tag).expect("the harness names a database before any test");
+    let s = PgStore::connect(&cfg).unwrap();
+    (cfg, s)
+}
+
+fn pg_store_conforms() {
+    let (cfg, s) = store("conform");
+    conformance::conformance(&s);
+    drop(s);
+    PgStore::drop_schema(&cfg).unwrap();
+}
+
+fn pg_guards_are_compare_and_swap_across_stores() {
+    let (cfg, s) = store("cas");
+    // Two stores, two pools: as two servers on one database.
+    let other = PgStore::connect(&cfg).unwrap();
+    conformance::conformance_concurrent(vec![Arc::new(s), Arc::new(other)]);
+    PgStore::drop_schema(&cfg).unwrap();
+}
+
+fn pg_migrations_run_once_when_servers_start_together() {
+    let cfg = test_config("migrate").expect("the harness names a database before any test");
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || PgStore::connect(&cfg).map(|_| ()))
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap().unwrap();
+    }
+    let url = std::env::var("PHONEVAULT_TEST_PG").unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let versions: Vec<i32> = rt.block_on(async {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let sql = format!(
+            "SELECT version FROM {}.schema_migrations ORDER BY 1",
+            cfg.schema
+        );
+        let rows = client.query(&sql, &[]).await.unwrap();
+        rows.iter().map(|r| r.get(0)).collect()
+    });
+    let expected: Vec<i32> = (1..=i32::try_from(SCHEMA_VERSION).unwrap()).collect();
+    assert_eq!(versions, expected, "every migration applied exactly once");
+    PgStore::drop_schema(&cfg).unwrap();
+}
+
+// ---------------------------------------------------------------------------------
+// the harness: which database, and which tests can run
+
+/// A throwaway cluster: initdb in a temporary directory, a server listening on a Unix
+/// socket in that directory only (trust authentication: nothing but the directory
+/// reaches it), stopped and removed when dropped.
+struct PgCluster {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// `setpriv ... --` when running as root (initdb and postgres refuse root).
+    run_as: Vec<String>,
+}
+
+impl PgCluster {
+    /// The newest `/usr/lib/postgresql/<version>/bin` holding an `initdb`.
+    fn server_binaries() -> Option<PathBuf> {
+        let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .flatten()
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").is_file().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, bin)| bin)
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = match self.run_as.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(self.bin.join(program));
+                c
+            }
+            None => Command::new(self.bin.join(program)),
+        };
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn start(bin: PathBuf) -> Result<PgCluster, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("phonevault-pg.")
+            .tempdir()
+            .map_err(|e| format!("temporary directory: {e}"))?;
+        let mut run_as = Vec::new();
+        if rustix::process::geteuid().is_root() {
+            // The account of Debian's package, else nobody.
+            let user = ["postgres", "nobody"]
+                .into_iter()
+                .find(|u| {
+                    Command::new("id")
+                        .args(["-u", u])
+                        .output()
+                        .is_ok_and(|o| o.status.success())
+                })
+                .ok_or("neither a `postgres` nor a `nobody` account to run the cluster as")?;
+            let id = |flag: &str| -> Result<u32, String> {
+                let o = Command::new("id")
+                    .args([flag, user])
+                    .output()
+                    .map_err(|e| format!("id {flag} {user}: {e}"))?;
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("id {flag} {user}: not a number"))
+            };
+            let (uid, gid) = (id("-u")?, id("-g")?);
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(|e| format!("chown of the cluster directory: {e}"))?;
+            run_as = vec![
+                "setpriv".into(),
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--clear-groups".into(),
+                "--".into(),
+            ];
+        }
+        let c = PgCluster { bin, dir, run_as };
+        let data = c.dir.path().join("data");
+        let out = c
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "phonevault",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+            ])
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "initdb failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let opts = format!(
+            "-c listen_addresses='' -c unix_socket_directories='{}' -c max_connections=200",
+            c.dir.path().display()
+        );
+        let log = c.dir.path().join("server.log");
+        let out = c
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", &opts, "start"])
+            .output()
+            .map_err(|e| format!("pg_ctl start: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "pg_ctl start failed: {}{}",
+                String::from_utf8_lossy(&out.stderr),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
+        }
+        Ok(c)
+    }
+
+    fn url(&self) -> String {
+        let host = self.dir.path().display().to_string().replace('/', "%2F");
+        format!("postgresql://phonevault@{host}/postgres")
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        let _ = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+}
+
+/// The cluster this binary started (if it did), or why there is no database at all.
+type Database = (Option<PgCluster>, Option<String>);
+
+fn database(args: &Arguments) -> Result<Database, String> {
+    if std::env::var("PHONEVAULT_TEST_PG").is_ok_and(|u| !u.is_empty()) {
+        return Ok((None, None));
+    }
+    if args.list {
+        return Ok((None, None));
+    }
+    let Some(bin) = PgCluster::server_binaries() else {
+        return Ok((
+            None,
+            Some(
+                "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb) and \
+                 PHONEVAULT_TEST_PG unset: install Debian's `postgresql` package, or point \
+                 PHONEVAULT_TEST_PG at a database"
+                    .into(),
+            ),
+        ));
+    };
+    // Binaries that are there but cannot start a cluster are a failure, not a skip.
+    let cluster = PgCluster::start(bin)?;
+    // Before any test thread starts: every test reads the variable.
+    std::env::set_var("PHONEVAULT_TEST_PG", cluster.url());
+    Ok((Some(cluster), None))
+}
+
+fn trial(name: &'static str, f: fn()) -> Trial {
+    Trial::test(name, move || {
+        f();
+        Ok::<(), Failed>(())
+    })
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Arguments::from_args();
+    let (cluster, missing) = match database(&args) {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("tests/pg.rs: PostgreSQL is installed but no cluster could be started: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    if let Some(why) = &missing {
+        if std::env::var("PHONEVAULT_REQUIRE_PG").is_ok_and(|v| v == "1") {
+            eprintln!("tests/pg.rs: PHONEVAULT_REQUIRE_PG=1 but {why}");
+            return std::process::ExitCode::FAILURE;
+        }
+        eprintln!("tests/pg.rs: the PostgreSQL tests are ignored: {why}");
+    }
+    let all: [(&'static str, fn()); 14] = [
+        (
+            "key_versions_are_agreed_through_the_database",
+            key_versions_are_agreed_through_the_database,
+        ),
+        (
+            "vault_operations_behave_as_on_sled",
+            vault_operations_behave_as_on_sled,
+        ),
+        (
+            "two_vaults_adding_one_number_at_once_make_one_record",
+            two_vaults_adding_one_number_at_once_make_one_record,
+        ),
+        (
+            "changes_through_one_vault_reach_the_other",
+            changes_through_one_vault_reach_the_other,
+        ),
+        (
+            "unreachable_database_fails_clearly_and_recovers_by_itself",
+            unreachable_database_fails_clearly_and_recovers_by_itself,
+        ),
+        ("two_servers_on_one_database", two_servers_on_one_database),
+        (
+            "server_answers_503_while_the_database_is_down",
+            server_answers_503_while_the_database_is_down,
+        ),
+        (
+            "store_trait_on_postgres_is_shared_by_two_stores",
+            store_trait_on_postgres_is_shared_by_two_stores,
+        ),
+        (
+            "server_killed_mid_batch_leaves_no_half_written_record",
+            server_killed_mid_batch_leaves_no_half_written_record,
+        ),
+        (
+            "two_vaults_importing_overlapping_files_at_once_make_one_record_per_number",
+            two_vaults_importing_overlapping_files_at_once_make_one_record_per_number,
+        ),
+        ("store::pg_store_conforms", pg_store_conforms),
+        (
+            "store::pg_guards_are_compare_and_swap_across_stores",
+            pg_guards_are_compare_and_swap_across_stores,
+        ),
+        (
+            "store::pg_migrations_run_once_when_servers_start_together",
+            pg_migrations_run_once_when_servers_start_together,
+        ),
+        (
+            "store_option_misuse_is_explained_and_never_echoed",
+            store_option_misuse_is_explained_and_never_echoed,
+        ),
+    ];
+    let tests = all
+        .into_iter()
+        .map(|(name, f)| {
+            // The one test that needs no database runs everywhere.
+            let needs = name != "store_option_misuse_is_explained_and_never_echoed";
+            trial(name, f).with_ignored_flag(needs && missing.is_some())
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, tests);
+    drop(cluster); // stops a cluster this binary started
+    conclusion.exit_code()
 }

@@ -861,3 +861,39 @@ fn the_audit_report_names_the_token_its_peer_and_exactly_what_it_did() {
     let all = env.ok(&["audit", "export"]);
     assert!(!all.contains(NATIONAL));
 }
+
+/// SECURITY.md said the vault-wide admin token "reads no data"; it reads none itself,
+/// but it can mint a token with the reveal right for any tenant and read every number
+/// through it. Pins down what SECURITY.md now says: the mint is possible, and audited.
+#[test]
+fn the_admin_token_can_mint_a_reveal_token_and_the_mint_is_audited() {
+    let (env, t) = setup();
+    let s = env.serve(&[]);
+    unseal(&s);
+    let add = json!({"phone": NUMBER, "consents": ["otp"]});
+    let (st, _) = s.post("/v1/tenants/shop/numbers", Some(&t.writer), add);
+    assert_eq!(st, 201);
+    let lookup = json!({"phone": NUMBER, "purpose": "otp", "reveal": true});
+    // by itself: no data
+    let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.admin), lookup.clone());
+    assert_eq!(st, 403);
+    let (st, v) = s.post(
+        "/v1/sys/tokens",
+        Some(&t.admin),
+        json!({"tenant": "shop", "role": "reader", "purposes": ["otp"], "reveal": true}),
+    );
+    assert_eq!(st, 201, "{v}");
+    let minted = v["token"].as_str().unwrap().to_owned();
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&minted), lookup);
+    assert_eq!((st, v["phone"].as_str()), (200, Some(NUMBER)));
+    s.stop();
+    let log = env.ok(&["audit", "export", "--action", "token-create"]);
+    // the mint is recorded with the admin token as its actor
+    let by_token: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["actor"].get("Token").is_some())
+        .collect();
+    assert_eq!(by_token.len(), 1, "{log}");
+    assert_eq!(by_token[0]["tenant"], "shop");
+}

@@ -55,9 +55,7 @@ impl AuditKey {
         h.update(labels::AUDIT_KEY_EVOLVE);
         h.update(self.0);
         // Written straight over K(i): no copy of either key is left behind.
-        h.finalize_into(sha2::digest::generic_array::GenericArray::from_mut_slice(
-            &mut self.0,
-        ));
+        h.finalize_into((&mut self.0).into());
     }
 
     /// `HMAC-SHA256(K(i), msg)`.

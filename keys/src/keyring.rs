@@ -9,12 +9,14 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::kdf::KdfParams;
 use crate::labels;
-use crate::slot::{KeySlot, SlotKind};
+use crate::slot::{KeySlot, Pkcs11Slot, SlotKind};
 use crate::symmetric::{unwrap_key_into, wrap_key, NONCE_LEN, WRAPPED_LEN};
 use crate::tenant::{derive_tenant_keys, TenantKeys};
 use crate::util::lp_concat;
 use crate::vault_keys::{derive_vault_keys, VaultKeys};
-use crate::{KeyError, KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId, VaultSeed, KEY_LEN};
+use crate::{
+    HsmSecret, KeyError, KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId, VaultSeed, KEY_LEN,
+};
 
 /// The first byte of an encoded keyring. Version 2 added the wrapped vault
 /// seed and per-version retirement; version 1 keyrings (development builds
@@ -145,6 +147,13 @@ pub enum Credential<'a> {
     Passphrase(&'a Passphrase),
     /// Opens key-file slots.
     KeyFile(&'a KeyFileKey),
+    /// Opens PKCS#11 slot `slot` with the secret its HSM unsealed.
+    Pkcs11 {
+        /// The slot.
+        slot: u32,
+        /// Its secret.
+        secret: &'a HsmSecret,
+    },
 }
 
 /// The vault's keyring: key slots wrapping the root key, and every tenant's
@@ -548,9 +557,41 @@ impl Keyring {
         Err(KeyError::Unlock)
     }
 
+    /// Opens the vault through PKCS#11 slot `id` with the secret its HSM unsealed, then
+    /// verifies the keyring MAC.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::UnknownSlot`]; [`KeyError::Unlock`] if the slot is not a PKCS#11 slot or
+    /// the secret does not open it; [`KeyError::Mac`] if the keyring was modified.
+    pub fn unlock_pkcs11(&self, id: u32, secret: &HsmSecret) -> Result<RootKey, KeyError> {
+        let slot = self
+            .slots
+            .iter()
+            .find(|s| s.id == id)
+            .ok_or(KeyError::UnknownSlot)?;
+        let rk = slot.unlock_pkcs11(&self.vault_id, secret)?;
+        self.verify(&rk)?;
+        Ok(rk)
+    }
+
+    /// The PKCS#11 slots, with what their HSM needs to unseal their secret.
+    pub fn pkcs11_slots(&self) -> impl Iterator<Item = (u32, &Pkcs11Slot)> {
+        self.slots.iter().filter_map(|s| match &s.kind {
+            SlotKind::Pkcs11(p) => Some((s.id, p)),
+            _ => None,
+        })
+    }
+
     // ---- slots ----------------------------------------------------------------
 
-    fn next_slot_id(&self) -> Result<u32, KeyError> {
+    /// The id the next slot added will get (a PKCS#11 secret is sealed for it before the
+    /// slot exists).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::TooManySlots`], [`KeyError::Exhausted`].
+    pub fn next_slot_id(&self) -> Result<u32, KeyError> {
         if self.slots.len() >= MAX_SLOTS {
             return Err(KeyError::TooManySlots);
         }
@@ -575,6 +616,30 @@ impl Keyring {
         let check = self.check_root(rk)?;
         let id = self.next_slot_id()?;
         let slot = KeySlot::new_passphrase(id, &self.vault_id, rk, pass, params)?;
+        self.slots.push(slot);
+        self.root_check = check;
+        Ok(id)
+    }
+
+    /// Adds PKCS#11 slot `id` (from [`next_slot_id`](Self::next_slot_id)), whose secret
+    /// `binding.sealed` the HSM sealed under [`pkcs11_seal_aad`](crate::pkcs11_seal_aad).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::WrongRootKey`]; [`KeyError::UnknownSlot`] if `id` is not the next id;
+    /// [`KeyError::Unlock`] for a binding outside the caps; [`KeyError::Rng`].
+    pub fn add_pkcs11_slot(
+        &mut self,
+        rk: &RootKey,
+        id: u32,
+        binding: Pkcs11Slot,
+        secret: &HsmSecret,
+    ) -> Result<u32, KeyError> {
+        let check = self.check_root(rk)?;
+        if id != self.next_slot_id()? {
+            return Err(KeyError::UnknownSlot);
+        }
+        let slot = KeySlot::new_pkcs11(id, &self.vault_id, rk, binding, secret)?;
         self.slots.push(slot);
         self.root_check = check;
         Ok(id)
@@ -832,6 +897,22 @@ impl Keyring {
         Ok(entry.encryptions >= ROTATE_AFTER_ENCRYPTIONS)
     }
 
+    /// Takes back `n` encryptions counted by [`note_encryptions`](Self::note_encryptions)
+    /// and never made (the unused part of a reservation, given back when a vault
+    /// closes). The counter never goes below zero. Returns whether the version was
+    /// found (a shredded tenant or a destroyed version has nothing to take back).
+    pub fn release_encryptions(&mut self, tenant: &str, version: u32, n: u64) -> bool {
+        let Some(entry) = self
+            .tenants
+            .get_mut(tenant)
+            .and_then(|tk| tk.seeds.iter_mut().find(|s| s.version == version))
+        else {
+            return false;
+        };
+        entry.encryptions = entry.encryptions.saturating_sub(n);
+        true
+    }
+
     /// Crypto-shreds a tenant: destroys every wrapped seed, so none of its
     /// ciphertexts or index entries can be opened again. The tenant's entry
     /// stays (empty, versions 0) so its name is not reused.
@@ -922,6 +1003,11 @@ impl Keyring {
                     (SlotKind::KeyFile, Credential::KeyFile(kf)) => {
                         slot.unlock_key_file(&vault, kf)
                     }
+                    (SlotKind::Pkcs11(_), Credential::Pkcs11 { slot: id, secret })
+                        if *id == slot.id =>
+                    {
+                        slot.unlock_pkcs11(&vault, secret)
+                    }
                     _ => continue,
                 };
                 match opened {
@@ -935,6 +1021,9 @@ impl Keyring {
                     }
                     (_, Credential::KeyFile(kf)) => {
                         KeySlot::new_key_file(slot.id, &vault, new, kf)?
+                    }
+                    (SlotKind::Pkcs11(binding), Credential::Pkcs11 { secret, .. }) => {
+                        KeySlot::new_pkcs11(slot.id, &vault, new, binding.clone(), secret)?
                     }
                     _ => continue,
                 });

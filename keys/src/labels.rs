@@ -13,6 +13,10 @@ pub const TENANT_DATA_KEY: &[u8] = b"phonevault/v1/tenant-data-key";
 pub const TENANT_INDEX_KEY: &[u8] = b"phonevault/v1/tenant-index-key";
 /// HKDF label of a tenant's HMAC-SHA256 record-MAC key.
 pub const TENANT_MAC_KEY: &[u8] = b"phonevault/v1/tenant-mac-key";
+/// HKDF label of a tenant seed's fingerprint: a one-way value that names a seed
+/// version in the store (so hosts sharing it agree on versions) without revealing
+/// the seed or any key derived from it.
+pub const SEED_FINGERPRINT: &[u8] = b"phonevault/v2/seed-fingerprint";
 /// HKDF label of the vault-seed-derived key that MACs non-record rows
 /// (tenant settings, tokens, the store's meta row). `v2`: derived from the
 /// vault seed, no longer from the root key, so `rekey` leaves it unchanged.
@@ -39,5 +43,9 @@ pub const SLOT_WRAP: &[u8] = b"phonevault/v1/slot-wrap";
 pub const PASSPHRASE_KEK: &[u8] = b"phonevault/v1/passphrase-kek";
 /// HKDF label turning a key file's bytes into a key-file slot's KEK.
 pub const KEY_FILE_KEK: &[u8] = b"phonevault/v1/key-file-kek";
+/// HKDF label turning a PKCS#11 slot's HSM-sealed secret into the slot's KEK.
+pub const PKCS11_KEK: &[u8] = b"phonevault/v1/pkcs11-kek";
+/// First part of the AAD under which the HSM seals a PKCS#11 slot's secret.
+pub const PKCS11_SEAL: &[u8] = b"phonevault/v1/pkcs11-seal";
 /// Prefix hashed with the audit key to evolve it: `K(i+1) = SHA-256(label ‖ K(i))`.
 pub const AUDIT_KEY_EVOLVE: &[u8] = b"phonevault/v1/audit-key-evolve";

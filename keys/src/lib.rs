@@ -85,8 +85,9 @@
 //! its `Debug` prints only the type name. Key bytes are reachable only through
 //! `expose_secret` where a caller must persist them ([`KeyFileKey`],
 //! [`AuditKey`], [`Passphrase`]). Secret comparisons are constant-time.
-//! Pre-keyed HMAC states ([`IndexKey`], [`MacKey`]) are not zeroized: the
-//! RustCrypto hash crates do not support it.
+//! Pre-keyed HMAC states ([`IndexKey`], [`MacKey`], [`MacStream`]) and every
+//! per-message clone of them zeroize on drop (`hmac` 0.13 / `sha2` 0.11 with
+//! their `zeroize` feature), and so do the HMAC states inside HKDF.
 
 mod audit;
 mod error;
@@ -108,8 +109,11 @@ pub use keyring::{
     Credential, KeyPurpose, Keyring, SeedEntry, TenantKeyring, FORMAT_VERSION, MAX_KEYRING_LEN,
     MAX_SLOTS, MAX_TENANT_NAME_LEN, ROTATE_AFTER_ENCRYPTIONS,
 };
-pub use secrets::{KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId, VaultSeed};
-pub use slot::{KeySlot, SlotKind};
+pub use secrets::{HsmSecret, KeyFileKey, Passphrase, RootKey, TenantSeed, VaultId, VaultSeed};
+pub use slot::{
+    pkcs11_seal_aad, KeySlot, Pkcs11Mechanism, Pkcs11Slot, SlotKind, MAX_PKCS11_LABEL,
+    MAX_PKCS11_SEALED,
+};
 pub use symmetric::{DataKey, IndexKey, MacKey, MacStream, NONCE_LEN, TAG_LEN};
 pub use tenant::{derive_tenant_keys, TenantKeys};
 pub use vault_keys::{derive_vault_keys, VaultKeys};

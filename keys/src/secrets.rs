@@ -198,6 +198,46 @@ impl KeyFileKey {
     }
 }
 
+/// The secret behind a PKCS#11 key slot: 32 random bytes, stored only sealed by a
+/// non-extractable key inside an HSM (the slot's `sealed` field), from which the slot's KEK
+/// is derived.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct HsmSecret([u8; KEY_LEN]);
+
+secret_bytes_common!(HsmSecret);
+
+impl HsmSecret {
+    /// A fresh random secret from the OS RNG.
+    ///
+    /// # Panics
+    ///
+    /// If the operating system's random number generator fails.
+    pub fn generate() -> Self {
+        let mut k = HsmSecret([0u8; KEY_LEN]);
+        OsRng.fill_bytes(&mut k.0);
+        k
+    }
+
+    /// The secret as the HSM returned it.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::KeyFileLength`] unless `bytes` is exactly 32 bytes long.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+        let mut k = HsmSecret([0u8; KEY_LEN]);
+        if bytes.len() != KEY_LEN {
+            return Err(KeyError::KeyFileLength);
+        }
+        k.0.copy_from_slice(bytes);
+        Ok(k)
+    }
+
+    /// The 32 bytes, to hand to the HSM for sealing.
+    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
 /// The random 32-byte seed of one key version of one tenant; the tenant's
 /// data, index and MAC keys of that version are derived from it by
 /// [`derive_tenant_keys`](crate::derive_tenant_keys).

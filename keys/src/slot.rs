@@ -9,10 +9,84 @@ use crate::kdf::KdfParams;
 use crate::labels;
 use crate::symmetric::{unwrap_key_into, wrap_key, NONCE_LEN, WRAPPED_LEN};
 use crate::util::{fill_random, hkdf32, lp_concat};
-use crate::{KeyError, KeyFileKey, Passphrase, RootKey, VaultId, KEY_LEN};
+use crate::{HsmSecret, KeyError, KeyFileKey, Passphrase, RootKey, VaultId, KEY_LEN};
+
+/// Longest token or key label a PKCS#11 slot stores (bytes).
+pub const MAX_PKCS11_LABEL: usize = 64;
+/// Longest HSM-sealed secret a PKCS#11 slot stores (bytes): IV, 32 bytes, tag, with room.
+pub const MAX_PKCS11_SEALED: usize = 128;
+
+/// How the HSM seals a PKCS#11 slot's secret. Part of the format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[non_exhaustive]
+pub enum Pkcs11Mechanism {
+    /// `CKM_AES_GCM`, 96-bit random IV, 128-bit tag; `sealed = IV ‖ ciphertext ‖ tag`.
+    AesGcm,
+}
+
+impl Pkcs11Mechanism {
+    fn tag(self) -> u8 {
+        match self {
+            Pkcs11Mechanism::AesGcm => 1,
+        }
+    }
+
+    /// The PKCS#11 name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Pkcs11Mechanism::AesGcm => "CKM_AES_GCM",
+        }
+    }
+}
+
+/// Where a PKCS#11 slot's secret lives: which token and key sealed it, how, and the sealed
+/// bytes. Never the PIN, which is the operator's to give at unlock.
+#[derive(Clone, PartialEq, Eq, Encode, Decode)]
+pub struct Pkcs11Slot {
+    /// The token's label (`CKA_LABEL` of the token, as `softhsm2-util --show-slots` prints).
+    pub token: String,
+    /// The label of the non-extractable AES key in that token.
+    pub key: String,
+    /// How the key sealed the secret.
+    pub mechanism: Pkcs11Mechanism,
+    /// The secret, sealed by that key under [`pkcs11_seal_aad`].
+    pub sealed: Vec<u8>,
+}
+
+impl fmt::Debug for Pkcs11Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pkcs11Slot")
+            .field("token", &self.token)
+            .field("key", &self.key)
+            .field("mechanism", &self.mechanism)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pkcs11Slot {
+    fn check(&self) -> Result<(), KeyError> {
+        let label_ok = |l: &str| !l.is_empty() && l.len() <= MAX_PKCS11_LABEL;
+        if label_ok(&self.token)
+            && label_ok(&self.key)
+            && !self.sealed.is_empty()
+            && self.sealed.len() <= MAX_PKCS11_SEALED
+        {
+            Ok(())
+        } else {
+            Err(KeyError::Unlock)
+        }
+    }
+}
+
+/// The AAD under which the HSM seals the secret of PKCS#11 slot `id` of vault `vault`:
+/// `lp("phonevault/v1/pkcs11-seal") ‖ lp(vault id) ‖ lp(u32 BE slot id)`, so a sealed secret
+/// cannot be moved to another vault or slot.
+pub fn pkcs11_seal_aad(vault: &VaultId, id: u32) -> Vec<u8> {
+    lp_concat(&[labels::PKCS11_SEAL, &vault.0, &id.to_be_bytes()])
+}
 
 /// What opens a key slot. Not secret.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub enum SlotKind {
     /// `KEK = HKDF(Argon2id(passphrase, salt, params), vault id, "passphrase-kek")`.
     Passphrase {
@@ -23,6 +97,9 @@ pub enum SlotKind {
     },
     /// `KEK = HKDF(key file bytes, vault id, "key-file-kek")`.
     KeyFile,
+    /// `KEK = HKDF(secret, vault id, "pkcs11-kek")`, where the 32-byte secret is kept only
+    /// sealed by a non-extractable key in a PKCS#11 token (an HSM or a cloud KMS).
+    Pkcs11(Pkcs11Slot),
 }
 
 impl SlotKind {
@@ -31,6 +108,7 @@ impl SlotKind {
         match self {
             SlotKind::Passphrase { .. } => 1,
             SlotKind::KeyFile => 2,
+            SlotKind::Pkcs11(_) => 3,
         }
     }
 }
@@ -41,6 +119,7 @@ impl SlotKind {
 /// wrapped = AES-256-GCM(KEK, nonce, RK, aad)
 /// aad = lp("phonevault/v1/slot-wrap") ‖ lp(vault id) ‖ lp(u32 BE slot id) ‖ lp(kind tag)
 ///       [‖ lp(u32 BE m_kib) ‖ lp(u32 BE t) ‖ lp(u32 BE p) ‖ lp(salt)]   (passphrase slots)
+///       [‖ lp(token) ‖ lp(key) ‖ lp(mechanism tag) ‖ lp(sealed)]         (PKCS#11 slots)
 /// ```
 ///
 /// Because the AAD binds the slot id, kind, KDF parameters and salt, a slot
@@ -80,7 +159,21 @@ fn slot_aad(vault: &VaultId, id: u32, kind: &SlotKind) -> Vec<u8> {
             salt,
         ]),
         SlotKind::KeyFile => lp_concat(&[labels::SLOT_WRAP, &vault.0, &id, &tag]),
+        SlotKind::Pkcs11(p) => lp_concat(&[
+            labels::SLOT_WRAP,
+            &vault.0,
+            &id,
+            &tag,
+            p.token.as_bytes(),
+            p.key.as_bytes(),
+            &[p.mechanism.tag()],
+            &p.sealed,
+        ]),
     }
+}
+
+fn pkcs11_kek(vault: &VaultId, secret: &HsmSecret) -> Zeroizing<[u8; KEY_LEN]> {
+    hkdf32(secret.expose_secret(), &vault.0, &[labels::PKCS11_KEK])
 }
 
 fn passphrase_kek(
@@ -168,6 +261,43 @@ impl KeySlot {
         Self::wrap(id, SlotKind::KeyFile, vault, &key_file_kek(vault, kf), rk)
     }
 
+    /// Wraps `rk` under the secret of a PKCS#11 slot; `binding` holds the secret as the HSM
+    /// sealed it under [`pkcs11_seal_aad`] for this vault and `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Unlock`] for labels or sealed bytes outside the caps; [`KeyError::Rng`].
+    pub fn new_pkcs11(
+        id: u32,
+        vault: &VaultId,
+        rk: &RootKey,
+        binding: Pkcs11Slot,
+        secret: &HsmSecret,
+    ) -> Result<KeySlot, KeyError> {
+        binding.check()?;
+        Self::wrap(
+            id,
+            SlotKind::Pkcs11(binding),
+            vault,
+            &pkcs11_kek(vault, secret),
+            rk,
+        )
+    }
+
+    /// Opens a PKCS#11 slot with the secret the HSM unsealed.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError::Unlock`], opaque, for a wrong secret, a modified slot, or a slot of
+    /// another kind.
+    pub fn unlock_pkcs11(&self, vault: &VaultId, secret: &HsmSecret) -> Result<RootKey, KeyError> {
+        let SlotKind::Pkcs11(binding) = &self.kind else {
+            return Err(KeyError::Unlock);
+        };
+        binding.check()?;
+        self.unwrap(vault, &pkcs11_kek(vault, secret))
+    }
+
     /// Opens a passphrase slot.
     ///
     /// # Errors
@@ -215,6 +345,96 @@ mod tests {
 
     fn pass(s: &str) -> Passphrase {
         Passphrase::new(s.to_owned())
+    }
+
+    fn hsm_binding(sealed: &[u8]) -> Pkcs11Slot {
+        Pkcs11Slot {
+            token: "phonevault".into(),
+            key: "root-wrap".into(),
+            mechanism: Pkcs11Mechanism::AesGcm,
+            sealed: sealed.to_vec(),
+        }
+    }
+
+    #[test]
+    fn pkcs11_round_trip_and_every_binding_counts() {
+        let vault = VaultId([1; 16]);
+        let rk = RootKey::generate();
+        let secret = HsmSecret::generate();
+        let slot = KeySlot::new_pkcs11(4, &vault, &rk, hsm_binding(&[7; 60]), &secret).unwrap();
+        assert_eq!(slot.unlock_pkcs11(&vault, &secret).unwrap(), rk);
+        assert!(matches!(
+            slot.unlock_pkcs11(&vault, &HsmSecret::generate()),
+            Err(KeyError::Unlock)
+        ));
+        assert!(matches!(
+            slot.unlock_pkcs11(&VaultId([2; 16]), &secret),
+            Err(KeyError::Unlock)
+        ));
+        // Labels, mechanism, sealed bytes and slot id are bound by the AAD.
+        let edits: [fn(&mut KeySlot); 4] = [
+            |s| s.id = 5,
+            |s| {
+                if let SlotKind::Pkcs11(p) = &mut s.kind {
+                    p.token = "other".into();
+                }
+            },
+            |s| {
+                if let SlotKind::Pkcs11(p) = &mut s.kind {
+                    p.key = "other".into();
+                }
+            },
+            |s| {
+                if let SlotKind::Pkcs11(p) = &mut s.kind {
+                    p.sealed[0] ^= 1;
+                }
+            },
+        ];
+        for edit in edits {
+            let mut bad = slot.clone();
+            edit(&mut bad);
+            assert!(matches!(
+                bad.unlock_pkcs11(&vault, &secret),
+                Err(KeyError::Unlock)
+            ));
+        }
+        // Not a passphrase or key-file slot, and no secret opens another kind.
+        assert!(matches!(
+            slot.unlock_key_file(&vault, &KeyFileKey::generate()),
+            Err(KeyError::Unlock)
+        ));
+        let kf = KeySlot::new_key_file(0, &vault, &rk, &KeyFileKey::generate()).unwrap();
+        assert!(matches!(
+            kf.unlock_pkcs11(&vault, &secret),
+            Err(KeyError::Unlock)
+        ));
+        // The Debug output names the labels, never the sealed bytes.
+        let dbg = format!("{slot:?}");
+        assert!(
+            dbg.contains("root-wrap") && !dbg.contains("sealed"),
+            "{dbg}"
+        );
+    }
+
+    #[test]
+    fn pkcs11_bindings_outside_the_caps_are_refused() {
+        let vault = VaultId([1; 16]);
+        let rk = RootKey::generate();
+        let secret = HsmSecret::generate();
+        let mut long = hsm_binding(&[7; 60]);
+        long.key = "k".repeat(MAX_PKCS11_LABEL + 1);
+        for b in [
+            long,
+            hsm_binding(&[]),
+            hsm_binding(&[7; MAX_PKCS11_SEALED + 1]),
+        ] {
+            assert!(KeySlot::new_pkcs11(0, &vault, &rk, b, &secret).is_err());
+        }
+        assert_ne!(pkcs11_seal_aad(&vault, 1), pkcs11_seal_aad(&vault, 2));
+        assert_ne!(
+            pkcs11_seal_aad(&vault, 1),
+            pkcs11_seal_aad(&VaultId([2; 16]), 1)
+        );
     }
 
     #[test]

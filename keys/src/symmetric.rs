@@ -4,8 +4,9 @@
 //! # Security
 //!
 //! The AES key schedule is zeroized on drop (aes-gcm's `zeroize` feature).
-//! The pre-keyed HMAC states in [`IndexKey`] and [`MacKey`] are not: RustCrypto
-//! `hmac`/`sha2` 0.10 offer no zeroize support for hash states.
+//! The pre-keyed HMAC states in [`IndexKey`], [`MacKey`] and [`MacStream`], and
+//! every per-message clone of them, are zeroized on drop too: `hmac` 0.13 over
+//! `sha2` 0.11 with their `zeroize` feature wipe both hash states of an HMAC.
 
 use std::fmt;
 
@@ -123,6 +124,9 @@ impl IndexKey {
     }
 }
 
+/// Both hash states of the HMAC wipe themselves on drop (see the module docs).
+impl zeroize::ZeroizeOnDrop for IndexKey {}
+
 impl fmt::Debug for IndexKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("IndexKey").finish_non_exhaustive()
@@ -180,6 +184,9 @@ impl MacKey {
     }
 }
 
+/// Both hash states of the HMAC wipe themselves on drop (see the module docs).
+impl zeroize::ZeroizeOnDrop for MacKey {}
+
 impl fmt::Debug for MacKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MacKey").finish_non_exhaustive()
@@ -214,6 +221,9 @@ impl MacStream {
         }
     }
 }
+
+/// Both hash states of the HMAC wipe themselves on drop (see the module docs).
+impl zeroize::ZeroizeOnDrop for MacStream {}
 
 impl fmt::Debug for MacStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -20,6 +20,10 @@ pub struct TenantKeys {
     pub index: IndexKey,
     /// HMAC-SHA256 key for record MACs.
     pub mac: MacKey,
+    /// A fingerprint of the seed (not a key: nothing is derived from it, and it
+    /// reveals neither the seed nor a key), stored beside the data so that hosts
+    /// sharing a store can tell whether they hold the same seed for a version.
+    pub fingerprint: [u8; KEY_LEN],
 }
 
 impl fmt::Debug for TenantKeys {
@@ -39,6 +43,7 @@ impl fmt::Debug for TenantKeys {
 /// label_data  = "phonevault/v1/tenant-data-key"
 /// label_index = "phonevault/v1/tenant-index-key"
 /// label_mac   = "phonevault/v1/tenant-mac-key"
+/// fingerprint = the same with label "phonevault/v2/seed-fingerprint"
 /// ```
 ///
 /// Pure and deterministic; frozen by known-answer tests.
@@ -54,6 +59,7 @@ pub fn derive_tenant_keys(
         data: DataKey::from_key(&derive(labels::TENANT_DATA_KEY)),
         index: IndexKey::from_key(&derive(labels::TENANT_INDEX_KEY)),
         mac: MacKey::from_key(&derive(labels::TENANT_MAC_KEY)),
+        fingerprint: *derive(labels::SEED_FINGERPRINT),
     }
 }
 
@@ -93,7 +99,17 @@ mod tests {
     /// checked against an independent HKDF (Python hmac/hashlib).
     #[test]
     fn kat_tenant_key_derivation() {
-        let cases: [(&[u8], u32, &str); 6] = [
+        let cases: [(&[u8], u32, &str); 8] = [
+            (
+                labels::SEED_FINGERPRINT,
+                1,
+                "ac00f9af2de2ea56093c2d1a1ca53afb2a3dbca7c974a79f5df6d6bebf96273c",
+            ),
+            (
+                labels::SEED_FINGERPRINT,
+                2,
+                "d94792e981608b147d0fd4d578c5ffdde16b1db797795a59780f9cfbbaef92ba",
+            ),
             (
                 labels::TENANT_DATA_KEY,
                 1,

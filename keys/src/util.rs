@@ -1,8 +1,12 @@
 //! Small building blocks shared by the key types: length-prefixed encoding,
 //! HKDF, HMAC and the OS random number generator.
+//!
+//! HMAC states (and so HKDF's) zeroize on drop: `hmac` 0.13 over `sha2` 0.11 with
+//! their `zeroize` feature wipe both hash states of a keyed HMAC when it is dropped,
+//! including each per-message clone.
 
-use hkdf::Hkdf;
-use hmac::{Hmac, Mac};
+use hmac::digest::FixedOutput;
+use hmac::{Hmac, KeyInit, Mac};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use sha2::Sha256;
@@ -28,21 +32,27 @@ pub(crate) fn lp_concat(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// `HKDF-SHA256(ikm, salt, info = lp(info_parts…))`, 32 bytes.
+/// `HKDF-SHA256(ikm, salt, info = lp(info_parts…))`, 32 bytes (RFC 5869: one
+/// expand block, `OKM = HMAC(PRK, info ‖ 0x01)` with `PRK = HMAC(salt, ikm)`).
+/// Built here on the zeroizing HMAC rather than taken from the `hkdf` crate, whose
+/// HMAC states are not wiped; the tests check it against `hkdf`.
 pub(crate) fn hkdf32(ikm: &[u8], salt: &[u8], info_parts: &[&[u8]]) -> Zeroizing<[u8; KEY_LEN]> {
     let info = lp_concat(info_parts);
-    let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
+    let mut extract = hmac_sha256(salt);
+    extract.update(ikm);
+    let mut prk = Zeroizing::new([0u8; KEY_LEN]);
+    extract.finalize_into((&mut *prk).into());
+    let mut expand = hmac_sha256(prk.as_slice());
+    expand.update(&info);
+    expand.update(&[1u8]);
     let mut okm = Zeroizing::new([0u8; KEY_LEN]);
-    match hk.expand(&info, okm.as_mut_slice()) {
-        Ok(()) => okm,
-        // HKDF-SHA256 can produce up to 255 * 32 bytes; we ask for 32.
-        Err(_) => unreachable!("HKDF-SHA256 output length 32 is always valid"),
-    }
+    expand.finalize_into((&mut *okm).into());
+    okm
 }
 
 /// A keyed HMAC-SHA256 state, to be cloned per message.
 pub(crate) fn hmac_sha256(key: &[u8]) -> Hmac<Sha256> {
-    match <Hmac<Sha256> as Mac>::new_from_slice(key) {
+    match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
         Ok(mac) => mac,
         // HMAC accepts keys of any length (RFC 2104 §2).
         Err(_) => unreachable!("HMAC-SHA256 accepts keys of any length"),
@@ -84,12 +94,36 @@ mod tests {
     fn hkdf32_is_hkdf_over_lp_info() {
         let ikm = [0x0b; 22];
         let salt: Vec<u8> = (0u8..=0x0c).collect();
-        let ours = hkdf32(&ikm, &salt, &[b"x"]);
-        let mut expect = [0u8; 32];
-        Hkdf::<Sha256>::new(Some(&salt), &ikm)
-            .expand(&lp_concat(&[b"x"]), &mut expect)
-            .unwrap();
-        assert_eq!(*ours, expect);
+        for (info, ikm) in [(&b"x"[..], &ikm[..]), (&[7u8; 200][..], &[0x42; 100][..])] {
+            let ours = hkdf32(ikm, &salt, &[info]);
+            let mut expect = [0u8; 32];
+            hkdf::Hkdf::<sha2_ref::Sha256>::new(Some(&salt), ikm)
+                .expand(&lp_concat(&[info]), &mut expect)
+                .unwrap();
+            assert_eq!(*ours, expect);
+        }
+        // RFC 5869 test case 1's PRK and first OKM block, through the same HMAC.
+        let mut prk = hmac_sha256(&salt);
+        prk.update(&[0x0b; 22]);
+        assert_eq!(
+            hex_lower(&prk.finalize().into_bytes()),
+            "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5"
+        );
+    }
+
+    /// Found in review: the pre-keyed HMAC states behind the index, record-MAC,
+    /// row-MAC and backup keys (and every per-message clone of them) were never
+    /// wiped, as `hmac` 0.12 / `sha2` 0.10 cannot. Each hash state inside an HMAC
+    /// must now zeroize on drop; without the `zeroize` feature of `sha2` this does
+    /// not compile.
+    #[test]
+    fn hmac_hash_states_zeroize_on_drop() {
+        fn zeroizes_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+        // The two hash states an `Hmac<Sha256>` holds (inner and outer pad).
+        zeroizes_on_drop::<<Sha256 as sha2::digest::block_api::EagerHash>::Core>();
+        zeroizes_on_drop::<crate::IndexKey>();
+        zeroizes_on_drop::<crate::MacKey>();
+        zeroizes_on_drop::<crate::MacStream>();
     }
 
     #[test]

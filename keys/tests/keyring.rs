@@ -460,7 +460,7 @@ fn rekey_rewraps_seeds_and_slots() {
             params: b,
             salt: sb,
         },
-    ) = (snapshot.slots[0].kind, back.slots[0].kind)
+    ) = (snapshot.slots[0].kind.clone(), back.slots[0].kind.clone())
     else {
         panic!("slot 0 is a passphrase slot")
     };

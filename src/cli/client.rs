@@ -1018,6 +1018,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Purge(_) => "purge",
         Command::Compact => "compact",
         Command::Check => "check",
+        Command::Reindex(_) => "reindex",
         Command::Subject(_) => "subject",
         Command::Share(_) => "share",
         Command::Stale(_) => "stale",
@@ -1053,15 +1054,9 @@ impl From<Reject> for RowReject {
     }
 }
 
-fn add_summary(a: ImportSummary, b: ImportSummary) -> ImportSummary {
-    ImportSummary {
-        rows: a.rows + b.rows,
-        created: a.created + b.created,
-        merged: a.merged + b.merged,
-        unchanged: a.unchanged + b.unchanged,
-        rejected: a.rejected + b.rejected,
-        suppressed: a.suppressed + b.suppressed,
-    }
+fn add_summary(mut a: ImportSummary, b: ImportSummary) -> ImportSummary {
+    a.add(&b);
+    a
 }
 
 /// A row's index in the file (from 0) and the line it starts on (the header is 1).
@@ -1202,6 +1197,9 @@ struct SummaryAnswer {
     unchanged: u64,
     rejected: u64,
     suppressed: u64,
+    /// Absent in answers of servers older than the field.
+    #[serde(default)]
+    newly_valid: u64,
 }
 
 impl From<SummaryAnswer> for ImportSummary {
@@ -1213,6 +1211,7 @@ impl From<SummaryAnswer> for ImportSummary {
             unchanged: s.unchanged,
             rejected: s.rejected,
             suppressed: s.suppressed,
+            newly_valid: s.newly_valid,
         }
     }
 }

@@ -75,11 +75,17 @@ pub struct RekeyArgs {
 /// Key slot commands.
 #[derive(Debug, Subcommand)]
 pub enum KeyslotCommand {
-    /// Add a passphrase slot, or a key-file slot (--new-key-file, --existing-key-file).
+    /// Add a passphrase slot, a key-file slot (--new-key-file, --existing-key-file), or a
+    /// PKCS#11 slot (with the global --pkcs11-module, --pkcs11-token, --pkcs11-key flags).
     #[command(after_help = "Examples:
   phonevault keyslot add --new-key-file /root/phonevault-2.key
   phonevault keyslot add --existing-key-file /media/hsm-export/pv.key
   phonevault keyslot add --new-passphrase-file /run/secrets/second-admin
+  PHONEVAULT_PKCS11_PIN_FILE=/run/secrets/hsm-pin phonevault keyslot add \\
+      --pkcs11-module /usr/lib/softhsm/libsofthsm2.so --pkcs11-token vault --pkcs11-key phonevault-root
+A PKCS#11 slot's secret is sealed by a non-extractable AES key in the token (the PIN comes
+from --pkcs11-pin-file or PHONEVAULT_PKCS11_PIN, never the command line); a server given
+the same --pkcs11-* flags then unseals itself at start.
 The vault is unlocked as usual (--passphrase-file, --key-file, ...); the new slot
 opens the same root key. No data is touched.")]
     Add {
@@ -126,11 +132,12 @@ including keys shredded after it was made.")]
     #[command(after_help = "Example:
   phonevault keyring import /media/keys/phonevault-keyring-2026-11
 Refuses another vault's keyring, a damaged file, and (without --force) one holding keys
-destroyed since it was exported.")]
+destroyed since it was exported or lacking key versions made since (an older export).")]
     Import {
         /// The export.
         file: PathBuf,
-        /// Install it even if it brings back shredded tenants or retired key versions.
+        /// Install it even if it brings back shredded tenants or retired key versions, or
+        /// lacks key versions the vault holds (their records become unreadable).
         #[arg(long)]
         force: bool,
     },
@@ -154,7 +161,8 @@ pub struct RestoreArgs {
     /// Swap the vault's existing store for the backup (the current one is kept beside it).
     #[arg(long)]
     pub replace: bool,
-    /// With --keyring: install it even if it brings back destroyed keys.
+    /// With --keyring: install it even if it brings back destroyed keys or lacks key
+    /// versions the vault holds.
     #[arg(long, requires = "keyring")]
     pub force: bool,
 }
@@ -300,6 +308,8 @@ pub(super) fn rekey(cli: &Cli, a: &RekeyArgs) -> Result<(), Failure> {
     match &unlock {
         Unlock::Passphrase(p) => creds.push(Credential::Passphrase(p)),
         Unlock::KeyFile(k) => creds.push(Credential::KeyFile(k)),
+        // Its secret comes from the token once the vault is open, below.
+        Unlock::Pkcs11(_) => {}
     }
     creds.extend(extra_kf.iter().map(Credential::KeyFile));
     creds.extend(others_kf.iter().map(Credential::KeyFile));
@@ -308,6 +318,16 @@ pub(super) fn rekey(cli: &Cli, a: &RekeyArgs) -> Result<(), Failure> {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
     let v = Vault::open(&cli.vault, &unlock, crate::vault::OpenOptions::default()).map_err(busy)?;
+    let hsm = match &unlock {
+        Unlock::Pkcs11(hsm) => Some(v.pkcs11_credential(hsm)?),
+        _ => None,
+    };
+    if let Some((slot, secret)) = &hsm {
+        creds.push(Credential::Pkcs11 {
+            slot: *slot,
+            secret,
+        });
+    }
     let slots = v.slots().len();
     v.rekey(&creds).map_err(|e| match e {
         VaultError::Key(k @ phonevault_keys::KeyError::RekeyMissingCredential { .. }) => {
@@ -362,7 +382,13 @@ pub(super) fn keyslot(cli: &Cli, c: &KeyslotCommand) -> Result<(), Failure> {
             kdf,
         } => {
             let v = open_busy(cli)?;
-            let (id, kind) = if let Some(path) = existing_key_file {
+            let new_pkcs11 = existing_key_file.is_none()
+                && new_key_file.is_none()
+                && new_passphrase_file.is_none()
+                && cli.pkcs11_module.is_some();
+            let (id, kind) = if new_pkcs11 {
+                (v.add_pkcs11_slot(&super::pkcs11_config(cli)?)?, "pkcs11")
+            } else if let Some(path) = existing_key_file {
                 (v.add_key_file_slot(&key_file(path)?)?, "key-file")
             } else if let Some(path) = new_key_file {
                 let kf = KeyFileKey::generate();
@@ -526,6 +552,7 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<(), Failure> {
         keyring: a.keyring.clone(),
         replace: a.replace,
         force: a.force,
+        stop_mid_swap: false,
     };
     let r = Vault::restore(&a.file, &cli.vault, &unlock, &opts).map_err(busy)?;
     if cli.json {

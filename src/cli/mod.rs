@@ -90,6 +90,51 @@ pub struct Cli {
     /// socket; or set PHONEVAULT_TOKEN.
     #[arg(long, global = true, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// PKCS#11 library of an HSM or cloud KMS (e.g. /usr/lib/softhsm/libsofthsm2.so): with
+    /// --pkcs11-token and --pkcs11-key, unlocks through the vault's PKCS#11 key slot when
+    /// no passphrase or key file is given (a server then unseals itself at start); for
+    /// `keyslot add`, the token of the new slot.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_MODULE",
+        value_name = "LIB"
+    )]
+    pub pkcs11_module: Option<PathBuf>,
+    /// Label of the PKCS#11 token.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_TOKEN",
+        value_name = "LABEL"
+    )]
+    pub pkcs11_token: Option<String>,
+    /// Label of the non-extractable AES key in that token.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_KEY",
+        value_name = "LABEL"
+    )]
+    pub pkcs11_key: Option<String>,
+    /// File holding the token's user PIN (first line); or set PHONEVAULT_PKCS11_PIN.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PKCS11_PIN_FILE",
+        value_name = "FILE"
+    )]
+    pub pkcs11_pin_file: Option<PathBuf>,
+    /// libphonenumber metadata (its resources/PhoneNumberMetadata.xml) to validate numbers
+    /// with instead of the vendored release; checked, and refused with the reason when
+    /// malformed or incomplete. After a change, run `phonevault reindex`.
+    #[arg(
+        long,
+        global = true,
+        env = "PHONEVAULT_PHONE_METADATA",
+        value_name = "FILE"
+    )]
+    pub phone_metadata: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -170,6 +215,15 @@ Needs the vault closed (no server running). See SECURITY.md for what compaction 
 Needs the vault closed (no server running). Exit code 1 when a problem is found; each
 problem names its tenant and record id, never a number.")]
     Check,
+    /// Re-check every stored number under the current phone metadata and stamp the
+    /// tenants with it (after a metadata update).
+    #[command(after_help = "Examples:
+  phonevault reindex --dry-run
+  phonevault --phone-metadata PhoneNumberMetadata.xml reindex --tenant shop
+Lists the records whose number the metadata now rejects (to re-verify with the customer;
+nothing is deleted) and those whose number now normalizes differently (to erase and add
+again). Exit code 0 either way; --json for the record ids.")]
+    Reindex(ReindexArgs),
     /// Everything the vault holds about a number (data-subject access request).
     #[command(after_help = "Example:
   phonevault subject --tenant shop --phone '+447400123958' --json")]
@@ -533,6 +587,17 @@ pub struct PurgeArgs {
     pub dry_run: bool,
 }
 
+/// `reindex` options.
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Report, stamp nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 /// `add` options.
 #[derive(Debug, Args)]
 pub struct AddArgs {
@@ -736,8 +801,54 @@ fn non_empty(p: String) -> Result<Passphrase, Failure> {
     Ok(Passphrase::new(p.to_string()))
 }
 
+/// The PKCS#11 token and key named by the `--pkcs11-*` flags, with the PIN from its file
+/// or `PHONEVAULT_PKCS11_PIN` (never from the command line).
+pub(crate) fn pkcs11_config(cli: &Cli) -> Result<crate::hsm::Pkcs11Config, Failure> {
+    let missing = |flag: &str| {
+        fail(format!(
+            "a PKCS#11 key slot needs --pkcs11-module, --pkcs11-token and --pkcs11-key ({flag} is missing)"
+        ))
+    };
+    let module = cli
+        .pkcs11_module
+        .clone()
+        .ok_or_else(|| missing("--pkcs11-module"))?;
+    let token = cli
+        .pkcs11_token
+        .clone()
+        .ok_or_else(|| missing("--pkcs11-token"))?;
+    let key = cli
+        .pkcs11_key
+        .clone()
+        .ok_or_else(|| missing("--pkcs11-key"))?;
+    let pin = match &cli.pkcs11_pin_file {
+        Some(path) => {
+            let bytes = read_secret_file(path)?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| fail(format!("{} is not UTF-8 text", path.display())))?;
+            crate::hsm::Pin::new(text)
+        }
+        None => match std::env::var("PHONEVAULT_PKCS11_PIN") {
+            Ok(p) => crate::hsm::Pin::new(&Zeroizing::new(p)),
+            Err(_) => Err(crate::hsm::HsmError::NoPin),
+        },
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    Ok(crate::hsm::Pkcs11Config {
+        module,
+        token,
+        key,
+        pin,
+    })
+}
+
 fn unlock_source(cli: &Cli) -> Result<Unlock, Failure> {
-    if cli.passphrase_file.is_none() && std::env::var_os("PHONEVAULT_PASSPHRASE").is_none() {
+    let no_passphrase =
+        cli.passphrase_file.is_none() && std::env::var_os("PHONEVAULT_PASSPHRASE").is_none();
+    if no_passphrase && cli.key_file.is_none() && cli.pkcs11_module.is_some() {
+        return Ok(Unlock::Pkcs11(pkcs11_config(cli)?));
+    }
+    if no_passphrase {
         if let Some(path) = &cli.key_file {
             let bytes = read_secret_file(path)?;
             let key = KeyFileKey::from_bytes(&bytes).map_err(|_| {
@@ -854,6 +965,10 @@ fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failu
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<(), Failure> {
+    if let Some(path) = &cli.phone_metadata {
+        let meta = crate::phone::PhoneMetadata::load(path).map_err(|e| fail(e.to_string()))?;
+        crate::phone::install(meta).map_err(|e| fail(e.to_string()))?;
+    }
     // While a server holds the vault (sled allows one process), go through its socket.
     if let Some(done) = client::through_server(&cli) {
         return done;
@@ -1208,6 +1323,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Check => check(&cli),
+        Command::Reindex(a) => reindex(&cli, a),
     }
 }
 
@@ -1440,6 +1556,38 @@ fn rejects_path(a: &ImportArgs) -> PathBuf {
     })
 }
 
+fn reindex(cli: &Cli, a: &ReindexArgs) -> Result<(), Failure> {
+    let reports = open(cli)?.reindex(a.tenant.as_deref(), a.dry_run)?;
+    if cli.json {
+        print_json(&serde_json::to_value(&reports).unwrap_or_default());
+        return Ok(());
+    }
+    for r in reports {
+        println!(
+            "{}: {} records checked under phone metadata {} (indexes made with {}): {} invalid \
+             now, {} normalized differently",
+            r.tenant,
+            r.records,
+            r.to_version,
+            r.from_version,
+            r.invalid.len(),
+            r.changed_form.len()
+        );
+        for id in &r.invalid {
+            println!("  invalid now (re-verify): {id}");
+        }
+        for id in &r.changed_form {
+            println!("  normalizes differently (erase and add again): {id}");
+        }
+        if r.stamped {
+            println!("  stamped with {}", r.to_version);
+        } else if a.dry_run && r.from_version != r.to_version {
+            println!("  dry run: not stamped");
+        }
+    }
+    Ok(())
+}
+
 fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) {
     if cli.json {
         let mut v = serde_json::to_value(summary).unwrap_or_default();
@@ -1456,6 +1604,13 @@ fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) 
             println!(
                 "rejected rows (line and reason) are in {}",
                 rejects_path.display()
+            );
+        }
+        if summary.newly_valid > 0 {
+            println!(
+                "{} of the accepted rows were invalid under the phone metadata the tenant's \
+                 indexes were made with (run `phonevault reindex` to re-check the others)",
+                summary.newly_valid
             );
         }
     }

@@ -132,7 +132,8 @@ pub(super) fn serve(cli: &Cli, a: &ServeArgs) -> Result<(), Failure> {
     // Sealed unless an unlock source is given; the server never prompts.
     let given = cli.passphrase_file.is_some()
         || std::env::var_os("PHONEVAULT_PASSPHRASE").is_some()
-        || cli.key_file.is_some();
+        || cli.key_file.is_some()
+        || cli.pkcs11_module.is_some();
     let unlock = if given {
         Some(unlock_source(cli)?)
     } else {

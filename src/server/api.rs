@@ -388,12 +388,7 @@ fn batch_import(
             };
             results[i] = json!({ "index": i, "status": status, "error": err });
         }
-        total.rows += summary.rows;
-        total.created += summary.created;
-        total.merged += summary.merged;
-        total.unchanged += summary.unchanged;
-        total.rejected += summary.rejected;
-        total.suppressed += summary.suppressed;
+        total.add(&summary);
     }
     Ok((results, total))
 }

@@ -60,6 +60,10 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Attempts of a transaction that hits a deadlock or a serialization failure.
 const TX_ATTEMPTS: u32 = 8;
 
+/// The schema version this build migrates to (the number of migrations): the
+/// highest row of `schema_migrations` once a store has connected.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
+
 /// The migrations, in order; `MIGRATIONS[i]` brings the schema to version `i + 1`.
 /// Applied ones are never edited: a change is a new entry.
 const MIGRATIONS: &[&str] = &[
@@ -834,7 +838,8 @@ fn fatal_only(e: tokio_postgres::Error) -> StoreError {
 
 /// For tests and benchmarks: a configuration with a fresh schema (`t_<tag>_<random>`)
 /// in the database named by the environment variable `PHONEVAULT_TEST_PG`, or `None`
-/// when it is unset (the caller's test then prints why it skipped and passes).
+/// when it is unset (tests/pg.rs sets it to a throwaway cluster of its own; a
+/// benchmark says why it skipped).
 #[doc(hidden)]
 pub fn test_config(tag: &str) -> Option<PgConfig> {
     let url = std::env::var("PHONEVAULT_TEST_PG").ok()?;
@@ -856,7 +861,7 @@ pub fn test_config(tag: &str) -> Option<PgConfig> {
     Some(PgConfig::new(&url).with_schema(&schema))
 }
 
-/// The line a PostgreSQL test prints when it skips.
+/// The line a PostgreSQL benchmark prints when it skips.
 #[doc(hidden)]
 pub const TEST_SKIP: &str =
     "skipped: PHONEVAULT_TEST_PG is not set (start a throwaway cluster with `eval \"$(.ci/pg start)\"`)";
@@ -864,73 +869,6 @@ pub const TEST_SKIP: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::tests::{conformance, conformance_concurrent};
-
-    fn store(tag: &str) -> Option<(PgConfig, PgStore)> {
-        let Some(cfg) = test_config(tag) else {
-            eprintln!("{TEST_SKIP}");
-            return None;
-        };
-        let s = PgStore::connect(&cfg).unwrap();
-        Some((cfg, s))
-    }
-
-    #[test]
-    fn pg_store_conforms() {
-        let Some((cfg, s)) = store("conform") else {
-            return;
-        };
-        conformance(&s);
-        drop(s);
-        PgStore::drop_schema(&cfg).unwrap();
-    }
-
-    #[test]
-    fn pg_guards_are_compare_and_swap_across_stores() {
-        let Some((cfg, s)) = store("cas") else {
-            return;
-        };
-        // Two stores, two pools: as two servers on one database.
-        let other = PgStore::connect(&cfg).unwrap();
-        conformance_concurrent(vec![Arc::new(s), Arc::new(other)]);
-        PgStore::drop_schema(&cfg).unwrap();
-    }
-
-    #[test]
-    fn pg_migrations_run_once_when_servers_start_together() {
-        let Some(cfg) = test_config("migrate") else {
-            eprintln!("{TEST_SKIP}");
-            return;
-        };
-        let handles: Vec<_> = (0..4)
-            .map(|_| {
-                let cfg = cfg.clone();
-                std::thread::spawn(move || PgStore::connect(&cfg).map(|_| ()))
-            })
-            .collect();
-        for h in handles {
-            h.join().unwrap().unwrap();
-        }
-        let s = PgStore::connect(&cfg).unwrap();
-        let pool = s.pool.clone();
-        let schema = cfg.schema.clone();
-        let versions: Vec<i32> = s
-            .run(async move {
-                let c = pool.get().await.map_err(pool_err)?;
-                let rows = c
-                    .query(
-                        &format!("SELECT version FROM {schema}.schema_migrations ORDER BY 1"),
-                        &[],
-                    )
-                    .await
-                    .map_err(fatal_only)?;
-                Ok(rows.iter().map(|r| r.get(0)).collect())
-            })
-            .unwrap();
-        assert_eq!(versions, (1..=MIGRATIONS.len() as i32).collect::<Vec<_>>());
-        drop(s);
-        PgStore::drop_schema(&cfg).unwrap();
-    }
 
     #[test]
     fn pg_unreachable_is_a_clear_error_without_the_url() {

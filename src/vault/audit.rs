@@ -1166,14 +1166,31 @@ impl Vault {
     }
 }
 
-/// The actor of a command-line user: the OS user running it.
+/// The actor of a command-line user: the OS user running it, named from its real uid
+/// (never from `$USER`, which the caller sets at will).
 pub fn cli_actor() -> Actor {
     let uid = rustix::process::getuid().as_raw();
-    let user = std::env::var("USER")
+    let user = std::fs::read("/etc/passwd")
         .ok()
-        .filter(|u| !u.is_empty() && u.len() <= 64)
+        .and_then(|b| passwd_name(&String::from_utf8_lossy(&b), uid))
         .unwrap_or_else(|| format!("uid-{uid}"));
     Actor::Cli { user, uid }
+}
+
+/// The name of `uid` in a passwd(5) file: the first entry with that uid and a name
+/// of 1-64 printable characters. Users known only to a directory service (NSS) are
+/// not in the file: their actor is then `uid-N`.
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut f = line.split(':');
+        let name = f.next()?;
+        let id = f.nth(1)?.parse::<u32>().ok()?;
+        (id == uid
+            && !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_graphic()))
+        .then(|| name.to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -1184,6 +1201,20 @@ mod tests {
     use crate::store::MemoryStore;
 
     const NUMBER: &str = "+447400123958";
+
+    #[test]
+    fn the_cli_user_is_named_from_the_passwd_file() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\n\
+                      # a comment\n\
+                      bad line\n\
+                      :x:7:7::/:/bin/sh\n\
+                      alice:x:1000:1000:Alice:/home/alice:/bin/sh\n\
+                      mallory:x:1000:1000::/:/bin/sh\n";
+        assert_eq!(passwd_name(passwd, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(passwd, 1000).as_deref(), Some("alice"));
+        assert_eq!(passwd_name(passwd, 7), None);
+        assert_eq!(passwd_name(passwd, 4242), None);
+    }
 
     fn vault() -> (Arc<MemoryStore>, Vault) {
         let store = Arc::new(MemoryStore::new());

@@ -8,8 +8,8 @@ use std::sync::PoisonError;
 
 use phonevault_keys::Keyring;
 
-use super::keys::{check_no_resurrection, unlock_ring};
-use super::lifecycle::{COMPACT_NEW, COMPACT_OLD};
+use super::keys::{check_no_loss, check_no_resurrection, merge_counters, unlock_ring};
+use super::lifecycle::{RESTORE_NEW, RESTORE_PARTIAL};
 use super::{
     check_private, decode_row, lifecycle, read_keyring, write_atomic, TenantRow, Unlock, Vault,
     VaultError, KEYRING_FILE, STORE_DIR,
@@ -57,6 +57,10 @@ pub struct RestoreOptions {
     pub replace: bool,
     /// Install a `keyring` that holds keys the current keyring has destroyed.
     pub force: bool,
+    /// For crash tests: stop (with an error, cleaning nothing up) between the two
+    /// renames of the store swap, as a crash there would.
+    #[doc(hidden)]
+    pub stop_mid_swap: bool,
 }
 
 /// What a restore did.
@@ -170,7 +174,7 @@ impl Vault {
         } else {
             None
         };
-        let ring = match (&given, &current) {
+        let mut ring = match (&given, &current) {
             (Some(g), _) => g.clone(),
             (None, Some(c)) => c.clone(),
             (None, None) => {
@@ -186,11 +190,17 @@ impl Vault {
             }
             if !opts.force {
                 check_no_resurrection(c, g)?;
+                check_no_loss(c, g)?;
             }
         }
         // 1. Verify the whole file before writing anything.
         let report = Self::verify_backup(file, &ring, unlock)?;
         let root = unlock_ring(&ring, unlock)?;
+        if let (Some(_), Some(c)) = (&given, &current) {
+            if merge_counters(c, &mut ring) {
+                ring.seal(&root);
+            }
+        }
         let keys = ring.vault_keys(&root)?;
 
         // 2. Where the new store is built.
@@ -216,10 +226,12 @@ impl Vault {
             // Fails now, before any work, if a server holds the store.
             drop(SledStore::open(&live, 1 << 20).map_err(busy)?);
         }
+        // Into a directory of its own, never compaction's: its crash recovery deletes a
+        // store it finds under its names.
         let staged = if fresh_dir {
             staging_dir.join(STORE_DIR)
         } else {
-            staging_dir.join(COMPACT_NEW)
+            staging_dir.join(RESTORE_PARTIAL)
         };
         if fresh_dir && staging_dir.exists() {
             std::fs::remove_dir_all(&staging_dir)
@@ -258,21 +270,27 @@ impl Vault {
             if given.is_some() {
                 write_atomic(&dir.join(KEYRING_FILE), &ring.encode()).map_err(cleanup)?;
             }
+            // The complete new store gets its final staging name first: from then on
+            // a crash is finished by `lifecycle::recover_compaction` (at the next open)
+            // once the live store has moved aside, and undone before that.
+            let ready = dir.join(RESTORE_NEW);
+            std::fs::rename(&staged, &ready).map_err(|e| VaultError::io("renaming", &staged, e))?;
+            sync_dir(dir)?;
             if live.exists() {
-                let old = dir.join(COMPACT_OLD);
-                std::fs::rename(&live, &old).map_err(|e| VaultError::io("renaming", &live, e))?;
-                std::fs::rename(&staged, &live)
-                    .map_err(|e| VaultError::io("renaming", &staged, e))?;
-                sync_dir(dir)?;
+                // The current store goes straight to where it is kept, under a name no
+                // recovery ever deletes.
                 let kept = dir.join(format!("store.replaced-{}", super::now()));
-                std::fs::rename(&old, &kept).map_err(|e| VaultError::io("renaming", &old, e))?;
+                std::fs::rename(&live, &kept).map_err(|e| VaultError::io("renaming", &live, e))?;
                 sync_dir(dir)?;
+                if opts.stop_mid_swap {
+                    return Err(VaultError::InvalidArgument(
+                        "restore stopped between the renames of its store swap (crash test)".into(),
+                    ));
+                }
                 replaced_store = Some(kept);
-            } else {
-                std::fs::rename(&staged, &live)
-                    .map_err(|e| VaultError::io("renaming", &staged, e))?;
-                sync_dir(dir)?;
             }
+            std::fs::rename(&ready, &live).map_err(|e| VaultError::io("renaming", &ready, e))?;
+            sync_dir(dir)?;
         }
         // The restored vault's audit log (as of the backup) records the restore.
         let opened = Vault::open(dir, unlock, super::OpenOptions::default())?;

@@ -86,7 +86,9 @@ impl Vault {
                     }
                     b.delete(tree, k);
                 }
-                self.store.commit(&b)?;
+                // Each page of deletions with its own entry, in the same batch: a
+                // crash never leaves deletions the log does not show.
+                self.commit_audited_nowait(&mut b, ev)?;
             }
         }
         let mut b = Batch::default();
@@ -131,9 +133,7 @@ impl Vault {
         };
         let version = {
             let mut ring = self.keyring_for_update()?;
-            let v = ring.rotate(&self.root, tenant, purpose, self.now())?;
-            self.save_keyring(&mut ring)?;
-            v
+            self.rotate_agreed(&mut ring, tenant, purpose)?
         };
         self.forget_tenant(tenant);
         Ok(version)
@@ -150,8 +150,8 @@ impl Vault {
         tenant: &str,
         on_progress: impl FnMut(u64, u64),
     ) -> Result<RewrapReport, VaultError> {
-        self.audited("key-rewrap", Some(tenant), None, |_| {
-            self.rewrap_in(tenant, on_progress)
+        self.audited("key-rewrap", Some(tenant), None, |ev| {
+            self.rewrap_in(tenant, on_progress, ev)
         })
     }
 
@@ -159,6 +159,7 @@ impl Vault {
         &self,
         tenant: &str,
         mut on_progress: impl FnMut(u64, u64),
+        ev: &mut Event,
     ) -> Result<RewrapReport, VaultError> {
         self.forget_tenant(tenant);
         let ctx = self.tenant(tenant)?;
@@ -221,6 +222,7 @@ impl Vault {
                     &body,
                 )?;
                 sealed_now += 1;
+                ev.touch(&id);
                 let rk = record_key(ctx.row.id, &id);
                 b.guard(Tree::Records, rk.clone(), Some(stored));
                 b.put(Tree::Records, rk, sealed);
@@ -243,10 +245,12 @@ impl Vault {
             }
             if sealed_now > 0 {
                 self.reserve_encryptions(&ctx, sealed_now)?;
-                self.store.commit(&b)?;
+                // The chunk and its entry (naming the records it re-encrypted) in one
+                // batch: a crash never leaves rewritten records the log does not show.
+                self.commit_audited_nowait(&mut b, ev)?;
                 // Durable before it is reported: a killed rewrap resumes after the
                 // last chunk it announced, instead of redoing work sled had buffered.
-                self.store.flush()?;
+                self.sync_audited()?;
             }
             drop(w);
             done += page_len;
@@ -279,8 +283,14 @@ pub struct RetireReport {
 pub struct SlotInfo {
     /// Slot id.
     pub id: u32,
-    /// `passphrase` or `key-file`.
+    /// `passphrase`, `key-file` or `pkcs11`.
     pub kind: &'static str,
+    /// The token's label, of a PKCS#11 slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11_token: Option<String>,
+    /// The key's label, of a PKCS#11 slot.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pkcs11_key: Option<String>,
     /// Argon2id memory (KiB) of a passphrase slot.
     pub kdf_memory_kib: Option<u32>,
     /// Argon2id iterations of a passphrase slot.
@@ -302,11 +312,58 @@ pub(super) fn unlock_ring(ring: &Keyring, unlock: &Unlock) -> Result<RootKey, Va
     match unlock {
         Unlock::Passphrase(p) => ring.unlock(p),
         Unlock::KeyFile(k) => ring.unlock_key_file(k),
+        Unlock::Pkcs11(hsm) => return unlock_pkcs11(ring, hsm).map(|(rk, _)| rk),
     }
     .map_err(|e| match e {
         KeyError::Unlock => VaultError::Unlock,
         other => VaultError::Key(other),
     })
+}
+
+/// Opens `ring` through its PKCS#11 slot for `hsm`'s token and key: the token unseals the
+/// slot's secret. Returns the root key and the secret (for `rekey`).
+pub(super) fn unlock_pkcs11(
+    ring: &Keyring,
+    hsm: &crate::hsm::Pkcs11Config,
+) -> Result<(RootKey, (u32, phonevault_keys::HsmSecret)), VaultError> {
+    let mut last = None;
+    for (id, slot) in ring.pkcs11_slots().filter(|(_, s)| hsm.matches(s)) {
+        let aad = phonevault_keys::pkcs11_seal_aad(&ring.vault_id, id);
+        match hsm.unseal(&aad, slot) {
+            Ok(secret) => {
+                return match ring.unlock_pkcs11(id, &secret) {
+                    Ok(rk) => Ok((rk, (id, secret))),
+                    Err(KeyError::Unlock) => Err(VaultError::Unlock),
+                    Err(other) => Err(VaultError::Key(other)),
+                }
+            }
+            Err(e @ crate::hsm::HsmError::Unseal { .. }) => last = Some(e),
+            // The token, PIN or key is the problem: say so, whichever slot.
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(match last {
+        Some(e) => e.into(),
+        None => VaultError::NoPkcs11Slot {
+            token: hsm.token.clone(),
+            key: hsm.key.clone(),
+        },
+    })
+}
+
+impl Vault {
+    /// The secret of this vault's PKCS#11 slot for `hsm`, as `rekey` needs it to rewrap that
+    /// slot under a new root key.
+    ///
+    /// # Errors
+    ///
+    /// As unlocking through that slot.
+    pub fn pkcs11_credential(
+        &self,
+        hsm: &crate::hsm::Pkcs11Config,
+    ) -> Result<(u32, phonevault_keys::HsmSecret), VaultError> {
+        unlock_pkcs11(&self.lock_ring(), hsm).map(|(_, c)| c)
+    }
 }
 
 /// Refuses a keyring `new` that holds keys `current` has destroyed: a shredded
@@ -341,6 +398,69 @@ pub(super) fn check_no_resurrection(current: &Keyring, new: &Keyring) -> Result<
             what: found.join("; "),
         })
     }
+}
+
+/// Refuses a keyring `new` that lacks key versions `current` still holds (an export
+/// older than a rotation or than a tenant): installing it would make every record
+/// under those versions unreadable for good. Versions `new` destroyed itself (a later
+/// retirement or shredding) are not missing.
+pub(super) fn check_no_loss(current: &Keyring, new: &Keyring) -> Result<(), VaultError> {
+    let mut missing = Vec::new();
+    for (name, cur) in &current.tenants {
+        if cur.is_shredded() {
+            continue;
+        }
+        let Some(tk) = new.tenants.get(name) else {
+            missing.push(format!("tenant `{name}`: every key version"));
+            continue;
+        };
+        if tk.is_shredded() {
+            continue;
+        }
+        let lacking: Vec<String> = cur
+            .seeds
+            .iter()
+            .filter(|s| {
+                !tk.is_destroyed(s.version) && !tk.seeds.iter().any(|n| n.version == s.version)
+            })
+            .map(|s| s.version.to_string())
+            .collect();
+        if !lacking.is_empty() {
+            missing.push(format!(
+                "tenant `{name}`: key version(s) {}",
+                lacking.join(", ")
+            ));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(VaultError::KeyringLacksVersions {
+            what: missing.join("; "),
+        })
+    }
+}
+
+/// Carries the encryption counters of `current` over into `new` where they are
+/// higher (an older export counted fewer encryptions), so that an import never
+/// resets the nonce budget of a key. Returns whether `new` changed (it must then be
+/// sealed again).
+pub(super) fn merge_counters(current: &Keyring, new: &mut Keyring) -> bool {
+    let mut changed = false;
+    for (name, cur) in &current.tenants {
+        let Some(tk) = new.tenants.get_mut(name) else {
+            continue;
+        };
+        for s in &mut tk.seeds {
+            if let Some(c) = cur.seeds.iter().find(|c| c.version == s.version) {
+                if c.encryptions > s.encryptions {
+                    s.encryptions = c.encryptions;
+                    changed = true;
+                }
+            }
+        }
+    }
+    changed
 }
 
 impl Vault {
@@ -528,19 +648,29 @@ impl Vault {
         self.lock_ring()
             .slots
             .iter()
-            .map(|s| match s.kind {
-                SlotKind::Passphrase { params, .. } => SlotInfo {
-                    id: s.id,
-                    kind: "passphrase",
-                    kdf_memory_kib: Some(params.m_kib),
-                    kdf_iterations: Some(params.t),
-                },
-                SlotKind::KeyFile => SlotInfo {
+            .map(|s| {
+                let mut info = SlotInfo {
                     id: s.id,
                     kind: "key-file",
+                    pkcs11_token: None,
+                    pkcs11_key: None,
                     kdf_memory_kib: None,
                     kdf_iterations: None,
-                },
+                };
+                match &s.kind {
+                    SlotKind::Passphrase { params, .. } => {
+                        info.kind = "passphrase";
+                        info.kdf_memory_kib = Some(params.m_kib);
+                        info.kdf_iterations = Some(params.t);
+                    }
+                    SlotKind::KeyFile => {}
+                    SlotKind::Pkcs11(p) => {
+                        info.kind = "pkcs11";
+                        info.pkcs11_token = Some(p.token.clone());
+                        info.pkcs11_key = Some(p.key.clone());
+                    }
+                }
+                info
             })
             .collect()
     }
@@ -566,20 +696,25 @@ impl Vault {
         unlock: &Unlock,
         force: bool,
     ) -> Result<KeyringImportReport, VaultError> {
-        let ring = Keyring::decode(bytes)?;
+        let mut ring = Keyring::decode(bytes)?;
         let root = unlock_ring(&ring, unlock)?;
         if !dir.join(STORE_DIR).exists() {
             return Err(VaultError::NoVault(dir.to_owned()));
         }
         check_private(dir)?;
         let path = dir.join(KEYRING_FILE);
-        if !force {
-            // A current keyring that cannot be read is what an import repairs.
-            if let Some(cur) = std::fs::read(&path)
-                .ok()
-                .and_then(|b| Keyring::decode(&b).ok())
-            {
+        // A current keyring that cannot be read is what an import repairs.
+        if let Some(cur) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| Keyring::decode(&b).ok())
+            .filter(|cur| cur.vault_id == ring.vault_id)
+        {
+            if !force {
                 check_no_resurrection(&cur, &ring)?;
+                check_no_loss(&cur, &ring)?;
+            }
+            if merge_counters(&cur, &mut ring) {
+                ring.seal(&root);
             }
         }
         lifecycle::recover_compaction(dir)?;

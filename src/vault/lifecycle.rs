@@ -399,11 +399,7 @@ impl Vault {
     pub fn compact(dir: &Path, unlock: &Unlock) -> Result<CompactReport, VaultError> {
         // Check the credentials before touching anything.
         let ring = read_keyring(dir)?;
-        match unlock {
-            Unlock::Passphrase(p) => ring.unlock(p),
-            Unlock::KeyFile(k) => ring.unlock_key_file(k),
-        }
-        .map_err(|_| VaultError::Unlock)?;
+        super::keys::unlock_ring(&ring, unlock)?;
         recover_compaction(dir)?;
         let live = dir.join(STORE_DIR);
         let fresh = dir.join(COMPACT_NEW);
@@ -437,6 +433,10 @@ impl Vault {
 pub(crate) const COMPACT_NEW: &str = "store.compact-new";
 /// Where `compact` keeps the old store during the swap.
 pub(crate) const COMPACT_OLD: &str = "store.compact-old";
+/// Where `restore` writes the rows of the new store.
+pub(crate) const RESTORE_PARTIAL: &str = "store.restore-partial";
+/// The complete new store of a `restore`, before it is renamed into place.
+pub(crate) const RESTORE_NEW: &str = "store.restore-new";
 
 fn sync_dir(dir: &Path) -> Result<(), VaultError> {
     std::fs::File::open(dir)
@@ -455,6 +455,23 @@ pub(crate) fn recover_compaction(dir: &Path) -> Result<(), VaultError> {
             std::fs::remove_dir_all(&old).map_err(|e| VaultError::io("removing", &old, e))?;
         } else {
             std::fs::rename(&old, &live).map_err(|e| VaultError::io("renaming", &old, e))?;
+            sync_dir(dir)?;
+        }
+    }
+    // A restore interrupted while writing its rows: they are redone by running it again.
+    let partial = dir.join(RESTORE_PARTIAL);
+    if partial.exists() {
+        std::fs::remove_dir_all(&partial).map_err(|e| VaultError::io("removing", &partial, e))?;
+    }
+    // A restore interrupted during its swap: with the live store still in place it had
+    // not begun (and reported failure), so the new store goes; with the live store
+    // already kept aside (`store.replaced-T`, never touched here), it is finished.
+    let ready = dir.join(RESTORE_NEW);
+    if ready.exists() {
+        if live.exists() {
+            std::fs::remove_dir_all(&ready).map_err(|e| VaultError::io("removing", &ready, e))?;
+        } else {
+            std::fs::rename(&ready, &live).map_err(|e| VaultError::io("renaming", &ready, e))?;
             sync_dir(dir)?;
         }
     }

@@ -30,8 +30,10 @@ mod integrity;
 pub(crate) mod journal;
 mod keys;
 mod lifecycle;
+mod reindex;
 mod subject;
 mod tokens;
+mod versions;
 
 pub use audit::{cli_actor, AuditSync, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
@@ -39,6 +41,7 @@ pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, Target};
+pub use reindex::ReindexReport;
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
 
@@ -56,8 +59,9 @@ pub const VAULT_FORMAT: u8 = 1;
 const ROW_VERSION: u8 = 1;
 const ROW_TAG_LEN: usize = 32;
 const MAX_ROW_LEN: usize = 64 * 1024;
-/// Encryptions reserved in the keyring's counter at a time (see `reserve_encryptions`).
-const ENCRYPTION_RESERVATION: u64 = 1 << 16;
+/// The largest reservation of encryptions made in the keyring's counter at a time (see
+/// `reserve_encryptions`): reservations start at what one call needs and double up to it.
+pub const ENCRYPTION_RESERVATION: u64 = 1 << 16;
 /// Records per atomic commit during an import; each chunk reports its rejected rows
 /// (invalid, then suppressed) when it is written.
 pub const IMPORT_CHUNK: usize = 1000;
@@ -83,6 +87,8 @@ pub enum Unlock {
     Passphrase(Passphrase),
     /// A key-file slot.
     KeyFile(KeyFileKey),
+    /// A PKCS#11 slot whose token and key labels are the configuration's.
+    Pkcs11(crate::hsm::Pkcs11Config),
 }
 
 impl std::fmt::Debug for Unlock {
@@ -214,6 +220,44 @@ pub enum VaultError {
         /// Which tenants and versions.
         what: String,
     },
+    /// A keyring to import lacks key versions this vault holds (an older export).
+    #[error(
+        "the keyring to import lacks key versions this vault holds ({what}): it is older than \
+         the vault's keyring, and installing it would make the records under those versions \
+         unreadable for good; import the latest keyring export instead (or pass --force if \
+         those records are meant to be lost)"
+    )]
+    KeyringLacksVersions {
+        /// Which tenants and versions.
+        what: String,
+    },
+    /// The store knows key versions of a tenant that this host's keyring lacks.
+    #[error(
+        "tenant `{tenant}` has key version(s) {versions} made by another host sharing this \
+         store, and this host's keyring lacks them: copy that host's keyring file to this host \
+         (the `keyring` of its vault directory, or `phonevault keyring export FILE` there); \
+         until then this host refuses the tenant rather than misread its records"
+    )]
+    KeyVersionMissing {
+        /// The tenant.
+        tenant: String,
+        /// The versions.
+        versions: String,
+    },
+    /// This host's seed of a key version is not the one the store records.
+    #[error(
+        "key version {version} of tenant `{tenant}` in this host's keyring is not the one the \
+         store records: another host made a different seed under the same number (nothing was \
+         tampered with, and nothing was written under this host's copy, which is used only once \
+         the store holds it); copy the keyring file of the host that made it to this host \
+         (the `keyring` of its vault directory, or `phonevault keyring export FILE` there)"
+    )]
+    KeyVersionConflict {
+        /// The tenant.
+        tenant: String,
+        /// The version.
+        version: u32,
+    },
     /// Backup or restore failed.
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
@@ -229,6 +273,17 @@ pub enum VaultError {
     /// K0 was exported before and is no longer in the vault.
     #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it")]
     AuditKeyGone,
+    /// The PKCS#11 token could not seal or unseal a key slot's secret.
+    #[error(transparent)]
+    Hsm(#[from] crate::hsm::HsmError),
+    /// The keyring has no PKCS#11 slot for the configured token and key.
+    #[error("the keyring has no PKCS#11 key slot for token {token:?} and key {key:?}: add one with `phonevault keyslot add --pkcs11-token ... --pkcs11-key ...`, or unlock another way")]
+    NoPkcs11Slot {
+        /// The token label.
+        token: String,
+        /// The key label.
+        key: String,
+    },
 }
 
 impl VaultError {
@@ -259,6 +314,7 @@ impl VaultError {
             VaultError::Store(_) => "store_error",
             VaultError::RowTampered(_) | VaultError::IndexMismatch => "tampered",
             VaultError::Io { .. } => "io_error",
+            VaultError::Hsm(_) | VaultError::NoPkcs11Slot { .. } => "hsm_unavailable",
             VaultError::Csv(_) => "csv_error",
             VaultError::Audit(_) => "audit_broken",
             VaultError::AuditUnavailable(_) => "audit_unavailable",
@@ -268,8 +324,12 @@ impl VaultError {
             VaultError::EmptyStore => "empty_store",
             VaultError::Unsupported(_) => "unsupported",
             VaultError::RetireWouldStrand { .. } => "records_under_old_keys",
-            VaultError::ResurrectsKeys { .. } => "keyring_conflict",
+            VaultError::ResurrectsKeys { .. } | VaultError::KeyringLacksVersions { .. } => {
+                "keyring_conflict"
+            }
             VaultError::Backup(_) => "backup_error",
+            VaultError::KeyVersionMissing { .. } => "key_version_missing",
+            VaultError::KeyVersionConflict { .. } => "key_version_conflict",
         }
     }
 }
@@ -345,8 +405,6 @@ pub(crate) struct TenantCtx {
     current_index: u32,
     /// Versions below this were destroyed by `key retire`.
     destroyed_below: u32,
-    /// Encryptions left in the reservation made in the keyring's counter.
-    reserved: Mutex<u64>,
     /// When the row and keys were read (see [`TENANT_CACHE_TTL`]).
     loaded: Instant,
 }
@@ -448,16 +506,21 @@ pub struct ImportSummary {
     /// Numbers skipped because they opted out of everything (listed in the rejects
     /// file with code `suppressed`).
     pub suppressed: u64,
+    /// Rows valid under the process's phone metadata that the release the tenant's
+    /// indexes were made with rejected (0 when the release has not changed; see
+    /// `phonevault reindex`).
+    pub newly_valid: u64,
 }
 
 impl ImportSummary {
-    fn add(&mut self, o: &ImportSummary) {
+    pub(crate) fn add(&mut self, o: &ImportSummary) {
         self.rows += o.rows;
         self.created += o.created;
         self.merged += o.merged;
         self.unchanged += o.unchanged;
         self.rejected += o.rejected;
         self.suppressed += o.suppressed;
+        self.newly_valid += o.newly_valid;
     }
 }
 
@@ -690,11 +753,157 @@ pub struct VaultInner {
     /// Unix seconds; the system clock unless a test or simulation sets another.
     clock: RwLock<Clock>,
     audit: audit::AuditLog,
+    /// Encryptions reserved in the keyring's counter and not used yet, per tenant and
+    /// data-key version. Kept here, not in the tenant cache, so a cache refresh (every
+    /// [`TENANT_CACHE_TTL`], or after another process changed the keyring) loses none.
+    reservations: Mutex<HashMap<(String, u32), Reservation>>,
+}
+
+/// Encryptions a process reserved under one data-key version.
+#[derive(Clone, Copy, Debug, Default)]
+struct Reservation {
+    /// Reserved and not used yet.
+    left: u64,
+    /// The size of the next reservation: doubles from what a call needs up to
+    /// [`ENCRYPTION_RESERVATION`], so a process that encrypts little reserves little.
+    next: u64,
 }
 
 impl Drop for VaultInner {
     fn drop(&mut self) {
         self.audit.close(self.store.as_ref());
+        self.release_reservations();
+    }
+}
+
+impl VaultInner {
+    fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
+        // After `rekey` this vault's root key is the old one: sealing under it would
+        // write a keyring nothing opens.
+        ring.check_root_key(&self.root)?;
+        ring.seal(&self.root);
+        if self.dir.as_os_str().is_empty() {
+            return Ok(()); // in-memory vault
+        }
+        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())?;
+        self.note_keyring_written();
+        Ok(())
+    }
+
+    /// Records the keyring file this process just wrote as the one it holds, so that
+    /// only other processes' changes are re-read.
+    pub(crate) fn note_keyring_written(&self) {
+        *self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&self.dir.join(KEYRING_FILE));
+    }
+
+    /// Re-reads the keyring file into `ring` if another process changed it since this
+    /// one last read or wrote it. Returns whether it did.
+    fn reload_keyring_into(&self, ring: &mut Keyring) -> Result<bool, VaultError> {
+        if self.dir.as_os_str().is_empty() {
+            return Ok(false);
+        }
+        let path = self.dir.join(KEYRING_FILE);
+        let now = FileStamp::of(&path);
+        let mut stamp = self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if now.is_none() || *stamp == now {
+            return Ok(false);
+        }
+        let fresh = read_keyring(&self.dir)?;
+        if fresh.vault_id.0 != ring.vault_id.0 {
+            return Err(VaultError::KeyringMismatch);
+        }
+        // The file's MAC under our root key: a keyring swapped in by someone without
+        // the root key is refused, as at unlock.
+        fresh.verify(&self.root)?;
+        *ring = fresh;
+        *stamp = now;
+        drop(stamp);
+        // Every cached context may name keys of the old file.
+        self.tenants
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+        Ok(true)
+    }
+
+    /// Picks up another process's keyring change (a rotation, a new tenant). Costs one
+    /// `stat` when nothing changed, and nothing on a store only this process can open
+    /// (sled: any other process that changes the keyring must open the store first).
+    fn refresh_keyring(&self) -> Result<bool, VaultError> {
+        if self.dir.as_os_str().is_empty() || !self.store.shared() {
+            return Ok(false);
+        }
+        let now = FileStamp::of(&self.dir.join(KEYRING_FILE));
+        let same = *self
+            .keyring_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            == now;
+        if now.is_none() || same {
+            return Ok(false);
+        }
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        self.reload_keyring_into(&mut ring)
+    }
+
+    /// The keyring, locked for a change against this process and every other one
+    /// sharing the file, and re-read if another process changed it.
+    pub(crate) fn keyring_for_update(&self) -> Result<KeyringWrite<'_>, VaultError> {
+        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.dir.as_os_str().is_empty() {
+            return Ok(KeyringWrite { ring, _file: None });
+        }
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join(KEYRING_LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| VaultError::io("opening", &path, e))?;
+        // Released when the file is closed (KeyringWrite dropped).
+        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+            .map_err(|e| VaultError::io("locking", &path, e.into()))?;
+        self.reload_keyring_into(&mut ring)?;
+        Ok(KeyringWrite {
+            ring,
+            _file: Some(file),
+        })
+    }
+
+    /// Gives the unused part of every reservation back to the keyring's counters
+    /// (when the vault is closed), so that the counters hold what was really used.
+    /// Best effort: if the keyring cannot be written, the counters stay ahead, which
+    /// is the safe direction.
+    fn release_reservations(&self) {
+        let all = std::mem::take(
+            &mut *self
+                .reservations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if all.values().all(|r| r.left == 0) {
+            return;
+        }
+        let Ok(mut ring) = self.keyring_for_update() else {
+            return;
+        };
+        let mut changed = false;
+        for ((tenant, version), res) in all {
+            if res.left > 0 && ring.release_encryptions(&tenant, version, res.left) {
+                changed = true;
+            }
+        }
+        if changed {
+            let _ = self.save_keyring(&mut ring);
+        }
     }
 }
 
@@ -1125,14 +1334,7 @@ impl Vault {
     /// process has it open.
     pub fn open(dir: &Path, unlock: &Unlock, opts: OpenOptions) -> Result<Vault, VaultError> {
         let ring = read_keyring(dir)?;
-        let root = match unlock {
-            Unlock::Passphrase(p) => ring.unlock(p),
-            Unlock::KeyFile(k) => ring.unlock_key_file(k),
-        }
-        .map_err(|e| match e {
-            KeyError::Unlock => VaultError::Unlock,
-            other => VaultError::Key(other),
-        })?;
+        let root = keys::unlock_ring(&ring, unlock)?;
         let store: Arc<dyn Store> = match &opts.store {
             StoreLocation::Sled => {
                 lifecycle::recover_compaction(dir)?;
@@ -1170,6 +1372,7 @@ impl Vault {
             root,
             row_mac,
             tenants: RwLock::new(HashMap::new()),
+            reservations: Mutex::new(HashMap::new()),
             write_lock: Mutex::new(()),
             token_cache: tokens::TokenCache::default(),
             clock: RwLock::new(Arc::new(now)),
@@ -1245,107 +1448,6 @@ impl Vault {
         &self.store
     }
 
-    fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
-        // After `rekey` this vault's root key is the old one: sealing under it would
-        // write a keyring nothing opens.
-        ring.check_root_key(&self.root)?;
-        ring.seal(&self.root);
-        if self.dir.as_os_str().is_empty() {
-            return Ok(()); // in-memory vault
-        }
-        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())?;
-        self.note_keyring_written();
-        Ok(())
-    }
-
-    /// Records the keyring file this process just wrote as the one it holds, so that
-    /// only other processes' changes are re-read.
-    pub(crate) fn note_keyring_written(&self) {
-        *self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&self.dir.join(KEYRING_FILE));
-    }
-
-    /// Re-reads the keyring file into `ring` if another process changed it since this
-    /// one last read or wrote it. Returns whether it did.
-    fn reload_keyring_into(&self, ring: &mut Keyring) -> Result<bool, VaultError> {
-        if self.dir.as_os_str().is_empty() {
-            return Ok(false);
-        }
-        let path = self.dir.join(KEYRING_FILE);
-        let now = FileStamp::of(&path);
-        let mut stamp = self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if now.is_none() || *stamp == now {
-            return Ok(false);
-        }
-        let fresh = read_keyring(&self.dir)?;
-        if fresh.vault_id.0 != ring.vault_id.0 {
-            return Err(VaultError::KeyringMismatch);
-        }
-        // The file's MAC under our root key: a keyring swapped in by someone without
-        // the root key is refused, as at unlock.
-        fresh.verify(&self.root)?;
-        *ring = fresh;
-        *stamp = now;
-        drop(stamp);
-        // Every cached context may name keys of the old file.
-        self.tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        Ok(true)
-    }
-
-    /// Picks up another process's keyring change (a rotation, a new tenant). Costs one
-    /// `stat` when nothing changed, and nothing on a store only this process can open
-    /// (sled: any other process that changes the keyring must open the store first).
-    fn refresh_keyring(&self) -> Result<bool, VaultError> {
-        if self.dir.as_os_str().is_empty() || !self.store.shared() {
-            return Ok(false);
-        }
-        let now = FileStamp::of(&self.dir.join(KEYRING_FILE));
-        let same = *self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            == now;
-        if now.is_none() || same {
-            return Ok(false);
-        }
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        self.reload_keyring_into(&mut ring)
-    }
-
-    /// The keyring, locked for a change against this process and every other one
-    /// sharing the file, and re-read if another process changed it.
-    pub(crate) fn keyring_for_update(&self) -> Result<KeyringWrite<'_>, VaultError> {
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.dir.as_os_str().is_empty() {
-            return Ok(KeyringWrite { ring, _file: None });
-        }
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.dir.join(KEYRING_LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| VaultError::io("opening", &path, e))?;
-        // Released when the file is closed (KeyringWrite dropped).
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| VaultError::io("locking", &path, e.into()))?;
-        self.reload_keyring_into(&mut ring)?;
-        Ok(KeyringWrite {
-            ring,
-            _file: Some(file),
-        })
-    }
-
     /// Runs a read-modify-write again when it lost a race with another server
     /// ([`StoreError::Conflict`]): it re-reads what changed and reapplies itself.
     fn retry_conflicts<T>(
@@ -1365,6 +1467,33 @@ impl Vault {
     }
 
     /// Adds a key-file slot unlocking this vault's root key.
+    /// Adds a PKCS#11 slot: a fresh secret sealed by the token's key (which must be
+    /// non-extractable), wrapping the root key. Returns the slot id.
+    ///
+    /// # Errors
+    ///
+    /// [`VaultError::Hsm`] when the token, PIN or key is refused; keyring errors.
+    pub fn add_pkcs11_slot(&self, hsm: &crate::hsm::Pkcs11Config) -> Result<u32, VaultError> {
+        self.audited("keyslot-add", None, None, |_| {
+            let mut ring = self.keyring_for_update()?;
+            let id = ring.next_slot_id()?;
+            let secret = phonevault_keys::HsmSecret::generate();
+            let aad = phonevault_keys::pkcs11_seal_aad(&ring.vault_id, id);
+            let binding = hsm.seal(&aad, &secret)?;
+            // The token must give the secret back before the slot is trusted with the root key.
+            if hsm.unseal(&aad, &binding)? != secret {
+                return Err(crate::hsm::HsmError::Unseal {
+                    token: hsm.token.clone(),
+                    key: hsm.key.clone(),
+                }
+                .into());
+            }
+            let id = ring.add_pkcs11_slot(&self.root, id, binding, &secret)?;
+            self.save_keyring(&mut ring)?;
+            Ok(id)
+        })
+    }
+
     pub fn add_key_file_slot(&self, kf: &KeyFileKey) -> Result<u32, VaultError> {
         self.audited("keyslot-add", None, None, |_| {
             let mut ring = self.keyring_for_update()?;
@@ -1466,6 +1595,13 @@ impl Vault {
             }
         }
         let mut b = Batch::default();
+        // Version 1 agreed through the store with the tenant row (see `versions`).
+        let first = self
+            .keyring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .tenant_keys(&self.root, name, 1)?;
+        self.stage_version_claim(&mut b, name, &first);
         b.guard(Tree::Meta, b"vault".to_vec(), Some(meta_bytes));
         b.guard(Tree::Tenants, name.as_bytes().to_vec(), None);
         b.put(
@@ -1522,16 +1658,18 @@ impl Vault {
         for s in tk.seeds.iter() {
             keys.insert(s.version, ring.tenant_keys(&self.root, name, s.version)?);
         }
+        let tk = tk.clone();
+        drop(ring);
+        // Used only once the store agrees on every version (see `versions`).
+        self.agree_versions(name, &tk, &keys)?;
         let ctx = Arc::new(TenantCtx {
             row,
             keys,
             current_data: tk.current_data,
             current_index: tk.current_index,
             destroyed_below: tk.destroyed_below,
-            reserved: Mutex::new(0),
             loaded: Instant::now(),
         });
-        drop(ring);
         self.tenants
             .write()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1542,28 +1680,36 @@ impl Vault {
     /// Counts `n` encryptions under the tenant's current data key against the GCM
     /// random-nonce bound. The keyring counter is advanced in reservations, so a crash
     /// can only overcount; crossing 2^31 rotates the data key.
+    ///
+    /// A reservation outlives the tenant cache (it is kept per tenant and version in
+    /// the vault), starts at `n` and doubles up to [`ENCRYPTION_RESERVATION`], so the
+    /// counter runs at most about twice ahead of the encryptions really made; what is
+    /// left unused is given back when the vault is closed.
     fn reserve_encryptions(&self, ctx: &TenantCtx, n: u64) -> Result<(), VaultError> {
-        let mut left = ctx.reserved.lock().unwrap_or_else(PoisonError::into_inner);
-        if *left >= n {
-            *left -= n;
+        let mut all = self
+            .reservations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let res = all
+            .entry((ctx.row.name.clone(), ctx.current_data))
+            .or_default();
+        if res.left >= n {
+            res.left -= n;
             return Ok(());
         }
-        let grab = n.max(ENCRYPTION_RESERVATION);
+        let grab = n.max(res.next);
         let mut ring = self.keyring_for_update()?;
         let crossed = ring.note_encryptions(&ctx.row.name, ctx.current_data, grab)?;
         if crossed {
-            ring.rotate(&self.root, &ctx.row.name, KeyPurpose::Data, now())?;
-            self.save_keyring(&mut ring)?;
-            drop(ring);
-            // The cached context now names an old version: reload on next use.
-            self.tenants
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&ctx.row.name);
+            // Saves the keyring, and the cached context (naming an old version) is
+            // reloaded on next use.
+            self.rotate_agreed(&mut ring, &ctx.row.name, KeyPurpose::Data)?;
         } else {
             self.save_keyring(&mut ring)?;
         }
-        *left = grab - n;
+        // The old remainder was counted already and stays usable.
+        res.left = res.left + grab - n;
+        res.next = grab.saturating_mul(2).clamp(1, ENCRYPTION_RESERVATION);
         Ok(())
     }
 
@@ -2024,6 +2170,8 @@ impl Vault {
         // Without older index versions, the current index entry is the only place a
         // number can already be: a guard on it suffices.
         let mut optimistic = ctx.row.stale_index_versions.is_empty();
+        let change = phone::MetadataChange::since(&ctx.row.metadata_version);
+        let change = change.as_ref();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
@@ -2036,7 +2184,7 @@ impl Vault {
                         Ok(false) => break,
                         Ok(true) => {
                             let field = record.get(col).unwrap_or("");
-                            chunk.push(prepare(&ctx2, opts, field, line, t));
+                            chunk.push(prepare(&ctx2, opts, (field, line, t), change));
                         }
                         Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
                     }
@@ -2053,6 +2201,10 @@ impl Vault {
             let mut result = Ok(());
             for chunk in rx.iter() {
                 let chunk = chunk?;
+                let turned_valid = chunk
+                    .iter()
+                    .filter(|p| matches!(p, Prepared::Ready(r) if r.turned_valid))
+                    .count() as u64;
                 if let Err(e) = self.write_chunk(
                     &ctx,
                     opts,
@@ -2064,6 +2216,7 @@ impl Vault {
                     result = Err(e);
                     break;
                 }
+                summary.newly_valid += turned_valid;
                 on_progress(summary.rows);
             }
             drop(rx);
@@ -2085,6 +2238,16 @@ impl Vault {
     ) -> Result<(), VaultError> {
         let _w = self.write_guard();
         ev.records.clear();
+        // The producer sealed every row it did not reject, under the current data key
+        // of `ctx`: count them once, whichever path writes the chunk (a merge below
+        // seals again and is counted where it is staged).
+        let sealed = chunk
+            .iter()
+            .filter(|p| matches!(p, Prepared::Ready(_)))
+            .count() as u64;
+        if sealed > 0 {
+            self.reserve_encryptions(ctx, sealed)?;
+        }
         if *optimistic {
             // Fast path for new numbers: no read before the write; the batch's guards
             // (index entry absent) make it fail whole if any number already exists,
@@ -2119,7 +2282,6 @@ impl Vault {
                     }
                 }
             }
-            self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
             match self.commit_audited_nowait(&mut batch, ev) {
                 Ok(_) => {
                     for r in rejects {
@@ -2173,7 +2335,7 @@ impl Vault {
         let mut counts = ImportSummary::default();
         let mut rejects = Vec::new();
         let mut suppressed = Vec::new();
-        let mut encryptions = 0u64;
+        let mut resealed = 0u64;
         for p in chunk {
             counts.rows += 1;
             let ready = match p {
@@ -2193,7 +2355,6 @@ impl Vault {
             let existing = self.lookup_exact(ctx, &E164::from_trusted(ready.body.e164.clone()))?;
             match existing {
                 None => {
-                    encryptions += 1;
                     ev.touch(&ready.id);
                     let exact = ready.idx.exact.clone();
                     self.stage(
@@ -2228,9 +2389,8 @@ impl Vault {
                         changed |= body.grant(p, &opts.source, t);
                     }
                     if changed {
-                        encryptions += 1;
                         ev.touch(&id);
-                        self.stage(
+                        resealed += self.stage(
                             ctx,
                             &mut batch,
                             Change::Update {
@@ -2248,9 +2408,9 @@ impl Vault {
             }
             seen.insert(ready.idx.exact.clone(), ());
         }
-        if encryptions > 0 {
-            // The producer sealed every row of the chunk; count them all.
-            self.reserve_encryptions(ctx, counts.rows - counts.rejected)?;
+        if resealed > 0 {
+            // Each merge sealed its record again.
+            self.reserve_encryptions(ctx, resealed)?;
         }
         if !batch.is_empty() {
             self.commit_audited_nowait(&mut batch, ev)?;
@@ -2265,6 +2425,8 @@ struct ReadyRow {
     body: RecordBody,
     sealed: Vec<u8>,
     idx: IndexEntries,
+    /// Invalid under the phone metadata the tenant's indexes were made with.
+    turned_valid: bool,
 }
 
 enum Prepared {
@@ -2272,7 +2434,12 @@ enum Prepared {
     Reject(Reject),
 }
 
-fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64) -> Prepared {
+fn prepare(
+    ctx: &TenantCtx,
+    opts: &ImportOptions,
+    (field, line, t): (&str, u64, u64),
+    change: Option<&phone::MetadataChange>,
+) -> Prepared {
     let n = match phone::normalize(field, opts.region.as_deref()) {
         Ok(n) => n,
         Err(e) => {
@@ -2302,12 +2469,15 @@ fn prepare(ctx: &TenantCtx, opts: &ImportOptions, field: &str, line: u64, t: u64
     ) {
         Ok(sealed) => {
             let idx = index_entries(ctx, index, &body.e164, body.country_code, &id);
+            let turned_valid =
+                change.is_some_and(|c| c.turned_valid(&n, field, opts.region.as_deref()));
             Prepared::Ready(ReadyRow {
                 line,
                 id,
                 body,
                 sealed,
                 idx,
+                turned_valid,
             })
         }
         Err(e) => Prepared::Reject(Reject {

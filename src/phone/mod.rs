@@ -10,6 +10,10 @@
 //! - [`metadata_version`] names the libphonenumber metadata release that decided validity;
 //!   it is recorded next to blind indexes, because a metadata update can change the E.164 form
 //!   (and so the index) of some inputs.
+//! - [`PhoneMetadata`] is one set of libphonenumber metadata: the release vendored in this
+//!   crate (the default), the older one compiled into the `phonenumber` crate, or an operator's
+//!   newer `PhoneNumberMetadata.xml` ([`PhoneMetadata::load`]); [`install`] makes one the
+//!   process's metadata before the first number is parsed.
 //!
 //! ```
 //! use phonevault::phone::{mask, normalize, NumberKind};
@@ -25,8 +29,9 @@
 //! # How it relates to libphonenumber and the `phonenumber` crate
 //!
 //! The parsing rules are a port of libphonenumber's `parse` + `isValidNumber` +
-//! `getNumberType`, run over the metadata shipped in the `phonenumber` crate. The crate's own
-//! parser and validator are not used, for two reasons:
+//! `getNumberType`, run over libphonenumber's own `PhoneNumberMetadata.xml` (vendored here,
+//! newer than the release compiled into the `phonenumber` crate), read by the crate's loader.
+//! The crate's own parser and validator are not used, for two reasons:
 //! - its validator accepts numbers whose national number only *starts* like a valid one
 //!   (`+376312345534` passes); here every pattern must match the whole national number and its
 //!   length must be one the metadata lists;
@@ -49,23 +54,23 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Once, OnceLock};
 
-use phonenumber::metadata::{Descriptor, Metadata, DATABASE};
+use phonenumber::metadata::{Database, Descriptor, Metadata};
 use zeroize::{Zeroize, Zeroizing};
+
+mod metadata;
+pub use metadata::{install, InstallError, MetadataChange, MetadataError, PhoneMetadata};
 
 /// Inputs longer than this many characters are rejected before any parsing (libphonenumber's
 /// limit).
 pub const MAX_INPUT_CHARS: usize = 250;
 
-/// libphonenumber metadata release compiled into the `phonenumber` crate we depend on
-/// (crate version `0.3.10+9.0.33`; a test checks this against `Cargo.lock`).
-const METADATA_VERSION: &str = "9.0.33";
-
 /// Shortest and longest national significant number libphonenumber will parse.
 const MIN_NSN: usize = 2;
 const MAX_NSN: usize = 17;
 
-/// Capacity given to the `phonenumber` crate's shared regex cache: its metadata holds about
-/// 1,800 distinct patterns; the default of 100 makes it recompile on nearly every call.
+/// Capacity given to the `phonenumber` crate's shared regex cache (when its compiled-in
+/// metadata is used): about 1,800 distinct patterns; the default of 100 makes it recompile on
+/// nearly every call.
 const CRATE_REGEX_CACHE_CAPACITY: usize = 4096;
 
 // ---------------------------------------------------------------------------------------------
@@ -96,7 +101,7 @@ impl E164 {
     /// assigned codes; `None` if the value does not start with `+` and an assigned code.
     pub fn country_code(&self) -> Option<u16> {
         let digits = self.0.strip_prefix('+')?;
-        split_country_code(digits).map(|(cc, _)| cc)
+        split_country_code(metadata::active().tables(), digits).map(|(cc, _)| cc)
     }
 
     /// The last four characters (fewer if the value is shorter).
@@ -305,11 +310,18 @@ pub struct Report {
 /// A [`PhoneError`] saying why the input is not a valid number; [`PhoneError::InvalidRegionHint`]
 /// if `region` is given but unknown (even when the number would not need it).
 pub fn normalize(input: &str, region: Option<&str>) -> Result<Normalized, PhoneError> {
-    enlarge_crate_regex_cache();
+    metadata::active().normalize(input, region)
+}
+
+/// [`normalize`] over the given metadata tables.
+fn normalize_in(
+    tables: &Tables,
+    input: &str,
+    region: Option<&str>,
+) -> Result<Normalized, PhoneError> {
     if input.chars().nth(MAX_INPUT_CHARS).is_some() {
         return Err(PhoneError::InputTooLong);
     }
-    let tables = tables();
     let hint = match region {
         None => None,
         Some(code) => Some(
@@ -318,7 +330,7 @@ pub fn normalize(input: &str, region: Option<&str>) -> Result<Normalized, PhoneE
                 .ok_or(PhoneError::InvalidRegionHint)?,
         ),
     };
-    let parsed = parse(input, hint)?;
+    let parsed = parse(tables, input, hint)?;
     let main = tables
         .main_region(parsed.cc)
         .ok_or(PhoneError::InvalidCountryCode)?;
@@ -372,7 +384,7 @@ pub fn report(input: &str, region: Option<&str>) -> Report {
 pub fn mask(e164: &E164) -> String {
     let value = e164.expose_secret();
     let digits = value.strip_prefix('+').unwrap_or(value);
-    let (cc, national) = match split_country_code(digits) {
+    let (cc, national) = match split_country_code(metadata::active().tables(), digits) {
         Some((cc, rest)) if rest.bytes().all(|b| b.is_ascii_digit()) => (Some(cc), rest),
         // Not a well-formed E.164 value: show nothing of it.
         _ => (None, ""),
@@ -408,9 +420,10 @@ pub fn mask(e164: &E164) -> String {
     out
 }
 
-/// The libphonenumber metadata release used for validation, e.g. `"9.0.33"`.
+/// The libphonenumber metadata release used for validation, e.g. `"9.0.35"`: the
+/// [`PhoneMetadata::version`] of the process's metadata (see [`install`]).
 pub fn metadata_version() -> &'static str {
-    METADATA_VERSION
+    metadata::active().version()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -485,58 +498,40 @@ struct PrefixMatch {
     transformed: Option<Zeroizing<String>>,
 }
 
-/// Compiles `$source` with the `regex` engine the `phonenumber` crate ships, and passes the
-/// owned `Regex` to `$body`.
-///
-/// The `regex` crate is not a direct dependency of ours, so its type cannot be named; the
-/// crate's regex cache compiles it, we take it out of the cache (so the entry does not take a
-/// slot there) and keep it inside a closure. `None` if the pattern does not compile: the
-/// caller treats that as "never matches" (a test compiles every metadata pattern). With
-/// `regex` as a direct dependency this would be plain `regex::Regex` fields.
-macro_rules! with_regex {
-    ($source:expr, |$re:ident| $body:expr) => {{
-        let source: &str = $source;
-        let cache = DATABASE.cache();
-        // A poisoned lock only means another thread panicked while holding a cache of compiled
-        // regexes; the cache itself is still usable.
-        let mut guard = cache
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let compiled = guard.compile(source).is_ok();
-        let owned = if compiled { guard.remove(source) } else { None };
-        drop(guard);
-        owned.map(|$re| $body)
-    }};
+/// `None` if the pattern does not compile: the caller treats that as "never matches" (a test
+/// compiles every pattern of the vendored metadata, and [`PhoneMetadata::load`] refuses a file
+/// with a pattern that does not compile).
+fn compile(source: &str) -> Option<regex::Regex> {
+    regex::Regex::new(source).ok()
 }
 
 fn compile_match(source: &str) -> Option<MatchFn> {
-    with_regex!(source, |re| Box::new(move |s: &str| re.is_match(s))
-        as MatchFn)
+    compile(source).map(|re| Box::new(move |s: &str| re.is_match(s)) as MatchFn)
 }
 
 fn compile_find(source: &str) -> Option<FindFn> {
-    with_regex!(
-        source,
-        |re| Box::new(move |s: &str| re.find(s).map(|m| (m.start(), m.end()))) as FindFn
-    )
+    compile(source)
+        .map(|re| Box::new(move |s: &str| re.find(s).map(|m| (m.start(), m.end()))) as FindFn)
 }
 
 fn compile_prefix(source: &str) -> Option<PrefixFn> {
-    with_regex!(source, |re| Box::new(move |s: &str, rule: Option<&str>| {
-        let caps = re.captures(s)?;
-        let end = caps.get(0)?.end();
-        // libphonenumber: the transform applies only if the last group took part in the
-        // match (with no groups, "group 0", the whole match, always does).
-        let groups = re.captures_len().saturating_sub(1);
-        let last_matched = groups == 0 || caps.get(groups).is_some();
-        let transformed = match rule {
-            Some(rule) if !rule.is_empty() && last_matched => {
-                Some(Zeroizing::new(re.replacen(s, 1, rule).into_owned()))
-            }
-            _ => None,
-        };
-        Some(PrefixMatch { end, transformed })
-    }) as PrefixFn)
+    compile(source).map(|re| {
+        Box::new(move |s: &str, rule: Option<&str>| {
+            let caps = re.captures(s)?;
+            let end = caps.get(0)?.end();
+            // libphonenumber: the transform applies only if the last group took part in the
+            // match (with no groups, "group 0", the whole match, always does).
+            let groups = re.captures_len().saturating_sub(1);
+            let last_matched = groups == 0 || caps.get(groups).is_some();
+            let transformed = match rule {
+                Some(rule) if !rule.is_empty() && last_matched => {
+                    Some(Zeroizing::new(re.replacen(s, 1, rule).into_owned()))
+                }
+                _ => None,
+            };
+            Some(PrefixMatch { end, transformed })
+        }) as PrefixFn
+    })
 }
 
 /// A metadata pattern, compiled on first use.
@@ -822,7 +817,7 @@ struct Tables {
 }
 
 impl Tables {
-    fn build() -> Self {
+    fn build(db: &'static Database) -> Self {
         // Not `DATABASE.iter()`: it walks the crate's by-id map, where the non-geographic
         // entries (all with id "001") overwrite one another.
         let mut tables = Tables {
@@ -831,7 +826,7 @@ impl Tables {
             by_cc: HashMap::new(),
         };
         for cc in 1..=999u16 {
-            for meta in DATABASE.by_code(&cc).unwrap_or_default() {
+            for meta in db.by_code(&cc).unwrap_or_default() {
                 let index = tables.regions.len();
                 tables.regions.push(Region::new(meta));
                 tables.by_cc.entry(cc).or_default().push(index);
@@ -841,6 +836,62 @@ impl Tables {
             }
         }
         tables
+    }
+
+    /// Everything the parser reads of the regions of calling code `cc`, as one string: two
+    /// metadata sets treat the numbers of `cc` alike when their fingerprints are equal.
+    fn fingerprint(&self, cc: u16) -> String {
+        let mut out = String::new();
+        for &i in self.by_cc.get(&cc).map(Vec::as_slice).unwrap_or_default() {
+            let r = &self.regions[i];
+            let desc = |d: &Desc| format!("{:?}{}", d.lengths, d.pattern.source);
+            out.push_str(r.id);
+            out.push_str(&desc(&r.general));
+            out.push_str(&format!("{:?}", r.local_lengths));
+            for (kind, d) in &r.special {
+                out.push_str(kind.as_str());
+                out.push_str(&desc(d));
+            }
+            for d in [&r.fixed_line, &r.mobile].into_iter().flatten() {
+                out.push_str(&desc(d));
+            }
+            out.push_str(&format!("{}", r.same_fixed_and_mobile));
+            for p in [&r.international_prefix, &r.leading_digits]
+                .into_iter()
+                .flatten()
+            {
+                out.push_str(&p.source);
+            }
+            if let Some(p) = &r.national_prefix_for_parsing {
+                out.push_str(&p.source);
+            }
+            out.push_str(r.transform_rule.as_deref().unwrap_or_default());
+            out.push('\u{1f}');
+        }
+        out
+    }
+
+    /// The id of the first region with a pattern that does not compile (all are compiled
+    /// now, and kept).
+    fn first_bad_pattern(&self) -> Option<&'static str> {
+        self.regions.iter().find_map(|r| {
+            let descs = std::iter::once(&r.general)
+                .chain(r.special.iter().map(|(_, d)| d))
+                .chain(r.fixed_line.iter())
+                .chain(r.mobile.iter());
+            let mut ok = descs
+                .into_iter()
+                .all(|d| d.pattern.get(compile_match).is_some());
+            ok &= [&r.international_prefix, &r.leading_digits]
+                .into_iter()
+                .flatten()
+                .all(|p| p.get(compile_find).is_some());
+            ok &= r
+                .national_prefix_for_parsing
+                .as_ref()
+                .is_none_or(|p| p.get(compile_prefix).is_some());
+            (!ok).then_some(r.id)
+        })
     }
 
     fn region_by_id(&self, id: &str) -> Option<&Region> {
@@ -868,18 +919,12 @@ impl Tables {
     }
 }
 
-fn tables() -> &'static Tables {
-    static TABLES: OnceLock<Tables> = OnceLock::new();
-    TABLES.get_or_init(Tables::build)
-}
-
 /// Splits `digits` into an assigned country calling code and the rest (libphonenumber
 /// `extractCountryCode`).
-fn split_country_code(digits: &str) -> Option<(u16, &str)> {
+fn split_country_code<'a>(tables: &Tables, digits: &'a str) -> Option<(u16, &'a str)> {
     if digits.starts_with('0') {
         return None;
     }
-    let tables = tables();
     (1..=3).find_map(|len| {
         let head = digits.get(..len)?;
         if !head.bytes().all(|b| b.is_ascii_digit()) {
@@ -894,7 +939,7 @@ fn split_country_code(digits: &str) -> Option<(u16, &str)> {
 fn enlarge_crate_regex_cache() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let cache = DATABASE.cache();
+        let cache = phonenumber::metadata::DATABASE.cache();
         let mut guard = cache
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -976,7 +1021,7 @@ enum CodeSource {
     Default,
 }
 
-fn parse(input: &str, hint: Option<&Region>) -> Result<Parsed, PhoneError> {
+fn parse(tables: &Tables, input: &str, hint: Option<&Region>) -> Result<Parsed, PhoneError> {
     let text = fold_unicode(input);
     if text.trim().is_empty() {
         return Err(PhoneError::Empty);
@@ -1006,16 +1051,15 @@ fn parse(input: &str, hint: Option<&Region>) -> Result<Parsed, PhoneError> {
         }
     }
 
-    let extracted = match extract_country_code(&national, hint) {
+    let extracted = match extract_country_code(tables, &national, hint) {
         Err(PhoneError::InvalidCountryCode) if national.starts_with('+') => {
-            match extract_country_code(national.trim_start_matches('+'), hint)? {
+            match extract_country_code(tables, national.trim_start_matches('+'), hint)? {
                 Some(found) => Some(found),
                 None => return Err(PhoneError::InvalidCountryCode),
             }
         }
         other => other?,
     };
-    let tables = tables();
     let (cc, mut nsn, meta) = match extracted {
         Some((cc, rest)) => (cc, rest, tables.main_region(cc)),
         None => {
@@ -1159,6 +1203,7 @@ fn strip_international_prefix(
 /// libphonenumber `maybeExtractCountryCode`: `Some((cc, national number))` when the number
 /// carries its country calling code, `None` when it is national to the hint region.
 fn extract_country_code(
+    tables: &Tables,
     number: &str,
     hint: Option<&Region>,
 ) -> Result<Option<(u16, Zeroizing<String>)>, PhoneError> {
@@ -1170,7 +1215,7 @@ fn extract_country_code(
         if full.len() <= MIN_NSN {
             return Err(PhoneError::TooShort);
         }
-        return match split_country_code(&full) {
+        return match split_country_code(tables, &full) {
             Some((cc, rest)) => Ok(Some((cc, Zeroizing::new(rest.to_owned())))),
             None => Err(PhoneError::InvalidCountryCode),
         };
@@ -1226,6 +1271,7 @@ fn strip_national_prefix(number: &mut Zeroizing<String>, region: &Region) {
 #[allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
+    use phonenumber::metadata::DATABASE;
     use proptest::prelude::*;
 
     fn e164(input: &str, region: Option<&str>) -> String {
@@ -1485,7 +1531,7 @@ mod tests {
 
     #[test]
     fn crate_regex_cache_is_enlarged() {
-        let _ = normalize("+447400123456", None);
+        let _ = PhoneMetadata::compiled_in().normalize("+447400123456", None);
         let cache = DATABASE.cache();
         let guard = cache.lock().unwrap();
         assert!(guard.capacity() >= CRATE_REGEX_CACHE_CAPACITY);
@@ -1500,7 +1546,7 @@ mod tests {
 
     #[test]
     fn every_metadata_pattern_compiles() {
-        let t = tables();
+        let t = PhoneMetadata::vendored().tables();
         assert!(t.by_id.len() >= 240, "{} regions", t.by_id.len());
         for cc in [800, 808, 870, 878, 881, 882, 883, 888, 979] {
             assert_eq!(
@@ -1540,7 +1586,11 @@ mod tests {
         let mut checked = 0;
         let mut wrong = Vec::new();
         for cc in 1..=999u16 {
-            for meta in DATABASE.by_code(&cc).unwrap_or_default() {
+            for meta in PhoneMetadata::vendored()
+                .database()
+                .by_code(&cc)
+                .unwrap_or_default()
+            {
                 let d = meta.descriptors();
                 let typed = [
                     (NumberKind::FixedLine, d.fixed_line()),
@@ -1564,7 +1614,11 @@ mod tests {
                     let region = (meta.id() != NON_GEO_REGION).then_some(meta.id());
                     // Where regions share a calling code, a shared range (e.g. +1 800) is
                     // attributed to the main region, as libphonenumber does.
-                    let shared = tables().by_cc.get(&cc).is_some_and(|l| l.len() > 1);
+                    let shared = PhoneMetadata::vendored()
+                        .tables()
+                        .by_cc
+                        .get(&cc)
+                        .is_some_and(|l| l.len() > 1);
                     let fits = match &got {
                         Ok((r, k)) => {
                             (*r == region || shared)
