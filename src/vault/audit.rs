@@ -784,9 +784,10 @@ impl Vault {
     pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
         let mode = self.audit.mode();
         if mode == MODE_PROCESS {
+            // Encoded before the lock: only the chained tag and the write hold it.
+            let body = audit::encode_entries(&entries)?;
             let mut chain = lock(&self.audit.chain);
             if let Some(j) = chain.journal.as_mut() {
-                let body = audit::encode_entries(&entries)?;
                 j.append(&body)?;
                 let at = (j.gen(), j.count());
                 chain.journal_at = Some(at);
