@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo bench --locked --bench server_load     # SECONDS=10 per figure, RUNS=1, CONNECTIONS=16,64
 //! RUNS=3 SECONDS=5 cargo bench --locked --bench server_load    # medians of three runs
+//! QUICK=1 MODES=process cargo bench --locked --bench server_load # to profile: 20,000 numbers
 //! ```
 //!
 //! 1. In-process import of benches/data/numbers-200k.csv (`phonevault import`): the baseline.
@@ -235,6 +236,14 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let numbers = phones("numbers-200k.csv");
 
+    // QUICK=1 (for profiling): no in-process baseline, only 20,000 numbers ingested.
+    let quick = std::env::var_os("QUICK").is_some();
+    let numbers = if quick {
+        numbers[..20_000].to_vec()
+    } else {
+        numbers
+    };
+
     // 1. Baseline: in-process import.
     let a = tmp.path().join("a");
     vault(&a, "reader");
@@ -242,17 +251,19 @@ fn main() {
     let file = tmp.path().join("numbers-200k.csv");
     std::fs::copy(data("numbers-200k.csv"), &file).unwrap();
     let t = Instant::now();
-    ok(
-        &a,
-        &[
-            "import",
-            "--tenant",
-            "shop",
-            "--consent",
-            "otp",
-            file.to_str().unwrap(),
-        ],
-    );
+    if !quick {
+        ok(
+            &a,
+            &[
+                "import",
+                "--tenant",
+                "shop",
+                "--consent",
+                "otp",
+                file.to_str().unwrap(),
+            ],
+        );
+    }
     let import = t.elapsed();
 
     // 2. The same numbers through the socket, 10,000 per batch.
@@ -322,7 +333,11 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1);
-    let servers = ["floor", "process", "always", "lag"];
+    // MODES=process,always to choose (the floor is always measured).
+    let modes = std::env::var("MODES").unwrap_or_else(|_| "process,always,lag".into());
+    let servers: Vec<&str> = std::iter::once("floor")
+        .chain(modes.split(',').map(str::trim))
+        .collect();
     // figures[server][conns] = one Load per run
     let mut figures: Vec<Vec<Vec<Load>>> = vec![vec![Vec::new(); conns.len()]; servers.len()];
     for run in 0..runs {

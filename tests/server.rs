@@ -622,6 +622,52 @@ fn socket_file_stale_live_and_permissions() {
     assert!(!env.socket().exists());
 }
 
+/// Each `--audit-sync` mode (and the older `--audit-read-lag-ms`) serves lookups, and
+/// their entries are in the chain once the server stopped; the journal of `process`
+/// mode is folded in and removed at a clean stop. Conflicting flags are refused.
+#[test]
+fn every_audit_sync_mode_serves_and_logs_its_lookups() {
+    let (env, t) = setup();
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    let finds = || {
+        env.ok(&["audit", "export", "--action", "find"])
+            .lines()
+            .count()
+    };
+    let journal = env.vault.join("audit.journal");
+    for flags in [
+        &["--audit-sync", "always"][..],
+        &["--audit-sync", "process", "--audit-sync-ms", "5"],
+        &[],
+        &["--audit-sync", "lag", "--audit-sync-ms", "5"],
+        &["--audit-read-lag-ms", "10"],
+    ] {
+        let before = finds();
+        let s = env.serve(flags);
+        unseal(&s);
+        let process = flags.is_empty() || flags.contains(&"process");
+        assert_eq!(journal.exists(), process, "{flags:?}");
+        for _ in 0..3 {
+            let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
+            assert_eq!(st, 404, "{flags:?}");
+        }
+        s.stop();
+        assert!(
+            !journal.exists(),
+            "{flags:?}: the journal outlived a clean stop"
+        );
+        assert_eq!(finds(), before + 3, "{flags:?}");
+    }
+    for bad in [
+        &["serve", "--audit-sync", "sometimes"][..],
+        &["serve", "--audit-sync", "lag", "--audit-read-lag-ms", "10"],
+        &["serve", "--audit-sync-ms", "0"],
+    ] {
+        let out = env.cmd(bad).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+    }
+}
+
 /// Tokens are served from memory on the hot path: a revocation through the socket
 /// still holds on the very next request.
 #[test]

@@ -43,7 +43,7 @@ pub(crate) const K0_ROW: &[u8] = b"audit-k0";
 /// Meta row holding the journal mark: which journal records are in the chain.
 pub(crate) const JOURNAL_ROW: &[u8] = b"audit-journal";
 /// A journal past this size is folded, the store flushed, and a new one started.
-const ROTATE_BYTES: u64 = 4 << 20;
+const ROTATE_BYTES: u64 = 64 << 20;
 /// Entries folded into one link when a journal is recovered.
 const FOLD_ENTRIES: usize = 5_000;
 /// Pending entries that make a link at once, bounding memory between flushes.
@@ -856,9 +856,10 @@ impl Vault {
     pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
         let mode = self.audit.mode();
         if mode == MODE_PROCESS {
+            // Encoded before the lock: only the chained tag and the write hold it.
+            let body = audit::encode_entries(&entries)?;
             let mut chain = lock(&self.audit.chain);
             if let Some(j) = chain.journal.as_mut() {
-                let body = audit::encode_entries(&entries)?;
                 j.append(&body)?;
                 let at = (j.gen(), j.count());
                 chain.journal_at = Some(at);
