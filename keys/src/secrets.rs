@@ -160,43 +160,54 @@ impl fmt::Debug for Passphrase {
     }
 }
 
+/// `generate`, `from_bytes` and `expose_secret` of a 32-byte secret that a caller must
+/// persist or hand on (a key file, an HSM-sealed slot secret).
+macro_rules! random_secret_bytes {
+    ($ty:ident, $from:literal, $expose:literal) => {
+        impl $ty {
+            /// Fresh random bytes from the OS RNG.
+            ///
+            /// # Panics
+            ///
+            /// If the operating system's random number generator fails.
+            pub fn generate() -> Self {
+                let mut k = $ty([0u8; KEY_LEN]);
+                OsRng.fill_bytes(&mut k.0);
+                k
+            }
+
+            #[doc = $from]
+            ///
+            /// # Errors
+            ///
+            /// [`KeyError::KeyFileLength`] unless `bytes` is exactly 32 bytes long.
+            pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
+                let mut k = $ty([0u8; KEY_LEN]);
+                if bytes.len() != KEY_LEN {
+                    return Err(KeyError::KeyFileLength);
+                }
+                k.0.copy_from_slice(bytes);
+                Ok(k)
+            }
+
+            #[doc = $expose]
+            pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
+                &self.0
+            }
+        }
+    };
+}
+
 /// The content of a key file: 32 random bytes that open a key-file slot.
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct KeyFileKey([u8; KEY_LEN]);
 
 secret_bytes_common!(KeyFileKey);
-
-impl KeyFileKey {
-    /// A fresh random key-file key from the OS RNG.
-    ///
-    /// # Panics
-    ///
-    /// If the operating system's random number generator fails.
-    pub fn generate() -> Self {
-        let mut k = KeyFileKey([0u8; KEY_LEN]);
-        OsRng.fill_bytes(&mut k.0);
-        k
-    }
-
-    /// Reads a key file's content.
-    ///
-    /// # Errors
-    ///
-    /// [`KeyError::KeyFileLength`] unless `bytes` is exactly 32 bytes long.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        let mut k = KeyFileKey([0u8; KEY_LEN]);
-        if bytes.len() != KEY_LEN {
-            return Err(KeyError::KeyFileLength);
-        }
-        k.0.copy_from_slice(bytes);
-        Ok(k)
-    }
-
-    /// The 32 bytes, to write the key file.
-    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
-        &self.0
-    }
-}
+random_secret_bytes!(
+    KeyFileKey,
+    "Reads a key file's content.",
+    "The 32 bytes, to write the key file."
+);
 
 /// The secret behind a PKCS#11 key slot: 32 random bytes, stored only sealed by a
 /// non-extractable key inside an HSM (the slot's `sealed` field), from which the slot's KEK
@@ -205,38 +216,11 @@ impl KeyFileKey {
 pub struct HsmSecret([u8; KEY_LEN]);
 
 secret_bytes_common!(HsmSecret);
-
-impl HsmSecret {
-    /// A fresh random secret from the OS RNG.
-    ///
-    /// # Panics
-    ///
-    /// If the operating system's random number generator fails.
-    pub fn generate() -> Self {
-        let mut k = HsmSecret([0u8; KEY_LEN]);
-        OsRng.fill_bytes(&mut k.0);
-        k
-    }
-
-    /// The secret as the HSM returned it.
-    ///
-    /// # Errors
-    ///
-    /// [`KeyError::KeyFileLength`] unless `bytes` is exactly 32 bytes long.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, KeyError> {
-        let mut k = HsmSecret([0u8; KEY_LEN]);
-        if bytes.len() != KEY_LEN {
-            return Err(KeyError::KeyFileLength);
-        }
-        k.0.copy_from_slice(bytes);
-        Ok(k)
-    }
-
-    /// The 32 bytes, to hand to the HSM for sealing.
-    pub fn expose_secret(&self) -> &[u8; KEY_LEN] {
-        &self.0
-    }
-}
+random_secret_bytes!(
+    HsmSecret,
+    "The secret as the HSM returned it.",
+    "The 32 bytes, to hand to the HSM for sealing."
+);
 
 /// The random 32-byte seed of one key version of one tenant; the tenant's
 /// data, index and MAC keys of that version are derived from it by
