@@ -16,7 +16,8 @@
 //!    the other. Each of 3 and 4 is driven by the same client (one thread per
 //!    keep-alive connection sending lookups from benches/data/lookups-20k.csv) at each
 //!    connection count for a fixed time: lookups/s, p50, p99, and the ratios to the floor.
-//! 5. The server's peak resident memory (VmHWM).
+//! 5. The server's peak resident memory (VmHWM), and its CPU time per lookup (user +
+//!    system, from /proc): a figure the load of the rest of the machine barely moves.
 //!
 //! The client runs on the same machine and shares its cores with the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
@@ -219,6 +220,21 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system, all threads) that process `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are the 12th and
+    // 13th of them, in clock ticks (100 a second on Linux).
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        f.get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (tick(11) + tick(12)) / 100.0
+}
+
 fn main() {
     if let Some(sock) = std::env::var_os("PHONEVAULT_FLOOR_SOCKET") {
         floor_server(Path::new(&sock));
@@ -348,14 +364,17 @@ fn main() {
                 (serve(&b, name), b.join("phonevault.sock"))
             };
             for (ci, &c) in conns.iter().enumerate() {
-                let l = load(&sock, &reader, &bodies, c, secs, *name == "floor");
+                let cpu_before = cpu_seconds(child.id());
+                let mut l = load(&sock, &reader, &bodies, c, secs, *name == "floor");
+                l.cpu_us = (cpu_seconds(child.id()) - cpu_before) * 1e6 / l.count as f64;
                 println!(
-                    "run {}: {name:>8} {c:>3} connections: {:>7.0} lookups/s ({} found), p50 {:.3} ms, p99 {:.3} ms",
+                    "run {}: {name:>8} {c:>3} connections: {:>7.0} lookups/s ({} found), p50 {:.3} ms, p99 {:.3} ms, server CPU {:.1} µs/lookup",
                     run + 1,
                     l.rate,
                     l.found,
                     l.p50 * 1e3,
-                    l.p99 * 1e3
+                    l.p99 * 1e3,
+                    l.cpu_us
                 );
                 figures[si][ci].push(l);
             }
@@ -381,6 +400,7 @@ fn main() {
             let rate = med(figures[si][ci].iter().map(|l| l.rate).collect());
             let p50 = med(figures[si][ci].iter().map(|l| l.p50).collect());
             let p99 = med(figures[si][ci].iter().map(|l| l.p99).collect());
+            let cpu = med(figures[si][ci].iter().map(|l| l.cpu_us).collect());
             let ratio = med((0..runs)
                 .map(|r| figures[si][ci][r].rate / figures[0][ci][r].rate)
                 .collect());
@@ -388,7 +408,7 @@ fn main() {
                 .map(|r| figures[si][ci][r].p99 / figures[0][ci][r].p99)
                 .collect());
             println!(
-                "{name:>8} {c:>3} connections: {rate:>7.0} lookups/s = {ratio:.2} x floor; p50 {:.3} ms, p99 {:.3} ms = {p99_ratio:.2} x floor p99",
+                "{name:>8} {c:>3} connections: {rate:>7.0} lookups/s = {ratio:.2} x floor; p50 {:.3} ms, p99 {:.3} ms = {p99_ratio:.2} x floor p99; server CPU {cpu:.1} µs/lookup",
                 p50 * 1e3,
                 p99 * 1e3
             );
@@ -400,6 +420,11 @@ fn main() {
 #[derive(Clone, Copy)]
 struct Load {
     rate: f64,
+    /// Requests answered.
+    count: usize,
+    /// Server CPU time (user + system) per request, in µs: what the server spends,
+    /// whatever the client and the rest of the machine take.
+    cpu_us: f64,
     found: u64,
     p50: f64,
     p99: f64,
@@ -456,6 +481,8 @@ fn load(
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64();
     Load {
         rate: lat.len() as f64 / wall.as_secs_f64(),
+        count: lat.len(),
+        cpu_us: f64::NAN,
         found,
         p50: pct(0.50),
         p99: pct(0.99),
