@@ -116,6 +116,16 @@ impl From<VaultError> for ApiError {
                     "the database is unavailable: the request was not acknowledged; retry shortly (the server reconnects by itself, and adds and consent changes are safe to repeat)",
                 );
             }
+            VaultError::KeyVersionMissing { .. } | VaultError::KeyVersionConflict { .. } => {
+                // Not the caller's fault and not tampering: this host needs another
+                // host's keyring. The operator's instructions go to the log.
+                tracing::warn!("phonevault serve: {e}");
+                return ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    e.code(),
+                    "this server lacks a key version of the tenant that another server sharing its database made: the request was not acknowledged; the operator must copy that server's keyring here (see the server log)",
+                );
+            }
             _ => return ApiError::internal(&e),
         };
         ApiError::new(status, code, e.to_string())
@@ -129,5 +139,29 @@ impl IntoResponse for ApiError {
             err["reason"] = serde_json::Value::from(r);
         }
         (self.status, axum::Json(serde_json::json!({ "error": err }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host missing another host's key version is unavailable (retry once the
+    /// operator copied the keyring), not an internal error and not tampering.
+    #[test]
+    fn missing_and_conflicting_key_versions_are_unavailable() {
+        let missing = ApiError::from(VaultError::KeyVersionMissing {
+            tenant: "shop".into(),
+            versions: "2".into(),
+        });
+        assert_eq!(missing.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(missing.code, "key_version_missing");
+        let conflict = ApiError::from(VaultError::KeyVersionConflict {
+            tenant: "shop".into(),
+            version: 3,
+        });
+        assert_eq!(conflict.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(conflict.code, "key_version_conflict");
+        assert!(!conflict.message.contains("tamper"), "{}", conflict.message);
     }
 }
