@@ -279,6 +279,35 @@ fn verify_stamps_the_time() {
     );
 }
 
+/// A verification renews retention: a caller acting for `otp` does not stamp (and so
+/// keep alive) a record held only for marketing, nor one whose `otp` consent was
+/// withdrawn.
+#[test]
+fn verify_for_some_purposes_stamps_only_their_records() {
+    let t = setup();
+    t.v.add("shop", A, None, &p(&["marketing"]), "web").unwrap();
+    t.v.add("shop", B, None, &p(&["otp", "marketing"]), "web")
+        .unwrap();
+    t.advance(10);
+    let verified = |n: &str| {
+        t.v.find("shop", n, None, "marketing")
+            .unwrap()
+            .unwrap()
+            .verified_at
+    };
+    t.v.verify_for("shop", phone(A), &p(&["otp"])).unwrap();
+    assert_eq!(verified(A), None);
+    t.v.verify_for("shop", phone(B), &p(&["otp"])).unwrap();
+    assert_eq!(verified(B), Some(t.v.now()));
+    t.v.withdraw("shop", phone(B), "otp").unwrap();
+    t.advance(10);
+    t.v.verify_for("shop", phone(B), &p(&["otp"])).unwrap();
+    assert_eq!(verified(B), Some(t.v.now() - 10));
+    // Every purpose (the CLI, a tenant admin): any record.
+    t.v.verify_for("shop", phone(A), &[]).unwrap();
+    assert_eq!(verified(A), Some(t.v.now()));
+}
+
 #[test]
 fn purposes_can_be_added_later() {
     let t = setup();

@@ -670,6 +670,42 @@ fn every_audit_sync_mode_serves_and_logs_its_lookups() {
 
 /// Tokens are served from memory on the hot path: a revocation through the socket
 /// still holds on the very next request.
+/// A verification renews retention, so a writer stamps only records consented for one
+/// of its purposes; the answer is the same either way.
+#[test]
+fn a_writer_verifies_only_records_held_for_its_purposes() {
+    let (env, t) = setup();
+    env.ok(&[
+        "add",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--consent",
+        "marketing",
+    ]);
+    let otp_writer = env.token(&["--tenant", "shop", "--role", "writer", "--purposes", "otp"]);
+    let s = env.serve(&[]);
+    unseal(&s);
+    let verified_at = || {
+        let (st, v) = s.post(
+            "/v1/tenants/shop/lookup",
+            Some(&t.revealer),
+            json!({"phone": NUMBER, "purpose": "marketing"}),
+        );
+        assert_eq!(st, 200, "{v}");
+        v["verified_at"].clone()
+    };
+    let target = json!({"phone": NUMBER});
+    let (st, v) = s.post("/v1/tenants/shop/verify", Some(&otp_writer), target.clone());
+    assert_eq!((st, &v), (200, &json!({"accepted": true})));
+    assert_eq!(verified_at(), Value::Null);
+    let (st, v) = s.post("/v1/tenants/shop/verify", Some(&t.writer), target);
+    assert_eq!((st, &v), (200, &json!({"accepted": true})));
+    assert!(verified_at().is_u64());
+    s.stop();
+}
+
 #[test]
 fn a_token_revoked_through_the_socket_fails_on_the_next_request() {
     let (env, t) = setup();

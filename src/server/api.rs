@@ -857,7 +857,7 @@ async fn verify(
         let t = req
             .target()
             .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        uniform(detailed, vault.verify(&tenant, t))
+        uniform(detailed, vault.verify_for(&tenant, t, &info.purposes))
     })
     .await?;
     answer_changed(v)

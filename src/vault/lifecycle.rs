@@ -226,8 +226,29 @@ impl Vault {
 
     /// Stamps `verified_at` (the number was confirmed to reach its owner).
     pub fn verify(&self, tenant: &str, target: Target<'_>) -> Result<Changed, VaultError> {
+        self.verify_for(tenant, target, &[])
+    }
+
+    /// [`Vault::verify`] by a caller acting for `purposes` (empty: every purpose).
+    /// A verification renews the record's retention, so a caller acting for some
+    /// purposes stamps only a record consented for one of them: a writer for `otp`
+    /// cannot keep alive a record held for marketing. Any other record is left as it
+    /// is ([`Changed::No`]), which the uniform answer of write routes does not tell.
+    pub fn verify_for(
+        &self,
+        tenant: &str,
+        target: Target<'_>,
+        purposes: &[String],
+    ) -> Result<Changed, VaultError> {
         self.audited("verify", Some(tenant), None, |ev| {
             self.update(tenant, target, ev, |b, t| {
+                let held_for_caller = purposes.is_empty()
+                    || b.grants
+                        .iter()
+                        .any(|g| g.withdrawn_at.is_none() && purposes.contains(&g.purpose));
+                if !held_for_caller {
+                    return false;
+                }
                 b.verified_at = Some(t);
                 b.updated_at = t;
                 true
