@@ -120,6 +120,32 @@ pub(crate) fn conformance(s: &dyn Store) {
         s.scan_prefix(Tree::Tokens, b"", 10).unwrap(),
         vec![(b"p\x02".to_vec(), b"other".to_vec())]
     );
+    // paged scans: every page size sees every entry once, in order, and no other tree
+    let all = keys(s.range(Tree::Expiry, b"", None, usize::MAX).unwrap());
+    for page in [1, 2, 3, 5, 100] {
+        let paged: Vec<Vec<u8>> = s
+            .scan(Tree::Expiry, b"", None, page)
+            .map(|e| e.unwrap().0)
+            .collect();
+        assert_eq!(paged, all, "page size {page}");
+        let sizes: Vec<usize> = s
+            .pages(Tree::Expiry, b"", None, page)
+            .map(|p| p.unwrap().len())
+            .collect();
+        assert!(sizes.iter().all(|n| *n > 0 && *n <= page), "{sizes:?}");
+        assert_eq!(
+            s.scan_all(Tree::Expiry, b"p", page)
+                .map(|e| e.unwrap().0)
+                .collect::<Vec<_>>(),
+            vec![b"p\x00".to_vec(), b"p\x01".to_vec(), b"p\xff".to_vec()]
+        );
+        assert_eq!(
+            s.scan(Tree::Expiry, b"o", Some(b"p\x01"), page).count(),
+            2,
+            "page size {page}"
+        );
+    }
+    assert_eq!(s.scan_all(Tree::Audit, b"", 2).count(), 0);
     s.flush().unwrap();
 }
 

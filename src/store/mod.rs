@@ -10,15 +10,28 @@
 //! several servers can share one database.
 //!
 //! Every implementation passes the same conformance suite (`tests::conformance`).
+//!
+//! | file | what |
+//! |---|---|
+//! | `mod.rs` | the trait, trees, batches, errors, [`StoreLocation::open`] (the factory) |
+//! | `scan.rs` | [`Pages`] and [`Scan`]: a key range read a bounded page at a time |
+//! | `sled_store.rs` | [`SledStore`], the only module that names sled's API |
+//! | `postgres.rs` | [`PgStore`] |
+//! | `memory.rs` | [`MemoryStore`], with fault injection (full disk, failing flushes, lost guards) |
+//! | `conformance.rs` | the suite every store passes |
 
+mod memory;
 pub mod postgres;
-pub use postgres::{PgConfig, PgStore};
+mod scan;
+mod sled_store;
 
-use std::collections::BTreeMap;
-use std::ops::Bound;
+pub use memory::MemoryStore;
+pub use postgres::{PgConfig, PgStore};
+pub use scan::{Pages, Scan};
+pub use sled_store::SledStore;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Arc;
 
 /// The trees of a vault. The keyring is deliberately not among them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -191,6 +204,19 @@ pub enum StoreLocation {
 }
 
 impl StoreLocation {
+    /// Opens (or creates) the store: sled in `dir` with `cache_bytes` of page cache,
+    /// or a connection pool to the database (which ignores both).
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process has the sled store open; the
+    /// database's connection errors.
+    pub fn open(&self, dir: &Path, cache_bytes: u64) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(match self {
+            StoreLocation::Sled => Arc::new(SledStore::open(dir, cache_bytes)?),
+            StoreLocation::Postgres(cfg) => Arc::new(PgStore::connect(cfg)?),
+        })
+    }
+
     /// Parses `--store`: `sled`, or a `postgres://` / `postgresql://` URL.
     ///
     /// # Errors
@@ -285,304 +311,6 @@ pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     None
 }
 
-// ---------------------------------------------------------------------------------
-// sled
-
-/// The embedded default: one sled database, one sled tree per [`Tree`].
-pub struct SledStore {
-    db: sled::Db,
-    trees: Vec<sled::Tree>,
-}
-
-impl std::fmt::Debug for SledStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SledStore").finish_non_exhaustive()
-    }
-}
-
-fn sled_err(e: sled::Error) -> StoreError {
-    match e {
-        sled::Error::Io(io) => io_err(io),
-        sled::Error::Corruption { .. } => StoreError::Corrupt("sled reported corruption".into()),
-        other => StoreError::Corrupt(other.to_string()),
-    }
-}
-
-fn io_err(io: std::io::Error) -> StoreError {
-    // ENOSPC / EDQUOT
-    match io.raw_os_error() {
-        Some(28) | Some(122) => StoreError::DiskFull,
-        _ if io.kind() == std::io::ErrorKind::StorageFull => StoreError::DiskFull,
-        _ if io.kind() == std::io::ErrorKind::WouldBlock
-            || io.to_string().contains("could not acquire lock") =>
-        {
-            StoreError::Locked
-        }
-        _ => StoreError::Io(io),
-    }
-}
-
-impl SledStore {
-    /// How long [`SledStore::open`] waits for a lock another handle is releasing.
-    pub const LOCK_WAIT_MS: u64 = 2000;
-
-    /// Opens (or creates) the store in `dir`, with `cache_bytes` of page cache.
-    ///
-    /// # Errors
-    /// [`StoreError::Locked`] when another process has it open.
-    pub fn open(dir: &Path, cache_bytes: u64) -> Result<SledStore, StoreError> {
-        // sled would create the directory with the umask's mode (0755 by default):
-        // create it 0700 first, so the store is private whatever the caller's umask.
-        {
-            use std::os::unix::fs::DirBuilderExt;
-            match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err(e)),
-            }
-        }
-        let open = || {
-            sled::Config::new()
-                .path(dir)
-                .cache_capacity(cache_bytes)
-                .mode(sled::Mode::HighThroughput)
-                .open()
-                .map_err(sled_err)
-        };
-        // sled releases its file lock from a background thread a moment after the last
-        // handle drops: a store closed and opened again at once (seal then unseal, a
-        // restore's swap) would be refused as locked. Wait a little before saying so.
-        let deadline =
-            std::time::Instant::now() + std::time::Duration::from_millis(Self::LOCK_WAIT_MS);
-        let db = loop {
-            match open() {
-                Err(StoreError::Locked) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(25));
-                }
-                other => break other?,
-            }
-        };
-        let mut trees = Vec::with_capacity(Tree::ALL.len());
-        for t in Tree::ALL {
-            trees.push(db.open_tree(t.name()).map_err(sled_err)?);
-        }
-        Ok(SledStore { db, trees })
-    }
-
-    fn tree(&self, t: Tree) -> &sled::Tree {
-        &self.trees[t.slot()]
-    }
-
-    /// The value of the last key of a tree (the audit log's newest link).
-    pub fn last_value(&self, t: Tree) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(t)
-            .last()
-            .map_err(sled_err)?
-            .map(|(_, v)| v.to_vec()))
-    }
-
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db.size_on_disk().map_err(sled_err)
-    }
-
-    /// Copies every tree into a fresh store at `dest` (used by `compact`).
-    pub fn copy_into(&self, dest: &SledStore) -> Result<(), StoreError> {
-        for t in Tree::ALL {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for kv in self.tree(t).iter() {
-                let (k, v) = kv.map_err(sled_err)?;
-                batch.insert(k, v);
-                n += 1;
-                if n == 10_000 {
-                    dest.tree(t)
-                        .apply_batch(std::mem::take(&mut batch))
-                        .map_err(sled_err)?;
-                    n = 0;
-                }
-            }
-            dest.tree(t).apply_batch(batch).map_err(sled_err)?;
-        }
-        dest.flush()
-    }
-}
-
-impl Store for SledStore {
-    fn bytes_on_disk(&self) -> Option<u64> {
-        self.size_on_disk().ok()
-    }
-
-    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self
-            .tree(tree)
-            .get(key)
-            .map_err(sled_err)?
-            .map(|v| v.to_vec()))
-    }
-
-    fn range(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let t = self.tree(tree);
-        let upper = match end {
-            Some(e) => Bound::Excluded(e),
-            None => Bound::Unbounded,
-        };
-        let mut out = Vec::new();
-        for kv in t.range::<&[u8], _>((Bound::Included(start), upper)) {
-            if out.len() >= limit {
-                break;
-            }
-            let (k, v) = kv.map_err(sled_err)?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
-    }
-
-    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        use sled::transaction::{ConflictableTransactionError, TransactionError};
-        use sled::Transactional;
-
-        // Only the trees the batch touches take part in the transaction.
-        let mut used: Vec<Tree> = batch
-            .guards
-            .iter()
-            .map(|g| g.tree)
-            .chain(batch.ops.iter().map(|o| match o {
-                Op::Put { tree, .. } | Op::Delete { tree, .. } => *tree,
-            }))
-            .collect();
-        used.sort();
-        used.dedup();
-        if used.is_empty() {
-            return Ok(());
-        }
-        let trees: Vec<&sled::Tree> = used.iter().map(|t| self.tree(*t)).collect();
-        let pos = |t: Tree| used.iter().position(|u| *u == t).unwrap_or(0);
-        let result = trees.as_slice().transaction(|tx| {
-            for g in &batch.guards {
-                let cur = tx[pos(g.tree)].get(&g.key)?;
-                if cur.as_deref() != g.expect.as_deref() {
-                    return Err(ConflictableTransactionError::Abort(()));
-                }
-            }
-            for op in &batch.ops {
-                match op {
-                    Op::Put { tree, key, value } => {
-                        tx[pos(*tree)].insert(key.as_slice(), value.as_slice())?;
-                    }
-                    Op::Delete { tree, key } => {
-                        tx[pos(*tree)].remove(key.as_slice())?;
-                    }
-                }
-            }
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Abort(())) => Err(StoreError::Conflict),
-            Err(TransactionError::Storage(e)) => Err(sled_err(e)),
-        }
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(sled_err)
-    }
-}
-
-// ---------------------------------------------------------------------------------
-// memory
-
-type MemoryTrees = BTreeMap<(Tree, Vec<u8>), Vec<u8>>;
-
-/// An in-memory store for tests, with failure injection.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    trees: Mutex<MemoryTrees>,
-    fail_after: AtomicU64,
-    commits: AtomicU64,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> MemoryStore {
-        MemoryStore::default()
-    }
-
-    /// With `Some(n)`, lets the next `n` commits through and fails every later one
-    /// with [`StoreError::DiskFull`], changing nothing; `None` stops the injection.
-    pub fn fail_commits_after(&self, n: Option<u64>) {
-        self.commits.store(0, Ordering::SeqCst);
-        let v = n.map_or(0, |n| n.saturating_add(1));
-        self.fail_after.store(v, Ordering::SeqCst);
-    }
-}
-
-impl Store for MemoryStore {
-    fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        let map = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
-        Ok(map.get(&(tree, key.to_vec())).cloned())
-    }
-
-    fn range(
-        &self,
-        tree: Tree,
-        start: &[u8],
-        end: Option<&[u8]>,
-        limit: usize,
-    ) -> Result<Vec<Entry>, StoreError> {
-        let map = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
-        let lo = Bound::Included((tree, start.to_vec()));
-        let hi = match end {
-            Some(e) => Bound::Excluded((tree, e.to_vec())),
-            None => match Tree::ALL.get(tree.slot() + 1) {
-                Some(next) => Bound::Excluded((*next, Vec::new())),
-                None => Bound::Unbounded,
-            },
-        };
-        Ok(map
-            .range((lo, hi))
-            .filter(|((t, _), _)| *t == tree)
-            .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        let mut map = self.trees.lock().unwrap_or_else(PoisonError::into_inner);
-        let fail_after = self.fail_after.load(Ordering::SeqCst);
-        if fail_after > 0 && self.commits.fetch_add(1, Ordering::SeqCst) + 1 >= fail_after {
-            return Err(StoreError::DiskFull);
-        }
-        for g in &batch.guards {
-            if map.get(&(g.tree, g.key.clone())) != g.expect.as_ref() {
-                return Err(StoreError::Conflict);
-            }
-        }
-        for op in &batch.ops {
-            match op {
-                Op::Put { tree, key, value } => {
-                    map.insert((*tree, key.clone()), value.clone());
-                }
-                Op::Delete { tree, key } => {
-                    map.remove(&(*tree, key.clone()));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -640,6 +368,32 @@ pub(crate) mod tests {
         assert_eq!(s.get(Tree::Records, b"k2").unwrap(), None);
         s.fail_commits_after(None);
         s.commit(&b2).unwrap();
+    }
+
+    #[test]
+    fn memory_store_injects_failing_flushes_and_lost_guards() {
+        let s = MemoryStore::new();
+        let mut b = Batch::default();
+        b.put(Tree::Records, b"k".to_vec(), b"v".to_vec());
+        s.commit(&b).unwrap();
+        s.fail_flushes(true);
+        assert!(matches!(s.flush(), Err(StoreError::Io(_))));
+        assert_eq!(s.get(Tree::Records, b"k").unwrap(), Some(b"v".to_vec()));
+        s.fail_flushes(false);
+        s.flush().unwrap();
+
+        s.lose_guards(2);
+        let mut guarded = Batch::default();
+        guarded.guard(Tree::Records, b"k".to_vec(), Some(b"v".to_vec()));
+        guarded.put(Tree::Records, b"k".to_vec(), b"w".to_vec());
+        // A commit without guards is not a lost race.
+        s.commit(&b).unwrap();
+        for _ in 0..2 {
+            assert!(matches!(s.commit(&guarded), Err(StoreError::Conflict)));
+            assert_eq!(s.get(Tree::Records, b"k").unwrap(), Some(b"v".to_vec()));
+        }
+        s.commit(&guarded).unwrap();
+        assert_eq!(s.get(Tree::Records, b"k").unwrap(), Some(b"w".to_vec()));
     }
 
     #[test]

@@ -165,20 +165,13 @@ impl Vault {
         let ctx = self.tenant(tenant)?;
         let prefix = ctx.row.id.to_be_bytes().to_vec();
         let end = crate::store::prefix_end(&prefix);
-        let total = {
-            let mut n = 0u64;
-            let mut from = prefix.clone();
-            loop {
-                let page = self
-                    .store
-                    .range(Tree::Records, &from, end.as_deref(), 10_000)?;
-                let Some((last, _)) = page.last() else { break };
-                n += page.len() as u64;
-                from = last.clone();
-                from.push(0);
-            }
-            n
-        };
+        let mut total = 0u64;
+        for page in self
+            .store
+            .pages(Tree::Records, &prefix, end.as_deref(), 10_000)
+        {
+            total += page?.len() as u64;
+        }
         let data = ctx.current()?;
         let index = ctx.index()?;
         let mut report = RewrapReport {
@@ -188,18 +181,16 @@ impl Vault {
             ..RewrapReport::default()
         };
         let mut done = 0u64;
-        let mut from = prefix;
+        let mut pages = self
+            .store
+            .pages(Tree::Records, &prefix, end.as_deref(), REWRAP_CHUNK);
         loop {
             // The page is read under the write lock, which every record writer of this
             // process holds: it is current, and needs no second read per record. The
             // guards below still catch any other writer of a shared store.
             let w = self.write_guard();
-            let page = self
-                .store
-                .range(Tree::Records, &from, end.as_deref(), REWRAP_CHUNK)?;
-            let Some((last, _)) = page.last() else { break };
-            from = last.clone();
-            from.push(0);
+            let Some(page) = pages.next() else { break };
+            let page = page?;
             let mut b = Batch::default();
             let mut sealed_now = 0;
             let page_len = page.len() as u64;
@@ -506,22 +497,14 @@ impl Vault {
     /// Records of the tenant whose data or index key version is below `below`.
     pub fn count_records_below(&self, tenant: &str, below: u32) -> Result<u64, VaultError> {
         let ctx = self.tenant(tenant)?;
-        let prefix = ctx.row.id.to_be_bytes().to_vec();
-        let end = crate::store::prefix_end(&prefix);
         let mut n = 0u64;
-        let mut from = prefix;
-        loop {
-            let page = self
-                .store
-                .range(Tree::Records, &from, end.as_deref(), 10_000)?;
-            let Some((last, _)) = page.last() else { break };
-            from = last.clone();
-            from.push(0);
-            for (_, stored) in &page {
-                let h = record::parse_header(stored)?;
-                if h.data_key_version < below || h.index_key_version < below {
-                    n += 1;
-                }
+        for entry in self
+            .store
+            .scan_all(Tree::Records, &ctx.row.id.to_be_bytes(), 10_000)
+        {
+            let h = record::parse_header(&entry?.1)?;
+            if h.data_key_version < below || h.index_key_version < below {
+                n += 1;
             }
         }
         Ok(n)

@@ -47,7 +47,7 @@ pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFI
 
 use crate::phone::{self, PhoneError, E164};
 use crate::record::{self, RecordBody, RecordError, RecordId};
-use crate::store::{Batch, PgStore, SledStore, Store, StoreError, StoreLocation, Tree};
+use crate::store::{Batch, Store, StoreError, StoreLocation, Tree};
 
 /// File name of the keyring inside the vault directory.
 pub const KEYRING_FILE: &str = "keyring";
@@ -1288,7 +1288,7 @@ impl Vault {
         // Store first: if the keyring cannot be written, a retry finds no keyring and
         // an empty store, and init removes it below.
         let store_dir = dir.join(STORE_DIR);
-        let store = SledStore::open(&store_dir, 8 << 20)?;
+        let store = location.open(&store_dir, 8 << 20)?;
         let r = store
             .commit(&b)
             .and_then(|()| store.flush())
@@ -1338,7 +1338,7 @@ impl Vault {
         if ring_path.exists() {
             return Err(VaultError::AlreadyExists(dir.to_owned()));
         }
-        let store = PgStore::connect(cfg)?;
+        let store = StoreLocation::Postgres(cfg.clone()).open(dir, 0)?;
         if store.get(Tree::Meta, b"vault")?.is_some() {
             return Err(VaultError::InvalidArgument(format!(
                 "the database already holds a vault (schema `{}`): copy its keyring file to {} instead of running init, or choose another --pg-schema",
@@ -1372,13 +1372,10 @@ impl Vault {
     pub fn open(dir: &Path, unlock: &Unlock, opts: OpenOptions) -> Result<Vault, VaultError> {
         let ring = read_keyring(dir)?;
         let root = keys::unlock_ring(&ring, unlock)?;
-        let store: Arc<dyn Store> = match &opts.store {
-            StoreLocation::Sled => {
-                lifecycle::recover_compaction(dir)?;
-                Arc::new(SledStore::open(&dir.join(STORE_DIR), opts.cache_bytes)?)
-            }
-            StoreLocation::Postgres(cfg) => Arc::new(PgStore::connect(cfg)?),
-        };
+        if matches!(opts.store, StoreLocation::Sled) {
+            lifecycle::recover_compaction(dir)?;
+        }
+        let store = opts.store.open(&dir.join(STORE_DIR), opts.cache_bytes)?;
         Self::with_store(dir, store, ring, root)
     }
 
@@ -2062,21 +2059,14 @@ impl Vault {
         ctx: &TenantCtx,
         mut f: impl FnMut(RecordId, &RecordBody) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
-        let prefix = ctx.row.id.to_be_bytes().to_vec();
-        let end = crate::store::prefix_end(&prefix);
-        let mut start = prefix.clone();
-        loop {
-            let page = self
-                .store
-                .range(Tree::Records, &start, end.as_deref(), 1000)?;
-            let Some((last, _)) = page.last() else { break };
-            start = last.clone();
-            start.push(0);
-            for (k, stored) in &page {
-                let id = id_after(k, 4, "records")?;
-                let body = self.open_stored(ctx, &id, stored)?;
-                f(id, &body)?;
-            }
+        for entry in self
+            .store
+            .scan_all(Tree::Records, &ctx.row.id.to_be_bytes(), 1000)
+        {
+            let (k, stored) = entry?;
+            let id = id_after(&k, 4, "records")?;
+            let body = self.open_stored(ctx, &id, &stored)?;
+            f(id, &body)?;
         }
         Ok(())
     }
