@@ -37,11 +37,13 @@ pub enum Tree {
     Tokens,
     /// The audit log.
     Audit,
+    /// Suppression lists: MACed list rows and blind-index entries (no numbers).
+    Suppress,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 7] = [
+    pub const ALL: [Tree; 8] = [
         Tree::Meta,
         Tree::Tenants,
         Tree::Records,
@@ -49,6 +51,7 @@ impl Tree {
         Tree::Expiry,
         Tree::Tokens,
         Tree::Audit,
+        Tree::Suppress,
     ];
 
     /// The tree's name on disk.
@@ -61,6 +64,7 @@ impl Tree {
             Tree::Expiry => "expiry",
             Tree::Tokens => "tokens",
             Tree::Audit => "audit",
+            Tree::Suppress => "suppress",
         }
     }
 
