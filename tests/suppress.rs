@@ -258,6 +258,7 @@ fn a_refreshed_list_replaces_the_old_version_and_drop_lifts_it() {
     assert!(found(&e.find(B, "marketing")));
     assert!(found(&e.find(C, "marketing")));
     assert_eq!(e.audit("suppress-drop").len(), 1);
+    assert_eq!(e.audit("suppress-list").len(), 2);
     let none = e.ok(&["suppress", "list", "--tenant", "shop"]);
     assert_eq!(none.trim(), "no suppression lists");
 

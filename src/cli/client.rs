@@ -814,6 +814,8 @@ impl Remote {
                         "min_group": a.min_group, "epsilon": a.epsilon,
                     })),
                 )?;
+                // The stats route answers no suppression-list counts (the lists are
+                // managed in-process only, see `suppress_cmds`).
                 print_stats(cli, a, &s.stats()?, &[])
             }
             Command::Token(c) => self.token(cli, c),

@@ -2,14 +2,16 @@
 //! some purposes, kept as blind-index entries only.
 //!
 //! A list is never a set of numbers: each of its numbers is normalized and keyed with
-//! the tenant's blind-index key, exactly as an exact-index lookup keys it, and only
-//! that digest is stored. The vault never holds a number it was only told to avoid.
+//! the tenant's blind-index key, as an exact-index lookup keys it but under its own
+//! domain-separation prefix, and only that digest is stored. The vault never holds a
+//! number it was only told to avoid, and a reader of the store cannot match a list's
+//! entries with the records' index entries (which listed customers are records).
 //!
 //! ```text
 //! list row   = tid ‖ 'M' ‖ name                       → MACed ListRow
 //! entry      = tid ‖ 'E' ‖ u8 len(name) ‖ name ‖ generation (8) ‖ digest (16)
 //!                                                     → tag (16)
-//! digest     = HMAC-SHA256(index key v, "e164:" ‖ E.164)[..16]   (v: the row's index_version)
+//! digest     = HMAC-SHA256(index key v, "suppress-e164:" ‖ E.164)[..16]   (v: the row's index_version)
 //! tag        = HMAC-SHA256(row MAC key, lp(ENTRY_LABEL) ‖ lp(entry key))[..16]
 //! ```
 //!
@@ -45,10 +47,15 @@ pub const SUPPRESS_CHUNK: usize = 10_000;
 const TABLE: &str = "suppress";
 /// Domain label of an entry's tag.
 pub const ENTRY_LABEL: &[u8] = b"phonevault/v1/suppress-entry";
+/// Prefix of a list entry's digest: not the exact index's `e164:`, so that equal
+/// numbers do not give equal bytes in the two trees.
+pub const SUPPRESS_INDEX_PREFIX: &[u8] = b"suppress-e164:";
 const ROW_KIND: u8 = b'M';
 const ENTRY_KIND: u8 = b'E';
 const GENERATION_LEN: usize = 8;
 const TAG_LEN: usize = 16;
+/// Bytes of an entry's digest: 128 bits, as the exact index.
+const DIGEST_LEN: usize = record::EXACT_INDEX_LEN;
 /// Chunks in flight between the normalizing thread and the writer.
 const CHANNEL_CHUNKS: usize = 4;
 
@@ -186,15 +193,26 @@ enum Prepared {
     Reject(Reject),
 }
 
+/// The digest a list stores for `e164`.
+fn entry_digest(index: &phonevault_keys::IndexKey, e164: &str) -> [u8; DIGEST_LEN] {
+    let full = index.digest(&[SUPPRESS_INDEX_PREFIX, e164.as_bytes()]);
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(&full[..DIGEST_LEN]);
+    out
+}
+
 /// Normalizes one field and keys it: the work of a list import without storage (the
 /// compute floor the benchmark compares the import with).
+///
+/// # Errors
+/// The field is not a valid number.
 pub fn list_digest(
     index: &phonevault_keys::IndexKey,
     field: &str,
     region: Option<&str>,
-) -> Result<[u8; record::EXACT_INDEX_LEN], phone::PhoneError> {
+) -> Result<[u8; DIGEST_LEN], phone::PhoneError> {
     let n = phone::normalize(field, region)?;
-    Ok(record::exact_digest(index, n.e164.expose_secret()))
+    Ok(entry_digest(index, n.e164.expose_secret()))
 }
 
 impl Vault {
@@ -241,7 +259,7 @@ impl Vault {
         lists: &'a [ActiveList],
         e164: &str,
     ) -> Result<Option<&'a str>, VaultError> {
-        let mut digests: Vec<(u32, [u8; record::EXACT_INDEX_LEN])> = Vec::new();
+        let mut digests: Vec<(u32, [u8; DIGEST_LEN])> = Vec::new();
         for l in lists {
             let digest = match digests.iter().find(|(v, _)| *v == l.index_version) {
                 Some((_, d)) => *d,
@@ -249,7 +267,7 @@ impl Vault {
                     let keys = ctx
                         .data_key(l.index_version)
                         .map_err(|_| VaultError::SuppressKeyGone(l.name.clone()))?;
-                    let d = record::exact_digest(&keys.index, e164);
+                    let d = entry_digest(&keys.index, e164);
                     digests.push((l.index_version, d));
                     d
                 }
@@ -879,7 +897,7 @@ mod tests {
         let lists = v.active_lists(&ctx, None).unwrap();
         // Forge an entry for a number not on the list: its key is computable only with
         // the index key, but even with it, not its tag.
-        let digest = record::exact_digest(&ctx.index().unwrap().index, "+447400000099");
+        let digest = entry_digest(&ctx.index().unwrap().index, "+447400000099");
         let mut key = lists[0].prefix.clone();
         key.extend_from_slice(&digest);
         let mut b = Batch::default();
@@ -897,7 +915,7 @@ mod tests {
         assert!(v.check_integrity().unwrap().is_ok());
 
         // Remove a real entry: lookups cannot tell, `check` does.
-        let digest = record::exact_digest(&ctx.index().unwrap().index, "+447400000003");
+        let digest = entry_digest(&ctx.index().unwrap().index, "+447400000003");
         let mut key = lists[0].prefix.clone();
         key.extend_from_slice(&digest);
         let mut b = Batch::default();
@@ -921,6 +939,29 @@ mod tests {
             Err(VaultError::RowTampered("suppress"))
         ));
         assert!(v.find("t", "+447400000001", None, "marketing").is_err());
+    }
+
+    /// A list's entry and the record index entry of the same number share no bytes:
+    /// a reader of the store cannot tell which records are listed.
+    #[test]
+    fn index_and_list_digests_of_a_number_differ() {
+        let (v, store) = vault();
+        v.add("t", "+447400000001", None, &["otp".into()], "s")
+            .unwrap();
+        import(&v, "dnc", &file(0, 3)).unwrap();
+        let index: Vec<Vec<u8>> = store
+            .scan_prefix(Tree::Index, b"", usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k[k.len() - DIGEST_LEN..].to_vec())
+            .collect();
+        assert_eq!(index.len(), 1);
+        let entries = store.scan_prefix(Tree::Suppress, b"", usize::MAX).unwrap();
+        assert_eq!(entries.len(), 4, "three entries and the list row");
+        for (k, _) in entries {
+            assert!(!k.windows(DIGEST_LEN).any(|w| w == index[0].as_slice()));
+        }
+        assert!(listed(&v, "+447400000001"));
     }
 
     /// Lists of one tenant are invisible to another, and a name is no prefix of another.
