@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! file   = header ‖ entry* ‖ mac
-//! header = "PVBACKUP" ‖ u8 format (1) ‖ vault id (16) ‖ u64 LE created_at (unix s)
-//!          ‖ u8 tree count (7) ‖ 7 × u64 LE rows per tree (meta, tenants, records,
-//!          index, expiry, tokens, audit)
+//! header = "PVBACKUP" ‖ u8 format (2) ‖ vault id (16) ‖ u64 LE created_at (unix s)
+//!          ‖ u8 tree count (8) ‖ 8 × u64 LE rows per tree (meta, tenants, records,
+//!          index, expiry, tokens, audit, suppress)
 //! entry  = u8 tree ‖ u32 LE key length ‖ key ‖ u32 LE value length ‖ value
 //! mac    = HMAC-SHA256(backup key, entry* ‖ header)
 //! backup key = HKDF-SHA256(vault seed, vault id, lp("phonevault/v2/backup-mac-key"))
@@ -16,6 +16,9 @@
 //! exactly as many per tree as the header says. No key material is in the file: the
 //! keyring (key slots, tenant seeds) is backed up on its own (`keyring export`), so a
 //! tenant shredded after a backup stays unreadable when the backup is restored.
+//!
+//! Format 1 (7 trees, before the suppression lists' tree) is still read: its header
+//! holds 7 counts, and the suppress tree is restored empty.
 //!
 //! [`BackupReader`] is total: it caps every length it reads, never allocates from a
 //! count, and reports a truncated, damaged or forged file as a [`BackupError`]; it
@@ -30,10 +33,30 @@ use crate::store::Tree;
 
 /// The first bytes of every backup file.
 pub const MAGIC: &[u8; 8] = b"PVBACKUP";
-/// The backup format this build writes and reads.
-pub const BACKUP_FORMAT: u8 = 1;
+/// The backup format this build writes (it reads [`OLD_BACKUP_FORMAT`] too).
+pub const BACKUP_FORMAT: u8 = 2;
+/// The format of backups made before the suppress tree existed: 7 trees.
+pub const OLD_BACKUP_FORMAT: u8 = 1;
+/// Trees of a format-1 backup (every tree but `suppress`).
+const OLD_TREES: usize = 7;
 /// Length of the header.
-pub const HEADER_LEN: usize = 8 + 1 + 16 + 8 + 1 + 8 * TREES;
+pub const HEADER_LEN: usize = header_len(TREES);
+/// Length of the header before the tree counts.
+const HEADER_FIXED: usize = 8 + 1 + 16 + 8 + 1;
+
+/// Length of a header with `trees` counts.
+const fn header_len(trees: usize) -> usize {
+    HEADER_FIXED + 8 * trees
+}
+
+/// Trees a header of `format` counts.
+fn trees_of(format: u8) -> Option<usize> {
+    match format {
+        BACKUP_FORMAT => Some(TREES),
+        OLD_BACKUP_FORMAT => Some(OLD_TREES),
+        _ => None,
+    }
+}
 /// Length of the trailing MAC.
 pub const MAC_LEN: usize = 32;
 /// Longest key accepted in an entry.
@@ -148,13 +171,13 @@ impl Header {
         if bytes.len() < 9 {
             return Err(BackupError::Truncated);
         }
-        if bytes[8] != BACKUP_FORMAT {
+        let Some(trees) = trees_of(bytes[8]) else {
             return Err(BackupError::UnsupportedFormat(bytes[8]));
-        }
-        if bytes.len() < HEADER_LEN {
+        };
+        if bytes.len() < header_len(trees) {
             return Err(BackupError::Truncated);
         }
-        if usize::from(bytes[33]) != TREES {
+        if usize::from(bytes[33]) != trees {
             return Err(BackupError::Damaged("wrong number of trees"));
         }
         let mut vault_id = [0u8; 16];
@@ -164,8 +187,9 @@ impl Header {
             b.copy_from_slice(&bytes[at..at + 8]);
             u64::from_le_bytes(b)
         };
+        // A format-1 header counts no suppress rows: they stay 0.
         let mut counts = [0u64; TREES];
-        for (i, c) in counts.iter_mut().enumerate() {
+        for (i, c) in counts.iter_mut().take(trees).enumerate() {
             *c = u64_at(34 + 8 * i);
         }
         Ok(Header {
@@ -302,11 +326,25 @@ impl<W: std::io::Write + std::io::Seek> BackupWriter<W> {
 pub struct BackupReader<R: Read> {
     input: R,
     header: Header,
-    header_bytes: [u8; HEADER_LEN],
+    /// The header as read (its length depends on the format).
+    header_bytes: Vec<u8>,
     mac: MacStream,
     tree: usize,
     left_in_tree: u64,
     last_key: Option<Vec<u8>>,
+}
+
+/// Reads into `buf` until it is full or the input ends; returns the bytes read.
+fn read_full<R: Read>(input: &mut R, buf: &mut [u8]) -> Result<usize, BackupError> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = input.read(&mut buf[got..]).map_err(io_err)?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    Ok(got)
 }
 
 impl<R: Read> BackupReader<R> {
@@ -316,16 +354,17 @@ impl<R: Read> BackupReader<R> {
     /// # Errors
     /// As [`Header::decode`]; [`BackupError::Io`].
     pub fn new(mut input: R, key: &MacKey) -> Result<Self, BackupError> {
-        let mut h = [0u8; HEADER_LEN];
-        let mut got = 0;
-        while got < HEADER_LEN {
-            let n = input.read(&mut h[got..]).map_err(io_err)?;
-            if n == 0 {
-                break;
+        // The fixed part first: the format byte says how many counts follow.
+        let mut h = vec![0u8; HEADER_FIXED];
+        let mut got = read_full(&mut input, &mut h)?;
+        if got == HEADER_FIXED {
+            if let Some(trees) = trees_of(h[8]) {
+                h.resize(header_len(trees), 0);
+                got += read_full(&mut input, &mut h[HEADER_FIXED..])?;
             }
-            got += n;
         }
-        let header = Header::decode(&h[..got])?;
+        h.truncate(got);
+        let header = Header::decode(&h)?;
         let left_in_tree = header.counts[0];
         Ok(BackupReader {
             input,
@@ -484,12 +523,45 @@ mod tests {
         ]
     }
 
+    /// Issue 16: format 2 added the suppress tree; a format-1 backup (7 counts) still
+    /// reads, with no suppress rows.
+    #[test]
+    fn a_format_1_backup_still_reads() {
+        let rows: Rows = vec![
+            (Tree::Meta, b"vault".to_vec(), vec![1; 4]),
+            (Tree::Audit, vec![0; 8], vec![4; 3]),
+        ];
+        let mut body = Vec::new();
+        for (t, k, v) in &rows {
+            encode_entry(*t, k, v, &mut body).unwrap();
+        }
+        let mut h = Header {
+            vault_id: [6; 16],
+            created_at: 1,
+            counts: [1, 0, 0, 0, 0, 0, 1, 0],
+        }
+        .encode()[..header_len(OLD_TREES)]
+            .to_vec();
+        h[8] = OLD_BACKUP_FORMAT;
+        h[33] = OLD_TREES as u8;
+        let mut mac = key().stream();
+        mac.update(&body);
+        mac.update(&h);
+        let mut file = h.clone();
+        file.extend_from_slice(&body);
+        file.extend_from_slice(&mac.finalize());
+        assert_eq!(read(&file).unwrap(), rows);
+        // The same bytes claiming format 2 are short of a count: refused.
+        file[8] = BACKUP_FORMAT;
+        assert!(read(&file).is_err());
+    }
+
     #[test]
     fn round_trip_and_header() {
         let bytes = write(&sample());
         assert_eq!(read(&bytes).unwrap(), sample());
         let h = Header::decode(&bytes).unwrap();
-        assert_eq!(h.counts, [1, 2, 1, 0, 0, 0, 1]);
+        assert_eq!(h.counts, [1, 2, 1, 0, 0, 0, 1, 0]);
         assert_eq!(h.total(), 5);
         assert_eq!(&bytes[..8], MAGIC);
         assert_eq!(write(&Vec::new()).len(), HEADER_LEN + MAC_LEN);

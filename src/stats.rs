@@ -89,6 +89,16 @@ pub struct Stats {
     pub epsilon: Option<f64>,
 }
 
+/// One count as a query publishes it: with epsilon, plus Laplace noise of scale
+/// 1/epsilon; `None` when the (noisy) count is below the query's threshold.
+pub fn publish_count(count: u64, q: &StatsQuery, rng: &mut impl Rng) -> Option<u64> {
+    let published = match q.epsilon {
+        Some(e) => (count as f64 + laplace(rng, 1.0 / e)).round().max(0.0) as u64,
+        None => count,
+    };
+    (published >= q.min_group).then_some(published)
+}
+
 /// Counts records into groups, then publishes them under the query's protections.
 #[derive(Debug, Default)]
 pub struct Aggregator {
@@ -117,14 +127,10 @@ impl Aggregator {
         let mut groups = Vec::new();
         let mut suppressed = 0;
         for ((country, kind), count) in self.counts {
-            let published = match q.epsilon {
-                Some(e) => (count as f64 + laplace(rng, 1.0 / e)).round().max(0.0) as u64,
-                None => count,
-            };
-            if published < q.min_group {
+            let Some(published) = publish_count(count, q, rng) else {
                 suppressed += 1;
                 continue;
-            }
+            };
             groups.push(Group {
                 country,
                 kind: kind.map(NumberKind::as_str),

@@ -814,7 +814,9 @@ impl Remote {
                         "min_group": a.min_group, "epsilon": a.epsilon,
                     })),
                 )?;
-                print_stats(cli, a, &s.stats()?)
+                // The stats route answers no suppression-list counts (the lists are
+                // managed in-process only, see `suppress_cmds`).
+                print_stats(cli, a, &s.stats()?, &[])
             }
             Command::Token(c) => self.token(cli, c),
             Command::Seal => self.seal(cli),
@@ -1117,6 +1119,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Share(_) => "share",
         Command::Stale(_) => "stale",
         Command::Audit(_) => "audit",
+        Command::Suppress(_) => "suppress",
         _ => "this command",
     }
 }
@@ -1132,7 +1135,7 @@ fn phone_reject(line: u64, e: &ItemError) -> RowReject {
 }
 
 /// A rejected row as the rejects file lists it.
-struct RowReject {
+pub(super) struct RowReject {
     line: u64,
     code: std::borrow::Cow<'static, str>,
     reason: String,
@@ -1306,6 +1309,10 @@ struct SummaryAnswer {
     /// detail.
     #[serde(default)]
     newly_valid: u64,
+    /// Absent in answers of servers older than the field, and in answers without
+    /// detail.
+    #[serde(default)]
+    listed: u64,
     /// Only in the answer without detail, instead of the counts above.
     accepted: Option<u64>,
 }
@@ -1320,22 +1327,23 @@ impl From<SummaryAnswer> for ImportSummary {
             rejected: s.rejected,
             suppressed: s.suppressed,
             newly_valid: s.newly_valid,
+            listed: s.listed,
         }
     }
 }
 
 /// The rejects file, created (mode 0600) at the first rejected row.
-struct RejectsFile {
+pub(super) struct RejectsFile {
     path: PathBuf,
     w: Option<csv::Writer<std::fs::File>>,
 }
 
 impl RejectsFile {
-    fn new(path: PathBuf) -> RejectsFile {
+    pub(super) fn new(path: PathBuf) -> RejectsFile {
         RejectsFile { path, w: None }
     }
 
-    fn write(&mut self, r: &RowReject) -> Result<(), Failure> {
+    pub(super) fn write(&mut self, r: &RowReject) -> Result<(), Failure> {
         let csv_err = |e: csv::Error| Failure::from(VaultError::Csv(e.to_string()));
         let w = match &mut self.w {
             Some(w) => w,
@@ -1352,7 +1360,7 @@ impl RejectsFile {
             .map_err(csv_err)
     }
 
-    fn finish(self) -> Result<(), Failure> {
+    pub(super) fn finish(self) -> Result<(), Failure> {
         match self.w {
             Some(mut w) => w
                 .flush()

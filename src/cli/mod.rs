@@ -14,6 +14,7 @@ mod client;
 mod demo;
 mod key_cmds;
 mod server_cmds;
+mod suppress_cmds;
 
 pub use key_cmds::{
     BackupArgs, KdfArgs, KeyringCommand, KeyslotCommand, PasswdArgs, RekeyArgs, RestoreArgs,
@@ -245,6 +246,10 @@ Only records with a live `share:acme` consent are written; ids are per partner."
 Groups smaller than --min-group are suppressed; each --epsilon query spends that much
 privacy budget, and repeated queries add up (see SECURITY.md).")]
     Stats(StatsArgs),
+    /// Suppression lists (do-not-call, do-not-text): import, list, drop. Reads for a
+    /// list's purposes skip the numbers on it.
+    #[command(subcommand)]
+    Suppress(suppress_cmds::SuppressCommand),
     /// Rotate a tenant's keys and re-encrypt its records.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -1047,10 +1052,21 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 vault::AddOutcome::Merged(_) => "merged",
                 vault::AddOutcome::Unchanged(_) => "unchanged",
             };
+            let listed =
+                v.suppressed_purposes(&a.tenant, &a.phone, a.region.as_deref(), &a.consent)?;
             if cli.json {
-                print_json(&serde_json::json!({"id": outcome.id().to_string(), "outcome": what}));
+                print_json(
+                    &serde_json::json!({"id": outcome.id().to_string(), "outcome": what, "suppressed_for": listed}),
+                );
             } else {
                 println!("{}", outcome.id());
+                if !listed.is_empty() {
+                    eprintln!(
+                        "note: the number is on a suppression list for {}: stored, and refused for {} while listed",
+                        listed.join(","),
+                        if listed.len() == 1 { "it" } else { "them" }
+                    );
+                }
             }
             Ok(())
         }
@@ -1304,9 +1320,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 min_group: a.min_group,
                 epsilon: a.epsilon,
             };
-            let s = open(&cli)?.stats(&a.tenant, &q)?;
-            print_stats(&cli, a, &s)
+            let v = open(&cli)?;
+            let s = v.stats(&a.tenant, &q)?;
+            let lists = v.suppression_stats(&a.tenant, &q)?;
+            print_stats(&cli, a, &s, &lists)
         }
+        Command::Suppress(c) => suppress_cmds::run(&cli, c),
         Command::Tenant(TenantCommand::Shred { name, .. })
         | Command::Tenant(TenantCommand::Delete { name, .. }) => key_cmds::shred(&cli, name),
         Command::Key(c) => key_cmds::key(&cli, c),
@@ -1377,9 +1396,18 @@ fn check(cli: &Cli) -> Result<(), Failure> {
     }
 }
 
-fn print_stats(cli: &Cli, a: &StatsArgs, s: &crate::stats::Stats) -> Result<(), Failure> {
+fn print_stats(
+    cli: &Cli,
+    a: &StatsArgs,
+    s: &crate::stats::Stats,
+    lists: &[vault::ListCount],
+) -> Result<(), Failure> {
     if cli.json {
-        print_json(&serde_json::to_value(s).unwrap_or_default());
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if !lists.is_empty() {
+            v["suppression_lists"] = serde_json::to_value(lists).unwrap_or_default();
+        }
+        print_json(&v);
         return Ok(());
     }
     if a.csv {
@@ -1417,6 +1445,21 @@ fn print_stats(cli: &Cli, a: &StatsArgs, s: &crate::stats::Stats) -> Result<(), 
             "; Laplace noise, epsilon {e} spent by this query"
         ))
     );
+    for l in lists {
+        match l.records {
+            Some(n) => println!(
+                "suppression list {} ({}): {n} live records suppressed",
+                l.list,
+                l.purposes.join(",")
+            ),
+            None => println!(
+                "suppression list {} ({}): fewer than {} live records suppressed",
+                l.list,
+                l.purposes.join(","),
+                s.min_group
+            ),
+        }
+    }
     Ok(())
 }
 
@@ -1633,6 +1676,14 @@ fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) 
             println!(
                 "rejected rows (line and reason) are in {}",
                 rejects_path.display()
+            );
+        }
+        if summary.listed > 0 {
+            println!(
+                "{} of the accepted rows are on a suppression list for one of the import's \
+                 purposes: stored, and refused for those purposes while listed (see \
+                 `phonevault suppress list`)",
+                summary.listed
             );
         }
         if summary.newly_valid > 0 {

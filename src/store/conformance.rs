@@ -15,6 +15,23 @@ pub(crate) fn conformance(s: &dyn Store) {
     assert_eq!(s.get(Tree::Index, b"a").unwrap(), Some(b"x".to_vec()));
     assert_eq!(s.get(Tree::Meta, b"a").unwrap(), None, "trees are separate");
 
+    // every tree holds its own keys, the last one (suppress) included
+    let mut b = Batch::default();
+    for (i, t) in Tree::ALL.iter().enumerate() {
+        b.put(*t, b"every".to_vec(), vec![i as u8]);
+    }
+    s.commit(&b).unwrap();
+    for (i, t) in Tree::ALL.iter().enumerate() {
+        assert_eq!(s.get(*t, b"every").unwrap(), Some(vec![i as u8]), "{t:?}");
+        assert_eq!(s.scan_prefix(*t, b"ever", 10).unwrap().len(), 1, "{t:?}");
+    }
+    let mut b = Batch::default();
+    for t in Tree::ALL {
+        b.delete(t, b"every".to_vec());
+    }
+    s.commit(&b).unwrap();
+    assert_eq!(s.get(Tree::Suppress, b"every").unwrap(), None);
+
     // a failed guard changes nothing, in any tree
     let mut b = Batch::default();
     b.guard(Tree::Index, b"a".to_vec(), None);

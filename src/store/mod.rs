@@ -50,11 +50,13 @@ pub enum Tree {
     Tokens,
     /// The audit log.
     Audit,
+    /// Suppression lists: MACed list rows and blind-index entries (no numbers).
+    Suppress,
 }
 
 impl Tree {
     /// Every tree, in a fixed order.
-    pub const ALL: [Tree; 7] = [
+    pub const ALL: [Tree; 8] = [
         Tree::Meta,
         Tree::Tenants,
         Tree::Records,
@@ -62,6 +64,7 @@ impl Tree {
         Tree::Expiry,
         Tree::Tokens,
         Tree::Audit,
+        Tree::Suppress,
     ];
 
     /// The tree's name on disk.
@@ -74,6 +77,7 @@ impl Tree {
             Tree::Expiry => "expiry",
             Tree::Tokens => "tokens",
             Tree::Audit => "audit",
+            Tree::Suppress => "suppress",
         }
     }
 

@@ -75,6 +75,8 @@ const MIGRATIONS: &[&str] = &[
      CREATE TABLE {s}.pv_expiry (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE {s}.pv_tokens (k bytea PRIMARY KEY, v bytea NOT NULL);
      CREATE TABLE {s}.pv_audit (k bytea PRIMARY KEY, v bytea NOT NULL);",
+    // 2: suppression lists (issue 16).
+    "CREATE TABLE {s}.pv_suppress (k bytea PRIMARY KEY, v bytea NOT NULL);",
 ];
 
 /// Where the PostgreSQL store is and how to use it.

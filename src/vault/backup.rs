@@ -382,7 +382,7 @@ fn write_rows(
                 }
                 !has_keys
             }
-            Tree::Records | Tree::Index | Tree::Expiry => key
+            Tree::Records | Tree::Index | Tree::Expiry | Tree::Suppress => key
                 .get(..4)
                 .and_then(|p| <[u8; 4]>::try_from(p).ok())
                 .is_some_and(|p| skip_ids.contains(&p)),

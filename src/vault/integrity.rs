@@ -29,7 +29,7 @@ pub struct Problem {
     /// Stable code: `meta`, `tenant_row`, `tenant_keys`, `shred_incomplete`,
     /// `record_key`, `record_undecryptable`, `index_missing`, `index_points_elsewhere`,
     /// `last4_missing`, `expiry_missing`, `index_orphan`, `expiry_orphan`,
-    /// `unknown_tenant`, `tokens`.
+    /// `unknown_tenant`, `tokens`, `suppress_row`, `suppress_entry`, `suppress_count`.
     pub code: &'static str,
     /// The tenant concerned, when known.
     pub tenant: Option<String>,
@@ -125,6 +125,9 @@ impl Vault {
             self.check_records(&ctx, &mut report)?;
             self.check_index(&ctx, &mut report)?;
             self.check_expiry(&ctx, &mut report)?;
+            for (code, detail) in self.check_suppression(&ctx)? {
+                report.note(code, Some(name), None, detail);
+            }
         }
         self.check_unknown_tenants(&known, &mut report)?;
         match self.tokens() {
@@ -361,7 +364,7 @@ impl Vault {
         known: &BTreeMap<u32, String>,
         report: &mut IntegrityReport,
     ) -> Result<(), VaultError> {
-        for tree in [Tree::Records, Tree::Index, Tree::Expiry] {
+        for tree in [Tree::Records, Tree::Index, Tree::Expiry, Tree::Suppress] {
             let mut start: Vec<u8> = Vec::new();
             loop {
                 let first = self.store.range(tree, &start, None, 1)?;

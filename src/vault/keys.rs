@@ -73,7 +73,7 @@ impl Vault {
         self.forget_tenant(tenant);
         let prefix = row.id.to_be_bytes().to_vec();
         let mut report = ShredReport::default();
-        for tree in [Tree::Records, Tree::Index, Tree::Expiry] {
+        for tree in [Tree::Records, Tree::Index, Tree::Expiry, Tree::Suppress] {
             loop {
                 let page = self.store.scan_prefix(tree, &prefix, 10_000)?;
                 if page.is_empty() {

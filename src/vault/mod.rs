@@ -8,6 +8,7 @@
 //! | tenants | [`Vault::create_tenant`], [`Vault::tenants`] |
 //! | write | [`Vault::add`], [`Vault::import`], [`Vault::delete`] |
 //! | read (always for a purpose) | [`Vault::find`], [`Vault::find_last4`], [`Vault::get`], [`Vault::export`] |
+//! | suppression lists | [`Vault::suppress_import`], [`Vault::suppress_lists`], [`Vault::suppress_drop`], [`Vault::suppression_stats`] |
 //!
 //! On disk a vault directory holds `keyring` (key slots and wrapped tenant seeds,
 //! written atomically, never inside the store) and `store/` (sled).
@@ -32,6 +33,7 @@ mod keys;
 mod lifecycle;
 mod reindex;
 mod subject;
+mod suppress;
 mod tokens;
 mod versions;
 
@@ -43,6 +45,9 @@ pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, Slo
 pub use lifecycle::{Changed, CompactReport, PurgeReport, SweepCursor, Target};
 pub use reindex::ReindexReport;
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
+pub use suppress::{
+    list_digest, ListCount, ListInfo, SuppressOptions, SuppressReport, ENTRY_LABEL, SUPPRESS_CHUNK,
+};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
 
 use crate::phone::{self, PhoneError, E164};
@@ -293,6 +298,12 @@ pub enum VaultError {
         /// The key label.
         key: String,
     },
+    /// The tenant has no suppression list of the name given.
+    #[error("no suppression list of that name in this tenant: list them with `phonevault suppress list --tenant T`")]
+    NoSuchList,
+    /// A suppression list was keyed with an index-key version destroyed since.
+    #[error("suppression list `{0}` was built with an index key destroyed since (`key retire`): reads for its purposes are refused until it is imported again with `phonevault suppress import`")]
+    SuppressKeyGone(String),
 }
 
 impl VaultError {
@@ -340,6 +351,8 @@ impl VaultError {
             VaultError::Backup(_) => "backup_error",
             VaultError::KeyVersionMissing { .. } => "key_version_missing",
             VaultError::KeyVersionConflict { .. } => "key_version_conflict",
+            VaultError::NoSuchList => "not_found",
+            VaultError::SuppressKeyGone(_) => "suppression_key_gone",
         }
     }
 }
@@ -531,6 +544,9 @@ pub struct ImportSummary {
     /// indexes were made with rejected (0 when the release has not changed; see
     /// `phonevault reindex`).
     pub newly_valid: u64,
+    /// Accepted rows whose number is on a suppression list for one of the import's
+    /// purposes: stored, but refused for those purposes while listed.
+    pub listed: u64,
 }
 
 impl ImportSummary {
@@ -542,6 +558,7 @@ impl ImportSummary {
         self.rejected += o.rejected;
         self.suppressed += o.suppressed;
         self.newly_valid += o.newly_valid;
+        self.listed += o.listed;
     }
 }
 
@@ -762,6 +779,8 @@ pub struct VaultInner {
     tenants: RwLock<HashMap<String, Arc<TenantCtx>>>,
     /// Serializes read-modify-write sequences (add, merge, delete, import chunks).
     write_lock: Mutex<()>,
+    /// Serializes suppression-list imports and drops (see `suppress`).
+    suppress_lock: Mutex<()>,
     /// Verified tokens, on a store only this process opens.
     token_cache: tokens::TokenCache,
     /// Unix seconds; the system clock unless a test or simulation sets another.
@@ -1408,6 +1427,7 @@ impl Vault {
             tenants: RwLock::new(HashMap::new()),
             reservations: Mutex::new(HashMap::new()),
             write_lock: Mutex::new(()),
+            suppress_lock: Mutex::new(()),
             token_cache: tokens::TokenCache::default(),
             clock: RwLock::new(Arc::new(now)),
             audit,
@@ -1884,6 +1904,9 @@ impl Vault {
                 ev.refused = true;
                 return Ok(None);
             }
+            if self.suppressed_read(&ctx, purpose, &id, &body.e164, ev)? {
+                return Ok(None);
+            }
             Ok(Some(Self::found(id, &body)))
         })
     }
@@ -1929,7 +1952,10 @@ impl Vault {
             .get(Tree::Records, &record_key(ctx.row.id, &DECOY_ID))?;
         let body = self.open_stored(ctx, &DECOY_ID, decoy)?;
         let readable = self.readable(ctx, &body, purpose, self.now());
-        std::hint::black_box((fetched, readable));
+        // As a found record is checked against the purpose's suppression lists.
+        let lists = self.active_lists(ctx, Some(purpose))?;
+        let listed = self.listed_in(ctx, &lists, &body.e164)?.is_some();
+        std::hint::black_box((fetched, readable, listed));
         Ok(())
     }
 
@@ -1982,6 +2008,8 @@ impl Vault {
         let t = self.now();
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Found> = Vec::new();
+        let lists = self.active_lists(&ctx, Some(purpose))?;
+        let mut suppressed: BTreeMap<String, Vec<[u8; 16]>> = BTreeMap::new();
         // Older versions first: a concurrent rewrap moves entries from old to new
         // only, so looking at the old place before the new one cannot miss an entry
         // in flight (new-then-old could, between the two reads).
@@ -2016,6 +2044,10 @@ impl Vault {
                     && last4_of(&body.e164) == last4
                     && self.readable(&ctx, &body, purpose, t)
                 {
+                    if let Some(list) = self.listed_in(&ctx, &lists, &body.e164)? {
+                        suppressed.entry(list.to_owned()).or_default().push(id.0);
+                        continue;
+                    }
                     if out.len() == crate::policy::MAX_LAST4_RESULTS {
                         return Err(VaultError::Last4TooBroad {
                             limit: crate::policy::MAX_LAST4_RESULTS,
@@ -2029,6 +2061,7 @@ impl Vault {
         for f in &out {
             ev.touch(&f.id);
         }
+        self.log_suppressed(tenant, purpose, suppressed)?;
         Ok(out)
     }
 
@@ -2045,6 +2078,9 @@ impl Vault {
             ev.touch(&id);
             if !self.readable(&ctx, &body, purpose, self.now()) {
                 ev.refused = true;
+                return Ok(None);
+            }
+            if self.suppressed_read(&ctx, purpose, &id, &body.e164, ev)? {
                 return Ok(None);
             }
             Ok(Some(Self::found(id, &body)))
@@ -2084,8 +2120,14 @@ impl Vault {
             ctx.check_purpose(purpose)?;
             let t = self.now();
             let mut n = 0;
-            self.for_each_record(&ctx, |id, body| {
+            let lists = self.active_lists(&ctx, Some(purpose))?;
+            let mut suppressed: BTreeMap<String, Vec<[u8; 16]>> = BTreeMap::new();
+            let done = self.for_each_record(&ctx, |id, body| {
                 if self.readable(&ctx, body, purpose, t) {
+                    if let Some(list) = self.listed_in(&ctx, &lists, &body.e164)? {
+                        suppressed.entry(list.to_owned()).or_default().push(id.0);
+                        return Ok(());
+                    }
                     // Logged before it is handed out: a failure part-way still names
                     // what left.
                     ev.touch(&id);
@@ -2093,7 +2135,9 @@ impl Vault {
                     n += 1;
                 }
                 Ok(())
-            })?;
+            });
+            self.log_suppressed(tenant, purpose, suppressed)?;
+            done?;
             Ok(n)
         })
     }
@@ -2278,6 +2322,13 @@ impl Vault {
         let mut optimistic = ctx.row.stale_index_versions.is_empty();
         let change = phone::MetadataChange::since(&ctx.row.metadata_version);
         let change = change.as_ref();
+        // The suppression lists of the import's purposes: the rows they hold are
+        // stored (a customer's record is the customer's) and counted in the summary.
+        let lists: Vec<_> = self
+            .active_lists(&ctx, None)?
+            .into_iter()
+            .filter(|l| l.suppresses_any(&opts.purposes))
+            .collect();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
@@ -2311,6 +2362,16 @@ impl Vault {
                     .iter()
                     .filter(|p| matches!(p, Prepared::Ready(r) if r.turned_valid))
                     .count() as u64;
+                let mut listed = 0u64;
+                if !lists.is_empty() {
+                    for p in &chunk {
+                        if let Prepared::Ready(r) = p {
+                            if self.listed_in(&ctx, &lists, &r.body.e164)?.is_some() {
+                                listed += 1;
+                            }
+                        }
+                    }
+                }
                 if let Err(e) = self.write_chunk(
                     &ctx,
                     opts,
@@ -2323,6 +2384,7 @@ impl Vault {
                     break;
                 }
                 summary.newly_valid += turned_valid;
+                summary.listed += listed;
                 on_progress(summary.rows);
             }
             drop(rx);

@@ -188,15 +188,24 @@ impl Vault {
             .mac;
         let t = self.now();
         let mut n = 0;
-        self.for_each_record(&ctx, |id, body| {
+        let lists = self.active_lists(&ctx, Some(purpose))?;
+        let mut suppressed: std::collections::BTreeMap<String, Vec<[u8; 16]>> =
+            std::collections::BTreeMap::new();
+        let done = self.for_each_record(&ctx, |id, body| {
             if self.readable(&ctx, body, purpose, t) {
+                if let Some(list) = self.listed_in(&ctx, &lists, &body.e164)? {
+                    suppressed.entry(list.to_owned()).or_default().push(id.0);
+                    return Ok(());
+                }
                 ev.touch(&id);
                 let pseudonym = partner_pseudonym(mac, partner, &id);
                 sink(&pseudonym, &Self::found(id, body))?;
                 n += 1;
             }
             Ok(())
-        })?;
+        });
+        self.log_suppressed(tenant, purpose, suppressed)?;
+        done?;
         Ok(n)
     }
 

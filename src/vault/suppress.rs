@@ -1,0 +1,983 @@
+//! Suppression lists (do-not-call, do-not-text): numbers a tenant must not contact for
+//! some purposes, kept as blind-index entries only.
+//!
+//! A list is never a set of numbers: each of its numbers is normalized and keyed with
+//! the tenant's blind-index key, as an exact-index lookup keys it but under its own
+//! domain-separation prefix, and only that digest is stored. The vault never holds a
+//! number it was only told to avoid, and a reader of the store cannot match a list's
+//! entries with the records' index entries (which listed customers are records).
+//!
+//! ```text
+//! list row   = tid ‖ 'M' ‖ name                       → MACed ListRow
+//! entry      = tid ‖ 'E' ‖ u8 len(name) ‖ name ‖ generation (8) ‖ digest (16)
+//!                                                     → tag (16)
+//! digest     = HMAC-SHA256(index key v, "suppress-e164:" ‖ E.164)[..16]   (v: the row's index_version)
+//! tag        = HMAC-SHA256(row MAC key, lp(ENTRY_LABEL) ‖ lp(entry key))[..16]
+//! ```
+//!
+//! An import writes the new version's entries under a fresh random generation, counts
+//! them, and only then replaces the list row in one guarded batch (with its audit
+//! entry): until that commit the old version is in force, whatever happens to the
+//! import. The old generation's entries are deleted afterwards, a chunk at a time; what
+//! a crash leaves behind is deleted by the list's next import or by its drop.
+//!
+//! Reads for a purpose a list names ([`Vault::find`], [`Vault::get`],
+//! [`Vault::find_last4`], [`Vault::export`], [`Vault::share`]) treat a listed number as
+//! refused for that purpose, and log a `suppressed:<list>` entry naming the records.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::PoisonError;
+
+use bincode::{Decode, Encode};
+
+use super::audit::{Event, MAX_IDS_PER_ENTRY};
+use super::{
+    check_name, check_region_hint, decode_row, encode_row, import_column, import_reader, Reject,
+    TenantCtx, Vault, VaultError,
+};
+use crate::audit::{Entry, Outcome};
+use crate::phone;
+use crate::record::{self, RecordBody, RecordId};
+use crate::store::{prefix_end, Batch, Tree};
+
+/// Entries written per atomic batch during a list import (memory is bounded by a few
+/// of these, whatever the size of the list).
+pub const SUPPRESS_CHUNK: usize = 10_000;
+/// The MAC table name of list rows.
+const TABLE: &str = "suppress";
+/// Domain label of an entry's tag.
+pub const ENTRY_LABEL: &[u8] = b"phonevault/v1/suppress-entry";
+/// Prefix of a list entry's digest: not the exact index's `e164:`, so that equal
+/// numbers do not give equal bytes in the two trees.
+pub const SUPPRESS_INDEX_PREFIX: &[u8] = b"suppress-e164:";
+const ROW_KIND: u8 = b'M';
+const ENTRY_KIND: u8 = b'E';
+const GENERATION_LEN: usize = 8;
+const TAG_LEN: usize = 16;
+/// Bytes of an entry's digest: 128 bits, as the exact index.
+const DIGEST_LEN: usize = record::EXACT_INDEX_LEN;
+/// Chunks in flight between the normalizing thread and the writer.
+const CHANNEL_CHUNKS: usize = 4;
+
+/// A list as stored (MACed, bound to its key).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+struct ListRow {
+    name: String,
+    /// 1 for the first import, +1 for each refresh.
+    version: u32,
+    /// Where this version's entries live (random, so no two imports share one).
+    generation: [u8; GENERATION_LEN],
+    purposes: Vec<String>,
+    /// Distinct numbers (entries) of this version.
+    count: u64,
+    imported_at: u64,
+    /// The tenant's index-key version the digests were made with.
+    index_version: u32,
+}
+
+/// A list, as `suppress list` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct ListInfo {
+    /// Name.
+    pub name: String,
+    /// Version (1 for the first import, +1 for each refresh).
+    pub version: u32,
+    /// Purposes the list suppresses.
+    pub purposes: Vec<String>,
+    /// Distinct numbers on it.
+    pub count: u64,
+    /// Unix seconds of the import that made this version.
+    pub imported_at: u64,
+}
+
+/// Options of a list import.
+#[derive(Clone, Debug)]
+pub struct SuppressOptions {
+    /// Tenant.
+    pub tenant: String,
+    /// List name (`[a-z0-9._:-]`, 1-64).
+    pub list: String,
+    /// Purposes the list suppresses (declared by the tenant).
+    pub purposes: Vec<String>,
+    /// Region hint for national numbers.
+    pub region: Option<String>,
+    /// CSV column holding the numbers.
+    pub column: String,
+}
+
+/// What a list import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SuppressReport {
+    /// The list.
+    pub list: String,
+    /// The version now in force.
+    pub version: u32,
+    /// Rows read (excluding the header).
+    pub rows: u64,
+    /// Distinct numbers on the new version.
+    pub count: u64,
+    /// Rows rejected (not a valid number, malformed CSV).
+    pub rejected: u64,
+    /// The version replaced, if any.
+    pub replaced: Option<u32>,
+    /// Entries of replaced or abandoned versions deleted.
+    pub removed: u64,
+}
+
+/// How many live records a list suppresses, as `stats` publishes it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct ListCount {
+    /// The list.
+    pub list: String,
+    /// Its purposes.
+    pub purposes: Vec<String>,
+    /// Live records on it (noisy with epsilon); `None` when below the threshold.
+    pub records: Option<u64>,
+}
+
+/// A list loaded for reads: where its entries are and how they are keyed.
+pub(crate) struct ActiveList {
+    name: String,
+    prefix: Vec<u8>,
+    index_version: u32,
+    purposes: Vec<String>,
+}
+
+impl ActiveList {
+    /// Whether the list suppresses one of `purposes`.
+    pub(crate) fn suppresses_any(&self, purposes: &[String]) -> bool {
+        self.purposes.iter().any(|p| purposes.contains(p))
+    }
+}
+
+fn row_prefix(tid: u32) -> Vec<u8> {
+    let mut k = tid.to_be_bytes().to_vec();
+    k.push(ROW_KIND);
+    k
+}
+
+fn row_key(tid: u32, name: &str) -> Vec<u8> {
+    let mut k = row_prefix(tid);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The prefix of every entry of a list, all generations.
+fn list_prefix(tid: u32, name: &str) -> Vec<u8> {
+    let mut k = tid.to_be_bytes().to_vec();
+    k.push(ENTRY_KIND);
+    // Names are at most 64 bytes (check_name): the length fits, and "ab" is no
+    // prefix of "abc".
+    k.push(name.len() as u8);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+fn generation_prefix(tid: u32, name: &str, generation: &[u8; GENERATION_LEN]) -> Vec<u8> {
+    let mut k = list_prefix(tid, name);
+    k.extend_from_slice(generation);
+    k
+}
+
+/// The tag of an entry: only the holder of the row MAC key can add one.
+fn entry_tag(mac: &phonevault_keys::MacKey, key: &[u8]) -> [u8; TAG_LEN] {
+    let full = mac.tag(&[ENTRY_LABEL, key]);
+    let mut t = [0u8; TAG_LEN];
+    t.copy_from_slice(&full[..TAG_LEN]);
+    t
+}
+
+/// A normalized row of a list file: its entry key, or why it was rejected.
+enum Prepared {
+    Entry(Vec<u8>),
+    Reject(Reject),
+}
+
+/// The digest a list stores for `e164`.
+fn entry_digest(index: &phonevault_keys::IndexKey, e164: &str) -> [u8; DIGEST_LEN] {
+    let full = index.digest(&[SUPPRESS_INDEX_PREFIX, e164.as_bytes()]);
+    let mut out = [0u8; DIGEST_LEN];
+    out.copy_from_slice(&full[..DIGEST_LEN]);
+    out
+}
+
+/// Normalizes one field and keys it: the work of a list import without storage (the
+/// compute floor the benchmark compares the import with).
+///
+/// # Errors
+/// The field is not a valid number.
+pub fn list_digest(
+    index: &phonevault_keys::IndexKey,
+    field: &str,
+    region: Option<&str>,
+) -> Result<[u8; DIGEST_LEN], phone::PhoneError> {
+    let n = phone::normalize(field, region)?;
+    Ok(entry_digest(index, n.e164.expose_secret()))
+}
+
+impl Vault {
+    /// Loads the tenant's lists and verifies their rows.
+    fn list_rows(&self, ctx: &TenantCtx) -> Result<Vec<(Vec<u8>, ListRow)>, VaultError> {
+        let prefix = row_prefix(ctx.row.id);
+        self.store
+            .scan_prefix(Tree::Suppress, &prefix, usize::MAX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let row: ListRow = decode_row(&self.row_mac, TABLE, &k, &v)?;
+                if k[prefix.len()..] != *row.name.as_bytes() {
+                    return Err(VaultError::RowTampered(TABLE));
+                }
+                Ok((v, row))
+            })
+            .collect()
+    }
+
+    /// The lists that suppress `purpose` (every list with `None`).
+    pub(crate) fn active_lists(
+        &self,
+        ctx: &TenantCtx,
+        purpose: Option<&str>,
+    ) -> Result<Vec<ActiveList>, VaultError> {
+        Ok(self
+            .list_rows(ctx)?
+            .into_iter()
+            .filter(|(_, r)| purpose.is_none_or(|p| r.purposes.iter().any(|q| q == p)))
+            .map(|(_, r)| ActiveList {
+                prefix: generation_prefix(ctx.row.id, &r.name, &r.generation),
+                name: r.name,
+                index_version: r.index_version,
+                purposes: r.purposes,
+            })
+            .collect())
+    }
+
+    /// The first of `lists` holding `e164`, if any. An entry whose tag does not verify
+    /// was not written by the vault: the store was tampered with.
+    pub(crate) fn listed_in<'a>(
+        &self,
+        ctx: &TenantCtx,
+        lists: &'a [ActiveList],
+        e164: &str,
+    ) -> Result<Option<&'a str>, VaultError> {
+        let mut digests: Vec<(u32, [u8; DIGEST_LEN])> = Vec::new();
+        for l in lists {
+            let digest = match digests.iter().find(|(v, _)| *v == l.index_version) {
+                Some((_, d)) => *d,
+                None => {
+                    let keys = ctx
+                        .data_key(l.index_version)
+                        .map_err(|_| VaultError::SuppressKeyGone(l.name.clone()))?;
+                    let d = entry_digest(&keys.index, e164);
+                    digests.push((l.index_version, d));
+                    d
+                }
+            };
+            let mut key = l.prefix.clone();
+            key.extend_from_slice(&digest);
+            if let Some(tag) = self.store.get(Tree::Suppress, &key)? {
+                let want = entry_tag(&self.row_mac, &key);
+                if !bool::from(subtle::ConstantTimeEq::ct_eq(&tag[..], &want[..])) {
+                    return Err(VaultError::RowTampered(TABLE));
+                }
+                return Ok(Some(&l.name));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Logs the records a read left out because a list suppresses them, one entry per
+    /// list (action `suppressed:<list>`, outcome refused).
+    pub(crate) fn log_suppressed(
+        &self,
+        tenant: &str,
+        purpose: &str,
+        by_list: BTreeMap<String, Vec<[u8; 16]>>,
+    ) -> Result<(), VaultError> {
+        if !self.who.audit || by_list.is_empty() {
+            return Ok(());
+        }
+        let time = self.now();
+        let mut entries = Vec::new();
+        for (list, ids) in by_list {
+            for chunk in ids.chunks(MAX_IDS_PER_ENTRY) {
+                entries.push(Entry {
+                    time,
+                    actor: self.who.actor.clone(),
+                    tenant: Some(tenant.to_owned()),
+                    action: format!("suppressed:{list}"),
+                    records: chunk.to_vec(),
+                    purpose: Some(purpose.to_owned()),
+                    reveal: false,
+                    outcome: Outcome::Refused,
+                });
+            }
+        }
+        self.log_entries(entries)
+            .map_err(|e| VaultError::AuditUnavailable(Box::new(e)))
+    }
+
+    /// For one-record reads: whether the lists for `purpose` suppress `e164`, noting
+    /// the refusal and logging it when they do.
+    pub(crate) fn suppressed_read(
+        &self,
+        ctx: &TenantCtx,
+        purpose: &str,
+        id: &RecordId,
+        e164: &str,
+        ev: &mut Event,
+    ) -> Result<bool, VaultError> {
+        let lists = self.active_lists(ctx, Some(purpose))?;
+        let Some(list) = self.listed_in(ctx, &lists, e164)? else {
+            return Ok(false);
+        };
+        ev.refused = true;
+        let mut by = BTreeMap::new();
+        by.insert(list.to_owned(), vec![id.0]);
+        self.log_suppressed(&ctx.row.name, purpose, by)?;
+        Ok(true)
+    }
+
+    /// Imports (or refreshes) a suppression list from CSV, streaming: one thread
+    /// normalizes and keys the numbers while this one writes bounded batches. The new
+    /// version replaces the old one atomically once it is complete; rejected rows go to
+    /// `on_reject` (line and reason, never the number).
+    ///
+    /// # Errors
+    /// Unknown tenant or purpose, a bad list name, a CSV header without the column,
+    /// store errors. On any error the list's previous version stays in force.
+    pub fn suppress_import<R: std::io::Read + Send>(
+        &self,
+        opts: &SuppressOptions,
+        input: R,
+        on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
+    ) -> Result<SuppressReport, VaultError> {
+        self.audited("suppress-import", Some(&opts.tenant), None, |ev| {
+            self.suppress_import_in(opts, input, on_reject, ev)
+        })
+    }
+
+    fn suppress_import_in<R: std::io::Read + Send>(
+        &self,
+        opts: &SuppressOptions,
+        input: R,
+        mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
+        ev: &mut Event,
+    ) -> Result<SuppressReport, VaultError> {
+        let ctx = self.tenant(&opts.tenant)?;
+        check_name("list name", &opts.list)?;
+        Self::check_purposes(&ctx, &opts.purposes)?;
+        check_region_hint(opts.region.as_deref())?;
+        let mut rdr = import_reader(input);
+        let col = import_column(&mut rdr, &opts.column)?;
+        // One import of a list at a time in this process: a second one would sweep
+        // the first's entries as abandoned.
+        let _one = self
+            .suppress_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let tid = ctx.row.id;
+        let rk = row_key(tid, &opts.list);
+        let prev_bytes = self.store.get(Tree::Suppress, &rk)?;
+        let prev: Option<ListRow> = prev_bytes
+            .as_deref()
+            .map(|b| decode_row(&self.row_mac, TABLE, &rk, b))
+            .transpose()?;
+        let mut report = SuppressReport {
+            list: opts.list.clone(),
+            replaced: prev.as_ref().map(|p| p.version),
+            ..SuppressReport::default()
+        };
+        // What a crashed or failed import of this list left behind.
+        report.removed += self.delete_generations(tid, &opts.list, prev.as_ref())?;
+        let mut generation = [0u8; GENERATION_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut generation);
+        let gen_prefix = generation_prefix(tid, &opts.list, &generation);
+        let index = ctx.index()?;
+        let written = self.write_list_entries(
+            (index, &gen_prefix),
+            opts,
+            (&mut rdr, col),
+            &mut report,
+            &mut on_reject,
+        );
+        let flipped = written.and_then(|()| {
+            report.count = self.count_entries(&gen_prefix)?;
+            let row = ListRow {
+                name: opts.list.clone(),
+                version: prev.as_ref().map_or(1, |p| p.version.saturating_add(1)),
+                generation,
+                purposes: opts.purposes.clone(),
+                count: report.count,
+                imported_at: self.now(),
+                index_version: index.version,
+            };
+            report.version = row.version;
+            // The flip: the new version is in force from this commit on, and not a
+            // moment before.
+            let mut b = Batch::default();
+            b.guard(Tree::Suppress, rk.clone(), prev_bytes.clone());
+            b.put(
+                Tree::Suppress,
+                rk.clone(),
+                encode_row(&self.row_mac, TABLE, &rk, &row),
+            );
+            self.commit_audited(&mut b, ev)
+        });
+        if let Err(e) = flipped {
+            // Best effort: the entries are unreachable either way, and the next
+            // import of the list sweeps what is left.
+            let _ = self.delete_prefix(&gen_prefix);
+            return Err(e);
+        }
+        if let Some(p) = &prev {
+            report.removed +=
+                self.delete_prefix(&generation_prefix(tid, &opts.list, &p.generation))?;
+        }
+        Ok(report)
+    }
+
+    /// Streams the file's numbers into entries under `gen_prefix`, in batches of
+    /// [`SUPPRESS_CHUNK`]: a second thread parses and keys while this one writes.
+    fn write_list_entries<R: std::io::Read + Send>(
+        &self,
+        (index, gen_prefix): (&phonevault_keys::TenantKeys, &[u8]),
+        opts: &SuppressOptions,
+        (rdr, col): (&mut csv::Reader<R>, usize),
+        report: &mut SuppressReport,
+        on_reject: &mut impl FnMut(Reject) -> Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
+        let region = opts.region.as_deref();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(CHANNEL_CHUNKS);
+        std::thread::scope(|s| -> Result<(), VaultError> {
+            let producer = s.spawn(move || {
+                let mut chunk = Vec::with_capacity(SUPPRESS_CHUNK);
+                let mut record = csv::StringRecord::new();
+                loop {
+                    let line = rdr.position().line();
+                    match rdr.read_record(&mut record) {
+                        Ok(false) => break,
+                        Ok(true) => {
+                            let field = record.get(col).unwrap_or("");
+                            chunk.push(match list_digest(&index.index, field, region) {
+                                Ok(d) => {
+                                    let mut k = Vec::with_capacity(gen_prefix.len() + d.len());
+                                    k.extend_from_slice(gen_prefix);
+                                    k.extend_from_slice(&d);
+                                    Prepared::Entry(k)
+                                }
+                                Err(e) => Prepared::Reject(Reject {
+                                    line,
+                                    code: e.code(),
+                                    reason: e.to_string(),
+                                }),
+                            });
+                        }
+                        Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
+                    }
+                    if chunk.len() == SUPPRESS_CHUNK && tx.send(std::mem::take(&mut chunk)).is_err()
+                    {
+                        return;
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = tx.send(chunk);
+                }
+            });
+            let mut result = Ok(());
+            for chunk in rx.iter() {
+                if let Err(e) = self.write_list_chunk(chunk, report, on_reject) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            drop(rx);
+            let _ = producer.join();
+            result
+        })
+    }
+
+    fn write_list_chunk(
+        &self,
+        chunk: Vec<Prepared>,
+        report: &mut SuppressReport,
+        on_reject: &mut impl FnMut(Reject) -> Result<(), VaultError>,
+    ) -> Result<(), VaultError> {
+        let mut b = Batch::default();
+        let mut seen: HashSet<&[u8]> = HashSet::with_capacity(chunk.len());
+        for p in &chunk {
+            report.rows += 1;
+            match p {
+                Prepared::Reject(r) => {
+                    report.rejected += 1;
+                    on_reject(r.clone())?;
+                }
+                Prepared::Entry(k) if seen.insert(k) => {
+                    b.put(
+                        Tree::Suppress,
+                        k.clone(),
+                        entry_tag(&self.row_mac, k).to_vec(),
+                    );
+                }
+                Prepared::Entry(_) => {}
+            }
+        }
+        if !b.is_empty() {
+            self.store.commit(&b)?;
+        }
+        Ok(())
+    }
+
+    /// Counts the entries under `prefix`, a page at a time.
+    fn count_entries(&self, prefix: &[u8]) -> Result<u64, VaultError> {
+        let end = prefix_end(prefix);
+        let mut start = prefix.to_vec();
+        let mut n = 0u64;
+        loop {
+            let page = self
+                .store
+                .range(Tree::Suppress, &start, end.as_deref(), SUPPRESS_CHUNK)?;
+            let Some((last, _)) = page.last() else {
+                return Ok(n);
+            };
+            n += page.len() as u64;
+            start = last.clone();
+            start.push(0);
+        }
+    }
+
+    /// Deletes every entry under `prefix`, a chunk per batch. Returns how many.
+    fn delete_prefix(&self, prefix: &[u8]) -> Result<u64, VaultError> {
+        let mut n = 0u64;
+        loop {
+            let page = self
+                .store
+                .scan_prefix(Tree::Suppress, prefix, SUPPRESS_CHUNK)?;
+            if page.is_empty() {
+                return Ok(n);
+            }
+            let mut b = Batch::default();
+            for (k, _) in page {
+                b.delete(Tree::Suppress, k);
+                n += 1;
+            }
+            self.store.commit(&b)?;
+        }
+    }
+
+    /// Deletes the entries of every generation of a list but `keep`'s.
+    fn delete_generations(
+        &self,
+        tid: u32,
+        name: &str,
+        keep: Option<&ListRow>,
+    ) -> Result<u64, VaultError> {
+        let all = list_prefix(tid, name);
+        let Some(keep) = keep else {
+            return self.delete_prefix(&all);
+        };
+        let kept = generation_prefix(tid, name, &keep.generation);
+        // Below the kept generation, then above it.
+        let mut n = 0u64;
+        let end = prefix_end(&all);
+        for (from, to) in [
+            (all.clone(), Some(kept.clone())),
+            (prefix_end(&kept).unwrap_or_default(), end),
+        ] {
+            if from.is_empty() {
+                continue;
+            }
+            loop {
+                let page =
+                    self.store
+                        .range(Tree::Suppress, &from, to.as_deref(), SUPPRESS_CHUNK)?;
+                if page.is_empty() {
+                    break;
+                }
+                let mut b = Batch::default();
+                for (k, _) in page {
+                    b.delete(Tree::Suppress, k);
+                    n += 1;
+                }
+                self.store.commit(&b)?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The tenant's lists, by name.
+    ///
+    /// # Errors
+    /// [`VaultError::UnknownTenant`]; [`VaultError::RowTampered`] for a list row that
+    /// fails its MAC.
+    pub fn suppress_lists(&self, tenant: &str) -> Result<Vec<ListInfo>, VaultError> {
+        self.audited("suppress-list", Some(tenant), None, |_| {
+            let ctx = self.tenant(tenant)?;
+            Ok(self
+                .list_rows(&ctx)?
+                .into_iter()
+                .map(|(_, r)| ListInfo {
+                    name: r.name,
+                    version: r.version,
+                    purposes: r.purposes,
+                    count: r.count,
+                    imported_at: r.imported_at,
+                })
+                .collect())
+        })
+    }
+
+    /// Drops a list: its row goes in one audited batch (reads stop consulting it at
+    /// once), then its entries, a chunk at a time. Returns the entries deleted.
+    ///
+    /// # Errors
+    /// [`VaultError::NoSuchList`] when the tenant has no list of that name.
+    pub fn suppress_drop(&self, tenant: &str, list: &str) -> Result<u64, VaultError> {
+        self.audited("suppress-drop", Some(tenant), None, |ev| {
+            let ctx = self.tenant(tenant)?;
+            check_name("list name", list)?;
+            let _one = self
+                .suppress_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let rk = row_key(ctx.row.id, list);
+            let bytes = self
+                .store
+                .get(Tree::Suppress, &rk)?
+                .ok_or(VaultError::NoSuchList)?;
+            let _: ListRow = decode_row(&self.row_mac, TABLE, &rk, &bytes)?;
+            let mut b = Batch::default();
+            b.guard(Tree::Suppress, rk.clone(), Some(bytes));
+            b.delete(Tree::Suppress, rk);
+            self.commit_audited(&mut b, ev)?;
+            self.delete_prefix(&list_prefix(ctx.row.id, list))
+        })
+    }
+
+    /// How many live records (a live consent, within retention) each list holds,
+    /// under the protections of a `stats` query: counts below its threshold are not
+    /// published, and with epsilon each count gets Laplace noise.
+    ///
+    /// # Errors
+    /// As [`Vault::stats`].
+    pub fn suppression_stats(
+        &self,
+        tenant: &str,
+        q: &crate::stats::StatsQuery,
+    ) -> Result<Vec<ListCount>, VaultError> {
+        self.audited("suppress-stats", Some(tenant), None, |_| {
+            q.validate()?;
+            let ctx = self.tenant(tenant)?;
+            let lists = self.active_lists(&ctx, None)?;
+            if lists.is_empty() {
+                return Ok(Vec::new());
+            }
+            let t = self.now();
+            let retention = ctx.row.retention_days.map(|d| u64::from(d) * 86_400);
+            let mut counts = vec![0u64; lists.len()];
+            self.for_each_record(&ctx, |_, body: &RecordBody| {
+                let within = retention.is_none_or(|r| body.last_activity() + r > t);
+                if !(within && body.is_live()) {
+                    return Ok(());
+                }
+                for (i, l) in lists.iter().enumerate() {
+                    if self
+                        .listed_in(&ctx, std::slice::from_ref(l), &body.e164)?
+                        .is_some()
+                    {
+                        counts[i] += 1;
+                    }
+                }
+                Ok(())
+            })?;
+            let mut rng = rand::rngs::OsRng;
+            Ok(lists
+                .into_iter()
+                .zip(counts)
+                .map(|(l, c)| ListCount {
+                    list: l.name,
+                    purposes: l.purposes,
+                    records: crate::stats::publish_count(c, q, &mut rng),
+                })
+                .collect())
+        })
+    }
+
+    /// Of `purposes`, those a list holding `input` suppresses (for `add` to say so).
+    ///
+    /// # Errors
+    /// Unknown tenant, an invalid number, store errors.
+    pub fn suppressed_purposes(
+        &self,
+        tenant: &str,
+        input: &str,
+        region: Option<&str>,
+        purposes: &[String],
+    ) -> Result<Vec<String>, VaultError> {
+        let ctx = self.tenant(tenant)?;
+        let n = phone::normalize(input, region)?;
+        let lists = self.active_lists(&ctx, None)?;
+        let mut out = Vec::new();
+        for p in purposes {
+            let covering: Vec<&ActiveList> = lists
+                .iter()
+                .filter(|l| l.suppresses_any(std::slice::from_ref(p)))
+                .collect();
+            for l in covering {
+                if self
+                    .listed_in(&ctx, std::slice::from_ref(l), n.e164.expose_secret())?
+                    .is_some()
+                {
+                    out.push(p.clone());
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Integrity of the tenant's lists (`phonevault check`): every entry of a list's
+    /// version carries its tag, and there are as many as its row says (a deleted entry
+    /// shows as a shortfall). Returns the problems found, as (code, detail).
+    pub(crate) fn check_suppression(
+        &self,
+        ctx: &TenantCtx,
+    ) -> Result<Vec<(&'static str, String)>, VaultError> {
+        let mut problems = Vec::new();
+        let rows = match self.list_rows(ctx) {
+            Ok(r) => r,
+            Err(e) => {
+                problems.push(("suppress_row", e.to_string()));
+                return Ok(problems);
+            }
+        };
+        for (_, row) in rows {
+            let prefix = generation_prefix(ctx.row.id, &row.name, &row.generation);
+            let end = prefix_end(&prefix);
+            let mut start = prefix.clone();
+            let (mut n, mut bad) = (0u64, 0u64);
+            loop {
+                let page =
+                    self.store
+                        .range(Tree::Suppress, &start, end.as_deref(), SUPPRESS_CHUNK)?;
+                let Some((last, _)) = page.last() else { break };
+                start = last.clone();
+                start.push(0);
+                for (k, v) in &page {
+                    n += 1;
+                    if v[..] != entry_tag(&self.row_mac, k)[..] {
+                        bad += 1;
+                    }
+                }
+            }
+            if bad > 0 {
+                problems.push((
+                    "suppress_entry",
+                    format!(
+                        "suppression list `{}`: {bad} entries fail their tag (written outside the vault)",
+                        row.name
+                    ),
+                ));
+            }
+            if n - bad != row.count {
+                problems.push((
+                    "suppress_count",
+                    format!(
+                        "suppression list `{}` version {} should hold {} entries and holds {}: re-import it",
+                        row.name, row.version, row.count, n - bad
+                    ),
+                ));
+            }
+        }
+        Ok(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::store::{MemoryStore, Store};
+
+    fn opts(list: &str) -> SuppressOptions {
+        SuppressOptions {
+            tenant: "t".into(),
+            list: list.into(),
+            purposes: vec!["marketing".into()],
+            region: None,
+            column: "phone".into(),
+        }
+    }
+
+    /// `n` valid UK mobile numbers from `start`, as a list file.
+    fn file(start: u32, n: u32) -> String {
+        let mut s = String::from("phone\n");
+        for i in start..start + n {
+            s.push_str(&format!("+44740{i:07}\n"));
+        }
+        s
+    }
+
+    fn vault() -> (Vault, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::new());
+        let v = Vault::in_memory(store.clone()).unwrap();
+        v.create_tenant("t", &["otp".into(), "marketing".into()], None)
+            .unwrap();
+        (v, store)
+    }
+
+    fn listed(v: &Vault, phone: &str) -> bool {
+        let ctx = v.tenant("t").unwrap();
+        let lists = v.active_lists(&ctx, Some("marketing")).unwrap();
+        v.listed_in(&ctx, &lists, phone).unwrap().is_some()
+    }
+
+    fn import(v: &Vault, list: &str, csv: &str) -> Result<SuppressReport, VaultError> {
+        v.suppress_import(&opts(list), csv.as_bytes(), |_| Ok(()))
+    }
+
+    /// Issue 16: a refresh that fails part-way (here: the disk fills after its
+    /// first batch of entries) leaves the previous version in force, whole; the next
+    /// import sweeps what the failed one wrote.
+    #[test]
+    fn a_failed_refresh_leaves_the_old_version_in_force() {
+        let (v, store) = vault();
+        import(&v, "dnc", &file(0, 100)).unwrap();
+        let entries_before = store
+            .scan_prefix(Tree::Suppress, b"", usize::MAX)
+            .unwrap()
+            .len();
+        let n = (SUPPRESS_CHUNK as u32) * 2 + 7;
+        store.fail_commits_after(Some(1));
+        assert!(matches!(
+            import(&v, "dnc", &file(50, n)),
+            Err(VaultError::Store(crate::store::StoreError::DiskFull))
+        ));
+        store.fail_commits_after(None);
+        let lists = v.suppress_lists("t").unwrap();
+        assert_eq!((lists[0].version, lists[0].count), (1, 100));
+        assert!(listed(&v, "+447400000000"), "old-only number still listed");
+        assert!(
+            !listed(&v, "+447400000150"),
+            "new-only number not yet listed"
+        );
+        // The failed import's first batch is still there (its clean-up was refused
+        // too), unreachable; the next import removes it.
+        let left = store
+            .scan_prefix(Tree::Suppress, b"", usize::MAX)
+            .unwrap()
+            .len();
+        assert_eq!(left, entries_before + SUPPRESS_CHUNK);
+        let r = import(&v, "dnc", &file(50, n)).unwrap();
+        assert_eq!((r.version, r.count, r.replaced), (2, u64::from(n), Some(1)));
+        assert_eq!(r.removed, SUPPRESS_CHUNK as u64 + 100);
+        assert!(!listed(&v, "+447400000000"));
+        assert!(listed(&v, "+447400000150"));
+        let all = store
+            .scan_prefix(Tree::Suppress, b"", usize::MAX)
+            .unwrap()
+            .len();
+        assert_eq!(
+            all,
+            n as usize + 1,
+            "the entries and the list row, nothing else"
+        );
+        assert!(v.check_integrity().unwrap().is_ok());
+    }
+
+    /// A database writer cannot add an entry (its tag needs the row MAC key) nor
+    /// remove one unseen by `check` (the row holds the count), nor edit the list row.
+    #[test]
+    fn tampered_entries_and_rows_are_detected() {
+        let (v, store) = vault();
+        import(&v, "dnc", &file(0, 10)).unwrap();
+        let ctx = v.tenant("t").unwrap();
+        let lists = v.active_lists(&ctx, None).unwrap();
+        // Forge an entry for a number not on the list: its key is computable only with
+        // the index key, but even with it, not its tag.
+        let digest = entry_digest(&ctx.index().unwrap().index, "+447400000099");
+        let mut key = lists[0].prefix.clone();
+        key.extend_from_slice(&digest);
+        let mut b = Batch::default();
+        b.put(Tree::Suppress, key.clone(), vec![0u8; TAG_LEN]);
+        store.commit(&b).unwrap();
+        assert!(matches!(
+            v.listed_in(&ctx, &lists, "+447400000099"),
+            Err(VaultError::RowTampered("suppress"))
+        ));
+        let report = v.check_integrity().unwrap();
+        assert!(report.problems.iter().any(|p| p.code == "suppress_entry"));
+        let mut b = Batch::default();
+        b.delete(Tree::Suppress, key);
+        store.commit(&b).unwrap();
+        assert!(v.check_integrity().unwrap().is_ok());
+
+        // Remove a real entry: lookups cannot tell, `check` does.
+        let digest = entry_digest(&ctx.index().unwrap().index, "+447400000003");
+        let mut key = lists[0].prefix.clone();
+        key.extend_from_slice(&digest);
+        let mut b = Batch::default();
+        b.delete(Tree::Suppress, key);
+        store.commit(&b).unwrap();
+        let report = v.check_integrity().unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.code == "suppress_count"),
+            "{report:?}"
+        );
+
+        // Edit the list row (say, drop its purposes): refused as tampered.
+        let rk = row_key(ctx.row.id, "dnc");
+        let mut row = store.get(Tree::Suppress, &rk).unwrap().unwrap();
+        row[3] ^= 1;
+        let mut b = Batch::default();
+        b.put(Tree::Suppress, rk, row);
+        store.commit(&b).unwrap();
+        assert!(matches!(
+            v.suppress_lists("t"),
+            Err(VaultError::RowTampered("suppress"))
+        ));
+        assert!(v.find("t", "+447400000001", None, "marketing").is_err());
+    }
+
+    /// A list's entry and the record index entry of the same number share no bytes:
+    /// a reader of the store cannot tell which records are listed.
+    #[test]
+    fn index_and_list_digests_of_a_number_differ() {
+        let (v, store) = vault();
+        v.add("t", "+447400000001", None, &["otp".into()], "s")
+            .unwrap();
+        import(&v, "dnc", &file(0, 3)).unwrap();
+        let index: Vec<Vec<u8>> = store
+            .scan_prefix(Tree::Index, b"", usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k[k.len() - DIGEST_LEN..].to_vec())
+            .collect();
+        assert_eq!(index.len(), 1);
+        let entries = store.scan_prefix(Tree::Suppress, b"", usize::MAX).unwrap();
+        assert_eq!(entries.len(), 4, "three entries and the list row");
+        for (k, _) in entries {
+            assert!(!k.windows(DIGEST_LEN).any(|w| w == index[0].as_slice()));
+        }
+        assert!(listed(&v, "+447400000001"));
+    }
+
+    /// Lists of one tenant are invisible to another, and a name is no prefix of another.
+    #[test]
+    fn lists_are_per_tenant_and_per_name() {
+        let (v, _) = vault();
+        v.create_tenant("u", &["marketing".into()], None).unwrap();
+        import(&v, "dnc", &file(0, 3)).unwrap();
+        import(&v, "dnc2", &file(10, 3)).unwrap();
+        assert_eq!(v.suppress_lists("u").unwrap(), Vec::new());
+        assert_eq!(v.suppress_drop("t", "dnc").unwrap(), 3);
+        assert!(!listed(&v, "+447400000001"));
+        assert!(listed(&v, "+447400000011"));
+        assert!(matches!(
+            v.suppress_drop("t", "dnc"),
+            Err(VaultError::NoSuchList)
+        ));
+    }
+}
