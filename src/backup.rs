@@ -6,8 +6,10 @@
 //! header = "PVBACKUP" ‖ u8 format (2) ‖ vault id (16) ‖ u64 LE created_at (unix s)
 //!          ‖ u8 tree count (8) ‖ 8 × u64 LE rows per tree (meta, tenants, records,
 //!          index, expiry, tokens, audit, suppress)
-//! entry  = u8 tree ‖ u32 LE key length ‖ key ‖ u32 LE value length ‖ value
+//! entry  = u8 tree id ‖ u32 LE key length ‖ key ‖ u32 LE value length ‖ value
 //! mac    = HMAC-SHA256(backup key, entry* ‖ header)
+//! tree id: meta 0, tenants 1, records 2, index 3, expiry 4, tokens 5, audit 6,
+//!          suppress 7 (frozen: `Tree::id`)
 //! backup key = HKDF-SHA256(vault seed, vault id, lp("phonevault/v2/backup-mac-key"))
 //! ```
 //!
@@ -133,7 +135,7 @@ pub struct Header {
     pub vault_id: [u8; 16],
     /// When the snapshot was taken (unix seconds).
     pub created_at: u64,
-    /// Rows per tree, in [`Tree::ALL`] order.
+    /// Rows per tree, by [`Tree::id`].
     pub counts: [u64; TREES],
 }
 
@@ -222,7 +224,7 @@ pub fn encode_entry(
     if key.len() > MAX_KEY_LEN || value.len() > MAX_VALUE_LEN {
         return Err(BackupError::Damaged("a row is larger than a backup allows"));
     }
-    out.push(tree as u8);
+    out.push(tree.id());
     out.extend_from_slice(&(key.len() as u32).to_le_bytes());
     out.extend_from_slice(key);
     out.extend_from_slice(&(value.len() as u32).to_le_bytes());
@@ -259,7 +261,7 @@ impl<W: std::io::Write + std::io::Seek> BackupWriter<W> {
         })
     }
 
-    /// Appends one row. Rows must come tree by tree in [`Tree::ALL`] order, keys
+    /// Appends one row. Rows must come tree by tree in [`Tree::id`] order, keys
     /// strictly increasing within a tree (as a store scan yields them).
     ///
     /// # Errors
@@ -267,12 +269,12 @@ impl<W: std::io::Write + std::io::Seek> BackupWriter<W> {
     /// of order.
     pub fn entry(&mut self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), BackupError> {
         if let Some((t, k)) = &self.last {
-            if (*t as usize, k.as_slice()) >= (tree as usize, key) {
+            if (t.id(), k.as_slice()) >= (tree.id(), key) {
                 return Err(BackupError::Damaged("rows given out of order"));
             }
         }
         encode_entry(tree, key, value, &mut self.buf)?;
-        self.counts[tree as usize] += 1;
+        self.counts[usize::from(tree.id())] += 1;
         self.last = Some((tree, key.to_vec()));
         if self.buf.len() >= 1 << 16 {
             self.drain()?;
@@ -428,7 +430,11 @@ impl<R: Read> BackupReader<R> {
         }
         self.last_key = Some(key.clone());
         self.left_in_tree -= 1;
-        Ok(Some((Tree::ALL[self.tree], key, value)))
+        let tree = u8::try_from(self.tree)
+            .ok()
+            .and_then(Tree::from_id)
+            .ok_or(BackupError::Damaged("an entry is in the wrong tree"))?;
+        Ok(Some((tree, key, value)))
     }
 
     /// After the last entry: reads the MAC, checks that nothing follows it, and
@@ -485,7 +491,7 @@ mod tests {
         let mut counts = [0u64; TREES];
         let mut body = Vec::new();
         for (t, k, v) in rows {
-            counts[*t as usize] += 1;
+            counts[usize::from(t.id())] += 1;
             encode_entry(*t, k, v, &mut body).unwrap();
         }
         let h = Header {

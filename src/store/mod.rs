@@ -55,7 +55,7 @@ pub enum Tree {
 }
 
 impl Tree {
-    /// Every tree, in a fixed order.
+    /// Every tree, in the order of their [`Tree::id`]s.
     pub const ALL: [Tree; 8] = [
         Tree::Meta,
         Tree::Tenants,
@@ -81,8 +81,29 @@ impl Tree {
         }
     }
 
+    /// The tree's number in the backup format, frozen: a tree added later takes the
+    /// next free number, and none is ever renumbered (the order of the enum does not
+    /// decide it).
+    pub fn id(self) -> u8 {
+        match self {
+            Tree::Meta => 0,
+            Tree::Tenants => 1,
+            Tree::Records => 2,
+            Tree::Index => 3,
+            Tree::Expiry => 4,
+            Tree::Tokens => 5,
+            Tree::Audit => 6,
+            Tree::Suppress => 7,
+        }
+    }
+
+    /// The tree numbered `id` ([`Tree::id`]).
+    pub fn from_id(id: u8) -> Option<Tree> {
+        Tree::ALL.get(usize::from(id)).copied()
+    }
+
     fn slot(self) -> usize {
-        self as usize
+        usize::from(self.id())
     }
 }
 
@@ -398,6 +419,29 @@ pub(crate) mod tests {
         }
         s.commit(&guarded).unwrap();
         assert_eq!(s.get(Tree::Records, b"k").unwrap(), Some(b"w".to_vec()));
+    }
+
+    /// The backup format's tree numbers, as files written so far hold them.
+    #[test]
+    fn tree_ids_are_frozen() {
+        let ids: Vec<(&str, u8)> = Tree::ALL.iter().map(|t| (t.name(), t.id())).collect();
+        assert_eq!(
+            ids,
+            [
+                ("meta", 0),
+                ("tenants", 1),
+                ("records", 2),
+                ("index", 3),
+                ("expiry", 4),
+                ("tokens", 5),
+                ("audit", 6),
+                ("suppress", 7),
+            ]
+        );
+        for t in Tree::ALL {
+            assert_eq!(Tree::from_id(t.id()), Some(t));
+        }
+        assert_eq!(Tree::from_id(8), None);
     }
 
     #[test]
