@@ -80,39 +80,39 @@ impl ApiError {
 }
 
 impl From<VaultError> for ApiError {
+    /// The error's one code ([`VaultError::code`], the same the audit log records)
+    /// with its HTTP status; errors with no status of their own are internal (their
+    /// detail goes to the log, never to the client).
     fn from(e: VaultError) -> Self {
         use StatusCode as S;
-        let (status, code) = match &e {
-            VaultError::UnknownTenant(_) => (S::NOT_FOUND, "unknown_tenant"),
-            VaultError::UnknownPurpose { .. } => (S::BAD_REQUEST, "unknown_purpose"),
-            VaultError::NoConsent => (S::BAD_REQUEST, "no_consent"),
-            VaultError::NoSuchRecord(_) => (S::NOT_FOUND, "not_found"),
-            VaultError::InvalidRecordId => (S::BAD_REQUEST, "invalid_record_id"),
-            VaultError::InvalidArgument(_) | VaultError::InvalidName { .. } => {
-                (S::BAD_REQUEST, "invalid_argument")
-            }
-            VaultError::TenantExists(_) => (S::CONFLICT, "conflict"),
-            VaultError::Stats(_) => (S::BAD_REQUEST, "invalid_argument"),
-            VaultError::Last4TooBroad { .. } => (S::BAD_REQUEST, "too_many_matches"),
+        let status = match &e {
+            VaultError::UnknownTenant(_) | VaultError::NoSuchRecord(_) => S::NOT_FOUND,
+            VaultError::UnknownPurpose { .. }
+            | VaultError::NoConsent
+            | VaultError::InvalidRecordId
+            | VaultError::InvalidArgument(_)
+            | VaultError::InvalidName { .. }
+            | VaultError::Stats(_)
+            | VaultError::Last4TooBroad { .. } => S::BAD_REQUEST,
             VaultError::Phone(p) => {
                 return ApiError {
                     status: S::BAD_REQUEST,
-                    code: "invalid_phone",
+                    code: e.code(),
                     message: e.to_string(),
                     reason: Some(p.code()),
                 }
             }
-            VaultError::Unlock => (S::UNAUTHORIZED, "unseal_failed"),
-            VaultError::Store(StoreError::Conflict) => (S::CONFLICT, "conflict"),
-            VaultError::Store(StoreError::DiskFull) => (S::INSUFFICIENT_STORAGE, "storage_full"),
-            VaultError::Store(StoreError::Locked) => (S::SERVICE_UNAVAILABLE, "locked"),
+            VaultError::TenantExists(_) | VaultError::Store(StoreError::Conflict) => S::CONFLICT,
+            VaultError::Unlock => S::UNAUTHORIZED,
+            VaultError::Store(StoreError::DiskFull) => S::INSUFFICIENT_STORAGE,
+            VaultError::Store(StoreError::Locked) => S::SERVICE_UNAVAILABLE,
             VaultError::Store(StoreError::Unavailable(_)) => {
                 // The detail (driver message) goes to the log; the client learns what
                 // to do.
                 tracing::warn!("phonevault serve: store unavailable: {e}");
                 return ApiError::new(
                     S::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
+                    e.code(),
                     "the database is unavailable: the request was not acknowledged; retry shortly (the server reconnects by itself, and adds and consent changes are safe to repeat)",
                 );
             }
@@ -128,7 +128,7 @@ impl From<VaultError> for ApiError {
             }
             _ => return ApiError::internal(&e),
         };
-        ApiError::new(status, code, e.to_string())
+        ApiError::new(status, e.code(), e.to_string())
     }
 }
 
@@ -163,5 +163,28 @@ mod tests {
         assert_eq!(conflict.status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(conflict.code, "key_version_conflict");
         assert!(!conflict.message.contains("tamper"), "{}", conflict.message);
+    }
+
+    /// The API names a failure as the audit log does: one code table.
+    #[test]
+    fn api_codes_are_the_vault_codes() {
+        let errors = [
+            VaultError::Unlock,
+            VaultError::UnknownTenant(()),
+            VaultError::NoConsent,
+            VaultError::InvalidRecordId,
+            VaultError::InvalidArgument("x".into()),
+            VaultError::TenantExists("shop".into()),
+            VaultError::Store(StoreError::Conflict),
+            VaultError::Store(StoreError::DiskFull),
+            VaultError::Store(StoreError::Locked),
+            VaultError::Store(StoreError::Unavailable("down".into())),
+            VaultError::Last4TooBroad { limit: 10 },
+        ];
+        for e in errors {
+            let code = e.code();
+            assert_eq!(ApiError::from(e).code, code);
+        }
+        assert_eq!(VaultError::Unlock.code(), "unseal_failed");
     }
 }

@@ -313,7 +313,7 @@ impl VaultError {
         match self {
             VaultError::NoVault(_) => "no_vault",
             VaultError::AlreadyExists(_) => "already_exists",
-            VaultError::Unlock => "unlock_failed",
+            VaultError::Unlock => "unseal_failed",
             VaultError::InsecurePermissions(_) => "insecure_permissions",
             VaultError::KeyringMismatch => "keyring_mismatch",
             VaultError::UnknownTenant(_) => "unknown_tenant",
@@ -324,7 +324,7 @@ impl VaultError {
             VaultError::NoSuchRecord(_) => "not_found",
             VaultError::InvalidRecordId => "invalid_record_id",
             VaultError::Phone(_) => "invalid_phone",
-            VaultError::Stats(_) => "stats_refused",
+            VaultError::Stats(_) => "invalid_argument",
             VaultError::Record(_) => "record_unreadable",
             VaultError::Key(_) => "key_error",
             VaultError::Store(StoreError::Conflict) => "conflict",
