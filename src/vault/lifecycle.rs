@@ -9,6 +9,7 @@ use super::{
     VaultError, STORE_DIR,
 };
 use crate::phone;
+use crate::policy::retention;
 use crate::record::{RecordBody, RecordId};
 use crate::store::{Batch, SledStore, Tree};
 
@@ -100,7 +101,6 @@ pub struct CompactReport {
 }
 
 const PURGE_PAGE: usize = 1000;
-const SECONDS_PER_DAY: u64 = 86_400;
 
 impl Vault {
     fn locate(
@@ -417,8 +417,10 @@ impl Vault {
         let Some(days) = row.retention_days else {
             return Ok(out);
         };
+        let Some(cutoff) = retention::expiry_cutoff(days, now) else {
+            return Ok(out);
+        };
         let ctx = self.tenant(&row.name)?;
-        let cutoff = now.saturating_sub(u64::from(days) * SECONDS_PER_DAY);
         let start = expiry_key(row.id, 0, &RecordId([0; 16]));
         // Expired means last activity <= cutoff.
         let end = expiry_key(row.id, cutoff.saturating_add(1), &RecordId([0; 16]));
@@ -437,7 +439,7 @@ impl Vault {
         for (k, _) in &page {
             let id = super::id_after(k, 12, "expiry")?;
             match self.open_record(&ctx, &id)? {
-                Some((stored, old)) if old.last_activity() <= cutoff => {
+                Some((stored, old)) if retention::expired(&old, Some(days), now) => {
                     out.expired += 1;
                     if !dry_run {
                         self.stage(

@@ -1876,10 +1876,7 @@ impl Vault {
         if !body.has_live_consent(purpose) {
             return false;
         }
-        match ctx.row.retention_days {
-            Some(days) => body.last_activity() + u64::from(days) * 86_400 > now,
-            None => true,
-        }
+        !crate::policy::retention::expired(body, ctx.row.retention_days, now)
     }
 
     /// Finds a number for `purpose`. `None` when absent *or* not consented for the

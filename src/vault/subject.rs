@@ -5,6 +5,7 @@
 use super::audit::Event;
 use super::{Found, Vault, VaultError};
 use crate::phone::{self, NumberKind, E164};
+use crate::policy::retention::{self, SECONDS_PER_DAY};
 use crate::record::{Grant, OptOut, RecordId};
 use crate::stats::{partner_pseudonym, Aggregator, Stats, StatsQuery};
 
@@ -106,8 +107,6 @@ pub struct Stale {
     /// Last verification, if ever.
     pub verified_at: Option<u64>,
 }
-
-const SECONDS_PER_DAY: u64 = 86_400;
 
 impl Vault {
     /// Everything held about a number, whatever its consents: consents with their
@@ -219,15 +218,11 @@ impl Vault {
         let ctx = self.tenant(tenant)?;
         let cutoff = self.now().saturating_sub(u64::from(days) * SECONDS_PER_DAY);
         let t = self.now();
-        let retention = ctx
-            .row
-            .retention_days
-            .map(|d| u64::from(d) * SECONDS_PER_DAY);
         let mut out = Vec::new();
         self.for_each_record(&ctx, |id: RecordId, body| {
             let last = body.verified_at.unwrap_or(body.created_at);
             // Expired records are never returned, purged or not.
-            let within = retention.is_none_or(|r| body.last_activity() + r > t);
+            let within = !retention::expired(body, ctx.row.retention_days, t);
             if last <= cutoff && within && !body.suppressed() {
                 out.push(Stale {
                     id: id.to_string(),
@@ -250,13 +245,9 @@ impl Vault {
         q.validate()?;
         let ctx = self.tenant(tenant)?;
         let t = self.now();
-        let retention = ctx
-            .row
-            .retention_days
-            .map(|d| u64::from(d) * SECONDS_PER_DAY);
         let mut agg = Aggregator::default();
         self.for_each_record(&ctx, |_, body| {
-            let within = retention.is_none_or(|r| body.last_activity() + r > t);
+            let within = !retention::expired(body, ctx.row.retention_days, t);
             if within && body.is_live() {
                 agg.add(q, &body.region, NumberKind::from_index(body.kind));
             }

@@ -672,10 +672,9 @@ impl Vault {
                 return Ok(Vec::new());
             }
             let t = self.now();
-            let retention = ctx.row.retention_days.map(|d| u64::from(d) * 86_400);
             let mut counts = vec![0u64; lists.len()];
             self.for_each_record(&ctx, |_, body: &RecordBody| {
-                let within = retention.is_none_or(|r| body.last_activity() + r > t);
+                let within = !crate::policy::retention::expired(body, ctx.row.retention_days, t);
                 if !(within && body.is_live()) {
                     return Ok(());
                 }
