@@ -28,6 +28,7 @@
 //! assert!(matches!(d, Decision::Allow { detailed: false }));
 //! ```
 
+pub mod consent;
 pub mod retention;
 pub mod values;
 

@@ -9,7 +9,7 @@ use super::{
     VaultError, STORE_DIR,
 };
 use crate::phone;
-use crate::policy::retention;
+use crate::policy::{consent, retention};
 use crate::record::{RecordBody, RecordId};
 use crate::store::{Batch, SledStore, Tree};
 
@@ -183,12 +183,7 @@ impl Vault {
             Self::check_purposes(&*self.tenant(tenant)?, purposes)?;
             super::check_source(source)?;
             self.update(tenant, Target::Id(id), ev, |b, t| {
-                let mut changed = false;
-                for p in purposes {
-                    changed |= b.lift_opt_outs(p, t);
-                    changed |= b.grant(p, source, t);
-                }
-                changed
+                consent::explicit(b, purposes, source, t)
             })
         })
     }

@@ -1153,9 +1153,7 @@ fn new_body(n: &phone::Normalized, purposes: &[String], source: &str, now: u64) 
         updated_at: now,
         verified_at: None,
     };
-    for p in purposes {
-        body.grant(p, source, now);
-    }
+    crate::policy::consent::initial(&mut body, purposes, source, now);
     body
 }
 
@@ -2204,13 +2202,9 @@ impl Vault {
         let outcome = match self.lookup_exact(ctx, &n.e164)? {
             Some((id, stored, old)) => {
                 let mut body = old.clone();
-                let mut changed = false;
-                for p in purposes {
-                    // An explicit add with a consent and a source is the one way to
-                    // lift an opt-out (imports never do).
-                    changed |= body.lift_opt_outs(p, t);
-                    changed |= body.grant(p, source, t);
-                }
+                // An explicit add with a consent and a source is the one way to lift
+                // an opt-out (imports never do).
+                let changed = crate::policy::consent::explicit(&mut body, purposes, source, t);
                 ev.touch(&id);
                 if !changed {
                     return Ok(AddOutcome::Unchanged(id));
@@ -2537,7 +2531,10 @@ impl Vault {
                     continue;
                 }
                 Some((id, stored, old)) => {
-                    if old.suppressed() {
+                    let mut body = old.clone();
+                    let outcome =
+                        crate::policy::consent::bulk(&mut body, &opts.purposes, &opts.source, t);
+                    if outcome == crate::policy::consent::Bulk::Suppressed {
                         // Opted out of everything: an import never re-adds consent.
                         counts.suppressed += 1;
                         suppressed.push(Reject {
@@ -2548,12 +2545,7 @@ impl Vault {
                         seen.insert(ready.idx.exact.clone(), ());
                         continue;
                     }
-                    let mut body = old.clone();
-                    let mut changed = false;
-                    for p in opts.purposes.iter().filter(|p| !old.opted_out(p)) {
-                        changed |= body.grant(p, &opts.source, t);
-                    }
-                    if changed {
+                    if outcome == crate::policy::consent::Bulk::Changed {
                         ev.touch(&id);
                         resealed += self.stage(
                             ctx,
