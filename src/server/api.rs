@@ -414,34 +414,12 @@ fn batch_import(
         .collect();
     let mut total = crate::vault::ImportSummary::default();
     for ((purposes, region), members) in groups {
-        // The numbers go through an in-memory CSV (zeroized afterwards): the import
-        // is the one bulk path, so batch and import cannot drift apart.
-        // Sized up front so no reallocation leaves an unzeroized copy behind.
-        let cap = 8 + members
-            .iter()
-            .map(|&i| 3 + 2 * req.items[i].phone.len())
-            .sum::<usize>();
-        let mut w = csv::Writer::from_writer(Vec::with_capacity(cap));
-        let write = |w: &mut csv::Writer<_>, f: &str| {
-            w.write_record([f])
-                .map_err(|e| crate::vault::VaultError::Csv(e.to_string()))
-        };
-        write(&mut w, "phone")?;
-        // The import names a reject by the line its row starts on, and a phone holding
-        // a line break (`"+447700900123\n"` is valid) spans several lines: map each
-        // member's starting line.
-        let mut at_line = BTreeMap::new();
-        let mut line = 2u64;
-        for &i in &members {
-            let phone = &req.items[i].phone;
-            write(&mut w, phone)?;
-            at_line.insert(line, i);
-            line += 1 + phone.bytes().filter(|&b| b == b'\n').count() as u64;
-        }
-        let csv = zeroize::Zeroizing::new(
-            w.into_inner()
-                .map_err(|e| crate::vault::VaultError::Csv(e.to_string()))?,
-        );
+        // The import is the one bulk path, so batch and import cannot drift apart; a
+        // reject names its item by the position given here.
+        let rows = members.iter().map(|&i| crate::vault::ImportRow::Number {
+            phone: zeroize::Zeroizing::new(req.items[i].phone.clone()),
+            line: i as u64,
+        });
         let opts = crate::vault::ImportOptions {
             tenant: tenant.to_owned(),
             purposes,
@@ -450,9 +428,9 @@ fn batch_import(
             column: "phone".into(),
         };
         let mut rejects = Vec::new();
-        let summary = match vault.import(
+        let summary = match vault.import_rows(
             &opts,
-            &csv[..],
+            rows,
             |r| {
                 rejects.push(r);
                 Ok(())
@@ -471,9 +449,12 @@ fn batch_import(
             }
         };
         for r in rejects {
-            let Some(&i) = at_line.get(&r.line) else {
+            let Ok(i) = usize::try_from(r.line) else {
                 continue;
             };
+            if i >= results.len() {
+                continue;
+            }
             let mut err = json!({ "code": r.code, "message": r.reason });
             let status = if r.code == "suppressed" {
                 "suppressed"

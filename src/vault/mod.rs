@@ -32,6 +32,7 @@ pub(crate) mod journal;
 mod keys;
 mod lifecycle;
 mod reindex;
+mod rows;
 mod subject;
 mod suppress;
 mod tokens;
@@ -44,6 +45,7 @@ pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, SweepCursor, Target};
 pub use reindex::ReindexReport;
+pub use rows::{import_column, import_reader, CsvRows, ImportRow};
 pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
 pub use suppress::{
     list_digest, ListCount, ListInfo, SuppressOptions, SuppressReport, ENTRY_LABEL, SUPPRESS_CHUNK,
@@ -580,7 +582,8 @@ pub struct ImportOptions {
 /// A rejected import row: 1-based line number and the reason (never the number).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reject {
-    /// Line in the file (the header is line 1).
+    /// Where the row came from: a file's line (the header is line 1), or a batch
+    /// item's index ([`ImportRow`]).
     pub line: u64,
     /// Stable reason code.
     pub code: &'static str,
@@ -608,34 +611,6 @@ pub fn check_region_hint(region: Option<&str>) -> Result<(), VaultError> {
         phone::normalize("+1 202 555 0100", Some(r)).map_err(|_| PhoneError::InvalidRegionHint)?;
     }
     Ok(())
-}
-
-/// The CSV reader of an import file: a header line, rows of any length.
-pub fn import_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
-    csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(input)
-}
-
-/// Reads the header line of an import file and finds the column holding the numbers.
-///
-/// # Errors
-/// [`VaultError::Csv`] when the header cannot be read or has no such column.
-pub fn import_column<R: std::io::Read>(
-    rdr: &mut csv::Reader<R>,
-    column: &str,
-) -> Result<usize, VaultError> {
-    let headers = rdr.headers().map_err(|e| VaultError::Csv(e.to_string()))?;
-    headers
-        .iter()
-        .position(|h| h.trim() == column)
-        .ok_or_else(|| {
-            // The name is not repeated: it may be anything typed in its place.
-            VaultError::Csv(
-                "no column of the name given in the header line (use --column NAME)".into(),
-            )
-        })
 }
 
 /// Current unix time in seconds.
@@ -2288,14 +2263,36 @@ impl Vault {
         on_progress: impl FnMut(u64),
     ) -> Result<ImportSummary, VaultError> {
         self.audited("import", Some(&opts.tenant), None, |ev| {
-            self.import_in(opts, input, on_reject, on_progress, ev)
+            let rows = CsvRows::new(input, &opts.column)?;
+            self.import_in(opts, rows, on_reject, on_progress, ev)
         })
     }
 
-    fn import_in<R: std::io::Read + Send>(
+    /// [`Vault::import`] of rows however they arrived (a batch request's items): the
+    /// one bulk path. A reject names the row by its [`ImportRow`] position.
+    ///
+    /// # Errors
+    /// As [`Vault::import`].
+    pub fn import_rows<I>(
         &self,
         opts: &ImportOptions,
-        input: R,
+        rows: I,
+        on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
+        on_progress: impl FnMut(u64),
+    ) -> Result<ImportSummary, VaultError>
+    where
+        I: IntoIterator<Item = ImportRow>,
+        I::IntoIter: Send,
+    {
+        self.audited("import", Some(&opts.tenant), None, |ev| {
+            self.import_in(opts, rows.into_iter(), on_reject, on_progress, ev)
+        })
+    }
+
+    fn import_in(
+        &self,
+        opts: &ImportOptions,
+        rows: impl Iterator<Item = ImportRow> + Send,
         mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
         mut on_progress: impl FnMut(u64),
         ev: &mut audit::Event,
@@ -2304,8 +2301,6 @@ impl Vault {
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_source(&opts.source)?;
         check_region_hint(opts.region.as_deref())?;
-        let mut rdr = import_reader(input);
-        let col = import_column(&mut rdr, &opts.column)?;
         let t = self.now();
         let mut summary = ImportSummary::default();
         // Without older index versions, the current index entry is the only place a
@@ -2325,16 +2320,12 @@ impl Vault {
             let ctx2 = ctx.clone();
             let producer = s.spawn(move || {
                 let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
-                let mut record = csv::StringRecord::new();
-                loop {
-                    let line = rdr.position().line();
-                    match rdr.read_record(&mut record) {
-                        Ok(false) => break,
-                        Ok(true) => {
-                            let field = record.get(col).unwrap_or("");
-                            chunk.push(prepare(&ctx2, opts, (field, line, t), change));
+                for row in rows {
+                    match row {
+                        ImportRow::Number { phone, line } => {
+                            chunk.push(prepare(&ctx2, opts, (&phone, line, t), change));
                         }
-                        Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
+                        ImportRow::Unreadable(r) => chunk.push(Prepared::Reject(r)),
                     }
                     if chunk.len() == IMPORT_CHUNK
                         && tx.send(Ok(std::mem::take(&mut chunk))).is_err()

@@ -1,0 +1,101 @@
+//! The rows a bulk import reads: numbers with the position they came from, whatever
+//! carried them (a CSV file, a batch request's items), and the CSV adapter.
+
+use zeroize::Zeroizing;
+
+use super::{Reject, VaultError};
+
+/// One row of a bulk import.
+pub enum ImportRow {
+    /// A number as given, with its position for the reject report: a file's line (the
+    /// header is line 1) or a batch item's index.
+    Number {
+        /// The number as typed (wiped when dropped).
+        phone: Zeroizing<String>,
+        /// Where it came from.
+        line: u64,
+    },
+    /// A row that could not be read at all: reported as given.
+    Unreadable(Reject),
+}
+
+impl std::fmt::Debug for ImportRow {
+    /// Never the number.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ImportRow::Number { line, .. } => f
+                .debug_struct("Number")
+                .field("line", line)
+                .finish_non_exhaustive(),
+            ImportRow::Unreadable(r) => f.debug_tuple("Unreadable").field(r).finish(),
+        }
+    }
+}
+
+/// A CSV reader of import files: a header line, rows of any width.
+pub fn import_reader<R: std::io::Read>(input: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(input)
+}
+
+/// Reads the header line of an import file and finds the column holding the numbers.
+///
+/// # Errors
+/// [`VaultError::Csv`] when the header cannot be read or has no such column.
+pub fn import_column<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    column: &str,
+) -> Result<usize, VaultError> {
+    let headers = rdr.headers().map_err(|e| VaultError::Csv(e.to_string()))?;
+    headers
+        .iter()
+        .position(|h| h.trim() == column)
+        .ok_or_else(|| {
+            // The name is not repeated: it may be anything typed in its place.
+            VaultError::Csv(
+                "no column of the name given in the header line (use --column NAME)".into(),
+            )
+        })
+}
+
+/// The rows of a CSV import file: the numbers of column `column`, streamed.
+pub struct CsvRows<R> {
+    rdr: csv::Reader<R>,
+    col: usize,
+    record: csv::StringRecord,
+}
+
+impl<R: std::io::Read> CsvRows<R> {
+    /// Reads the header line of `input` and finds `column` in it.
+    ///
+    /// # Errors
+    /// [`VaultError::Csv`] when the header cannot be read or has no such column.
+    pub fn new(input: R, column: &str) -> Result<Self, VaultError> {
+        let mut rdr = import_reader(input);
+        let col = import_column(&mut rdr, column)?;
+        Ok(CsvRows {
+            rdr,
+            col,
+            record: csv::StringRecord::new(),
+        })
+    }
+}
+
+impl<R: std::io::Read> Iterator for CsvRows<R> {
+    type Item = ImportRow;
+
+    fn next(&mut self) -> Option<ImportRow> {
+        let line = self.rdr.position().line();
+        let row = match self.rdr.read_record(&mut self.record) {
+            Ok(false) => return None,
+            Ok(true) => ImportRow::Number {
+                phone: Zeroizing::new(self.record.get(self.col).unwrap_or("").to_owned()),
+                line,
+            },
+            Err(e) => ImportRow::Unreadable(Reject::malformed(&e, line)),
+        };
+        Some(row)
+    }
+}
