@@ -30,6 +30,7 @@ mod backup;
 mod integrity;
 pub(crate) mod journal;
 mod keys;
+mod layout;
 mod lifecycle;
 mod reindex;
 mod rows;
@@ -43,6 +44,10 @@ pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
+use layout::{
+    exact_index_key, expiry_key, id_after, last4_of, last4_prefix, record_key, INDEX_EXACT,
+    INDEX_LAST4,
+};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, SweepCursor, Target};
 pub use reindex::ReindexReport;
 pub use rows::{import_column, import_reader, CsvRows, ImportRow};
@@ -82,9 +87,6 @@ pub const TENANT_CACHE_TTL: Duration = Duration::from_secs(2);
 const CONFLICT_ATTEMPTS: u32 = 8;
 /// Lock file serializing keyring changes between processes sharing the keyring.
 const KEYRING_LOCK_FILE: &str = "keyring.lock";
-
-const INDEX_EXACT: u8 = b'E';
-const INDEX_LAST4: u8 = b'L';
 
 /// How to unlock the root key.
 pub enum Unlock {
@@ -1041,54 +1043,6 @@ fn decode_row<T: Decode<()>>(
         return Err(VaultError::RowTampered(table));
     }
     Ok(row)
-}
-
-/// The record id that ends a store key after `offset` bytes of prefix.
-fn id_after(key: &[u8], offset: usize, table: &'static str) -> Result<RecordId, VaultError> {
-    key.get(offset..)
-        .and_then(|r| <[u8; 16]>::try_from(r).ok())
-        .map(RecordId)
-        .ok_or(VaultError::RowTampered(table))
-}
-
-fn record_key(tenant_id: u32, id: &RecordId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(20);
-    k.extend_from_slice(&tenant_id.to_be_bytes());
-    k.extend_from_slice(&id.0);
-    k
-}
-
-fn exact_index_key(tenant_id: u32, index_version: u32, digest: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(25);
-    k.extend_from_slice(&tenant_id.to_be_bytes());
-    k.push(INDEX_EXACT);
-    k.extend_from_slice(&index_version.to_be_bytes());
-    k.extend_from_slice(digest);
-    k
-}
-
-fn last4_prefix(tenant_id: u32, index_version: u32, digest: &[u8; 4]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(29);
-    k.extend_from_slice(&tenant_id.to_be_bytes());
-    k.push(INDEX_LAST4);
-    k.extend_from_slice(&index_version.to_be_bytes());
-    k.extend_from_slice(digest);
-    k
-}
-
-/// Expiry index entry: `tenant id ‖ u64-be(last consent or verification) ‖ record id`.
-/// Keyed by activity time rather than by expiry time, so a change of the retention
-/// period needs no rebuild, and `purge` scans only what has expired.
-fn expiry_key(tenant_id: u32, last_activity: u64, id: &RecordId) -> Vec<u8> {
-    let mut k = Vec::with_capacity(28);
-    k.extend_from_slice(&tenant_id.to_be_bytes());
-    k.extend_from_slice(&last_activity.to_be_bytes());
-    k.extend_from_slice(&id.0);
-    k
-}
-
-fn last4_of(e164: &str) -> &str {
-    &e164[e164.len().saturating_sub(4)..]
 }
 
 /// The index entries of one record, computed from its number.
