@@ -8,6 +8,7 @@
 //! |---|---|
 //! | parse and normalize a number | [`phone`] |
 //! | the record format and its encryption (pure, over bytes) | [`record`] |
+//! | inbound SMS keywords and provider signatures (pure) | [`sms`] |
 //! | storage behind a trait (sled, in-memory) | [`store`] |
 //! | who may do what; values parsed at the edge (pure) | [`policy`] |
 //! | every vault operation (CLI and API share it) | [`vault`] |
@@ -42,6 +43,7 @@ pub mod phone;
 pub mod policy;
 pub mod record;
 pub mod server;
+pub mod sms;
 pub mod stats;
 pub mod store;
 pub mod vault;

@@ -1098,6 +1098,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Tenant(TenantCommand::Shred { .. }) => "tenant shred",
         Command::Tenant(TenantCommand::AddPurpose { .. }) => "tenant add-purpose",
         Command::Tenant(TenantCommand::SetRetention { .. }) => "tenant set-retention",
+        Command::Tenant(TenantCommand::SetSms(_)) => "tenant set-sms",
         Command::Key(KeyCommand::Rotate { .. }) => "key rotate",
         Command::Key(KeyCommand::Rewrap { .. }) => "key rewrap",
         Command::Key(KeyCommand::Retire { .. }) => "key retire",

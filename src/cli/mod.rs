@@ -403,6 +403,51 @@ undecryptable. Old copies of the keyring file must be destroyed too.")]
         #[arg(long)]
         unlimited: bool,
     },
+    /// Show or change the tenant's inbound SMS settings (keyword opt-out by STOP).
+    #[command(after_help = "Examples:
+  phonevault tenant set-sms shop --secret-file twilio-auth-token \\
+      --webhook-url https://sms.example.com/v1/tenants/shop/inbound-sms
+  phonevault tenant set-sms shop --number '+447700900001=marketing' --reply-stop 'Shop: unsubscribed. Reply START to resubscribe.'
+  phonevault tenant set-sms shop        (shows the settings; never the secret)
+The secret (the provider's auth token) is stored sealed under the vault's state key;
+inbound messages must then carry a valid X-Twilio-Signature for the webhook URL.")]
+    SetSms(SetSmsArgs),
+}
+
+/// Arguments of `tenant set-sms`.
+#[derive(Debug, clap::Args)]
+pub struct SetSmsArgs {
+    /// Tenant name.
+    pub name: String,
+    /// File holding the provider's signing secret (Twilio: the auth token); a final
+    /// newline is ignored.
+    #[arg(long, conflicts_with = "no_secret")]
+    pub secret_file: Option<PathBuf>,
+    /// Remove the secret: inbound messages are then taken unsigned.
+    #[arg(long)]
+    pub no_secret: bool,
+    /// The full public URL the provider posts to (what its signature covers).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// A sending number and the purposes a STOP to it opts out of (TO=purpose,purpose;
+    /// repeatable). A STOP to a number not listed opts out of everything.
+    #[arg(long = "number", value_name = "TO=PURPOSES")]
+    pub numbers: Vec<String>,
+    /// Remove every sending-number mapping first.
+    #[arg(long)]
+    pub clear_numbers: bool,
+    /// Reply to an opt-out keyword (STOP, ...).
+    #[arg(long)]
+    pub reply_stop: Option<String>,
+    /// Reply to START, YES, UNSTOP.
+    #[arg(long)]
+    pub reply_start: Option<String>,
+    /// Reply to HELP, INFO.
+    #[arg(long)]
+    pub reply_help: Option<String>,
+    /// Reply to any other text (empty by default: no reply).
+    #[arg(long)]
+    pub reply_other: Option<String>,
 }
 
 /// Key lifecycle commands.
@@ -1107,6 +1152,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Tenant(TenantCommand::SetSms(a)) => set_sms(&cli, a),
         Command::Tenant(TenantCommand::SetRetention { name, days, .. }) => {
             let row = open(&cli)?.set_retention(name, *days)?;
             let text = match row.retention_days {
@@ -1417,6 +1463,66 @@ fn print_stats(cli: &Cli, a: &StatsArgs, s: &crate::stats::Stats) -> Result<(), 
             "; Laplace noise, epsilon {e} spent by this query"
         ))
     );
+    Ok(())
+}
+
+fn set_sms(cli: &Cli, a: &SetSmsArgs) -> Result<(), Failure> {
+    let mut change = vault::SmsChange::default();
+    if let Some(path) = &a.secret_file {
+        let mut bytes = read_secret_file(path)?;
+        while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+            bytes.pop();
+        }
+        change.secret = Some(Some(bytes));
+    } else if a.no_secret {
+        change.secret = Some(None);
+    }
+    change.webhook_url = a.webhook_url.clone().map(Some);
+    for (i, m) in a.numbers.iter().enumerate() {
+        let (to, purposes) = m.split_once('=').ok_or_else(|| {
+            fail(format!(
+                "--number number {} is not TO=purpose,purpose (e.g. +447700900001=marketing)",
+                i + 1
+            ))
+        })?;
+        let purposes = purposes.split(',').map(str::to_owned).collect();
+        change.numbers.push((to.to_owned(), purposes));
+    }
+    change.clear_numbers = a.clear_numbers;
+    change.reply_stop = a.reply_stop.clone();
+    change.reply_start = a.reply_start.clone();
+    change.reply_help = a.reply_help.clone();
+    change.reply_other = a.reply_other.clone();
+    let unchanged = change.secret.is_none()
+        && change.webhook_url.is_none()
+        && change.numbers.is_empty()
+        && !change.clear_numbers
+        && [&a.reply_stop, &a.reply_start, &a.reply_help, &a.reply_other]
+            .iter()
+            .all(|r| r.is_none());
+    let v = open(cli)?;
+    let s = if unchanged {
+        v.sms_settings(&a.name)?
+    } else {
+        v.set_sms(&a.name, &change)?
+    };
+    let numbers: Vec<String> = s
+        .numbers
+        .iter()
+        .map(|(n, p)| format!("{n}={}", p.join(",")))
+        .collect();
+    let text = format!(
+        "tenant {} inbound SMS: signature {}; webhook URL: {}; sending numbers: {}\n  reply to STOP: {}\n  reply to START: {}\n  reply to HELP: {}\n  reply to other texts: {}",
+        s.tenant,
+        if s.secret_set { "required (secret set)" } else { "not checked (no secret)" },
+        s.webhook_url.as_deref().unwrap_or("(none)"),
+        if numbers.is_empty() { "(none: STOP opts out of everything)".to_owned() } else { numbers.join(" ") },
+        s.reply_stop,
+        s.reply_start,
+        s.reply_help,
+        s.reply_other,
+    );
+    say(cli, serde_json::to_value(&s).unwrap_or_default(), &text);
     Ok(())
 }
 

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::{
     blocking, open_vault, quick, unseal_delay, write_detail, ApiError, App, Authed, JsonBody, Peer,
-    MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
+    RawBody, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
 };
 use crate::audit::{Entry, Outcome};
 use crate::policy::{Access, Operation};
@@ -65,6 +65,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(&format!("{t}/erase"), post(erase))
         .route(&format!("{t}/verify"), post(verify))
         .route(&format!("{t}/stats"), post(stats))
+        .route(&format!("{t}/inbound-sms"), post(inbound_sms))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -818,6 +819,48 @@ async fn opt_out(
     })
     .await?;
     answer_changed(v)
+}
+
+/// An SMS provider's inbound-message webhook (or an application relaying one): the
+/// keyword opt-out. The answer is the same for a known and an unknown sender.
+async fn inbound_sms(
+    State(app): State<Arc<App>>,
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    RawBody(body): RawBody,
+) -> Res {
+    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::InboundSms, &[]))?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let kind = crate::sms::body_kind(content_type).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            e.to_string(),
+        )
+    })?;
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let query = uri.query().map(str::to_owned);
+    app.writes.take(&info.id, 1)?;
+    let answer = blocking(move || {
+        vault.inbound_sms(
+            &tenant,
+            &crate::vault::InboundRequest {
+                kind,
+                body: &body,
+                query: query.as_deref(),
+                signature: signature.as_deref(),
+            },
+        )
+    })
+    .await?;
+    ok(json!({ "action": answer.action, "reply": answer.reply }))
 }
 
 async fn erase(

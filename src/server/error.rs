@@ -88,6 +88,7 @@ impl From<VaultError> for ApiError {
             VaultError::NoConsent => (S::BAD_REQUEST, "no_consent"),
             VaultError::NoSuchRecord(_) => (S::NOT_FOUND, "not_found"),
             VaultError::InvalidRecordId => (S::BAD_REQUEST, "invalid_record_id"),
+            VaultError::BadSignature => (S::FORBIDDEN, "bad_signature"),
             VaultError::InvalidArgument(_) | VaultError::InvalidName { .. } => {
                 (S::BAD_REQUEST, "invalid_argument")
             }

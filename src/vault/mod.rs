@@ -26,6 +26,7 @@ use phonevault_keys::{
 
 mod audit;
 mod backup;
+mod inbound;
 mod integrity;
 pub(crate) mod journal;
 mod keys;
@@ -37,6 +38,7 @@ mod versions;
 
 pub use audit::{cli_actor, AuditStats, AuditSync, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
+pub use inbound::{InboundRequest, SmsAnswer, SmsChange, SmsSettings};
 pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
@@ -154,6 +156,9 @@ pub enum VaultError {
     /// A record id that is not of the vault's form.
     #[error("invalid record id: expected 32 hexadecimal characters")]
     InvalidRecordId,
+    /// An inbound SMS whose provider signature is missing or wrong; nothing changed.
+    #[error("the X-Twilio-Signature header is missing or does not match: check the tenant's --webhook-url (the exact public URL the provider posts to) and its secret (the provider's auth token)")]
+    BadSignature,
     /// Invalid argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -311,6 +316,7 @@ impl VaultError {
             VaultError::UnknownPurpose { .. } => "unknown_purpose",
             VaultError::NoConsent => "no_consent",
             VaultError::NoSuchRecord(_) => "not_found",
+            VaultError::BadSignature => "bad_signature",
             VaultError::InvalidRecordId => "invalid_record_id",
             VaultError::Phone(_) => "invalid_phone",
             VaultError::Stats(_) => "stats_refused",
