@@ -1498,3 +1498,176 @@ fn inbound_sms_without_a_secret_takes_json() {
     assert_eq!((st, code(&v)), (400, "invalid_phone"));
     s.stop();
 }
+
+/// Consent receipts (issue 16 part 2): issued by the CLI and by the grant route, checked
+/// offline with the exported public key, refused once one byte changes, still valid
+/// after the consent is withdrawn, and listed by `subject` with the withdrawal.
+#[test]
+fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
+    let (env, t) = setup();
+    let dir = env.vault.parent().unwrap().to_owned();
+    let tenant_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
+    // No controller details: refused before anything is granted.
+    let out = env
+        .cmd(&[
+            "consent",
+            "grant",
+            "--tenant",
+            "shop",
+            "--phone",
+            NUMBER,
+            "--purpose",
+            "otp",
+            "--receipt",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant set-receipt shop"));
+    env.ok(&[
+        "tenant",
+        "set-receipt",
+        "shop",
+        "--controller",
+        "Shop Ltd",
+        "--contact",
+        "privacy@shop.example",
+        "--policy-url",
+        "https://shop.example/privacy",
+        "--jurisdiction",
+        "GB",
+    ]);
+    let r1 = dir.join("r1.json");
+    env.ok(&[
+        "consent",
+        "grant",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--purpose",
+        "marketing",
+        "--source",
+        "newsletter-form",
+        "--receipt",
+        "--receipt-out",
+        r1.to_str().unwrap(),
+    ]);
+    let key = dir.join("receipt-key.hex");
+    env.ok(&["receipt", "public-key", "--out", key.to_str().unwrap()]);
+    let key_hex = std::fs::read_to_string(&key).unwrap().trim().to_owned();
+    assert_eq!(key_hex.len(), 64);
+    assert_eq!(
+        env.ok(&["receipt", "public-key"]).trim(),
+        key_hex,
+        "one key, made once"
+    );
+    let verify = |file: &Path| {
+        common::phonevault(
+            &dir.join("no-vault-here"),
+            "",
+            &[
+                "receipt",
+                "verify",
+                file.to_str().unwrap(),
+                "--public-key",
+                &key_hex,
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let ok = verify(&r1);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        text.contains("valid receipt") && text.contains("marketing"),
+        "{text}"
+    );
+    let bytes = std::fs::read(&r1).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains(NATIONAL),
+        "the number in a receipt"
+    );
+    let receipt: Value = serde_json::from_slice(&bytes).unwrap();
+    let r = &receipt["receipt"];
+    assert_eq!(r["version"], "KI-CR-v1.1.0");
+    assert_eq!(r["jurisdiction"], "GB");
+    assert_eq!(r["piiControllers"][0]["piiController"], "Shop Ltd");
+    assert_eq!(r["policyUrl"], "https://shop.example/privacy");
+    assert_eq!(r["services"][0]["purposes"][0]["purpose"], "marketing");
+    assert_eq!(r["source"], "newsletter-form");
+    assert_eq!(r["collectionMethod"], "cli");
+    let record = r["piiPrincipalId"].as_str().unwrap().to_owned();
+    assert_eq!(record.len(), 32);
+    // One byte changed (a purpose, a time, the signature): refused.
+    for (from, to) in [("marketing", "marketinh"), ("newsletter", "mewsletter")] {
+        let bad = String::from_utf8_lossy(&bytes).replacen(from, to, 1);
+        let f = dir.join("bad.json");
+        std::fs::write(&f, bad).unwrap();
+        let out = verify(&f);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+    }
+    let sig_at = bytes.len() - 5;
+    let mut bad = bytes.clone();
+    bad[sig_at] = if bad[sig_at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(dir.join("bad.json"), &bad).unwrap();
+    assert!(!verify(&dir.join("bad.json")).status.success());
+
+    // Through the socket: a tenant admin holding every purpose gets the receipt; a
+    // writer may not ask for one (it would learn the record id).
+    let s = env.serve(&[]);
+    unseal(&s);
+    let grant = json!({"phone": NUMBER, "purposes": ["otp"], "source": "app", "receipt": true});
+    let (st, v) = s.post(
+        "/v1/tenants/shop/consent/grant",
+        Some(&tenant_admin),
+        grant.clone(),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["id"], record.as_str());
+    let r2 = dir.join("r2.json");
+    std::fs::write(&r2, v["receipt"].as_str().unwrap()).unwrap();
+    assert!(
+        verify(&r2).status.success(),
+        "verifies while a server holds the vault"
+    );
+    let (st, v) = s.post("/v1/tenants/shop/consent/grant", Some(&t.writer), grant);
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    s.stop();
+
+    // Withdrawn: the receipt still verifies, and `subject` shows the withdrawal.
+    env.ok(&[
+        "consent",
+        "withdraw",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--purpose",
+        "marketing",
+    ]);
+    assert!(verify(&r1).status.success());
+    let subject: Value = serde_json::from_str(
+        &env.ok(&["--json", "subject", "--tenant", "shop", "--phone", NUMBER]),
+    )
+    .unwrap();
+    let receipts = subject["receipts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 2, "{subject}");
+    assert_eq!(receipts[0]["id"], r["consentReceiptID"]);
+    assert_eq!(receipts[0]["purposes"], json!(["marketing"]));
+    assert_eq!(receipts[0]["withdrawn"], true);
+    assert_eq!(receipts[1]["withdrawn"], false);
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes.strip_suffix(b"\n").unwrap()))
+    };
+    assert_eq!(receipts[0]["sha256"], digest.as_str());
+    let text = env.ok(&["subject", "--tenant", "shop", "--phone", NUMBER]);
+    assert!(text.contains("consent since withdrawn"), "{text}");
+}

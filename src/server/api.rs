@@ -684,6 +684,9 @@ pub(crate) struct GrantReq {
     purposes: Vec<String>,
     #[serde(default, deserialize_with = "present")]
     source: Option<String>,
+    /// Issue a signed consent receipt (tenant admin holding every purpose only).
+    #[serde(default)]
+    receipt: bool,
 }
 
 async fn grant(
@@ -697,6 +700,9 @@ async fn grant(
         auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purposes))?;
     target_of(&req.phone, &req.region, &req.id)?;
     app.writes.take(&info.id, 1)?;
+    if req.receipt {
+        return grant_with_receipt(vault, info, tenant, req).await;
+    }
     let v = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
         let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
@@ -721,6 +727,37 @@ async fn grant(
     })
     .await?;
     answer_changed(v)
+}
+
+/// A grant with `"receipt": true`: the detailed answer and the receipt file (as a
+/// string: its exact bytes are what verifies). A receipt names the record id, so only a
+/// caller answered in detail may ask for one (any other writer would learn the id).
+async fn grant_with_receipt(
+    vault: crate::vault::Vault,
+    info: TokenInfo,
+    tenant: String,
+    req: GrantReq,
+) -> Res {
+    let (changed, file) = blocking(move || {
+        if !write_detail(&vault, &info, &tenant)? {
+            return Ok(None);
+        }
+        let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
+        let t = target_of(&req.phone, &req.region, &req.id)
+            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        vault
+            .grant_with_receipt(&tenant, t, &req.purposes, source, "api")
+            .map(Some)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::forbidden(
+            "a consent receipt names the record id: ask for one with a tenant admin token holding every purpose",
+        )
+    })?;
+    let mut v = changed_json(changed);
+    v["receipt"] = Value::from(String::from_utf8_lossy(&file).into_owned());
+    ok(v)
 }
 
 /// What a record change answers: in detail, or (see [`accepted`]) `None`, the one

@@ -171,9 +171,9 @@ fn row_key(tenant_id: u32) -> Vec<u8> {
     k
 }
 
-fn aad(vault: &[u8; 16], key: &[u8]) -> Vec<u8> {
+fn aad(label: &[u8], vault: &[u8; 16], key: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    for part in [SMS_SETTINGS_LABEL, &vault[..], key] {
+    for part in [label, &vault[..], key] {
         out.extend_from_slice(&(part.len() as u64).to_le_bytes());
         out.extend_from_slice(part);
     }
@@ -209,24 +209,58 @@ fn check_text(what: &str, s: &str, max: usize) -> Result<(), VaultError> {
 }
 
 impl Vault {
+    /// Reads and opens the `meta` row `key` sealed under the vault state key with
+    /// `label` (see the module docs): its value decoded, and its stored bytes (for a
+    /// guard), or `None` when absent.
+    pub(super) fn sealed_row<T: Decode<()>>(
+        &self,
+        label: &[u8],
+        what: &'static str,
+        key: &[u8],
+    ) -> Result<Option<(T, Vec<u8>)>, VaultError> {
+        let Some(stored) = self.store.get(Tree::Meta, key)? else {
+            return Ok(None);
+        };
+        let (state, vault_id) = self.state_key()?;
+        let plain = state
+            .open(&aad(label, &vault_id, key), &stored)
+            .map_err(|_| VaultError::RowTampered(what))?;
+        let (row, used): (T, usize) =
+            bincode::decode_from_slice(&plain, cfg()).map_err(|_| VaultError::RowTampered(what))?;
+        if used != plain.len() {
+            return Err(VaultError::RowTampered(what));
+        }
+        Ok(Some((row, stored)))
+    }
+
+    /// Seals `row` for the `meta` row `key` under the vault state key with `label`.
+    pub(super) fn seal_row<T: Encode>(
+        &self,
+        label: &[u8],
+        key: &[u8],
+        row: &T,
+    ) -> Result<Vec<u8>, VaultError> {
+        let (state, vault_id) = self.state_key()?;
+        let plain = Zeroizing::new(
+            bincode::encode_to_vec(row, cfg())
+                .map_err(|_| VaultError::InvalidArgument("settings row too large".into()))?,
+        );
+        Ok(state.seal(&aad(label, &vault_id, key), &plain)?)
+    }
+
+    fn state_key(&self) -> Result<(phonevault_keys::DataKey, [u8; 16]), VaultError> {
+        let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
+        Ok((ring.vault_keys(&self.root)?.state, ring.vault_id.0))
+    }
+
     fn sms_row(&self, tenant_id: u32) -> Result<(SmsRow, Option<Vec<u8>>), VaultError> {
         let key = row_key(tenant_id);
-        let Some(stored) = self.store.get(Tree::Meta, &key)? else {
-            return Ok((SmsRow::default(), None));
-        };
-        let (state, vault_id) = {
-            let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-            (ring.vault_keys(&self.root)?.state, ring.vault_id.0)
-        };
-        let plain = state
-            .open(&aad(&vault_id, &key), &stored)
-            .map_err(|_| VaultError::RowTampered("sms settings"))?;
-        let (row, used): (SmsRow, usize) = bincode::decode_from_slice(&plain, cfg())
-            .map_err(|_| VaultError::RowTampered("sms settings"))?;
-        if used != plain.len() {
-            return Err(VaultError::RowTampered("sms settings"));
-        }
-        Ok((row, Some(stored)))
+        Ok(
+            match self.sealed_row(SMS_SETTINGS_LABEL, "sms settings", &key)? {
+                Some((row, stored)) => (row, Some(stored)),
+                None => (SmsRow::default(), None),
+            },
+        )
     }
 
     /// A tenant's SMS settings (whether a secret is set, never the secret).
@@ -325,15 +359,7 @@ impl Vault {
                 ));
             }
             let key = row_key(ctx.row.id);
-            let (state, vault_id) = {
-                let ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-                (ring.vault_keys(&self.root)?.state, ring.vault_id.0)
-            };
-            let plain = Zeroizing::new(
-                bincode::encode_to_vec(&row, cfg())
-                    .map_err(|_| VaultError::InvalidArgument("SMS settings too large".into()))?,
-            );
-            let sealed = state.seal(&aad(&vault_id, &key), &plain)?;
+            let sealed = self.seal_row(SMS_SETTINGS_LABEL, &key, &row)?;
             let mut b = Batch::default();
             b.guard(Tree::Meta, key.clone(), stored);
             b.put(Tree::Meta, key, sealed);

@@ -31,6 +31,7 @@ mod integrity;
 pub(crate) mod journal;
 mod keys;
 mod lifecycle;
+mod receipts;
 mod reindex;
 mod subject;
 mod tokens;
@@ -43,8 +44,9 @@ pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 pub use lifecycle::{Changed, CompactReport, PurgeReport, SweepCursor, Target};
+pub use receipts::{ReceiptController, ReceiptEntry, MAX_RECEIPTS_PER_RECORD};
 pub use reindex::ReindexReport;
-pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
+pub use subject::{ConsentEntry, OptOutEntry, ReceiptStatus, Stale, SubjectReport};
 pub use tokens::{parse_ttl, Role, TokenInfo, TokenSecret, TokenSpec, TOKEN_PREFIX};
 
 use crate::phone::{self, PhoneError, E164};
@@ -1242,6 +1244,8 @@ impl Vault {
                     batch.delete(Tree::Index, l4);
                 }
                 batch.delete(Tree::Expiry, expiry_key(tid, old.last_activity(), &id));
+                // The list of its consent receipts goes with it.
+                batch.delete(Tree::Meta, receipts::list_key(tid, &id));
                 Ok(0)
             }
         }
