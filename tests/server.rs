@@ -45,6 +45,14 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Runs a command that must fail, with `hint` on stderr.
+    fn fails(&self, args: &[&str], hint: &str) {
+        let out = self.cmd(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(hint), "{args:?}: {err}");
+    }
+
     fn token(&self, args: &[&str]) -> String {
         let mut a = vec!["--json", "token", "create"];
         a.extend_from_slice(args);
@@ -1260,8 +1268,8 @@ impl Server {
 fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
     let (env, t) = setup();
     let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
-    let out = env
-        .cmd(&[
+    env.fails(
+        &[
             "token",
             "create",
             "--tenant",
@@ -1270,11 +1278,9 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
             "inbound",
             "--purposes",
             "otp",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("an inbound token takes no purposes"));
+        ],
+        "an inbound token takes no purposes",
+    );
     env.ok(&[
         "add",
         "--tenant",
@@ -1508,8 +1514,8 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
     let dir = env.vault.parent().unwrap().to_owned();
     let tenant_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
     // No controller details: refused before anything is granted.
-    let out = env
-        .cmd(&[
+    env.fails(
+        &[
             "consent",
             "grant",
             "--tenant",
@@ -1519,11 +1525,9 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
             "--purpose",
             "otp",
             "--receipt",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("tenant set-receipt shop"));
+        ],
+        "tenant set-receipt shop",
+    );
     env.ok(&[
         "tenant",
         "set-receipt",

@@ -271,3 +271,72 @@ impl Vault {
         Ok((changed, file.to_vec()))
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use std::sync::Arc;
+
+    fn vault() -> Vault {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("shop", &["otp".to_owned(), "marketing".to_owned()], None)
+            .unwrap();
+        v.set_receipt_controller(
+            "shop",
+            &ReceiptController {
+                controller: "Shop Ltd".into(),
+                contact: "privacy@shop.example".into(),
+                policy_url: "https://shop.example/privacy".into(),
+                jurisdiction: None,
+            },
+        )
+        .unwrap();
+        v
+    }
+
+    const PHONE: Target<'static> = Target::Phone {
+        input: "+447400123958",
+        region: None,
+    };
+
+    #[test]
+    fn a_receipt_is_listed_sealed_and_goes_with_its_record() {
+        let v = vault();
+        let p = ["marketing".to_owned()];
+        let (c, file) = v
+            .grant_with_receipt("shop", PHONE, &p, "web", "api")
+            .unwrap();
+        let tid = v.tenant("shop").unwrap().row.id;
+        let list = v.receipts_of(tid, &c.id()).unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].sha256, hex::encode(receipt::digest(&file)));
+        // Sealed at rest: the stored row names no purpose in clear.
+        let stored = v
+            .store
+            .get(Tree::Meta, &list_key(tid, &c.id()))
+            .unwrap()
+            .unwrap();
+        assert!(!stored.windows(9).any(|w| w == b"marketing"));
+        let pk = v.receipt_public_key().unwrap();
+        assert!(receipt::verify(&file, &pk).is_ok());
+        v.erase("shop", PHONE).unwrap();
+        assert!(v
+            .store
+            .get(Tree::Meta, &list_key(tid, &c.id()))
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn without_controller_details_nothing_is_granted() {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("shop", &["otp".to_owned()], None).unwrap();
+        let e = v
+            .grant_with_receipt("shop", PHONE, &["otp".to_owned()], "web", "api")
+            .unwrap_err();
+        assert!(matches!(e, VaultError::InvalidArgument(_)), "{e}");
+        assert!(v.subject("shop", "+447400123958", None).unwrap().is_none());
+    }
+}
