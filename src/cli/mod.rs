@@ -449,7 +449,8 @@ pub struct SetSmsArgs {
     /// Remove the secret: inbound messages are then taken unsigned.
     #[arg(long)]
     pub no_secret: bool,
-    /// The full public URL the provider posts to (what its signature covers).
+    /// The public URL the provider posts to, as configured there, without its query
+    /// string (the request's own query is appended as received, as the provider signs it).
     #[arg(long)]
     pub webhook_url: Option<String>,
     /// A sending number and the purposes a STOP to it opts out of (TO=purpose,purpose;
