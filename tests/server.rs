@@ -1294,6 +1294,30 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
     ]);
     let secret_file = env.vault.parent().unwrap().join("twilio-auth-token");
     std::fs::write(&secret_file, format!("{SMS_SECRET}\n")).unwrap();
+    // Misuse, as a user sees it.
+    let sf = secret_file.to_str().unwrap();
+    env.fails(
+        &["tenant", "set-sms", "shop", "--secret-file", sf],
+        "a provider secret needs the webhook URL it signs",
+    );
+    env.fails(
+        &["tenant", "set-sms", "shop", "--number", SMS_TO],
+        "--number number 1 is not TO=purpose,purpose",
+    );
+    env.fails(
+        &[
+            "tenant",
+            "set-sms",
+            "shop",
+            "--number",
+            &format!("{SMS_TO}=nope"),
+        ],
+        "purpose number 1 given is not declared",
+    );
+    env.fails(
+        &["tenant", "set-sms", "shop", "--webhook-url", "ftp://x"],
+        "the webhook URL must be the full http(s) URL",
+    );
     let shown = env.ok(&[
         "tenant",
         "set-sms",
@@ -1581,6 +1605,22 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
         .output()
         .unwrap()
     };
+    let out = common::phonevault(
+        &dir,
+        "",
+        &[
+            "receipt",
+            "verify",
+            r1.to_str().unwrap(),
+            "--public-key",
+            "abc",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--public-key is neither 64 hexadecimal characters"));
     let ok = verify(&r1);
     assert!(
         ok.status.success(),
