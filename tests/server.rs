@@ -45,6 +45,12 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Adds [`NUMBER`] to tenant `shop` with `consents` (comma-separated).
+    fn add_number(&self, consents: &str) {
+        let args = ["--tenant", "shop", "--phone", NUMBER, "--consent", consents];
+        self.ok(&[&["add"][..], &args].concat());
+    }
+
     /// Runs a command that must fail, with `hint` on stderr.
     fn fails(&self, args: &[&str], hint: &str) {
         let out = self.cmd(args).output().unwrap();
@@ -1281,17 +1287,7 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
         ],
         "an inbound token takes no purposes",
     );
-    env.ok(&[
-        "add",
-        "--tenant",
-        "shop",
-        "--phone",
-        NUMBER,
-        "--consent",
-        "otp,marketing",
-        "--source",
-        "web",
-    ]);
+    env.add_number("otp,marketing");
     let secret_file = env.vault.parent().unwrap().join("twilio-auth-token");
     std::fs::write(&secret_file, format!("{SMS_SECRET}\n")).unwrap();
     // Misuse, as a user sees it.
@@ -1487,15 +1483,7 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
 fn inbound_sms_without_a_secret_takes_json() {
     let (env, t) = setup();
     let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
-    env.ok(&[
-        "add",
-        "--tenant",
-        "shop",
-        "--phone",
-        NUMBER,
-        "--consent",
-        "marketing",
-    ]);
+    env.add_number("marketing");
     let s = env.serve(&[]);
     unseal(&s);
     let body = json!({"from": NUMBER, "to": SMS_TO, "body": "end"});
@@ -1538,18 +1526,17 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
     let dir = env.vault.parent().unwrap().to_owned();
     let tenant_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
     // No controller details: refused before anything is granted.
+    let grant = [
+        "consent",
+        "grant",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--receipt",
+    ];
     env.fails(
-        &[
-            "consent",
-            "grant",
-            "--tenant",
-            "shop",
-            "--phone",
-            NUMBER,
-            "--purpose",
-            "otp",
-            "--receipt",
-        ],
+        &[&grant[..], &["--purpose", "otp"]].concat(),
         "tenant set-receipt shop",
     );
     env.ok(&[
@@ -1566,21 +1553,14 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
         "GB",
     ]);
     let r1 = dir.join("r1.json");
-    env.ok(&[
-        "consent",
-        "grant",
-        "--tenant",
-        "shop",
-        "--phone",
-        NUMBER,
+    let out = [
         "--purpose",
         "marketing",
         "--source",
         "newsletter-form",
-        "--receipt",
         "--receipt-out",
-        r1.to_str().unwrap(),
-    ]);
+    ];
+    env.ok(&[&grant[..], &out, &[r1.to_str().unwrap()]].concat());
     let key = dir.join("receipt-key.hex");
     env.ok(&["receipt", "public-key", "--out", key.to_str().unwrap()]);
     let key_hex = std::fs::read_to_string(&key).unwrap().trim().to_owned();
