@@ -1526,7 +1526,7 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
     let dir = env.vault.parent().unwrap().to_owned();
     let tenant_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
     // No controller details: refused before anything is granted.
-    let grant = [
+    let cli_grant = [
         "consent",
         "grant",
         "--tenant",
@@ -1536,7 +1536,7 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
         "--receipt",
     ];
     env.fails(
-        &[&grant[..], &["--purpose", "otp"]].concat(),
+        &[&cli_grant[..], &["--purpose", "otp"]].concat(),
         "tenant set-receipt shop",
     );
     env.ok(&[
@@ -1560,7 +1560,7 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
         "newsletter-form",
         "--receipt-out",
     ];
-    env.ok(&[&grant[..], &out, &[r1.to_str().unwrap()]].concat());
+    env.ok(&[&cli_grant[..], &out, &[r1.to_str().unwrap()]].concat());
     let key = dir.join("receipt-key.hex");
     env.ok(&["receipt", "public-key", "--out", key.to_str().unwrap()]);
     let key_hex = std::fs::read_to_string(&key).unwrap().trim().to_owned();
@@ -1661,6 +1661,21 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
         verify(&r2).status.success(),
         "verifies while a server holds the vault"
     );
+    // The CLI through the socket asks the route for it.
+    let r3 = dir.join("r3.json");
+    let via = [
+        "--purpose",
+        "support",
+        "--receipt-out",
+        r3.to_str().unwrap(),
+    ];
+    let st = env
+        .cmd(&[&cli_grant[..], &via].concat())
+        .env("PHONEVAULT_TOKEN", &tenant_admin)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(verify(&r3).status.success());
     let (st, v) = s.post("/v1/tenants/shop/consent/grant", Some(&t.writer), grant);
     assert_eq!((st, code(&v)), (403, "forbidden"));
     s.stop();
@@ -1682,7 +1697,7 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
     )
     .unwrap();
     let receipts = subject["receipts"].as_array().unwrap();
-    assert_eq!(receipts.len(), 2, "{subject}");
+    assert_eq!(receipts.len(), 3, "{subject}");
     assert_eq!(receipts[0]["id"], r["consentReceiptID"]);
     assert_eq!(receipts[0]["purposes"], json!(["marketing"]));
     assert_eq!(receipts[0]["withdrawn"], true);
