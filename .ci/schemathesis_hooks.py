@@ -41,6 +41,10 @@ def _fix(body):
         value = body.get(key)
         if isinstance(value, list):
             body[key] = [pick(PURPOSES, v) if isinstance(v, str) and v else v for v in value]
+    # Inbound SMS (JSON and Twilio's form): a real sender and a real sending number.
+    for key in ("from", "From", "to", "To"):
+        if isinstance(body.get(key), str):
+            body[key] = pick(NUMBERS, body[key])
     if isinstance(body.get("tenant"), str) and body["tenant"]:
         body["tenant"] = "shop"
     items = body.get("items")

@@ -47,7 +47,80 @@ pub const TARGETS: &[(&str, FuzzFn)] = &[
     ("csv_import", csv_import),
     ("ops", ops),
     ("values", values),
+    ("inbound_sms", inbound_sms),
+    ("receipt", receipt),
 ];
+
+// ---------------------------------------------------------------------------------------------
+// inbound_sms, receipt
+// ---------------------------------------------------------------------------------------------
+
+/// An inbound SMS body (first byte: 0 JSON, else form) through the parser, the keyword
+/// classifier and the signature check: never panics, and no error holds a run of five
+/// or more digits of the input.
+pub fn inbound_sms(data: &[u8]) -> Result<(), Violation> {
+    use crate::sms::{self, BodyKind};
+    let Some((&k, body)) = data.split_first() else {
+        return Ok(());
+    };
+    let kind = if k == 0 {
+        BodyKind::Json
+    } else {
+        BodyKind::Form
+    };
+    match sms::parse_inbound(kind, body) {
+        Ok(m) => {
+            let _ = sms::classify(&m.body);
+            let sig = sms::twilio_signature(b"k", "https://example.com/sms", &m.fields);
+            ensure(
+                sms::check_signature(
+                    b"k",
+                    "https://example.com/sms",
+                    kind,
+                    body,
+                    &m.fields,
+                    Some(&sig),
+                )
+                .is_ok()
+                    || kind == BodyKind::Json,
+                "a form's own signature does not check",
+            )?;
+        }
+        Err(e) => {
+            let text = e.to_string();
+            let digits: String = String::from_utf8_lossy(body)
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            ensure(
+                digits.len() < 5 || !text.contains(&digits),
+                "an inbound error repeats the input's digits",
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The seed of the receipt key the `receipt` target verifies against.
+pub const RECEIPT_FUZZ_SEED: [u8; 32] = [0x5a; 32];
+
+/// A receipt file through [`crate::receipt::verify`]: never panics; what verifies is
+/// exactly canonical.
+pub fn receipt(data: &[u8]) -> Result<(), Violation> {
+    use crate::receipt;
+    let key = ed25519_dalek::SigningKey::from_bytes(&RECEIPT_FUZZ_SEED);
+    if let Ok(r) = receipt::verify(data, &key.verifying_key().to_bytes()) {
+        ensure(r.is_object(), "a verified receipt is not an object")?;
+        let body = data.strip_suffix(b"\n").unwrap_or(data);
+        let doc: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| Violation::new("verified, yet not JSON"))?;
+        ensure(
+            receipt::canonical(&doc) == body,
+            "verified, yet not canonical",
+        )?;
+    }
+    Ok(())
+}
 
 // ---------------------------------------------------------------------------------------------
 // values
@@ -1189,6 +1262,36 @@ pub fn seeds() -> Result<Vec<Seed>, Violation> {
     ] {
         add("values", name, text.as_bytes().to_vec());
     }
+    for (name, kind, body) in [
+        ("json-stop", 0u8, r#"{"from":"+447400123958","to":"+447400123001","body":"STOP"}"#),
+        (
+            "twilio-form",
+            1,
+            "ToCountry=GB&SmsMessageSid=SM01&NumMedia=0&Body=Stop+&To=%2B447400123001&From=%2B447400123958&ApiVersion=2010-04-01",
+        ),
+        ("form-missing-body", 1, "From=%2B447400123958&To=1"),
+        ("form-bad-utf8", 1, "From=%ff&To=1&Body=x"),
+    ] {
+        let mut bytes = vec![kind];
+        bytes.extend_from_slice(body.as_bytes());
+        add("inbound_sms", name, bytes);
+    }
+    let key = ed25519_dalek::SigningKey::from_bytes(&RECEIPT_FUZZ_SEED);
+    let fields = crate::receipt::ReceiptFields {
+        receipt_id: "00112233445566778899aabbccddeeff".into(),
+        time: 1_795_824_000,
+        jurisdiction: Some("GB".into()),
+        controller: "Shop Ltd".into(),
+        contact: "privacy@shop.example".into(),
+        policy_url: "https://shop.example/privacy".into(),
+        service: "shop".into(),
+        record_id: "0190f1c2a3b4c5d6e7f8091a2b3c4d5e".into(),
+        purposes: vec!["marketing".into(), "share:acme".into()],
+        source: "web".into(),
+        method: "api".into(),
+    };
+    add("receipt", "valid", crate::receipt::issue(&key, &fields));
+    add("receipt", "not-json", b"{\"receipt\":".to_vec());
     Ok(out)
 }
 

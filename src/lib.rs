@@ -8,6 +8,8 @@
 //! |---|---|
 //! | parse and normalize a number | [`phone`] |
 //! | the record format and its encryption (pure, over bytes) | [`record`] |
+//! | inbound SMS keywords and provider signatures (pure) | [`sms`] |
+//! | signed consent receipts: issue, canonical form, offline verify (pure) | [`receipt`] |
 //! | storage behind a trait (sled, in-memory) | [`store`] |
 //! | who may do what; values parsed at the edge (pure) | [`policy`] |
 //! | every vault operation (CLI and API share it) | [`vault`] |
@@ -40,8 +42,10 @@ pub mod hsm;
 pub mod logging;
 pub mod phone;
 pub mod policy;
+pub mod receipt;
 pub mod record;
 pub mod server;
+pub mod sms;
 pub mod stats;
 pub mod store;
 pub mod vault;

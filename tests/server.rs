@@ -45,6 +45,20 @@ impl Env {
         String::from_utf8(out.stdout).unwrap()
     }
 
+    /// Adds [`NUMBER`] to tenant `shop` with `consents` (comma-separated).
+    fn add_number(&self, consents: &str) {
+        let args = ["--tenant", "shop", "--phone", NUMBER, "--consent", consents];
+        self.ok(&[&["add"][..], &args].concat());
+    }
+
+    /// Runs a command that must fail, with `hint` on stderr.
+    fn fails(&self, args: &[&str], hint: &str) {
+        let out = self.cmd(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(hint), "{args:?}: {err}");
+    }
+
     fn token(&self, args: &[&str]) -> String {
         let mut a = vec!["--json", "token", "create"];
         a.extend_from_slice(args);
@@ -142,10 +156,31 @@ impl Server {
     }
 
     fn call(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
+        self.call_with(
+            method,
+            path,
+            token,
+            &[("Content-Type", "application/json")],
+            body,
+        )
+    }
+
+    /// As [`Server::call`], with the request's own headers (content type among them).
+    fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
         let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
             body.len()
         );
+        for (k, v) in headers {
+            req.push_str(&format!("{k}: {v}\r\n"));
+        }
         if let Some(t) = token {
             req.push_str(&format!("Authorization: Bearer {t}\r\n"));
         }
@@ -975,6 +1010,7 @@ fn the_audit_report_names_the_token_its_peer_and_exactly_what_it_did() {
 #[test]
 fn every_route_needs_the_role_its_document_names() {
     let (env, t) = setup();
+    let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
     let s = env.serve(&[]);
     unseal(&s);
     let doc: Value = serde_json::from_str(phonevault::server::OPENAPI).unwrap();
@@ -989,6 +1025,7 @@ fn every_route_needs_the_role_its_document_names() {
             "reader" => Some(&t.revealer),
             "writer" => Some(&t.writer),
             "auditor" => Some(&t.auditor),
+            "inbound" => Some(&inbound),
             _ => None,
         }
     };
@@ -1004,6 +1041,7 @@ fn every_route_needs_the_role_its_document_names() {
             "opt-out" => json!({"phone": NUMBER, "purpose": "otp"}),
             "erase" | "verify" => json!({"phone": NUMBER}),
             "stats" => json!({}),
+            "inbound-sms" => json!({"from": NUMBER, "to": NUMBER, "body": "HELP"}),
             "tokens" => json!({"tenant": "shop", "role": "reader"}),
             _ => json!({}),
         }
@@ -1041,7 +1079,7 @@ fn every_route_needs_the_role_its_document_names() {
             }
             let m = method.to_uppercase();
             let b = serde_json::to_vec(&body(path)).unwrap();
-            for other in ["vault-admin", "reader", "writer", "auditor"] {
+            for other in ["vault-admin", "reader", "writer", "auditor", "inbound"] {
                 if other == role && ending {
                     continue;
                 }
@@ -1175,4 +1213,536 @@ fn the_admin_token_can_mint_a_reveal_token_and_the_mint_is_audited() {
         .collect();
     assert_eq!(by_token.len(), 1, "{log}");
     assert_eq!(by_token[0]["tenant"], "shop");
+}
+
+/// Twilio's `X-Twilio-Signature`, computed here as Twilio documents it (base64 of
+/// HMAC-SHA1 over the URL and each POST field sorted by name, name then value), not
+/// with the vault's code.
+fn twilio_signature(secret: &str, url: &str, fields: &[(&str, &str)]) -> String {
+    use base64::Engine as _;
+    use hmac::Mac;
+    let mut sorted = fields.to_vec();
+    sorted.sort();
+    let mut data = url.to_owned();
+    for (k, v) in sorted {
+        data.push_str(k);
+        data.push_str(v);
+    }
+    let mut mac = hmac::Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(data.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+}
+
+/// A form body as Twilio's inbound-message webhook posts it (fields and their order
+/// as Twilio sends them, values made up), URL-encoded.
+fn twilio_form(from: &str, to: &str, text: &str) -> Vec<(&'static str, String)> {
+    [
+        ("ToCountry", "GB"),
+        ("ToState", ""),
+        ("SmsMessageSid", "SM0123456789abcdef0123456789abcdef"),
+        ("NumMedia", "0"),
+        ("ToCity", ""),
+        ("FromZip", ""),
+        ("SmsSid", "SM0123456789abcdef0123456789abcdef"),
+        ("FromState", ""),
+        ("SmsStatus", "received"),
+        ("FromCity", ""),
+        ("Body", text),
+        ("FromCountry", "GB"),
+        ("To", to),
+        ("MessagingServiceSid", "MG0123456789abcdef0123456789abcdef"),
+        ("ToZip", ""),
+        ("NumSegments", "1"),
+        ("MessageSid", "SM0123456789abcdef0123456789abcdef"),
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("From", from),
+        ("ApiVersion", "2010-04-01"),
+    ]
+    .map(|(k, v)| (k, v.to_owned()))
+    .to_vec()
+}
+
+fn form_encode(fields: &[(&str, String)]) -> String {
+    fields
+        .iter()
+        .map(|(k, v)| {
+            let v: String = v
+                .bytes()
+                .map(|b| match b {
+                    b' ' => "+".to_owned(),
+                    b if b.is_ascii_alphanumeric() || b"-_.*".contains(&b) => {
+                        (b as char).to_string()
+                    }
+                    b => format!("%{b:02X}"),
+                })
+                .collect();
+            format!("{k}={v}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+const SMS_SECRET: &str = "0123456789abcdef0123456789abcdef";
+const SMS_URL: &str = "https://sms.example.com/v1/tenants/shop/inbound-sms";
+const SMS_TO: &str = "+447400123001";
+const STRANGER: &str = "+447400123959";
+
+impl Server {
+    /// Posts a Twilio form to the inbound route, signed with `secret`.
+    fn sms(&self, token: &str, secret: &str, from: &str, to: &str, text: &str) -> (u16, Value) {
+        let fields = twilio_form(from, to, text);
+        let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sig = twilio_signature(secret, SMS_URL, &pairs);
+        self.call_with(
+            "POST",
+            "/v1/tenants/shop/inbound-sms",
+            Some(token),
+            &[
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("X-Twilio-Signature", &sig),
+            ],
+            form_encode(&fields).as_bytes(),
+        )
+    }
+}
+
+#[test]
+fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
+    let (env, t) = setup();
+    let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
+    env.fails(
+        &[
+            "token",
+            "create",
+            "--tenant",
+            "shop",
+            "--role",
+            "inbound",
+            "--purposes",
+            "otp",
+        ],
+        "an inbound token takes no purposes",
+    );
+    env.add_number("otp,marketing");
+    let secret_file = env.vault.parent().unwrap().join("twilio-auth-token");
+    std::fs::write(&secret_file, format!("{SMS_SECRET}\n")).unwrap();
+    // Misuse, as a user sees it.
+    let sf = secret_file.to_str().unwrap();
+    env.fails(
+        &["tenant", "set-sms", "shop", "--secret-file", sf],
+        "a provider secret needs the webhook URL it signs",
+    );
+    env.fails(
+        &["tenant", "set-sms", "shop", "--number", SMS_TO],
+        "--number number 1 is not TO=purpose,purpose",
+    );
+    env.fails(
+        &[
+            "tenant",
+            "set-sms",
+            "shop",
+            "--number",
+            &format!("{SMS_TO}=nope"),
+        ],
+        "purpose number 1 given is not declared",
+    );
+    env.fails(
+        &["tenant", "set-sms", "shop", "--webhook-url", "ftp://x"],
+        "the webhook URL must be the full http(s) URL",
+    );
+    let shown = env.ok(&[
+        "tenant",
+        "set-sms",
+        "shop",
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+        "--webhook-url",
+        SMS_URL,
+        "--number",
+        &format!("{SMS_TO}=marketing"),
+        "--reply-stop",
+        "Shop: unsubscribed. Reply START to resubscribe.",
+    ]);
+    assert!(shown.contains("signature required (secret set)"), "{shown}");
+    assert!(!shown.contains(SMS_SECRET));
+    let s = env.serve(&[]);
+    unseal(&s);
+    let marketing = |s: &Server| {
+        let body = json!({"phone": NUMBER, "purpose": "marketing"});
+        s.post("/v1/tenants/shop/lookup", Some(&t.revealer), body).0
+    };
+    let otp = |s: &Server| {
+        let body = json!({"phone": NUMBER, "purpose": "otp"});
+        s.post("/v1/tenants/shop/lookup", Some(&t.revealer), body).0
+    };
+    assert_eq!((marketing(&s), otp(&s)), (200, 200));
+
+    // A wrong signature (another secret) is refused and changes nothing.
+    let (st, v) = s.sms(&inbound, "wrong-secret", NUMBER, SMS_TO, "STOP");
+    assert_eq!((st, code(&v)), (403, "bad_signature"));
+    assert_eq!(marketing(&s), 200);
+    // A tampered field breaks the signature too.
+    let fields = twilio_form(NUMBER, SMS_TO, "HELLO");
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let sig = twilio_signature(SMS_SECRET, SMS_URL, &pairs);
+    let tampered = form_encode(&twilio_form(NUMBER, SMS_TO, "STOP"));
+    let headers = [
+        ("Content-Type", "application/x-www-form-urlencoded"),
+        ("X-Twilio-Signature", sig.as_str()),
+    ];
+    let (st, v) = s.call_with(
+        "POST",
+        "/v1/tenants/shop/inbound-sms",
+        Some(&inbound),
+        &headers,
+        tampered.as_bytes(),
+    );
+    assert_eq!((st, code(&v)), (403, "bad_signature"));
+    assert_eq!(marketing(&s), 200);
+
+    // STOP, in any case and spacing, to the marketing number: marketing is refused at
+    // once, otp (not mapped to that number) still answers.
+    let (st, stop) = s.sms(&inbound, SMS_SECRET, NUMBER, SMS_TO, " Stop ");
+    assert_eq!(st, 200);
+    assert_eq!(
+        stop,
+        json!({"action": "opted_out", "reply": "Shop: unsubscribed. Reply START to resubscribe."})
+    );
+    assert_eq!((marketing(&s), otp(&s)), (404, 200));
+
+    // An unknown sender gets exactly the same answer.
+    let (st2, stranger) = s.sms(&inbound, SMS_SECRET, STRANGER, SMS_TO, " Stop ");
+    assert_eq!((st2, &stranger), (st, &stop));
+    let (_, a) = s.sms(&inbound, SMS_SECRET, NUMBER, SMS_TO, "HELP");
+    let (_, b) = s.sms(&inbound, SMS_SECRET, STRANGER, SMS_TO, "HELP");
+    assert_eq!(a, b);
+    assert_eq!(a["action"], "help");
+    assert_eq!(marketing(&s), 404, "HELP changes nothing");
+    let (_, a) = s.sms(&inbound, SMS_SECRET, NUMBER, SMS_TO, "what is this?");
+    assert_eq!(a, json!({"action": "none", "reply": ""}));
+    assert_eq!(marketing(&s), 404);
+
+    // START lifts the SMS opt-out; the same answer for the stranger.
+    let (st, a) = s.sms(&inbound, SMS_SECRET, NUMBER, SMS_TO, "start");
+    assert_eq!((st, &a["action"]), (200, &json!("opt_out_lifted")));
+    let (_, b) = s.sms(&inbound, SMS_SECRET, STRANGER, SMS_TO, "start");
+    assert_eq!(a, b);
+    assert_eq!(marketing(&s), 200);
+
+    // STOP to a number the tenant mapped to nothing opts out of everything.
+    let (_, v) = s.sms(&inbound, SMS_SECRET, NUMBER, "87654", "UNSUBSCRIBE");
+    assert_eq!(v["action"], "opted_out");
+    assert_eq!((marketing(&s), otp(&s)), (404, 404));
+    let (_, v) = s.sms(&inbound, SMS_SECRET, NUMBER, "87654", "UNSTOP");
+    assert_eq!(v["action"], "opt_out_lifted");
+    assert_eq!((marketing(&s), otp(&s)), (200, 200));
+
+    // JSON bodies: unsigned is refused while the tenant has a secret; signed as Twilio
+    // signs JSON (bodySHA256 in the URL, the URL signed), it is taken.
+    let body = json!({"from": NUMBER, "to": SMS_TO, "body": "QUIT"}).to_string();
+    let (st, v) = s.call(
+        "POST",
+        "/v1/tenants/shop/inbound-sms",
+        Some(&inbound),
+        body.as_bytes(),
+    );
+    assert_eq!((st, code(&v)), (403, "bad_signature"));
+    let hash = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(body.as_bytes()))
+    };
+    let sig = twilio_signature(SMS_SECRET, &format!("{SMS_URL}?bodySHA256={hash}"), &[]);
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("X-Twilio-Signature", sig.as_str()),
+    ];
+    let path = format!("/v1/tenants/shop/inbound-sms?bodySHA256={hash}");
+    let (st, v) = s.call_with("POST", &path, Some(&inbound), &headers, body.as_bytes());
+    assert_eq!((st, &v["action"]), (200, &json!("opted_out")));
+    assert_eq!(marketing(&s), 404);
+
+    // The inbound role does nothing else; other roles cannot post inbound messages.
+    let (st, _) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&inbound),
+        json!({"phone": NUMBER, "purpose": "otp"}),
+    );
+    assert_eq!(st, 403);
+    let (st, v) = s.sms(&t.writer, SMS_SECRET, NUMBER, SMS_TO, "START");
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    let (st, v) = s.call_with(
+        "POST",
+        "/v1/tenants/shop/inbound-sms",
+        Some(&inbound),
+        &[("Content-Type", "text/plain")],
+        b"STOP",
+    );
+    assert_eq!((st, code(&v)), (415, "unsupported_media_type"));
+    let log = s.stop();
+    for n in [NATIONAL, "7400123959"] {
+        assert!(!log.contains(n), "a number in the server log");
+    }
+
+    // The audit log names the channel and the record, never the number; the consent
+    // START restored names its source.
+    let audit = env.ok(&["audit", "export"]);
+    assert!(audit.contains("opt-out:sms") && audit.contains("opt-out-lift:sms"));
+    assert!(audit.contains("inbound-sms:help") && audit.contains("bad_signature"));
+    for n in [NATIONAL, "7400123959"] {
+        assert!(!audit.contains(n), "a number in the audit log");
+    }
+    let subject = env.ok(&["--json", "subject", "--tenant", "shop", "--phone", NUMBER]);
+    assert!(subject.contains(&format!("sms:{SMS_TO}")), "{subject}");
+    // The provider's secret is sealed at rest: no file of the vault holds it.
+    fn holding(dir: &Path, needle: &[u8], hits: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                holding(&p, needle, hits);
+            } else if std::fs::read(&p)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle)
+            {
+                hits.push(p);
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    holding(&env.vault, SMS_SECRET.as_bytes(), &mut hits);
+    assert!(hits.is_empty(), "the SMS secret in clear in {hits:?}");
+}
+
+/// Without a secret, inbound messages are taken unsigned (an application relaying
+/// its provider's webhook after checking it), and the signature header is ignored.
+#[test]
+fn inbound_sms_without_a_secret_takes_json() {
+    let (env, t) = setup();
+    let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
+    env.add_number("marketing");
+    let s = env.serve(&[]);
+    unseal(&s);
+    let body = json!({"from": NUMBER, "to": SMS_TO, "body": "end"});
+    let (st, v) = s.post("/v1/tenants/shop/inbound-sms", Some(&inbound), body);
+    assert_eq!(
+        (st, v),
+        (
+            200,
+            json!({"action": "opted_out", "reply": "You are unsubscribed and will receive no more messages. Reply START to resubscribe."})
+        )
+    );
+    let (st, _) = s.post(
+        "/v1/tenants/shop/lookup",
+        Some(&t.revealer),
+        json!({"phone": NUMBER, "purpose": "marketing"}),
+    );
+    assert_eq!(st, 404);
+    // A malformed body is refused without echoing it.
+    let (st, v) = s.post(
+        "/v1/tenants/shop/inbound-sms",
+        Some(&inbound),
+        json!({"from": NUMBER}),
+    );
+    assert_eq!((st, code(&v)), (400, "invalid_argument"));
+    let (st, v) = s.post(
+        "/v1/tenants/shop/inbound-sms",
+        Some(&inbound),
+        json!({"from": "7", "to": SMS_TO, "body": "STOP"}),
+    );
+    assert_eq!((st, code(&v)), (400, "invalid_phone"));
+    s.stop();
+}
+
+/// Consent receipts (issue 16 part 2): issued by the CLI and by the grant route, checked
+/// offline with the exported public key, refused once one byte changes, still valid
+/// after the consent is withdrawn, and listed by `subject` with the withdrawal.
+#[test]
+fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
+    let (env, t) = setup();
+    let dir = env.vault.parent().unwrap().to_owned();
+    let tenant_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
+    // No controller details: refused before anything is granted.
+    let cli_grant = [
+        "consent",
+        "grant",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--receipt",
+    ];
+    env.fails(
+        &[&cli_grant[..], &["--purpose", "otp"]].concat(),
+        "tenant set-receipt shop",
+    );
+    env.ok(&[
+        "tenant",
+        "set-receipt",
+        "shop",
+        "--controller",
+        "Shop Ltd",
+        "--contact",
+        "privacy@shop.example",
+        "--policy-url",
+        "https://shop.example/privacy",
+        "--jurisdiction",
+        "GB",
+    ]);
+    let r1 = dir.join("r1.json");
+    let out = [
+        "--purpose",
+        "marketing",
+        "--source",
+        "newsletter-form",
+        "--receipt-out",
+    ];
+    env.ok(&[&cli_grant[..], &out, &[r1.to_str().unwrap()]].concat());
+    let key = dir.join("receipt-key.hex");
+    env.ok(&["receipt", "public-key", "--out", key.to_str().unwrap()]);
+    let key_hex = std::fs::read_to_string(&key).unwrap().trim().to_owned();
+    assert_eq!(key_hex.len(), 64);
+    assert_eq!(
+        env.ok(&["receipt", "public-key"]).trim(),
+        key_hex,
+        "one key, made once"
+    );
+    let verify = |file: &Path| {
+        common::phonevault(
+            &dir.join("no-vault-here"),
+            "",
+            &[
+                "receipt",
+                "verify",
+                file.to_str().unwrap(),
+                "--public-key",
+                &key_hex,
+            ],
+        )
+        .output()
+        .unwrap()
+    };
+    let out = common::phonevault(
+        &dir,
+        "",
+        &[
+            "receipt",
+            "verify",
+            r1.to_str().unwrap(),
+            "--public-key",
+            "abc",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--public-key is neither 64 hexadecimal characters"));
+    let ok = verify(&r1);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let text = String::from_utf8_lossy(&ok.stdout).into_owned();
+    assert!(
+        text.contains("valid receipt") && text.contains("marketing"),
+        "{text}"
+    );
+    let bytes = std::fs::read(&r1).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains(NATIONAL),
+        "the number in a receipt"
+    );
+    let receipt: Value = serde_json::from_slice(&bytes).unwrap();
+    let r = &receipt["receipt"];
+    assert_eq!(r["version"], "KI-CR-v1.1.0");
+    assert_eq!(r["jurisdiction"], "GB");
+    assert_eq!(r["piiControllers"][0]["piiController"], "Shop Ltd");
+    assert_eq!(r["policyUrl"], "https://shop.example/privacy");
+    assert_eq!(r["services"][0]["purposes"][0]["purpose"], "marketing");
+    assert_eq!(r["source"], "newsletter-form");
+    assert_eq!(r["collectionMethod"], "cli");
+    let record = r["piiPrincipalId"].as_str().unwrap().to_owned();
+    assert_eq!(record.len(), 32);
+    // One byte changed (a purpose, a time, the signature): refused.
+    for (from, to) in [("marketing", "marketinh"), ("newsletter", "mewsletter")] {
+        let bad = String::from_utf8_lossy(&bytes).replacen(from, to, 1);
+        let f = dir.join("bad.json");
+        std::fs::write(&f, bad).unwrap();
+        let out = verify(&f);
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("does not verify"));
+    }
+    let sig_at = bytes.len() - 5;
+    let mut bad = bytes.clone();
+    bad[sig_at] = if bad[sig_at] == b'A' { b'B' } else { b'A' };
+    std::fs::write(dir.join("bad.json"), &bad).unwrap();
+    assert!(!verify(&dir.join("bad.json")).status.success());
+
+    // Through the socket: a tenant admin holding every purpose gets the receipt; a
+    // writer may not ask for one (it would learn the record id).
+    let s = env.serve(&[]);
+    unseal(&s);
+    let grant = json!({"phone": NUMBER, "purposes": ["otp"], "source": "app", "receipt": true});
+    let (st, v) = s.post(
+        "/v1/tenants/shop/consent/grant",
+        Some(&tenant_admin),
+        grant.clone(),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["id"], record.as_str());
+    let r2 = dir.join("r2.json");
+    std::fs::write(&r2, v["receipt"].as_str().unwrap()).unwrap();
+    assert!(
+        verify(&r2).status.success(),
+        "verifies while a server holds the vault"
+    );
+    // The CLI through the socket asks the route for it.
+    let r3 = dir.join("r3.json");
+    let via = [
+        "--purpose",
+        "support",
+        "--receipt-out",
+        r3.to_str().unwrap(),
+    ];
+    let st = env
+        .cmd(&[&cli_grant[..], &via].concat())
+        .env("PHONEVAULT_TOKEN", &tenant_admin)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(verify(&r3).status.success());
+    let (st, v) = s.post("/v1/tenants/shop/consent/grant", Some(&t.writer), grant);
+    assert_eq!((st, code(&v)), (403, "forbidden"));
+    s.stop();
+
+    // Withdrawn: the receipt still verifies, and `subject` shows the withdrawal.
+    env.ok(&[
+        "consent",
+        "withdraw",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--purpose",
+        "marketing",
+    ]);
+    assert!(verify(&r1).status.success());
+    let subject: Value = serde_json::from_str(
+        &env.ok(&["--json", "subject", "--tenant", "shop", "--phone", NUMBER]),
+    )
+    .unwrap();
+    let receipts = subject["receipts"].as_array().unwrap();
+    assert_eq!(receipts.len(), 3, "{subject}");
+    assert_eq!(receipts[0]["id"], r["consentReceiptID"]);
+    assert_eq!(receipts[0]["purposes"], json!(["marketing"]));
+    assert_eq!(receipts[0]["withdrawn"], true);
+    assert_eq!(receipts[1]["withdrawn"], false);
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(bytes.strip_suffix(b"\n").unwrap()))
+    };
+    assert_eq!(receipts[0]["sha256"], digest.as_str());
+    let text = env.ok(&["subject", "--tenant", "shop", "--phone", NUMBER]);
+    assert!(text.contains("consent since withdrawn"), "{text}");
 }

@@ -278,6 +278,7 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
     let all = env.token(&["--tenant", "shop", "--role", "admin", "--reveal"]);
     let writer = env.token(&["--tenant", "shop", "--role", "writer", "--purposes", "otp"]);
     let reader = env.token(&["--tenant", "shop", "--role", "reader", "--purposes", "otp"]);
+    let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
     let id = {
         let out = env.ok(&[
             "--json",
@@ -392,6 +393,17 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
             }
         }
     }
+    // Inbound SMS: the planted number as sender (unknown to the vault), as sending
+    // number, as text; known and unknown senders, every keyword.
+    for text in ["STOP", "START", "HELP", n] {
+        for body in [
+            json!({"from": n, "to": "+447400123001", "body": text}),
+            json!({"from": "+447400123958", "to": n, "body": text}),
+            json!({"from": n, "to": n, "body": text}),
+        ] {
+            send("POST", &format!("{t}/inbound-sms"), Some(&inbound), body);
+        }
+    }
     let a = Some(admin.as_str());
     for body in [
         json!({"tenant": n, "role": "reader"}),
@@ -419,6 +431,7 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
     let csv = csv_path.to_str().unwrap().to_owned();
     let out_path = env.vault.parent().unwrap().join("out.csv");
     let out = out_path.to_str().unwrap().to_owned();
+    let sms_purpose = format!("+447400123001={n}");
     let cli: Vec<Vec<&str>> = vec![
         vec![
             "find",
@@ -549,6 +562,10 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
         vec!["audit", "report", "--since", n],
         vec!["tenant", "set-retention", n, "--days", "30"],
         vec!["tenant", "add-purpose", n, "--purposes", "otp"],
+        vec!["tenant", "set-sms", n],
+        vec!["tenant", "set-sms", "shop", "--number", n],
+        vec!["tenant", "set-sms", "shop", "--number", &sms_purpose],
+        vec!["tenant", "set-sms", "shop", "--webhook-url", n],
         vec![
             "add",
             "--tenant",

@@ -64,7 +64,11 @@ pub(super) fn socket_path(cli: &Cli) -> PathBuf {
 pub(super) fn through_server(cli: &Cli) -> Option<Result<(), Failure>> {
     if matches!(
         cli.command,
-        Command::Init(_) | Command::Normalize(_) | Command::Serve(_) | Command::Demo(_)
+        Command::Init(_)
+            | Command::Normalize(_)
+            | Command::Serve(_)
+            | Command::Demo(_)
+            | Command::Receipt(super::ReceiptCommand::Verify { .. })
     ) {
         return None;
     }
@@ -218,6 +222,9 @@ impl<'de> Deserialize<'de> for Shown {
 struct ChangedAnswer {
     id: String,
     changed: bool,
+    /// The receipt file, when asked for (`consent grant --receipt`).
+    #[serde(default)]
+    receipt: Option<String>,
 }
 
 /// A write's answer: in detail (a tenant admin holding every purpose), or the one
@@ -321,6 +328,8 @@ struct TargetedBody<'a> {
     purpose: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     all: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    receipt: bool,
 }
 
 impl<'a> TargetedBody<'a> {
@@ -331,6 +340,7 @@ impl<'a> TargetedBody<'a> {
             source: None,
             purpose: None,
             all: false,
+            receipt: false,
         }
     }
 }
@@ -710,12 +720,15 @@ impl Remote {
                 target,
                 purpose,
                 source,
+                receipt,
+                receipt_out,
             }) => {
                 let r: WriteAnswer<ChangedAnswer> = self.post(
                     &tenant_path(&target.tenant, "consent/grant"),
                     &TargetedBody {
                         purposes: Some(purpose),
                         source: Some(source),
+                        receipt: *receipt,
                         ..TargetedBody::of(target)
                     },
                 )?;
@@ -724,6 +737,18 @@ impl Remote {
                     return Ok(());
                 };
                 let id = record_id(&r.id)?;
+                if *receipt {
+                    let file = r.receipt.ok_or_else(|| {
+                        fail("the server sent no receipt: is it older than the CLI?")
+                    })?;
+                    return super::emit_receipt(
+                        cli,
+                        id,
+                        purpose,
+                        file.as_bytes(),
+                        receipt_out.as_deref(),
+                    );
+                }
                 say(
                     cli,
                     json!({"id": id.to_string(), "granted": purpose}),
@@ -1100,6 +1125,9 @@ fn command_name(c: &Command) -> &'static str {
         Command::Tenant(TenantCommand::Shred { .. }) => "tenant shred",
         Command::Tenant(TenantCommand::AddPurpose { .. }) => "tenant add-purpose",
         Command::Tenant(TenantCommand::SetRetention { .. }) => "tenant set-retention",
+        Command::Tenant(TenantCommand::SetSms(_)) => "tenant set-sms",
+        Command::Tenant(TenantCommand::SetReceipt { .. }) => "tenant set-receipt",
+        Command::Receipt(_) => "receipt public-key",
         Command::Key(KeyCommand::Rotate { .. }) => "key rotate",
         Command::Key(KeyCommand::Rewrap { .. }) => "key rewrap",
         Command::Key(KeyCommand::Retire { .. }) => "key retire",

@@ -230,6 +230,9 @@ again). Exit code 0 either way; --json for the record ids.")]
     #[command(after_help = "Example:
   phonevault subject --tenant shop --phone '+447400123958' --json")]
     Subject(SubjectArgs),
+    /// Consent receipts: the vault's public key, and offline verification.
+    #[command(subcommand)]
+    Receipt(ReceiptCommand),
     /// Export the numbers consented for sharing with a partner, under pseudonymous ids.
     #[command(after_help = "Example:
   phonevault share --tenant shop --partner acme --out acme.csv
@@ -408,6 +411,72 @@ undecryptable. Old copies of the keyring file must be destroyed too.")]
         #[arg(long)]
         unlimited: bool,
     },
+    /// Show or change the tenant's inbound SMS settings (keyword opt-out by STOP).
+    #[command(after_help = "Examples:
+  phonevault tenant set-sms shop --secret-file twilio-auth-token \\
+      --webhook-url https://sms.example.com/v1/tenants/shop/inbound-sms
+  phonevault tenant set-sms shop --number '+447700900001=marketing' --reply-stop 'Shop: unsubscribed. Reply START to resubscribe.'
+  phonevault tenant set-sms shop        (shows the settings; never the secret)
+The secret (the provider's auth token) is stored sealed under the vault's state key;
+inbound messages must then carry a valid X-Twilio-Signature for the webhook URL.")]
+    SetSms(SetSmsArgs),
+    /// Set the controller details the tenant's consent receipts name.
+    #[command(after_help = "Example:
+  phonevault tenant set-receipt shop --controller 'Shop Ltd' --contact privacy@shop.example \\
+      --policy-url https://shop.example/privacy --jurisdiction GB")]
+    SetReceipt {
+        /// Tenant name.
+        name: String,
+        /// The controller's name.
+        #[arg(long)]
+        controller: String,
+        /// Its privacy contact (e-mail or address).
+        #[arg(long)]
+        contact: String,
+        /// The privacy policy consents are given under.
+        #[arg(long)]
+        policy_url: String,
+        /// Jurisdiction (e.g. GB, US-CA), optional.
+        #[arg(long)]
+        jurisdiction: Option<String>,
+    },
+}
+
+/// Arguments of `tenant set-sms`.
+#[derive(Debug, clap::Args)]
+pub struct SetSmsArgs {
+    /// Tenant name.
+    pub name: String,
+    /// File holding the provider's signing secret (Twilio: the auth token); a final
+    /// newline is ignored.
+    #[arg(long, conflicts_with = "no_secret")]
+    pub secret_file: Option<PathBuf>,
+    /// Remove the secret: inbound messages are then taken unsigned.
+    #[arg(long)]
+    pub no_secret: bool,
+    /// The public URL the provider posts to, as configured there, without its query
+    /// string (the request's own query is appended as received, as the provider signs it).
+    #[arg(long)]
+    pub webhook_url: Option<String>,
+    /// A sending number and the purposes a STOP to it opts out of (TO=purpose,purpose;
+    /// repeatable). A STOP to a number not listed opts out of everything.
+    #[arg(long = "number", value_name = "TO=PURPOSES")]
+    pub numbers: Vec<String>,
+    /// Remove every sending-number mapping first.
+    #[arg(long)]
+    pub clear_numbers: bool,
+    /// Reply to an opt-out keyword (STOP, ...).
+    #[arg(long)]
+    pub reply_stop: Option<String>,
+    /// Reply to START, YES, UNSTOP.
+    #[arg(long)]
+    pub reply_start: Option<String>,
+    /// Reply to HELP, INFO.
+    #[arg(long)]
+    pub reply_help: Option<String>,
+    /// Reply to any other text (empty by default: no reply).
+    #[arg(long)]
+    pub reply_other: Option<String>,
 }
 
 /// Key lifecycle commands.
@@ -453,12 +522,37 @@ such records then stay, and reads report them as unreadable.")]
     },
 }
 
+/// Consent receipt commands.
+#[derive(Debug, Subcommand)]
+pub enum ReceiptCommand {
+    /// Print (or write) the public key receipts are signed with (hex, 64 characters).
+    #[command(after_help = "Example:
+  phonevault receipt public-key --out receipt-key.hex")]
+    PublicKey {
+        /// Write it to FILE instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Check a receipt file offline, without the vault.
+    #[command(after_help = "Example:
+  phonevault receipt verify r.json --public-key receipt-key.hex
+Exit code 0: the receipt is intact and signed by that key; 1 otherwise.")]
+    Verify {
+        /// The receipt file.
+        file: PathBuf,
+        /// The public key: 64 hexadecimal characters, or a file holding them.
+        #[arg(long)]
+        public_key: String,
+    },
+}
+
 /// Consent commands.
 #[derive(Debug, Subcommand)]
 pub enum ConsentCommand {
     /// Grant consent for purposes (lifts an opt-out of them).
     #[command(after_help = "Example:
-  phonevault consent grant --tenant shop --phone '+447400123958' --purpose marketing --source newsletter-form")]
+  phonevault consent grant --tenant shop --phone '+447400123958' --purpose marketing --source newsletter-form
+  phonevault consent grant --tenant shop --phone '+447400123958' --purpose marketing --receipt --receipt-out r.json")]
     Grant {
         /// Which record.
         #[command(flatten)]
@@ -469,6 +563,13 @@ pub enum ConsentCommand {
         /// Where the consent came from.
         #[arg(long, default_value = "cli")]
         source: String,
+        /// Issue a signed consent receipt: printed on stdout, or written to
+        /// --receipt-out (the tenant needs `tenant set-receipt` first).
+        #[arg(long)]
+        receipt: bool,
+        /// Where to write the receipt (with --receipt).
+        #[arg(long, requires = "receipt")]
+        receipt_out: Option<PathBuf>,
     },
     /// Withdraw the consent for a purpose (kept in the history with its time).
     #[command(after_help = "Example:
@@ -1123,6 +1224,47 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             );
             Ok(())
         }
+        Command::Tenant(TenantCommand::SetSms(a)) => set_sms(&cli, a),
+        Command::Tenant(TenantCommand::SetReceipt {
+            name,
+            controller,
+            contact,
+            policy_url,
+            jurisdiction,
+        }) => {
+            let c = open(&cli)?.set_receipt_controller(
+                name,
+                &vault::ReceiptController {
+                    controller: controller.clone(),
+                    contact: contact.clone(),
+                    policy_url: policy_url.clone(),
+                    jurisdiction: jurisdiction.clone(),
+                },
+            )?;
+            say(
+                &cli,
+                serde_json::to_value(&c).unwrap_or_default(),
+                &format!(
+                    "tenant {name}: receipts name {} ({}), policy {}",
+                    c.controller, c.contact, c.policy_url
+                ),
+            );
+            Ok(())
+        }
+        Command::Receipt(ReceiptCommand::PublicKey { out }) => {
+            let k = hex::encode(open(&cli)?.receipt_public_key()?);
+            match out {
+                Some(path) => std::fs::write(path, format!("{k}\n"))
+                    .map_err(|e| fail(format!("cannot write {}: {e}", path.display()))),
+                None => {
+                    println!("{k}");
+                    Ok(())
+                }
+            }
+        }
+        Command::Receipt(ReceiptCommand::Verify { file, public_key }) => {
+            verify_receipt(&cli, file, public_key)
+        }
         Command::Tenant(TenantCommand::SetRetention { name, days, .. }) => {
             let row = open(&cli)?.set_retention(name, *days)?;
             let text = match row.retention_days {
@@ -1143,6 +1285,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             target,
             purpose,
             source,
+            receipt: true,
+            receipt_out,
+        }) => {
+            let v = open(&cli)?;
+            let (c, file) =
+                v.grant_with_receipt(&target.tenant, target.target(), purpose, source, "cli")?;
+            emit_receipt(&cli, c.id(), purpose, &file, receipt_out.as_deref())
+        }
+        Command::Consent(ConsentCommand::Grant {
+            target,
+            purpose,
+            source,
+            ..
         }) => {
             let v = open(&cli)?;
             // Granting is an explicit add of the same number: it merges consents and
@@ -1259,6 +1414,20 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                         "opt-out {}: {}{l}",
                         o.purpose.as_deref().unwrap_or("everything"),
                         fmt_time(o.at)
+                    );
+                }
+                for rc in &r.receipts {
+                    println!(
+                        "receipt {}: {} at {} (sha256 {}){}",
+                        rc.receipt.id,
+                        rc.receipt.purposes.join(","),
+                        fmt_time(rc.receipt.time),
+                        rc.receipt.sha256,
+                        if rc.withdrawn {
+                            ", consent since withdrawn"
+                        } else {
+                            ""
+                        }
                     );
                 }
             }
@@ -1460,6 +1629,133 @@ fn print_stats(
             ),
         }
     }
+    Ok(())
+}
+
+/// Prints or writes a receipt issued by `consent grant --receipt` (in-process or
+/// through the server).
+pub(super) fn emit_receipt(
+    cli: &Cli,
+    id: crate::record::RecordId,
+    purposes: &[String],
+    file: &[u8],
+    out: Option<&Path>,
+) -> Result<(), Failure> {
+    match out {
+        Some(path) => {
+            let mut bytes = file.to_vec();
+            bytes.push(b'\n');
+            std::fs::write(path, bytes)
+                .map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+            say(
+                cli,
+                serde_json::json!({"id": id.to_string(), "granted": purposes, "receipt": path}),
+                &format!(
+                    "{id}: consent granted for {}; receipt written to {}",
+                    purposes.join(","),
+                    path.display()
+                ),
+            );
+        }
+        // The receipt alone, exactly as it verifies.
+        None => println!("{}", String::from_utf8_lossy(file)),
+    }
+    Ok(())
+}
+
+fn verify_receipt(cli: &Cli, file: &Path, public_key: &str) -> Result<(), Failure> {
+    let key_text = if public_key.trim().len() == 64 {
+        public_key.to_owned()
+    } else {
+        std::fs::read_to_string(public_key).map_err(|_| {
+            fail("--public-key is neither 64 hexadecimal characters nor a readable file holding them")
+        })?
+    };
+    let key = crate::receipt::parse_public_key(&key_text).map_err(|e| fail(e.to_string()))?;
+    let bytes =
+        std::fs::read(file).map_err(|e| fail(format!("cannot read {}: {e}", file.display())))?;
+    let r = crate::receipt::verify(&bytes, &key)
+        .map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    let purposes: Vec<&str> = r["services"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["purposes"].as_array().into_iter().flatten())
+        .filter_map(|p| p["purpose"].as_str())
+        .collect();
+    say(
+        cli,
+        serde_json::json!({"valid": true, "receipt": r}),
+        &format!(
+            "valid receipt {} of record {}: purposes {}, at {}",
+            r["consentReceiptID"].as_str().unwrap_or_default(),
+            r["piiPrincipalId"].as_str().unwrap_or_default(),
+            purposes.join(","),
+            r["consentTimestamp"]
+                .as_u64()
+                .map_or_else(String::new, fmt_time),
+        ),
+    );
+    Ok(())
+}
+
+fn set_sms(cli: &Cli, a: &SetSmsArgs) -> Result<(), Failure> {
+    let mut change = vault::SmsChange::default();
+    if let Some(path) = &a.secret_file {
+        let mut bytes = read_secret_file(path)?;
+        while bytes.last().is_some_and(|b| matches!(b, b'\n' | b'\r')) {
+            bytes.pop();
+        }
+        change.secret = Some(Some(bytes));
+    } else if a.no_secret {
+        change.secret = Some(None);
+    }
+    change.webhook_url = a.webhook_url.clone().map(Some);
+    for (i, m) in a.numbers.iter().enumerate() {
+        let (to, purposes) = m.split_once('=').ok_or_else(|| {
+            fail(format!(
+                "--number number {} is not TO=purpose,purpose (e.g. +447700900001=marketing)",
+                i + 1
+            ))
+        })?;
+        let purposes = purposes.split(',').map(str::to_owned).collect();
+        change.numbers.push((to.to_owned(), purposes));
+    }
+    change.clear_numbers = a.clear_numbers;
+    change.reply_stop = a.reply_stop.clone();
+    change.reply_start = a.reply_start.clone();
+    change.reply_help = a.reply_help.clone();
+    change.reply_other = a.reply_other.clone();
+    let unchanged = change.secret.is_none()
+        && change.webhook_url.is_none()
+        && change.numbers.is_empty()
+        && !change.clear_numbers
+        && [&a.reply_stop, &a.reply_start, &a.reply_help, &a.reply_other]
+            .iter()
+            .all(|r| r.is_none());
+    let v = open(cli)?;
+    let s = if unchanged {
+        v.sms_settings(&a.name)?
+    } else {
+        v.set_sms(&a.name, &change)?
+    };
+    let numbers: Vec<String> = s
+        .numbers
+        .iter()
+        .map(|(n, p)| format!("{n}={}", p.join(",")))
+        .collect();
+    let text = format!(
+        "tenant {} inbound SMS: signature {}; webhook URL: {}; sending numbers: {}\n  reply to STOP: {}\n  reply to START: {}\n  reply to HELP: {}\n  reply to other texts: {}",
+        s.tenant,
+        if s.secret_set { "required (secret set)" } else { "not checked (no secret)" },
+        s.webhook_url.as_deref().unwrap_or("(none)"),
+        if numbers.is_empty() { "(none: STOP opts out of everything)".to_owned() } else { numbers.join(" ") },
+        s.reply_stop,
+        s.reply_start,
+        s.reply_help,
+        s.reply_other,
+    );
+    say(cli, serde_json::to_value(&s).unwrap_or_default(), &text);
     Ok(())
 }
 

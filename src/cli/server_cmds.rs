@@ -163,7 +163,7 @@ pub struct TokenCreateArgs {
     /// Tenant the token is bound to.
     #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
     pub tenant: Option<String>,
-    /// Role: admin, writer, reader or auditor.
+    /// Role: admin, writer, reader, auditor or inbound (an SMS provider's webhook).
     #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
     pub role: Option<String>,
     /// A vault-wide admin token (no tenant): sealing and management.

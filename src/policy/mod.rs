@@ -110,6 +110,8 @@ pub enum Operation {
     Write,
     /// Anonymized statistics.
     Stats,
+    /// An inbound SMS: opt out or lift an SMS opt-out by the keyword its sender texted.
+    InboundSms,
 }
 
 impl Operation {
@@ -118,6 +120,7 @@ impl Operation {
             Operation::Read | Operation::ReadLast4 => "read numbers (needs reader or admin)",
             Operation::Write => "change records (needs writer or admin)",
             Operation::Stats => "read statistics (needs auditor or admin)",
+            Operation::InboundSms => "take inbound SMS (needs inbound or admin)",
         }
     }
 
@@ -126,6 +129,7 @@ impl Operation {
             Operation::Read | Operation::ReadLast4 => matches!(role, Role::Admin | Role::Reader),
             Operation::Write => matches!(role, Role::Admin | Role::Writer),
             Operation::Stats => matches!(role, Role::Admin | Role::Auditor),
+            Operation::InboundSms => matches!(role, Role::Admin | Role::Inbound),
         }
     }
 }
@@ -315,16 +319,18 @@ mod tests {
     fn roles_allow_their_operations_only() {
         let d = declared();
         for (role, ok) in [
-            (Role::Admin, [true, true, true, true]),
-            (Role::Reader, [true, true, false, false]),
-            (Role::Writer, [false, false, true, false]),
-            (Role::Auditor, [false, false, false, true]),
+            (Role::Admin, [true, true, true, true, true]),
+            (Role::Reader, [true, true, false, false, false]),
+            (Role::Writer, [false, false, true, false, false]),
+            (Role::Auditor, [false, false, false, true, false]),
+            (Role::Inbound, [false, false, false, false, true]),
         ] {
             for (op, ok) in [
                 Operation::Read,
                 Operation::ReadLast4,
                 Operation::Write,
                 Operation::Stats,
+                Operation::InboundSms,
             ]
             .into_iter()
             .zip(ok)
@@ -332,6 +338,43 @@ mod tests {
                 let got = decide(&token(role, &[], false), &Access::new("shop", op, &d));
                 assert_eq!(matches!(got, Decision::Allow { .. }), ok, "{role:?} {op:?}");
             }
+        }
+    }
+
+    #[test]
+    fn an_inbound_token_only_takes_inbound_sms_and_never_gets_detail() {
+        let d = declared();
+        let c = token(Role::Inbound, &[], false);
+        let a = Access::new("shop", Operation::InboundSms, &d);
+        assert_eq!(decide(&c, &a), Decision::Allow { detailed: false });
+        for op in [
+            Operation::Read,
+            Operation::ReadLast4,
+            Operation::Write,
+            Operation::Stats,
+        ] {
+            let got = decide(&c, &Access::new("shop", op, &d));
+            assert!(
+                matches!(
+                    got,
+                    Decision::Deny(Refusal::Role {
+                        role: "inbound",
+                        ..
+                    })
+                ),
+                "{op:?}"
+            );
+        }
+        // Another tenant's inbound webhook is refused before the role is looked at.
+        let a = Access::new("other", Operation::InboundSms, &d);
+        assert_eq!(decide(&c, &a), Decision::Deny(Refusal::WrongTenant));
+        // Readers, writers and auditors may not stand in for the provider.
+        for role in [Role::Reader, Role::Writer, Role::Auditor] {
+            let a = Access::new("shop", Operation::InboundSms, &d);
+            assert!(matches!(
+                decide(&token(role, &[], false), &a),
+                Decision::Deny(Refusal::Role { .. })
+            ));
         }
     }
 

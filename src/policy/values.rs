@@ -50,7 +50,7 @@ pub enum ValueError {
     #[error("unknown region: give a two-letter ISO 3166 region code such as GB or US")]
     Region,
     /// An unknown role.
-    #[error("unknown role: use admin, writer, reader or auditor")]
+    #[error("unknown role: use admin, writer, reader, auditor or inbound")]
     Role,
 }
 

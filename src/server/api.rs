@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::{
     blocking, open_vault, quick, unseal_delay, write_detail, ApiError, App, Authed, JsonBody, Peer,
-    MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
+    RawBody, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
 };
 use crate::audit::{Entry, Outcome};
 use crate::policy::{Access, Operation};
@@ -65,6 +65,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(&format!("{t}/erase"), post(erase))
         .route(&format!("{t}/verify"), post(verify))
         .route(&format!("{t}/stats"), post(stats))
+        .route(&format!("{t}/inbound-sms"), post(inbound_sms))
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -664,6 +665,9 @@ pub(crate) struct GrantReq {
     purposes: Vec<String>,
     #[serde(default, deserialize_with = "present")]
     source: Option<String>,
+    /// Issue a signed consent receipt (tenant admin holding every purpose only).
+    #[serde(default)]
+    receipt: bool,
 }
 
 async fn grant(
@@ -677,6 +681,9 @@ async fn grant(
         auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purposes))?;
     target_of(&req.phone, &req.region, &req.id)?;
     app.writes.take(&info.id, 1)?;
+    if req.receipt {
+        return grant_with_receipt(vault, info, tenant, req).await;
+    }
     let v = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
         let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
@@ -701,6 +708,37 @@ async fn grant(
     })
     .await?;
     answer_changed(v)
+}
+
+/// A grant with `"receipt": true`: the detailed answer and the receipt file (as a
+/// string: its exact bytes are what verifies). A receipt names the record id, so only a
+/// caller answered in detail may ask for one (any other writer would learn the id).
+async fn grant_with_receipt(
+    vault: crate::vault::Vault,
+    info: TokenInfo,
+    tenant: String,
+    req: GrantReq,
+) -> Res {
+    let (changed, file) = blocking(move || {
+        if !write_detail(&vault, &info, &tenant)? {
+            return Ok(None);
+        }
+        let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
+        let t = target_of(&req.phone, &req.region, &req.id)
+            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        vault
+            .grant_with_receipt(&tenant, t, &req.purposes, source, "api")
+            .map(Some)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::forbidden(
+            "a consent receipt names the record id: ask for one with a tenant admin token holding every purpose",
+        )
+    })?;
+    let mut v = changed_json(changed);
+    v["receipt"] = Value::from(String::from_utf8_lossy(&file).into_owned());
+    ok(v)
 }
 
 /// What a record change answers: in detail, or (see [`accepted`]) `None`, the one
@@ -799,6 +837,48 @@ async fn opt_out(
     })
     .await?;
     answer_changed(v)
+}
+
+/// An SMS provider's inbound-message webhook (or an application relaying one): the
+/// keyword opt-out. The answer is the same for a known and an unknown sender.
+async fn inbound_sms(
+    State(app): State<Arc<App>>,
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    uri: Uri,
+    RawBody(body): RawBody,
+) -> Res {
+    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::InboundSms, &[]))?;
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let kind = crate::sms::body_kind(content_type).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            e.to_string(),
+        )
+    })?;
+    let signature = headers
+        .get("x-twilio-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let query = uri.query().map(str::to_owned);
+    app.writes.take(&info.id, 1)?;
+    let answer = blocking(move || {
+        vault.inbound_sms(
+            &tenant,
+            &crate::vault::InboundRequest {
+                kind,
+                body: &body,
+                query: query.as_deref(),
+                signature: signature.as_deref(),
+            },
+        )
+    })
+    .await?;
+    ok(json!({ "action": answer.action, "reply": answer.reply }))
 }
 
 async fn erase(

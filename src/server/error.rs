@@ -94,6 +94,7 @@ impl From<VaultError> for ApiError {
             | VaultError::InvalidName { .. }
             | VaultError::Stats(_)
             | VaultError::Last4TooBroad { .. } => S::BAD_REQUEST,
+            VaultError::BadSignature => S::FORBIDDEN,
             VaultError::Phone(p) => {
                 return ApiError {
                     status: S::BAD_REQUEST,

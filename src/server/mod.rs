@@ -72,6 +72,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenants/{tenant}/erase"),
     ("post", "/v1/tenants/{tenant}/verify"),
     ("post", "/v1/tenants/{tenant}/stats"),
+    ("post", "/v1/tenants/{tenant}/inbound-sms"),
 ];
 
 /// The OpenAPI 3 document of this API.
@@ -434,34 +435,51 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for JsonBody
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let deadline = req.extensions().get::<DeadlineFired>().cloned();
-        let bytes = match axum::body::Bytes::from_request(req, state).await {
-            Ok(b) => b,
-            Err(_)
-                if deadline
-                    .as_ref()
-                    .is_some_and(|d| d.0.load(std::sync::atomic::Ordering::SeqCst)) =>
-            {
-                return Err(ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    "the request body did not arrive before the request deadline: send it at once",
-                ))
-            }
-            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    format!(
-                        "request body too large: the limit is {} bytes ({} for the batch route); split the request",
-                        MAX_BODY, MAX_BATCH_BODY
-                    ),
-                ))
-            }
-            Err(r) => return Err(ApiError::bad_json(format!("cannot read the body: {r}"))),
-        };
+        let bytes = read_body(req, state).await?;
         parse_body(&bytes).map(JsonBody)
     }
+}
+
+/// A body read whole, with the errors of [`JsonBody`] (413, 408), for the routes that
+/// parse it themselves (inbound SMS: JSON or a form, and signed as sent).
+pub(crate) struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_body(req, state).await.map(RawBody)
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body::Bytes, ApiError> {
+    let deadline = req.extensions().get::<DeadlineFired>().cloned();
+    let bytes = match axum::body::Bytes::from_request(req, state).await {
+        Ok(b) => b,
+        Err(_)
+            if deadline
+                .as_ref()
+                .is_some_and(|d| d.0.load(std::sync::atomic::Ordering::SeqCst)) =>
+        {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                "the request body did not arrive before the request deadline: send it at once",
+            ))
+        }
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!(
+                    "request body too large: the limit is {} bytes ({} for the batch route); split the request",
+                    MAX_BODY, MAX_BATCH_BODY
+                ),
+            ))
+        }
+        Err(r) => return Err(ApiError::bad_json(format!("cannot read the body: {r}"))),
+    };
+    Ok(bytes)
 }
 
 /// Parses a JSON request body into a handler's request type: the one parser of

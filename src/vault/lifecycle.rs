@@ -123,7 +123,7 @@ impl Vault {
     /// Reads the target record, applies `f` to a copy of its body and writes it back
     /// (durably) if `f` says it changed. A race lost to another server (the record
     /// changed in between) starts over from a fresh read.
-    fn update(
+    pub(super) fn update(
         &self,
         tenant: &str,
         target: Target<'_>,

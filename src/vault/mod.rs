@@ -27,11 +27,13 @@ use phonevault_keys::{
 
 mod audit;
 mod backup;
+mod inbound;
 mod integrity;
 pub(crate) mod journal;
 mod keys;
 mod layout;
 mod lifecycle;
+mod receipts;
 mod reindex;
 mod rows;
 mod subject;
@@ -41,6 +43,7 @@ mod versions;
 
 pub use audit::{cli_actor, AuditStats, AuditSync, ChainStatus};
 pub use backup::{BackupReport, RestoreOptions, RestoreReport};
+pub use inbound::{InboundRequest, SmsAnswer, SmsChange, SmsSettings};
 pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
@@ -49,9 +52,10 @@ use layout::{
     INDEX_LAST4,
 };
 pub use lifecycle::{Changed, CompactReport, PurgeReport, SweepCursor, Target};
+pub use receipts::{ReceiptController, ReceiptEntry, MAX_RECEIPTS_PER_RECORD};
 pub use reindex::ReindexReport;
 pub use rows::{import_column, import_reader, CsvRows, ImportRow};
-pub use subject::{ConsentEntry, OptOutEntry, Stale, SubjectReport};
+pub use subject::{ConsentEntry, OptOutEntry, ReceiptStatus, Stale, SubjectReport};
 pub use suppress::{
     list_digest, ListCount, ListInfo, SuppressOptions, SuppressReport, ENTRY_LABEL, SUPPRESS_CHUNK,
 };
@@ -163,6 +167,9 @@ pub enum VaultError {
     /// A record id that is not of the vault's form.
     #[error("invalid record id: expected 32 hexadecimal characters")]
     InvalidRecordId,
+    /// An inbound SMS whose provider signature is missing or wrong; nothing changed.
+    #[error("the X-Twilio-Signature header is missing or does not match: check the tenant's --webhook-url (the exact public URL the provider posts to) and its secret (the provider's auth token)")]
+    BadSignature,
     /// Invalid argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -326,6 +333,7 @@ impl VaultError {
             VaultError::UnknownPurpose { .. } => "unknown_purpose",
             VaultError::NoConsent => "no_consent",
             VaultError::NoSuchRecord(_) => "not_found",
+            VaultError::BadSignature => "bad_signature",
             VaultError::InvalidRecordId => "invalid_record_id",
             VaultError::Phone(_) => "invalid_phone",
             VaultError::Stats(_) => "invalid_argument",
@@ -1182,6 +1190,8 @@ impl Vault {
                     batch.delete(Tree::Index, l4);
                 }
                 batch.delete(Tree::Expiry, expiry_key(tid, old.last_activity(), &id));
+                // The list of its consent receipts goes with it.
+                batch.delete(Tree::Meta, receipts::list_key(tid, &id));
                 Ok(0)
             }
         }

@@ -26,6 +26,9 @@ pub struct SubjectReport {
     pub consents: Vec<ConsentEntry>,
     /// Every opt-out, with the time an explicit consent lifted it.
     pub opt_outs: Vec<OptOutEntry>,
+    /// The consent receipts issued for the record, oldest first; `withdrawn` says
+    /// whether a purpose it names has no live consent now.
+    pub receipts: Vec<ReceiptStatus>,
     /// Unix seconds of creation, last change, last verification.
     pub created_at: u64,
     /// Last change.
@@ -50,6 +53,16 @@ impl std::fmt::Debug for SubjectReport {
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
+}
+
+/// A receipt in a subject report, with whether its consent still holds.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReceiptStatus {
+    /// The receipt as listed.
+    #[serde(flatten)]
+    pub receipt: super::ReceiptEntry,
+    /// Whether a purpose it names was withdrawn (or opted out) since.
+    pub withdrawn: bool,
 }
 
 /// One consent in a subject report.
@@ -144,6 +157,14 @@ impl Vault {
             kind: NumberKind::from_index(body.kind).as_str(),
             consents: body.grants.iter().map(ConsentEntry::from).collect(),
             opt_outs: body.opt_outs.iter().map(OptOutEntry::from).collect(),
+            receipts: self
+                .receipts_of(ctx.row.id, &id)?
+                .into_iter()
+                .map(|r| ReceiptStatus {
+                    withdrawn: r.purposes.iter().any(|p| !body.has_live_consent(p)),
+                    receipt: r,
+                })
+                .collect(),
             created_at: body.created_at,
             updated_at: body.updated_at,
             verified_at: body.verified_at,

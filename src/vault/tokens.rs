@@ -32,16 +32,20 @@ pub enum Role {
     Reader,
     /// Anonymized statistics only.
     Auditor,
+    /// The inbound-message webhook of an SMS provider: opts a number out (and lifts
+    /// an SMS opt-out) by the keyword its owner texted, and learns nothing else.
+    Inbound,
 }
 
 impl Role {
-    /// Parses `admin`, `writer`, `reader` or `auditor`.
+    /// Parses `admin`, `writer`, `reader`, `auditor` or `inbound`.
     pub fn parse(s: &str) -> Option<Role> {
         match s {
             "admin" => Some(Role::Admin),
             "writer" => Some(Role::Writer),
             "reader" => Some(Role::Reader),
             "auditor" => Some(Role::Auditor),
+            "inbound" => Some(Role::Inbound),
             _ => None,
         }
     }
@@ -53,6 +57,7 @@ impl Role {
             Role::Writer => "writer",
             Role::Reader => "reader",
             Role::Auditor => "auditor",
+            Role::Inbound => "inbound",
         }
     }
 }
@@ -214,6 +219,11 @@ impl Vault {
         ev: &mut super::audit::Event,
     ) -> Result<(TokenInfo, TokenSecret), VaultError> {
         match &spec.tenant {
+            Some(_) if spec.role == Role::Inbound && (!spec.purposes.is_empty() || spec.reveal) => {
+                return Err(VaultError::InvalidArgument(
+                    "an inbound token takes no purposes and no reveal right: it only opts numbers out and in by the keyword texted".into(),
+                ));
+            }
             Some(t) => {
                 let ctx = self.tenant(t)?;
                 for (i, p) in spec.purposes.iter().enumerate() {
