@@ -14,7 +14,6 @@
 //! written atomically, never inside the store) and `store/` (sled).
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,6 +29,7 @@ mod backup;
 mod inbound;
 mod integrity;
 pub(crate) mod journal;
+mod keyring_file;
 mod keys;
 mod layout;
 mod lifecycle;
@@ -46,6 +46,8 @@ pub use backup::{BackupReport, RestoreOptions, RestoreReport};
 pub use inbound::{InboundRequest, SmsAnswer, SmsChange, SmsSettings};
 pub use integrity::{IntegrityReport, Problem};
 pub use journal::JournalError;
+pub use keyring_file::write_atomic;
+use keyring_file::{check_private, read_keyring, FileStamp};
 pub use keys::{KeyringImportReport, RetireReport, RewrapReport, ShredReport, SlotInfo};
 use layout::{
     exact_index_key, expiry_key, id_after, last4_of, last4_prefix, record_key, INDEX_EXACT,
@@ -89,8 +91,6 @@ pub const IMPORT_CHUNK: usize = 1000;
 pub const TENANT_CACHE_TTL: Duration = Duration::from_secs(2);
 /// Attempts of a read-modify-write that lost a race with another server.
 const CONFLICT_ATTEMPTS: u32 = 8;
-/// Lock file serializing keyring changes between processes sharing the keyring.
-const KEYRING_LOCK_FILE: &str = "keyring.lock";
 
 /// How to unlock the root key.
 pub enum Unlock {
@@ -687,49 +687,6 @@ impl Default for OpenOptions {
     }
 }
 
-/// Identity of the keyring file as last read, to notice another process's change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct FileStamp {
-    dev: u64,
-    ino: u64,
-    len: u64,
-    mtime_ns: i128,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            dev: m.dev(),
-            ino: m.ino(),
-            len: m.len(),
-            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
-        })
-    }
-}
-
-/// The keyring, held for a change: the in-process lock and, for a vault on disk, an
-/// exclusive lock on `keyring.lock`, so that servers sharing the keyring file never
-/// overwrite each other's changes (each change re-reads the file first).
-pub(crate) struct KeyringWrite<'a> {
-    ring: std::sync::MutexGuard<'a, Keyring>,
-    _file: Option<std::fs::File>,
-}
-
-impl std::ops::Deref for KeyringWrite<'_> {
-    type Target = Keyring;
-    fn deref(&self) -> &Keyring {
-        &self.ring
-    }
-}
-
-impl std::ops::DerefMut for KeyringWrite<'_> {
-    fn deref_mut(&mut self) -> &mut Keyring {
-        &mut self.ring
-    }
-}
-
 /// An open, unlocked vault: a cheap handle (clones share one vault) that acts for
 /// one actor, recorded with every operation in the audit log.
 #[derive(Clone)]
@@ -807,107 +764,6 @@ impl Vault {
 }
 
 impl VaultInner {
-    fn save_keyring(&self, ring: &mut Keyring) -> Result<(), VaultError> {
-        // After `rekey` this vault's root key is the old one: sealing under it would
-        // write a keyring nothing opens.
-        ring.check_root_key(&self.root)?;
-        ring.seal(&self.root);
-        if self.dir.as_os_str().is_empty() {
-            return Ok(()); // in-memory vault
-        }
-        write_atomic(&self.dir.join(KEYRING_FILE), &ring.encode())?;
-        self.note_keyring_written();
-        Ok(())
-    }
-
-    /// Records the keyring file this process just wrote as the one it holds, so that
-    /// only other processes' changes are re-read.
-    pub(crate) fn note_keyring_written(&self) {
-        *self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = FileStamp::of(&self.dir.join(KEYRING_FILE));
-    }
-
-    /// Re-reads the keyring file into `ring` if another process changed it since this
-    /// one last read or wrote it. Returns whether it did.
-    fn reload_keyring_into(&self, ring: &mut Keyring) -> Result<bool, VaultError> {
-        if self.dir.as_os_str().is_empty() {
-            return Ok(false);
-        }
-        let path = self.dir.join(KEYRING_FILE);
-        let now = FileStamp::of(&path);
-        let mut stamp = self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if now.is_none() || *stamp == now {
-            return Ok(false);
-        }
-        let fresh = read_keyring(&self.dir)?;
-        if fresh.vault_id.0 != ring.vault_id.0 {
-            return Err(VaultError::KeyringMismatch);
-        }
-        // The file's MAC under our root key: a keyring swapped in by someone without
-        // the root key is refused, as at unlock.
-        fresh.verify(&self.root)?;
-        *ring = fresh;
-        *stamp = now;
-        drop(stamp);
-        // Every cached context may name keys of the old file.
-        self.tenants
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clear();
-        Ok(true)
-    }
-
-    /// Picks up another process's keyring change (a rotation, a new tenant). Costs one
-    /// `stat` when nothing changed, and nothing on a store only this process can open
-    /// (sled: any other process that changes the keyring must open the store first).
-    fn refresh_keyring(&self) -> Result<bool, VaultError> {
-        if self.dir.as_os_str().is_empty() || !self.store.shared() {
-            return Ok(false);
-        }
-        let now = FileStamp::of(&self.dir.join(KEYRING_FILE));
-        let same = *self
-            .keyring_stamp
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            == now;
-        if now.is_none() || same {
-            return Ok(false);
-        }
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        self.reload_keyring_into(&mut ring)
-    }
-
-    /// The keyring, locked for a change against this process and every other one
-    /// sharing the file, and re-read if another process changed it.
-    pub(crate) fn keyring_for_update(&self) -> Result<KeyringWrite<'_>, VaultError> {
-        let mut ring = self.keyring.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.dir.as_os_str().is_empty() {
-            return Ok(KeyringWrite { ring, _file: None });
-        }
-        use std::os::unix::fs::OpenOptionsExt;
-        let path = self.dir.join(KEYRING_LOCK_FILE);
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| VaultError::io("opening", &path, e))?;
-        // Released when the file is closed (KeyringWrite dropped).
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
-            .map_err(|e| VaultError::io("locking", &path, e.into()))?;
-        self.reload_keyring_into(&mut ring)?;
-        Ok(KeyringWrite {
-            ring,
-            _file: Some(file),
-        })
-    }
-
     /// Gives the unused part of every reservation back to the keyring's counters
     /// (when the vault is closed), so that the counters hold what was really used.
     /// Best effort: if the keyring cannot be written, the counters stay ahead, which
@@ -954,71 +810,6 @@ impl std::fmt::Debug for Vault {
             .field("actor", &self.who.actor)
             .finish_non_exhaustive()
     }
-}
-
-/// Writes `bytes` to `path` atomically: a 0600 temp file in the same directory,
-/// fsync, rename, fsync of the directory.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VaultError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // The rename below would replace a device or pipe with a regular file: as root,
-    // `keyring export /dev/null` put the keyring where /dev/null was.
-    if let Ok(meta) = std::fs::symlink_metadata(path) {
-        let t = meta.file_type();
-        if !t.is_file() && !t.is_symlink() {
-            return Err(VaultError::InvalidArgument(format!(
-                "{} exists and is not a regular file (a device, pipe or directory): refusing to replace it; name a file",
-                path.display()
-            )));
-        }
-    }
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("keyring")
-    ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(VaultError::io("writing", path, e));
-    }
-    Ok(())
-}
-
-fn check_private(path: &Path) -> Result<(), VaultError> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = std::fs::metadata(path).map_err(|e| VaultError::io("reading", path, e))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        return Err(VaultError::InsecurePermissions(path.to_owned()));
-    }
-    Ok(())
-}
-
-fn read_keyring(dir: &Path) -> Result<Keyring, VaultError> {
-    let path = dir.join(KEYRING_FILE);
-    if !path.exists() {
-        return Err(VaultError::NoVault(dir.to_owned()));
-    }
-    check_private(dir)?;
-    check_private(&path)?;
-    let store = dir.join(STORE_DIR);
-    if store.exists() {
-        check_private(&store)?;
-    }
-    let bytes = std::fs::read(&path).map_err(|e| VaultError::io("reading", &path, e))?;
-    Ok(Keyring::decode(&bytes)?)
 }
 
 fn encode_row<T: Encode>(mac: &MacKey, table: &'static str, key: &[u8], row: &T) -> Vec<u8> {
