@@ -2,7 +2,9 @@
 //!
 //! | task | item |
 //! |---|---|
-//! | may this caller do this? | [`decide`] → [`Decision`] |
+//! | may this caller do this? | [`decide`] → [`Decision`], over a [`Role`] |
+//! | what consent operations do to a record | [`consent`] |
+//! | has a record outlived its retention? | [`retention`] |
 //! | a purpose, checked against what the tenant declared | [`Purpose::declared`] |
 //! | tenant names, record ids, durations, last-4 digits, country codes, regions | [`values`] |
 //!
@@ -37,7 +39,7 @@ pub use values::{
     ValueError,
 };
 
-use crate::vault::Role;
+use bincode::{Decode, Encode};
 
 /// The most records one last-4 search may return; more is refused with a request for
 /// more digits (a support desk needs a handful, an enumeration needs them all).
@@ -57,6 +59,47 @@ pub fn last4_scan_limit(expected_candidates: f64) -> usize {
         0
     };
     planned.max(MIN_LAST4_SCAN)
+}
+
+/// What a token may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
+pub enum Role {
+    /// Everything in its tenant (or, vault-wide, sealing and management).
+    Admin,
+    /// Adds, consent changes, opt-outs, verification, erasure.
+    Writer,
+    /// Lookups and reads for its purposes.
+    Reader,
+    /// Anonymized statistics only.
+    Auditor,
+    /// The inbound-message webhook of an SMS provider: opts a number out (and lifts
+    /// an SMS opt-out) by the keyword its owner texted, and learns nothing else.
+    Inbound,
+}
+
+impl Role {
+    /// Parses `admin`, `writer`, `reader`, `auditor` or `inbound`.
+    pub fn parse(s: &str) -> Option<Role> {
+        match s {
+            "admin" => Some(Role::Admin),
+            "writer" => Some(Role::Writer),
+            "reader" => Some(Role::Reader),
+            "auditor" => Some(Role::Auditor),
+            "inbound" => Some(Role::Inbound),
+            _ => None,
+        }
+    }
+
+    /// The name used on the command line and in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Writer => "writer",
+            Role::Reader => "reader",
+            Role::Auditor => "auditor",
+            Role::Inbound => "inbound",
+        }
+    }
 }
 
 /// A purpose that the tenant declared: the only form in which a purpose reaches the

@@ -21,46 +21,7 @@ const HASH_PREFIX: u8 = b'h';
 /// Prefix of every token, so secret scanners and humans can recognize one.
 pub const TOKEN_PREFIX: &str = "pvt_";
 
-/// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Encode, Decode)]
-pub enum Role {
-    /// Everything in its tenant (or, vault-wide, sealing and management).
-    Admin,
-    /// Adds, consent changes, opt-outs, verification, erasure.
-    Writer,
-    /// Lookups and reads for its purposes.
-    Reader,
-    /// Anonymized statistics only.
-    Auditor,
-    /// The inbound-message webhook of an SMS provider: opts a number out (and lifts
-    /// an SMS opt-out) by the keyword its owner texted, and learns nothing else.
-    Inbound,
-}
-
-impl Role {
-    /// Parses `admin`, `writer`, `reader`, `auditor` or `inbound`.
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "admin" => Some(Role::Admin),
-            "writer" => Some(Role::Writer),
-            "reader" => Some(Role::Reader),
-            "auditor" => Some(Role::Auditor),
-            "inbound" => Some(Role::Inbound),
-            _ => None,
-        }
-    }
-
-    /// The name used on the command line and in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::Writer => "writer",
-            Role::Reader => "reader",
-            Role::Auditor => "auditor",
-            Role::Inbound => "inbound",
-        }
-    }
-}
+pub use crate::policy::Role;
 
 /// A stored token's rights (everything but the secret).
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
