@@ -206,8 +206,8 @@ pub fn parse_region(s: &str) -> Result<&str, ValueError> {
 ///
 /// # Errors
 /// [`ValueError::Role`].
-pub fn parse_role(s: &str) -> Result<crate::vault::Role, ValueError> {
-    crate::vault::Role::parse(s).ok_or(ValueError::Role)
+pub fn parse_role(s: &str) -> Result<super::Role, ValueError> {
+    super::Role::parse(s).ok_or(ValueError::Role)
 }
 
 #[cfg(test)]
