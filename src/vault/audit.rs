@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bincode::{Decode, Encode};
-use phonevault_keys::{AuditKey, DataKey, VaultId};
+use phonevault_keys::{AuditKey, AuditReadKey, DataKey, VaultId};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::journal::{self, Journal, JournalError};
@@ -148,6 +148,8 @@ struct Sync {
 /// The audit log of an open vault.
 pub(crate) struct AuditLog {
     state_key: DataKey,
+    /// Seals the entries of links and journal records.
+    read_key: AuditReadKey,
     vault: VaultId,
     chain: Mutex<Chain>,
     sync: Mutex<Sync>,
@@ -279,6 +281,7 @@ impl AuditLog {
     pub(crate) fn load(
         store: &dyn Store,
         state_key: DataKey,
+        read_key: AuditReadKey,
         vault: &VaultId,
         dir: &Path,
     ) -> Result<AuditLog, VaultError> {
@@ -287,6 +290,7 @@ impl AuditLog {
         let durable = chain.at.next_seq;
         Ok(AuditLog {
             state_key,
+            read_key,
             vault: *vault,
             chain: Mutex::new(chain),
             sync: Mutex::new(Sync {
@@ -332,8 +336,9 @@ impl AuditLog {
             let mut entries = Vec::new();
             while next < total && entries.len() < FOLD_ENTRIES {
                 let body = &parsed.records[next as usize];
-                let decoded =
-                    audit::decode_entries(body).ok_or_else(|| JournalError::Tampered {
+                let decoded = journal::open_body(&self.read_key, &parsed, body)
+                    .and_then(|plain| audit::decode_entries(&plain))
+                    .ok_or_else(|| JournalError::Tampered {
                         path: self.dir.join(journal::JOURNAL_FILE),
                         record: next,
                     })?;
@@ -571,7 +576,8 @@ impl AuditLog {
         let mut key = AuditKey::from_bytes(chain.key.expose_secret());
         let mut at = chain.at;
         let seq = at.next_seq;
-        let link = audit::append(&mut at, &mut key, entries).map_err(VaultError::Audit)?;
+        let link =
+            audit::append(&mut at, &mut key, &self.read_key, entries).map_err(VaultError::Audit)?;
         let state = self.sealed_state(&key, at, chain.start)?;
         batch.guard(Tree::Meta, STATE_ROW.to_vec(), Some(chain.stored.clone()));
         batch.guard(Tree::Audit, seq_key(seq), None);
@@ -856,8 +862,9 @@ impl Vault {
     pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
         let mode = self.audit.mode();
         if mode == MODE_PROCESS {
-            // Encoded before the lock: only the chained tag and the write hold it.
-            let body = audit::encode_entries(&entries)?;
+            // Encoded and sealed before the lock: only the chained tag and the write
+            // hold it.
+            let body = journal::seal_body(&self.audit.read_key, &audit::encode_entries(&entries)?)?;
             let mut chain = lock(&self.audit.chain);
             if let Some(j) = chain.journal.as_mut() {
                 j.append(&body)?;
@@ -1155,8 +1162,27 @@ impl Vault {
             .collect()
     }
 
+    /// The key that opens the audit entries, for the audit commands of the unlocked
+    /// vault (not audited: whoever unlocks the vault reads the records themselves).
+    pub fn audit_read_key(&self) -> AuditReadKey {
+        AuditReadKey::from_bytes(self.audit.read_key.expose_secret())
+    }
+
+    /// The read key alone, handed out to the auditors again (a vault whose K0 was
+    /// exported before entries were sealed, or a new auditor); audited as
+    /// `audit-read-key-export`.
+    ///
+    /// # Errors
+    /// When the entry cannot be written.
+    pub fn export_audit_read_key(&self) -> Result<AuditReadKey, VaultError> {
+        self.audited("audit-read-key-export", None, None, |_| Ok(()))?;
+        Ok(self.audit_read_key())
+    }
+
     /// Hands out K0 once and forgets it: from then on only the auditors can verify,
-    /// and nobody holding this vault can re-sign past links.
+    /// and nobody holding this vault can re-sign past links. The auditors also need
+    /// the read key ([`Vault::audit_read_key`]) to read the entries; `audit key
+    /// export` writes both.
     ///
     /// # Errors
     /// [`VaultError::AuditKeyGone`] when it was exported before.
@@ -1213,7 +1239,8 @@ impl Vault {
                 if seq + 1 >= status.end.next_seq {
                     break 'outer;
                 }
-                let Some((time, head)) = audit::link_time_and_head(&bytes) else {
+                let Some((time, head)) = audit::link_time_and_head(&bytes, &self.audit.read_key)
+                else {
                     return Err(VaultError::RowTampered("audit"));
                 };
                 if time >= before {
@@ -1316,7 +1343,11 @@ mod tests {
         let (decoded, end) =
             audit::verify(&k0, links.iter().map(|(_, l)| l.as_slice()), None).unwrap();
         assert_eq!(end, v.audit_status().end);
-        decoded.into_iter().flat_map(|l| l.entries).collect()
+        let read = v.audit_read_key();
+        decoded
+            .into_iter()
+            .flat_map(|l| l.entries(Some(&read)).unwrap())
+            .collect()
     }
 
     #[test]
@@ -1590,6 +1621,50 @@ mod tests {
         assert!(!a_dir.path().join(journal::JOURNAL_FILE).exists());
         let d = twin.open(store, a_dir.path()).unwrap();
         assert_eq!(finds(&d), 5);
+    }
+
+    /// Issue 12 item 3: the journal of `--audit-sync process` held each read's entry
+    /// in clear: a refused read's record id and purpose were on disk.
+    #[test]
+    fn the_journal_holds_no_record_id_or_purpose() {
+        let (twin, store) = Twin::new();
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = twin.open(store.clone(), a_dir.path()).unwrap();
+        a.create_tenant("shop", &["otp".into(), "newsletter".into()], None)
+            .unwrap();
+        let id = a
+            .add("shop", NUMBER, None, &["otp".into()], "web")
+            .unwrap()
+            .id();
+        a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
+            .unwrap();
+        // refused (no consent): its entry carries the record id and the purpose
+        assert!(a
+            .find("shop", NUMBER, None, "newsletter")
+            .unwrap()
+            .is_none());
+        a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        let bytes = std::fs::read(a_dir.path().join(journal::JOURNAL_FILE)).unwrap();
+        let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!has(&id.0), "a raw record id in the journal");
+        assert!(
+            !has(hex::encode(id.0).as_bytes()),
+            "a hex record id in the journal"
+        );
+        for word in ["newsletter", "shop", "find"] {
+            assert!(!has(word.as_bytes()), "`{word}` in the journal");
+        }
+        // and a killed server's journal still folds: both reads are in the chain
+        let crashed = crashed_copy(&store, a_dir.path(), b_dir.path());
+        let b = twin.open(crashed, b_dir.path()).unwrap();
+        let entries = chain(&b);
+        let refused: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.action == "find" && e.outcome == Outcome::Refused)
+            .collect();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].records, vec![id.0]);
+        assert_eq!(entries.iter().filter(|e| e.action == "find").count(), 2);
     }
 
     #[test]
