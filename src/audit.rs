@@ -361,6 +361,36 @@ pub fn link_time_and_head(stored: &[u8], read: &AuditReadKey) -> Option<(u64, [u
     Some((time, link.head))
 }
 
+/// Format name of an audit archive file (`audit archive`, and the links a restore
+/// moves out of the store).
+pub const ARCHIVE_FORMAT: &str = "phonevault-audit-archive-v1";
+
+/// A checkpoint as JSON: `{"seq": N, "head": "hex"}`.
+pub fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
+    serde_json::json!({"seq": c.next_seq, "head": hex::encode(c.head)})
+}
+
+/// An archive file's text: a header line (format, start, end), then one link per
+/// line in hex.
+pub fn archive_text<'a>(
+    start: &Checkpoint,
+    end: &Checkpoint,
+    links: impl IntoIterator<Item = &'a [u8]>,
+) -> String {
+    let mut text = serde_json::json!({
+        "format": ARCHIVE_FORMAT,
+        "start": checkpoint_json(start),
+        "end": checkpoint_json(end),
+    })
+    .to_string();
+    text.push('\n');
+    for l in links {
+        text.push_str(&hex::encode(l));
+        text.push('\n');
+    }
+    text
+}
+
 impl Actor {
     /// A short, stable name for reports: `token:ID`, `user:NAME`, `peer:UID`, `system`.
     pub fn label(&self) -> String {

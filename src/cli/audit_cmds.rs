@@ -104,6 +104,11 @@ pub struct VerifyArgs {
     /// start at its first link (0): the oldest archive first.
     #[arg(long, value_name = "CHECKPOINT")]
     pub start: Option<PathBuf>,
+    /// Verify the archives alone, not the live log: for the links a restore moved out
+    /// of the store (`audit-restored-*.jsonl`, verified with the K0 of the chain they
+    /// belong to), which the restored vault's new chain does not continue.
+    #[arg(long, requires = "archive")]
+    pub archives_only: bool,
 }
 
 /// Period and filters shared by export and report.
@@ -341,11 +346,7 @@ struct Archive {
     links: Vec<Vec<u8>>,
 }
 
-const ARCHIVE_FORMAT: &str = "phonevault-audit-archive-v1";
-
-fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
-    json!({"seq": c.next_seq, "head": hex::encode(c.head)})
-}
+use audit::{checkpoint_json, ARCHIVE_FORMAT};
 
 fn checkpoint_from(v: &serde_json::Value) -> Option<Checkpoint> {
     let next_seq = v.get("seq")?.as_u64()?;
@@ -425,7 +426,7 @@ impl From<AuditError> for Failure {
 fn walk(
     cli: &Cli,
     k0: Option<&AuditKey>,
-    (archives, trusted_start): (&[PathBuf], Option<&Checkpoint>),
+    (archives, trusted_start, live): (&[PathBuf], Option<&Checkpoint>, bool),
     checkpoint: Option<&Checkpoint>,
     mut each: impl FnMut(Link) -> Result<(), Failure>,
 ) -> Result<Checkpoint, Failure> {
@@ -488,6 +489,9 @@ fn walk(
         }
         at = Some(end);
     }
+    if !live {
+        return at.ok_or_else(|| fail("no archive given: pass --archive FILE"));
+    }
     let start = match (at, first_live) {
         (Some(a), _) => a,
         (None, None | Some(0)) => Checkpoint::GENESIS,
@@ -527,7 +531,7 @@ fn verify(cli: &Cli, a: &VerifyArgs) -> Result<(), Failure> {
     let end = walk(
         cli,
         Some(&k0),
-        (&a.archive, start.as_ref()),
+        (&a.archive, start.as_ref(), !a.archives_only),
         cp.as_ref(),
         |l| {
             links += 1;
@@ -602,7 +606,6 @@ fn archive(cli: &Cli, before: &u64, out: &Path) -> Result<(), Failure> {
     }
     let v = open(cli)?;
     let result = v.archive_audit(*before, |start, links| {
-        let mut text = String::new();
         let end = links
             .last()
             .and_then(|(_, b)| audit::decode_unverified(b))
@@ -611,15 +614,7 @@ fn archive(cli: &Cli, before: &u64, out: &Path) -> Result<(), Failure> {
                 head: l.head,
             })
             .unwrap_or(start);
-        text.push_str(
-            &json!({"format": ARCHIVE_FORMAT, "start": checkpoint_json(&start), "end": checkpoint_json(&end)})
-                .to_string(),
-        );
-        text.push('\n');
-        for (_, bytes) in links {
-            text.push_str(&hex::encode(bytes));
-            text.push('\n');
-        }
+        let text = audit::archive_text(&start, &end, links.iter().map(|(_, b)| b.as_slice()));
         vault::write_atomic(out, text.as_bytes())
     })?;
     match result {
@@ -691,21 +686,27 @@ fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
     let window = Report::new(since, until);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    walk(cli, key.as_ref(), (&a.period.archive, None), None, |link| {
-        for e in &link.entries(Some(&read))? {
-            if !window.covers(e.time)
-                || a.tenant
-                    .as_ref()
-                    .is_some_and(|t| e.tenant.as_ref() != Some(t))
-                || a.action.as_ref().is_some_and(|x| &e.action != x)
-            {
-                continue;
+    walk(
+        cli,
+        key.as_ref(),
+        (&a.period.archive, None, true),
+        None,
+        |link| {
+            for e in &link.entries(Some(&read))? {
+                if !window.covers(e.time)
+                    || a.tenant
+                        .as_ref()
+                        .is_some_and(|t| e.tenant.as_ref() != Some(t))
+                    || a.action.as_ref().is_some_and(|x| &e.action != x)
+                {
+                    continue;
+                }
+                writeln!(out, "{}", entry_json(link.seq, e))
+                    .map_err(|e| fail(format!("writing the export: {e}")))?;
             }
-            writeln!(out, "{}", entry_json(link.seq, e))
-                .map_err(|e| fail(format!("writing the export: {e}")))?;
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     out.flush()
         .map_err(|e| fail(format!("writing the export: {e}")))
 }
@@ -713,10 +714,16 @@ fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
 fn report(cli: &Cli, a: &ReportArgs) -> Result<(), Failure> {
     let (since, until, key, read) = period(cli, &a.period)?;
     let mut r = Report::new(since, until);
-    walk(cli, key.as_ref(), (&a.period.archive, None), None, |link| {
-        link.entries(Some(&read))?.iter().for_each(|e| r.add(e));
-        Ok(())
-    })?;
+    walk(
+        cli,
+        key.as_ref(),
+        (&a.period.archive, None, true),
+        None,
+        |link| {
+            link.entries(Some(&read))?.iter().for_each(|e| r.add(e));
+            Ok(())
+        },
+    )?;
     let mut numbers = serde_json::Map::new();
     if a.reveal {
         // The store was closed by `walk`; now the vault opens (the passphrase holder).

@@ -42,6 +42,12 @@ pub(crate) const STATE_ROW: &[u8] = b"audit-state";
 pub(crate) const K0_ROW: &[u8] = b"audit-k0";
 /// Meta row holding the journal mark: which journal records are in the chain.
 pub(crate) const JOURNAL_ROW: &[u8] = b"audit-journal";
+/// Meta row of a data backup (never of a live store): where the live chain started
+/// when the backup was taken (`u64le(seq) ‖ head`, not secret), for the archive a
+/// restore makes of the backup's links.
+pub(crate) const BACKUP_START_ROW: &[u8] = b"audit-backup-start";
+/// The meta rows that hold audit keys or the chain's state: never in a data backup.
+pub(crate) const KEY_ROWS: [&[u8]; 3] = [STATE_ROW, K0_ROW, JOURNAL_ROW];
 /// A journal past this size is folded, the store flushed, and a new one started.
 const ROTATE_BYTES: u64 = 64 << 20;
 /// Entries folded into one link when a journal is recovered.
@@ -234,6 +240,17 @@ fn read_mark(
     let mut n = [0u8; 8];
     n.copy_from_slice(&plain[16..]);
     Ok(Some((gen, u64::from_le_bytes(n))))
+}
+
+/// Where the chain of a sealed state row (of a backup made before backups left it
+/// out) started. `None` when it does not open.
+pub(crate) fn state_row_start(key: &DataKey, vault: &VaultId, sealed: &[u8]) -> Option<Checkpoint> {
+    let plain = key.open(&aad(vault, STATE_ROW), sealed).ok()?;
+    let (s, used): (StateRow, usize) = bincode::decode_from_slice(&plain, bincode_cfg()).ok()?;
+    (used == plain.len()).then_some(Checkpoint {
+        next_seq: s.start_seq,
+        head: s.start_head,
+    })
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
