@@ -575,3 +575,59 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
     });
     assert_broken_at(&e.verify(&v, &[]), &format!("link {target}"));
 }
+
+/// Issue 12 item 4, as an operator sees it: a restore archives the backup's links
+/// (verified with the old K0) and starts a new chain, verified with the new K0.
+#[test]
+fn a_restore_archives_the_old_chain_and_starts_a_new_one() {
+    let e = Env::new();
+    e.scenario(1);
+    let k0 = e.k0();
+    let backup = e.root.join("b.pvbk");
+    e.ok(&["backup", backup.to_str().unwrap()]);
+    let out = e.ok(&["restore", backup.to_str().unwrap(), "--replace"]);
+    assert!(out.contains("new audit chain"), "{out}");
+    let archive = std::fs::read_dir(e.vault())
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit-restored-")
+        })
+        .expect("the restore wrote an archive");
+    let a = archive.to_str().unwrap();
+    let old = e.verify(&e.vault(), &["--archive", a, "--archives-only"]);
+    assert!(
+        old.status.success(),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
+    // the old K0 does not verify (or sign) the new chain
+    assert!(!e.verify(&e.vault(), &[]).status.success());
+    let new_k0 = e.root.join("k0-new.hex");
+    e.ok(&["audit", "key", "export", "--out", new_k0.to_str().unwrap()]);
+    assert_ne!(
+        std::fs::read_to_string(&new_k0).unwrap(),
+        std::fs::read_to_string(&k0).unwrap()
+    );
+    let new = e.run_in(
+        &e.vault(),
+        &["audit", "verify", "--key", new_k0.to_str().unwrap()],
+    );
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let log = e.ok(&[
+        "audit",
+        "export",
+        "--key",
+        new_k0.to_str().unwrap(),
+        "--action",
+        "restore",
+    ]);
+    assert_eq!(log.lines().count(), 1, "{log}");
+}
