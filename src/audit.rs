@@ -105,13 +105,72 @@ pub struct Entry {
     pub reveal: bool,
     /// Outcome.
     pub outcome: Outcome,
+    /// The record rows the operation's batch wrote, each with a digest of the
+    /// ciphertext it stored (`None`: the row was deleted), so that `check` can hold
+    /// every stored record against its last audited write. Empty for reads, and in
+    /// links of version 1.
+    pub writes: Vec<RowWrite>,
+}
+
+/// One record row a write stored or deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct RowWrite {
+    /// The row's key in the `records` tree (tenant id ‖ record id).
+    pub key: Vec<u8>,
+    /// `ROW_DIGEST_LABEL`-prefixed SHA-256 of the stored ciphertext, first 16 bytes;
+    /// `None` for a deletion.
+    pub digest: Option<[u8; 16]>,
+}
+
+/// Domain label of a stored row's digest in a write entry.
+pub const ROW_DIGEST_LABEL: &[u8] = b"phonevault/v2/audit-row-digest";
+
+/// The digest a write entry carries for a stored record ciphertext:
+/// `SHA-256(lp(ROW_DIGEST_LABEL) ‖ lp(ciphertext))[..16]`.
+pub fn row_digest(stored: &[u8]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    lp(&mut h, ROW_DIGEST_LABEL);
+    lp(&mut h, stored);
+    let full: [u8; 32] = h.finalize().into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// An entry of a version-1 link (before write digests).
+#[derive(Decode)]
+struct EntryV1 {
+    time: u64,
+    actor: Actor,
+    tenant: Option<String>,
+    action: String,
+    records: Vec<[u8; 16]>,
+    purpose: Option<String>,
+    reveal: bool,
+    outcome: Outcome,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry {
+            time: e.time,
+            actor: e.actor,
+            tenant: e.tenant,
+            action: e.action,
+            records: e.records,
+            purpose: e.purpose,
+            reveal: e.reveal,
+            outcome: e.outcome,
+            writes: Vec::new(),
+        }
+    }
 }
 
 /// A version-1 link body (entries in clear).
 #[derive(Decode)]
 struct ClearBody {
     seq: u64,
-    entries: Vec<Entry>,
+    entries: Vec<EntryV1>,
 }
 
 /// A decoded link.
@@ -345,7 +404,7 @@ fn decode_body(body: &[u8], head: [u8; 32]) -> Option<Link> {
             (used == body.len() - 1).then_some(Link {
                 seq: b.seq,
                 head,
-                body: LinkBody::Clear(b.entries),
+                body: LinkBody::Clear(b.entries.into_iter().map(Entry::from).collect()),
             })
         }
         _ => None,
@@ -588,6 +647,14 @@ mod tests {
             } else {
                 Outcome::Ok
             },
+            writes: if i % 4 == 1 {
+                vec![RowWrite {
+                    key: vec![i as u8; 20],
+                    digest: Some(row_digest(&[i as u8; 40])),
+                }]
+            } else {
+                Vec::new()
+            },
         }
     }
 
@@ -608,14 +675,37 @@ mod tests {
     /// A version-1 link, as vaults wrote them before entries were sealed.
     fn append_clear(at: &mut Checkpoint, key: &mut AuditKey, entries: &[Entry]) -> Vec<u8> {
         #[derive(Encode)]
-        struct V1<'a> {
+        struct E1 {
+            time: u64,
+            actor: Actor,
+            tenant: Option<String>,
+            action: String,
+            records: Vec<[u8; 16]>,
+            purpose: Option<String>,
+            reveal: bool,
+            outcome: Outcome,
+        }
+        #[derive(Encode)]
+        struct V1 {
             seq: u64,
-            entries: &'a [Entry],
+            entries: Vec<E1>,
         }
         let mut body = vec![LINK_VERSION_CLEAR];
         let v1 = V1 {
             seq: at.next_seq,
-            entries,
+            entries: entries
+                .iter()
+                .map(|e| E1 {
+                    time: e.time,
+                    actor: e.actor.clone(),
+                    tenant: e.tenant.clone(),
+                    action: e.action.clone(),
+                    records: e.records.clone(),
+                    purpose: e.purpose.clone(),
+                    reveal: e.reveal,
+                    outcome: e.outcome.clone(),
+                })
+                .collect(),
         };
         bincode::encode_into_std_write(&v1, &mut body, config()).unwrap();
         let head = link_head(&at.head, &body);

@@ -253,6 +253,33 @@ pub(crate) fn state_row_start(key: &DataKey, vault: &VaultId, sealed: &[u8]) -> 
     })
 }
 
+/// The record rows `batch` stores or deletes, with the digest of each stored
+/// ciphertext, in batch order.
+fn record_writes(batch: &Batch) -> Vec<audit::RowWrite> {
+    batch
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            crate::store::Op::Put {
+                tree: Tree::Records,
+                key,
+                value,
+            } => Some(audit::RowWrite {
+                key: key.clone(),
+                digest: Some(audit::row_digest(value)),
+            }),
+            crate::store::Op::Delete {
+                tree: Tree::Records,
+                key,
+            } => Some(audit::RowWrite {
+                key: key.clone(),
+                digest: None,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -548,6 +575,25 @@ impl AuditLog {
         let mut all = std::mem::take(&mut chain.pending);
         let n_pending = all.len();
         all.extend_from_slice(entries);
+        // What the batch does to record rows goes into its first entry: `check` holds
+        // every stored record against its last audited write.
+        let writes = record_writes(batch);
+        if !writes.is_empty() {
+            match all.get_mut(n_pending) {
+                Some(first) => first.writes = writes,
+                None => all.push(Entry {
+                    time: crate::vault::now(),
+                    actor: Actor::System,
+                    tenant: None,
+                    action: "write".into(),
+                    records: Vec::new(),
+                    purpose: None,
+                    reveal: false,
+                    outcome: Outcome::Ok,
+                    writes,
+                }),
+            }
+        }
         // Servers sharing one database append to one chain: when another one appended
         // since our last link (the state row moved; `try_commit` has read the new head),
         // the same batch goes again on the new head. When our own guards failed, the
@@ -768,6 +814,7 @@ impl Vault {
             purpose: ev.purpose.clone(),
             reveal: self.who.reveal && matches!(outcome, Outcome::Ok) && !ev.records.is_empty(),
             outcome: outcome.clone(),
+            writes: Vec::new(),
         };
         if ev.records.is_empty() {
             vec![one(&[])]
@@ -1103,6 +1150,7 @@ impl Vault {
             purpose: None,
             reveal: false,
             outcome,
+            writes: Vec::new(),
         }
     }
 
