@@ -139,6 +139,7 @@ pub fn row_digest(stored: &[u8]) -> [u8; 16] {
 
 /// An entry of a version-1 link (before write digests).
 #[derive(Decode)]
+#[cfg_attr(test, derive(Encode))]
 struct EntryV1 {
     time: u64,
     actor: Actor,
@@ -675,27 +676,16 @@ mod tests {
     /// A version-1 link, as vaults wrote them before entries were sealed.
     fn append_clear(at: &mut Checkpoint, key: &mut AuditKey, entries: &[Entry]) -> Vec<u8> {
         #[derive(Encode)]
-        struct E1 {
-            time: u64,
-            actor: Actor,
-            tenant: Option<String>,
-            action: String,
-            records: Vec<[u8; 16]>,
-            purpose: Option<String>,
-            reveal: bool,
-            outcome: Outcome,
-        }
-        #[derive(Encode)]
         struct V1 {
             seq: u64,
-            entries: Vec<E1>,
+            entries: Vec<EntryV1>,
         }
         let mut body = vec![LINK_VERSION_CLEAR];
         let v1 = V1 {
             seq: at.next_seq,
             entries: entries
                 .iter()
-                .map(|e| E1 {
+                .map(|e| EntryV1 {
                     time: e.time,
                     actor: e.actor.clone(),
                     tenant: e.tenant.clone(),

@@ -27,8 +27,8 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
-#[test]
-fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
+/// A new vault in a temporary directory (kept while the guard lives).
+fn new_vault() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("v");
     Vault::init(
@@ -37,6 +37,12 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
         KdfParams::cheap_for_tests(),
     )
     .unwrap();
+    (tmp, dir)
+}
+
+#[test]
+fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
+    let (_tmp, dir) = new_vault();
     let id = {
         let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
         v.create_tenant("shop", &["otp".into()], None).unwrap();
@@ -93,14 +99,7 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
 /// stored, and `check` holds each record against its last audited write.
 #[test]
 fn check_names_records_that_are_not_what_their_last_audited_write_left() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    Vault::init(
-        &dir,
-        &Passphrase::new(PASS.into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
+    let (_tmp, dir) = new_vault();
     let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
     v.create_tenant("shop", &["otp".into()], None).unwrap();
     let add = |n: &str| {
