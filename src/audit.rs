@@ -1,32 +1,47 @@
 //! The tamper-evident audit chain: pure functions over bytes (no storage, no clock).
 //!
-//! Entries are appended in links (one link per group commit). Each link is chained to
-//! the previous one by a hash and MACed with a key that evolves forward after every
-//! link, after Acra's log:
+//! Entries are appended in links (one link per group commit). Each link's entries are
+//! sealed under the audit read key R (derived from the vault seed, exported to the
+//! auditors beside K0), and the sealed bytes are chained to the previous link by a
+//! hash and MACed with a key that evolves forward after every link, after Acra's log:
 //!
 //! ```text
-//! body_i = 0x01 ‖ bincode-2(seq_i, entries_i)
-//! head_i = SHA-256(lp(LINK_LABEL) ‖ lp(head_{i-1}) ‖ lp(body_i))      head_{-1} = 32 zero bytes
-//! tag_i  = HMAC-SHA-256(K_i, head_i)
-//! K_{i+1} = SHA-256("phonevault/v1/audit-key-evolve" ‖ K_i)           (K_i erased)
+//! sealed_i = AEAD_R(aad = lp(BODY_LABEL) ‖ lp(u64le(seq_i)), bincode-2(entries_i))
+//!            (AES-256-GCM under a fresh per-message subkey of R, see AuditReadKey)
+//! body_i   = 0x02 ‖ u64le(seq_i) ‖ sealed_i
+//! head_i   = SHA-256(lp(LINK_LABEL) ‖ lp(head_{i-1}) ‖ lp(body_i))    head_{-1} = 32 zero bytes
+//! tag_i    = HMAC-SHA-256(K_i, head_i)
+//! K_{i+1}  = SHA-256("phonevault/v1/audit-key-evolve" ‖ K_i)         (K_i erased)
 //! stored_i = body_i ‖ head_i ‖ tag_i
 //! ```
 //!
-//! Whoever holds K0 (the auditors) can recompute every key and check every link; the
-//! vault only ever holds the current key, so a key stolen today cannot re-sign
-//! yesterday's links. A checkpoint `(seq, head)` kept off the machine detects a
-//! truncated or rolled-back chain.
+//! Whoever holds K0 (the auditors) can recompute every key and check every link,
+//! without R and without unlocking anything: the hash and the MAC cover the sealed
+//! bytes. Reading the entries needs R (or the unlocked vault). The vault only ever
+//! holds the current key, so a key stolen today cannot re-sign yesterday's links. A
+//! checkpoint `(seq, head)` kept off the machine detects a truncated or rolled-back
+//! chain.
+//!
+//! Links of version 1 (`body = 0x01 ‖ bincode-2(seq, entries)`, entries in clear)
+//! were written before entries were sealed; they still verify and read, since
+//! re-sealing them would need the past keys that no longer exist. A version-1 link
+//! after a version-2 link is refused: the vault never writes one.
 //!
 //! Entries never hold a phone number or a blind index: record ids only.
 
 use bincode::{Decode, Encode};
-use phonevault_keys::AuditKey;
+use phonevault_keys::{AuditKey, AuditReadKey};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 /// Domain label of the link hash.
 pub const LINK_LABEL: &[u8] = b"phonevault/v1/audit-link";
-/// Version byte of a link body.
-pub const LINK_VERSION: u8 = 1;
+/// AAD label of a link's sealed entries.
+pub const BODY_LABEL: &[u8] = b"phonevault/v2/audit-link-body";
+/// Version byte of a link body: 2, entries sealed under the audit read key.
+pub const LINK_VERSION: u8 = 2;
+/// Version byte of a link body written before entries were sealed (read, never written).
+pub const LINK_VERSION_CLEAR: u8 = 1;
 /// Upper bound on a stored link.
 pub const MAX_LINK_LEN: usize = 4 << 20;
 
@@ -90,18 +105,73 @@ pub struct Entry {
     pub reveal: bool,
     /// Outcome.
     pub outcome: Outcome,
+    /// The record rows the operation's batch wrote, each with a digest of the
+    /// ciphertext it stored (`None`: the row was deleted), so that `check` can hold
+    /// every stored record against its last audited write. Empty for reads, and in
+    /// links of version 1.
+    pub writes: Vec<RowWrite>,
 }
 
-#[derive(Encode)]
-struct BodyRef<'a> {
-    seq: u64,
-    entries: &'a [Entry],
+/// One record row a write stored or deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode, serde::Serialize)]
+pub struct RowWrite {
+    /// The row's key in the `records` tree (tenant id ‖ record id).
+    pub key: Vec<u8>,
+    /// `ROW_DIGEST_LABEL`-prefixed SHA-256 of the stored ciphertext, first 16 bytes;
+    /// `None` for a deletion.
+    pub digest: Option<[u8; 16]>,
 }
 
+/// Domain label of a stored row's digest in a write entry.
+pub const ROW_DIGEST_LABEL: &[u8] = b"phonevault/v2/audit-row-digest";
+
+/// The digest a write entry carries for a stored record ciphertext:
+/// `SHA-256(lp(ROW_DIGEST_LABEL) ‖ lp(ciphertext))[..16]`.
+pub fn row_digest(stored: &[u8]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    lp(&mut h, ROW_DIGEST_LABEL);
+    lp(&mut h, stored);
+    let full: [u8; 32] = h.finalize().into();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// An entry of a version-1 link (before write digests).
 #[derive(Decode)]
-struct Body {
+#[cfg_attr(test, derive(Encode))]
+struct EntryV1 {
+    time: u64,
+    actor: Actor,
+    tenant: Option<String>,
+    action: String,
+    records: Vec<[u8; 16]>,
+    purpose: Option<String>,
+    reveal: bool,
+    outcome: Outcome,
+}
+
+impl From<EntryV1> for Entry {
+    fn from(e: EntryV1) -> Entry {
+        Entry {
+            time: e.time,
+            actor: e.actor,
+            tenant: e.tenant,
+            action: e.action,
+            records: e.records,
+            purpose: e.purpose,
+            reveal: e.reveal,
+            outcome: e.outcome,
+            writes: Vec::new(),
+        }
+    }
+}
+
+/// A version-1 link body (entries in clear).
+#[derive(Decode)]
+struct ClearBody {
     seq: u64,
-    entries: Vec<Entry>,
+    entries: Vec<EntryV1>,
 }
 
 /// A decoded link.
@@ -109,10 +179,44 @@ struct Body {
 pub struct Link {
     /// Position in the chain, from 0.
     pub seq: u64,
-    /// Its entries.
-    pub entries: Vec<Entry>,
     /// Chain head after it.
     pub head: [u8; 32],
+    /// Its entries, as stored.
+    body: LinkBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum LinkBody {
+    /// Version 1: in clear.
+    Clear(Vec<Entry>),
+    /// Version 2: sealed under the audit read key.
+    Sealed(Vec<u8>),
+}
+
+impl Link {
+    /// Its entries: opened with the audit read key, or as they are for a version-1
+    /// link (written before entries were sealed).
+    ///
+    /// # Errors
+    /// [`AuditError::Sealed`] when the link is sealed and no key is given;
+    /// [`AuditError::Unreadable`] when it does not open with `key`.
+    pub fn entries(&self, key: Option<&AuditReadKey>) -> Result<Vec<Entry>, AuditError> {
+        match &self.body {
+            LinkBody::Clear(entries) => Ok(entries.clone()),
+            LinkBody::Sealed(sealed) => {
+                let key = key.ok_or(AuditError::Sealed(self.seq))?;
+                let plain = key
+                    .open(&body_aad(self.seq), sealed)
+                    .map_err(|_| AuditError::Unreadable(self.seq))?;
+                decode_entries(&plain).ok_or(AuditError::Unreadable(self.seq))
+            }
+        }
+    }
+
+    /// Whether its entries are sealed (version 2), rather than in clear (version 1).
+    pub fn is_sealed(&self) -> bool {
+        matches!(self.body, LinkBody::Sealed(_))
+    }
 }
 
 /// Where the chain stands: the next sequence number and the head so far.
@@ -147,6 +251,17 @@ pub enum AuditError {
     /// A link would exceed the size bound.
     #[error("audit link too large: split the entries")]
     TooLarge,
+    /// A link's entries are sealed and no audit read key was given.
+    #[error("the entries of audit link {0} are sealed: pass the audit key file written by `phonevault audit key export` (it holds the read key), or run this where the vault can be unlocked")]
+    Sealed(u64),
+    /// A link's sealed entries do not open with the read key given.
+    #[error("the entries of audit link {0} do not open with this audit read key: the key file belongs to another vault, or the link was altered (check it with `phonevault audit verify`)")]
+    Unreadable(u64),
+    /// The entries could not be sealed.
+    #[error(
+        "audit entries could not be sealed: the operating system's random number generator failed"
+    )]
+    Seal,
 }
 
 fn lp(h: &mut Sha256, part: &[u8]) {
@@ -162,27 +277,44 @@ fn link_head(prev: &[u8; 32], body: &[u8]) -> [u8; 32] {
     h.finalize().into()
 }
 
+/// The AAD of link `seq`'s sealed entries.
+fn body_aad(seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + BODY_LABEL.len() + 16);
+    for part in [BODY_LABEL, &seq.to_le_bytes()[..]] {
+        out.extend_from_slice(&(part.len() as u64).to_le_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
 fn config() -> impl bincode::config::Config {
     bincode::config::standard().with_limit::<MAX_LINK_LEN>()
 }
 
-/// Seals `entries` as the next link under `key` (the current key), then evolves the
-/// key and advances `at`. Returns the stored bytes.
+/// Seals `entries` under `read` as the next link, MACed under `key` (the current
+/// key), then evolves the key and advances `at`. Returns the stored bytes.
 ///
 /// # Errors
 /// [`AuditError::TooLarge`] when the link would exceed [`MAX_LINK_LEN`] (callers
-/// split their entries well below it); nothing is changed then.
+/// split their entries well below it), [`AuditError::Seal`] when the OS RNG fails;
+/// nothing is changed then.
 pub fn append(
     at: &mut Checkpoint,
     key: &mut AuditKey,
+    read: &AuditReadKey,
     entries: &[Entry],
 ) -> Result<Vec<u8>, AuditError> {
-    let mut body = vec![LINK_VERSION];
-    let b = BodyRef {
-        seq: at.next_seq,
-        entries,
-    };
-    bincode::encode_into_std_write(&b, &mut body, config()).map_err(|_| AuditError::TooLarge)?;
+    let plain = Zeroizing::new(encode_entries(entries)?);
+    if plain.len() + 128 > MAX_LINK_LEN {
+        return Err(AuditError::TooLarge);
+    }
+    let sealed = read
+        .seal(&body_aad(at.next_seq), &plain)
+        .map_err(|_| AuditError::Seal)?;
+    let mut body = Vec::with_capacity(1 + 8 + sealed.len() + 64);
+    body.push(LINK_VERSION);
+    body.extend_from_slice(&at.next_seq.to_le_bytes());
+    body.extend_from_slice(&sealed);
     if body.len() + 64 > MAX_LINK_LEN {
         return Err(AuditError::TooLarge);
     }
@@ -197,9 +329,9 @@ pub fn append(
     Ok(out)
 }
 
-/// The encoded form of `entries` exactly as a link body holds them (after its
-/// sequence number): the audit journal of `serve --audit-sync process` carries these
-/// bytes, so a change of the entry format reaches the journal unchanged.
+/// The encoded form of `entries` exactly as a link seals them: the audit journal of
+/// `serve --audit-sync process` seals these bytes too, so a change of the entry
+/// format reaches the journal unchanged.
 ///
 /// # Errors
 /// [`AuditError::TooLarge`] past [`MAX_LINK_LEN`].
@@ -234,21 +366,19 @@ pub fn verify<'a>(
 }
 
 /// Decodes a stored link WITHOUT checking its chain or MAC (for choosing what to
-/// archive, and for reading a log that [`verify_from`] checks separately). `None` when
-/// it does not decode.
+/// archive, and for reading a log that [`verify_from`] checks separately). Its
+/// entries stay sealed until [`Link::entries`]. `None` when it does not decode.
 pub fn decode_unverified(stored: &[u8]) -> Option<Link> {
     let (body, head, _tag) = split_link(stored)?;
-    let b = decode_body(body)?;
-    Some(Link {
-        seq: b.seq,
-        entries: b.entries,
-        head: *head,
-    })
+    decode_body(body, *head)
 }
 
 /// A stored link's parts: body (with its version byte), head and tag.
 fn split_link(stored: &[u8]) -> Option<(&[u8], &[u8; 32], &[u8; 32])> {
-    if stored.len() < 1 + 64 || stored.len() > MAX_LINK_LEN || stored[0] != LINK_VERSION {
+    if stored.len() < 1 + 64
+        || stored.len() > MAX_LINK_LEN
+        || !matches!(stored[0], LINK_VERSION | LINK_VERSION_CLEAR)
+    {
         return None;
     }
     let (rest, tag) = stored.split_at(stored.len() - 32);
@@ -256,18 +386,69 @@ fn split_link(stored: &[u8]) -> Option<(&[u8], &[u8; 32], &[u8; 32])> {
     Some((body, head.try_into().ok()?, tag.try_into().ok()?))
 }
 
-/// A link body, which must be read whole.
-fn decode_body(body: &[u8]) -> Option<Body> {
-    let (b, used): (Body, usize) = bincode::decode_from_slice(body.get(1..)?, config()).ok()?;
-    (used == body.len() - 1).then_some(b)
+/// A link body, which must be read whole (the sealed entries of version 2 are
+/// opened later, by [`Link::entries`]).
+fn decode_body(body: &[u8], head: [u8; 32]) -> Option<Link> {
+    match *body.first()? {
+        LINK_VERSION => {
+            let seq = u64::from_le_bytes(body.get(1..9)?.try_into().ok()?);
+            let sealed = body.get(9..)?;
+            (!sealed.is_empty()).then(|| Link {
+                seq,
+                head,
+                body: LinkBody::Sealed(sealed.to_vec()),
+            })
+        }
+        LINK_VERSION_CLEAR => {
+            let (b, used): (ClearBody, usize) =
+                bincode::decode_from_slice(body.get(1..)?, config()).ok()?;
+            (used == body.len() - 1).then_some(Link {
+                seq: b.seq,
+                head,
+                body: LinkBody::Clear(b.entries.into_iter().map(Entry::from).collect()),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The latest entry time and the head of a stored link, unverified (see
-/// [`decode_unverified`]).
-pub fn link_time_and_head(stored: &[u8]) -> Option<(u64, [u8; 32])> {
+/// [`decode_unverified`]), its entries opened with `read`.
+pub fn link_time_and_head(stored: &[u8], read: &AuditReadKey) -> Option<(u64, [u8; 32])> {
     let link = decode_unverified(stored)?;
-    let time = link.entries.iter().map(|e| e.time).max().unwrap_or(0);
+    let entries = link.entries(Some(read)).ok()?;
+    let time = entries.iter().map(|e| e.time).max().unwrap_or(0);
     Some((time, link.head))
+}
+
+/// Format name of an audit archive file (`audit archive`, and the links a restore
+/// moves out of the store).
+pub const ARCHIVE_FORMAT: &str = "phonevault-audit-archive-v1";
+
+/// A checkpoint as JSON: `{"seq": N, "head": "hex"}`.
+pub fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
+    serde_json::json!({"seq": c.next_seq, "head": hex::encode(c.head)})
+}
+
+/// An archive file's text: a header line (format, start, end), then one link per
+/// line in hex.
+pub fn archive_text<'a>(
+    start: &Checkpoint,
+    end: &Checkpoint,
+    links: impl IntoIterator<Item = &'a [u8]>,
+) -> String {
+    let mut text = serde_json::json!({
+        "format": ARCHIVE_FORMAT,
+        "start": checkpoint_json(start),
+        "end": checkpoint_json(end),
+    })
+    .to_string();
+    text.push('\n');
+    for l in links {
+        text.push_str(&hex::encode(l));
+        text.push('\n');
+    }
+    text
 }
 
 impl Actor {
@@ -402,6 +583,8 @@ pub fn verify_from<L: AsRef<[u8]>, E: From<AuditError>>(
     let mut key = key_at(k0, start.next_seq);
     let mut at = start;
     let mut reached = checkpoint.is_none_or(|c| c.next_seq <= start.next_seq);
+    // Once a sealed link is seen, a link in clear after it is a downgrade.
+    let mut sealed_seen = false;
     if let Some(c) = checkpoint {
         if c.next_seq == start.next_seq && c.head != start.head {
             return Err(AuditError::Checkpoint(c.next_seq).into());
@@ -417,7 +600,10 @@ pub fn verify_from<L: AsRef<[u8]>, E: From<AuditError>>(
         {
             return Err(bad());
         }
-        let b = decode_body(body).filter(|b| b.seq == seq).ok_or_else(bad)?;
+        let link = decode_body(body, want)
+            .filter(|l| l.seq == seq && (l.is_sealed() || !sealed_seen))
+            .ok_or_else(bad)?;
+        sealed_seen |= link.is_sealed();
         key.evolve();
         at = Checkpoint {
             next_seq: seq + 1,
@@ -431,11 +617,7 @@ pub fn verify_from<L: AsRef<[u8]>, E: From<AuditError>>(
                 reached = true;
             }
         }
-        each(Link {
-            seq,
-            entries: b.entries,
-            head: want,
-        })?;
+        each(link)?;
     }
     if !reached {
         return Err(AuditError::Checkpoint(checkpoint.map_or(0, |c| c.next_seq)).into());
@@ -466,7 +648,19 @@ mod tests {
             } else {
                 Outcome::Ok
             },
+            writes: if i % 4 == 1 {
+                vec![RowWrite {
+                    key: vec![i as u8; 20],
+                    digest: Some(row_digest(&[i as u8; 40])),
+                }]
+            } else {
+                Vec::new()
+            },
         }
+    }
+
+    fn read_key() -> AuditReadKey {
+        AuditReadKey::from_bytes(&[0x5a; 32])
     }
 
     fn chain(n: u64) -> (AuditKey, Vec<Vec<u8>>, Checkpoint, AuditKey) {
@@ -474,9 +668,44 @@ mod tests {
         let mut key = AuditKey::from_bytes(k0.expose_secret());
         let mut at = Checkpoint::GENESIS;
         let links = (0..n)
-            .map(|i| append(&mut at, &mut key, &[entry(i), entry(i + 100)]).unwrap())
+            .map(|i| append(&mut at, &mut key, &read_key(), &[entry(i), entry(i + 100)]).unwrap())
             .collect();
         (k0, links, at, key)
+    }
+
+    /// A version-1 link, as vaults wrote them before entries were sealed.
+    fn append_clear(at: &mut Checkpoint, key: &mut AuditKey, entries: &[Entry]) -> Vec<u8> {
+        #[derive(Encode)]
+        struct V1 {
+            seq: u64,
+            entries: Vec<EntryV1>,
+        }
+        let mut body = vec![LINK_VERSION_CLEAR];
+        let v1 = V1 {
+            seq: at.next_seq,
+            entries: entries
+                .iter()
+                .map(|e| EntryV1 {
+                    time: e.time,
+                    actor: e.actor.clone(),
+                    tenant: e.tenant.clone(),
+                    action: e.action.clone(),
+                    records: e.records.clone(),
+                    purpose: e.purpose.clone(),
+                    reveal: e.reveal,
+                    outcome: e.outcome.clone(),
+                })
+                .collect(),
+        };
+        bincode::encode_into_std_write(&v1, &mut body, config()).unwrap();
+        let head = link_head(&at.head, &body);
+        let tag = key.tag(&head);
+        key.evolve();
+        at.next_seq += 1;
+        at.head = head;
+        body.extend_from_slice(&head);
+        body.extend_from_slice(&tag);
+        body
     }
 
     fn refs(links: &[Vec<u8>]) -> Vec<&[u8]> {
@@ -489,7 +718,7 @@ mod tests {
         let (decoded, end) = verify(&k0, refs(&links), Some(&at)).unwrap();
         assert_eq!(end, at);
         assert_eq!(decoded.len(), 20);
-        assert_eq!(decoded[7].entries[0], entry(7));
+        assert_eq!(decoded[7].entries(Some(&read_key())).unwrap()[0], entry(7));
         // an earlier checkpoint is reached too
         let (_, mid) = verify(&k0, refs(&links[..5]), None).unwrap();
         verify(&k0, refs(&links), Some(&mid)).unwrap();
@@ -546,7 +775,7 @@ mod tests {
         let mut forged = entry(3);
         forged.outcome = Outcome::Ok;
         forged.action = "nothing-happened".into();
-        links[3] = append(&mut at, &mut stolen, &[forged]).unwrap();
+        links[3] = append(&mut at, &mut stolen, &read_key(), &[forged]).unwrap();
         assert_eq!(
             verify(&k0, refs(&links), None).unwrap_err(),
             AuditError::BadLink(3)
@@ -554,18 +783,87 @@ mod tests {
     }
 
     #[test]
-    fn journal_entry_bytes_are_the_link_body_bytes() {
+    fn entries_round_trip_through_their_encoding_read_whole() {
         let entries = [entry(1), entry(2)];
         let bytes = encode_entries(&entries).unwrap();
         assert_eq!(decode_entries(&bytes).unwrap(), entries.to_vec());
-        let mut at = Checkpoint::GENESIS;
-        let link = append(&mut at, &mut AuditKey::generate(), &entries).unwrap();
-        // body = version ‖ seq (one varint byte for 0) ‖ the entries' bytes
-        assert_eq!(&link[2..2 + bytes.len()], bytes.as_slice());
         assert!(decode_entries(&bytes[..bytes.len() - 1]).is_none());
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode_entries(&longer).is_none());
+    }
+
+    /// Issue 12 item 3: entries were stored in clear, so a reader of the disk saw the
+    /// record ids of opt-outs, refusals and withdrawals.
+    #[test]
+    fn a_link_holds_no_record_id_or_purpose_and_verifies_without_the_read_key() {
+        let mut e = entry(3);
+        e.records = vec![[0xc7; 16]];
+        e.purpose = Some("marketing-sms".into());
+        e.action = "opt-out".into();
+        let k0 = AuditKey::generate();
+        let mut key = AuditKey::from_bytes(k0.expose_secret());
+        let mut at = Checkpoint::GENESIS;
+        let link = append(&mut at, &mut key, &read_key(), &[e.clone()]).unwrap();
+        let hex_link = hex::encode(&link);
+        assert!(!link.windows(16).any(|w| w == [0xc7; 16]));
+        assert!(!hex_link.contains(&hex::encode([0xc7; 16])));
+        assert!(!link.windows(13).any(|w| w == b"marketing-sms"));
+        assert!(!link.windows(7).any(|w| w == b"opt-out"));
+        // K0 alone verifies; the entries need the read key
+        let (links, _) = verify(&k0, [link.as_slice()], None).unwrap();
+        assert_eq!(links[0].entries(None), Err(AuditError::Sealed(0)));
+        assert_eq!(
+            links[0].entries(Some(&AuditReadKey::from_bytes(&[1; 32]))),
+            Err(AuditError::Unreadable(0))
+        );
+        assert_eq!(links[0].entries(Some(&read_key())).unwrap(), vec![e]);
+        // the same entries sealed twice differ (fresh subkey and nonce)
+        let mut at2 = Checkpoint::GENESIS;
+        let again = append(
+            &mut at2,
+            &mut AuditKey::from_bytes(k0.expose_secret()),
+            &read_key(),
+            &[entry(3)],
+        )
+        .unwrap();
+        assert_ne!(again[9..40], link[9..40]);
+        // sealed entries moved to another position do not open there
+        let moved = Link {
+            seq: 1,
+            head: links[0].head,
+            body: links[0].body.clone(),
+        };
+        assert_eq!(
+            moved.entries(Some(&read_key())),
+            Err(AuditError::Unreadable(1))
+        );
+    }
+
+    #[test]
+    fn links_in_clear_from_before_still_verify_and_read_but_never_after_a_sealed_one() {
+        let k0 = AuditKey::generate();
+        let mut key = AuditKey::from_bytes(k0.expose_secret());
+        let mut at = Checkpoint::GENESIS;
+        let mut links = vec![
+            append_clear(&mut at, &mut key, &[entry(0)]),
+            append_clear(&mut at, &mut key, &[entry(1)]),
+        ];
+        links.push(append(&mut at, &mut key, &read_key(), &[entry(2)]).unwrap());
+        let (decoded, end) = verify(&k0, refs(&links), Some(&at)).unwrap();
+        assert_eq!(end, at);
+        assert!(!decoded[0].is_sealed() && decoded[2].is_sealed());
+        assert_eq!(decoded[0].entries(None).unwrap(), vec![entry(0)]);
+        assert_eq!(
+            decoded[2].entries(Some(&read_key())).unwrap(),
+            vec![entry(2)]
+        );
+        // a link in clear after a sealed one: refused even with a valid MAC
+        links.push(append_clear(&mut at, &mut key, &[entry(3)]));
+        assert_eq!(
+            verify(&k0, refs(&links), None).unwrap_err(),
+            AuditError::BadLink(3)
+        );
     }
 
     proptest! {

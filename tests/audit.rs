@@ -415,3 +415,219 @@ fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Issue 12 item 3: entries were stored in clear, so whoever had the disk, the
+/// database or a backup could pick out the record ids of opt-outs, withdrawals and
+/// refusals from the audit tree. Entries are now sealed under the audit read key; the
+/// chain still verifies with K0 alone.
+#[test]
+fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
+    let e = Env::new();
+    e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+    e.ok(&["tenant", "create", "shop", "--purposes", "otp,newsletter"]);
+    let mut ids = Vec::new();
+    for n in [NUMBER, "+447400123959"] {
+        let out = e.ok(&[
+            "--json",
+            "add",
+            "--tenant",
+            "shop",
+            "--phone",
+            n,
+            "--consent",
+            "otp,newsletter",
+            "--source",
+            "web",
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    // an opt-out of everything, a withdrawal and a refused read
+    e.ok(&[
+        "opt-out",
+        "--tenant",
+        "shop",
+        "--phone",
+        "+447400123959",
+        "--all",
+    ]);
+    e.ok(&[
+        "consent",
+        "withdraw",
+        "--tenant",
+        "shop",
+        "--phone",
+        NUMBER,
+        "--purpose",
+        "newsletter",
+    ]);
+    let refused = e.run_in(
+        &e.vault(),
+        &[
+            "find",
+            "--tenant",
+            "shop",
+            "--phone",
+            NUMBER,
+            "--purpose",
+            "newsletter",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(3));
+    let k0 = e.k0();
+
+    let raw: Vec<u8> = {
+        let s = SledStore::open(&e.vault().join("store"), 1 << 20).unwrap();
+        s.range(Tree::Audit, b"", None, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .flat_map(|(_, v)| v)
+            .collect()
+    };
+    assert!(raw.len() > 500, "the audit tree holds the links");
+    let has = |needle: &[u8]| raw.windows(needle.len()).any(|w| w == needle);
+    for id in &ids {
+        let bytes = hex::decode(id).unwrap();
+        assert!(!has(&bytes), "a raw record id in the audit tree");
+        assert!(!has(id.as_bytes()), "a hex record id in the audit tree");
+    }
+    for word in ["newsletter", "opt-out", "withdraw", "shop"] {
+        assert!(!has(word.as_bytes()), "`{word}` in the audit tree");
+    }
+
+    // K0 alone verifies (no passphrase, no read key)
+    let k0_only = e.root.join("k0-only.hex");
+    let text = std::fs::read_to_string(&k0).unwrap();
+    let k0_hex = text.lines().find_map(|l| l.strip_prefix("k0 ")).unwrap();
+    std::fs::write(&k0_only, format!("{k0_hex}\n")).unwrap();
+    let out = common::phonevault(
+        &e.vault(),
+        "wrong passphrase",
+        &["audit", "verify", "--key", k0_only.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sealed"));
+
+    // the auditors read the entries with the read key of their key file
+    let log = e.ok(&[
+        "audit",
+        "export",
+        "--key",
+        k0.to_str().unwrap(),
+        "--action",
+        "opt-out",
+    ]);
+    assert_eq!(log.lines().count(), 1, "{log}");
+    assert!(log.contains(&ids[1]), "{log}");
+    // without it, not without unlocking the vault
+    let locked = common::phonevault(
+        &e.vault(),
+        "wrong passphrase",
+        &["audit", "export", "--key", k0_only.to_str().unwrap()],
+    )
+    .output()
+    .unwrap();
+    assert!(!locked.status.success());
+    assert!(String::from_utf8_lossy(&locked.stderr).contains("sealed"));
+    // a read key handed out again reads too, and cannot verify
+    let read = e.root.join("read.hex");
+    e.ok(&[
+        "audit",
+        "key",
+        "export",
+        "--read-only",
+        "--out",
+        read.to_str().unwrap(),
+    ]);
+    let log = e.ok(&[
+        "audit",
+        "export",
+        "--key",
+        read.to_str().unwrap(),
+        "--action",
+        "find",
+    ]);
+    assert!(log.contains("refused") && log.contains(&ids[0]), "{log}");
+    let no_k0 = e.run_in(
+        &e.vault(),
+        &["audit", "verify", "--key", read.to_str().unwrap()],
+    );
+    assert!(!no_k0.status.success());
+    assert!(String::from_utf8_lossy(&no_k0.stderr).contains("not K0"));
+
+    // one flipped byte of a sealed body fails verification at its link
+    let last = {
+        let s = SledStore::open(&e.vault().join("store"), 1 << 20).unwrap();
+        s.range(Tree::Audit, b"", None, usize::MAX).unwrap().len() as u64 - 1
+    };
+    let target = last - 2;
+    let v = e.tampered("sealed-flip", |s| {
+        let mut l = link(s, target);
+        assert_eq!(l[0], 2, "a sealed link");
+        l[30] ^= 0x01;
+        put(s, target, l);
+    });
+    assert_broken_at(&e.verify(&v, &[]), &format!("link {target}"));
+}
+
+/// Issue 12 item 4, as an operator sees it: a restore archives the backup's links
+/// (verified with the old K0) and starts a new chain, verified with the new K0.
+#[test]
+fn a_restore_archives_the_old_chain_and_starts_a_new_one() {
+    let e = Env::new();
+    e.scenario(1);
+    let k0 = e.k0();
+    let backup = e.root.join("b.pvbk");
+    e.ok(&["backup", backup.to_str().unwrap()]);
+    let out = e.ok(&["restore", backup.to_str().unwrap(), "--replace"]);
+    assert!(out.contains("new audit chain"), "{out}");
+    let archive = std::fs::read_dir(e.vault())
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("audit-restored-")
+        })
+        .expect("the restore wrote an archive");
+    let a = archive.to_str().unwrap();
+    let old = e.verify(&e.vault(), &["--archive", a, "--archives-only"]);
+    assert!(
+        old.status.success(),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
+    // the old K0 does not verify (or sign) the new chain
+    assert!(!e.verify(&e.vault(), &[]).status.success());
+    let new_k0 = e.root.join("k0-new.hex");
+    e.ok(&["audit", "key", "export", "--out", new_k0.to_str().unwrap()]);
+    assert_ne!(
+        std::fs::read_to_string(&new_k0).unwrap(),
+        std::fs::read_to_string(&k0).unwrap()
+    );
+    let new = e.run_in(
+        &e.vault(),
+        &["audit", "verify", "--key", new_k0.to_str().unwrap()],
+    );
+    assert!(
+        new.status.success(),
+        "{}",
+        String::from_utf8_lossy(&new.stderr)
+    );
+    let log = e.ok(&[
+        "audit",
+        "export",
+        "--key",
+        new_k0.to_str().unwrap(),
+        "--action",
+        "restore",
+    ]);
+    assert_eq!(log.lines().count(), 1, "{log}");
+}

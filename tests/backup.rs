@@ -251,9 +251,12 @@ fn a_restore_does_not_bring_back_revoked_tokens() {
 
 /// A backup taken before `audit key export` held K0, and restoring it brought K0
 /// back: the export could run again, handing the key that re-signs the whole chain to
-/// whoever asked next.
+/// whoever asked next. Backups also held the sealed current audit key, which (with the
+/// keyring and a credential) re-signs every link made after the backup. Issue 12 item
+/// 4: backups now hold neither; a restore, into the same directory or a fresh one,
+/// archives the backup's links and starts a new chain under a new K0.
 #[test]
-fn a_restore_never_brings_back_an_exported_audit_key() {
+fn a_restore_never_brings_back_an_audit_key() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("vault");
     Vault::init(
@@ -263,24 +266,72 @@ fn a_restore_never_brings_back_an_exported_audit_key() {
     )
     .unwrap();
     let v = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    v.create_tenant("t", &["otp".into()], None).unwrap();
+    v.add("t", "+447400123958", None, &["otp".into()], "web")
+        .unwrap();
     let file = tmp.path().join("b.pvbk");
     v.backup(std::fs::File::create(&file).unwrap()).unwrap();
-    v.export_audit_key().unwrap();
+    let ring = tmp.path().join("ring");
+    std::fs::write(&ring, v.export_keyring().unwrap()).unwrap();
+    let k0 = v.export_audit_key().unwrap();
     drop(v);
-    when_free(|| {
-        Vault::restore(
-            &file,
-            &dir,
-            &unlock(),
-            &RestoreOptions {
-                replace: true,
-                ..RestoreOptions::default()
-            },
-        )
-    });
-    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
-    assert!(matches!(
-        back.export_audit_key(),
-        Err(phonevault::vault::VaultError::AuditKeyGone)
-    ));
+    let bytes = std::fs::read(&file).unwrap();
+    for row in [&b"audit-state"[..], b"audit-k0", b"audit-journal"] {
+        assert!(
+            !bytes.windows(row.len()).any(|w| w == row),
+            "the backup holds the meta row {}",
+            String::from_utf8_lossy(row)
+        );
+    }
+    let check = |target: &std::path::Path, opts: RestoreOptions| {
+        let r = when_free(|| Vault::restore(&file, target, &unlock(), &opts));
+        let archive = r
+            .audit_archive
+            .clone()
+            .expect("the backup's links archived");
+        assert!(archive.starts_with(target), "{}", archive.display());
+        // the backup's links verify with the old K0, as an archive from genesis
+        let text = std::fs::read_to_string(&archive).unwrap();
+        let links: Vec<Vec<u8>> = text
+            .lines()
+            .skip(1)
+            .map(|l| hex::decode(l).unwrap())
+            .collect();
+        assert!(!links.is_empty());
+        phonevault::audit::verify(&k0, links.iter().map(Vec::as_slice), None).unwrap();
+        // the restored vault's chain is new: its K0 is not the old one, and verifies it
+        let back = when_free(|| Vault::open(target, &unlock(), OpenOptions::default()));
+        let new_k0 = back.export_audit_key().unwrap();
+        assert!(new_k0 != k0, "a restore brought K0 back");
+        let live = back.audit_links(0, usize::MAX).unwrap();
+        assert_eq!(live[0].0, 0);
+        phonevault::audit::verify(&new_k0, live.iter().map(|(_, l)| l.as_slice()), None).unwrap();
+        assert!(
+            phonevault::audit::verify(&k0, live.iter().map(|(_, l)| l.as_slice()), None).is_err()
+        );
+        assert!(matches!(
+            back.export_audit_key(),
+            Err(phonevault::vault::VaultError::AuditKeyGone)
+        ));
+        // the restored records' writes are in the archive, not in the new chain:
+        // `check` does not call them unaudited
+        let r = back.check_integrity().unwrap();
+        assert!(r.is_ok(), "{:?}", r.problems);
+    };
+    // into the vault it came from (K0 exported since)
+    check(
+        &dir,
+        RestoreOptions {
+            replace: true,
+            ..RestoreOptions::default()
+        },
+    );
+    // into a fresh directory
+    check(
+        &tmp.path().join("fresh"),
+        RestoreOptions {
+            keyring: Some(ring),
+            ..RestoreOptions::default()
+        },
+    );
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 
 use phonevault::store::{Batch, Tree};
-use phonevault::vault::{OpenOptions, Unlock, Vault};
+use phonevault::vault::{OpenOptions, Target, Unlock, Vault};
 use phonevault_keys::{KdfParams, Passphrase};
 
 const PASS: &str = "check test passphrase";
@@ -27,8 +27,8 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     out
 }
 
-#[test]
-fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
+/// A new vault in a temporary directory (kept while the guard lives).
+fn new_vault() -> (tempfile::TempDir, std::path::PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("v");
     Vault::init(
@@ -37,6 +37,12 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
         KdfParams::cheap_for_tests(),
     )
     .unwrap();
+    (tmp, dir)
+}
+
+#[test]
+fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
+    let (_tmp, dir) = new_vault();
     let id = {
         let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
         v.create_tenant("shop", &["otp".into()], None).unwrap();
@@ -85,4 +91,77 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["problems"][0]["code"], "index_missing");
     assert_eq!(v["problems"][0]["record"], id.to_string());
+}
+
+/// Issue 12 item 5: a database or disk writer could put back an older ciphertext of
+/// a record (from before its opt-out), bring back an erased record or delete one, and
+/// nothing noticed. Every write entry now carries a digest of the ciphertext it
+/// stored, and `check` holds each record against its last audited write.
+#[test]
+fn check_names_records_that_are_not_what_their_last_audited_write_left() {
+    let (_tmp, dir) = new_vault();
+    let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    v.create_tenant("shop", &["otp".into()], None).unwrap();
+    let add = |n: &str| {
+        v.add("shop", n, None, &["otp".into()], "test")
+            .unwrap()
+            .id()
+    };
+    let (replayed, erased, deleted) = (add(NUMBER), add("+447400123959"), add("+447400123960"));
+    let row = |id: &phonevault::record::RecordId| {
+        let rows = v
+            .store()
+            .range(Tree::Records, b"", None, usize::MAX)
+            .unwrap();
+        rows.into_iter().find(|(k, _)| k.ends_with(&id.0)).unwrap()
+    };
+    let (replayed_key, before_opt_out) = row(&replayed);
+    let (erased_key, erased_row) = row(&erased);
+    let (deleted_key, _) = row(&deleted);
+    v.opt_out("shop", Target::Id(&replayed.to_string()), None)
+        .unwrap();
+    v.erase("shop", Target::Id(&erased.to_string())).unwrap();
+    assert!(v.check_integrity().unwrap().is_ok());
+
+    // Behind the vault's back: the ciphertext from before the opt-out put back, the
+    // erased record brought back, one record deleted, one written under a new id.
+    let mut b = Batch::default();
+    b.put(Tree::Records, replayed_key, before_opt_out.clone());
+    b.put(Tree::Records, erased_key, erased_row);
+    b.delete(Tree::Records, deleted_key);
+    let mut forged = 1u32.to_be_bytes().to_vec();
+    forged.extend_from_slice(&[0x42; 16]);
+    b.put(Tree::Records, forged, before_opt_out);
+    v.store().commit(&b).unwrap();
+    v.store().flush().unwrap();
+    let report = v.check_integrity().unwrap();
+    let named = |code: &str| {
+        report
+            .problems
+            .iter()
+            .filter(|p| p.code == code)
+            .map(|p| p.record.clone().unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        named("record_replayed"),
+        vec![replayed.to_string()],
+        "{report:?}"
+    );
+    assert_eq!(
+        named("record_resurrected"),
+        vec![erased.to_string()],
+        "{report:?}"
+    );
+    assert_eq!(
+        named("record_missing"),
+        vec![deleted.to_string()],
+        "{report:?}"
+    );
+    assert_eq!(
+        named("record_unaudited"),
+        vec!["42".repeat(16)],
+        "{report:?}"
+    );
+    assert!(!format!("{report:?}").contains(&NUMBER[3..]));
 }

@@ -245,7 +245,11 @@ fn audit_entries(v: &Vault, k0: &phonevault_keys::AuditKey) -> Vec<phonevault::a
     let links = v.audit_links(0, usize::MAX).unwrap();
     let (decoded, _) =
         phonevault::audit::verify(k0, links.iter().map(|(_, l)| l.as_slice()), None).unwrap();
-    decoded.into_iter().flat_map(|l| l.entries).collect()
+    let read = v.audit_read_key();
+    decoded
+        .into_iter()
+        .flat_map(|l| l.entries(Some(&read)).unwrap())
+        .collect()
 }
 
 /// Rewrap chunks and shredding's deletions were committed with `store.commit`, their

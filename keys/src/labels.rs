@@ -28,6 +28,9 @@ pub const VAULT_STATE_KEY: &[u8] = b"phonevault/v2/vault-state-key";
 /// state row gets a subkey from a 24-byte random salt, so that no count of the
 /// state key's encryptions is needed.
 pub const STATE_SUBKEY: &[u8] = b"phonevault/v2/state-subkey";
+/// HKDF label of the vault-seed-derived key that seals audit entries (link bodies
+/// and journal records), exported to the auditors beside K0.
+pub const AUDIT_READ_KEY: &[u8] = b"phonevault/v2/audit-read-key";
 /// HKDF label of the vault-seed-derived key that MACs a whole data backup.
 pub const BACKUP_MAC_KEY: &[u8] = b"phonevault/v2/backup-mac-key";
 /// HKDF label of the root-key-derived key that wraps the vault seed; also the

@@ -102,7 +102,7 @@ mod tenant;
 mod util;
 mod vault_keys;
 
-pub use audit::AuditKey;
+pub use audit::{AuditKey, AuditReadKey};
 pub use error::KeyError;
 pub use kdf::KdfParams;
 pub use keyring::{

@@ -50,7 +50,7 @@ enum Mode {
 }
 
 /// First bytes of a message sealed under a per-message subkey.
-const SUBKEY_MAGIC: &[u8; 4] = b"PVS2";
+pub(crate) const SUBKEY_MAGIC: &[u8; 4] = b"PVS2";
 /// Length of the random salt a per-message subkey is derived with.
 const SUBKEY_SALT_LEN: usize = 24;
 

@@ -4,6 +4,7 @@ use std::fmt;
 
 use zeroize::Zeroizing;
 
+use crate::audit::AuditReadKey;
 use crate::labels;
 use crate::symmetric::{DataKey, MacKey};
 use crate::util::hkdf32;
@@ -25,6 +26,9 @@ pub struct VaultKeys {
     pub state: DataKey,
     /// HMAC-SHA256 key for the trailing MAC of a data backup file.
     pub backup: MacKey,
+    /// The key that seals audit entries (link bodies, journal records), exported
+    /// to the auditors beside K0.
+    pub audit_read: AuditReadKey,
 }
 
 impl fmt::Debug for VaultKeys {
@@ -40,6 +44,7 @@ impl fmt::Debug for VaultKeys {
 /// label_row_mac = "phonevault/v2/row-mac-key"
 /// label_state   = "phonevault/v2/vault-state-key"
 /// label_backup  = "phonevault/v2/backup-mac-key"
+/// label_audit_read = "phonevault/v2/audit-read-key"
 /// ```
 ///
 /// Pure and deterministic; frozen by known-answer tests.
@@ -48,6 +53,7 @@ pub fn derive_vault_keys(seed: &VaultSeed, vault: &VaultId) -> VaultKeys {
         row_mac: MacKey::from_key(&vault_key_bytes(seed, vault, labels::VAULT_ROW_MAC_KEY)),
         state: DataKey::per_message(&vault_key_bytes(seed, vault, labels::VAULT_STATE_KEY)),
         backup: MacKey::from_key(&vault_key_bytes(seed, vault, labels::BACKUP_MAC_KEY)),
+        audit_read: AuditReadKey::from_bytes(&vault_key_bytes(seed, vault, labels::AUDIT_READ_KEY)),
     }
 }
 
@@ -75,7 +81,7 @@ mod tests {
     fn kat_vault_keys() {
         let seed = VaultSeed::from_bytes(&core::array::from_fn(|i| 0x80 + i as u8));
         let vault = VaultId(core::array::from_fn(|i| 0xa0 + i as u8));
-        let cases: [(&[u8], &str); 3] = [
+        let cases: [(&[u8], &str); 4] = [
             (
                 labels::VAULT_ROW_MAC_KEY,
                 "7e588eb4a590a80e581a1661033eaf48d9b7aae260826d1cea3060997d03cd42",
@@ -87,6 +93,10 @@ mod tests {
             (
                 labels::BACKUP_MAC_KEY,
                 "4a3a8cd95c1735c9b113eaf831fc5cb6dae9c1b7775d11df75aa42700717e683",
+            ),
+            (
+                labels::AUDIT_READ_KEY,
+                "cea40cd872ef9b725724a60c0d55faa95cda260e463de7634500207864b4a779",
             ),
         ];
         for (label, expect) in cases {

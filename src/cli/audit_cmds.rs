@@ -1,15 +1,18 @@
 //! `phonevault audit ...`: the auditors' key, verification, checkpoints, archives,
 //! export and the incident-response report.
 //!
-//! Verification, checkpoints, export and the report read the store's audit tree
-//! directly and need no passphrase: auditors hold K0, not the vault's keys. Only
-//! `audit key export`, `audit archive` and `audit report --reveal` unlock the vault.
+//! Verification and checkpoints read the store's audit tree directly and need no
+//! passphrase: auditors hold K0, not the vault's keys. The entries are sealed under
+//! the audit read key, so export and report read them with the read key of the key
+//! file (`--key`, written by `audit key export` beside K0) or, without one, unlock
+//! the vault for its read key. `audit key export`, `audit archive` and `audit report
+//! --reveal` unlock the vault.
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use phonevault_keys::AuditKey;
+use phonevault_keys::{AuditKey, AuditReadKey};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -67,20 +70,27 @@ pub enum AuditCommand {
 /// `audit key` commands.
 #[derive(Debug, Subcommand)]
 pub enum AuditKeyCommand {
-    /// Write K0 for the auditors, once: the vault then forgets it.
-    #[command(after_help = "Example:
-  phonevault audit key export --out /secure/auditors/k0.hex")]
+    /// Write K0 and the read key for the auditors, once: the vault then forgets K0.
+    #[command(after_help = "Examples:
+  phonevault audit key export --out /secure/auditors/k0.hex
+  phonevault audit key export --read-only --out /secure/auditors/read.hex   # the read key again")]
     Export {
         /// File to write (0600, must not exist).
         #[arg(long)]
         out: PathBuf,
+        /// Write the read key alone (it opens the entries; it cannot verify or sign):
+        /// for auditors whose K0 was exported before entries were sealed, or a new
+        /// auditor. May be repeated; each export is audited.
+        #[arg(long)]
+        read_only: bool,
     },
 }
 
 /// Arguments of `audit verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// File holding K0 (hex), from `audit key export`.
+    /// The key file from `audit key export` (K0, and the read key that also lets
+    /// verify open and count the entries).
     #[arg(long)]
     pub key: PathBuf,
     /// A checkpoint taken earlier: the chain must reach it unchanged.
@@ -94,6 +104,11 @@ pub struct VerifyArgs {
     /// start at its first link (0): the oldest archive first.
     #[arg(long, value_name = "CHECKPOINT")]
     pub start: Option<PathBuf>,
+    /// Verify the archives alone, not the live log: for the links a restore moved out
+    /// of the store (`audit-restored-*.jsonl`, verified with the K0 of the chain they
+    /// belong to), which the restored vault's new chain does not continue.
+    #[arg(long, requires = "archive")]
+    pub archives_only: bool,
 }
 
 /// Period and filters shared by export and report.
@@ -105,7 +120,9 @@ pub struct Period {
     /// Until this time, exclusive.
     #[arg(long)]
     pub until: Option<String>,
-    /// Verify the chain with K0 (hex file) before reading it.
+    /// The key file from `audit key export`: its K0 verifies the chain before it is
+    /// read, its read key opens the entries. Without it, the vault is unlocked for its
+    /// read key and the chain is read unverified.
     #[arg(long)]
     pub key: Option<PathBuf>,
     /// Archive files to read before the live log, oldest first.
@@ -140,7 +157,9 @@ pub struct ReportArgs {
 /// Runs an `audit` command.
 pub fn run(cli: &Cli, c: &AuditCommand) -> Result<(), Failure> {
     match c {
-        AuditCommand::Key(AuditKeyCommand::Export { out }) => key_export(cli, out),
+        AuditCommand::Key(AuditKeyCommand::Export { out, read_only }) => {
+            key_export(cli, out, *read_only)
+        }
         AuditCommand::Verify(a) => verify(cli, a),
         AuditCommand::Checkpoint { out } => checkpoint(cli, out.as_deref()),
         AuditCommand::Archive { before, out } => archive(cli, &parse_time(before)?, out),
@@ -149,7 +168,10 @@ pub fn run(cli: &Cli, c: &AuditCommand) -> Result<(), Failure> {
     }
 }
 
-fn key_export(cli: &Cli, out: &Path) -> Result<(), Failure> {
+/// First line of a key file of `audit key export`.
+const KEY_FILE_FORMAT: &str = "phonevault-audit-keys-v2";
+
+fn key_export(cli: &Cli, out: &Path, read_only: bool) -> Result<(), Failure> {
     if out.exists() {
         return Err(fail(format!(
             "{} exists: refusing to overwrite it (choose another --out)",
@@ -157,36 +179,100 @@ fn key_export(cli: &Cli, out: &Path) -> Result<(), Failure> {
         )));
     }
     let v = open(cli)?;
-    let k0 = v.export_audit_key()?;
-    let hex = Zeroizing::new(format!("{}\n", hex::encode(k0.expose_secret())));
+    let (k0, read) = if read_only {
+        (None, v.export_audit_read_key()?)
+    } else {
+        (Some(v.export_audit_key()?), v.audit_read_key())
+    };
+    let mut text = Zeroizing::new(format!("{KEY_FILE_FORMAT}\n"));
+    if let Some(k0) = &k0 {
+        text.push_str(&format!("k0 {}\n", hex::encode(k0.expose_secret())));
+    }
+    text.push_str(&format!("read {}\n", hex::encode(read.expose_secret())));
     let mut f = create_private(out)?;
-    f.write_all(hex.as_bytes())
+    f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| fail(format!("writing {}: {e}", out.display())))?;
     if cli.json {
-        print_json(&json!({"exported": out.display().to_string()}));
+        print_json(&json!({"exported": out.display().to_string(), "k0": k0.is_some()}));
+    } else if k0.is_some() {
+        println!(
+            "K0 and the audit read key written to {}: give it to the auditors and keep no other copy; the vault no longer holds K0",
+            out.display()
+        );
     } else {
         println!(
-            "K0 written to {}: give it to the auditors and keep no other copy; the vault no longer holds it",
+            "the audit read key written to {}: it opens the audit entries (it cannot verify the chain); give it to the auditors",
             out.display()
         );
     }
     Ok(())
 }
 
-fn read_k0(path: &Path) -> Result<AuditKey, Failure> {
+/// What a key file holds: K0 and the read key, either of which may be absent (a file
+/// of `--read-only`; a bare K0 written before entries were sealed).
+struct AuditKeys {
+    k0: Option<AuditKey>,
+    read: Option<AuditReadKey>,
+}
+
+fn read_keys(path: &Path) -> Result<AuditKeys, Failure> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .map_err(|e| fail(format!("reading the audit key {}: {e}", path.display())))?,
     );
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    hex::decode_to_slice(text.trim(), &mut *bytes).map_err(|_| {
+    let bad = || {
         fail(format!(
-            "{} is not an audit key: expected 64 hexadecimal characters (from `phonevault audit key export`)",
+            "{} is not an audit key file: expected the file written by `phonevault audit key export`",
             path.display()
         ))
-    })?;
-    Ok(AuditKey::from_bytes(&bytes))
+    };
+    let key32 = |hex_text: &str| -> Result<Zeroizing<[u8; 32]>, Failure> {
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_text, &mut *bytes).map_err(|_| bad())?;
+        Ok(bytes)
+    };
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines.next().ok_or_else(bad)?;
+    if first != KEY_FILE_FORMAT {
+        // The earlier form: K0 alone, 64 hexadecimal characters.
+        if lines.next().is_some() {
+            return Err(bad());
+        }
+        let k0 = AuditKey::from_bytes(&*key32(first)?);
+        return Ok(AuditKeys {
+            k0: Some(k0),
+            read: None,
+        });
+    }
+    let mut keys = AuditKeys {
+        k0: None,
+        read: None,
+    };
+    for line in lines {
+        match line.split_once(' ') {
+            Some(("k0", h)) if keys.k0.is_none() => {
+                keys.k0 = Some(AuditKey::from_bytes(&*key32(h.trim())?));
+            }
+            Some(("read", h)) if keys.read.is_none() => {
+                keys.read = Some(AuditReadKey::from_bytes(&*key32(h.trim())?));
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if keys.k0.is_none() && keys.read.is_none() {
+        return Err(bad());
+    }
+    Ok(keys)
+}
+
+fn read_k0(path: &Path) -> Result<AuditKey, Failure> {
+    read_keys(path)?.k0.ok_or_else(|| {
+        fail(format!(
+            "{} holds the audit read key only, not K0: verifying needs the file `phonevault audit key export` wrote first",
+            path.display()
+        ))
+    })
 }
 
 /// The store alone, as `--store` names it: no passphrase, no keys.
@@ -260,11 +346,7 @@ struct Archive {
     links: Vec<Vec<u8>>,
 }
 
-const ARCHIVE_FORMAT: &str = "phonevault-audit-archive-v1";
-
-fn checkpoint_json(c: &Checkpoint) -> serde_json::Value {
-    json!({"seq": c.next_seq, "head": hex::encode(c.head)})
-}
+use audit::{checkpoint_json, ARCHIVE_FORMAT};
 
 fn checkpoint_from(v: &serde_json::Value) -> Option<Checkpoint> {
     let next_seq = v.get("seq")?.as_u64()?;
@@ -344,7 +426,7 @@ impl From<AuditError> for Failure {
 fn walk(
     cli: &Cli,
     k0: Option<&AuditKey>,
-    (archives, trusted_start): (&[PathBuf], Option<&Checkpoint>),
+    (archives, trusted_start, live): (&[PathBuf], Option<&Checkpoint>, bool),
     checkpoint: Option<&Checkpoint>,
     mut each: impl FnMut(Link) -> Result<(), Failure>,
 ) -> Result<Checkpoint, Failure> {
@@ -407,6 +489,9 @@ fn walk(
         }
         at = Some(end);
     }
+    if !live {
+        return at.ok_or_else(|| fail("no archive given: pass --archive FILE"));
+    }
     let start = match (at, first_live) {
         (Some(a), _) => a,
         (None, None | Some(0)) => Checkpoint::GENESIS,
@@ -436,6 +521,9 @@ fn walk(
 
 fn verify(cli: &Cli, a: &VerifyArgs) -> Result<(), Failure> {
     let k0 = read_k0(&a.key)?;
+    let read = read_keys(&a.key)?.read;
+    // Without the read key, sealed links are verified but their entries not counted.
+    let mut sealed = 0u64;
     let cp = a.checkpoint.as_deref().map(read_checkpoint).transpose()?;
     let start = a.start.as_deref().map(read_checkpoint).transpose()?;
     let mut entries = 0u64;
@@ -443,21 +531,33 @@ fn verify(cli: &Cli, a: &VerifyArgs) -> Result<(), Failure> {
     let end = walk(
         cli,
         Some(&k0),
-        (&a.archive, start.as_ref()),
+        (&a.archive, start.as_ref(), !a.archives_only),
         cp.as_ref(),
         |l| {
             links += 1;
-            entries += l.entries.len() as u64;
+            if l.is_sealed() && read.is_none() {
+                sealed += 1;
+            } else {
+                entries += l.entries(read.as_ref())?.len() as u64;
+            }
             Ok(())
         },
     )?;
+    let counted = if sealed == 0 {
+        format!("{entries} entries")
+    } else {
+        format!("{entries} entries in the links in clear, {sealed} links sealed (the key file holds no read key)")
+    };
     if cli.json {
-        print_json(
-            &json!({"intact": true, "links": links, "entries": entries, "end": checkpoint_json(&end)}),
-        );
+        print_json(&json!({
+            "intact": true,
+            "links": links,
+            "entries": (sealed == 0).then_some(entries),
+            "end": checkpoint_json(&end),
+        }));
     } else {
         println!(
-            "audit chain intact: {links} links, {entries} entries, ends at link {} (head {})",
+            "audit chain intact: {links} links, {counted}, ends at link {} (head {})",
             end.next_seq,
             hex::encode(end.head)
         );
@@ -506,24 +606,15 @@ fn archive(cli: &Cli, before: &u64, out: &Path) -> Result<(), Failure> {
     }
     let v = open(cli)?;
     let result = v.archive_audit(*before, |start, links| {
-        let mut text = String::new();
         let end = links
             .last()
-            .and_then(|(_, b)| audit::link_time_and_head(b))
-            .map(|(_, head)| Checkpoint {
-                next_seq: links.last().map_or(start.next_seq, |(s, _)| s + 1),
-                head,
+            .and_then(|(_, b)| audit::decode_unverified(b))
+            .map(|l| Checkpoint {
+                next_seq: l.seq + 1,
+                head: l.head,
             })
             .unwrap_or(start);
-        text.push_str(
-            &json!({"format": ARCHIVE_FORMAT, "start": checkpoint_json(&start), "end": checkpoint_json(&end)})
-                .to_string(),
-        );
-        text.push('\n');
-        for (_, bytes) in links {
-            text.push_str(&hex::encode(bytes));
-            text.push('\n');
-        }
+        let text = audit::archive_text(&start, &end, links.iter().map(|(_, b)| b.as_slice()));
         vault::write_atomic(out, text.as_bytes())
     })?;
     match result {
@@ -537,16 +628,35 @@ fn archive(cli: &Cli, before: &u64, out: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn period(p: &Period) -> Result<(u64, Option<u64>, Option<AuditKey>), Failure> {
+/// A period's times, K0 (to verify with, when the key file holds it) and the read
+/// key: the key file's, or else the unlocked vault's.
+fn period(
+    cli: &Cli,
+    p: &Period,
+) -> Result<(u64, Option<u64>, Option<AuditKey>, AuditReadKey), Failure> {
     let since = p.since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
     let until = p.until.as_deref().map(parse_time).transpose()?;
-    let key = p.key.as_deref().map(read_k0).transpose()?;
-    if key.is_none() {
+    let keys = p.key.as_deref().map(read_keys).transpose()?;
+    let (k0, read) = keys.map_or((None, None), |k| (k.k0, k.read));
+    if k0.is_none() {
         eprintln!(
-            "note: the chain is read without verification; pass --key K0-FILE to verify it first"
+            "note: the chain is read without verification; pass --key KEY-FILE (from `phonevault audit key export`) to verify it first"
         );
     }
-    Ok((since, until, key))
+    let read = match read {
+        Some(r) => r,
+        None => {
+            // The vault closes (and lets go of the store) before the chain is read.
+            let v = open(cli).map_err(|e| {
+                fail(format!(
+                    "the audit entries are sealed: pass --key with the file of `phonevault audit key export` (it holds the read key), or unlock the vault ({})",
+                    e.message
+                ))
+            })?;
+            v.audit_read_key()
+        }
+    };
+    Ok((since, until, k0, read))
 }
 
 fn outcome_json(o: &Outcome) -> serde_json::Value {
@@ -572,36 +682,48 @@ fn entry_json(seq: u64, e: &Entry) -> serde_json::Value {
 }
 
 fn export(cli: &Cli, a: &ExportArgs) -> Result<(), Failure> {
-    let (since, until, key) = period(&a.period)?;
+    let (since, until, key, read) = period(cli, &a.period)?;
     let window = Report::new(since, until);
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    walk(cli, key.as_ref(), (&a.period.archive, None), None, |link| {
-        for e in &link.entries {
-            if !window.covers(e.time)
-                || a.tenant
-                    .as_ref()
-                    .is_some_and(|t| e.tenant.as_ref() != Some(t))
-                || a.action.as_ref().is_some_and(|x| &e.action != x)
-            {
-                continue;
+    walk(
+        cli,
+        key.as_ref(),
+        (&a.period.archive, None, true),
+        None,
+        |link| {
+            for e in &link.entries(Some(&read))? {
+                if !window.covers(e.time)
+                    || a.tenant
+                        .as_ref()
+                        .is_some_and(|t| e.tenant.as_ref() != Some(t))
+                    || a.action.as_ref().is_some_and(|x| &e.action != x)
+                {
+                    continue;
+                }
+                writeln!(out, "{}", entry_json(link.seq, e))
+                    .map_err(|e| fail(format!("writing the export: {e}")))?;
             }
-            writeln!(out, "{}", entry_json(link.seq, e))
-                .map_err(|e| fail(format!("writing the export: {e}")))?;
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     out.flush()
         .map_err(|e| fail(format!("writing the export: {e}")))
 }
 
 fn report(cli: &Cli, a: &ReportArgs) -> Result<(), Failure> {
-    let (since, until, key) = period(&a.period)?;
+    let (since, until, key, read) = period(cli, &a.period)?;
     let mut r = Report::new(since, until);
-    walk(cli, key.as_ref(), (&a.period.archive, None), None, |link| {
-        link.entries.iter().for_each(|e| r.add(e));
-        Ok(())
-    })?;
+    walk(
+        cli,
+        key.as_ref(),
+        (&a.period.archive, None, true),
+        None,
+        |link| {
+            link.entries(Some(&read))?.iter().for_each(|e| r.add(e));
+            Ok(())
+        },
+    )?;
     let mut numbers = serde_json::Map::new();
     if a.reveal {
         // The store was closed by `walk`; now the vault opens (the passphrase holder).

@@ -585,6 +585,12 @@ pub(super) fn restore(cli: &Cli, a: &RestoreArgs) -> Result<(), Failure> {
                 r.tokens_dropped
             ));
         }
+        if let Some(p) = &r.audit_archive {
+            text.push_str(&format!(
+                "; the backup's audit links are in {} (verify them with the K0 of their chain: `audit verify --archive FILE --archives-only`); the restored vault starts a new audit chain: hand its K0 to the auditors with `phonevault audit key export`",
+                p.display()
+            ));
+        }
         if let Some(p) = &r.replaced_store {
             text.push_str(&format!(
                 "; the previous store is kept at {} (delete it when satisfied)",

@@ -211,7 +211,8 @@ Run `phonevault compact` afterwards to rewrite the store (see SECURITY.md).")]
 Needs the vault closed (no server running). See SECURITY.md for what compaction cannot guarantee.")]
     Compact,
     /// Check the store's integrity: every record decrypts and matches its index and
-    /// expiry entries, and no entry is orphaned.
+    /// expiry entries, no entry is orphaned, and every record is what its last audited
+    /// write stored (a replayed or deleted row is named).
     #[command(after_help = "Example:
   phonevault check
 Needs the vault closed (no server running). Exit code 1 when a problem is found; each

@@ -208,6 +208,7 @@ async fn unseal(
                         purpose: None,
                         reveal: false,
                         outcome: Outcome::Failed(e.code().into()),
+                        writes: Vec::new(),
                     });
                 }
             }

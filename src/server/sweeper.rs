@@ -127,7 +127,7 @@ mod tests {
             crate::audit::verify(&k0, links.iter().map(|(_, l)| l.as_slice()), None).unwrap();
         let purges: Vec<_> = decoded
             .into_iter()
-            .flat_map(|l| l.entries)
+            .flat_map(|l| l.entries(Some(&v.audit_read_key())).unwrap())
             .filter(|e| e.action == "purge")
             .collect();
         assert!(purges.len() >= 3, "{} purge entries", purges.len());

@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bincode::{Decode, Encode};
-use phonevault_keys::{AuditKey, DataKey, VaultId};
+use phonevault_keys::{AuditKey, AuditReadKey, DataKey, VaultId};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::journal::{self, Journal, JournalError};
@@ -42,6 +42,12 @@ pub(crate) const STATE_ROW: &[u8] = b"audit-state";
 pub(crate) const K0_ROW: &[u8] = b"audit-k0";
 /// Meta row holding the journal mark: which journal records are in the chain.
 pub(crate) const JOURNAL_ROW: &[u8] = b"audit-journal";
+/// Meta row of a data backup (never of a live store): where the live chain started
+/// when the backup was taken (`u64le(seq) ‖ head`, not secret), for the archive a
+/// restore makes of the backup's links.
+pub(crate) const BACKUP_START_ROW: &[u8] = b"audit-backup-start";
+/// The meta rows that hold audit keys or the chain's state: never in a data backup.
+pub(crate) const KEY_ROWS: [&[u8]; 3] = [STATE_ROW, K0_ROW, JOURNAL_ROW];
 /// A journal past this size is folded, the store flushed, and a new one started.
 const ROTATE_BYTES: u64 = 64 << 20;
 /// Entries folded into one link when a journal is recovered.
@@ -148,6 +154,8 @@ struct Sync {
 /// The audit log of an open vault.
 pub(crate) struct AuditLog {
     state_key: DataKey,
+    /// Seals the entries of links and journal records.
+    read_key: AuditReadKey,
     vault: VaultId,
     chain: Mutex<Chain>,
     sync: Mutex<Sync>,
@@ -234,6 +242,44 @@ fn read_mark(
     Ok(Some((gen, u64::from_le_bytes(n))))
 }
 
+/// Where the chain of a sealed state row (of a backup made before backups left it
+/// out) started. `None` when it does not open.
+pub(crate) fn state_row_start(key: &DataKey, vault: &VaultId, sealed: &[u8]) -> Option<Checkpoint> {
+    let plain = key.open(&aad(vault, STATE_ROW), sealed).ok()?;
+    let (s, used): (StateRow, usize) = bincode::decode_from_slice(&plain, bincode_cfg()).ok()?;
+    (used == plain.len()).then_some(Checkpoint {
+        next_seq: s.start_seq,
+        head: s.start_head,
+    })
+}
+
+/// The record rows `batch` stores or deletes, with the digest of each stored
+/// ciphertext, in batch order.
+fn record_writes(batch: &Batch) -> Vec<audit::RowWrite> {
+    batch
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            crate::store::Op::Put {
+                tree: Tree::Records,
+                key,
+                value,
+            } => Some(audit::RowWrite {
+                key: key.clone(),
+                digest: Some(audit::row_digest(value)),
+            }),
+            crate::store::Op::Delete {
+                tree: Tree::Records,
+                key,
+            } => Some(audit::RowWrite {
+                key: key.clone(),
+                digest: None,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -279,6 +325,7 @@ impl AuditLog {
     pub(crate) fn load(
         store: &dyn Store,
         state_key: DataKey,
+        read_key: AuditReadKey,
         vault: &VaultId,
         dir: &Path,
     ) -> Result<AuditLog, VaultError> {
@@ -287,6 +334,7 @@ impl AuditLog {
         let durable = chain.at.next_seq;
         Ok(AuditLog {
             state_key,
+            read_key,
             vault: *vault,
             chain: Mutex::new(chain),
             sync: Mutex::new(Sync {
@@ -332,8 +380,9 @@ impl AuditLog {
             let mut entries = Vec::new();
             while next < total && entries.len() < FOLD_ENTRIES {
                 let body = &parsed.records[next as usize];
-                let decoded =
-                    audit::decode_entries(body).ok_or_else(|| JournalError::Tampered {
+                let decoded = journal::open_body(&self.read_key, &parsed, body)
+                    .and_then(|plain| audit::decode_entries(&plain))
+                    .ok_or_else(|| JournalError::Tampered {
                         path: self.dir.join(journal::JOURNAL_FILE),
                         record: next,
                     })?;
@@ -526,6 +575,25 @@ impl AuditLog {
         let mut all = std::mem::take(&mut chain.pending);
         let n_pending = all.len();
         all.extend_from_slice(entries);
+        // What the batch does to record rows goes into its first entry: `check` holds
+        // every stored record against its last audited write.
+        let writes = record_writes(batch);
+        if !writes.is_empty() {
+            match all.get_mut(n_pending) {
+                Some(first) => first.writes = writes,
+                None => all.push(Entry {
+                    time: crate::vault::now(),
+                    actor: Actor::System,
+                    tenant: None,
+                    action: "write".into(),
+                    records: Vec::new(),
+                    purpose: None,
+                    reveal: false,
+                    outcome: Outcome::Ok,
+                    writes,
+                }),
+            }
+        }
         // Servers sharing one database append to one chain: when another one appended
         // since our last link (the state row moved; `try_commit` has read the new head),
         // the same batch goes again on the new head. When our own guards failed, the
@@ -571,7 +639,8 @@ impl AuditLog {
         let mut key = AuditKey::from_bytes(chain.key.expose_secret());
         let mut at = chain.at;
         let seq = at.next_seq;
-        let link = audit::append(&mut at, &mut key, entries).map_err(VaultError::Audit)?;
+        let link =
+            audit::append(&mut at, &mut key, &self.read_key, entries).map_err(VaultError::Audit)?;
         let state = self.sealed_state(&key, at, chain.start)?;
         batch.guard(Tree::Meta, STATE_ROW.to_vec(), Some(chain.stored.clone()));
         batch.guard(Tree::Audit, seq_key(seq), None);
@@ -745,6 +814,7 @@ impl Vault {
             purpose: ev.purpose.clone(),
             reveal: self.who.reveal && matches!(outcome, Outcome::Ok) && !ev.records.is_empty(),
             outcome: outcome.clone(),
+            writes: Vec::new(),
         };
         if ev.records.is_empty() {
             vec![one(&[])]
@@ -856,8 +926,9 @@ impl Vault {
     pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
         let mode = self.audit.mode();
         if mode == MODE_PROCESS {
-            // Encoded before the lock: only the chained tag and the write hold it.
-            let body = audit::encode_entries(&entries)?;
+            // Encoded and sealed before the lock: only the chained tag and the write
+            // hold it.
+            let body = journal::seal_body(&self.audit.read_key, &audit::encode_entries(&entries)?)?;
             let mut chain = lock(&self.audit.chain);
             if let Some(j) = chain.journal.as_mut() {
                 j.append(&body)?;
@@ -1079,6 +1150,7 @@ impl Vault {
             purpose: None,
             reveal: false,
             outcome,
+            writes: Vec::new(),
         }
     }
 
@@ -1155,8 +1227,27 @@ impl Vault {
             .collect()
     }
 
+    /// The key that opens the audit entries, for the audit commands of the unlocked
+    /// vault (not audited: whoever unlocks the vault reads the records themselves).
+    pub fn audit_read_key(&self) -> AuditReadKey {
+        AuditReadKey::from_bytes(self.audit.read_key.expose_secret())
+    }
+
+    /// The read key alone, handed out to the auditors again (a vault whose K0 was
+    /// exported before entries were sealed, or a new auditor); audited as
+    /// `audit-read-key-export`.
+    ///
+    /// # Errors
+    /// When the entry cannot be written.
+    pub fn export_audit_read_key(&self) -> Result<AuditReadKey, VaultError> {
+        self.audited("audit-read-key-export", None, None, |_| Ok(()))?;
+        Ok(self.audit_read_key())
+    }
+
     /// Hands out K0 once and forgets it: from then on only the auditors can verify,
-    /// and nobody holding this vault can re-sign past links.
+    /// and nobody holding this vault can re-sign past links. The auditors also need
+    /// the read key ([`Vault::audit_read_key`]) to read the entries; `audit key
+    /// export` writes both.
     ///
     /// # Errors
     /// [`VaultError::AuditKeyGone`] when it was exported before.
@@ -1213,7 +1304,8 @@ impl Vault {
                 if seq + 1 >= status.end.next_seq {
                     break 'outer;
                 }
-                let Some((time, head)) = audit::link_time_and_head(&bytes) else {
+                let Some((time, head)) = audit::link_time_and_head(&bytes, &self.audit.read_key)
+                else {
                     return Err(VaultError::RowTampered("audit"));
                 };
                 if time >= before {
@@ -1316,7 +1408,11 @@ mod tests {
         let (decoded, end) =
             audit::verify(&k0, links.iter().map(|(_, l)| l.as_slice()), None).unwrap();
         assert_eq!(end, v.audit_status().end);
-        decoded.into_iter().flat_map(|l| l.entries).collect()
+        let read = v.audit_read_key();
+        decoded
+            .into_iter()
+            .flat_map(|l| l.entries(Some(&read)).unwrap())
+            .collect()
     }
 
     #[test]
@@ -1590,6 +1686,50 @@ mod tests {
         assert!(!a_dir.path().join(journal::JOURNAL_FILE).exists());
         let d = twin.open(store, a_dir.path()).unwrap();
         assert_eq!(finds(&d), 5);
+    }
+
+    /// Issue 12 item 3: the journal of `--audit-sync process` held each read's entry
+    /// in clear: a refused read's record id and purpose were on disk.
+    #[test]
+    fn the_journal_holds_no_record_id_or_purpose() {
+        let (twin, store) = Twin::new();
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = twin.open(store.clone(), a_dir.path()).unwrap();
+        a.create_tenant("shop", &["otp".into(), "newsletter".into()], None)
+            .unwrap();
+        let id = a
+            .add("shop", NUMBER, None, &["otp".into()], "web")
+            .unwrap()
+            .id();
+        a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
+            .unwrap();
+        // refused (no consent): its entry carries the record id and the purpose
+        assert!(a
+            .find("shop", NUMBER, None, "newsletter")
+            .unwrap()
+            .is_none());
+        a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        let bytes = std::fs::read(a_dir.path().join(journal::JOURNAL_FILE)).unwrap();
+        let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+        assert!(!has(&id.0), "a raw record id in the journal");
+        assert!(
+            !has(hex::encode(id.0).as_bytes()),
+            "a hex record id in the journal"
+        );
+        for word in ["newsletter", "shop", "find"] {
+            assert!(!has(word.as_bytes()), "`{word}` in the journal");
+        }
+        // and a killed server's journal still folds: both reads are in the chain
+        let crashed = crashed_copy(&store, a_dir.path(), b_dir.path());
+        let b = twin.open(crashed, b_dir.path()).unwrap();
+        let entries = chain(&b);
+        let refused: Vec<&Entry> = entries
+            .iter()
+            .filter(|e| e.action == "find" && e.outcome == Outcome::Refused)
+            .collect();
+        assert_eq!(refused.len(), 1);
+        assert_eq!(refused[0].records, vec![id.0]);
+        assert_eq!(entries.iter().filter(|e| e.action == "find").count(), 2);
     }
 
     #[test]

@@ -8,13 +8,14 @@ use std::sync::PoisonError;
 
 use phonevault_keys::Keyring;
 
-use super::audit::K0_ROW;
+use super::audit::{self as vault_audit, AuditLog, BACKUP_START_ROW, KEY_ROWS, STATE_ROW};
 use super::keys::{check_no_loss, check_no_resurrection, merge_counters, unlock_ring};
 use super::lifecycle::{RESTORE_NEW, RESTORE_PARTIAL};
 use super::{
     check_private, decode_row, lifecycle, read_keyring, write_atomic, TenantRow, Unlock, Vault,
     VaultError, KEYRING_FILE, STORE_DIR,
 };
+use crate::audit::{self, Checkpoint};
 use crate::backup::{BackupError, BackupReader, BackupWriter, Header};
 use crate::store::{Batch, SledStore, Store, StoreError, Tree};
 
@@ -84,6 +85,11 @@ pub struct RestoreReport {
     pub tokens_dropped: u64,
     /// Where the replaced store was kept (with `replace`).
     pub replaced_store: Option<PathBuf>,
+    /// The archive file the backup's audit links went to (in the vault directory):
+    /// the restored vault starts a new chain under a new K0 (`audit key export`), and
+    /// the backup's links are verified there with the K0 of their chain
+    /// (`audit verify --archive FILE --archives-only`).
+    pub audit_archive: Option<PathBuf>,
 }
 
 fn busy(e: StoreError) -> VaultError {
@@ -108,7 +114,9 @@ fn sync_dir(dir: &Path) -> Result<(), VaultError> {
 impl Vault {
     /// Writes a consistent snapshot of every tree of the store to `out`: rows exactly
     /// as stored (records encrypted, rows MACed), the header with the counts, and a
-    /// MAC under the vault's backup key. No key material goes into it.
+    /// MAC under the vault's backup key. No key material goes into it: neither K0 nor
+    /// the sealed current audit key (nor the journal mark) is copied, only the chain's
+    /// links and where the live chain starts.
     ///
     /// Works on an open vault in use: reads go on meanwhile, and record writes (which
     /// all take the vault's write lock, as this does) wait until the snapshot is done,
@@ -124,14 +132,33 @@ impl Vault {
         };
         let _w = self.write_guard();
         let mut w = BackupWriter::new(out, &key)?;
+        let start = self.audit_status().start;
+        let mut start_row = start.next_seq.to_le_bytes().to_vec();
+        start_row.extend_from_slice(&start.head);
+        let mut start_written = false;
         for tree in Tree::ALL {
             let mut from = Vec::new();
             loop {
                 let page = self.store.range(tree, &from, None, PAGE)?;
-                let Some((last, _)) = page.last() else { break };
+                let Some((last, _)) = page.last() else {
+                    if tree == Tree::Meta && !start_written {
+                        w.entry(tree, BACKUP_START_ROW, &start_row)?;
+                        start_written = true;
+                    }
+                    break;
+                };
                 from = last.clone();
                 from.push(0);
                 for (k, v) in &page {
+                    if tree == Tree::Meta {
+                        if KEY_ROWS.contains(&k.as_slice()) {
+                            continue;
+                        }
+                        if !start_written && k.as_slice() > BACKUP_START_ROW {
+                            w.entry(tree, BACKUP_START_ROW, &start_row)?;
+                            start_written = true;
+                        }
+                    }
                     w.entry(tree, k, v)?;
                 }
             }
@@ -226,16 +253,12 @@ impl Vault {
             lifecycle::recover_compaction(dir)?;
             dir.to_owned()
         };
-        let mut k0_exported = false;
         if live.exists() {
             if !opts.replace {
                 return Err(BackupError::TargetInUse(dir.display().to_string()).into());
             }
             // Fails now, before any work, if a server holds the store.
-            let current = SledStore::open(&live, 1 << 20).map_err(busy)?;
-            // K0 leaves the vault once: a backup taken before `audit key export`
-            // must not bring it back into a vault that has exported it since.
-            k0_exported = current.get(Tree::Meta, K0_ROW)?.is_none();
+            drop(SledStore::open(&live, 1 << 20).map_err(busy)?);
         }
         // Into a directory of its own, never compaction's: its crash recovery deletes a
         // store it finds under its names.
@@ -265,14 +288,16 @@ impl Vault {
             let _ = std::fs::remove_dir_all(if fresh_dir { &staging_dir } else { &staged });
             e
         };
-        let (restored, skipped_rows, skipped_tenants, tokens_dropped) = write_rows(
-            file,
-            &staged,
-            &ring,
-            (&keys.row_mac, &keys.backup),
-            (opts.keep_tokens, k0_exported),
-        )
-        .map_err(cleanup)?;
+        let archive_name = format!("audit-restored-{}.jsonl", super::now());
+        let archive_at = if fresh_dir {
+            staging_dir.join(&archive_name)
+        } else {
+            dir.join(&archive_name)
+        };
+        let (restored, skipped_rows, skipped_tenants, tokens_dropped, archived) =
+            write_rows(file, &staged, &ring, &keys, opts.keep_tokens, &archive_at)
+                .map_err(cleanup)?;
+        let audit_archive = archived.then(|| dir.join(&archive_name));
         if fresh_dir {
             write_atomic(&staging_dir.join(KEYRING_FILE), &ring.encode()).map_err(cleanup)?;
         }
@@ -327,6 +352,7 @@ impl Vault {
             skipped_tenants,
             tokens_dropped,
             replaced_store,
+            audit_archive,
         })
     }
 }
@@ -343,20 +369,27 @@ fn check_vault(h: &Header, ring: &Keyring) -> Result<(), VaultError> {
 }
 
 /// Streams the backup's rows into a new store at `dest`, leaving out tenants with
-/// no keys, (unless `keep_tokens`) the API tokens, and (with `k0_exported`) the audit
-/// key K0; verifies the MAC again at the end (the file could have changed since).
-/// Returns the rows restored, the rows skipped, the tenants skipped and the tokens
-/// dropped.
+/// no keys and (unless `keep_tokens`) the API tokens; verifies the MAC again at the
+/// end (the file could have changed since). The backup's audit links go to an
+/// archive file at `archive` instead, and the new store gets a new chain under a new
+/// K0: no audit key of the backup (an older backup's sealed current key or K0) is
+/// restored, so nothing restored can re-sign a link. Returns the rows restored (the
+/// archived links and the chain's start among them), the rows skipped, the tenants skipped, the tokens
+/// dropped and whether an archive was written.
 fn write_rows(
     file: &Path,
     dest: &Path,
     ring: &Keyring,
-    (row_mac, backup_key): (&phonevault_keys::MacKey, &phonevault_keys::MacKey),
-    (keep_tokens, k0_exported): (bool, bool),
-) -> Result<(u64, u64, Vec<String>, u64), VaultError> {
+    keys: &phonevault_keys::VaultKeys,
+    keep_tokens: bool,
+    archive: &Path,
+) -> Result<(u64, u64, Vec<String>, u64, bool), VaultError> {
+    let (row_mac, backup_key) = (&keys.row_mac, &keys.backup);
     let store = SledStore::open(dest, 64 << 20)?;
     let mut r = BackupReader::new(open_file(file)?, backup_key)?;
     check_vault(r.header(), ring)?;
+    let mut links: Vec<Vec<u8>> = Vec::new();
+    let mut start: Option<Checkpoint> = None;
     let mut skip_ids: BTreeSet<[u8; 4]> = BTreeSet::new();
     let mut skipped_tenants = Vec::new();
     let (mut restored, mut skipped, mut tokens_dropped) = (0u64, 0u64, 0u64);
@@ -366,7 +399,32 @@ fn write_rows(
             tokens_dropped += 1;
             continue;
         }
-        if k0_exported && tree == Tree::Meta && key == K0_ROW {
+        if tree == Tree::Meta && key == BACKUP_START_ROW {
+            if value.len() == 40 {
+                let mut head = [0u8; 32];
+                head.copy_from_slice(&value[8..]);
+                let mut n = [0u8; 8];
+                n.copy_from_slice(&value[..8]);
+                start = Some(Checkpoint {
+                    next_seq: u64::from_le_bytes(n),
+                    head,
+                });
+            }
+            // Restored as the archive's start.
+            restored += 1;
+            continue;
+        }
+        if tree == Tree::Meta && KEY_ROWS.contains(&key.as_slice()) {
+            // A backup made before backups left them out: only where its chain started
+            // is taken from its state row.
+            if key == STATE_ROW && start.is_none() {
+                start = vault_audit::state_row_start(&keys.state, &ring.vault_id, &value);
+            }
+            continue;
+        }
+        if tree == Tree::Audit {
+            links.push(value);
+            restored += 1;
             continue;
         }
         let skip = match tree {
@@ -398,8 +456,26 @@ fn write_rows(
             store.commit(&std::mem::take(&mut batch))?;
         }
     }
-    store.commit(&batch)?;
     r.finish()?;
+    let archived = !links.is_empty();
+    if archived {
+        let first = audit::decode_unverified(&links[0]).ok_or(VaultError::RowTampered("audit"))?;
+        let last = audit::decode_unverified(&links[links.len() - 1])
+            .ok_or(VaultError::RowTampered("audit"))?;
+        let start = match start {
+            Some(s) if s.next_seq == first.seq => s,
+            _ if first.seq == 0 => Checkpoint::GENESIS,
+            _ => return Err(VaultError::RowTampered("audit")),
+        };
+        let end = Checkpoint {
+            next_seq: last.seq + 1,
+            head: last.head,
+        };
+        let text = audit::archive_text(&start, &end, links.iter().map(Vec::as_slice));
+        write_atomic(archive, text.as_bytes())?;
+    }
+    AuditLog::genesis(&keys.state, &ring.vault_id, &mut batch)?;
+    store.commit(&batch)?;
     store.flush()?;
-    Ok((restored, skipped, skipped_tenants, tokens_dropped))
+    Ok((restored, skipped, skipped_tenants, tokens_dropped, archived))
 }

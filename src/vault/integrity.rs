@@ -3,7 +3,13 @@
 //! every index or expiry entry belongs to a record. It is what the crash tests run
 //! after killing the process, to show that no write is ever half-applied.
 //!
-//! The audit chain is verified separately (`phonevault audit verify`).
+//! Every stored record is also held against the audit chain: each write's entry
+//! carries a digest of the ciphertext it stored (or that it deleted the row), so a row
+//! that is not what its last audited write left (an older ciphertext put back, a row
+//! deleted or brought back behind the vault's back) is named. Rows with no audited
+//! write at all are named when the live chain covers the vault's whole life (it starts
+//! at genesis with sealed links, and not at a restore). The chain is read as stored:
+//! that it is intact is what `phonevault audit verify` (with K0) proves.
 //!
 //! A problem names its tenant, its record id and a stable code, never a number.
 
@@ -29,7 +35,9 @@ pub struct Problem {
     /// Stable code: `meta`, `tenant_row`, `tenant_keys`, `shred_incomplete`,
     /// `record_key`, `record_undecryptable`, `index_missing`, `index_points_elsewhere`,
     /// `last4_missing`, `expiry_missing`, `index_orphan`, `expiry_orphan`,
-    /// `unknown_tenant`, `tokens`, `suppress_row`, `suppress_entry`, `suppress_count`.
+    /// `unknown_tenant`, `tokens`, `suppress_row`, `suppress_entry`, `suppress_count`,
+    /// `record_replayed`, `record_unaudited`, `record_resurrected`, `record_missing`,
+    /// `audit_unreadable`.
     pub code: &'static str,
     /// The tenant concerned, when known.
     pub tenant: Option<String>,
@@ -130,6 +138,7 @@ impl Vault {
             }
         }
         self.check_unknown_tenants(&known, &mut report)?;
+        self.check_against_audit(&known, &mut report)?;
         match self.tokens() {
             Ok(t) => report.tokens = t.len() as u64,
             Err(e) => report.note("tokens", None, None, e.to_string()),
@@ -414,6 +423,98 @@ impl Vault {
 }
 
 /// Calls `f` with every entry of `tree` under `prefix`, a page at a time.
+impl Vault {
+    /// Every record row against the last audited write of its key (see the module
+    /// documentation).
+    fn check_against_audit(
+        &self,
+        known: &BTreeMap<u32, String>,
+        report: &mut IntegrityReport,
+    ) -> Result<(), VaultError> {
+        let read = self.audit_read_key();
+        let status = self.audit_status();
+        let mut last: std::collections::HashMap<Vec<u8>, Option<[u8; 16]>> =
+            std::collections::HashMap::new();
+        let mut covered = status.start == crate::audit::Checkpoint::GENESIS;
+        let mut from = status.start.next_seq;
+        loop {
+            let page = self.audit_links(from, PAGE)?;
+            let Some((seq, _)) = page.last() else { break };
+            from = seq + 1;
+            for (seq, stored) in &page {
+                let entries = crate::audit::decode_unverified(stored)
+                    .ok_or(crate::audit::AuditError::BadLink(*seq))
+                    .and_then(|l| {
+                        if *seq == 0 && !l.is_sealed() {
+                            // Written before write digests: the chain does not cover
+                            // the vault's whole life.
+                            covered = false;
+                        }
+                        l.entries(Some(&read))
+                    });
+                let entries = match entries {
+                    Ok(e) => e,
+                    Err(e) => {
+                        report.note(
+                            "audit_unreadable",
+                            None,
+                            None,
+                            format!("{e}: the records were not held against the audit chain"),
+                        );
+                        return Ok(());
+                    }
+                };
+                for e in entries {
+                    if *seq == 0 && e.action == "restore" {
+                        // A restored vault's chain starts after its records were written.
+                        covered = false;
+                    }
+                    for w in e.writes {
+                        last.insert(w.key, w.digest);
+                    }
+                }
+            }
+        }
+        let name = |key: &[u8]| {
+            let tenant = key
+                .get(..4)
+                .and_then(|t| <[u8; 4]>::try_from(t).ok())
+                .and_then(|t| known.get(&u32::from_be_bytes(t)).cloned());
+            let id = key
+                .get(4..20)
+                .and_then(|r| <[u8; 16]>::try_from(r).ok())
+                .map(RecordId);
+            (tenant, id)
+        };
+        let mut start = Vec::new();
+        loop {
+            let page = self.store.range(Tree::Records, &start, None, PAGE)?;
+            let Some((k, _)) = page.last() else { break };
+            start = k.clone();
+            start.push(0);
+            for (key, stored) in page {
+                let (tenant, id) = name(&key);
+                let (tenant, id) = (tenant.as_deref(), id.as_ref());
+                match last.remove(&key) {
+                    Some(Some(d)) if d == crate::audit::row_digest(&stored) => {}
+                    Some(Some(_)) => report.note("record_replayed", tenant, id, "the stored ciphertext is not the one its last audited write stored: an older copy was put back, or it was written without an audit entry; restore the record from a trusted backup or re-add it"),
+                    Some(None) => report.note("record_resurrected", tenant, id, "the record is stored though its last audited write deleted it (opted out and erased, purged or shredded): it was put back behind the vault's back; erase it again"),
+                    None if covered => report.note("record_unaudited", tenant, id, "no audited write stored this record: it was written behind the vault's back"),
+                    None => {}
+                }
+            }
+        }
+        let mut missing: Vec<Vec<u8>> =
+            last.into_iter().filter_map(|(k, d)| d.map(|_| k)).collect();
+        missing.sort();
+        for key in missing {
+            let (tenant, id) = name(&key);
+            report.note("record_missing", tenant.as_deref(), id.as_ref(), "the record's last audited write stored it, but it is gone: it was deleted behind the vault's back");
+        }
+        Ok(())
+    }
+}
+
 fn for_each_page(
     vault: &Vault,
     tree: Tree,
@@ -559,7 +660,16 @@ mod tests {
         let r = v.check_integrity().unwrap();
         let mut c = codes(&r);
         c.sort();
-        assert_eq!(c, ["expiry_orphan", "index_orphan", "index_orphan"]);
+        // and the audit chain says it was stored and never deleted
+        assert_eq!(
+            c,
+            [
+                "expiry_orphan",
+                "index_orphan",
+                "index_orphan",
+                "record_missing"
+            ]
+        );
     }
 
     #[test]
@@ -574,13 +684,15 @@ mod tests {
             )
         });
         let r = v.check_integrity().unwrap();
-        assert_eq!(codes(&r), ["record_undecryptable"]);
+        // not what its last audited write stored, either
+        assert_eq!(codes(&r), ["record_undecryptable", "record_replayed"]);
         let mut flipped = stored.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
         apply(&store, |b| b.put(Tree::Records, k, flipped));
         let r = v.check_integrity().unwrap();
-        assert_eq!(codes(&r), ["record_undecryptable"]);
+        // not what its last audited write stored, either
+        assert_eq!(codes(&r), ["record_undecryptable", "record_replayed"]);
         let text = format!("{:?}", r);
         for n in NUMBERS {
             assert!(!text.contains(&n[3..]), "a number in the report");
@@ -618,7 +730,8 @@ mod tests {
         let r = v.check_integrity().unwrap();
         let mut c = codes(&r);
         c.sort();
-        assert_eq!(c, ["tenant_row", "unknown_tenant"]);
+        // no audited write stored the row, either
+        assert_eq!(c, ["record_unaudited", "tenant_row", "unknown_tenant"]);
         assert!(r.problems.iter().any(|p| p.detail.contains("tenant id 99")));
     }
 

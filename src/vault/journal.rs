@@ -7,17 +7,21 @@
 //!
 //! ```text
 //! file     = header ‖ record*
-//! header   = "PVAJRNL1" ‖ gen (16 random bytes) ‖ u32le(len(sealed)) ‖ sealed
+//! header   = "PVAJRNL2" ‖ gen (16 random bytes) ‖ u32le(len(sealed)) ‖ sealed
 //! sealed   = AES-256-GCM(state key, aad = lp(HEADER_LABEL) ‖ lp(vault id) ‖ lp(gen), JK)
 //! record_i = u32le(len(body_i)) ‖ u32le(!len(body_i)) ‖ body_i ‖ tag_i
-//! body_i   = the encoded entries, exactly as a link body holds them (audit::encode_entries)
+//! body_i   = AEAD_R(aad = lp(BODY_LABEL), audit::encode_entries(entries))
+//!            (R the audit read key, a fresh per-message subkey each record)
 //! head_i   = SHA-256(lp(RECORD_LABEL) ‖ lp(gen) ‖ lp(u64le(i)) ‖ lp(head_{i-1}) ‖ lp(body_i))
 //!            head_{-1} = 32 zero bytes
 //! tag_i    = HMAC-SHA-256(JK, head_i)
 //! ```
 //!
 //! JK is a random key per journal file, readable only with the vault's state key (so
-//! only with the root key). Each record is chained to the one before it, so a record
+//! only with the root key). The entries are sealed under the audit read key, as in
+//! the chain's links, so the journal shows no record id or purpose to a reader of
+//! the disk. A journal of version 1 (`"PVAJRNL1"`, entries in clear), left by a
+//! server of an earlier version that was killed, is still folded, then removed. Each record is chained to the one before it, so a record
 //! edited, removed, reordered or moved from another journal fails its tag. A record
 //! cut short at the end of the file (a write torn by a crash, or zeros a power loss
 //! left past the last synced byte) is not a record: it was never acknowledged. Any
@@ -35,13 +39,17 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use phonevault_keys::{AuditKey, DataKey, VaultId};
+use phonevault_keys::{AuditKey, AuditReadKey, DataKey, VaultId};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 /// File name of the journal in the vault directory.
 pub(crate) const JOURNAL_FILE: &str = "audit.journal";
-const MAGIC: &[u8; 8] = b"PVAJRNL1";
+const MAGIC: &[u8; 8] = b"PVAJRNL2";
+/// The magic of a journal whose entries are in clear (read for recovery, never written).
+const MAGIC_CLEAR: &[u8; 8] = b"PVAJRNL1";
+/// AAD label of a record's sealed entries.
+const BODY_LABEL: &[u8] = b"phonevault/v2/audit-journal-body";
 /// AAD label of the sealed journal key.
 const HEADER_LABEL: &[u8] = b"phonevault/v1/audit-journal-key";
 /// Domain label of a record's chained hash.
@@ -107,6 +115,41 @@ pub(crate) struct Parsed {
     pub gen: [u8; 16],
     /// The bodies of its complete records, in order.
     pub records: Vec<Vec<u8>>,
+    /// Whether the bodies are sealed ([`seal_body`]), rather than in clear (version 1).
+    pub sealed: bool,
+}
+
+fn body_aad() -> Vec<u8> {
+    let mut out = (BODY_LABEL.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(BODY_LABEL);
+    out
+}
+
+/// A record body: the encoded entries sealed under the audit read key (done by the
+/// caller before it takes the journal, so the seal is not under its lock).
+///
+/// # Errors
+/// When the OS random number generator fails.
+pub(crate) fn seal_body(read: &AuditReadKey, encoded: &[u8]) -> Result<Vec<u8>, JournalError> {
+    read.seal(&body_aad(), encoded)
+        .map_err(|_| JournalError::Io {
+            path: PathBuf::from(JOURNAL_FILE),
+            source: std::io::Error::other("sealing an audit journal record failed"),
+        })
+}
+
+/// The encoded entries of a record body of a journal read back: opened when the
+/// journal seals its bodies. `None` when it does not open.
+pub(crate) fn open_body(
+    read: &AuditReadKey,
+    parsed: &Parsed,
+    body: &[u8],
+) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    if parsed.sealed {
+        read.open(&body_aad(), body).ok()
+    } else {
+        Some(zeroize::Zeroizing::new(body.to_vec()))
+    }
 }
 
 /// Verifies a journal's bytes (pure: no I/O). A record cut short at the end, or a
@@ -119,9 +162,14 @@ pub(crate) fn parse(bytes: &[u8], state_key: &DataKey, vault: &VaultId) -> Resul
     // The header is written whole under a temporary name before the journal takes
     // its place: any header that does not read is damage.
     let fixed = MAGIC.len() + 16 + 4;
-    if bytes.len() < fixed || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < fixed {
         return Err(0);
     }
+    let sealed_bodies = match &bytes[..MAGIC.len()] {
+        m if m == MAGIC => true,
+        m if m == MAGIC_CLEAR => false,
+        _ => return Err(0),
+    };
     let mut gen = [0u8; 16];
     gen.copy_from_slice(&bytes[MAGIC.len()..MAGIC.len() + 16]);
     let mut n = [0u8; 4];
@@ -172,7 +220,11 @@ pub(crate) fn parse(bytes: &[u8], state_key: &DataKey, vault: &VaultId) -> Resul
         records.push(body.to_vec());
         at += 8 + len + 32;
     }
-    Ok(Parsed { gen, records })
+    Ok(Parsed {
+        gen,
+        records,
+        sealed: sealed_bodies,
+    })
 }
 
 /// An open journal this process appends to (holding its lock).
@@ -475,6 +527,31 @@ mod tests {
         let mut removed = bytes[..first].to_vec();
         removed.extend_from_slice(&bytes[second..]);
         assert_eq!(parse(&removed, &k, &v).err(), Some(0));
+    }
+
+    #[test]
+    fn bodies_are_sealed_and_a_journal_of_version_1_reads_in_clear() {
+        let read = AuditReadKey::from_bytes(&[4; 32]);
+        let (_d, mut bytes, bodies) = written(2);
+        let (k, v) = keys();
+        let p = parse(&bytes, &k, &v).unwrap();
+        assert!(p.sealed);
+        let sealed = seal_body(&read, b"entries").unwrap();
+        assert_eq!(
+            open_body(&read, &p, &sealed).unwrap().as_slice(),
+            b"entries"
+        );
+        assert!(open_body(&AuditReadKey::from_bytes(&[5; 32]), &p, &sealed).is_none());
+        assert!(open_body(&read, &p, b"entries").is_none());
+        // a journal an earlier version left behind: its bodies are taken as they are
+        bytes[..MAGIC.len()].copy_from_slice(MAGIC_CLEAR);
+        let old = parse(&bytes, &k, &v).unwrap();
+        assert!(!old.sealed);
+        assert_eq!(old.records, bodies);
+        assert_eq!(
+            open_body(&read, &old, &bodies[0]).unwrap().as_slice(),
+            bodies[0].as_slice()
+        );
     }
 
     #[test]

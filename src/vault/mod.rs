@@ -296,7 +296,7 @@ pub enum VaultError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     /// K0 was exported before and is no longer in the vault.
-    #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it")]
+    #[error("the audit key K0 was already exported and is no longer held by the vault: ask the auditors who hold it (`phonevault audit key export --read-only` hands out the read key alone again)")]
     AuditKeyGone,
     /// The PKCS#11 token could not seal or unseal a key slot's secret.
     #[error(transparent)]
@@ -1141,7 +1141,13 @@ impl Vault {
             FileStamp::of(&dir.join(KEYRING_FILE))
         };
         check_meta(store.as_ref(), &row_mac, &ring)?;
-        let audit = audit::AuditLog::load(store.as_ref(), vault_keys.state, &ring.vault_id, dir)?;
+        let audit = audit::AuditLog::load(
+            store.as_ref(),
+            vault_keys.state,
+            vault_keys.audit_read,
+            &ring.vault_id,
+            dir,
+        )?;
         // Entries a killed server wrote to its journal join the chain before anything
         // else happens.
         audit.recover(store.as_ref())?;

@@ -309,6 +309,7 @@ impl Vault {
                     purpose: Some(purpose.to_owned()),
                     reveal: false,
                     outcome: Outcome::Refused,
+                    writes: Vec::new(),
                 });
             }
         }
