@@ -1903,11 +1903,12 @@ impl Vault {
                 return Ok(None);
             };
             ev.touch(&id);
-            if !self.readable(&ctx, &body, purpose, self.now()) {
+            let readable = self.readable(&ctx, &body, purpose, self.now());
+            // Looked up whether readable or not: a refused read does the work of a
+            // suppressed one (and of an absent one, see `read_decoy`).
+            let listed = self.suppressed_read(&ctx, purpose, &id, &body.e164, readable)?;
+            if !readable || listed {
                 ev.refused = true;
-                return Ok(None);
-            }
-            if self.suppressed_read(&ctx, purpose, &id, &body.e164, ev)? {
                 return Ok(None);
             }
             Ok(Some(Self::found(id, &body)))
@@ -2079,11 +2080,12 @@ impl Vault {
                 return Ok(None);
             };
             ev.touch(&id);
-            if !self.readable(&ctx, &body, purpose, self.now()) {
+            let readable = self.readable(&ctx, &body, purpose, self.now());
+            // Looked up whether readable or not: a refused read does the work of a
+            // suppressed one (and of an absent one, see `read_decoy`).
+            let listed = self.suppressed_read(&ctx, purpose, &id, &body.e164, readable)?;
+            if !readable || listed {
                 ev.refused = true;
-                return Ok(None);
-            }
-            if self.suppressed_read(&ctx, purpose, &id, &body.e164, ev)? {
                 return Ok(None);
             }
             Ok(Some(Self::found(id, &body)))

@@ -316,21 +316,24 @@ impl Vault {
             .map_err(|e| VaultError::AuditUnavailable(Box::new(e)))
     }
 
-    /// For one-record reads: whether the lists for `purpose` suppress `e164`, noting
-    /// the refusal and logging it when they do.
+    /// For one-record reads: whether the lists for `purpose` suppress `e164`; logged
+    /// as a `suppressed:<list>` entry when the record was `readable` otherwise (a
+    /// record refused anyway was not left out because of the list).
     pub(crate) fn suppressed_read(
         &self,
         ctx: &TenantCtx,
         purpose: &str,
         id: &RecordId,
         e164: &str,
-        ev: &mut Event,
+        readable: bool,
     ) -> Result<bool, VaultError> {
         let lists = self.active_lists(ctx, Some(purpose))?;
         let Some(list) = self.listed_in(ctx, &lists, e164)? else {
             return Ok(false);
         };
-        ev.refused = true;
+        if !readable {
+            return Ok(true);
+        }
         let mut by = BTreeMap::new();
         by.insert(list.to_owned(), vec![id.0]);
         self.log_suppressed(&ctx.row.name, purpose, by)?;
