@@ -26,16 +26,6 @@ use phonevault::store::{Batch, SledStore, Store, Tree};
 use phonevault::vault::{list_digest, SuppressOptions, SUPPRESS_CHUNK};
 use phonevault_keys::{derive_tenant_keys, TenantSeed, VaultId};
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 /// Rows per second of normalize + blind index over the file, streamed as the import
 /// reads it, on one thread (the import normalizes on one thread too).
 fn compute_floor(path: &Path) -> f64 {
@@ -75,7 +65,7 @@ fn child(path: &Path) -> (f64, f64, f64, u64) {
         .suppress_import(&opts, std::io::BufReader::new(file), |_| Ok(()))
         .expect("suppress import");
     let rate = r.rows as f64 / t.elapsed().as_secs_f64();
-    let peak = peak_rss_mb();
+    let peak = common::peak_rss_mb();
     drop(vault);
     (rate, peak, compute_floor(path), r.count)
 }
@@ -108,7 +98,7 @@ fn storage_floor(n: u64) -> (f64, f64) {
         store.commit(&b).expect("commit");
     }
     store.flush().expect("flush");
-    (n as f64 / t.elapsed().as_secs_f64(), peak_rss_mb())
+    (n as f64 / t.elapsed().as_secs_f64(), common::peak_rss_mb())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -2341,35 +2341,19 @@ impl Vault {
             .into_iter()
             .filter(|l| l.suppresses_any(&opts.purposes))
             .collect();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
             let producer = s.spawn(move || {
-                let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
-                let mut record = csv::StringRecord::new();
-                loop {
-                    let line = rdr.position().line();
-                    match rdr.read_record(&mut record) {
-                        Ok(false) => break,
-                        Ok(true) => {
-                            let field = record.get(col).unwrap_or("");
-                            chunk.push(prepare(&ctx2, opts, (field, line, t), change));
-                        }
-                        Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
-                    }
-                    if chunk.len() == IMPORT_CHUNK
-                        && tx.send(Ok(std::mem::take(&mut chunk))).is_err()
-                    {
-                        return;
-                    }
-                }
-                if !chunk.is_empty() {
-                    let _ = tx.send(Ok(chunk));
-                }
+                read_chunks(
+                    (&mut rdr, col, IMPORT_CHUNK),
+                    &tx,
+                    |field, line| prepare(&ctx2, opts, (field, line, t), change),
+                    Prepared::Reject,
+                );
             });
             let mut result = Ok(());
             for chunk in rx.iter() {
-                let chunk = chunk?;
                 let turned_valid = chunk
                     .iter()
                     .filter(|p| matches!(p, Prepared::Ready(r) if r.turned_valid))
@@ -2596,6 +2580,34 @@ impl Vault {
             self.commit_audited_nowait(&mut batch, ev)?;
         }
         Ok((counts, rejects, suppressed))
+    }
+}
+
+/// Reads the CSV rows of an import file and sends them to `tx` in chunks of `size`,
+/// each row made by `row` from its field in column `col` and its line (or by
+/// `malformed` from the reject of a row the reader could not read). Stops early when
+/// the receiver is gone.
+pub(crate) fn read_chunks<R: std::io::Read, T>(
+    (rdr, col, size): (&mut csv::Reader<R>, usize, usize),
+    tx: &std::sync::mpsc::SyncSender<Vec<T>>,
+    mut row: impl FnMut(&str, u64) -> T,
+    malformed: impl Fn(Reject) -> T,
+) {
+    let mut chunk = Vec::with_capacity(size);
+    let mut record = csv::StringRecord::new();
+    loop {
+        let line = rdr.position().line();
+        match rdr.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => chunk.push(row(record.get(col).unwrap_or(""), line)),
+            Err(e) => chunk.push(malformed(Reject::malformed(&e, line))),
+        }
+        if chunk.len() == size && tx.send(std::mem::take(&mut chunk)).is_err() {
+            return;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(chunk);
     }
 }
 

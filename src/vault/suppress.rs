@@ -32,8 +32,8 @@ use bincode::{Decode, Encode};
 
 use super::audit::{Event, MAX_IDS_PER_ENTRY};
 use super::{
-    check_name, check_region_hint, decode_row, encode_row, import_column, import_reader, Reject,
-    TenantCtx, Vault, VaultError,
+    check_name, check_region_hint, decode_row, encode_row, import_column, import_reader,
+    read_chunks, Reject, TenantCtx, Vault, VaultError,
 };
 use crate::audit::{Entry, Outcome};
 use crate::phone;
@@ -453,38 +453,24 @@ impl Vault {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(CHANNEL_CHUNKS);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let producer = s.spawn(move || {
-                let mut chunk = Vec::with_capacity(SUPPRESS_CHUNK);
-                let mut record = csv::StringRecord::new();
-                loop {
-                    let line = rdr.position().line();
-                    match rdr.read_record(&mut record) {
-                        Ok(false) => break,
-                        Ok(true) => {
-                            let field = record.get(col).unwrap_or("");
-                            chunk.push(match list_digest(&index.index, field, region) {
-                                Ok(d) => {
-                                    let mut k = Vec::with_capacity(gen_prefix.len() + d.len());
-                                    k.extend_from_slice(gen_prefix);
-                                    k.extend_from_slice(&d);
-                                    Prepared::Entry(k)
-                                }
-                                Err(e) => Prepared::Reject(Reject {
-                                    line,
-                                    code: e.code(),
-                                    reason: e.to_string(),
-                                }),
-                            });
+                read_chunks(
+                    (rdr, col, SUPPRESS_CHUNK),
+                    &tx,
+                    |field, line| match list_digest(&index.index, field, region) {
+                        Ok(d) => {
+                            let mut k = Vec::with_capacity(gen_prefix.len() + d.len());
+                            k.extend_from_slice(gen_prefix);
+                            k.extend_from_slice(&d);
+                            Prepared::Entry(k)
                         }
-                        Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
-                    }
-                    if chunk.len() == SUPPRESS_CHUNK && tx.send(std::mem::take(&mut chunk)).is_err()
-                    {
-                        return;
-                    }
-                }
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
-                }
+                        Err(e) => Prepared::Reject(Reject {
+                            line,
+                            code: e.code(),
+                            reason: e.to_string(),
+                        }),
+                    },
+                    Prepared::Reject,
+                );
             });
             let mut result = Ok(());
             for chunk in rx.iter() {
