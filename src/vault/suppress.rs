@@ -46,10 +46,10 @@ pub const SUPPRESS_CHUNK: usize = 10_000;
 /// The MAC table name of list rows.
 const TABLE: &str = "suppress";
 /// Domain label of an entry's tag.
-pub const ENTRY_LABEL: &[u8] = b"phonevault/v1/suppress-entry";
+pub const ENTRY_LABEL: &[u8] = phonevault_keys::labels::SUPPRESS_ENTRY;
 /// Prefix of a list entry's digest: not the exact index's `e164:`, so that equal
 /// numbers do not give equal bytes in the two trees.
-pub const SUPPRESS_INDEX_PREFIX: &[u8] = b"suppress-e164:";
+pub const SUPPRESS_INDEX_PREFIX: &[u8] = phonevault_keys::labels::SUPPRESS_INDEX_PREFIX;
 const ROW_KIND: u8 = b'M';
 const ENTRY_KIND: u8 = b'E';
 const GENERATION_LEN: usize = 8;
@@ -951,6 +951,31 @@ mod tests {
             assert!(!k.windows(DIGEST_LEN).any(|w| w == index[0].as_slice()));
         }
         assert!(listed(&v, "+447400000001"));
+    }
+
+    /// Known answers, frozen: a change breaks every stored list (the entry keys and
+    /// tags of existing vaults). Both values were also computed apart from this code,
+    /// with Python's hmac and hashlib, from the construction in SECURITY.md (HKDF of
+    /// the index and row MAC keys, then the two HMACs).
+    #[test]
+    fn entry_digest_and_tag_known_answers() {
+        let keys = phonevault_keys::derive_tenant_keys(
+            &phonevault_keys::TenantSeed::from_bytes(&[7; 32]),
+            &phonevault_keys::VaultId([9; 16]),
+            "t",
+            1,
+        );
+        let digest = entry_digest(&keys.index, "+447400123958");
+        let mac = phonevault_keys::derive_vault_keys(
+            &phonevault_keys::VaultSeed::from_bytes(&[5; 32]),
+            &phonevault_keys::VaultId([9; 16]),
+        )
+        .row_mac;
+        let mut key = generation_prefix(1, "dnc", &[3; GENERATION_LEN]);
+        key.extend_from_slice(&digest);
+        let tag = entry_tag(&mac, &key);
+        assert_eq!(hex::encode(digest), "97cf7e8f0858d66f5dffbb5de5933163");
+        assert_eq!(hex::encode(tag), "4119b126ac0460ba238ec69f3630e8dc");
     }
 
     /// Lists of one tenant are invisible to another, and a name is no prefix of another.
