@@ -30,16 +30,6 @@ fn read_column(path: &Path) -> Vec<String> {
     text.lines().skip(1).map(str::to_owned).collect()
 }
 
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
-
 fn compute_floor(numbers: &[String]) -> f64 {
     let keys = derive_tenant_keys(&TenantSeed::generate(), &VaultId::generate(), "bench", 1);
     let t = Instant::now();
@@ -131,7 +121,7 @@ fn one_run(numbers_path: &Path, lookups: &[String], numbers: &[String]) -> Run {
         .import(&opts, std::io::BufReader::new(file), |_| Ok(()), |_| {})
         .expect("import");
     let import = summary.rows as f64 / t.elapsed().as_secs_f64();
-    let import_peak_mb = peak_rss_mb();
+    let import_peak_mb = common::peak_rss_mb();
     // The set was made with libphonenumber 9.0.43; the crate's older metadata rejects
     // a few numbers of newer ranges.
     assert_eq!(

@@ -3,6 +3,10 @@
 //! streamed from the same file, no storage (what the import's normalizing thread must
 //! do at the least).
 //!
+//! The storage floor is a bare sled store given as many entries of the same sizes
+//! (random keys, batches of the import's size, one flush), in its own process too, so
+//! that its peak RSS shows what sled itself holds for that many entries.
+//!
 //! Each import runs in its own process, so that its peak RSS (VmHWM) is its own: the
 //! 200k set (benches/data/numbers-200k.csv, mixed countries) and a synthetic list of
 //! `PHONEVAULT_BENCH_BIG` (default 2,000,000) UK mobile numbers, to show that memory
@@ -18,18 +22,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use phonevault::vault::{list_digest, SuppressOptions};
+use phonevault::store::{Batch, SledStore, Store, Tree};
+use phonevault::vault::{list_digest, SuppressOptions, SUPPRESS_CHUNK};
 use phonevault_keys::{derive_tenant_keys, TenantSeed, VaultId};
-
-fn peak_rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map_or(0.0, |kb| kb / 1024.0)
-}
 
 /// Rows per second of normalize + blind index over the file, streamed as the import
 /// reads it, on one thread (the import normalizes on one thread too).
@@ -70,9 +65,40 @@ fn child(path: &Path) -> (f64, f64, f64, u64) {
         .suppress_import(&opts, std::io::BufReader::new(file), |_| Ok(()))
         .expect("suppress import");
     let rate = r.rows as f64 / t.elapsed().as_secs_f64();
-    let peak = peak_rss_mb();
+    let peak = common::peak_rss_mb();
     drop(vault);
     (rate, peak, compute_floor(path), r.count)
+}
+
+/// Entries per second of bare sled batch writes of `n` entries the size of a list's
+/// (key 4 + 1 + 1 + 3 + 8 + 16 bytes, value 16), and the peak RSS (MB) after them.
+fn storage_floor(n: u64) -> (f64, f64) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = SledStore::open(tmp.path(), 64 << 20).expect("open sled");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let t = Instant::now();
+    let mut done = 0u64;
+    while done < n {
+        let mut b = Batch::default();
+        for _ in 0..SUPPRESS_CHUNK.min((n - done) as usize) {
+            let mut k = vec![
+                0, 0, 0, 1, b'E', 3, b'd', b'n', b'c', 7, 7, 7, 7, 7, 7, 7, 7,
+            ];
+            k.extend_from_slice(&next().to_le_bytes());
+            k.extend_from_slice(&next().to_le_bytes());
+            b.put(Tree::Suppress, k, next().to_le_bytes().repeat(2));
+            done += 1;
+        }
+        store.commit(&b).expect("commit");
+    }
+    store.flush().expect("flush");
+    (n as f64 / t.elapsed().as_secs_f64(), common::peak_rss_mb())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -90,46 +116,64 @@ fn synthetic(path: &Path, n: u64) {
     w.flush().expect("flush");
 }
 
+/// Runs this benchmark as a child with `var` set to `value`; returns its figures.
+fn child_figures(var: &str, value: &std::ffi::OsStr) -> Vec<f64> {
+    let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
+        .env(var, value)
+        .output()
+        .expect("run the benchmark child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+        panic!(
+            "benchmark run failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    line.split(' ')
+        .map(|x| x.parse().expect("figure"))
+        .collect()
+}
+
 fn measure(label: &str, path: &Path, runs: usize) {
     let mut all = Vec::new();
     for i in 0..runs {
-        let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
-            .env("PHONEVAULT_BENCH_CHILD", path)
-            .output()
-            .expect("run the benchmark child");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
-            panic!(
-                "benchmark run failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let v: Vec<f64> = line
-            .split(' ')
-            .map(|x| x.parse().expect("figure"))
-            .collect();
+        let mut v = child_figures("PHONEVAULT_BENCH_CHILD", path.as_os_str());
+        let floor = child_figures("PHONEVAULT_BENCH_FLOOR", v[3].to_string().as_ref());
+        v.extend(floor);
         println!(
-            "{label} run {}: suppress import {:.0} rows/s | compute floor {:.0} rows/s | import/floor {:.2} | peak RSS {:.0} MB | {} entries",
+            "{label} run {}: suppress import {:.0} rows/s (peak RSS {:.0} MB) | compute floor {:.0} rows/s | storage floor {:.0} entries/s (peak RSS {:.0} MB) | import/compute {:.2} | import/storage {:.2} | {} entries",
             i + 1,
             v[0],
-            v[2],
-            v[0] / v[2],
             v[1],
+            v[2],
+            v[4],
+            v[5],
+            v[0] / v[2],
+            v[0] / v[4],
             v[3]
         );
         all.push(v);
     }
     let m = |i: usize| median(all.iter().map(|v| v[i]).collect());
     println!(
-        "{label} median of {runs}: suppress import {:.0} rows/s | compute floor {:.0} rows/s | import/floor {:.2} | peak RSS {:.0} MB",
+        "{label} median of {runs}: suppress import {:.0} rows/s (peak RSS {:.0} MB) | compute floor {:.0} rows/s | storage floor {:.0} entries/s (peak RSS {:.0} MB) | import/compute {:.2} | import/storage {:.2}",
         m(0),
+        m(1),
         m(2),
+        m(4),
+        m(5),
         median(all.iter().map(|v| v[0] / v[2]).collect()),
-        m(1)
+        median(all.iter().map(|v| v[0] / v[4]).collect()),
     );
 }
 
 fn main() {
+    if let Some(n) = std::env::var_os("PHONEVAULT_BENCH_FLOOR") {
+        let n: u64 = n.to_string_lossy().parse().expect("entries");
+        let (rate, peak) = storage_floor(n);
+        println!("RESULT {rate} {peak}");
+        return;
+    }
     if let Some(path) = std::env::var_os("PHONEVAULT_BENCH_CHILD") {
         let (rate, peak, floor, count) = child(Path::new(&path));
         println!("RESULT {rate} {peak} {floor} {count}");

@@ -342,17 +342,6 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            walk(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn import_leaves_no_plaintext_number_on_disk_and_is_idempotent() {
     let e = Env::new();
@@ -416,7 +405,7 @@ fn import_leaves_no_plaintext_number_on_disk_and_is_idempotent() {
         }
     }
     let mut files = Vec::new();
-    walk(&e.vault, &mut files);
+    common::files_under(&e.vault, &mut files).unwrap();
     assert!(files.len() >= 2);
     // Every needle is a digit string (the '+' form contains the digits form), so one
     // pass over each file's runs of ASCII digits finds any of them.

@@ -389,18 +389,6 @@ fn imports_and_adds_report_listed_numbers_and_stats_count_them() {
     assert_eq!(st["suppression_lists"][0]["records"], 2, "{st}");
 }
 
-/// Collects every file under `dir`.
-fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[test]
 fn the_store_holds_no_number_of_a_list_and_backups_carry_lists() {
     let e = Env::new();
@@ -425,7 +413,7 @@ fn the_store_holds_no_number_of_a_list_and_backups_carry_lists() {
     needles.retain(|n| n.len() >= 6);
     assert!(needles.len() > 1900 && e164_rows.len() > 900);
     let mut files = Vec::new();
-    files_under(&e.vault, &mut files);
+    common::files_under(&e.vault, &mut files).unwrap();
     let digits_of = |bytes: &[u8]| -> Vec<String> {
         bytes
             .split(|b| !b.is_ascii_digit())

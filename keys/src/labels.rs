@@ -54,5 +54,11 @@ pub const KEY_FILE_KEK: &[u8] = b"phonevault/v1/key-file-kek";
 pub const PKCS11_KEK: &[u8] = b"phonevault/v1/pkcs11-kek";
 /// First part of the AAD under which the HSM seals a PKCS#11 slot's secret.
 pub const PKCS11_SEAL: &[u8] = b"phonevault/v1/pkcs11-seal";
+/// Prefix of a suppression-list entry's blind index: `HMAC(index key, label ‖ E.164)`,
+/// not the exact index's `e164:`, so a list entry and a record's index entry of the
+/// same number share no bytes.
+pub const SUPPRESS_INDEX_PREFIX: &[u8] = b"suppress-e164:";
+/// First part of a suppression-list entry's tag under the row MAC key.
+pub const SUPPRESS_ENTRY: &[u8] = b"phonevault/v1/suppress-entry";
 /// Prefix hashed with the audit key to evolve it: `K(i+1) = SHA-256(label ‖ K(i))`.
 pub const AUDIT_KEY_EVOLVE: &[u8] = b"phonevault/v1/audit-key-evolve";

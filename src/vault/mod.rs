@@ -1631,11 +1631,12 @@ impl Vault {
                 return Ok(None);
             };
             ev.touch(&id);
-            if !self.readable(&ctx, &body, purpose, self.now()) {
+            let readable = self.readable(&ctx, &body, purpose, self.now());
+            // Looked up whether readable or not: a refused read does the work of a
+            // suppressed one (and of an absent one, see `read_decoy`).
+            let listed = self.suppressed_read(&ctx, purpose, &id, &body.e164, readable)?;
+            if !readable || listed {
                 ev.refused = true;
-                return Ok(None);
-            }
-            if self.suppressed_read(&ctx, purpose, &id, &body.e164, ev)? {
                 return Ok(None);
             }
             Ok(Some(Self::found(id, &body)))
@@ -1807,11 +1808,12 @@ impl Vault {
                 return Ok(None);
             };
             ev.touch(&id);
-            if !self.readable(&ctx, &body, purpose, self.now()) {
+            let readable = self.readable(&ctx, &body, purpose, self.now());
+            // Looked up whether readable or not: a refused read does the work of a
+            // suppressed one (and of an absent one, see `read_decoy`).
+            let listed = self.suppressed_read(&ctx, purpose, &id, &body.e164, readable)?;
+            if !readable || listed {
                 ev.refused = true;
-                return Ok(None);
-            }
-            if self.suppressed_read(&ctx, purpose, &id, &body.e164, ev)? {
                 return Ok(None);
             }
             Ok(Some(Self::found(id, &body)))
@@ -2076,31 +2078,20 @@ impl Vault {
             .into_iter()
             .filter(|l| l.suppresses_any(&opts.purposes))
             .collect();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Prepared>, VaultError>>(4);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(4);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let ctx2 = ctx.clone();
             let producer = s.spawn(move || {
-                let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
-                for row in rows {
-                    match row {
-                        ImportRow::Number { phone, line } => {
-                            chunk.push(prepare(&ctx2, opts, (&phone, line, t), change));
-                        }
-                        ImportRow::Unreadable(r) => chunk.push(Prepared::Reject(r)),
-                    }
-                    if chunk.len() == IMPORT_CHUNK
-                        && tx.send(Ok(std::mem::take(&mut chunk))).is_err()
-                    {
-                        return;
-                    }
-                }
-                if !chunk.is_empty() {
-                    let _ = tx.send(Ok(chunk));
-                }
+                send_chunks(
+                    rows,
+                    IMPORT_CHUNK,
+                    &tx,
+                    |field, line| prepare(&ctx2, opts, (field, line, t), change),
+                    Prepared::Reject,
+                );
             });
             let mut result = Ok(());
             for chunk in rx.iter() {
-                let chunk = chunk?;
                 let turned_valid = chunk
                     .iter()
                     .filter(|p| matches!(p, Prepared::Ready(r) if r.turned_valid))
@@ -2326,6 +2317,43 @@ impl Vault {
         }
         Ok((counts, rejects, suppressed))
     }
+}
+
+/// Sends `rows` to `tx` in chunks of `size`, each made by `row` from the number as
+/// given and its position (or by `malformed` from the reject of a row that could not
+/// be read). Stops early when the receiver is gone.
+pub(crate) fn send_chunks<T>(
+    rows: impl Iterator<Item = ImportRow>,
+    size: usize,
+    tx: &std::sync::mpsc::SyncSender<Vec<T>>,
+    mut row: impl FnMut(&str, u64) -> T,
+    malformed: impl Fn(Reject) -> T,
+) {
+    let mut chunk = Vec::with_capacity(size);
+    for r in rows {
+        chunk.push(match r {
+            ImportRow::Number { phone, line } => row(&phone, line),
+            ImportRow::Unreadable(reject) => malformed(reject),
+        });
+        if chunk.len() == size && tx.send(std::mem::take(&mut chunk)).is_err() {
+            return;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(chunk);
+    }
+}
+
+/// [`send_chunks`] of the CSV rows of `rdr`'s column `col`.
+pub(crate) fn read_chunks<R: std::io::Read, T>(
+    (rdr, col, size): (&mut csv::Reader<R>, usize, usize),
+    tx: &std::sync::mpsc::SyncSender<Vec<T>>,
+    row: impl FnMut(&str, u64) -> T,
+    malformed: impl Fn(Reject) -> T,
+) {
+    let mut record = csv::StringRecord::new();
+    let rows = std::iter::from_fn(|| rows::next_csv_row(rdr, col, &mut record));
+    send_chunks(rows, size, tx, row, malformed);
 }
 
 struct ReadyRow {

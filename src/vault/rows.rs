@@ -87,15 +87,23 @@ impl<R: std::io::Read> Iterator for CsvRows<R> {
     type Item = ImportRow;
 
     fn next(&mut self) -> Option<ImportRow> {
-        let line = self.rdr.position().line();
-        let row = match self.rdr.read_record(&mut self.record) {
-            Ok(false) => return None,
-            Ok(true) => ImportRow::Number {
-                phone: Zeroizing::new(self.record.get(self.col).unwrap_or("").to_owned()),
-                line,
-            },
-            Err(e) => ImportRow::Unreadable(Reject::malformed(&e, line)),
-        };
-        Some(row)
+        next_csv_row(&mut self.rdr, self.col, &mut self.record)
     }
+}
+
+/// The next row of `rdr`: column `col` of its next record, read into `record`.
+pub(crate) fn next_csv_row<R: std::io::Read>(
+    rdr: &mut csv::Reader<R>,
+    col: usize,
+    record: &mut csv::StringRecord,
+) -> Option<ImportRow> {
+    let line = rdr.position().line();
+    Some(match rdr.read_record(record) {
+        Ok(false) => return None,
+        Ok(true) => ImportRow::Number {
+            phone: Zeroizing::new(record.get(col).unwrap_or("").to_owned()),
+            line,
+        },
+        Err(e) => ImportRow::Unreadable(Reject::malformed(&e, line)),
+    })
 }

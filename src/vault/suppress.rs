@@ -32,8 +32,8 @@ use bincode::{Decode, Encode};
 
 use super::audit::{Event, MAX_IDS_PER_ENTRY};
 use super::{
-    check_name, check_region_hint, decode_row, encode_row, import_column, import_reader, Reject,
-    TenantCtx, Vault, VaultError,
+    check_name, check_region_hint, decode_row, encode_row, import_column, import_reader,
+    read_chunks, Reject, TenantCtx, Vault, VaultError,
 };
 use crate::audit::{Entry, Outcome};
 use crate::phone;
@@ -46,10 +46,10 @@ pub const SUPPRESS_CHUNK: usize = 10_000;
 /// The MAC table name of list rows.
 const TABLE: &str = "suppress";
 /// Domain label of an entry's tag.
-pub const ENTRY_LABEL: &[u8] = b"phonevault/v1/suppress-entry";
+pub const ENTRY_LABEL: &[u8] = phonevault_keys::labels::SUPPRESS_ENTRY;
 /// Prefix of a list entry's digest: not the exact index's `e164:`, so that equal
 /// numbers do not give equal bytes in the two trees.
-pub const SUPPRESS_INDEX_PREFIX: &[u8] = b"suppress-e164:";
+pub const SUPPRESS_INDEX_PREFIX: &[u8] = phonevault_keys::labels::SUPPRESS_INDEX_PREFIX;
 const ROW_KIND: u8 = b'M';
 const ENTRY_KIND: u8 = b'E';
 const GENERATION_LEN: usize = 8;
@@ -317,21 +317,24 @@ impl Vault {
             .map_err(|e| VaultError::AuditUnavailable(Box::new(e)))
     }
 
-    /// For one-record reads: whether the lists for `purpose` suppress `e164`, noting
-    /// the refusal and logging it when they do.
+    /// For one-record reads: whether the lists for `purpose` suppress `e164`; logged
+    /// as a `suppressed:<list>` entry when the record was `readable` otherwise (a
+    /// record refused anyway was not left out because of the list).
     pub(crate) fn suppressed_read(
         &self,
         ctx: &TenantCtx,
         purpose: &str,
         id: &RecordId,
         e164: &str,
-        ev: &mut Event,
+        readable: bool,
     ) -> Result<bool, VaultError> {
         let lists = self.active_lists(ctx, Some(purpose))?;
         let Some(list) = self.listed_in(ctx, &lists, e164)? else {
             return Ok(false);
         };
-        ev.refused = true;
+        if !readable {
+            return Ok(true);
+        }
         let mut by = BTreeMap::new();
         by.insert(list.to_owned(), vec![id.0]);
         self.log_suppressed(&ctx.row.name, purpose, by)?;
@@ -451,38 +454,24 @@ impl Vault {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(CHANNEL_CHUNKS);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let producer = s.spawn(move || {
-                let mut chunk = Vec::with_capacity(SUPPRESS_CHUNK);
-                let mut record = csv::StringRecord::new();
-                loop {
-                    let line = rdr.position().line();
-                    match rdr.read_record(&mut record) {
-                        Ok(false) => break,
-                        Ok(true) => {
-                            let field = record.get(col).unwrap_or("");
-                            chunk.push(match list_digest(&index.index, field, region) {
-                                Ok(d) => {
-                                    let mut k = Vec::with_capacity(gen_prefix.len() + d.len());
-                                    k.extend_from_slice(gen_prefix);
-                                    k.extend_from_slice(&d);
-                                    Prepared::Entry(k)
-                                }
-                                Err(e) => Prepared::Reject(Reject {
-                                    line,
-                                    code: e.code(),
-                                    reason: e.to_string(),
-                                }),
-                            });
+                read_chunks(
+                    (rdr, col, SUPPRESS_CHUNK),
+                    &tx,
+                    |field, line| match list_digest(&index.index, field, region) {
+                        Ok(d) => {
+                            let mut k = Vec::with_capacity(gen_prefix.len() + d.len());
+                            k.extend_from_slice(gen_prefix);
+                            k.extend_from_slice(&d);
+                            Prepared::Entry(k)
                         }
-                        Err(e) => chunk.push(Prepared::Reject(Reject::malformed(&e, line))),
-                    }
-                    if chunk.len() == SUPPRESS_CHUNK && tx.send(std::mem::take(&mut chunk)).is_err()
-                    {
-                        return;
-                    }
-                }
-                if !chunk.is_empty() {
-                    let _ = tx.send(chunk);
-                }
+                        Err(e) => Prepared::Reject(Reject {
+                            line,
+                            code: e.code(),
+                            reason: e.to_string(),
+                        }),
+                    },
+                    Prepared::Reject,
+                );
             });
             let mut result = Ok(());
             for chunk in rx.iter() {
@@ -962,6 +951,31 @@ mod tests {
             assert!(!k.windows(DIGEST_LEN).any(|w| w == index[0].as_slice()));
         }
         assert!(listed(&v, "+447400000001"));
+    }
+
+    /// Known answers, frozen: a change breaks every stored list (the entry keys and
+    /// tags of existing vaults). Both values were also computed apart from this code,
+    /// with Python's hmac and hashlib, from the construction in SECURITY.md (HKDF of
+    /// the index and row MAC keys, then the two HMACs).
+    #[test]
+    fn entry_digest_and_tag_known_answers() {
+        let keys = phonevault_keys::derive_tenant_keys(
+            &phonevault_keys::TenantSeed::from_bytes(&[7; 32]),
+            &phonevault_keys::VaultId([9; 16]),
+            "t",
+            1,
+        );
+        let digest = entry_digest(&keys.index, "+447400123958");
+        let mac = phonevault_keys::derive_vault_keys(
+            &phonevault_keys::VaultSeed::from_bytes(&[5; 32]),
+            &phonevault_keys::VaultId([9; 16]),
+        )
+        .row_mac;
+        let mut key = generation_prefix(1, "dnc", &[3; GENERATION_LEN]);
+        key.extend_from_slice(&digest);
+        let tag = entry_tag(&mac, &key);
+        assert_eq!(hex::encode(digest), "97cf7e8f0858d66f5dffbb5de5933163");
+        assert_eq!(hex::encode(tag), "4119b126ac0460ba238ec69f3630e8dc");
     }
 
     /// Lists of one tenant are invisible to another, and a name is no prefix of another.

@@ -19,3 +19,17 @@ pub fn phonevault(vault: &Path, pass: &str, args: &[&str]) -> Command {
         .stdin(Stdio::null());
     c
 }
+
+/// Every file under `dir`, recursively.
+#[allow(dead_code)] // not every test binary scans a directory
+pub fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let p = entry?.path();
+        if p.is_dir() {
+            files_under(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
