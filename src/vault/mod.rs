@@ -2344,18 +2344,6 @@ pub(crate) fn send_chunks<T>(
     }
 }
 
-/// [`send_chunks`] of the CSV rows of `rdr`'s column `col`.
-pub(crate) fn read_chunks<R: std::io::Read, T>(
-    (rdr, col, size): (&mut csv::Reader<R>, usize, usize),
-    tx: &std::sync::mpsc::SyncSender<Vec<T>>,
-    row: impl FnMut(&str, u64) -> T,
-    malformed: impl Fn(Reject) -> T,
-) {
-    let mut record = csv::StringRecord::new();
-    let rows = std::iter::from_fn(|| rows::next_csv_row(rdr, col, &mut record));
-    send_chunks(rows, size, tx, row, malformed);
-}
-
 struct ReadyRow {
     line: u64,
     id: RecordId,

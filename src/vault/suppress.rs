@@ -32,8 +32,8 @@ use bincode::{Decode, Encode};
 
 use super::audit::{Event, MAX_IDS_PER_ENTRY};
 use super::{
-    check_name, check_region_hint, decode_row, encode_row, import_column, import_reader,
-    read_chunks, Reject, TenantCtx, Vault, VaultError,
+    check_name, check_region_hint, decode_row, encode_row, send_chunks, CsvRows, ImportRow, Reject,
+    TenantCtx, Vault, VaultError,
 };
 use crate::audit::{Entry, Outcome};
 use crate::phone;
@@ -180,6 +180,18 @@ fn generation_prefix(tid: u32, name: &str, generation: &[u8; GENERATION_LEN]) ->
 }
 
 /// The tag of an entry: only the holder of the row MAC key can add one.
+/// An upload id as [`Vault::suppress_upload_begin`] gave it: the generation in hex.
+fn parse_upload(upload: &str) -> Result<[u8; GENERATION_LEN], VaultError> {
+    let mut g = [0u8; GENERATION_LEN];
+    match hex::decode_to_slice(upload, &mut g) {
+        Ok(()) => Ok(g),
+        Err(_) => Err(VaultError::InvalidArgument(format!(
+            "an upload id is {} hex digits, as the upload's start answered",
+            2 * GENERATION_LEN
+        ))),
+    }
+}
+
 fn entry_tag(mac: &phonevault_keys::MacKey, key: &[u8]) -> [u8; TAG_LEN] {
     let full = mac.tag(&[ENTRY_LABEL, key]);
     let mut t = [0u8; TAG_LEN];
@@ -371,91 +383,237 @@ impl Vault {
         check_name("list name", &opts.list)?;
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_region_hint(opts.region.as_deref())?;
-        let mut rdr = import_reader(input);
-        let col = import_column(&mut rdr, &opts.column)?;
+        let rows = CsvRows::new(input, &opts.column)?;
         // One import of a list at a time in this process: a second one would sweep
         // the first's entries as abandoned.
         let _one = self
             .suppress_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let tid = ctx.row.id;
-        let rk = row_key(tid, &opts.list);
-        let prev_bytes = self.store.get(Tree::Suppress, &rk)?;
-        let prev: Option<ListRow> = prev_bytes
-            .as_deref()
-            .map(|b| decode_row(&self.row_mac, TABLE, &rk, b))
-            .transpose()?;
-        let mut report = SuppressReport {
-            list: opts.list.clone(),
-            replaced: prev.as_ref().map(|p| p.version),
-            ..SuppressReport::default()
-        };
-        // What a crashed or failed import of this list left behind.
-        report.removed += self.delete_generations(tid, &opts.list, prev.as_ref())?;
-        let mut generation = [0u8; GENERATION_LEN];
-        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut generation);
-        let gen_prefix = generation_prefix(tid, &opts.list, &generation);
+        let (generation, mut report) = self.begin_generation(&ctx, &opts.list)?;
+        let gen_prefix = generation_prefix(ctx.row.id, &opts.list, &generation);
         let index = ctx.index()?;
         let written = self.write_list_entries(
             (index, &gen_prefix),
-            opts,
-            (&mut rdr, col),
+            opts.region.as_deref(),
+            rows,
             &mut report,
             &mut on_reject,
         );
-        let flipped = written.and_then(|()| {
-            report.count = self.count_entries(&gen_prefix)?;
-            let row = ListRow {
-                name: opts.list.clone(),
-                version: prev.as_ref().map_or(1, |p| p.version.saturating_add(1)),
-                generation,
-                purposes: opts.purposes.clone(),
-                count: report.count,
-                imported_at: self.now(),
-                index_version: index.version,
-            };
-            report.version = row.version;
-            // The flip: the new version is in force from this commit on, and not a
-            // moment before.
-            let mut b = Batch::default();
-            b.guard(Tree::Suppress, rk.clone(), prev_bytes.clone());
-            b.put(
-                Tree::Suppress,
-                rk.clone(),
-                encode_row(&self.row_mac, TABLE, &rk, &row),
-            );
-            self.commit_audited(&mut b, ev)
-        });
-        if let Err(e) = flipped {
-            // Best effort: the entries are unreachable either way, and the next
-            // import of the list sweeps what is left.
+        match written {
+            Ok(()) => {
+                self.flip_generation(&ctx, &opts.list, generation, &opts.purposes, report, ev)
+            }
+            Err(e) => {
+                // Best effort: the entries are unreachable either way, and the next
+                // import of the list sweeps what is left.
+                let _ = self.delete_prefix(&gen_prefix);
+                Err(e)
+            }
+        }
+    }
+
+    /// A fresh generation for a new version of `list`, after sweeping what failed or
+    /// abandoned imports left; the report names the version it will replace.
+    fn begin_generation(
+        &self,
+        ctx: &TenantCtx,
+        list: &str,
+    ) -> Result<([u8; GENERATION_LEN], SuppressReport), VaultError> {
+        let prev = self.list_row(ctx, list)?.map(|(_, row)| row);
+        let mut report = SuppressReport {
+            list: list.to_owned(),
+            replaced: prev.as_ref().map(|p| p.version),
+            ..SuppressReport::default()
+        };
+        report.removed += self.delete_generations(ctx.row.id, list, prev.as_ref())?;
+        let mut generation = [0u8; GENERATION_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut generation);
+        Ok((generation, report))
+    }
+
+    /// The list's row (its stored bytes and decoded form), if it has one.
+    fn list_row(
+        &self,
+        ctx: &TenantCtx,
+        list: &str,
+    ) -> Result<Option<(Vec<u8>, ListRow)>, VaultError> {
+        let rk = row_key(ctx.row.id, list);
+        let Some(bytes) = self.store.get(Tree::Suppress, &rk)? else {
+            return Ok(None);
+        };
+        let row = decode_row(&self.row_mac, TABLE, &rk, &bytes)?;
+        Ok(Some((bytes, row)))
+    }
+
+    /// Puts `generation` in force as the list's next version (one guarded, audited
+    /// batch: in force from this commit on, and not a moment before), then deletes
+    /// the version it replaced.
+    fn flip_generation(
+        &self,
+        ctx: &TenantCtx,
+        list: &str,
+        generation: [u8; GENERATION_LEN],
+        purposes: &[String],
+        mut report: SuppressReport,
+        ev: &mut Event,
+    ) -> Result<SuppressReport, VaultError> {
+        let tid = ctx.row.id;
+        let gen_prefix = generation_prefix(tid, list, &generation);
+        let prev = self.list_row(ctx, list)?;
+        if prev
+            .as_ref()
+            .is_some_and(|(_, p)| p.generation == generation)
+        {
+            return Err(VaultError::InvalidArgument(
+                "that upload is already the list's version in force".into(),
+            ));
+        }
+        report.count = self.count_entries(&gen_prefix)?;
+        let index = ctx.index()?;
+        let row = ListRow {
+            name: list.to_owned(),
+            version: prev
+                .as_ref()
+                .map_or(1, |(_, p)| p.version.saturating_add(1)),
+            generation,
+            purposes: purposes.to_vec(),
+            count: report.count,
+            imported_at: self.now(),
+            index_version: index.version,
+        };
+        report.version = row.version;
+        report.replaced = prev.as_ref().map(|(_, p)| p.version);
+        let rk = row_key(tid, list);
+        let mut b = Batch::default();
+        b.guard(
+            Tree::Suppress,
+            rk.clone(),
+            prev.as_ref().map(|(b, _)| b.clone()),
+        );
+        b.put(
+            Tree::Suppress,
+            rk.clone(),
+            encode_row(&self.row_mac, TABLE, &rk, &row),
+        );
+        if let Err(e) = self.commit_audited(&mut b, ev) {
             let _ = self.delete_prefix(&gen_prefix);
             return Err(e);
         }
-        if let Some(p) = &prev {
-            report.removed +=
-                self.delete_prefix(&generation_prefix(tid, &opts.list, &p.generation))?;
+        if let Some((_, p)) = &prev {
+            report.removed += self.delete_prefix(&generation_prefix(tid, list, &p.generation))?;
         }
         Ok(report)
     }
 
-    /// Streams the file's numbers into entries under `gen_prefix`, in batches of
-    /// [`SUPPRESS_CHUNK`]: a second thread parses and keys while this one writes.
-    fn write_list_entries<R: std::io::Read + Send>(
+    /// Starts a list import over several requests (the socket's way to load a list too
+    /// large for one request): sweeps what earlier failed or abandoned imports of the
+    /// list left (an upload of the same list still in progress is abandoned with them)
+    /// and returns the new upload's id. The version in force stays in force until
+    /// [`Vault::suppress_upload_commit`].
+    ///
+    /// # Errors
+    /// [`VaultError::UnknownTenant`], [`VaultError::InvalidName`], store errors.
+    pub fn suppress_upload_begin(&self, tenant: &str, list: &str) -> Result<String, VaultError> {
+        self.audited("suppress-upload", Some(tenant), None, |_| {
+            let ctx = self.tenant(tenant)?;
+            check_name("list name", list)?;
+            let _one = self
+                .suppress_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let (generation, _) = self.begin_generation(&ctx, list)?;
+            Ok(hex::encode(generation))
+        })
+    }
+
+    /// Adds rows to upload `upload` of `list` (entries only: nothing is in force yet).
+    ///
+    /// # Errors
+    /// [`VaultError::InvalidArgument`] for an upload id that is malformed or the
+    /// version in force; as [`Vault::suppress_import`].
+    pub fn suppress_upload_rows(
+        &self,
+        tenant: &str,
+        (list, upload): (&str, &str),
+        region: Option<&str>,
+        rows: impl IntoIterator<Item = ImportRow, IntoIter: Send>,
+        mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
+    ) -> Result<SuppressReport, VaultError> {
+        self.audited("suppress-upload-rows", Some(tenant), None, |_| {
+            let ctx = self.tenant(tenant)?;
+            check_name("list name", list)?;
+            check_region_hint(region)?;
+            let generation = parse_upload(upload)?;
+            if self
+                .list_row(&ctx, list)?
+                .is_some_and(|(_, p)| p.generation == generation)
+            {
+                return Err(VaultError::InvalidArgument(
+                    "that upload is already the list's version in force: start a new one".into(),
+                ));
+            }
+            let mut report = SuppressReport {
+                list: list.to_owned(),
+                ..SuppressReport::default()
+            };
+            let index = ctx.index()?;
+            self.write_list_entries(
+                (index, &generation_prefix(ctx.row.id, list, &generation)),
+                region,
+                rows.into_iter(),
+                &mut report,
+                &mut on_reject,
+            )?;
+            Ok(report)
+        })
+    }
+
+    /// Puts upload `upload` in force as the next version of `list`, suppressing
+    /// `purposes`; the version it replaces is deleted.
+    ///
+    /// # Errors
+    /// As [`Vault::suppress_upload_rows`]; [`VaultError::Store`] `Conflict` when
+    /// another import of the list committed meanwhile.
+    pub fn suppress_upload_commit(
+        &self,
+        tenant: &str,
+        (list, upload): (&str, &str),
+        purposes: &[String],
+    ) -> Result<SuppressReport, VaultError> {
+        self.audited("suppress-import", Some(tenant), None, |ev| {
+            let ctx = self.tenant(tenant)?;
+            check_name("list name", list)?;
+            Self::check_purposes(&ctx, purposes)?;
+            let generation = parse_upload(upload)?;
+            let _one = self
+                .suppress_lock
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let report = SuppressReport {
+                list: list.to_owned(),
+                ..SuppressReport::default()
+            };
+            self.flip_generation(&ctx, list, generation, purposes, report, ev)
+        })
+    }
+
+    /// Streams `rows` into entries under `gen_prefix`, in batches of
+    /// [`SUPPRESS_CHUNK`]: a second thread normalizes and keys while this one writes.
+    fn write_list_entries(
         &self,
         (index, gen_prefix): (&phonevault_keys::TenantKeys, &[u8]),
-        opts: &SuppressOptions,
-        (rdr, col): (&mut csv::Reader<R>, usize),
+        region: Option<&str>,
+        rows: impl Iterator<Item = ImportRow> + Send,
         report: &mut SuppressReport,
         on_reject: &mut impl FnMut(Reject) -> Result<(), VaultError>,
     ) -> Result<(), VaultError> {
-        let region = opts.region.as_deref();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Prepared>>(CHANNEL_CHUNKS);
         std::thread::scope(|s| -> Result<(), VaultError> {
             let producer = s.spawn(move || {
-                read_chunks(
-                    (rdr, col, SUPPRESS_CHUNK),
+                send_chunks(
+                    rows,
+                    SUPPRESS_CHUNK,
                     &tx,
                     |field, line| match list_digest(&index.index, field, region) {
                         Ok(d) => {
@@ -825,6 +983,74 @@ mod tests {
 
     fn import(v: &Vault, list: &str, csv: &str) -> Result<SuppressReport, VaultError> {
         v.suppress_import(&opts(list), csv.as_bytes(), |_| Ok(()))
+    }
+
+    fn rows(start: u32, n: u32) -> Vec<ImportRow> {
+        (start..start + n)
+            .enumerate()
+            .map(|(i, k)| ImportRow::Number {
+                phone: zeroize::Zeroizing::new(format!("+44740{k:07}")),
+                line: i as u64,
+            })
+            .collect()
+    }
+
+    /// An upload over several requests: nothing is in force before its commit, the
+    /// version it replaces stays whole until then, and an upload cannot be reused.
+    #[test]
+    fn an_upload_in_parts_is_in_force_only_once_committed() {
+        let (v, _) = vault();
+        import(&v, "dnc", &file(0, 10)).unwrap();
+        let up = v.suppress_upload_begin("t", "dnc").unwrap();
+        assert_eq!(up.len(), 2 * GENERATION_LEN);
+        let r = v
+            .suppress_upload_rows("t", ("dnc", &up), None, rows(100, 5), |_| Ok(()))
+            .unwrap();
+        assert_eq!(r.rows, 5);
+        let mut rejects = Vec::new();
+        let bad = vec![ImportRow::Number {
+            phone: zeroize::Zeroizing::new("not a number".into()),
+            line: 0,
+        }];
+        let r = v
+            .suppress_upload_rows(
+                "t",
+                ("dnc", &up),
+                None,
+                rows(105, 5).into_iter().chain(bad),
+                |r| {
+                    rejects.push(r);
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert_eq!((r.rows, r.rejected, rejects.len()), (6, 1, 1));
+        // Not in force yet: the old version is.
+        assert!(listed(&v, "+447400000003"));
+        assert!(!listed(&v, "+447400000103"));
+        let marketing = ["marketing".to_owned()];
+        let done = v
+            .suppress_upload_commit("t", ("dnc", &up), &marketing)
+            .unwrap();
+        assert_eq!((done.version, done.count, done.replaced), (2, 10, Some(1)));
+        assert!(!listed(&v, "+447400000003"));
+        assert!(listed(&v, "+447400000103") && listed(&v, "+447400000109"));
+        // The version in force takes no more rows and is not committed again.
+        assert!(v
+            .suppress_upload_rows("t", ("dnc", &up), None, rows(200, 1), |_| Ok(()))
+            .is_err());
+        assert!(v
+            .suppress_upload_commit("t", ("dnc", &up), &marketing)
+            .is_err());
+        assert!(v
+            .suppress_upload_rows("t", ("dnc", "zz"), None, rows(200, 1), |_| Ok(()))
+            .is_err());
+        // An upload begun and abandoned leaves the version in force whole.
+        let abandoned = v.suppress_upload_begin("t", "dnc").unwrap();
+        v.suppress_upload_rows("t", ("dnc", &abandoned), None, rows(300, 3), |_| Ok(()))
+            .unwrap();
+        assert!(!listed(&v, "+447400000300"));
+        assert_eq!(v.suppress_lists("t").unwrap()[0].count, 10);
     }
 
     /// Issue 16: a refresh that fails part-way (here: the disk fills after its
