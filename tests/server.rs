@@ -1011,6 +1011,7 @@ fn the_audit_report_names_the_token_its_peer_and_exactly_what_it_did() {
 fn every_route_needs_the_role_its_document_names() {
     let (env, t) = setup();
     let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
+    let shop_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
     let s = env.serve(&[]);
     unseal(&s);
     let doc: Value = serde_json::from_str(phonevault::server::OPENAPI).unwrap();
@@ -1026,6 +1027,7 @@ fn every_route_needs_the_role_its_document_names() {
             "writer" => Some(&t.writer),
             "auditor" => Some(&t.auditor),
             "inbound" => Some(&inbound),
+            "admin" => Some(&shop_admin),
             _ => None,
         }
     };
@@ -1043,6 +1045,8 @@ fn every_route_needs_the_role_its_document_names() {
             "stats" => json!({}),
             "inbound-sms" => json!({"from": NUMBER, "to": NUMBER, "body": "HELP"}),
             "tokens" => json!({"tenant": "shop", "role": "reader"}),
+            "rows" => json!({"phones": [NUMBER]}),
+            "commit" => json!({"purposes": ["marketing"]}),
             _ => json!({}),
         }
     };
@@ -1072,13 +1076,21 @@ fn every_route_needs_the_role_its_document_names() {
                     .is_none();
             let mut concrete = path
                 .replace("{tenant}", "shop")
-                .replace("{id}", "0123456789abcdef0123456789abcdef");
+                .replace("{id}", "0123456789abcdef0123456789abcdef")
+                .replace("{list}", "dnc")
+                .replace("{upload}", "0123456789abcdef");
             if method == "get" && path.ends_with("/numbers/{id}") {
                 // Its query is parsed before the token is looked at.
                 concrete.push_str("?purpose=otp");
             }
             let m = method.to_uppercase();
             let b = serde_json::to_vec(&body(path)).unwrap();
+            if role == "admin" {
+                // Only a tenant admin: every other role is refused below.
+                let (st, v) = s.call(&m, &concrete, Some(&shop_admin), &b);
+                assert_ne!(st, 403, "{m} {path} with a tenant admin token: {v}");
+                checked += 1;
+            }
             for other in ["vault-admin", "reader", "writer", "auditor", "inbound"] {
                 if other == role && ending {
                     continue;
@@ -1745,4 +1757,87 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
     assert_eq!(receipts[0]["sha256"], digest.as_str());
     let text = env.ok(&["subject", "--tenant", "shop", "--phone", NUMBER]);
     assert!(text.contains("consent since withdrawn"), "{text}");
+}
+
+/// Issue 16: a tenant admin loads a suppression list through the socket in parts
+/// (nothing in force before the commit), marketing lookups of listed numbers are
+/// refused while otp ones are not, the list is listed and dropped, and the store holds
+/// no number of it.
+#[test]
+fn suppression_lists_through_the_socket() {
+    let (env, t) = setup();
+    let listed = "+447400123959";
+    for n in [NUMBER, listed] {
+        env.ok(&[
+            "add",
+            "--tenant",
+            "shop",
+            "--phone",
+            n,
+            "--consent",
+            "otp,marketing",
+        ]);
+    }
+    let admin = env.token(&["--tenant", "shop", "--role", "admin"]);
+    let s = env.serve(&[]);
+    unseal(&s);
+    let lists = "/v1/tenants/shop/suppression-lists";
+    let (st, v) = s.post(&format!("{lists}/dnc/uploads"), Some(&admin), json!({}));
+    assert_eq!(st, 200, "{v}");
+    let upload = v["upload"].as_str().unwrap().to_owned();
+    let rows = format!("{lists}/dnc/uploads/{upload}/rows");
+    let (st, v) = s.post(&rows, Some(&admin), json!({"phones": [listed, "+44 12"]}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (v["rows"].as_u64(), v["rejected"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(v["errors"][0]["index"], 1);
+    assert!(!v.to_string().contains("+44 12"), "{v}");
+    let lookup = |n: &str, purpose: &str| {
+        s.post(
+            "/v1/tenants/shop/lookup",
+            Some(&t.revealer),
+            json!({"phone": n, "purpose": purpose}),
+        )
+        .0
+    };
+    assert_eq!(
+        lookup(listed, "marketing"),
+        200,
+        "not in force before the commit"
+    );
+    let commit = format!("{lists}/dnc/uploads/{upload}/commit");
+    let (st, v) = s.post(&commit, Some(&t.writer), json!({"purposes": ["marketing"]}));
+    assert_eq!(
+        (st, code(&v)),
+        (403, "forbidden"),
+        "a writer manages no list"
+    );
+    let (st, v) = s.post(&commit, Some(&admin), json!({"purposes": ["marketing"]}));
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (v["version"].as_u64(), v["count"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(lookup(listed, "marketing"), 404);
+    assert_eq!(lookup(listed, "otp"), 200);
+    assert_eq!(lookup(NUMBER, "marketing"), 200);
+    let (st, v) = s.call("GET", lists, Some(&admin), b"");
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["lists"][0]["name"], "dnc");
+    assert_eq!(v["lists"][0]["purposes"], json!(["marketing"]));
+    // The committed upload takes no more rows.
+    let (st, _) = s.post(&rows, Some(&admin), json!({"phones": [NUMBER]}));
+    assert_eq!(st, 400);
+    let (st, v) = s.call("DELETE", &format!("{lists}/dnc"), Some(&admin), b"");
+    assert_eq!((st, v["dropped"].as_bool()), (200, Some(true)), "{v}");
+    assert_eq!(lookup(listed, "marketing"), 200);
+    let (st, v) = s.call("DELETE", &format!("{lists}/dnc"), Some(&admin), b"");
+    assert_eq!((st, code(&v)), (404, "not_found"));
+    let log = s.stop();
+    assert!(
+        !log.contains(listed) && !log.contains("7400123959"),
+        "{log}"
+    );
 }

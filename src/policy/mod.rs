@@ -155,6 +155,9 @@ pub enum Operation {
     Stats,
     /// An inbound SMS: opt out or lift an SMS opt-out by the keyword its sender texted.
     InboundSms,
+    /// Suppression lists: list, upload, drop (a tenant admin's task: a list decides
+    /// what marketing reaches).
+    Lists,
 }
 
 impl Operation {
@@ -164,6 +167,7 @@ impl Operation {
             Operation::Write => "change records (needs writer or admin)",
             Operation::Stats => "read statistics (needs auditor or admin)",
             Operation::InboundSms => "take inbound SMS (needs inbound or admin)",
+            Operation::Lists => "manage suppression lists (needs admin)",
         }
     }
 
@@ -173,6 +177,7 @@ impl Operation {
             Operation::Write => matches!(role, Role::Admin | Role::Writer),
             Operation::Stats => matches!(role, Role::Admin | Role::Auditor),
             Operation::InboundSms => matches!(role, Role::Admin | Role::Inbound),
+            Operation::Lists => role == Role::Admin,
         }
     }
 }
@@ -337,6 +342,32 @@ mod tests {
 
     fn declared() -> Vec<String> {
         vec!["marketing".into(), "otp".into()]
+    }
+
+    #[test]
+    fn only_a_tenant_admin_manages_suppression_lists() {
+        let d = declared();
+        let marketing = ["marketing"];
+        let a = Access::new("shop", Operation::Lists, &d).purposes(&marketing);
+        for role in [Role::Writer, Role::Reader, Role::Auditor, Role::Inbound] {
+            assert!(
+                matches!(
+                    decide(&token(role, &[], false), &a),
+                    Decision::Deny(Refusal::Role { .. })
+                ),
+                "{role:?}"
+            );
+        }
+        assert!(matches!(
+            decide(&token(Role::Admin, &[], false), &a),
+            Decision::Allow { .. }
+        ));
+        // An admin for otp only cannot make a list suppress marketing.
+        let otp = ["otp".to_owned()];
+        assert!(matches!(
+            decide(&token(Role::Admin, &otp, false), &a),
+            Decision::Deny(Refusal::Purpose { position: 1 })
+        ));
     }
 
     #[test]

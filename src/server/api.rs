@@ -66,6 +66,26 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route(&format!("{t}/verify"), post(verify))
         .route(&format!("{t}/stats"), post(stats))
         .route(&format!("{t}/inbound-sms"), post(inbound_sms))
+        .route(
+            &format!("{t}/suppression-lists"),
+            get(super::lists::list_lists),
+        )
+        .route(
+            &format!("{t}/suppression-lists/{{list}}"),
+            delete(super::lists::drop_list),
+        )
+        .route(
+            &format!("{t}/suppression-lists/{{list}}/uploads"),
+            post(super::lists::begin_upload),
+        )
+        .route(
+            &format!("{t}/suppression-lists/{{list}}/uploads/{{upload}}/rows"),
+            post(super::lists::upload_rows).layer(DefaultBodyLimit::max(MAX_BATCH_BODY)),
+        )
+        .route(
+            &format!("{t}/suppression-lists/{{list}}/uploads/{{upload}}/commit"),
+            post(super::lists::commit_upload),
+        )
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY))

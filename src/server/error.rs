@@ -86,7 +86,9 @@ impl From<VaultError> for ApiError {
     fn from(e: VaultError) -> Self {
         use StatusCode as S;
         let status = match &e {
-            VaultError::UnknownTenant(_) | VaultError::NoSuchRecord(_) => S::NOT_FOUND,
+            VaultError::UnknownTenant(_) | VaultError::NoSuchRecord(_) | VaultError::NoSuchList => {
+                S::NOT_FOUND
+            }
             VaultError::UnknownPurpose { .. }
             | VaultError::NoConsent
             | VaultError::InvalidRecordId

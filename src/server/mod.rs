@@ -37,6 +37,7 @@ use crate::vault::{AuditSync, OpenOptions, TokenInfo, Unlock, Vault, VaultError}
 pub(crate) mod api;
 mod error;
 mod limit;
+mod lists;
 pub(crate) mod metrics;
 mod sweeper;
 
@@ -73,6 +74,20 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenants/{tenant}/verify"),
     ("post", "/v1/tenants/{tenant}/stats"),
     ("post", "/v1/tenants/{tenant}/inbound-sms"),
+    ("get", "/v1/tenants/{tenant}/suppression-lists"),
+    ("delete", "/v1/tenants/{tenant}/suppression-lists/{list}"),
+    (
+        "post",
+        "/v1/tenants/{tenant}/suppression-lists/{list}/uploads",
+    ),
+    (
+        "post",
+        "/v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/rows",
+    ),
+    (
+        "post",
+        "/v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/commit",
+    ),
 ];
 
 /// The OpenAPI 3 document of this API.

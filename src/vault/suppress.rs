@@ -180,6 +180,9 @@ fn generation_prefix(tid: u32, name: &str, generation: &[u8; GENERATION_LEN]) ->
 }
 
 /// The tag of an entry: only the holder of the row MAC key can add one.
+/// A list row: its stored bytes (for a guard) and what they decode to.
+type StoredRow = (Vec<u8>, ListRow);
+
 /// An upload id as [`Vault::suppress_upload_begin`] gave it: the generation in hex.
 fn parse_upload(upload: &str) -> Result<[u8; GENERATION_LEN], VaultError> {
     let mut g = [0u8; GENERATION_LEN];
@@ -390,7 +393,7 @@ impl Vault {
             .suppress_lock
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let (generation, mut report) = self.begin_generation(&ctx, &opts.list)?;
+        let (generation, prev, mut report) = self.begin_generation(&ctx, &opts.list)?;
         let gen_prefix = generation_prefix(ctx.row.id, &opts.list, &generation);
         let index = ctx.index()?;
         let written = self.write_list_entries(
@@ -401,8 +404,11 @@ impl Vault {
             &mut on_reject,
         );
         match written {
+            // Against the version this import began over: another import that
+            // committed meanwhile makes the flip a conflict, not a silent replacement.
             Ok(()) => {
-                self.flip_generation(&ctx, &opts.list, generation, &opts.purposes, report, ev)
+                let to = (generation, &opts.purposes[..]);
+                self.flip_generation(&ctx, &opts.list, to, prev, report, ev)
             }
             Err(e) => {
                 // Best effort: the entries are unreachable either way, and the next
@@ -419,25 +425,22 @@ impl Vault {
         &self,
         ctx: &TenantCtx,
         list: &str,
-    ) -> Result<([u8; GENERATION_LEN], SuppressReport), VaultError> {
-        let prev = self.list_row(ctx, list)?.map(|(_, row)| row);
+    ) -> Result<([u8; GENERATION_LEN], Option<StoredRow>, SuppressReport), VaultError> {
+        let prev = self.list_row(ctx, list)?;
         let mut report = SuppressReport {
             list: list.to_owned(),
-            replaced: prev.as_ref().map(|p| p.version),
+            replaced: prev.as_ref().map(|(_, p)| p.version),
             ..SuppressReport::default()
         };
-        report.removed += self.delete_generations(ctx.row.id, list, prev.as_ref())?;
+        report.removed +=
+            self.delete_generations(ctx.row.id, list, prev.as_ref().map(|(_, p)| p))?;
         let mut generation = [0u8; GENERATION_LEN];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut generation);
-        Ok((generation, report))
+        Ok((generation, prev, report))
     }
 
     /// The list's row (its stored bytes and decoded form), if it has one.
-    fn list_row(
-        &self,
-        ctx: &TenantCtx,
-        list: &str,
-    ) -> Result<Option<(Vec<u8>, ListRow)>, VaultError> {
+    fn list_row(&self, ctx: &TenantCtx, list: &str) -> Result<Option<StoredRow>, VaultError> {
         let rk = row_key(ctx.row.id, list);
         let Some(bytes) = self.store.get(Tree::Suppress, &rk)? else {
             return Ok(None);
@@ -446,21 +449,21 @@ impl Vault {
         Ok(Some((bytes, row)))
     }
 
-    /// Puts `generation` in force as the list's next version (one guarded, audited
-    /// batch: in force from this commit on, and not a moment before), then deletes
-    /// the version it replaced.
+    /// Puts `generation` in force as the list's next version, suppressing
+    /// `purposes`, in place of `prev` (one batch guarded on `prev` and audited: in
+    /// force from this commit on, and not a moment before), then deletes the version
+    /// it replaced.
     fn flip_generation(
         &self,
         ctx: &TenantCtx,
         list: &str,
-        generation: [u8; GENERATION_LEN],
-        purposes: &[String],
+        (generation, purposes): ([u8; GENERATION_LEN], &[String]),
+        prev: Option<StoredRow>,
         mut report: SuppressReport,
         ev: &mut Event,
     ) -> Result<SuppressReport, VaultError> {
         let tid = ctx.row.id;
         let gen_prefix = generation_prefix(tid, list, &generation);
-        let prev = self.list_row(ctx, list)?;
         if prev
             .as_ref()
             .is_some_and(|(_, p)| p.generation == generation)
@@ -522,7 +525,7 @@ impl Vault {
                 .suppress_lock
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let (generation, _) = self.begin_generation(&ctx, list)?;
+            let (generation, _, _) = self.begin_generation(&ctx, list)?;
             Ok(hex::encode(generation))
         })
     }
@@ -585,6 +588,11 @@ impl Vault {
             let ctx = self.tenant(tenant)?;
             check_name("list name", list)?;
             Self::check_purposes(&ctx, purposes)?;
+            if purposes.is_empty() {
+                return Err(VaultError::InvalidArgument(
+                    "a list suppresses at least one purpose: name them".into(),
+                ));
+            }
             let generation = parse_upload(upload)?;
             let _one = self
                 .suppress_lock
@@ -594,7 +602,8 @@ impl Vault {
                 list: list.to_owned(),
                 ..SuppressReport::default()
             };
-            self.flip_generation(&ctx, list, generation, purposes, report, ev)
+            let prev = self.list_row(&ctx, list)?;
+            self.flip_generation(&ctx, list, (generation, purposes), prev, report, ev)
         })
     }
 

@@ -1,0 +1,147 @@
+//! The suppression-list routes: a tenant admin lists, uploads (in parts, for lists of
+//! any size) and drops its do-not-contact lists. Uploads are stateless here: the
+//! upload id is the new version's generation, and nothing is in force before the
+//! commit (see `Vault::suppress_upload_begin`).
+
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{blocking, ApiError, App, Authed, JsonBody, MAX_BATCH_ITEMS};
+use crate::policy::{Access, Operation};
+use crate::vault::ImportRow;
+
+type Res = Result<Response, ApiError>;
+
+fn answer(v: serde_json::Value) -> Res {
+    Ok(Json(v).into_response())
+}
+
+/// `GET /v1/tenants/{tenant}/suppression-lists`
+pub(crate) async fn list_lists(
+    Extension(auth): Extension<Authed>,
+    Path(tenant): Path<String>,
+) -> Res {
+    let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    let lists = blocking(move || vault.suppress_lists(&tenant)).await?;
+    answer(json!({ "lists": lists }))
+}
+
+/// `DELETE /v1/tenants/{tenant}/suppression-lists/{list}`
+pub(crate) async fn drop_list(
+    State(app): State<Arc<App>>,
+    Extension(auth): Extension<Authed>,
+    Path((tenant, list)): Path<(String, String)>,
+) -> Res {
+    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    app.writes.take(&info.id, 1)?;
+    let deleted = blocking(move || vault.suppress_drop(&tenant, &list)).await?;
+    answer(json!({ "dropped": true, "entries_deleted": deleted }))
+}
+
+/// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads`
+pub(crate) async fn begin_upload(
+    State(app): State<Arc<App>>,
+    Extension(auth): Extension<Authed>,
+    Path((tenant, list)): Path<(String, String)>,
+    JsonBody(_): JsonBody<Empty>,
+) -> Res {
+    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    app.writes.take(&info.id, 1)?;
+    let upload = blocking(move || vault.suppress_upload_begin(&tenant, &list)).await?;
+    answer(json!({ "upload": upload }))
+}
+
+/// An empty JSON object (a request with nothing to say but a body the document
+/// requires).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Empty {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RowsReq {
+    phones: Vec<String>,
+    #[serde(default)]
+    region: Option<String>,
+}
+
+/// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/rows`
+pub(crate) async fn upload_rows(
+    State(app): State<Arc<App>>,
+    Extension(auth): Extension<Authed>,
+    Path((tenant, list, upload)): Path<(String, String, String)>,
+    JsonBody(req): JsonBody<RowsReq>,
+) -> Res {
+    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    if req.phones.len() > MAX_BATCH_ITEMS {
+        return Err(ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "invalid_argument",
+            format!("one request holds at most {MAX_BATCH_ITEMS} numbers; send more requests"),
+        ));
+    }
+    app.writes.take(&info.id, 1)?;
+    let (report, rejects) = blocking(move || {
+        let RowsReq { phones, region } = req;
+        let rows = phones
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| ImportRow::Number {
+                phone: zeroize::Zeroizing::new(p),
+                line: i as u64,
+            });
+        let mut rejects = Vec::new();
+        let report = vault.suppress_upload_rows(
+            &tenant,
+            (&list, &upload),
+            region.as_deref(),
+            rows,
+            |r| {
+                rejects.push(r);
+                Ok(())
+            },
+        )?;
+        Ok((report, rejects))
+    })
+    .await?;
+    let errors: Vec<_> = rejects
+        .iter()
+        .map(|r| json!({ "index": r.line, "code": "invalid_phone", "reason": r.code, "message": r.reason }))
+        .collect();
+    answer(json!({ "rows": report.rows, "rejected": report.rejected, "errors": errors }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CommitReq {
+    purposes: Vec<String>,
+}
+
+/// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/commit`
+pub(crate) async fn commit_upload(
+    State(app): State<Arc<App>>,
+    Extension(auth): Extension<Authed>,
+    Path((tenant, list, upload)): Path<(String, String, String)>,
+    JsonBody(req): JsonBody<CommitReq>,
+) -> Res {
+    let purposes: Vec<&str> = req.purposes.iter().map(String::as_str).collect();
+    let (vault, info) =
+        auth.authorize(&Access::new(&tenant, Operation::Lists, &[]).purposes(&purposes))?;
+    drop(purposes);
+    app.writes.take(&info.id, 1)?;
+    let report =
+        blocking(move || vault.suppress_upload_commit(&tenant, (&list, &upload), &req.purposes))
+            .await?;
+    answer(json!({
+        "list": report.list,
+        "version": report.version,
+        "count": report.count,
+        "replaced": report.replaced,
+        "removed": report.removed,
+    }))
+}
