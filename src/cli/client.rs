@@ -637,6 +637,8 @@ impl Remote {
                 struct Added {
                     id: String,
                     status: String,
+                    #[serde(default)]
+                    suppressed_for: Vec<String>,
                 }
                 let r: WriteAnswer<Added> = self.post(
                     &tenant_path(&a.tenant, "numbers"),
@@ -654,11 +656,7 @@ impl Remote {
                         return Ok(());
                     }
                 };
-                if cli.json {
-                    print_json(&json!({"id": r.id, "outcome": r.status}));
-                } else {
-                    println!("{}", r.id);
-                }
+                super::print_added(cli, &r.id, &r.status, &r.suppressed_for);
                 Ok(())
             }
             Command::Find(a) => {

@@ -1031,6 +1031,22 @@ fn print_json(v: &serde_json::Value) {
     println!("{v}");
 }
 
+/// What `add` prints, in process and through the socket alike.
+pub(crate) fn print_added(cli: &Cli, id: &str, outcome: &str, listed: &[String]) {
+    if cli.json {
+        print_json(&serde_json::json!({"id": id, "outcome": outcome, "suppressed_for": listed}));
+    } else {
+        println!("{id}");
+        if !listed.is_empty() {
+            eprintln!(
+                "note: the number is on a suppression list for {}: stored, and refused for {} while listed",
+                listed.join(","),
+                if listed.len() == 1 { "it" } else { "them" }
+            );
+        }
+    }
+}
+
 fn found_json(f: &Found, reveal: bool) -> serde_json::Value {
     serde_json::json!({
         "id": f.id.to_string(),
@@ -1156,20 +1172,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             let listed =
                 v.suppressed_purposes(&a.tenant, &a.phone, a.region.as_deref(), &a.consent)?;
-            if cli.json {
-                print_json(
-                    &serde_json::json!({"id": outcome.id().to_string(), "outcome": what, "suppressed_for": listed}),
-                );
-            } else {
-                println!("{}", outcome.id());
-                if !listed.is_empty() {
-                    eprintln!(
-                        "note: the number is on a suppression list for {}: stored, and refused for {} while listed",
-                        listed.join(","),
-                        if listed.len() == 1 { "it" } else { "them" }
-                    );
-                }
-            }
+            print_added(&cli, &outcome.id().to_string(), what, &listed);
             Ok(())
         }
         Command::Find(a) => {

@@ -321,18 +321,28 @@ async fn add(
             &req.consents,
             req.source.as_deref().unwrap_or(DEFAULT_SOURCE),
         )?;
-        Ok((detailed, o))
+        // Only a caller answered in detail learns which of its purposes a list holds
+        // the number for (it could read the record anyway).
+        let listed = if detailed {
+            vault.suppressed_purposes(&tenant, &req.phone, req.region.as_deref(), &req.consents)?
+        } else {
+            Vec::new()
+        };
+        Ok((detailed, (o, listed)))
     })
     .await?;
     if !detailed {
         return accepted();
     }
+    let (o, listed) = o;
     let status = if matches!(o, AddOutcome::Created(_)) {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(outcome_json(o))).into_response())
+    let mut answer = outcome_json(o);
+    answer["suppressed_for"] = json!(listed);
+    Ok((status, Json(answer)).into_response())
 }
 
 #[derive(Deserialize)]
