@@ -26,7 +26,7 @@ type Res = Result<Response, ApiError>;
 
 /// For an optional field: absent is `None`, and `null` is refused as the document says
 /// (the field is a string or a number, never null), instead of being read as absent.
-fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: Deserialize<'de>,

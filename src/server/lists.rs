@@ -66,7 +66,7 @@ pub(crate) struct Empty {}
 #[serde(deny_unknown_fields)]
 pub(crate) struct RowsReq {
     phones: Vec<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::api::present")]
     region: Option<String>,
 }
 
