@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::Shown;
 use crate::stats::StatsQuery;
+use crate::vault::Target;
 
 /// For an optional field: absent is `None`, and `null` is refused as the document says
 /// (the field is a string or a number, never null), instead of being read as absent.
@@ -110,81 +111,108 @@ pub struct GetQuery {
     pub reveal: bool,
 }
 
-/// `POST .../erase` and `.../verify`: a record named by number (with an optional region
-/// hint) or by id.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TargetReq {
-    /// The number as typed.
-    #[serde(default, deserialize_with = "present")]
-    pub phone: Option<String>,
-    /// Region hint for `phone`.
-    #[serde(default, deserialize_with = "present")]
-    pub region: Option<String>,
-    /// The record id.
-    #[serde(default, deserialize_with = "present")]
-    pub id: Option<String>,
+/// Why a request does not name exactly one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TargetError {
+    /// Neither or both of `phone` and `id`.
+    NotExactlyOne,
+    /// A region hint with a record id.
+    RegionWithId,
 }
 
-/// `POST .../consent/grant`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GrantReq {
-    /// The number as typed.
-    #[serde(default, deserialize_with = "present")]
-    pub phone: Option<String>,
-    /// Region hint for `phone`.
-    #[serde(default, deserialize_with = "present")]
-    pub region: Option<String>,
-    /// The record id.
-    #[serde(default, deserialize_with = "present")]
-    pub id: Option<String>,
-    /// Purposes consented to.
-    pub purposes: Vec<String>,
-    /// Where the consent came from.
-    #[serde(default, deserialize_with = "present")]
-    pub source: Option<String>,
-    /// Issue a signed consent receipt (tenant admin holding every purpose only).
-    #[serde(default)]
-    pub receipt: bool,
+impl std::fmt::Display for TargetError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetError::NotExactlyOne => "give exactly one of \"phone\" and \"id\"",
+            TargetError::RegionWithId => {
+                "\"region\" goes with \"phone\" only: a record id needs no region hint"
+            }
+        })
+    }
 }
 
-/// `POST .../consent/withdraw`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WithdrawReq {
-    /// The number as typed.
-    #[serde(default, deserialize_with = "present")]
-    pub phone: Option<String>,
-    /// Region hint for `phone`.
-    #[serde(default, deserialize_with = "present")]
-    pub region: Option<String>,
-    /// The record id.
-    #[serde(default, deserialize_with = "present")]
-    pub id: Option<String>,
-    /// The purpose withdrawn.
-    pub purpose: String,
+impl std::error::Error for TargetError {}
+
+/// A request naming one record by number (`phone`, with an optional `region` hint) or
+/// by `id`, and the members of its own. The three members are written into each type
+/// (serde's `flatten` does not keep `deny_unknown_fields`).
+macro_rules! targeted {
+    ($(#[$doc:meta])* $name:ident { $($(#[$m:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$doc])*
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            /// The number as typed.
+            #[serde(default, deserialize_with = "present")]
+            pub phone: Option<String>,
+            /// Region hint for `phone`.
+            #[serde(default, deserialize_with = "present")]
+            pub region: Option<String>,
+            /// The record id.
+            #[serde(default, deserialize_with = "present")]
+            pub id: Option<String>,
+            $($(#[$m])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// The record the request names.
+            ///
+            /// # Errors
+            ///
+            /// Neither or both of `phone` and `id`, or a region hint with an id.
+            pub fn target(&self) -> Result<Target<'_>, TargetError> {
+                match (&self.phone, &self.id) {
+                    (Some(p), None) => Ok(Target::Phone {
+                        input: p,
+                        region: self.region.as_deref(),
+                    }),
+                    (None, Some(id)) if self.region.is_none() => Ok(Target::Id(id)),
+                    (None, Some(_)) => Err(TargetError::RegionWithId),
+                    _ => Err(TargetError::NotExactlyOne),
+                }
+            }
+        }
+    };
 }
 
-/// `POST .../opt-out`: of one purpose, or of everything (`all`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct OptOutReq {
-    /// The number as typed.
-    #[serde(default, deserialize_with = "present")]
-    pub phone: Option<String>,
-    /// Region hint for `phone`.
-    #[serde(default, deserialize_with = "present")]
-    pub region: Option<String>,
-    /// The record id.
-    #[serde(default, deserialize_with = "present")]
-    pub id: Option<String>,
-    /// The purpose opted out of.
-    #[serde(default, deserialize_with = "present")]
-    pub purpose: Option<String>,
-    /// Opt out of everything.
-    #[serde(default)]
-    pub all: bool,
+targeted! {
+    /// `POST .../erase` and `.../verify`.
+    TargetReq {}
+}
+
+targeted! {
+    /// `POST .../consent/grant`.
+    GrantReq {
+        /// Purposes consented to.
+        purposes: Vec<String>,
+        /// Where the consent came from.
+        #[serde(default, deserialize_with = "present")]
+        source: Option<String>,
+        /// Issue a signed consent receipt (tenant admin holding every purpose only).
+        #[serde(default)]
+        receipt: bool,
+    }
+}
+
+targeted! {
+    /// `POST .../consent/withdraw`.
+    WithdrawReq {
+        /// The purpose withdrawn.
+        purpose: String,
+    }
+}
+
+targeted! {
+    /// `POST .../opt-out`: of one purpose, or of everything (`all`).
+    OptOutReq {
+        /// The purpose opted out of.
+        #[serde(default, deserialize_with = "present")]
+        purpose: Option<String>,
+        /// Opt out of everything.
+        #[serde(default)]
+        all: bool,
+    }
 }
 
 /// `POST .../stats`.

@@ -17,8 +17,8 @@ use super::{
 };
 use crate::api::code;
 use crate::api::request::{
-    AddReq, BatchReq, GetQuery, GrantReq, Last4Req, LookupReq, OptOutReq, StatsReq, TargetReq,
-    TokenReq, UnsealReq, WithdrawReq, DEFAULT_SOURCE,
+    AddReq, BatchReq, GetQuery, GrantReq, Last4Req, LookupReq, OptOutReq, StatsReq, TargetError,
+    TargetReq, TokenReq, UnsealReq, WithdrawReq, DEFAULT_SOURCE,
 };
 use crate::api::response::{
     Accepted, Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased,
@@ -28,7 +28,7 @@ use crate::api::response::{
 use crate::api::{ErrorDetail, Shown};
 use crate::audit::{Entry, Outcome};
 use crate::policy::{Access, Operation};
-use crate::vault::{AddOutcome, Role, Target, TokenInfo, TokenSpec, Unlock};
+use crate::vault::{AddOutcome, Role, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
 type Res = Result<Response, ApiError>;
@@ -545,32 +545,14 @@ async fn delete_number(
     }
 }
 
-/// The record a [`TargetReq`] names.
-fn target(req: &TargetReq) -> Result<Target<'_>, ApiError> {
-    target_of(&req.phone, &req.region, &req.id)
+/// A request that names no one record, as the caller is told.
+fn bad_target(e: TargetError) -> ApiError {
+    ApiError::bad_json(e.to_string())
 }
 
-/// The record named by exactly one of `phone` (with its region hint) and `id`.
-fn target_of<'a>(
-    phone: &'a Option<String>,
-    region: &'a Option<String>,
-    id: &'a Option<String>,
-) -> Result<Target<'a>, ApiError> {
-    {
-        match (phone, id) {
-            (Some(p), None) => Ok(Target::Phone {
-                input: p,
-                region: region.as_deref(),
-            }),
-            (None, Some(id)) if region.is_none() => Ok(Target::Id(id)),
-            (None, Some(_)) => Err(ApiError::bad_json(
-                "\"region\" goes with \"phone\" only: a record id needs no region hint",
-            )),
-            _ => Err(ApiError::bad_json(
-                "give exactly one of \"phone\" and \"id\"",
-            )),
-        }
-    }
+/// The same, inside a vault call.
+fn invalid_target(e: TargetError) -> crate::vault::VaultError {
+    crate::vault::VaultError::InvalidArgument(e.to_string())
 }
 
 async fn grant(
@@ -582,7 +564,7 @@ async fn grant(
     let purposes = names(&req.purposes);
     let (vault, info) =
         auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purposes))?;
-    target_of(&req.phone, &req.region, &req.id)?;
+    req.target().map_err(bad_target)?;
     app.writes.take(&info.id, 1)?;
     if req.receipt {
         return grant_with_receipt(vault, info, tenant, req).await;
@@ -627,8 +609,7 @@ async fn grant_with_receipt(
             return Ok(None);
         }
         let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-        let t = target_of(&req.phone, &req.region, &req.id)
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        let t = req.target().map_err(invalid_target)?;
         vault
             .grant_with_receipt(&tenant, t, &req.purposes, source, "api")
             .map(Some)
@@ -674,12 +655,11 @@ async fn withdraw(
     let purpose = [req.purpose.as_str()];
     let (vault, info) =
         auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
-    target_of(&req.phone, &req.region, &req.id)?;
+    req.target().map_err(bad_target)?;
     app.writes.take(&info.id, 1)?;
     let v = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = target_of(&req.phone, &req.region, &req.id)
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        let t = req.target().map_err(invalid_target)?;
         uniform(detailed, vault.withdraw(&tenant, t, &req.purpose))
     })
     .await?;
@@ -704,12 +684,11 @@ async fn opt_out(
     let (vault, info) =
         auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
     drop(purpose);
-    target_of(&req.phone, &req.region, &req.id)?;
+    req.target().map_err(bad_target)?;
     app.writes.take(&info.id, 1)?;
     let v = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = target_of(&req.phone, &req.region, &req.id)
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        let t = req.target().map_err(invalid_target)?;
         uniform(detailed, vault.opt_out(&tenant, t, req.purpose.as_deref()))
     })
     .await?;
@@ -768,11 +747,11 @@ async fn erase(
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
     let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
-    target(&req)?;
+    req.target().map_err(bad_target)?;
     app.writes.take(&info.id, 1)?;
     let id = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = target(&req).map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        let t = req.target().map_err(invalid_target)?;
         uniform(detailed, vault.erase(&tenant, t))
     })
     .await?;
@@ -792,11 +771,11 @@ async fn verify(
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
     let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
-    target(&req)?;
+    req.target().map_err(bad_target)?;
     app.writes.take(&info.id, 1)?;
     let v = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = target(&req).map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        let t = req.target().map_err(invalid_target)?;
         uniform(detailed, vault.verify_for(&tenant, t, &info.purposes))
     })
     .await?;
@@ -899,6 +878,7 @@ mod tests {
 
     use super::*;
     use crate::store::MemoryStore;
+    use crate::vault::Target;
     use serde_json::{json, Value};
     use std::sync::atomic::{AtomicU64, Ordering};
 
