@@ -1,16 +1,30 @@
 //! The route table: every route's method, path and the caller it needs.
 
-/// Who may call a route.
+use crate::vault::Role;
+
+/// Who may call a route: the role `openapi.json` names for it (`x-phonevault-role`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Needs {
     /// Anyone who may use the socket (health, the document, unseal).
     Nobody,
     /// A vault-wide admin token (the `/v1/sys` routes that manage the vault).
     VaultAdmin,
-    /// A token; the policy (`crate::policy::decide`) then decides on its tenant, role,
-    /// purposes and reveal right. Every such route is under `/v1/tenants/{tenant}`,
-    /// where the server authenticates before it reads a byte of the body.
-    Token,
+    /// A token of this role (or a tenant admin); the policy (`crate::policy::decide`)
+    /// then decides on its tenant, purposes and reveal right. Every such route is under
+    /// `/v1/tenants/{tenant}`, where the server authenticates before it reads a byte of
+    /// the body.
+    Token(Role),
+}
+
+impl Needs {
+    /// As `openapi.json` names it (`x-phonevault-role`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Needs::Nobody => "none",
+            Needs::VaultAdmin => "vault-admin",
+            Needs::Token(role) => role.as_str(),
+        }
+    }
 }
 
 /// One route, as in `openapi.json`.
@@ -43,23 +57,71 @@ pub const ROUTES: &[Route] = &[
     r("post", "/v1/sys/tokens/revoke-all", Needs::VaultAdmin),
     r("delete", "/v1/sys/tokens/{id}", Needs::VaultAdmin),
     r("get", "/v1/openapi.json", Needs::Nobody),
-    r("post", "/v1/tenants/{tenant}/numbers", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/numbers/batch", Needs::Token),
-    r("get", "/v1/tenants/{tenant}/numbers/{id}", Needs::Token),
-    r("delete", "/v1/tenants/{tenant}/numbers/{id}", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/lookup", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/lookup/last4", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/consent/grant", Needs::Token),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/numbers",
+        Needs::Token(Role::Writer),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/numbers/batch",
+        Needs::Token(Role::Writer),
+    ),
+    r(
+        "get",
+        "/v1/tenants/{tenant}/numbers/{id}",
+        Needs::Token(Role::Reader),
+    ),
+    r(
+        "delete",
+        "/v1/tenants/{tenant}/numbers/{id}",
+        Needs::Token(Role::Writer),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/lookup",
+        Needs::Token(Role::Reader),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/lookup/last4",
+        Needs::Token(Role::Reader),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/consent/grant",
+        Needs::Token(Role::Writer),
+    ),
     r(
         "post",
         "/v1/tenants/{tenant}/consent/withdraw",
-        Needs::Token,
+        Needs::Token(Role::Writer),
     ),
-    r("post", "/v1/tenants/{tenant}/opt-out", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/erase", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/verify", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/stats", Needs::Token),
-    r("post", "/v1/tenants/{tenant}/inbound-sms", Needs::Token),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/opt-out",
+        Needs::Token(Role::Writer),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/erase",
+        Needs::Token(Role::Writer),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/verify",
+        Needs::Token(Role::Writer),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/stats",
+        Needs::Token(Role::Auditor),
+    ),
+    r(
+        "post",
+        "/v1/tenants/{tenant}/inbound-sms",
+        Needs::Token(Role::Inbound),
+    ),
 ];
 
 #[cfg(test)]
@@ -72,7 +134,8 @@ mod tests {
     fn token_routes_are_exactly_the_tenant_routes() {
         for route in ROUTES {
             let tenant = route.path.starts_with("/v1/tenants/");
-            assert_eq!(route.needs == Needs::Token, tenant, "{route:?}");
+            let token = matches!(route.needs, Needs::Token(_));
+            assert_eq!(token, tenant, "{route:?}");
         }
     }
 

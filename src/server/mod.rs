@@ -1106,6 +1106,23 @@ mod tests {
         assert_eq!(documented, routed);
     }
 
+    /// The route table names the role each route's document names (the server test
+    /// `every_route_needs_the_role_its_document_names` shows the server enforces it).
+    #[test]
+    fn the_route_table_needs_the_documented_roles() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for r in ROUTES {
+            let op = &doc["paths"][r.path][r.method];
+            assert_eq!(
+                op["x-phonevault-role"].as_str(),
+                Some(r.needs.as_str()),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
+    }
+
     #[test]
     fn unseal_delay_grows_and_is_capped() {
         assert!(unseal_delay(1) < unseal_delay(2));
