@@ -272,3 +272,98 @@ pub struct TokenReq {
     #[serde(default, deserialize_with = "present")]
     pub ttl: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+    use std::collections::BTreeSet;
+
+    /// The members a request type takes, as serde lists them when it refuses an unknown
+    /// one (the types refuse unknown members, so the list is all of them).
+    fn members<T: DeserializeOwned>() -> BTreeSet<String> {
+        let Err(e) = serde_json::from_str::<T>(r#"{"\u0001": 0}"#) else {
+            panic!("an unknown member was taken");
+        };
+        let text = e.to_string();
+        let Some((_, expected)) = text.split_once(", expected") else {
+            assert!(text.contains("there are no fields"), "{text}");
+            return BTreeSet::new();
+        };
+        expected
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The members a schema of the document allows: its properties, or those of every
+    /// one of its `oneOf` variants.
+    fn documented(doc: &Value, schema: &Value) -> BTreeSet<String> {
+        let mut s = schema;
+        while let Some(r) = s["$ref"].as_str() {
+            s = &doc["components"]["schemas"][r.rsplit('/').next().unwrap()];
+        }
+        let mut out: BTreeSet<String> = s["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        for variant in s["oneOf"].as_array().into_iter().flatten() {
+            out.extend(documented(doc, variant));
+        }
+        out
+    }
+
+    /// A request type and the document's request schema of its route take the same
+    /// members: the types are the contract, and the document may not drift from it.
+    #[test]
+    fn every_request_type_takes_the_members_its_document_names() {
+        let doc: Value = serde_json::from_str(crate::server::OPENAPI).unwrap();
+        let t = "/v1/tenants/{tenant}";
+        let bodies: Vec<(String, BTreeSet<String>)> = vec![
+            ("/v1/sys/unseal".into(), members::<UnsealReq>()),
+            ("/v1/sys/tokens".into(), members::<TokenReq>()),
+            (format!("{t}/numbers"), members::<AddReq>()),
+            (format!("{t}/numbers/batch"), members::<BatchReq>()),
+            (format!("{t}/lookup"), members::<LookupReq>()),
+            (format!("{t}/lookup/last4"), members::<Last4Req>()),
+            (format!("{t}/consent/grant"), members::<GrantReq>()),
+            (format!("{t}/consent/withdraw"), members::<WithdrawReq>()),
+            (format!("{t}/opt-out"), members::<OptOutReq>()),
+            (format!("{t}/erase"), members::<TargetReq>()),
+            (format!("{t}/verify"), members::<TargetReq>()),
+            (format!("{t}/stats"), members::<StatsReq>()),
+        ];
+        let mut with_body = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            let body = &item["post"]["requestBody"]["content"]["application/json"]["schema"];
+            // The inbound-SMS webhook takes a provider's body, read by `crate::sms`.
+            if !body.is_null() && !path.ends_with("/inbound-sms") {
+                with_body.insert(path.clone());
+            }
+        }
+        let typed: BTreeSet<String> = bodies.iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(typed, with_body);
+        for (path, ours) in &bodies {
+            let schema =
+                &doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"];
+            assert_eq!(ours, &documented(&doc, schema), "POST {path}");
+        }
+        let batch = &doc["paths"][format!("{t}/numbers/batch")]["post"]["requestBody"]["content"]
+            ["application/json"]["schema"]["properties"]["items"]["items"];
+        assert_eq!(members::<BatchItem>(), documented(&doc, batch));
+        let get = &doc["paths"][format!("{t}/numbers/{{id}}")]["get"]["parameters"];
+        let query: BTreeSet<String> = get
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["in"] == "query")
+            .map(|p| p["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(members::<GetQuery>(), query);
+    }
+}
