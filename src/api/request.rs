@@ -134,6 +134,16 @@ impl std::fmt::Display for TargetError {
 
 impl std::error::Error for TargetError {}
 
+/// A request that names one record (see [`targeted!`]).
+pub trait Targeted {
+    /// The record the request names.
+    ///
+    /// # Errors
+    ///
+    /// Neither or both of `phone` and `id`, or a region hint with an id.
+    fn target(&self) -> Result<Target<'_>, TargetError>;
+}
+
 /// A request naming one record by number (`phone`, with an optional `region` hint) or
 /// by `id`, and the members of its own. The three members are written into each type
 /// (serde's `flatten` does not keep `deny_unknown_fields`).
@@ -155,13 +165,8 @@ macro_rules! targeted {
             $($(#[$m])* pub $field: $ty,)*
         }
 
-        impl $name {
-            /// The record the request names.
-            ///
-            /// # Errors
-            ///
-            /// Neither or both of `phone` and `id`, or a region hint with an id.
-            pub fn target(&self) -> Result<Target<'_>, TargetError> {
+        impl Targeted for $name {
+            fn target(&self) -> Result<Target<'_>, TargetError> {
                 match (&self.phone, &self.id) {
                     (Some(p), None) => Ok(Target::Phone {
                         input: p,

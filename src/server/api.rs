@@ -18,7 +18,7 @@ use super::{
 use crate::api::code;
 use crate::api::request::{
     AddReq, BatchReq, GetQuery, GrantReq, Last4Req, LookupReq, OptOutReq, StatsReq, TargetError,
-    TargetReq, TokenReq, UnsealReq, WithdrawReq, DEFAULT_SOURCE,
+    TargetReq, Targeted, TokenReq, UnsealReq, WithdrawReq, DEFAULT_SOURCE,
 };
 use crate::api::response::{
     Accepted, Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased,
@@ -28,7 +28,7 @@ use crate::api::response::{
 use crate::api::{ErrorDetail, Shown};
 use crate::audit::{Entry, Outcome};
 use crate::policy::{Access, Operation};
-use crate::vault::{AddOutcome, Role, TokenInfo, TokenSpec, Unlock};
+use crate::vault::{AddOutcome, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
 type Res = Result<Response, ApiError>;
@@ -561,38 +561,72 @@ async fn grant(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<GrantReq>,
 ) -> Res {
-    let purposes = names(&req.purposes);
-    let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purposes))?;
-    req.target().map_err(bad_target)?;
-    app.writes.take(&info.id, 1)?;
+    let (vault, info) = admit(&app, &auth, &tenant, &names(&req.purposes), &req)?;
     if req.receipt {
         return grant_with_receipt(vault, info, tenant, req).await;
     }
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
+    let v = change_record(vault, info, tenant, req, |vault, _, tenant, t, req| {
         let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-        let changed = match &req.id {
-            Some(id) => vault.grant_by_id(&tenant, id, &req.purposes, source),
-            None => vault
-                .add(
-                    &tenant,
-                    req.phone.as_deref().unwrap_or_default(),
-                    req.region.as_deref(),
-                    &req.purposes,
-                    source,
-                )
+        match t {
+            Target::Id(id) => vault.grant_by_id(tenant, id, &req.purposes, source),
+            Target::Phone { input, region } => vault
+                .add(tenant, input, region, &req.purposes, source)
                 .map(|o| match o {
                     AddOutcome::Unchanged(id) => crate::vault::Changed::No(id),
                     AddOutcome::Created(id) | AddOutcome::Merged(id) => {
                         crate::vault::Changed::Yes(id)
                     }
                 }),
-        };
-        uniform(detailed, changed)
+        }
     })
     .await?;
     answer_changed(v)
+}
+
+/// The first steps of every write that names one record: the policy's decision for the
+/// request's `purposes`, the record named exactly once, and the token's write budget
+/// (one), before any vault work.
+fn admit<R: Targeted>(
+    app: &App,
+    auth: &Authed,
+    tenant: &str,
+    purposes: &[&str],
+    req: &R,
+) -> Result<(crate::vault::Vault, TokenInfo), ApiError> {
+    let (vault, info) =
+        auth.authorize(&Access::new(tenant, Operation::Write, &[]).purposes(purposes))?;
+    req.target().map_err(bad_target)?;
+    app.writes.take(&info.id, 1)?;
+    Ok((vault, info))
+}
+
+/// The rest of such a write, once [`admit`]ted: `change` on the blocking pool, answered
+/// in detail or, to a caller without detail, `None` (see [`uniform`]).
+async fn change_record<R, T>(
+    vault: crate::vault::Vault,
+    info: TokenInfo,
+    tenant: String,
+    req: R,
+    change: impl FnOnce(
+            &crate::vault::Vault,
+            &TokenInfo,
+            &str,
+            Target<'_>,
+            &R,
+        ) -> Result<T, crate::vault::VaultError>
+        + Send
+        + 'static,
+) -> Result<Option<T>, ApiError>
+where
+    R: Targeted + Send + 'static,
+    T: Send + 'static,
+{
+    blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
+        let t = req.target().map_err(invalid_target)?;
+        uniform(detailed, change(&vault, &info, &tenant, t, &req))
+    })
+    .await
 }
 
 /// A grant with `"receipt": true`: the detailed answer and the receipt file (as a
@@ -652,15 +686,9 @@ async fn withdraw(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<WithdrawReq>,
 ) -> Res {
-    let purpose = [req.purpose.as_str()];
-    let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
-    req.target().map_err(bad_target)?;
-    app.writes.take(&info.id, 1)?;
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = req.target().map_err(invalid_target)?;
-        uniform(detailed, vault.withdraw(&tenant, t, &req.purpose))
+    let (vault, info) = admit(&app, &auth, &tenant, &[req.purpose.as_str()], &req)?;
+    let v = change_record(vault, info, tenant, req, |vault, _, tenant, t, req| {
+        vault.withdraw(tenant, t, &req.purpose)
     })
     .await?;
     answer_changed(v)
@@ -681,15 +709,10 @@ async fn opt_out(
             ))
         }
     };
-    let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
+    let (vault, info) = admit(&app, &auth, &tenant, &purpose, &req)?;
     drop(purpose);
-    req.target().map_err(bad_target)?;
-    app.writes.take(&info.id, 1)?;
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = req.target().map_err(invalid_target)?;
-        uniform(detailed, vault.opt_out(&tenant, t, req.purpose.as_deref()))
+    let v = change_record(vault, info, tenant, req, |vault, _, tenant, t, req| {
+        vault.opt_out(tenant, t, req.purpose.as_deref())
     })
     .await?;
     answer_changed(v)
@@ -746,13 +769,9 @@ async fn erase(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
-    req.target().map_err(bad_target)?;
-    app.writes.take(&info.id, 1)?;
-    let id = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = req.target().map_err(invalid_target)?;
-        uniform(detailed, vault.erase(&tenant, t))
+    let (vault, info) = admit(&app, &auth, &tenant, &[], &req)?;
+    let id = change_record(vault, info, tenant, req, |vault, _, tenant, t, _| {
+        vault.erase(tenant, t)
     })
     .await?;
     match id {
@@ -770,13 +789,9 @@ async fn verify(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
-    req.target().map_err(bad_target)?;
-    app.writes.take(&info.id, 1)?;
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = req.target().map_err(invalid_target)?;
-        uniform(detailed, vault.verify_for(&tenant, t, &info.purposes))
+    let (vault, info) = admit(&app, &auth, &tenant, &[], &req)?;
+    let v = change_record(vault, info, tenant, req, |vault, info, tenant, t, _| {
+        vault.verify_for(tenant, t, &info.purposes)
     })
     .await?;
     answer_changed(v)
@@ -878,7 +893,6 @@ mod tests {
 
     use super::*;
     use crate::store::MemoryStore;
-    use crate::vault::Target;
     use serde_json::{json, Value};
     use std::sync::atomic::{AtomicU64, Ordering};
 
