@@ -463,4 +463,216 @@ mod tests {
         assert!(v["verified_at"].is_null());
         assert_eq!(v.as_object().unwrap().len(), 8);
     }
+
+    /// The member sets a document schema allows: one per alternative of an `anyOf` or
+    /// `oneOf`; an `allOf` joins its parts.
+    fn alternatives(doc: &serde_json::Value, schema: &serde_json::Value) -> Vec<Vec<String>> {
+        let mut s = schema;
+        while let Some(r) = s["$ref"].as_str() {
+            s = &doc["components"]["schemas"][r.rsplit('/').next().unwrap()];
+        }
+        if let Some(any) = s["anyOf"].as_array().or(s["oneOf"].as_array()) {
+            return any.iter().flat_map(|a| alternatives(doc, a)).collect();
+        }
+        if let Some(all) = s["allOf"].as_array() {
+            let mut joined: Vec<String> = all
+                .iter()
+                .flat_map(|a| alternatives(doc, a).concat())
+                .collect();
+            joined.sort();
+            return vec![joined];
+        }
+        let mut members: Vec<String> = s["properties"]
+            .as_object()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        members.sort();
+        vec![members]
+    }
+
+    fn record() -> Record {
+        Record {
+            id: "r".into(),
+            phone: Shown::new("+44 ••• ••• 4567".into()),
+            masked: true,
+            country_code: 44,
+            purposes: vec!["otp".into()],
+            created_at: 1,
+            updated_at: 2,
+            verified_at: None,
+        }
+    }
+
+    fn token() -> TokenView {
+        TokenView {
+            id: "t".into(),
+            tenant: Some("shop".into()),
+            role: "writer".into(),
+            purposes: Vec::new(),
+            reveal: false,
+            created_at: 1,
+            expires_at: Some(2),
+        }
+    }
+
+    /// Every answer type sends exactly the members of one alternative of its route's
+    /// answer schema in openapi.json: none undocumented, none documented left out.
+    #[test]
+    fn every_answer_type_sends_the_members_its_document_names() {
+        let doc: serde_json::Value = serde_json::from_str(crate::server::OPENAPI).unwrap();
+        let t = "/v1/tenants/{tenant}";
+        let value = |v: &dyn erased::Ser| v.value();
+        let changed = ChangedAnswer {
+            id: "r".into(),
+            changed: true,
+            receipt: None,
+        };
+        let with_receipt = ChangedAnswer {
+            id: "r".into(),
+            changed: true,
+            receipt: Some("receipt".into()),
+        };
+        let accepted = Accepted::ANSWER;
+        let batch = BatchAnswer {
+            results: Vec::new(),
+            summary: BatchSummary::Detailed(ImportSummary::default()),
+        };
+        let cases: Vec<(&str, String, &str, serde_json::Value)> = vec![
+            (
+                "get",
+                "/v1/sys/health".into(),
+                "200",
+                value(&SealState { sealed: true }),
+            ),
+            (
+                "post",
+                "/v1/sys/unseal".into(),
+                "200",
+                value(&SealState { sealed: false }),
+            ),
+            (
+                "post",
+                "/v1/sys/seal".into(),
+                "200",
+                value(&SealState { sealed: true }),
+            ),
+            (
+                "get",
+                "/v1/sys/tokens".into(),
+                "200",
+                value(&TokenList {
+                    tokens: vec![token()],
+                }),
+            ),
+            (
+                "post",
+                "/v1/sys/tokens".into(),
+                "201",
+                value(&CreatedToken {
+                    info: token(),
+                    token: Shown::new("pvt_x".into()),
+                }),
+            ),
+            (
+                "post",
+                "/v1/sys/tokens/revoke-all".into(),
+                "200",
+                value(&Revoked { revoked: 2 }),
+            ),
+            (
+                "delete",
+                "/v1/sys/tokens/{id}".into(),
+                "200",
+                value(&Revoked { revoked: 1 }),
+            ),
+            (
+                "post",
+                format!("{t}/numbers"),
+                "201",
+                value(&Added {
+                    id: "r".into(),
+                    status: AddStatus::Created,
+                }),
+            ),
+            ("post", format!("{t}/numbers"), "200", value(&accepted)),
+            ("post", format!("{t}/numbers/batch"), "200", value(&batch)),
+            (
+                "get",
+                format!("{t}/numbers/{{id}}"),
+                "200",
+                value(&record()),
+            ),
+            (
+                "delete",
+                format!("{t}/numbers/{{id}}"),
+                "200",
+                value(&Deleted { deleted: true }),
+            ),
+            ("post", format!("{t}/lookup"), "200", value(&record())),
+            (
+                "post",
+                format!("{t}/lookup/last4"),
+                "200",
+                value(&Records {
+                    results: vec![record()],
+                }),
+            ),
+            (
+                "post",
+                format!("{t}/consent/grant"),
+                "200",
+                value(&with_receipt),
+            ),
+            ("post", format!("{t}/consent/grant"), "200", value(&changed)),
+            (
+                "post",
+                format!("{t}/consent/withdraw"),
+                "200",
+                value(&changed),
+            ),
+            ("post", format!("{t}/opt-out"), "200", value(&accepted)),
+            (
+                "post",
+                format!("{t}/erase"),
+                "200",
+                value(&Erased {
+                    id: "r".into(),
+                    erased: true,
+                }),
+            ),
+            ("post", format!("{t}/verify"), "200", value(&changed)),
+            (
+                "post",
+                format!("{t}/inbound-sms"),
+                "200",
+                value(&SmsReply {
+                    action: "help".into(),
+                    reply: "text".into(),
+                }),
+            ),
+        ];
+        for (method, path, status, v) in cases {
+            let schema = &doc["paths"][&path][method]["responses"][status]["content"]
+                ["application/json"]["schema"];
+            let mut sent: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            sent.sort();
+            let allowed = alternatives(&doc, schema);
+            assert!(
+                allowed.contains(&sent),
+                "{method} {path} {status}: sends {sent:?}, the document allows {allowed:?}"
+            );
+        }
+    }
+
+    /// Any answer type as a `Value` (the test's list holds several types).
+    mod erased {
+        pub trait Ser {
+            fn value(&self) -> serde_json::Value;
+        }
+        impl<T: serde::Serialize> Ser for T {
+            fn value(&self) -> serde_json::Value {
+                serde_json::to_value(self).unwrap()
+            }
+        }
+    }
 }
