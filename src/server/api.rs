@@ -28,7 +28,7 @@ use crate::api::response::{
 use crate::api::{ErrorDetail, Shown};
 use crate::audit::{Entry, Outcome};
 use crate::policy::{Access, Operation};
-use crate::vault::{AddOutcome, Role, Target, TokenInfo, TokenSpec, Unlock};
+use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
 type Res = Result<Response, ApiError>;
@@ -452,19 +452,36 @@ async fn lookup(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<LookupReq>,
 ) -> Res {
-    let purpose = [req.purpose.as_str()];
-    let access = Access::new(&tenant, Operation::Read, &[])
-        .purposes(&purpose)
-        .reveal(req.reveal);
-    let (vault, info) = auth.authorize(&access)?;
-    app.lookups.take(&info.id, 1)?;
+    let vault = admit_read(&auth, &tenant, &req.purpose, req.reveal, Some(&app.lookups))?;
     let reveal = req.reveal;
-    let found = quick(move || {
-        vault
-            .revealing(reveal)
-            .find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)
-    })
-    .await?;
+    let found =
+        quick(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)).await?;
+    record_or_absent(found, reveal)
+}
+
+/// The first steps of a read of one record (by number or by id): the policy's decision
+/// for the purpose and the reveal, and the token's `budget` if the route has one; the
+/// vault, revealing as asked.
+fn admit_read(
+    auth: &Authed,
+    tenant: &str,
+    purpose: &str,
+    reveal: bool,
+    budget: Option<&super::limit::RateLimiter>,
+) -> Result<crate::vault::Vault, ApiError> {
+    let purposes = [purpose];
+    let access = Access::new(tenant, Operation::Read, &[])
+        .purposes(&purposes)
+        .reveal(reveal);
+    let (vault, info) = auth.authorize(&access)?;
+    if let Some(budget) = budget {
+        budget.take(&info.id, 1)?;
+    }
+    Ok(vault.revealing(reveal))
+}
+
+/// A read's answer: the record, or 404 (absent and not readable look the same).
+fn record_or_absent(found: Option<Found>, reveal: bool) -> Res {
     match found {
         Some(f) => ok(&Record::of(&f, reveal)),
         None => Err(ApiError::not_found()),
@@ -520,17 +537,10 @@ async fn get_number(
     uri: Uri,
 ) -> Res {
     let q = parse_get_query(uri.query())?;
-    let purpose = [q.purpose.as_str()];
-    let access = Access::new(&tenant, Operation::Read, &[])
-        .purposes(&purpose)
-        .reveal(q.reveal);
-    let (vault, _) = auth.authorize(&access)?;
+    let vault = admit_read(&auth, &tenant, &q.purpose, q.reveal, None)?;
     let reveal = q.reveal;
-    let found = quick(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
-    match found {
-        Some(f) => ok(&Record::of(&f, reveal)),
-        None => Err(ApiError::not_found()),
-    }
+    let found = quick(move || vault.get(&tenant, &id, &q.purpose)).await?;
+    record_or_absent(found, reveal)
 }
 
 async fn delete_number(
