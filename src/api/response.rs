@@ -339,22 +339,29 @@ mod tests {
 
     use super::*;
 
+    /// A detailed summary with these counts.
+    fn detailed(rows: u64, created: u64, merged: u64, rejected: u64) -> BatchSummary {
+        BatchSummary::Detailed(ImportSummary {
+            rows,
+            created,
+            merged,
+            rejected,
+            ..ImportSummary::default()
+        })
+    }
+
+    fn uniform(rows: u64, accepted: u64, rejected: u64) -> BatchSummary {
+        BatchSummary::Uniform(UniformSummary {
+            rows,
+            accepted,
+            rejected,
+        })
+    }
+
     /// A client tells the two summaries apart by their members alone.
     #[test]
     fn a_batch_summary_decodes_as_the_kind_it_was_sent_as() {
-        let detailed = BatchSummary::Detailed(ImportSummary {
-            rows: 3,
-            created: 1,
-            merged: 1,
-            rejected: 1,
-            ..ImportSummary::default()
-        });
-        let uniform = BatchSummary::Uniform(UniformSummary {
-            rows: 3,
-            accepted: 2,
-            rejected: 1,
-        });
-        for s in [detailed, uniform] {
+        for s in [detailed(3, 1, 1, 1), uniform(3, 2, 1)] {
             let back: BatchSummary =
                 serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
             assert_eq!(back, s);
@@ -371,38 +378,10 @@ mod tests {
     /// detail they are rejected, not accepted.
     #[test]
     fn summaries_add_up_and_uniform_wins() {
-        let local = BatchSummary::Detailed(ImportSummary {
-            rows: 2,
-            rejected: 2,
-            ..ImportSummary::default()
-        });
-        let served = BatchSummary::Detailed(ImportSummary {
-            rows: 5,
-            created: 4,
-            rejected: 1,
-            ..ImportSummary::default()
-        });
-        assert_eq!(
-            local.plus(served),
-            BatchSummary::Detailed(ImportSummary {
-                rows: 7,
-                created: 4,
-                rejected: 3,
-                ..ImportSummary::default()
-            })
-        );
-        let uniform = BatchSummary::Uniform(UniformSummary {
-            rows: 5,
-            accepted: 4,
-            rejected: 1,
-        });
-        let expected = BatchSummary::Uniform(UniformSummary {
-            rows: 7,
-            accepted: 4,
-            rejected: 3,
-        });
-        assert_eq!(local.plus(uniform), expected);
-        assert_eq!(uniform.plus(local), expected);
+        let local = detailed(2, 0, 0, 2);
+        assert_eq!(local.plus(detailed(5, 4, 0, 1)), detailed(7, 4, 0, 3));
+        assert_eq!(local.plus(uniform(5, 4, 1)), uniform(7, 4, 3));
+        assert_eq!(uniform(5, 4, 1).plus(local), uniform(7, 4, 3));
     }
 
     /// Absent and `null` as the document says: `verified_at` and a token's `tenant`
@@ -438,28 +417,14 @@ mod tests {
             r#"{"code":"invalid_argument","message":"m"}"#
         );
         let token = TokenView {
-            id: "t".into(),
             tenant: None,
-            role: "admin".into(),
-            purposes: Vec::new(),
-            reveal: false,
-            created_at: 1,
             expires_at: None,
+            ..token()
         };
         let v = serde_json::to_value(&token).unwrap();
         assert!(v["tenant"].is_null() && v["expires_at"].is_null());
         assert_eq!(v.as_object().unwrap().len(), 7);
-        let record = Record {
-            id: "r".into(),
-            phone: Shown::new("+44 ••• ••• 4567".into()),
-            masked: true,
-            country_code: 44,
-            purposes: vec!["otp".into()],
-            created_at: 1,
-            updated_at: 2,
-            verified_at: None,
-        };
-        let v = serde_json::to_value(&record).unwrap();
+        let v = serde_json::to_value(record()).unwrap();
         assert!(v["verified_at"].is_null());
         assert_eq!(v.as_object().unwrap().len(), 8);
     }
