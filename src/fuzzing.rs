@@ -25,9 +25,9 @@ use std::sync::{Arc, OnceLock};
 use arbitrary::Unstructured;
 use phonevault_keys::{derive_tenant_keys, TenantKeys, TenantSeed, VaultId};
 
+use crate::api::request as api;
 use crate::phone::{self, NumberKind};
 use crate::record::{self, Grant, OptOut, RecordBody, RecordError, RecordId, MAX_BODY_LEN};
-use crate::server::api;
 use crate::store::MemoryStore;
 use crate::vault::{ImportOptions, Reject, Target, Vault, VaultError};
 
@@ -629,7 +629,7 @@ pub fn http_body(data: &[u8]) -> Result<(), Violation> {
             let Ok(query) = std::str::from_utf8(body) else {
                 return Ok(());
             };
-            match api::parse_get_query(Some(query)) {
+            match crate::server::api::parse_get_query(Some(query)) {
                 Ok(_) => Ok(()),
                 Err(e) => {
                     ensure(

@@ -33,6 +33,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 pub mod audit;
 pub mod backup;
 pub mod cli;

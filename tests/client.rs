@@ -887,3 +887,47 @@ fn a_large_import_goes_in_several_batches_and_a_stale_socket_is_ignored() {
     let (n, log) = batches();
     assert_eq!(n, 2, "{log}");
 }
+
+/// A writer's import through the socket is told counts without detail (issue 13): the
+/// counts of every batch, and the rows the CLI rejected itself, add up to one summary.
+#[test]
+fn a_writers_import_adds_the_counts_of_every_batch_without_detail() {
+    let remote = vault();
+    let writer = remote.token(&["--tenant", "shop", "--role", "writer"]);
+    let mut csv = String::from("phone\n");
+    for i in 0..12_500u32 {
+        if i % 997 == 0 {
+            csv.push_str("+44 12\n");
+        } else {
+            csv.push_str(&format!("+4474001{:05}\n", i % 10_000));
+        }
+    }
+    // Too long to be a number: rejected by the CLI, never sent.
+    csv.push_str(&"7".repeat(300));
+    csv.push('\n');
+    std::fs::write(remote.dir.join("big.csv"), &csv).unwrap();
+    let _server = remote.serve();
+    remote.ok(None, &["unseal"]);
+    let import = ["import", "--tenant", "shop", "--consent", "otp", "big.csv"];
+    let mut json = vec!["--json"];
+    json.extend(import);
+    let out = remote.ok(Some(&writer), &json);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["rows"], 12_501, "{v}");
+    assert_eq!(v["rejected"], 14, "{v}");
+    assert_eq!(v["accepted"], 12_487, "{v}");
+    assert!(v["rejects_file"]
+        .as_str()
+        .unwrap()
+        .ends_with("big.csv.rejects.csv"));
+    assert!(v.get("created").is_none(), "{v}");
+    let text = remote.ok(Some(&writer), &import);
+    assert!(
+        text.starts_with("imported 12501 rows: 12487 accepted, 14 rejected (the server tells"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rejected rows (line and reason) are in "),
+        "{text}"
+    );
+}

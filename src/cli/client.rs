@@ -29,10 +29,15 @@ use zeroize::Zeroizing;
 
 use super::server_cmds::{self, TokenCommand};
 use super::{
-    create_private, fail, fmt_time, not_found, passphrase_from_sources, print_json, print_stats,
-    read_secret_file, report_change, say, Cli, Command, ConsentCommand, Failure, ImportArgs,
-    KeyCommand, TargetArgs, TenantCommand,
+    create_private, fail, not_found, passphrase_from_sources, print_stats, read_secret_file,
+    report_change, say, show_found, show_records, Cli, Command, ConsentCommand, Failure,
+    ImportArgs, KeyCommand, TargetArgs, TenantCommand,
 };
+use crate::api::response::{
+    Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased, ItemStatus,
+    Record, Records, Revoked, SealState, TokenList, TokenView, WriteAnswer,
+};
+use crate::api::{code, ErrorBody, ErrorDetail};
 use crate::phone::{self, NumberKind};
 use crate::record::RecordId;
 use crate::stats::{Group, Stats, StatsError};
@@ -186,64 +191,6 @@ fn json_body(v: &impl Serialize) -> Result<SecretBuf, Failure> {
     Ok(b)
 }
 
-/// An error answer: `{"error": {"code", "message"}}`.
-#[derive(Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Deserialize)]
-struct ErrorDetail {
-    code: String,
-    message: String,
-}
-
-/// A record as the server shows it. The phone is masked unless revealed; either way
-/// it is zeroized on drop and has no `Debug`.
-#[derive(Deserialize)]
-struct FoundAnswer {
-    id: String,
-    phone: Shown,
-    purposes: Vec<String>,
-    created_at: u64,
-    updated_at: u64,
-    verified_at: Option<u64>,
-}
-
-struct Shown(Zeroizing<String>);
-
-impl<'de> Deserialize<'de> for Shown {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(|s| Shown(Zeroizing::new(s)))
-    }
-}
-
-#[derive(Deserialize)]
-struct ChangedAnswer {
-    id: String,
-    changed: bool,
-    /// The receipt file, when asked for (`consent grant --receipt`).
-    #[serde(default)]
-    receipt: Option<String>,
-}
-
-/// A write's answer: in detail (a tenant admin holding every purpose), or the one
-/// answer every other token gets whatever the vault holds (no existence oracle).
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum WriteAnswer<T> {
-    Detailed(T),
-    // Matched for its shape only: the answer says nothing more.
-    #[allow(dead_code)]
-    Accepted(Accepted),
-}
-
-#[derive(Deserialize)]
-struct Accepted {
-    #[allow(dead_code)] // matched for its shape only; always true
-    accepted: bool,
-}
-
 /// What the CLI says for [`WriteAnswer::Accepted`].
 fn print_accepted(cli: &Cli) {
     say(
@@ -253,35 +200,23 @@ fn print_accepted(cli: &Cli) {
     );
 }
 
-#[derive(Deserialize)]
-struct TokenAnswer {
-    id: String,
-    tenant: Option<String>,
-    role: String,
-    purposes: Vec<String>,
-    reveal: bool,
-    created_at: u64,
-    expires_at: Option<u64>,
-}
-
-impl TokenAnswer {
-    fn info(self) -> Result<TokenInfo, Failure> {
-        let role = Role::parse(&self.role).ok_or_else(|| {
-            fail(format!(
-                "the server sent an unknown token role `{}`: is the CLI older than the server?",
-                self.role
-            ))
-        })?;
-        Ok(TokenInfo {
-            id: self.id,
-            tenant: self.tenant,
-            role,
-            purposes: self.purposes,
-            reveal: self.reveal,
-            created_at: self.created_at,
-            expires_at: self.expires_at,
-        })
-    }
+/// A token the server showed, as the CLI prints it.
+fn token_info(t: TokenView) -> Result<TokenInfo, Failure> {
+    let role = Role::parse(&t.role).ok_or_else(|| {
+        fail(format!(
+            "the server sent an unknown token role `{}`: is the CLI older than the server?",
+            t.role
+        ))
+    })?;
+    Ok(TokenInfo {
+        id: t.id,
+        tenant: t.tenant,
+        role,
+        purposes: t.purposes,
+        reveal: t.reveal,
+        created_at: t.created_at,
+        expires_at: t.expires_at,
+    })
 }
 
 /// An object without its `null` members: the server refuses `null` where the document
@@ -558,13 +493,13 @@ impl Remote {
     fn refusal(&self, code: &str, message: &str) -> Failure {
         let sock = self.socket.display();
         match code {
-            "sealed" => fail(format!(
+            code::SEALED => fail(format!(
                 "the vault is sealed: run `phonevault unseal` (the server at {sock} holds it), or start the server with --passphrase-file or --key-file"
             )),
-            "unauthorized" => fail(format!(
+            code::UNAUTHORIZED => fail(format!(
                 "the server at {sock} refused the API token (unknown, revoked or expired): pass a valid one with --token-file FILE or PHONEVAULT_TOKEN"
             )),
-            "internal" => fail(format!(
+            code::INTERNAL => fail(format!(
                 "the server at {sock} failed on this request: see its log"
             )),
             // Messages from the server never hold a number; control characters are
@@ -599,7 +534,7 @@ impl Remote {
     ) -> Result<Option<T>, Failure> {
         match self.request(method, path, body, true)? {
             Ok(v) => Ok(Some(v)),
-            Err(e) if e.code == "not_found" => Ok(None),
+            Err(e) if e.code == code::NOT_FOUND => Ok(None),
             Err(e) => Err(self.refusal(&e.code, &e.message)),
         }
     }
@@ -633,13 +568,6 @@ impl Remote {
     fn run(&mut self, cli: &Cli) -> Result<(), Failure> {
         match &cli.command {
             Command::Add(a) => {
-                #[derive(Deserialize)]
-                struct Added {
-                    id: String,
-                    status: String,
-                    #[serde(default)]
-                    suppressed_for: Vec<String>,
-                }
                 let r: WriteAnswer<Added> = self.post(
                     &tenant_path(&a.tenant, "numbers"),
                     &AddBody {
@@ -656,26 +584,16 @@ impl Remote {
                         return Ok(());
                     }
                 };
-                super::print_added(cli, &r.id, &r.status, &r.suppressed_for);
+                super::print_added(cli, &r.id, r.status.as_str(), &r.suppressed_for);
                 Ok(())
             }
             Command::Find(a) => {
                 if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
-                    #[derive(Deserialize)]
-                    struct Results {
-                        results: Vec<FoundAnswer>,
-                    }
-                    let r: Results = self.post(
+                    let r: Records = self.post(
                         &tenant_path(&a.tenant, "lookup/last4"),
                         &json!({"country_code": cc, "last4": l4, "purpose": a.purpose, "reveal": a.reveal}),
                     )?;
-                    if r.results.is_empty() {
-                        return Err(not_found("no record found for that purpose"));
-                    }
-                    for f in &r.results {
-                        print_found(cli, f, a.reveal);
-                    }
-                    return Ok(());
+                    return show_records(cli, &r.results);
                 }
                 let body = json_body(&LookupBody {
                     phone: a.phone.as_deref().unwrap_or(""),
@@ -683,12 +601,12 @@ impl Remote {
                     purpose: &a.purpose,
                     reveal: a.reveal,
                 })?;
-                let found = self.call_or_absent(
+                let found: Option<Record> = self.call_or_absent(
                     Method::POST,
                     &tenant_path(&a.tenant, "lookup"),
                     Some(body),
                 )?;
-                show_found(cli, found, a.reveal)
+                show_found(cli, found)
             }
             Command::Get(a) => {
                 RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
@@ -699,13 +617,13 @@ impl Remote {
                 if a.reveal {
                     path.push_str("&reveal=true");
                 }
-                let found = self.call_or_absent(Method::GET, &path, None)?;
-                show_found(cli, found, a.reveal)
+                let found: Option<Record> = self.call_or_absent(Method::GET, &path, None)?;
+                show_found(cli, found)
             }
             Command::Delete(a) => {
                 RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
                 let path = tenant_path(&a.tenant, &format!("numbers/{}", enc(&a.id)));
-                match self.call_or_absent::<serde_json::Value>(Method::DELETE, &path, None)? {
+                match self.call_or_absent::<Deleted>(Method::DELETE, &path, None)? {
                     Some(_) => {
                         say(cli, json!({"deleted": a.id}), &format!("deleted {}", a.id));
                         Ok(())
@@ -796,10 +714,6 @@ impl Remote {
                 Ok(())
             }
             Command::Erase(t) => {
-                #[derive(Deserialize)]
-                struct Erased {
-                    id: String,
-                }
                 let r: WriteAnswer<Erased> =
                     self.post(&tenant_path(&t.tenant, "erase"), &TargetBody::of(t))?;
                 let WriteAnswer::Detailed(r) = r else {
@@ -853,39 +767,25 @@ impl Remote {
         match c {
             TokenCommand::Create(a) => {
                 let role = server_cmds::token_role(a)?;
-                #[derive(Deserialize)]
-                struct Created {
-                    #[serde(flatten)]
-                    info: TokenAnswer,
-                    token: Shown,
-                }
-                let r: Created = self.post(
+                let r: CreatedToken = self.post(
                     "/v1/sys/tokens",
                     &without_nulls(json!({
                         "tenant": a.tenant, "role": role.as_str(), "purposes": a.purposes,
                         "reveal": a.reveal, "ttl": a.ttl,
                     })),
                 )?;
-                server_cmds::print_created(cli, &r.info.info()?, &r.token.0);
+                server_cmds::print_created(cli, &token_info(r.info)?, r.token.expose_secret());
             }
             TokenCommand::List => {
-                #[derive(Deserialize)]
-                struct List {
-                    tokens: Vec<TokenAnswer>,
-                }
-                let r: List = self.call(Method::GET, "/v1/sys/tokens", None)?;
+                let r: TokenList = self.call(Method::GET, "/v1/sys/tokens", None)?;
                 let list = r
                     .tokens
                     .into_iter()
-                    .map(TokenAnswer::info)
+                    .map(token_info)
                     .collect::<Result<Vec<_>, _>>()?;
                 server_cmds::print_tokens(cli, &list);
             }
             TokenCommand::Revoke { id, all } => {
-                #[derive(Deserialize)]
-                struct Revoked {
-                    revoked: u64,
-                }
                 let n = if *all {
                     self.call::<Revoked>(Method::POST, "/v1/sys/tokens/revoke-all", None)?
                         .revoked
@@ -904,11 +804,7 @@ impl Remote {
     }
 
     fn sealed(&mut self) -> Result<bool, Failure> {
-        #[derive(Deserialize)]
-        struct Health {
-            sealed: bool,
-        }
-        let h: Health = self.call_anonymous(Method::GET, "/v1/sys/health", None)?;
+        let h: SealState = self.call_anonymous(Method::GET, "/v1/sys/health", None)?;
         Ok(h.sealed)
     }
 
@@ -922,11 +818,7 @@ impl Remote {
             );
             return Ok(());
         }
-        #[derive(Deserialize)]
-        struct Sealed {
-            sealed: bool,
-        }
-        let r: Sealed = self.call(Method::POST, "/v1/sys/seal", None)?;
+        let r: SealState = self.call(Method::POST, "/v1/sys/seal", None)?;
         say(
             cli,
             json!({"sealed": r.sealed}),
@@ -956,11 +848,7 @@ impl Remote {
         let body = json_body(&UnsealBody {
             passphrase: pass.expose_secret(),
         })?;
-        #[derive(Deserialize)]
-        struct State {
-            sealed: bool,
-        }
-        let r: State = self.call_anonymous(Method::POST, "/v1/sys/unseal", Some(body))?;
+        let r: SealState = self.call_anonymous(Method::POST, "/v1/sys/unseal", Some(body))?;
         say(
             cli,
             json!({"sealed": r.sealed}),
@@ -986,8 +874,7 @@ impl Remote {
         let col = vault::import_column(&mut rdr, &a.column)?;
         let mut batch = Batch::new(a)?;
         let mut rejects = RejectsFile::new(rejects_path.clone());
-        let mut summary = ImportSummary::default();
-        let mut accepted: Option<u64> = None;
+        let mut summary = BatchSummary::Detailed(ImportSummary::default());
         let mut record = csv::StringRecord::new();
         let mut row = 0usize;
         loop {
@@ -1018,10 +905,7 @@ impl Remote {
             let chunk_done = row % vault::IMPORT_CHUNK == 0;
             if !more || (chunk_done && batch.full()) {
                 let done = self.send_batch(a, &mut batch)?;
-                if let Some(n) = done.accepted {
-                    accepted = Some(accepted.unwrap_or(0) + n);
-                }
-                summary = add_summary(summary, done.summary);
+                summary = summary.plus(done.summary);
                 for (_, _, r) in done.rejects {
                     rejects.write(&r)?;
                 }
@@ -1032,41 +916,21 @@ impl Remote {
         }
         bar.finish_and_clear();
         rejects.finish()?;
-        match accepted {
-            None => super::print_import(cli, &summary, &rejects_path),
-            Some(n) => {
-                let mut v =
-                    json!({"rows": summary.rows, "accepted": n, "rejected": summary.rejected});
-                if summary.rejected > 0 {
-                    v["rejects_file"] = rejects_path.display().to_string().into();
-                }
-                say(
-                    cli,
-                    v,
-                    &format!(
-                        "imported {} rows: {n} accepted, {} rejected (the server tells a token that cannot read every purpose of its tenant nothing more)",
-                        summary.rows, summary.rejected
-                    ),
-                );
-                if summary.rejected > 0 && !cli.json {
-                    println!(
-                        "rejected rows (line and reason) are in {}",
-                        rejects_path.display()
-                    );
-                }
-            }
-        }
+        super::print_import(cli, &summary, &rejects_path);
         Ok(())
     }
 
     fn send_batch(&mut self, a: &ImportArgs, batch: &mut Batch) -> Result<BatchDone, Failure> {
+        let rejects = std::mem::take(&mut batch.local);
+        let local = rejects.len() as u64;
         let mut done = BatchDone {
-            summary: ImportSummary::default(),
-            rejects: std::mem::take(&mut batch.local),
-            accepted: None,
+            summary: BatchSummary::Detailed(ImportSummary {
+                rows: local,
+                rejected: local,
+                ..ImportSummary::default()
+            }),
+            rejects,
         };
-        done.summary.rows = done.rejects.len() as u64;
-        done.summary.rejected = done.rejects.len() as u64;
         if let Some((body, sent)) = batch.take_request()? {
             let r: BatchAnswer = self.call(
                 Method::POST,
@@ -1085,8 +949,8 @@ impl Remote {
                 let Some(&(row, line)) = sent.get(item.index) else {
                     continue;
                 };
-                match (item.status.as_str(), item.error) {
-                    ("suppressed", Some(e)) => done.rejects.push((
+                match (item.status, item.error) {
+                    (ItemStatus::Suppressed, Some(e)) => done.rejects.push((
                         row,
                         true,
                         RowReject {
@@ -1104,8 +968,7 @@ impl Remote {
                     _ => {}
                 }
             }
-            done.accepted = r.summary.accepted;
-            done.summary = add_summary(done.summary, r.summary.into());
+            done.summary = done.summary.plus(r.summary);
         }
         // The in-process import's order: chunk by chunk, the invalid rows, then the
         // suppressed ones.
@@ -1152,7 +1015,7 @@ fn command_name(c: &Command) -> &'static str {
 
 /// The reject of a number the server refused: `reason` holds the code of the
 /// in-process import's reject.
-fn phone_reject(line: u64, e: &ItemError) -> RowReject {
+fn phone_reject(line: u64, e: &ErrorDetail) -> RowReject {
     RowReject {
         line,
         code: e.reason.clone().unwrap_or_else(|| e.code.clone()).into(),
@@ -1175,11 +1038,6 @@ impl From<Reject> for RowReject {
             reason: r.reason,
         }
     }
-}
-
-fn add_summary(mut a: ImportSummary, b: ImportSummary) -> ImportSummary {
-    a.add(&b);
-    a
 }
 
 /// A row's index in the file (from 0) and the line it starts on (the header is 1).
@@ -1292,70 +1150,10 @@ impl Batch {
 }
 
 struct BatchDone {
-    summary: ImportSummary,
+    /// The counts: without detail when the server answers so (a token that cannot read
+    /// every purpose: no created / merged / unchanged / suppressed split).
+    summary: BatchSummary,
     rejects: Vec<(usize, bool, RowReject)>,
-    /// Items the server accepted, when it answers without detail (a token that cannot
-    /// read every purpose: no created / merged / unchanged / suppressed split).
-    accepted: Option<u64>,
-}
-
-#[derive(Deserialize)]
-struct BatchAnswer {
-    results: Vec<ItemResult>,
-    summary: SummaryAnswer,
-}
-
-#[derive(Deserialize)]
-struct ItemResult {
-    index: usize,
-    status: String,
-    error: Option<ItemError>,
-}
-
-#[derive(Deserialize)]
-struct ItemError {
-    code: String,
-    message: String,
-    reason: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SummaryAnswer {
-    rows: u64,
-    #[serde(default)]
-    created: u64,
-    #[serde(default)]
-    merged: u64,
-    #[serde(default)]
-    unchanged: u64,
-    rejected: u64,
-    #[serde(default)]
-    suppressed: u64,
-    /// Absent in answers of servers older than the field, and in answers without
-    /// detail.
-    #[serde(default)]
-    newly_valid: u64,
-    /// Absent in answers of servers older than the field, and in answers without
-    /// detail.
-    #[serde(default)]
-    listed: u64,
-    /// Only in the answer without detail, instead of the counts above.
-    accepted: Option<u64>,
-}
-
-impl From<SummaryAnswer> for ImportSummary {
-    fn from(s: SummaryAnswer) -> Self {
-        ImportSummary {
-            rows: s.rows,
-            created: s.created,
-            merged: s.merged,
-            unchanged: s.unchanged,
-            rejected: s.rejected,
-            suppressed: s.suppressed,
-            newly_valid: s.newly_valid,
-            listed: s.listed,
-        }
-    }
 }
 
 /// The rejects file, created (mode 0600) at the first rejected row.
@@ -1443,38 +1241,6 @@ impl StatsAnswer {
             min_group: self.min_group,
             epsilon: self.epsilon,
         })
-    }
-}
-
-/// Prints a record as `super::print_found` prints a local one.
-fn print_found(cli: &Cli, f: &FoundAnswer, reveal: bool) {
-    if cli.json {
-        print_json(&json!({
-            "id": f.id,
-            "phone": f.phone.0.as_str(),
-            "masked": !reveal,
-            "purposes": f.purposes,
-            "created_at": fmt_time(f.created_at),
-            "updated_at": fmt_time(f.updated_at),
-            "verified_at": f.verified_at.map(fmt_time),
-        }));
-    } else {
-        println!(
-            "{}  {}  purposes: {}",
-            f.id,
-            f.phone.0.as_str(),
-            f.purposes.join(",")
-        );
-    }
-}
-
-fn show_found(cli: &Cli, found: Option<FoundAnswer>, reveal: bool) -> Result<(), Failure> {
-    match found {
-        Some(f) => {
-            print_found(cli, &f, reveal);
-            Ok(())
-        }
-        None => Err(not_found("no record found for that purpose")),
     }
 }
 

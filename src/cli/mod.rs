@@ -21,9 +21,10 @@ pub use key_cmds::{
 };
 pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
 
+use crate::api::response::{BatchSummary, Record};
 use crate::phone;
 use crate::store::StoreLocation;
-use crate::vault::{self, Found, ImportOptions, OpenOptions, Unlock, Vault, VaultError};
+use crate::vault::{self, ImportOptions, OpenOptions, Unlock, Vault, VaultError};
 
 /// Exit code when a read found nothing.
 pub const EXIT_NOT_FOUND: u8 = 3;
@@ -1047,18 +1048,6 @@ pub(crate) fn print_added(cli: &Cli, id: &str, outcome: &str, listed: &[String])
     }
 }
 
-fn found_json(f: &Found, reveal: bool) -> serde_json::Value {
-    serde_json::json!({
-        "id": f.id.to_string(),
-        "phone": if reveal { f.e164.expose_secret().to_owned() } else { f.masked.clone() },
-        "masked": !reveal,
-        "purposes": f.purposes,
-        "created_at": fmt_time(f.created_at),
-        "updated_at": fmt_time(f.updated_at),
-        "verified_at": f.verified_at.map(fmt_time),
-    })
-}
-
 fn fmt_time(t: u64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t as i64)
         .ok()
@@ -1069,29 +1058,46 @@ fn fmt_time(t: u64) -> String {
         .unwrap_or_else(|| t.to_string())
 }
 
-fn print_found(cli: &Cli, f: &Found, reveal: bool) {
+/// Prints a record: the same lines for one the vault found here (shown as the server
+/// shows it, [`Record::of`]) and for one a server answered.
+fn print_found(cli: &Cli, r: &Record) {
+    let phone = r.phone.expose_secret();
     if cli.json {
-        print_json(&found_json(f, reveal));
+        print_json(&serde_json::json!({
+            "id": r.id,
+            "phone": phone,
+            "masked": r.masked,
+            "purposes": r.purposes,
+            "created_at": fmt_time(r.created_at),
+            "updated_at": fmt_time(r.updated_at),
+            "verified_at": r.verified_at.map(fmt_time),
+        }));
     } else {
-        let shown = if reveal {
-            f.e164.expose_secret()
-        } else {
-            &f.masked
-        };
-        println!("{}  {}  purposes: {}", f.id, shown, f.purposes.join(","));
+        println!("{}  {}  purposes: {}", r.id, phone, r.purposes.join(","));
     }
 }
 
 /// Prints a read's result, or fails with exit code 3 (absent and not consented look
 /// the same).
-fn show_found(cli: &Cli, found: Option<Found>, reveal: bool) -> Result<(), Failure> {
+fn show_found(cli: &Cli, found: Option<Record>) -> Result<(), Failure> {
     match found {
-        Some(f) => {
-            print_found(cli, &f, reveal);
+        Some(r) => {
+            print_found(cli, &r);
             Ok(())
         }
         None => Err(not_found("no record found for that purpose")),
     }
+}
+
+/// Prints a last-4 search's records, or fails with exit code 3 when there is none.
+fn show_records(cli: &Cli, records: &[Record]) -> Result<(), Failure> {
+    if records.is_empty() {
+        return Err(not_found("no record found for that purpose"));
+    }
+    for r in records {
+        print_found(cli, r);
+    }
+    Ok(())
 }
 
 /// Runs the parsed command.
@@ -1186,21 +1192,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let v = open(&cli)?.revealing(a.reveal);
             if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
                 let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;
-                if found.is_empty() {
-                    return Err(not_found("no record found for that purpose"));
-                }
-                for f in &found {
-                    print_found(&cli, f, a.reveal);
-                }
-                return Ok(());
+                let records: Vec<Record> = found.iter().map(|f| Record::of(f, a.reveal)).collect();
+                return show_records(&cli, &records);
             }
             let phone = a.phone.as_deref().unwrap_or("");
             let found = v.find(&a.tenant, phone, a.region.as_deref(), &a.purpose)?;
-            show_found(&cli, found, a.reveal)
+            show_found(&cli, found.map(|f| Record::of(&f, a.reveal)))
         }
         Command::Get(a) => {
             let v = open(&cli)?.revealing(a.reveal);
-            show_found(&cli, v.get(&a.tenant, &a.id, &a.purpose)?, a.reveal)
+            let found = v.get(&a.tenant, &a.id, &a.purpose)?;
+            show_found(&cli, found.map(|f| Record::of(&f, a.reveal)))
         }
         Command::Delete(a) => {
             let v = open(&cli)?;
@@ -1899,7 +1901,7 @@ fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
         w.flush()
             .map_err(|e| fail(format!("cannot write {}: {e}", rejects_path.display())))?;
     }
-    print_import(cli, &summary, &rejects_path);
+    print_import(cli, &BatchSummary::Detailed(summary), &rejects_path);
     Ok(())
 }
 
@@ -1960,39 +1962,51 @@ fn reindex(cli: &Cli, a: &ReindexArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn print_import(cli: &Cli, summary: &vault::ImportSummary, rejects_path: &Path) {
+/// Prints an import's counts: the same lines in-process and through the socket, where
+/// a token that cannot read every purpose of its tenant is told fewer counts.
+fn print_import(cli: &Cli, summary: &BatchSummary, rejects_path: &Path) {
+    let rejected = summary.uniform().rejected;
+    let mut v = serde_json::to_value(summary).unwrap_or_default();
+    if rejected > 0 {
+        v["rejects_file"] = rejects_path.display().to_string().into();
+    }
     if cli.json {
-        let mut v = serde_json::to_value(summary).unwrap_or_default();
-        if summary.rejected > 0 {
-            v["rejects_file"] = rejects_path.display().to_string().into();
-        }
         print_json(&v);
-    } else {
-        println!(
+        return;
+    }
+    match summary {
+        BatchSummary::Detailed(s) => println!(
             "imported {} rows: {} new, {} merged, {} unchanged, {} rejected",
-            summary.rows, summary.created, summary.merged, summary.unchanged, summary.rejected
+            s.rows, s.created, s.merged, s.unchanged, s.rejected
+        ),
+        BatchSummary::Uniform(u) => println!(
+            "imported {} rows: {} accepted, {} rejected (the server tells a token that cannot read every purpose of its tenant nothing more)",
+            u.rows, u.accepted, u.rejected
+        ),
+    }
+    if rejected > 0 {
+        println!(
+            "rejected rows (line and reason) are in {}",
+            rejects_path.display()
         );
-        if summary.rejected > 0 {
-            println!(
-                "rejected rows (line and reason) are in {}",
-                rejects_path.display()
-            );
-        }
-        if summary.listed > 0 {
-            println!(
-                "{} of the accepted rows are on a suppression list for one of the import's \
-                 purposes: stored, and refused for those purposes while listed (see \
-                 `phonevault suppress list`)",
-                summary.listed
-            );
-        }
-        if summary.newly_valid > 0 {
-            println!(
-                "{} of the accepted rows were invalid under the phone metadata the tenant's \
-                 indexes were made with (run `phonevault reindex` to re-check the others)",
-                summary.newly_valid
-            );
-        }
+    }
+    let BatchSummary::Detailed(summary) = summary else {
+        return;
+    };
+    if summary.listed > 0 {
+        println!(
+            "{} of the accepted rows are on a suppression list for one of the import's \
+             purposes: stored, and refused for those purposes while listed (see \
+             `phonevault suppress list`)",
+            summary.listed
+        );
+    }
+    if summary.newly_valid > 0 {
+        println!(
+            "{} of the accepted rows were invalid under the phone metadata the tenant's \
+             indexes were made with (run `phonevault reindex` to re-check the others)",
+            summary.newly_valid
+        );
     }
 }
 

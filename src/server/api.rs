@@ -1,5 +1,5 @@
-//! The `/v1` routes: request types (unknown fields refused), authorization, and the
-//! vault call each one makes.
+//! The `/v1` routes: authorization, and the vault call each one makes. The request
+//! and answer types are the API's contract ([`crate::api`]).
 
 use std::sync::Arc;
 
@@ -9,30 +9,29 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 use super::{
     blocking, open_vault, quick, unseal_delay, write_detail, ApiError, App, Authed, JsonBody, Peer,
     RawBody, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
 };
+use crate::api::code;
+use crate::api::request::{
+    AddReq, BatchReq, GetQuery, GrantReq, Last4Req, LookupReq, OptOutReq, StatsReq, TargetError,
+    TargetReq, Targeted, TokenReq, UnsealReq, WithdrawReq, DEFAULT_SOURCE,
+};
+use crate::api::response::{
+    Accepted, Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased,
+    ItemResult, ItemStatus, Record, Records, Revoked, SealState, SmsReply, TokenList, TokenView,
+    UniformSummary,
+};
+use crate::api::{ErrorDetail, Shown};
 use crate::audit::{Entry, Outcome};
 use crate::policy::{Access, Operation};
-use crate::stats::StatsQuery;
 use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
 type Res = Result<Response, ApiError>;
-
-/// For an optional field: absent is `None`, and `null` is refused as the document says
-/// (the field is a string or a number, never null), instead of being read as absent.
-pub(crate) fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(d).map(Some)
-}
 
 pub(crate) fn router(app: Arc<App>) -> Router {
     let t = "/v1/tenants/{tenant}";
@@ -99,7 +98,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 async fn no_route() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no_route",
+        code::NO_ROUTE,
         "no such API route: see GET /v1/openapi.json",
     )
 }
@@ -107,30 +106,27 @@ async fn no_route() -> ApiError {
 async fn method_not_allowed() -> ApiError {
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
+        code::METHOD_NOT_ALLOWED,
         "this route does not take that method: see GET /v1/openapi.json",
     )
 }
 
-fn ok(v: Value) -> Res {
-    Ok(Json(v).into_response())
+/// A 200 answer. Through a `Value`, whose members are sorted by name: the bytes the
+/// routes have always sent, whatever the order of the type's fields.
+fn ok<T: Serialize>(v: &T) -> Res {
+    answer(StatusCode::OK, v)
 }
 
-fn found_json(f: &Found, reveal: bool) -> Value {
-    json!({
-        "id": f.id.to_string(),
-        "phone": if reveal { f.e164.expose_secret().to_owned() } else { f.masked.clone() },
-        "masked": !reveal,
-        "country_code": f.country_code,
-        "purposes": f.purposes,
-        "created_at": f.created_at,
-        "updated_at": f.updated_at,
-        "verified_at": f.verified_at,
-    })
+/// An answer with `status`, its members sorted by name (see [`ok`]).
+fn answer<T: Serialize>(status: StatusCode, v: &T) -> Res {
+    let v = serde_json::to_value(v).map_err(|e| ApiError::internal(&e))?;
+    Ok((status, Json(v)).into_response())
 }
 
 async fn health(State(app): State<Arc<App>>) -> Res {
-    ok(json!({ "sealed": app.current().is_none() }))
+    ok(&SealState {
+        sealed: app.current().is_none(),
+    })
 }
 
 /// The metrics, for a vault-wide admin token (see [`super::metrics`]).
@@ -158,37 +154,21 @@ async fn openapi() -> Res {
         .into_response())
 }
 
-/// The unseal body. No `Debug`: it holds the passphrase.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct UnsealReq {
-    passphrase: SecretString,
-}
-
-/// A string from a request body, zeroized on drop.
-pub(crate) struct SecretString(zeroize::Zeroizing<String>);
-
-impl<'de> Deserialize<'de> for SecretString {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        String::deserialize(d).map(|s| SecretString(zeroize::Zeroizing::new(s)))
-    }
-}
-
 async fn unseal(
     State(app): State<Arc<App>>,
     ConnectInfo(peer): ConnectInfo<Peer>,
     JsonBody(req): JsonBody<UnsealReq>,
 ) -> Res {
     // Refused whether or not the vault is open: the document says `minLength: 1`.
-    if req.passphrase.0.is_empty() {
+    if req.passphrase.expose_secret().is_empty() {
         return Err(ApiError::bad_json("\"passphrase\" is empty"));
     }
     // One attempt at a time: the lock is held through the Argon2 work and the delay.
     let mut failures = app.unseal.lock().await;
     if app.current().is_some() {
-        return ok(json!({ "sealed": false }));
+        return ok(&SealState { sealed: false });
     }
-    let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.0.to_string()));
+    let unlock = Unlock::Passphrase(Passphrase::new(req.passphrase.expose_secret().to_owned()));
     match open_vault(app.dir.clone(), app.store.clone(), unlock, app.audit_sync).await {
         Ok(v) => {
             // The failed attempts made while sealed, then this one, go into the log
@@ -209,7 +189,7 @@ async fn unseal(
             *failures = 0;
             app.set(Some(Arc::new(v)));
             tracing::info!("phonevault serve: unsealed");
-            ok(json!({ "sealed": false }))
+            ok(&SealState { sealed: false })
         }
         Err(e) => {
             *failures = failures.saturating_add(1);
@@ -265,36 +245,14 @@ async fn seal(
     // In-flight requests keep their reference; the keys zeroize when the last drops.
     app.set(None);
     tracing::info!("phonevault serve: sealed");
-    ok(json!({ "sealed": true }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AddReq {
-    phone: String,
-    #[serde(default, deserialize_with = "present")]
-    region: Option<String>,
-    consents: Vec<String>,
-    #[serde(default, deserialize_with = "present")]
-    source: Option<String>,
-}
-
-const DEFAULT_SOURCE: &str = "api";
-
-fn outcome_json(o: AddOutcome) -> Value {
-    let (status, id) = match o {
-        AddOutcome::Created(id) => ("created", id),
-        AddOutcome::Merged(id) => ("merged", id),
-        AddOutcome::Unchanged(id) => ("unchanged", id),
-    };
-    json!({ "id": id.to_string(), "status": status })
+    ok(&SealState { sealed: true })
 }
 
 /// The answer of every write to a caller without detail (see
 /// [`crate::policy::Decision::Allow`]): the same bytes whether the number was absent,
 /// consented for other purposes only, suppressed or expired.
 fn accepted() -> Res {
-    ok(json!({ "accepted": true }))
+    ok(&Accepted::ANSWER)
 }
 
 /// The purposes of a request, for the access decision.
@@ -340,26 +298,9 @@ async fn add(
     } else {
         StatusCode::OK
     };
-    let mut answer = outcome_json(o);
-    answer["suppressed_for"] = json!(listed);
-    Ok((status, Json(answer)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BatchItem {
-    phone: String,
-    #[serde(default, deserialize_with = "present")]
-    region: Option<String>,
-    consents: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BatchReq {
-    items: Vec<BatchItem>,
-    #[serde(default, deserialize_with = "present")]
-    source: Option<String>,
+    let mut added = Added::from(o);
+    added.suppressed_for = listed;
+    answer(status, &added)
 }
 
 async fn batch(
@@ -382,7 +323,7 @@ async fn batch(
         // over the byte limit.
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            "invalid_argument",
+            code::INVALID_ARGUMENT,
             format!("a batch holds at most {MAX_BATCH_ITEMS} items; split it"),
         ));
     }
@@ -398,29 +339,40 @@ async fn batch(
     })
     .await?;
     if detailed {
-        return ok(json!({ "results": results, "summary": summary }));
+        return ok(&BatchAnswer {
+            results,
+            summary: BatchSummary::Detailed(summary),
+        });
     }
     // Without detail: `suppressed` items and the created / merged / unchanged counts
     // would say which numbers exist; every item that is a valid number is `accepted`.
-    let results: Vec<Value> = results
+    let results: Vec<ItemResult> = results
         .into_iter()
         .map(|r| {
-            if r["status"] == "error" {
+            if r.status == ItemStatus::Error {
                 r
             } else {
-                json!({ "index": r["index"], "status": "accepted" })
+                ItemResult {
+                    index: r.index,
+                    status: ItemStatus::Accepted,
+                    error: None,
+                }
             }
         })
         .collect();
-    let rejected = results.iter().filter(|r| r["status"] == "error").count();
-    ok(json!({
-        "results": results,
-        "summary": {
-            "rows": results.len(),
-            "accepted": results.len() - rejected,
-            "rejected": rejected,
-        },
-    }))
+    let rejected = results
+        .iter()
+        .filter(|r| r.status == ItemStatus::Error)
+        .count() as u64;
+    let rows = results.len() as u64;
+    ok(&BatchAnswer {
+        results,
+        summary: BatchSummary::Uniform(UniformSummary {
+            rows,
+            accepted: rows - rejected,
+            rejected,
+        }),
+    })
 }
 
 /// Runs a batch through the streaming import, one import per distinct (consents,
@@ -431,7 +383,7 @@ fn batch_import(
     vault: &crate::vault::Vault,
     tenant: &str,
     req: BatchReq,
-) -> Result<(Vec<Value>, crate::vault::ImportSummary), crate::vault::VaultError> {
+) -> Result<(Vec<ItemResult>, crate::vault::ImportSummary), crate::vault::VaultError> {
     use std::collections::BTreeMap;
     let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE).to_owned();
     let mut groups: BTreeMap<(Vec<String>, Option<String>), Vec<usize>> = BTreeMap::new();
@@ -441,8 +393,12 @@ fn batch_import(
         c.dedup();
         groups.entry((c, item.region.clone())).or_default().push(i);
     }
-    let mut results: Vec<Value> = (0..req.items.len())
-        .map(|i| json!({ "index": i, "status": "ok" }))
+    let mut results: Vec<ItemResult> = (0..req.items.len())
+        .map(|index| ItemResult {
+            index,
+            status: ItemStatus::Ok,
+            error: None,
+        })
         .collect();
     let mut total = crate::vault::ImportSummary::default();
     for ((purposes, region), members) in groups {
@@ -487,38 +443,38 @@ fn batch_import(
             if i >= results.len() {
                 continue;
             }
-            let mut err = json!({ "code": r.code, "message": r.reason });
-            let status = if r.code == "suppressed" {
-                "suppressed"
+            let (status, error) = if r.code == "suppressed" {
+                let error = ErrorDetail {
+                    code: r.code.into(),
+                    message: r.reason,
+                    reason: None,
+                };
+                (ItemStatus::Suppressed, error)
             } else {
-                err["reason"] = json!(r.code);
-                err["code"] = json!("invalid_phone");
-                "error"
+                let error = ErrorDetail {
+                    code: "invalid_phone".into(),
+                    message: r.reason,
+                    reason: Some(r.code.into()),
+                };
+                (ItemStatus::Error, error)
             };
-            results[i] = json!({ "index": i, "status": status, "error": err });
+            results[i] = ItemResult {
+                index: i,
+                status,
+                error: Some(error),
+            };
         }
         total.add(&summary);
     }
     Ok((results, total))
 }
 
-fn item_error(i: usize, e: &ApiError) -> Value {
-    let mut err = json!({ "code": e.code, "message": e.message });
-    if let Some(r) = e.reason {
-        err["reason"] = json!(r);
+fn item_error(index: usize, e: &ApiError) -> ItemResult {
+    ItemResult {
+        index,
+        status: ItemStatus::Error,
+        error: Some(e.detail()),
     }
-    json!({ "index": i, "status": "error", "error": err })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct LookupReq {
-    phone: String,
-    #[serde(default, deserialize_with = "present")]
-    region: Option<String>,
-    purpose: String,
-    #[serde(default)]
-    reveal: bool,
 }
 
 async fn lookup(
@@ -527,33 +483,40 @@ async fn lookup(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<LookupReq>,
 ) -> Res {
-    let purpose = [req.purpose.as_str()];
-    let access = Access::new(&tenant, Operation::Read, &[])
-        .purposes(&purpose)
-        .reveal(req.reveal);
-    let (vault, info) = auth.authorize(&access)?;
-    app.lookups.take(&info.id, 1)?;
+    let vault = admit_read(&auth, &tenant, &req.purpose, req.reveal, Some(&app.lookups))?;
     let reveal = req.reveal;
-    let found = quick(move || {
-        vault
-            .revealing(reveal)
-            .find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)
-    })
-    .await?;
-    match found {
-        Some(f) => ok(found_json(&f, reveal)),
-        None => Err(ApiError::not_found()),
-    }
+    let found =
+        quick(move || vault.find(&tenant, &req.phone, req.region.as_deref(), &req.purpose)).await?;
+    record_or_absent(found, reveal)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Last4Req {
-    country_code: u16,
-    last4: String,
-    purpose: String,
-    #[serde(default)]
+/// The first steps of a read of one record (by number or by id): the policy's decision
+/// for the purpose and the reveal, and the token's `budget` if the route has one; the
+/// vault, revealing as asked.
+fn admit_read(
+    auth: &Authed,
+    tenant: &str,
+    purpose: &str,
     reveal: bool,
+    budget: Option<&super::limit::RateLimiter>,
+) -> Result<crate::vault::Vault, ApiError> {
+    let purposes = [purpose];
+    let access = Access::new(tenant, Operation::Read, &[])
+        .purposes(&purposes)
+        .reveal(reveal);
+    let (vault, info) = auth.authorize(&access)?;
+    if let Some(budget) = budget {
+        budget.take(&info.id, 1)?;
+    }
+    Ok(vault.revealing(reveal))
+}
+
+/// A read's answer: the record, or 404 (absent and not readable look the same).
+fn record_or_absent(found: Option<Found>, reveal: bool) -> Res {
+    match found {
+        Some(f) => ok(&Record::of(&f, reveal)),
+        None => Err(ApiError::not_found()),
+    }
 }
 
 async fn lookup_last4(
@@ -580,16 +543,8 @@ async fn lookup_last4(
     .await;
     app.last4
         .charge(&id, found.as_ref().map_or(1, |f| f.len().max(1)));
-    let list: Vec<Value> = found?.iter().map(|f| found_json(f, false)).collect();
-    ok(json!({ "results": list }))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GetQuery {
-    purpose: String,
-    #[serde(default)]
-    reveal: bool,
+    let results = found?.iter().map(|f| Record::of(f, false)).collect();
+    ok(&Records { results })
 }
 
 /// Parses the query string of `GET numbers/{id}` (as axum's `Query` does).
@@ -598,7 +553,7 @@ pub(crate) fn parse_get_query(query: Option<&str>) -> Result<GetQuery, ApiError>
         // As for bodies: name the fields, never repeat a value of the query.
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "bad_query",
+            code::BAD_QUERY,
             format!(
                 "malformed query string: {}; use ?purpose=P[&reveal=true]",
                 super::describe_data_error(&e.to_string())
@@ -613,17 +568,10 @@ async fn get_number(
     uri: Uri,
 ) -> Res {
     let q = parse_get_query(uri.query())?;
-    let purpose = [q.purpose.as_str()];
-    let access = Access::new(&tenant, Operation::Read, &[])
-        .purposes(&purpose)
-        .reveal(q.reveal);
-    let (vault, _) = auth.authorize(&access)?;
+    let vault = admit_read(&auth, &tenant, &q.purpose, q.reveal, None)?;
     let reveal = q.reveal;
-    let found = quick(move || vault.revealing(reveal).get(&tenant, &id, &q.purpose)).await?;
-    match found {
-        Some(f) => ok(found_json(&f, reveal)),
-        None => Err(ApiError::not_found()),
-    }
+    let found = quick(move || vault.get(&tenant, &id, &q.purpose)).await?;
+    record_or_absent(found, reveal)
 }
 
 async fn delete_number(
@@ -632,73 +580,20 @@ async fn delete_number(
 ) -> Res {
     let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
     if blocking(move || vault.delete(&tenant, &id)).await? {
-        ok(json!({ "deleted": true }))
+        ok(&Deleted { deleted: true })
     } else {
         Err(ApiError::not_found())
     }
 }
 
-/// A record named by number (with an optional region hint) or by id.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct TargetReq {
-    #[serde(default, deserialize_with = "present")]
-    phone: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    region: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    id: Option<String>,
+/// A request that names no one record, as the caller is told.
+fn bad_target(e: TargetError) -> ApiError {
+    ApiError::bad_json(e.to_string())
 }
 
-impl TargetReq {
-    fn target(&self) -> Result<Target<'_>, ApiError> {
-        target_of(&self.phone, &self.region, &self.id)
-    }
-}
-
-/// The record named by exactly one of `phone` (with its region hint) and `id`.
-fn target_of<'a>(
-    phone: &'a Option<String>,
-    region: &'a Option<String>,
-    id: &'a Option<String>,
-) -> Result<Target<'a>, ApiError> {
-    {
-        match (phone, id) {
-            (Some(p), None) => Ok(Target::Phone {
-                input: p,
-                region: region.as_deref(),
-            }),
-            (None, Some(id)) if region.is_none() => Ok(Target::Id(id)),
-            (None, Some(_)) => Err(ApiError::bad_json(
-                "\"region\" goes with \"phone\" only: a record id needs no region hint",
-            )),
-            _ => Err(ApiError::bad_json(
-                "give exactly one of \"phone\" and \"id\"",
-            )),
-        }
-    }
-}
-
-fn changed_json(c: crate::vault::Changed) -> Value {
-    let changed = matches!(c, crate::vault::Changed::Yes(_));
-    json!({ "id": c.id().to_string(), "changed": changed })
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct GrantReq {
-    #[serde(default, deserialize_with = "present")]
-    phone: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    region: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    id: Option<String>,
-    purposes: Vec<String>,
-    #[serde(default, deserialize_with = "present")]
-    source: Option<String>,
-    /// Issue a signed consent receipt (tenant admin holding every purpose only).
-    #[serde(default)]
-    receipt: bool,
+/// The same, inside a vault call.
+fn invalid_target(e: TargetError) -> crate::vault::VaultError {
+    crate::vault::VaultError::InvalidArgument(e.to_string())
 }
 
 async fn grant(
@@ -707,38 +602,72 @@ async fn grant(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<GrantReq>,
 ) -> Res {
-    let purposes = names(&req.purposes);
-    let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purposes))?;
-    target_of(&req.phone, &req.region, &req.id)?;
-    app.writes.take(&info.id, 1)?;
+    let (vault, info) = admit(&app, &auth, &tenant, &names(&req.purposes), &req)?;
     if req.receipt {
         return grant_with_receipt(vault, info, tenant, req).await;
     }
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
+    let v = change_record(vault, info, tenant, req, |vault, _, tenant, t, req| {
         let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-        let changed = match &req.id {
-            Some(id) => vault.grant_by_id(&tenant, id, &req.purposes, source),
-            None => vault
-                .add(
-                    &tenant,
-                    req.phone.as_deref().unwrap_or_default(),
-                    req.region.as_deref(),
-                    &req.purposes,
-                    source,
-                )
+        match t {
+            Target::Id(id) => vault.grant_by_id(tenant, id, &req.purposes, source),
+            Target::Phone { input, region } => vault
+                .add(tenant, input, region, &req.purposes, source)
                 .map(|o| match o {
                     AddOutcome::Unchanged(id) => crate::vault::Changed::No(id),
                     AddOutcome::Created(id) | AddOutcome::Merged(id) => {
                         crate::vault::Changed::Yes(id)
                     }
                 }),
-        };
-        uniform(detailed, changed)
+        }
     })
     .await?;
     answer_changed(v)
+}
+
+/// The first steps of every write that names one record: the policy's decision for the
+/// request's `purposes`, the record named exactly once, and the token's write budget
+/// (one), before any vault work.
+fn admit<R: Targeted>(
+    app: &App,
+    auth: &Authed,
+    tenant: &str,
+    purposes: &[&str],
+    req: &R,
+) -> Result<(crate::vault::Vault, TokenInfo), ApiError> {
+    let (vault, info) =
+        auth.authorize(&Access::new(tenant, Operation::Write, &[]).purposes(purposes))?;
+    req.target().map_err(bad_target)?;
+    app.writes.take(&info.id, 1)?;
+    Ok((vault, info))
+}
+
+/// The rest of such a write, once [`admit`]ted: `change` on the blocking pool, answered
+/// in detail or, to a caller without detail, `None` (see [`uniform`]).
+async fn change_record<R, T>(
+    vault: crate::vault::Vault,
+    info: TokenInfo,
+    tenant: String,
+    req: R,
+    change: impl FnOnce(
+            &crate::vault::Vault,
+            &TokenInfo,
+            &str,
+            Target<'_>,
+            &R,
+        ) -> Result<T, crate::vault::VaultError>
+        + Send
+        + 'static,
+) -> Result<Option<T>, ApiError>
+where
+    R: Targeted + Send + 'static,
+    T: Send + 'static,
+{
+    blocking(move || {
+        let detailed = write_detail(&vault, &info, &tenant)?;
+        let t = req.target().map_err(invalid_target)?;
+        uniform(detailed, change(&vault, &info, &tenant, t, &req))
+    })
+    .await
 }
 
 /// A grant with `"receipt": true`: the detailed answer and the receipt file (as a
@@ -755,8 +684,7 @@ async fn grant_with_receipt(
             return Ok(None);
         }
         let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-        let t = target_of(&req.phone, &req.region, &req.id)
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
+        let t = req.target().map_err(invalid_target)?;
         vault
             .grant_with_receipt(&tenant, t, &req.purposes, source, "api")
             .map(Some)
@@ -767,9 +695,10 @@ async fn grant_with_receipt(
             "a consent receipt names the record id: ask for one with a tenant admin token holding every purpose",
         )
     })?;
-    let mut v = changed_json(changed);
-    v["receipt"] = Value::from(String::from_utf8_lossy(&file).into_owned());
-    ok(v)
+    ok(&ChangedAnswer {
+        receipt: Some(String::from_utf8_lossy(&file).into_owned()),
+        ..ChangedAnswer::from(changed)
+    })
 }
 
 /// What a record change answers: in detail, or (see [`accepted`]) `None`, the one
@@ -787,21 +716,9 @@ fn uniform<T>(
 
 fn answer_changed(v: Option<crate::vault::Changed>) -> Res {
     match v {
-        Some(c) => ok(changed_json(c)),
+        Some(c) => ok(&ChangedAnswer::from(c)),
         None => accepted(),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct WithdrawReq {
-    #[serde(default, deserialize_with = "present")]
-    phone: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    region: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    id: Option<String>,
-    purpose: String,
 }
 
 async fn withdraw(
@@ -810,34 +727,12 @@ async fn withdraw(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<WithdrawReq>,
 ) -> Res {
-    let purpose = [req.purpose.as_str()];
-    let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
-    target_of(&req.phone, &req.region, &req.id)?;
-    app.writes.take(&info.id, 1)?;
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = target_of(&req.phone, &req.region, &req.id)
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        uniform(detailed, vault.withdraw(&tenant, t, &req.purpose))
+    let (vault, info) = admit(&app, &auth, &tenant, &[req.purpose.as_str()], &req)?;
+    let v = change_record(vault, info, tenant, req, |vault, _, tenant, t, req| {
+        vault.withdraw(tenant, t, &req.purpose)
     })
     .await?;
     answer_changed(v)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct OptOutReq {
-    #[serde(default, deserialize_with = "present")]
-    phone: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    region: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    id: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    purpose: Option<String>,
-    #[serde(default)]
-    all: bool,
 }
 
 async fn opt_out(
@@ -855,16 +750,10 @@ async fn opt_out(
             ))
         }
     };
-    let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&purpose))?;
+    let (vault, info) = admit(&app, &auth, &tenant, &purpose, &req)?;
     drop(purpose);
-    target_of(&req.phone, &req.region, &req.id)?;
-    app.writes.take(&info.id, 1)?;
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = target_of(&req.phone, &req.region, &req.id)
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        uniform(detailed, vault.opt_out(&tenant, t, req.purpose.as_deref()))
+    let v = change_record(vault, info, tenant, req, |vault, _, tenant, t, req| {
+        vault.opt_out(tenant, t, req.purpose.as_deref())
     })
     .await?;
     answer_changed(v)
@@ -887,7 +776,7 @@ async fn inbound_sms(
     let kind = crate::sms::body_kind(content_type).map_err(|e| {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            code::UNSUPPORTED_MEDIA_TYPE,
             e.to_string(),
         )
     })?;
@@ -909,7 +798,10 @@ async fn inbound_sms(
         )
     })
     .await?;
-    ok(json!({ "action": answer.action, "reply": answer.reply }))
+    ok(&SmsReply {
+        action: answer.action.to_owned(),
+        reply: answer.reply,
+    })
 }
 
 async fn erase(
@@ -918,19 +810,16 @@ async fn erase(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
-    req.target()?;
-    app.writes.take(&info.id, 1)?;
-    let id = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = req
-            .target()
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        uniform(detailed, vault.erase(&tenant, t))
+    let (vault, info) = admit(&app, &auth, &tenant, &[], &req)?;
+    let id = change_record(vault, info, tenant, req, |vault, _, tenant, t, _| {
+        vault.erase(tenant, t)
     })
     .await?;
     match id {
-        Some(id) => ok(json!({ "id": id.to_string(), "erased": true })),
+        Some(id) => ok(&Erased {
+            id: id.to_string(),
+            erased: true,
+        }),
         None => accepted(),
     }
 }
@@ -941,51 +830,12 @@ async fn verify(
     Path(tenant): Path<String>,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
-    req.target()?;
-    app.writes.take(&info.id, 1)?;
-    let v = blocking(move || {
-        let detailed = write_detail(&vault, &info, &tenant)?;
-        let t = req
-            .target()
-            .map_err(|e| crate::vault::VaultError::InvalidArgument(e.message))?;
-        uniform(detailed, vault.verify_for(&tenant, t, &info.purposes))
+    let (vault, info) = admit(&app, &auth, &tenant, &[], &req)?;
+    let v = change_record(vault, info, tenant, req, |vault, info, tenant, t, _| {
+        vault.verify_for(tenant, t, &info.purposes)
     })
     .await?;
     answer_changed(v)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct StatsReq {
-    #[serde(default = "yes")]
-    by_country: bool,
-    #[serde(default)]
-    by_type: bool,
-    #[serde(default = "default_min_group")]
-    min_group: u64,
-    #[serde(default, deserialize_with = "present")]
-    epsilon: Option<f64>,
-}
-
-impl StatsReq {
-    /// The statistics query the request asks for.
-    pub(crate) fn query(&self) -> StatsQuery {
-        StatsQuery {
-            by_country: self.by_country,
-            by_type: self.by_type,
-            min_group: self.min_group,
-            epsilon: self.epsilon,
-        }
-    }
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn default_min_group() -> u64 {
-    10
 }
 
 async fn stats(
@@ -996,36 +846,7 @@ async fn stats(
     let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Stats, &[]))?;
     let q = req.query();
     let s = blocking(move || vault.stats(&tenant, &q)).await?;
-    serde_json::to_value(&s)
-        .map_err(|e| ApiError::internal(&e))
-        .and_then(ok)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TokenReq {
-    #[serde(default, deserialize_with = "present")]
-    tenant: Option<String>,
-    role: String,
-    #[serde(default)]
-    purposes: Vec<String>,
-    #[serde(default)]
-    reveal: bool,
-    /// Lifetime such as `30d`, `12h`, `45m` or `90s`.
-    #[serde(default, deserialize_with = "present")]
-    ttl: Option<String>,
-}
-
-fn token_json(t: &TokenInfo) -> Value {
-    json!({
-        "id": t.id,
-        "tenant": t.tenant,
-        "role": t.role.as_str(),
-        "purposes": t.purposes,
-        "reveal": t.reveal,
-        "created_at": t.created_at,
-        "expires_at": t.expires_at,
-    })
+    ok(&s)
 }
 
 async fn create_token(
@@ -1038,7 +859,11 @@ async fn create_token(
     let JsonBody(req) =
         <JsonBody<TokenReq> as axum::extract::FromRequest<()>>::from_request(req, &()).await?;
     let invalid = |e: crate::policy::ValueError| {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", e.to_string())
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            code::INVALID_ARGUMENT,
+            e.to_string(),
+        )
     };
     let role = crate::policy::values::parse_role(&req.role).map_err(invalid)?;
     // The CLI's own message, so that `token create` through the socket prints what it
@@ -1056,9 +881,11 @@ async fn create_token(
         ttl_secs,
     };
     let (info, secret) = blocking(move || vault.create_token(&spec)).await?;
-    let mut v = token_json(&info);
-    v["token"] = json!(secret.expose_secret());
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let created = CreatedToken {
+        info: TokenView::from(&info),
+        token: Shown::new(secret.expose_secret().to_owned()),
+    };
+    answer(StatusCode::CREATED, &created)
 }
 
 async fn list_tokens(
@@ -1068,7 +895,9 @@ async fn list_tokens(
 ) -> Res {
     let vault = vault_admin(&app, peer, &headers, "listing tokens")?;
     let list = blocking(move || vault.tokens()).await?;
-    ok(json!({ "tokens": list.iter().map(token_json).collect::<Vec<_>>() }))
+    ok(&TokenList {
+        tokens: list.iter().map(TokenView::from).collect(),
+    })
 }
 
 async fn revoke_token(
@@ -1079,11 +908,11 @@ async fn revoke_token(
 ) -> Res {
     let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
     if blocking(move || vault.revoke_token(&id)).await? {
-        ok(json!({ "revoked": 1 }))
+        ok(&Revoked { revoked: 1 })
     } else {
         Err(ApiError::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            code::NOT_FOUND,
             "no token with that id: list them with GET /v1/sys/tokens",
         ))
     }
@@ -1096,7 +925,7 @@ async fn revoke_all_tokens(
 ) -> Res {
     let vault = vault_admin(&app, peer, &headers, "revoking tokens")?;
     let n = blocking(move || vault.revoke_all_tokens()).await?;
-    ok(json!({ "revoked": n }))
+    ok(&Revoked { revoked: n })
 }
 
 #[cfg(test)]
@@ -1105,6 +934,7 @@ mod tests {
 
     use super::*;
     use crate::store::MemoryStore;
+    use serde_json::{json, Value};
     use std::sync::atomic::{AtomicU64, Ordering};
 
     const DAY: u64 = 86_400;
@@ -1297,11 +1127,8 @@ mod tests {
         )
         .unwrap();
         let (results, summary) = batch_import(&vault, "t", req).unwrap();
-        let status: Vec<&str> = results
-            .iter()
-            .map(|r| r["status"].as_str().unwrap())
-            .collect();
-        assert_eq!(status, ["ok", "error", "ok"]);
+        let status: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
+        assert_eq!(status, [ItemStatus::Ok, ItemStatus::Error, ItemStatus::Ok]);
         assert_eq!((summary.created, summary.rejected), (2, 1));
     }
 }

@@ -4,6 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::api::{code, ErrorBody, ErrorDetail};
 use crate::store::StoreError;
 use crate::vault::VaultError;
 
@@ -35,7 +36,7 @@ impl ApiError {
     pub fn sealed() -> Self {
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "sealed",
+            code::SEALED,
             "the vault is sealed: POST /v1/sys/unseal with the passphrase, or start the server with --passphrase-file or --key-file",
         )
     }
@@ -44,26 +45,26 @@ impl ApiError {
     pub fn unauthorized() -> Self {
         Self::new(
             StatusCode::UNAUTHORIZED,
-            "unauthorized",
+            code::UNAUTHORIZED,
             "missing, unknown, revoked or expired token: send `Authorization: Bearer <token>` with a token from `phonevault token create`",
         )
     }
 
     /// 403 `forbidden`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+        Self::new(StatusCode::FORBIDDEN, code::FORBIDDEN, message)
     }
 
     /// 400 `bad_json`.
     pub fn bad_json(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad_json", message)
+        Self::new(StatusCode::BAD_REQUEST, code::BAD_JSON, message)
     }
 
     /// 404 `not_found`: absent, or not readable for that purpose (callers cannot tell).
     pub fn not_found() -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            code::NOT_FOUND,
             "no record readable for this purpose (absent, erased, not consented, or opted out)",
         )
     }
@@ -73,9 +74,18 @@ impl ApiError {
         tracing::error!("phonevault serve: internal error: {detail}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            code::INTERNAL,
             "internal error: see the server log",
         )
+    }
+
+    /// The error as the body (and a batch item) carries it.
+    pub fn detail(&self) -> ErrorDetail {
+        ErrorDetail {
+            code: self.code.to_owned(),
+            message: self.message.clone(),
+            reason: self.reason.map(str::to_owned),
+        }
     }
 }
 
@@ -137,11 +147,15 @@ impl From<VaultError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut err = serde_json::json!({"code": self.code, "message": self.message});
-        if let Some(r) = self.reason {
-            err["reason"] = serde_json::Value::from(r);
+        let body = ErrorBody {
+            error: self.detail(),
+        };
+        // Through a `Value`, whose members are sorted by name: the bytes every error
+        // answer has always had.
+        match serde_json::to_value(&body) {
+            Ok(v) => (self.status, axum::Json(v)).into_response(),
+            Err(_) => self.status.into_response(),
         }
-        (self.status, axum::Json(serde_json::json!({ "error": err }))).into_response()
     }
 }
 

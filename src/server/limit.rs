@@ -163,7 +163,7 @@ impl RateLimiter {
     fn refusal(&self) -> super::ApiError {
         super::ApiError::new(
             axum::http::StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
+            crate::api::code::RATE_LIMITED,
             format!(
                 "{} rate limit of this token reached: slow down and retry (the limit is {} of `phonevault serve`)",
                 self.what, self.flag

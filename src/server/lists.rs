@@ -8,10 +8,10 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
 use serde_json::json;
 
 use super::{blocking, ApiError, App, Authed, JsonBody, MAX_BATCH_ITEMS};
+use crate::api::request::{UploadCommitReq, UploadRowsReq, UploadStartReq};
 use crate::policy::{Access, Operation};
 use crate::vault::ImportRow;
 
@@ -48,7 +48,7 @@ pub(crate) async fn begin_upload(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path((tenant, list)): Path<(String, String)>,
-    JsonBody(_): JsonBody<Empty>,
+    JsonBody(_): JsonBody<UploadStartReq>,
 ) -> Res {
     let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
     app.writes.take(&info.id, 1)?;
@@ -56,26 +56,12 @@ pub(crate) async fn begin_upload(
     answer(json!({ "upload": upload }))
 }
 
-/// An empty JSON object (a request with nothing to say but a body the document
-/// requires).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct Empty {}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RowsReq {
-    phones: Vec<String>,
-    #[serde(default, deserialize_with = "super::api::present")]
-    region: Option<String>,
-}
-
 /// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/rows`
 pub(crate) async fn upload_rows(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path((tenant, list, upload)): Path<(String, String, String)>,
-    JsonBody(req): JsonBody<RowsReq>,
+    JsonBody(req): JsonBody<UploadRowsReq>,
 ) -> Res {
     let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
     if req.phones.len() > MAX_BATCH_ITEMS {
@@ -87,7 +73,7 @@ pub(crate) async fn upload_rows(
     }
     app.writes.take(&info.id, 1)?;
     let (report, rejects) = blocking(move || {
-        let RowsReq { phones, region } = req;
+        let UploadRowsReq { phones, region } = req;
         let rows = phones
             .into_iter()
             .enumerate()
@@ -116,18 +102,12 @@ pub(crate) async fn upload_rows(
     answer(json!({ "rows": report.rows, "rejected": report.rejected, "errors": errors }))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct CommitReq {
-    purposes: Vec<String>,
-}
-
 /// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/commit`
 pub(crate) async fn commit_upload(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
     Path((tenant, list, upload)): Path<(String, String, String)>,
-    JsonBody(req): JsonBody<CommitReq>,
+    JsonBody(req): JsonBody<UploadCommitReq>,
 ) -> Res {
     let purposes: Vec<&str> = req.purposes.iter().map(String::as_str).collect();
     let (vault, info) =

@@ -94,15 +94,15 @@ fn route_label(method: &str, path: &str) -> &'static str {
     let n = segments(path);
     ROUTES
         .iter()
-        .find(|(m, template)| {
-            m.eq_ignore_ascii_case(method)
-                && segments(template) == n
-                && template
+        .find(|r| {
+            r.method.eq_ignore_ascii_case(method)
+                && segments(r.path) == n
+                && r.path
                     .split('/')
                     .zip(path.split('/'))
                     .all(|(t, p)| t.starts_with('{') || t == p)
         })
-        .map_or("other", |(_, template)| template)
+        .map_or("other", |r| r.path)
 }
 
 fn family(name: &str, help: &str, kind: MetricType, metrics: Vec<Metric>) -> MetricFamily {

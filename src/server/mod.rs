@@ -50,45 +50,8 @@ pub const MAX_BATCH_BODY: usize = 16 << 20;
 /// Most items in one batch.
 pub const MAX_BATCH_ITEMS: usize = 10_000;
 
-/// Every route: method and path, as in `openapi.json`.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("get", "/v1/sys/health"),
-    ("get", "/v1/sys/metrics"),
-    ("post", "/v1/sys/unseal"),
-    ("post", "/v1/sys/seal"),
-    ("get", "/v1/sys/tokens"),
-    ("post", "/v1/sys/tokens"),
-    ("post", "/v1/sys/tokens/revoke-all"),
-    ("delete", "/v1/sys/tokens/{id}"),
-    ("get", "/v1/openapi.json"),
-    ("post", "/v1/tenants/{tenant}/numbers"),
-    ("post", "/v1/tenants/{tenant}/numbers/batch"),
-    ("get", "/v1/tenants/{tenant}/numbers/{id}"),
-    ("delete", "/v1/tenants/{tenant}/numbers/{id}"),
-    ("post", "/v1/tenants/{tenant}/lookup"),
-    ("post", "/v1/tenants/{tenant}/lookup/last4"),
-    ("post", "/v1/tenants/{tenant}/consent/grant"),
-    ("post", "/v1/tenants/{tenant}/consent/withdraw"),
-    ("post", "/v1/tenants/{tenant}/opt-out"),
-    ("post", "/v1/tenants/{tenant}/erase"),
-    ("post", "/v1/tenants/{tenant}/verify"),
-    ("post", "/v1/tenants/{tenant}/stats"),
-    ("post", "/v1/tenants/{tenant}/inbound-sms"),
-    ("get", "/v1/tenants/{tenant}/suppression-lists"),
-    ("delete", "/v1/tenants/{tenant}/suppression-lists/{list}"),
-    (
-        "post",
-        "/v1/tenants/{tenant}/suppression-lists/{list}/uploads",
-    ),
-    (
-        "post",
-        "/v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/rows",
-    ),
-    (
-        "post",
-        "/v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/commit",
-    ),
-];
+/// Every route: method, path and the caller it needs, as in `openapi.json`.
+pub use crate::api::ROUTES;
 
 /// The OpenAPI 3 document of this API.
 pub const OPENAPI: &str = include_str!("../../openapi.json");
@@ -478,14 +441,14 @@ async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<axum::body
         {
             return Err(ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
+                crate::api::code::REQUEST_TIMEOUT,
                 "the request body did not arrive before the request deadline: send it at once",
             ))
         }
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                crate::api::code::PAYLOAD_TOO_LARGE,
                 format!(
                     "request body too large: the limit is {} bytes ({} for the batch route); split the request",
                     MAX_BODY, MAX_BATCH_BODY
@@ -818,7 +781,7 @@ fn path_tenant(path: &str) -> Option<&str> {
 /// segment is whatever the caller typed).
 fn route_of(path: &str, tenant: Option<&str>) -> String {
     let segs: Vec<&str> = path.split('/').collect();
-    for (_, route) in ROUTES {
+    for route in ROUTES.iter().map(|r| r.path) {
         let pattern: Vec<&str> = route.split('/').collect();
         if pattern.len() == segs.len()
             && pattern
@@ -828,7 +791,7 @@ fn route_of(path: &str, tenant: Option<&str>) -> String {
         {
             return match tenant {
                 Some(t) if path_tenant(path) == Some(t) => route.replace("{tenant}", t),
-                _ => (*route).to_owned(),
+                _ => route.to_owned(),
             };
         }
     }
@@ -1139,9 +1102,26 @@ mod tests {
         }
         let routed: BTreeSet<_> = ROUTES
             .iter()
-            .map(|(m, p)| ((*m).to_owned(), (*p).to_owned()))
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
             .collect();
         assert_eq!(documented, routed);
+    }
+
+    /// The route table names the role each route's document names (the server test
+    /// `every_route_needs_the_role_its_document_names` shows the server enforces it).
+    #[test]
+    fn the_route_table_needs_the_documented_roles() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        for r in ROUTES {
+            let op = &doc["paths"][r.path][r.method];
+            assert_eq!(
+                op["x-phonevault-role"].as_str(),
+                Some(r.needs.as_str()),
+                "{} {}",
+                r.method,
+                r.path
+            );
+        }
     }
 
     #[test]
@@ -1173,7 +1153,7 @@ mod tests {
     #[test]
     fn body_errors_name_fields_but_repeat_no_value() {
         let message = |body: &str| {
-            parse_body::<api::AddReq>(body.as_bytes())
+            parse_body::<crate::api::request::AddReq>(body.as_bytes())
                 .err()
                 .unwrap()
                 .message
@@ -1196,7 +1176,8 @@ mod tests {
         );
         assert!(message(r#"{"consents": []}"#).contains("missing field `phone`"));
         assert!(message(r#"{"phone": "#).contains("EOF while parsing"));
-        let stats = parse_body::<api::StatsReq>(br#"{"epsilon": "secret passphrase"}"#);
+        let stats =
+            parse_body::<crate::api::request::StatsReq>(br#"{"epsilon": "secret passphrase"}"#);
         let m = stats.err().unwrap().message;
         assert!(!m.contains("secret") && m.contains("expected f64"), "{m}");
     }

@@ -537,7 +537,9 @@ impl AddOutcome {
 }
 
 /// Counts of an import.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+// A count a server older than the field does not send is 0.
+#[serde(default)]
 pub struct ImportSummary {
     /// Rows read (excluding the header).
     pub rows: u64,
