@@ -5,114 +5,57 @@
 
 mod common;
 
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use common::Server;
+
+use std::ops::Deref;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
 const NUMBER: &str = "+447400123958";
 /// The national significant number, to check that no message holds the number.
 const NATIONAL: &str = "7400123958";
 
 /// A vault in its own directory; commands run in that directory, so that relative
 /// paths (import files, rejects files) print the same for two vaults.
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    vault: PathBuf,
+struct Env(common::Env);
+
+impl Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_owned();
-        let vault = dir.join("vault");
-        Env {
-            _tmp: tmp,
-            dir,
-            vault,
-        }
+        Env(common::Env::new())
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = common::phonevault(&self.vault, PASS, args);
+    fn cmd(&self, token: Option<&str>, args: &[&str]) -> Command {
+        let mut c = self.0.cmd(args);
         c.current_dir(&self.dir);
+        if let Some(t) = token {
+            c.env("PHONEVAULT_TOKEN", t);
+        }
         c
     }
 
     fn run(&self, token: Option<&str>, args: &[&str]) -> Output {
-        let mut c = self.cmd(args);
-        if let Some(t) = token {
-            c.env("PHONEVAULT_TOKEN", t);
-        }
-        let out = c.output().unwrap();
-        // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        out
+        common::run(self.cmd(token, args))
     }
 
     fn ok(&self, token: Option<&str>, args: &[&str]) -> String {
-        let out = self.run(token, args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A token made in-process (no server running).
-    fn token(&self, args: &[&str]) -> String {
-        let mut a = vec!["--json", "token", "create"];
-        a.extend_from_slice(args);
-        let v: Value = serde_json::from_str(&self.ok(None, &a)).unwrap();
-        v["token"].as_str().unwrap().to_owned()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.vault.join("phonevault.sock")
+        common::ok(self.cmd(token, args), &args)
     }
 
     /// Starts `serve` sealed (no unlock source) and waits for the socket.
     fn serve(&self) -> Server {
-        let log = self.dir.join("serve.log");
-        let mut c = self.cmd(&["serve", "--access-log"]);
-        c.env_remove("PHONEVAULT_PASSPHRASE")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let s = Server {
-            child: c.spawn().unwrap(),
-            log,
-        };
-        let start = Instant::now();
-        while UnixStream::connect(self.socket()).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "server did not start: {}",
-                std::fs::read_to_string(&s.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        s
-    }
-}
-
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        // The server's log into the captured test output, which CI greps for secrets.
-        eprint!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        let mut c = self.cmd(None, &["serve", "--access-log"]);
+        c.env_remove("PHONEVAULT_PASSPHRASE");
+        Server::spawn(c, self.socket(), self.path("serve.log"))
     }
 }
 
@@ -650,20 +593,23 @@ fn tokens_and_seal_through_the_socket() {
     );
     // A wrong passphrase is refused with the in-process message.
     let wrong = remote
-        .cmd(&["unseal"])
+        .cmd(None, &["unseal"])
         .env("PHONEVAULT_PASSPHRASE", "wrong")
         .output()
         .unwrap();
     let local_wrong = local
-        .cmd(&[
-            "find",
-            "--tenant",
-            "shop",
-            "--phone",
-            NUMBER,
-            "--purpose",
-            "otp",
-        ])
+        .cmd(
+            None,
+            &[
+                "find",
+                "--tenant",
+                "shop",
+                "--phone",
+                NUMBER,
+                "--purpose",
+                "otp",
+            ],
+        )
         .env("PHONEVAULT_PASSPHRASE", "wrong")
         .output()
         .unwrap();
