@@ -47,6 +47,21 @@ pub fn exchange(stream: &mut (impl Read + Write), bytes: &[u8]) -> std::io::Resu
     Ok(out)
 }
 
+/// One JSON request on `stream` (which the server closes after answering); the
+/// status and the body. Panics when no HTTP answer comes.
+pub fn fetch_on(
+    stream: &mut (impl Read + Write),
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> (u16, String) {
+    let out =
+        exchange(stream, &request(method, path, token, JSON, body.as_bytes())).expect("an answer");
+    let r = Response::parse(&out).expect("an HTTP response");
+    (r.status, r.body)
+}
+
 /// An answer split into its parts.
 #[derive(Debug)]
 pub struct Response {
@@ -124,6 +139,19 @@ impl Client {
         let out = self.raw(&request(method, path, token, JSON, body.as_bytes()));
         let status = Response::parse(&out).map_or(0, |r| r.status);
         (status, String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// One JSON request; the status and the body, whatever it holds. Panics when no
+    /// HTTP answer comes.
+    pub fn fetch(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let mut s = self.connect().expect("connect to the server's socket");
+        fetch_on(&mut s, method, path, token, body)
     }
 
     /// One JSON request whose answer must be JSON, as the API promises for every
