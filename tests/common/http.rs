@@ -215,19 +215,28 @@ impl Client {
         (r.status, r.json())
     }
 
-    /// `POST path` with `body`; `Err` when the connection breaks or the answer is cut
-    /// short or not JSON (the server was killed: the request is not acknowledged).
+    /// `POST path` with `body`, as [`Client::try_call`].
     pub fn try_post(
         &self,
         path: &str,
         token: Option<&str>,
         body: &Value,
     ) -> std::io::Result<(u16, Value)> {
+        self.try_call("POST", path, token, body.to_string().as_bytes())
+    }
+
+    /// One JSON request; `Err` when the server is not there, the connection breaks
+    /// or the answer is cut short or not JSON (a killed server: the request is not
+    /// acknowledged).
+    pub fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &[u8],
+    ) -> std::io::Result<(u16, Value)> {
         let mut s = self.connect()?;
-        let out = exchange(
-            &mut s,
-            &request("POST", path, token, JSON, body.to_string().as_bytes()),
-        )?;
+        let out = exchange(&mut s, &request(method, path, token, JSON, body))?;
         let broken =
             || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "incomplete response");
         std::str::from_utf8(&out).map_err(|_| broken())?;
