@@ -5,78 +5,40 @@
 
 mod common;
 
+use common::{Server, PASS};
+
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::ops::Deref;
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
+struct Env(common::Env);
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    vault: PathBuf,
-    root: PathBuf,
+impl Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        Env {
-            vault: root.join("vault"),
-            _tmp: tmp,
-            root,
-        }
+        Env(common::Env::new())
     }
 
     fn cmd_in(&self, vault: &Path, args: &[&str]) -> Command {
-        let mut c = common::phonevault(vault, PASS, args);
-        c.env_remove("PHONEVAULT_NEW_PASSPHRASE")
-            .env_remove("PHONEVAULT_TEST_REWRAP_PAUSE_MS");
-        c
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        self.cmd_in(&self.vault, args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
+        common::phonevault(vault, PASS, args)
     }
 
     /// Runs a command expected to fail with exit code 1; returns its stderr.
     fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+        self.fails_with_code(args, 1)
     }
 
     fn init(&self) {
-        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+        self.0.init();
         self.ok(&["tenant", "create", "shop", "--purposes", "otp,support"]);
     }
 
@@ -97,13 +59,13 @@ impl Env {
     }
 
     fn path(&self, name: &str) -> String {
-        self.root.join(name).display().to_string()
+        self.0.path(name).display().to_string()
     }
 
     /// Imports the 2,000-number fixture (a copy, so the rejects file stays here).
     fn import_fixture(&self) -> u64 {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/numbers-2k.csv");
-        let csv = self.root.join("numbers.csv");
+        let csv = self.0.path("numbers.csv");
         std::fs::copy(src, &csv).unwrap();
         let v = self.json(&[
             "import",
@@ -457,7 +419,7 @@ fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
     // the rows are in the backup, the keys are not
     let shredded_ring = e.path("keyring.after");
     e.ok(&["keyring", "export", &shredded_ring]);
-    let fresh = e.root.join("fresh");
+    let fresh = e.dir.join("fresh");
     let out = e
         .cmd_in(
             &fresh,
@@ -497,7 +459,7 @@ fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
     let ring = e.path("ring");
     e.ok(&["keyring", "export", &ring]);
     let good = std::fs::read(&backup).unwrap();
-    let target = e.root.join("target");
+    let target = e.dir.join("target");
     let restore = |file: &str, ring: &str| {
         e.cmd_in(&target, &["restore", file, "--keyring", ring])
             .output()
@@ -575,7 +537,7 @@ fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
             .unwrap();
         assert!(out.status.success());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&e.root)
+    let leftovers: Vec<_> = std::fs::read_dir(&e.dir)
         .unwrap()
         .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("restore-tmp") || n.ends_with(".partial"))
@@ -623,33 +585,14 @@ fn keyring_import_checks_vault_and_integrity() {
     e.ok(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
 }
 
-/// Waits for `serve` to accept connections.
-fn wait_socket(path: &Path) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if UnixStream::connect(path).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("server did not start");
-}
-
 #[test]
 fn backup_says_so_when_a_server_holds_the_vault() {
     let e = Env::new();
     e.init();
-    let mut server = e
-        .cmd(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_socket(&e.vault.join("phonevault.sock"));
+    let server = Server::spawn(e.cmd(&["serve"]), e.socket(), e.0.path("serve.log"));
     let backup = e.path("b.pvbk");
     let err = e.fails(&["backup", &backup]);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    server.kill();
     assert!(
         err.contains("a phonevault server holds this vault"),
         "{err}"

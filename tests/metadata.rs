@@ -5,35 +5,29 @@
 
 mod common;
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
 const VENDORED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/src/phone/PhoneNumberMetadata-9.0.35.xml"
 );
 
-struct Env {
-    tmp: tempfile::TempDir,
-    vault: PathBuf,
+struct Env(common::Env);
+
+impl Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let vault = tmp.path().join("vault");
-        Env { tmp, vault }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = common::phonevault(&self.vault, PASS, args)
-            .output()
-            .unwrap();
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        out
+        Env(common::Env::new())
     }
 
     /// `normalize --jsonl` of one number, under `extra` global flags.
@@ -41,7 +35,8 @@ impl Env {
         use std::io::Write;
         let mut args = extra.to_vec();
         args.extend(["normalize", "--jsonl"]);
-        let mut child = common::phonevault(&self.vault, PASS, &args)
+        let mut child = self
+            .cmd(&args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -54,22 +49,13 @@ impl Env {
         out
     }
 
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
+    /// `ARGS` (`--json` among them), which must succeed; its output.
     fn json(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
     fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.tmp.path().join(name);
+        let p = self.path(name);
         std::fs::write(&p, text).unwrap();
         p
     }

@@ -20,8 +20,8 @@ pub const PASS: &str = "correct horse battery staple";
 pub const INIT: &[&str] = &["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"];
 
 /// The binary with no arguments yet, in an environment cleaned of what a developer's
-/// shell may hold (passphrase and its file, vault directory, store, key file, token),
-/// with no stdin.
+/// shell may hold (passphrase and its file, vault directory, store, key file, token, a
+/// new passphrase, the rewrap test pause), with no stdin.
 pub fn bare_command() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
     c.env_remove("PHONEVAULT_PASSPHRASE")
@@ -30,6 +30,8 @@ pub fn bare_command() -> Command {
         .env_remove("PHONEVAULT_STORE")
         .env_remove("PHONEVAULT_KEY_FILE")
         .env_remove("PHONEVAULT_TOKEN")
+        .env_remove("PHONEVAULT_NEW_PASSPHRASE")
+        .env_remove("PHONEVAULT_TEST_REWRAP_PAUSE_MS")
         .stdin(Stdio::null());
     c
 }
@@ -74,7 +76,8 @@ pub fn fails(cmd: Command, what: &dyn std::fmt::Debug) -> String {
 /// A vault directory `vault` inside a temporary directory `dir` (removed on drop),
 /// and the passphrase that unlocks it. Nothing is created until a command does.
 pub struct Env {
-    tmp: tempfile::TempDir,
+    /// `None` for a vault beside another one ([`Env::beside`]), which owns `dir`.
+    tmp: Option<tempfile::TempDir>,
     /// The temporary directory: the place for the test's other files.
     pub dir: PathBuf,
     pub vault: PathBuf,
@@ -93,8 +96,19 @@ impl Env {
         Env {
             vault: dir.join("vault"),
             dir,
-            tmp,
+            tmp: Some(tmp),
             pass: pass.to_owned(),
+        }
+    }
+
+    /// A second vault `dir/name` with the same passphrase, in this one's directory
+    /// (which goes when this one is dropped).
+    pub fn beside(&self, name: &str) -> Env {
+        Env {
+            tmp: None,
+            dir: self.dir.clone(),
+            vault: self.path(name),
+            pass: self.pass.clone(),
         }
     }
 
@@ -121,6 +135,24 @@ impl Env {
     /// A command that must succeed; its stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         ok(self.cmd(args), &args)
+    }
+
+    /// A command that must exit with `code`; its stderr.
+    pub fn fails_with_code(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `--json ARGS`, which must succeed; its output.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let a = [&["--json"][..], args].concat();
+        serde_json::from_str(&self.ok(&a)).expect("JSON output")
     }
 
     /// A command that must fail; its stderr.
