@@ -22,10 +22,14 @@
 //! The client runs on the same machine and shares its cores with the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
+use common::harness::{self, Server};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PASS: &str = "bench passphrase";
@@ -36,26 +40,13 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The binary on `vault`, unlocked by [`PASS`], in a clean environment.
 fn cmd(vault: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-    c.arg("--vault")
-        .arg(vault)
-        .args(args)
-        .env("PHONEVAULT_PASSPHRASE", PASS)
-        .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-        .env_remove("PHONEVAULT_KEY_FILE")
-        .stdin(Stdio::null());
-    c
+    harness::phonevault(vault, PASS, args)
 }
 
 fn ok(vault: &Path, args: &[&str]) -> String {
-    let out = cmd(vault, args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    harness::ok(cmd(vault, args), &args)
 }
 
 /// A fresh vault with tenant `shop` (purpose otp) and a token of `role`.
@@ -76,26 +67,19 @@ fn vault(dir: &Path, role: &str) -> String {
     v["token"].as_str().unwrap().to_owned()
 }
 
-fn serve(dir: &Path, mode: &str) -> Child {
+fn serve(dir: &Path, mode: &str) -> Server {
     // No rate limits: the benchmark measures the server, not the per-token budgets.
-    let child = cmd(
-        dir,
-        &[
-            "serve",
-            "--lookup-rate",
-            "0",
-            "--write-rate",
-            "0",
-            "--audit-sync",
-            mode,
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    wait_for(&dir.join("phonevault.sock"));
-    child
+    let args = [
+        "serve",
+        "--lookup-rate",
+        "0",
+        "--write-rate",
+        "0",
+        "--audit-sync",
+        mode,
+    ];
+    let log = dir.with_extension(format!("{mode}.log"));
+    Server::spawn(cmd(dir, &args), dir.join("phonevault.sock"), log)
 }
 
 /// The HTTP floor's fixed answer: 150 bytes of JSON, the size of a lookup's answer.
@@ -133,35 +117,12 @@ fn floor_server(sock: &Path) {
     });
 }
 
-fn start_floor(dir: &Path) -> (Child, PathBuf) {
+fn start_floor(dir: &Path) -> Server {
     let sock = dir.join("floor.sock");
     let _ = std::fs::remove_file(&sock);
-    let child = Command::new(std::env::current_exe().unwrap())
-        .env("PHONEVAULT_FLOOR_SOCKET", &sock)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&sock);
-    (child, sock)
-}
-
-fn wait_for(sock: &Path) {
-    let start = Instant::now();
-    while UnixStream::connect(sock).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.env("PHONEVAULT_FLOOR_SOCKET", &sock);
+    Server::spawn(c, sock, dir.join("floor.log"))
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -302,7 +263,7 @@ fn main() {
     .unwrap();
     let reader = reader["token"].as_str().unwrap().to_owned();
     let server = serve(&b, "process");
-    let sock = b.join("phonevault.sock");
+    let sock = server.socket().to_owned();
     let bodies: Vec<Vec<u8>> = numbers
         .chunks(10_000)
         .map(|c| {
@@ -326,8 +287,9 @@ fn main() {
     }
     let ingest = t.elapsed();
 
-    let rss = peak_rss_mib(server.id());
-    stop(server);
+    let rss = peak_rss_mib(server.pid());
+    // SIGTERM, and the wait for its exit.
+    drop(server);
     println!("numbers: {}", numbers.len());
     println!("in-process import:       {:>8.2} s", import.as_secs_f64());
     println!(
@@ -358,15 +320,16 @@ fn main() {
     let mut figures: Vec<Vec<Vec<Load>>> = vec![vec![Vec::new(); conns.len()]; servers.len()];
     for run in 0..runs {
         for (si, name) in servers.iter().enumerate() {
-            let (child, sock) = if *name == "floor" {
+            let server = if *name == "floor" {
                 start_floor(tmp.path())
             } else {
-                (serve(&b, name), b.join("phonevault.sock"))
+                serve(&b, name)
             };
+            let sock = server.socket().to_owned();
             for (ci, &c) in conns.iter().enumerate() {
-                let cpu_before = cpu_seconds(child.id());
+                let cpu_before = cpu_seconds(server.pid());
                 let mut l = load(&sock, &reader, &bodies, c, secs, *name == "floor");
-                l.cpu_us = (cpu_seconds(child.id()) - cpu_before) * 1e6 / l.count as f64;
+                l.cpu_us = (cpu_seconds(server.pid()) - cpu_before) * 1e6 / l.count as f64;
                 println!(
                     "run {}: {name:>8} {c:>3} connections: {:>7.0} lookups/s ({} found), p50 {:.3} ms, p99 {:.3} ms, server CPU {:.1} µs/lookup",
                     run + 1,
@@ -379,13 +342,11 @@ fn main() {
                 figures[si][ci].push(l);
             }
             if *name == "floor" {
-                let mut child = child;
-                child.kill().unwrap();
-                child.wait().unwrap();
+                server.kill();
             } else {
-                let rss = peak_rss_mib(child.id());
+                let rss = peak_rss_mib(server.pid());
                 println!("run {}: {name:>8} server peak RSS: {rss:.0} MiB", run + 1);
-                stop(child);
+                drop(server);
             }
         }
     }

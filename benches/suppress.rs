@@ -75,11 +75,6 @@ fn child(path: &Path) -> (f64, f64, f64, u64) {
     (rate, peak, compute_floor(path), r.count)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// A list of `n` distinct valid UK mobile numbers (E.164).
 fn synthetic(path: &Path, n: u64) {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
@@ -93,21 +88,9 @@ fn synthetic(path: &Path, n: u64) {
 fn measure(label: &str, path: &Path, runs: usize) {
     let mut all = Vec::new();
     for i in 0..runs {
-        let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
-            .env("PHONEVAULT_BENCH_CHILD", path)
-            .output()
-            .expect("run the benchmark child");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
-            panic!(
-                "benchmark run failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let v: Vec<f64> = line
-            .split(' ')
-            .map(|x| x.parse().expect("figure"))
-            .collect();
+        let mut child = std::process::Command::new(std::env::current_exe().expect("current exe"));
+        child.env("PHONEVAULT_BENCH_CHILD", path);
+        let v = common::child_figures(child);
         println!(
             "{label} run {}: suppress import {:.0} rows/s | compute floor {:.0} rows/s | import/floor {:.2} | peak RSS {:.0} MB | {} entries",
             i + 1,
@@ -119,12 +102,12 @@ fn measure(label: &str, path: &Path, runs: usize) {
         );
         all.push(v);
     }
-    let m = |i: usize| median(all.iter().map(|v| v[i]).collect());
+    let m = |i: usize| common::median(all.iter().map(|v| v[i]).collect());
     println!(
         "{label} median of {runs}: suppress import {:.0} rows/s | compute floor {:.0} rows/s | import/floor {:.2} | peak RSS {:.0} MB",
         m(0),
         m(2),
-        median(all.iter().map(|v| v[0] / v[2]).collect()),
+        common::median(all.iter().map(|v| v[0] / v[2]).collect()),
         m(1)
     );
 }
