@@ -1,11 +1,13 @@
 //! The harness of the integration tests that drive the real binary (and of the benches
 //! that drive the real server, through benches/common): a vault environment ([`Env`]),
-//! a running server ([`Server`]) and an HTTP/1.1 client over its socket ([`Client`]).
+//! a running server ([`Server`]) and an HTTP/1.1 client over its socket ([`Client`]);
+//! for the tests of the library, the vault in-process ([`vault`]).
 // Each test binary compiles this module and uses what it needs.
 #![allow(dead_code, unused_imports, clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 pub mod http;
 pub mod server;
+pub mod vault;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
