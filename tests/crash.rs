@@ -21,10 +21,9 @@
 
 mod common;
 
-use common::{Client, Server};
+use common::{Client, Env, Server};
 
 use std::collections::{BTreeSet, HashSet};
-use std::ops::Deref;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::mpsc;
@@ -67,23 +66,11 @@ fn numbers() -> Vec<String> {
         .collect()
 }
 
-/// The common environment with this test's passphrase, and the crash checks.
-struct Env(common::Env);
-
-impl Deref for Env {
-    type Target = common::Env;
-    fn deref(&self) -> &common::Env {
-        &self.0
-    }
-}
-
+/// The crash checks.
 impl Env {
-    fn new() -> Env {
-        Env(common::Env::with_pass(PASS))
-    }
-
-    fn init(&self, tenants: &[&str]) {
-        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+    /// `init`, the auditors' K0, and `tenants` with [`PURPOSES`].
+    fn init_with(&self, tenants: &[&str]) {
+        self.init();
         // The auditors' K0, to verify the audit chain after every crash.
         let k0 = self.k0();
         self.ok(&["audit", "key", "export", "--out", k0.to_str().unwrap()]);
@@ -233,8 +220,8 @@ fn assert_readable(
 #[test]
 fn server_killed_during_batch_ingest_loses_no_acknowledged_write() {
     let mut rng = rng("server");
-    let env = Env::new();
-    env.init(&["shop"]);
+    let env = Env::with_pass(PASS);
+    env.init_with(&["shop"]);
     let writer = token(&env, "writer");
     let reader = token(&env, "reader");
     let numbers = numbers();
@@ -322,8 +309,8 @@ fn look_up(
 fn server_killed_under_lookup_load_loses_no_answered_lookups_audit_entry() {
     const THREADS: usize = 4;
     let mut rng = rng("lookups");
-    let env = Env::new();
-    env.init(&["shop"]);
+    let env = Env::with_pass(PASS);
+    env.init_with(&["shop"]);
     let writer = token(&env, "writer");
     let reader = token(&env, "reader");
     // Every number once, so that within a round each lookup names its own record.
@@ -443,8 +430,8 @@ fn server_killed_under_lookup_load_loses_no_answered_lookups_audit_entry() {
 #[test]
 fn import_killed_midway_leaves_a_consistent_vault_that_a_rerun_completes() {
     let mut rng = rng("import");
-    let env = Env::new();
-    env.init(&["reference"]);
+    let env = Env::with_pass(PASS);
+    env.init_with(&["reference"]);
     let rejects = env.path("rejects.csv");
     let data = env.path("numbers.csv");
     let text = std::fs::read_to_string(IMPORT_DATA).unwrap();

@@ -5,12 +5,11 @@
 
 mod common;
 
-use common::Server;
+use common::{Env, Server};
 
-use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use phonevault::harden::{self, MemoryLock};
 
@@ -30,36 +29,13 @@ fn chmod(p: &Path, m: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
 }
 
-/// The common environment, whose commands keep memory locking on.
-struct Env(common::Env);
-
-impl Deref for Env {
-    type Target = common::Env;
-    fn deref(&self) -> &common::Env {
-        &self.0
-    }
+/// An environment whose commands keep memory locking on.
+fn env() -> Env {
+    loose_umask();
+    Env::with_pass(PASS).without_env(harden::NO_MLOCK_ENV)
 }
 
 impl Env {
-    fn new() -> Env {
-        loose_umask();
-        Env(common::Env::with_pass(PASS))
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.0.cmd(args);
-        c.env_remove(harden::NO_MLOCK_ENV);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        common::run(self.cmd(args))
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        common::ok(self.cmd(args), &args)
-    }
-
     fn with_tenant(&self) {
         self.ok(common::INIT);
         self.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
@@ -80,7 +56,7 @@ fn assert_private_tree(dir: &Path) {
 
 #[test]
 fn every_file_the_binary_creates_is_private_whatever_the_umask() {
-    let e = Env::new();
+    let e = env();
     e.with_tenant();
     assert_eq!(mode(&e.vault), 0o700);
     assert_eq!(mode(&e.vault.join("keyring")), 0o600);
@@ -119,7 +95,7 @@ fn every_file_the_binary_creates_is_private_whatever_the_umask() {
 
 #[test]
 fn a_vault_others_can_read_is_refused_with_the_fix() {
-    let e = Env::new();
+    let e = env();
     e.with_tenant();
     for (path, loose) in [
         (e.vault.join("store"), 0o755),
@@ -149,7 +125,7 @@ fn a_vault_others_can_read_is_refused_with_the_fix() {
 
 #[test]
 fn a_running_server_has_no_core_dumps_and_locked_memory_where_permitted() {
-    let e = Env::new();
+    let e = env();
     e.with_tenant();
     let mut serve = e.cmd(&["serve"]);
     serve.env_remove("PHONEVAULT_PASSPHRASE");

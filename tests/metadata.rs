@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::ops::Deref;
+use common::Env;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -16,20 +17,7 @@ const VENDORED: &str = concat!(
     "/src/phone/PhoneNumberMetadata-9.0.35.xml"
 );
 
-struct Env(common::Env);
-
-impl Deref for Env {
-    type Target = common::Env;
-    fn deref(&self) -> &common::Env {
-        &self.0
-    }
-}
-
 impl Env {
-    fn new() -> Env {
-        Env(common::Env::new())
-    }
-
     /// `normalize --jsonl` of one number, under `extra` global flags.
     fn normalize(&self, extra: &[&str], phone: &str) -> Output {
         use std::io::Write;
@@ -50,7 +38,7 @@ impl Env {
     }
 
     /// `ARGS` (`--json` among them), which must succeed; its output.
-    fn json(&self, args: &[&str]) -> Value {
+    fn json_of(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
@@ -142,7 +130,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
     e.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
     let added = |phone: &str| {
-        e.json(&[
+        e.json_of(&[
             "--json",
             "add",
             "--tenant",
@@ -161,7 +149,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     let _other = added("+33612345678");
 
     // Created under the vendored release: nothing to do.
-    let r = e.json(&["--json", "reindex"]);
+    let r = e.json_of(&["--json", "reindex"]);
     assert_eq!(r[0]["from_version"], "9.0.35");
     assert_eq!(r[0]["invalid"], serde_json::json!([]));
     assert_eq!(r[0]["stamped"], false);
@@ -170,7 +158,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     let with_file = |args: &[&str]| {
         let mut a = vec!["--phone-metadata", path(&f)];
         a.extend(args);
-        e.json(&a)
+        e.json_of(&a)
     };
     let dry = with_file(&["--json", "reindex", "--dry-run"]);
     assert_eq!(dry[0]["records"], 3);
@@ -183,7 +171,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     assert!(version.starts_with("sha256:"), "{version}");
 
     // Kept, for re-verification: still readable by id.
-    let got = e.json(&[
+    let got = e.json_of(&[
         "--json",
         "get",
         "--tenant",
@@ -195,7 +183,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     assert_eq!(got["id"], gone.as_str());
 
     // Back on the vendored release: the tenant was stamped with the file's digest.
-    let back = e.json(&["--json", "reindex"]);
+    let back = e.json_of(&["--json", "reindex"]);
     assert_eq!(back[0]["from_version"], version.as_str());
     assert_eq!(back[0]["to_version"], "9.0.35");
     assert_eq!(back[0]["invalid"], serde_json::json!([]));

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::ops::Deref;
+use common::Env;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -15,30 +16,21 @@ const B: &str = "+447400123952";
 const C: &str = "+447400123953";
 const D: &str = "+12025550143";
 
-struct Env(common::Env);
-
-impl Deref for Env {
-    type Target = common::Env;
-    fn deref(&self) -> &common::Env {
-        &self.0
-    }
+/// A vault with tenant `shop` (otp, marketing, share:acme).
+fn shop() -> Env {
+    let e = Env::new();
+    e.init();
+    e.ok(&[
+        "tenant",
+        "create",
+        "shop",
+        "--purposes",
+        "otp,marketing,share:acme",
+    ]);
+    e
 }
 
 impl Env {
-    /// A vault with tenant `shop` (otp, marketing, share:acme).
-    fn new() -> Env {
-        let e = Env(common::Env::new());
-        e.init();
-        e.ok(&[
-            "tenant",
-            "create",
-            "shop",
-            "--purposes",
-            "otp,marketing,share:acme",
-        ]);
-        e
-    }
-
     /// Writes a CSV file with a `phone` header.
     fn csv(&self, name: &str, numbers: &[&str]) -> PathBuf {
         let p = self.path(name);
@@ -102,7 +94,7 @@ fn found(o: &Output) -> bool {
 
 #[test]
 fn a_listed_number_is_refused_for_the_lists_purposes_only_and_audited() {
-    let e = Env::new();
+    let e = shop();
     e.add(A, "otp,marketing,share:acme");
     e.add(B, "otp,marketing,share:acme");
     let list = e.csv("dnc.csv", &[A, "not a number", C]);
@@ -187,7 +179,7 @@ fn a_listed_number_is_refused_for_the_lists_purposes_only_and_audited() {
 
 #[test]
 fn a_refreshed_list_replaces_the_old_version_and_drop_lifts_it() {
-    let e = Env::new();
+    let e = shop();
     for n in [A, B, C] {
         e.add(n, "marketing");
     }
@@ -247,7 +239,7 @@ fn a_refreshed_list_replaces_the_old_version_and_drop_lifts_it() {
 
 #[test]
 fn misuse_gets_a_clear_error_that_echoes_nothing() {
-    let e = Env::new();
+    let e = shop();
     let list = e.csv("l.csv", &[A]);
     let path = list.to_str().unwrap();
     let cases: [(&[&str], &str); 3] = [
@@ -290,7 +282,7 @@ fn misuse_gets_a_clear_error_that_echoes_nothing() {
 
 #[test]
 fn imports_and_adds_report_listed_numbers_and_stats_count_them() {
-    let e = Env::new();
+    let e = shop();
     let dnc = e.csv("dnc.csv", &[A, B, C]);
     e.suppress("dnc", "marketing", &dnc);
     let own = e.csv("own.csv", &[D]);
@@ -376,7 +368,7 @@ fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
 
 #[test]
 fn the_store_holds_no_number_of_a_list_and_backups_carry_lists() {
-    let e = Env::new();
+    let e = shop();
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/numbers-2k.csv");
     let r = e.suppress("national", "marketing", &list);
     assert!(r["count"].as_u64().unwrap() >= 1990, "{r}");
@@ -434,7 +426,7 @@ fn the_store_holds_no_number_of_a_list_and_backups_carry_lists() {
     e.ok(&["backup", backup.to_str().unwrap()]);
     let keyring = e.path("keyring.export");
     e.ok(&["keyring", "export", keyring.to_str().unwrap()]);
-    let restored = Env(e.beside("restored"));
+    let restored = e.beside("restored");
     restored.ok(&[
         "restore",
         backup.to_str().unwrap(),

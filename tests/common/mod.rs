@@ -84,6 +84,8 @@ pub struct Env {
     pub dir: PathBuf,
     pub vault: PathBuf,
     pub pass: String,
+    /// Variables removed from every command's environment besides [`bare_command`]'s.
+    unset: Vec<String>,
 }
 
 impl Env {
@@ -100,6 +102,7 @@ impl Env {
             dir,
             tmp: Some(tmp),
             pass: pass.to_owned(),
+            unset: Vec::new(),
         }
     }
 
@@ -111,7 +114,14 @@ impl Env {
             dir: self.dir.clone(),
             vault: self.path(name),
             pass: self.pass.clone(),
+            unset: self.unset.clone(),
         }
+    }
+
+    /// This environment, with `var` removed from every command's environment.
+    pub fn without_env(mut self, var: &str) -> Env {
+        self.unset.push(var.to_owned());
+        self
     }
 
     /// `init` with a cheap KDF ([`INIT`]).
@@ -126,7 +136,11 @@ impl Env {
 
     /// The command on this vault, see [`phonevault`].
     pub fn cmd(&self, args: &[&str]) -> Command {
-        phonevault(&self.vault, &self.pass, args)
+        let mut c = phonevault(&self.vault, &self.pass, args);
+        for var in &self.unset {
+            c.env_remove(var);
+        }
+        c
     }
 
     /// See [`run`].
