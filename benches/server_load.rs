@@ -24,7 +24,7 @@
 
 mod common;
 
-use common::harness::{self, Server};
+use common::harness::{Env, Server};
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -40,36 +40,20 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// The binary on `vault`, unlocked by [`PASS`], in a clean environment.
-fn cmd(vault: &Path, args: &[&str]) -> Command {
-    harness::phonevault(vault, PASS, args)
-}
-
-fn ok(vault: &Path, args: &[&str]) -> String {
-    harness::ok(cmd(vault, args), &args)
-}
-
-/// A fresh vault with tenant `shop` (purpose otp) and a token of `role`.
-fn vault(dir: &Path, role: &str) -> String {
+/// A fresh vault `name` in `env`'s directory with tenant `shop` (purpose otp) and a
+/// token of `role`.
+fn vault(env: &Env, name: &str, role: &str) -> (Env, String) {
+    let v = env.beside(name);
     // Cheap KDF: the benchmark measures the API, not unlocking.
-    ok(
-        dir,
-        &["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"],
-    );
-    ok(dir, &["tenant", "create", "shop", "--purposes", "otp"]);
-    let v: serde_json::Value = serde_json::from_str(&ok(
-        dir,
-        &[
-            "--json", "token", "create", "--tenant", "shop", "--role", role,
-        ],
-    ))
-    .unwrap();
-    v["token"].as_str().unwrap().to_owned()
+    v.ok(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    v.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+    let token = v.token(&["--tenant", "shop", "--role", role]);
+    (v, token)
 }
 
-fn serve(dir: &Path, mode: &str) -> Server {
+fn serve(v: &Env, mode: &str) -> Server {
     // No rate limits: the benchmark measures the server, not the per-token budgets.
-    let args = [
+    let c = v.cmd(&[
         "serve",
         "--lookup-rate",
         "0",
@@ -77,9 +61,8 @@ fn serve(dir: &Path, mode: &str) -> Server {
         "0",
         "--audit-sync",
         mode,
-    ];
-    let log = dir.with_extension(format!("{mode}.log"));
-    Server::spawn(cmd(dir, &args), dir.join("phonevault.sock"), log)
+    ]);
+    Server::spawn(c, v.socket(), v.vault.with_extension(format!("{mode}.log")))
 }
 
 /// The HTTP floor's fixed answer: 150 bytes of JSON, the size of a lookup's answer.
@@ -210,7 +193,7 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().unwrap())
         .collect();
-    let tmp = tempfile::tempdir().unwrap();
+    let env = Env::with_pass(PASS);
     let numbers = phones("numbers-200k.csv");
 
     // QUICK=1 (for profiling): no in-process baseline, only 20,000 numbers ingested.
@@ -222,46 +205,26 @@ fn main() {
     };
 
     // 1. Baseline: in-process import.
-    let a = tmp.path().join("a");
-    vault(&a, "reader");
+    let (a, _) = vault(&env, "a", "reader");
     // A copy, so the rejects file the import writes beside it stays out of the repository.
-    let file = tmp.path().join("numbers-200k.csv");
+    let file = env.path("numbers-200k.csv");
     std::fs::copy(data("numbers-200k.csv"), &file).unwrap();
     let t = Instant::now();
     if !quick {
-        ok(
-            &a,
-            &[
-                "import",
-                "--tenant",
-                "shop",
-                "--consent",
-                "otp",
-                file.to_str().unwrap(),
-            ],
-        );
+        a.ok(&[
+            "import",
+            "--tenant",
+            "shop",
+            "--consent",
+            "otp",
+            file.to_str().unwrap(),
+        ]);
     }
     let import = t.elapsed();
 
     // 2. The same numbers through the socket, 10,000 per batch.
-    let b = tmp.path().join("b");
-    let writer = vault(&b, "writer");
-    let reader: serde_json::Value = serde_json::from_str(&ok(
-        &b,
-        &[
-            "--json",
-            "token",
-            "create",
-            "--tenant",
-            "shop",
-            "--role",
-            "reader",
-            "--purposes",
-            "otp",
-        ],
-    ))
-    .unwrap();
-    let reader = reader["token"].as_str().unwrap().to_owned();
+    let (b, writer) = vault(&env, "b", "writer");
+    let reader = b.token(&["--tenant", "shop", "--role", "reader", "--purposes", "otp"]);
     let server = serve(&b, "process");
     let sock = server.socket().to_owned();
     let bodies: Vec<Vec<u8>> = numbers
@@ -321,7 +284,7 @@ fn main() {
     for run in 0..runs {
         for (si, name) in servers.iter().enumerate() {
             let server = if *name == "floor" {
-                start_floor(tmp.path())
+                start_floor(&env.dir)
             } else {
                 serve(&b, name)
             };
