@@ -10,14 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 /// `init`, and tenant `shop` with purposes otp, support and marketing.
 fn with_tenant(e: &Env) {
-    e.init();
-    e.ok(&[
-        "tenant",
-        "create",
-        "shop",
-        "--purposes",
-        "otp,support,marketing",
-    ]);
+    e.init_tenant("shop", "otp,support,marketing");
 }
 
 fn code(o: &Output) -> i32 {

@@ -25,8 +25,7 @@ impl Env {
 
     /// `init`, and tenant `shop` with purposes otp and support.
     fn with_shop(&self) {
-        self.init();
-        self.ok(&["tenant", "create", "shop", "--purposes", "otp,support"]);
+        self.init_tenant("shop", "otp,support");
     }
 
     fn add(&self, tenant: &str, phone: &str) -> String {

@@ -37,8 +37,7 @@ fn env() -> Env {
 
 impl Env {
     fn with_tenant(&self) {
-        self.ok(common::INIT);
-        self.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+        self.init_tenant("shop", "otp");
     }
 }
 

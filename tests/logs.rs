@@ -16,8 +16,7 @@ const NUMBER: &str = "+447400123456";
 #[test]
 fn json_log_lines_are_objects_and_hold_no_number_or_secret() {
     let env = Env::new();
-    env.init();
-    env.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+    env.init_tenant("shop", "otp");
     let token = env.token(&["--tenant", "shop", "--role", "writer", "--purposes", "otp"]);
     let s = env.serve_unsealed(&["--log-format", "json", "--access-log"]);
     let post = |path: &str, token: &str, body: &str| s.fetch("POST", path, Some(token), body).0;

@@ -22,8 +22,7 @@ const NUMBER: &str = "+447400123456";
 /// A vault with tenant `shop` (purpose otp).
 fn vault() -> Env {
     let e = Env::new();
-    e.init();
-    e.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+    e.init_tenant("shop", "otp");
     e
 }
 

@@ -19,14 +19,7 @@ const D: &str = "+12025550143";
 /// A vault with tenant `shop` (otp, marketing, share:acme).
 fn shop() -> Env {
     let e = Env::new();
-    e.init();
-    e.ok(&[
-        "tenant",
-        "create",
-        "shop",
-        "--purposes",
-        "otp,marketing,share:acme",
-    ]);
+    e.init_tenant("shop", "otp,marketing,share:acme");
     e
 }
 

@@ -129,6 +129,12 @@ impl Env {
         self.ok(INIT);
     }
 
+    /// [`Env::init`], then `tenant create TENANT --purposes PURPOSES`.
+    pub fn init_tenant(&self, tenant: &str, purposes: &str) {
+        self.init();
+        self.ok(&["tenant", "create", tenant, "--purposes", purposes]);
+    }
+
     /// `dir/name`.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
