@@ -197,7 +197,8 @@ impl Env {
             .to_owned()
     }
 
-    /// `--json token create ARGS`; the whole answer (`id`, `token`, ...).
+    /// `--json token create ARGS`; the whole answer (`id`, `token`, ...), whose id has
+    /// the 16 characters of every token id.
     pub fn token_json(&self, args: &[&str]) -> serde_json::Value {
         let a = [&["--json", "token", "create"][..], args].concat();
         let v: serde_json::Value =
