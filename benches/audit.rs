@@ -15,30 +15,10 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use phonevault::phone;
-use phonevault::vault::{AuditSync, Vault};
-
-fn rate(v: &Vault, lookups: &[String], threads: usize) -> f64 {
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for part in lookups.chunks(lookups.len().div_ceil(threads)) {
-            let v = v.clone();
-            s.spawn(move || {
-                for l in part {
-                    assert!(v.find("bench", l, None, "otp").expect("find").is_some());
-                }
-            });
-        }
-    });
-    lookups.len() as f64 / t.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
+use phonevault::vault::AuditSync;
 
 fn main() {
     let args: Vec<String> = std::env::args()
@@ -101,25 +81,25 @@ fn main() {
     for run in 1..=runs {
         vault.set_read_audit_lag(None);
         let r = [
-            rate(&off, &lookups, 1),
-            rate(&off, &lookups, 16),
+            common::lookup_rate(&off, &lookups, 1),
+            common::lookup_rate(&off, &lookups, 16),
             {
                 vault
                     .set_audit_sync(AuditSync::Process(Duration::from_millis(10)))
                     .expect("process mode");
-                rate(&vault, &lookups, 1)
+                common::lookup_rate(&vault, &lookups, 1)
             },
-            rate(&vault, &lookups, 16),
+            common::lookup_rate(&vault, &lookups, 16),
             {
                 vault.set_read_audit_lag(Some(Duration::from_millis(10)));
-                rate(&vault, &lookups, 1)
+                common::lookup_rate(&vault, &lookups, 1)
             },
-            rate(&vault, &lookups, 16),
+            common::lookup_rate(&vault, &lookups, 16),
             {
                 vault.set_read_audit_lag(None);
-                rate(&vault, few, 1)
+                common::lookup_rate(&vault, few, 1)
             },
-            rate(&vault, &lookups, 16),
+            common::lookup_rate(&vault, &lookups, 16),
         ];
         println!(
             "run {run}: off {:.0}/s (1 thr), {:.0}/s (16 thr) | process 10 ms {:.0}/s, {:.0}/s | lag 10 ms {:.0}/s, {:.0}/s | always {:.0}/s, {:.0}/s | cost vs off at 16 threads: process {:.0}%, lag {:.0}%, always {:.0}%",
@@ -132,7 +112,7 @@ fn main() {
             f.push(x);
         }
     }
-    let m: Vec<f64> = figures.into_iter().map(median).collect();
+    let m: Vec<f64> = figures.into_iter().map(common::median).collect();
     println!(
         "median of {runs}: off {:.0}/s (1 thr), {:.0}/s (16 thr) | process 10 ms {:.0}/s, {:.0}/s | lag 10 ms {:.0}/s, {:.0}/s | always {:.0}/s, {:.0}/s | cost vs off: process {:.0}% (1 thr), {:.0}% (16 thr); lag {:.0}%, {:.0}%; always {:.0}%, {:.0}%",
         m[0], m[1], m[2], m[3], m[4], m[5], m[6], m[7],

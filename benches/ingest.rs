@@ -22,7 +22,7 @@ use std::time::Instant;
 use phonevault::phone;
 use phonevault::record::{self, RecordBody, RecordId};
 use phonevault::store::{Batch, SledStore, Store, Tree};
-use phonevault::vault::{AuditSync, Vault};
+use phonevault::vault::AuditSync;
 use phonevault_keys::{derive_tenant_keys, TenantSeed, VaultId};
 
 fn read_column(path: &Path) -> Vec<String> {
@@ -145,12 +145,12 @@ fn one_run(numbers_path: &Path, lookups: &[String], numbers: &[String]) -> Run {
         .set_audit_sync(AuditSync::SERVER_DEFAULT)
         .expect("process mode");
     let vault = Arc::new(vault);
-    let lookup1 = lookup_rate(&vault, &lookups, 1);
-    let lookup2 = lookup_rate(&vault, &lookups, 2);
+    let lookup1 = common::lookup_rate(&vault, &lookups, 1);
+    let lookup2 = common::lookup_rate(&vault, &lookups, 2);
     vault.set_audit_sync(AuditSync::Always).expect("always");
     let few = &lookups[..lookups.len().min(2_000)];
-    let strict1 = lookup_rate(&vault, few, 1);
-    let strict2 = lookup_rate(&vault, few, 2);
+    let strict1 = common::lookup_rate(&vault, few, 1);
+    let strict2 = common::lookup_rate(&vault, few, 2);
 
     let sample = vault
         .store()
@@ -173,27 +173,6 @@ fn one_run(numbers_path: &Path, lookups: &[String], numbers: &[String]) -> Run {
         storage,
         storage3,
     }
-}
-
-/// Lookups per second of `lookups` split over `threads` threads.
-fn lookup_rate(vault: &Arc<Vault>, lookups: &[String], threads: usize) -> f64 {
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for part in lookups.chunks(lookups.len().div_ceil(threads)) {
-            let v = vault.clone();
-            s.spawn(move || {
-                for l in part {
-                    assert!(v.find("bench", l, None, "otp").expect("find").is_some());
-                }
-            });
-        }
-    });
-    lookups.len() as f64 / t.elapsed().as_secs_f64()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
@@ -235,22 +214,9 @@ fn main() {
     }
     let mut all = Vec::new();
     for i in 0..runs {
-        let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
-            .args(&args)
-            .env("PHONEVAULT_BENCH_CHILD", "1")
-            .output()
-            .expect("run the benchmark child");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
-            panic!(
-                "benchmark run failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        let v: Vec<f64> = line
-            .split(' ')
-            .map(|x| x.parse().expect("figure"))
-            .collect();
+        let mut child = std::process::Command::new(std::env::current_exe().expect("current exe"));
+        child.args(&args).env("PHONEVAULT_BENCH_CHILD", "1");
+        let v = common::child_figures(child);
         let r = Run {
             import: v[0],
             import_peak_mb: v[1],
@@ -282,17 +248,17 @@ fn main() {
     if runs > 1 {
         println!(
             "median of {runs}: lookups (default --audit-sync process) {:.0}/s (1 thread), {:.0}/s (2 threads); --audit-sync always {:.0}/s, {:.0}/s | import {:.0}/s | peak RSS {:.0} MB | compute floor {:.0}/s | storage floor {:.0}/s (record + index), {:.0}/s (+ expiry) | import/storage floor {:.2}, {:.2}",
-            median(all.iter().map(|r| r.lookup1).collect()),
-            median(all.iter().map(|r| r.lookup2).collect()),
-            median(all.iter().map(|r| r.strict1).collect()),
-            median(all.iter().map(|r| r.strict2).collect()),
-            median(all.iter().map(|r| r.import).collect()),
-            median(all.iter().map(|r| r.import_peak_mb).collect()),
-            median(all.iter().map(|r| r.compute).collect()),
-            median(all.iter().map(|r| r.storage).collect()),
-            median(all.iter().map(|r| r.storage3).collect()),
-            median(all.iter().map(|r| r.import / r.storage).collect()),
-            median(all.iter().map(|r| r.import / r.storage3).collect()),
+            common::median(all.iter().map(|r| r.lookup1).collect()),
+            common::median(all.iter().map(|r| r.lookup2).collect()),
+            common::median(all.iter().map(|r| r.strict1).collect()),
+            common::median(all.iter().map(|r| r.strict2).collect()),
+            common::median(all.iter().map(|r| r.import).collect()),
+            common::median(all.iter().map(|r| r.import_peak_mb).collect()),
+            common::median(all.iter().map(|r| r.compute).collect()),
+            common::median(all.iter().map(|r| r.storage).collect()),
+            common::median(all.iter().map(|r| r.storage3).collect()),
+            common::median(all.iter().map(|r| r.import / r.storage).collect()),
+            common::median(all.iter().map(|r| r.import / r.storage3).collect()),
         );
     }
 }

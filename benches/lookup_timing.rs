@@ -26,11 +26,6 @@ fn quantile(sorted: &[u64], q: f64) -> u64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let runs = env_or("PHONEVAULT_BENCH_RUNS", 5);
     let samples = env_or("PHONEVAULT_BENCH_SAMPLES", 5000);
@@ -97,11 +92,11 @@ fn main() {
         p99_r.push(us(quantile(&r, 0.99)));
         p99_a.push(us(quantile(&a, 0.99)));
     }
-    let (mr, ma) = (median(med_r), median(med_a));
+    let (mr, ma) = (common::median(med_r), common::median(med_a));
     println!(
         "medians over {runs} runs: refused {mr:.1} µs (p99 {:.1}) | absent {ma:.1} µs (p99 {:.1}) | absent/refused {:.3}",
-        median(p99_r),
-        median(p99_a),
+        common::median(p99_r),
+        common::median(p99_a),
         ma / mr
     );
 }

@@ -144,11 +144,6 @@ fn storage_floor(dir: &Path, n: usize, value_len: usize, flush_each: bool) -> f6
     n as f64 / t.elapsed().as_secs_f64()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 fn main() {
     let n = env_usize("PHONEVAULT_REWRAP_RECORDS", 1_000_000);
     let runs = env_usize("PHONEVAULT_BENCH_RUNS", 3).max(1);
@@ -227,14 +222,14 @@ fn main() {
         .collect();
     println!(
         "median of {runs} over {n} records: rewrap {:.0}/s (re-encrypt only: {:.0}/s, {:.2} of the floor) | storage floor {:.0}/s, {:.0}/s with a flush per batch | write-set floor {:.0}/s | rewrap/floor {:.2}, {:.2} (target >= 0.5) | rewrap/write-set floor {:.2}",
-        median(rewrap),
-        median(data_only),
-        median(ratios_data),
-        median(floor),
-        median(floor_flushed),
-        median(write_set),
-        median(ratios),
-        median(ratios_f),
-        median(ratios_ws),
+        common::median(rewrap),
+        common::median(data_only),
+        common::median(ratios_data),
+        common::median(floor),
+        common::median(floor_flushed),
+        common::median(write_set),
+        common::median(ratios),
+        common::median(ratios_f),
+        common::median(ratios_ws),
     );
 }

@@ -22,10 +22,14 @@
 //! The client runs on the same machine and shares its cores with the server.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
+use common::harness::{Env, Server};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const PASS: &str = "bench passphrase";
@@ -36,66 +40,29 @@ fn data(name: &str) -> PathBuf {
         .join(name)
 }
 
-fn cmd(vault: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-    c.arg("--vault")
-        .arg(vault)
-        .args(args)
-        .env("PHONEVAULT_PASSPHRASE", PASS)
-        .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-        .env_remove("PHONEVAULT_KEY_FILE")
-        .stdin(Stdio::null());
-    c
-}
-
-fn ok(vault: &Path, args: &[&str]) -> String {
-    let out = cmd(vault, args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A fresh vault with tenant `shop` (purpose otp) and a token of `role`.
-fn vault(dir: &Path, role: &str) -> String {
+/// A fresh vault `name` in `env`'s directory with tenant `shop` (purpose otp) and a
+/// token of `role`.
+fn vault(env: &Env, name: &str, role: &str) -> (Env, String) {
+    let v = env.beside(name);
     // Cheap KDF: the benchmark measures the API, not unlocking.
-    ok(
-        dir,
-        &["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"],
-    );
-    ok(dir, &["tenant", "create", "shop", "--purposes", "otp"]);
-    let v: serde_json::Value = serde_json::from_str(&ok(
-        dir,
-        &[
-            "--json", "token", "create", "--tenant", "shop", "--role", role,
-        ],
-    ))
-    .unwrap();
-    v["token"].as_str().unwrap().to_owned()
+    v.ok(&["init", "--kdf-memory-kib", "1024", "--kdf-iterations", "1"]);
+    v.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+    let token = v.token(&["--tenant", "shop", "--role", role]);
+    (v, token)
 }
 
-fn serve(dir: &Path, mode: &str) -> Child {
+fn serve(v: &Env, mode: &str) -> Server {
     // No rate limits: the benchmark measures the server, not the per-token budgets.
-    let child = cmd(
-        dir,
-        &[
-            "serve",
-            "--lookup-rate",
-            "0",
-            "--write-rate",
-            "0",
-            "--audit-sync",
-            mode,
-        ],
-    )
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap();
-    wait_for(&dir.join("phonevault.sock"));
-    child
+    let c = v.cmd(&[
+        "serve",
+        "--lookup-rate",
+        "0",
+        "--write-rate",
+        "0",
+        "--audit-sync",
+        mode,
+    ]);
+    Server::spawn(c, v.socket(), v.vault.with_extension(format!("{mode}.log")))
 }
 
 /// The HTTP floor's fixed answer: 150 bytes of JSON, the size of a lookup's answer.
@@ -133,35 +100,12 @@ fn floor_server(sock: &Path) {
     });
 }
 
-fn start_floor(dir: &Path) -> (Child, PathBuf) {
+fn start_floor(dir: &Path) -> Server {
     let sock = dir.join("floor.sock");
     let _ = std::fs::remove_file(&sock);
-    let child = Command::new(std::env::current_exe().unwrap())
-        .env("PHONEVAULT_FLOOR_SOCKET", &sock)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&sock);
-    (child, sock)
-}
-
-fn wait_for(sock: &Path) {
-    let start = Instant::now();
-    while UnixStream::connect(sock).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn stop(mut child: Child) {
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    child.wait().unwrap();
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.env("PHONEVAULT_FLOOR_SOCKET", &sock);
+    Server::spawn(c, sock, dir.join("floor.log"))
 }
 
 /// One keep-alive HTTP/1.1 connection.
@@ -249,7 +193,7 @@ fn main() {
         .split(',')
         .map(|c| c.trim().parse().unwrap())
         .collect();
-    let tmp = tempfile::tempdir().unwrap();
+    let env = Env::with_pass(PASS);
     let numbers = phones("numbers-200k.csv");
 
     // QUICK=1 (for profiling): no in-process baseline, only 20,000 numbers ingested.
@@ -261,48 +205,28 @@ fn main() {
     };
 
     // 1. Baseline: in-process import.
-    let a = tmp.path().join("a");
-    vault(&a, "reader");
+    let (a, _) = vault(&env, "a", "reader");
     // A copy, so the rejects file the import writes beside it stays out of the repository.
-    let file = tmp.path().join("numbers-200k.csv");
+    let file = env.path("numbers-200k.csv");
     std::fs::copy(data("numbers-200k.csv"), &file).unwrap();
     let t = Instant::now();
     if !quick {
-        ok(
-            &a,
-            &[
-                "import",
-                "--tenant",
-                "shop",
-                "--consent",
-                "otp",
-                file.to_str().unwrap(),
-            ],
-        );
+        a.ok(&[
+            "import",
+            "--tenant",
+            "shop",
+            "--consent",
+            "otp",
+            file.to_str().unwrap(),
+        ]);
     }
     let import = t.elapsed();
 
     // 2. The same numbers through the socket, 10,000 per batch.
-    let b = tmp.path().join("b");
-    let writer = vault(&b, "writer");
-    let reader: serde_json::Value = serde_json::from_str(&ok(
-        &b,
-        &[
-            "--json",
-            "token",
-            "create",
-            "--tenant",
-            "shop",
-            "--role",
-            "reader",
-            "--purposes",
-            "otp",
-        ],
-    ))
-    .unwrap();
-    let reader = reader["token"].as_str().unwrap().to_owned();
+    let (b, writer) = vault(&env, "b", "writer");
+    let reader = b.token(&["--tenant", "shop", "--role", "reader", "--purposes", "otp"]);
     let server = serve(&b, "process");
-    let sock = b.join("phonevault.sock");
+    let sock = server.socket().to_owned();
     let bodies: Vec<Vec<u8>> = numbers
         .chunks(10_000)
         .map(|c| {
@@ -326,8 +250,9 @@ fn main() {
     }
     let ingest = t.elapsed();
 
-    let rss = peak_rss_mib(server.id());
-    stop(server);
+    let rss = peak_rss_mib(server.pid());
+    // SIGTERM, and the wait for its exit.
+    drop(server);
     println!("numbers: {}", numbers.len());
     println!("in-process import:       {:>8.2} s", import.as_secs_f64());
     println!(
@@ -358,15 +283,16 @@ fn main() {
     let mut figures: Vec<Vec<Vec<Load>>> = vec![vec![Vec::new(); conns.len()]; servers.len()];
     for run in 0..runs {
         for (si, name) in servers.iter().enumerate() {
-            let (child, sock) = if *name == "floor" {
-                start_floor(tmp.path())
+            let server = if *name == "floor" {
+                start_floor(&env.dir)
             } else {
-                (serve(&b, name), b.join("phonevault.sock"))
+                serve(&b, name)
             };
+            let sock = server.socket().to_owned();
             for (ci, &c) in conns.iter().enumerate() {
-                let cpu_before = cpu_seconds(child.id());
+                let cpu_before = cpu_seconds(server.pid());
                 let mut l = load(&sock, &reader, &bodies, c, secs, *name == "floor");
-                l.cpu_us = (cpu_seconds(child.id()) - cpu_before) * 1e6 / l.count as f64;
+                l.cpu_us = (cpu_seconds(server.pid()) - cpu_before) * 1e6 / l.count as f64;
                 println!(
                     "run {}: {name:>8} {c:>3} connections: {:>7.0} lookups/s ({} found), p50 {:.3} ms, p99 {:.3} ms, server CPU {:.1} µs/lookup",
                     run + 1,
@@ -379,13 +305,11 @@ fn main() {
                 figures[si][ci].push(l);
             }
             if *name == "floor" {
-                let mut child = child;
-                child.kill().unwrap();
-                child.wait().unwrap();
+                server.kill();
             } else {
-                let rss = peak_rss_mib(child.id());
+                let rss = peak_rss_mib(server.pid());
                 println!("run {}: {name:>8} server peak RSS: {rss:.0} MiB", run + 1);
-                stop(child);
+                drop(server);
             }
         }
     }

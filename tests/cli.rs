@@ -3,64 +3,14 @@
 
 mod common;
 
+use common::{Env, PASS};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-const PASS: &str = "correct horse battery staple";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    vault: PathBuf,
-    root: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        let vault = root.join("vault");
-        Env {
-            _tmp: tmp,
-            vault,
-            root,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        common::phonevault(&self.vault, PASS, args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = self.cmd(args).output().unwrap();
-        // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn init(&self) {
-        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-    }
-
-    fn with_tenant(&self) {
-        self.init();
-        self.ok(&[
-            "tenant",
-            "create",
-            "shop",
-            "--purposes",
-            "otp,support,marketing",
-        ]);
-    }
+/// `init`, and tenant `shop` with purposes otp, support and marketing.
+fn with_tenant(e: &Env) {
+    e.init_tenant("shop", "otp,support,marketing");
 }
 
 fn code(o: &Output) -> i32 {
@@ -74,7 +24,7 @@ fn stderr(o: &Output) -> String {
 #[test]
 fn end_to_end_add_find_get_delete() {
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     let id = e
         .ok(&[
             "add",
@@ -198,7 +148,7 @@ fn init_refuses_to_overwrite() {
 #[test]
 fn wrong_passphrase_is_one_clear_line() {
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     let o = e
         .cmd(&["tenant", "list"])
         .env("PHONEVAULT_PASSPHRASE", "wrong")
@@ -240,9 +190,9 @@ fn no_passphrase_source_is_an_error_not_a_hang() {
 #[test]
 fn passphrase_file_and_key_file_unlock() {
     let e = Env::new();
-    let pf = e.root.join("pass");
+    let pf = e.dir.join("pass");
     std::fs::write(&pf, format!("{PASS}\n")).unwrap();
-    let kf = e.root.join("vault.key");
+    let kf = e.dir.join("vault.key");
     let out = e
         .cmd(&[
             "init",
@@ -273,7 +223,7 @@ fn passphrase_file_and_key_file_unlock() {
 #[test]
 fn unknown_tenant_purpose_and_invalid_number() {
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     let o = e.run(&[
         "add",
         "--tenant",
@@ -345,9 +295,9 @@ fn data(name: &str) -> PathBuf {
 #[test]
 fn import_leaves_no_plaintext_number_on_disk_and_is_idempotent() {
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     let csv = data("numbers-2k.csv");
-    let rejects = e.root.join("rejects.csv");
+    let rejects = e.dir.join("rejects.csv");
     let import = [
         "--json",
         "import",
@@ -486,8 +436,8 @@ fn find_id(e: &Env, phone: &str) -> String {
 #[test]
 fn import_writes_rejects_with_line_numbers() {
     let e = Env::new();
-    e.with_tenant();
-    let csv = e.root.join("in.csv");
+    with_tenant(&e);
+    let csv = e.dir.join("in.csv");
     std::fs::write(
         &csv,
         "name,phone\nann,+447400123958\nbob,not a number\ncat,+1 202 555 0143\ndan,+999 1\n",
@@ -503,7 +453,7 @@ fn import_writes_rejects_with_line_numbers() {
     ]);
     assert!(out.contains("2 new"), "{out}");
     assert!(out.contains("2 rejected"), "{out}");
-    let rejects = std::fs::read_to_string(e.root.join("in.csv.rejects.csv")).unwrap();
+    let rejects = std::fs::read_to_string(e.dir.join("in.csv.rejects.csv")).unwrap();
     let lines: Vec<&str> = rejects.lines().collect();
     assert_eq!(lines[0], "line,code,reason");
     assert!(lines[1].starts_with("3,"), "{rejects}");
@@ -531,7 +481,7 @@ fn import_writes_rejects_with_line_numbers() {
 #[test]
 fn export_writes_only_consented_numbers() {
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     e.ok(&[
         "add",
         "--tenant",
@@ -550,7 +500,7 @@ fn export_writes_only_consented_numbers() {
         "--consent",
         "marketing",
     ]);
-    let out = e.root.join("otp.csv");
+    let out = e.dir.join("otp.csv");
     e.ok(&[
         "export",
         "--tenant",
@@ -589,7 +539,7 @@ fn export_writes_only_consented_numbers() {
 fn export_to_a_pipe_leaves_its_mode_alone() {
     use std::os::unix::fs::PermissionsExt;
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     e.ok(&[
         "add",
         "--tenant",
@@ -599,7 +549,7 @@ fn export_to_a_pipe_leaves_its_mode_alone() {
         "--consent",
         "otp",
     ]);
-    let fifo = e.root.join("pipe");
+    let fifo = e.dir.join("pipe");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -630,8 +580,8 @@ fn export_to_a_pipe_leaves_its_mode_alone() {
 #[test]
 fn atomic_writes_refuse_to_replace_a_device_or_pipe() {
     let e = Env::new();
-    std::fs::create_dir_all(&e.root).unwrap();
-    let fifo = e.root.join("pipe");
+    std::fs::create_dir_all(&e.dir).unwrap();
+    let fifo = e.dir.join("pipe");
     assert!(Command::new("mkfifo")
         .arg(&fifo)
         .status()
@@ -645,7 +595,7 @@ fn atomic_writes_refuse_to_replace_a_device_or_pipe() {
         .file_type()
         .is_fifo());
     // A regular file is still replaced.
-    let file = e.root.join("file");
+    let file = e.dir.join("file");
     std::fs::write(&file, b"old").unwrap();
     phonevault::vault::write_atomic(&file, b"new").unwrap();
     assert_eq!(std::fs::read(&file).unwrap(), b"new");
@@ -754,7 +704,7 @@ fn normalize_needs_no_vault() {
 #[test]
 fn policy_commands_through_the_cli() {
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     let n = "+447400123958";
     e.ok(&[
         "add",
@@ -803,7 +753,7 @@ fn policy_commands_through_the_cli() {
     let o = e.run(&["find", "--tenant", "shop", "--phone", n, "--purpose", "otp"]);
     assert_eq!(code(&o), 3);
     // an import skips it and says so
-    let csv = e.root.join("again.csv");
+    let csv = e.dir.join("again.csv");
     std::fs::write(&csv, format!("phone\n{n}\n")).unwrap();
     let out = e.ok(&[
         "--json",
@@ -897,7 +847,7 @@ fn reports_through_the_cli() {
         assert_eq!(code(&o), 1, "{a:?}");
         assert!(stderr(&o).contains(hint), "{}", stderr(&o));
     }
-    let out_file = e.root.join("acme.csv");
+    let out_file = e.dir.join("acme.csv");
     e.ok(&[
         "share",
         "--tenant",
@@ -920,7 +870,7 @@ fn reports_through_the_cli() {
 #[test]
 fn key_rotate_and_rewrap_through_the_cli() {
     let e = Env::new();
-    e.with_tenant();
+    with_tenant(&e);
     let n = "+447400123958";
     e.ok(&["add", "--tenant", "shop", "--phone", n, "--consent", "otp"]);
     let out = e.ok(&["key", "rotate", "--tenant", "shop", "--index"]);

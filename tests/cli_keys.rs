@@ -5,79 +5,27 @@
 
 mod common;
 
+use common::{Env, Server, PASS};
+
 use std::io::{BufRead, BufReader};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    vault: PathBuf,
-    root: PathBuf,
-}
-
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        Env {
-            vault: root.join("vault"),
-            _tmp: tmp,
-            root,
-        }
-    }
-
     fn cmd_in(&self, vault: &Path, args: &[&str]) -> Command {
-        let mut c = common::phonevault(vault, PASS, args);
-        c.env_remove("PHONEVAULT_NEW_PASSPHRASE")
-            .env_remove("PHONEVAULT_TEST_REWRAP_PAUSE_MS");
-        c
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        self.cmd_in(&self.vault, args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut a = vec!["--json"];
-        a.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&a)).unwrap()
+        common::phonevault(vault, PASS, args)
     }
 
     /// Runs a command expected to fail with exit code 1; returns its stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-        String::from_utf8_lossy(&out.stderr).into_owned()
+    fn refused(&self, args: &[&str]) -> String {
+        self.fails_with_code(args, 1)
     }
 
-    fn init(&self) {
-        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-        self.ok(&["tenant", "create", "shop", "--purposes", "otp,support"]);
+    /// `init`, and tenant `shop` with purposes otp and support.
+    fn with_shop(&self) {
+        self.init_tenant("shop", "otp,support");
     }
 
     fn add(&self, tenant: &str, phone: &str) -> String {
@@ -96,14 +44,15 @@ impl Env {
         .to_owned()
     }
 
-    fn path(&self, name: &str) -> String {
-        self.root.join(name).display().to_string()
+    /// `dir/name` as a string, for an argument.
+    fn file(&self, name: &str) -> String {
+        self.path(name).display().to_string()
     }
 
     /// Imports the 2,000-number fixture (a copy, so the rejects file stays here).
     fn import_fixture(&self) -> u64 {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/numbers-2k.csv");
-        let csv = self.root.join("numbers.csv");
+        let csv = self.path("numbers.csv");
         std::fs::copy(src, &csv).unwrap();
         let v = self.json(&[
             "import",
@@ -117,7 +66,7 @@ impl Env {
     }
 
     fn export_count(&self) -> usize {
-        let out = self.path("export.csv");
+        let out = self.file("export.csv");
         let _ = std::fs::remove_file(&out);
         self.ok(&[
             "export",
@@ -142,20 +91,20 @@ const NUMBERS: [&str; 4] = [
 #[test]
 fn key_retire_counts_refuses_and_reports_unreadable_records() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     let ids: Vec<String> = NUMBERS[..3].iter().map(|n| e.add("shop", n)).collect();
     e.ok(&["key", "rotate", "--tenant", "shop"]); // data v2
     e.ok(&["key", "rotate", "--tenant", "shop", "--index"]); // index v3
 
     // the current versions can never go
-    let err = e.fails(&["key", "retire", "--tenant", "shop", "--below", "3"]);
+    let err = e.refused(&["key", "retire", "--tenant", "shop", "--below", "3"]);
     assert!(
         err.contains("refusing to retire a current key version"),
         "{err}"
     );
     assert!(err.contains("oldest current version is 2"), "{err}");
     // three records are still under v1: refused, with their number
-    let err = e.fails(&["key", "retire", "--tenant", "shop", "--below", "2"]);
+    let err = e.refused(&["key", "retire", "--tenant", "shop", "--below", "2"]);
     assert!(
         err.contains("3 records of tenant `shop` are still under key versions below 2"),
         "{err}"
@@ -191,7 +140,7 @@ fn key_retire_counts_refuses_and_reports_unreadable_records() {
     e.ok(&["key", "rotate", "--tenant", "shop"]); // data v4
     e.ok(&["key", "rotate", "--tenant", "shop", "--index"]); // index v5
     let fresh = e.add("shop", NUMBERS[3]); // under (4, 5)
-    let err = e.fails(&["key", "retire", "--tenant", "shop", "--below", "4"]);
+    let err = e.refused(&["key", "retire", "--tenant", "shop", "--below", "4"]);
     assert!(err.contains("3 records"), "{err}");
     let r = e.json(&[
         "key", "retire", "--tenant", "shop", "--below", "4", "--force",
@@ -199,11 +148,11 @@ fn key_retire_counts_refuses_and_reports_unreadable_records() {
     assert_eq!(r["destroyed"], serde_json::json!([2, 3]));
     assert_eq!(r["unreadable_records"], 3);
     for id in &ids {
-        let err = e.fails(&["get", "--tenant", "shop", id, "--purpose", "otp"]);
+        let err = e.refused(&["get", "--tenant", "shop", id, "--purpose", "otp"]);
         assert!(err.contains("key version 2 was retired"), "{err}");
     }
-    let out = e.path("out.csv");
-    let err = e.fails(&[
+    let out = e.file("out.csv");
+    let err = e.refused(&[
         "export",
         "--tenant",
         "shop",
@@ -229,15 +178,15 @@ fn key_retire_counts_refuses_and_reports_unreadable_records() {
 #[test]
 fn rekey_then_reopen_with_the_same_credentials() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     let id = e.add("shop", NUMBERS[0]);
-    let kf = e.path("second.key");
+    let kf = e.file("second.key");
     e.ok(&["keyslot", "add", "--new-key-file", &kf]);
     let ring = e.vault.join("keyring");
     let before = std::fs::read(&ring).unwrap();
 
     // the key-file slot cannot be rewrapped without its key file: nothing changes
-    let err = e.fails(&["rekey"]);
+    let err = e.refused(&["rekey"]);
     assert!(err.contains("none given opens slot 1"), "{err}");
     assert!(err.contains("--other-key-file"), "{err}");
     assert_eq!(std::fs::read(&ring).unwrap(), before);
@@ -278,13 +227,13 @@ fn rekey_then_reopen_with_the_same_credentials() {
 #[test]
 fn passwd_and_key_slots() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     let id = e.add("shop", NUMBERS[0]);
-    let newpass = e.path("new-pass");
+    let newpass = e.file("new-pass");
     std::fs::write(&newpass, "a new passphrase\n").unwrap();
     let r = e.json(&["passwd", "--new-passphrase-file", &newpass]);
     assert_eq!(r["slot"], 0);
-    let err = e.fails(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
+    let err = e.refused(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
     assert!(err.contains("could not unlock the vault"), "{err}");
     let with_new = |args: &[&str]| {
         e.cmd(args)
@@ -299,9 +248,9 @@ fn passwd_and_key_slots() {
     );
 
     // a second passphrase slot and a key-file slot
-    let second = e.path("second-pass");
+    let second = e.file("second-pass");
     std::fs::write(&second, "second admin\n").unwrap();
-    let kf = e.path("k.key");
+    let kf = e.file("k.key");
     for args in [
         vec![
             "keyslot",
@@ -337,7 +286,7 @@ fn passwd_and_key_slots() {
     let out = with_new(&["keyslot", "add", "--new-key-file", kf.as_str()]);
     assert_eq!(out.status.code(), Some(1));
     // a slot for a key file made elsewhere; a file of the wrong size is refused
-    let outside = e.path("outside.key");
+    let outside = e.file("outside.key");
     std::fs::write(&outside, [0x5a; 32]).unwrap();
     let out = with_new(&["keyslot", "add", "--existing-key-file", outside.as_str()]);
     assert!(
@@ -345,12 +294,12 @@ fn passwd_and_key_slots() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    std::fs::write(e.path("short.key"), [1; 31]).unwrap();
+    std::fs::write(e.file("short.key"), [1; 31]).unwrap();
     let out = with_new(&[
         "keyslot",
         "add",
         "--existing-key-file",
-        &e.path("short.key"),
+        &e.file("short.key"),
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a phonevault key file"));
@@ -413,12 +362,12 @@ fn passwd_and_key_slots() {
 #[test]
 fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     e.ok(&["tenant", "create", "keep", "--purposes", "otp"]);
     let shop_id = e.add("shop", NUMBERS[0]);
     e.add("shop", NUMBERS[1]);
     let keep_id = e.add("keep", NUMBERS[0]);
-    let backup = e.path("before.pvbk");
+    let backup = e.file("before.pvbk");
     let b = e.json(&["backup", &backup]);
     let rows = |tree: &str| {
         b["rows"]
@@ -431,18 +380,18 @@ fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
             .unwrap()
     };
     assert_eq!((rows("tenants"), rows("records"), rows("index")), (2, 3, 3));
-    let exported = e.path("keyring.now");
+    let exported = e.file("keyring.now");
     e.ok(&["keyring", "export", &exported]);
 
     let r = e.json(&["tenant", "delete", "shop", "--shred"]);
     assert_eq!(r["records_deleted"], 2);
     // the earlier backup back in place, with the vault's current keyring
-    let err = e.fails(&["restore", &backup]);
+    let err = e.refused(&["restore", &backup]);
     assert!(err.contains("--replace"), "{err}");
     let r = e.json(&["restore", &backup, "--replace"]);
     assert_eq!(r["skipped_tenants"], serde_json::json!(["shop"]));
     assert_eq!(r["skipped_rows"], 1 + 2 * 3);
-    let err = e.fails(&["get", "--tenant", "shop", &shop_id, "--purpose", "otp"]);
+    let err = e.refused(&["get", "--tenant", "shop", &shop_id, "--purpose", "otp"]);
     assert!(err.contains("unknown tenant"), "{err}");
     // the restored store's audit log records the restore
     let log = e.ok(&["audit", "export", "--action", "restore"]);
@@ -450,14 +399,14 @@ fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
     e.ok(&["get", "--tenant", "keep", &keep_id, "--purpose", "otp"]);
     // the name stays taken: nothing is ever encrypted under a seed thought dead
     assert!(e
-        .fails(&["tenant", "create", "shop", "--purposes", "otp"])
+        .refused(&["tenant", "create", "shop", "--purposes", "otp"])
         .contains("already exists"));
 
     // restored into a fresh directory with a keyring exported after the shredding:
     // the rows are in the backup, the keys are not
-    let shredded_ring = e.path("keyring.after");
+    let shredded_ring = e.file("keyring.after");
     e.ok(&["keyring", "export", &shredded_ring]);
-    let fresh = e.root.join("fresh");
+    let fresh = e.dir.join("fresh");
     let out = e
         .cmd_in(
             &fresh,
@@ -479,7 +428,7 @@ fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     // a keyring export made before the shredding would bring the keys back: refused
-    let err = e.fails(&["keyring", "import", &exported]);
+    let err = e.refused(&["keyring", "import", &exported]);
     assert!(err.contains("tenant `shop` was shredded"), "{err}");
     let _ = std::fs::remove_file(&exported);
 }
@@ -487,17 +436,17 @@ fn shredded_tenant_stays_unreadable_after_restoring_an_earlier_backup() {
 #[test]
 fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     for n in NUMBERS {
         e.add("shop", n);
     }
-    let backup = e.path("b.pvbk");
+    let backup = e.file("b.pvbk");
     e.ok(&["backup", &backup]);
-    assert!(e.fails(&["backup", &backup]).contains("already exists"));
-    let ring = e.path("ring");
+    assert!(e.refused(&["backup", &backup]).contains("already exists"));
+    let ring = e.file("ring");
     e.ok(&["keyring", "export", &ring]);
     let good = std::fs::read(&backup).unwrap();
-    let target = e.root.join("target");
+    let target = e.dir.join("target");
     let restore = |file: &str, ring: &str| {
         e.cmd_in(&target, &["restore", file, "--keyring", ring])
             .output()
@@ -542,7 +491,7 @@ fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
         ("not a backup", b"hello".to_vec(), "not a phonevault backup"),
     ];
     for (what, bytes, expect) in cases {
-        let file = e.path("bad.pvbk");
+        let file = e.file("bad.pvbk");
         std::fs::write(&file, bytes).unwrap();
         let out = restore(&file, &ring);
         let err = String::from_utf8_lossy(&out.stderr);
@@ -552,8 +501,8 @@ fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
     }
     // another vault's keyring
     let other = Env::new();
-    other.init();
-    let other_ring = other.path("ring");
+    other.with_shop();
+    let other_ring = other.file("ring");
     other.ok(&["keyring", "export", &other_ring]);
     let out = restore(&backup, &other_ring);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -576,7 +525,7 @@ fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
             .unwrap();
         assert!(out.status.success());
     }
-    let leftovers: Vec<_> = std::fs::read_dir(&e.root)
+    let leftovers: Vec<_> = std::fs::read_dir(&e.dir)
         .unwrap()
         .map(|d| d.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.contains("restore-tmp") || n.ends_with(".partial"))
@@ -587,70 +536,51 @@ fn damaged_truncated_or_foreign_backups_are_refused_and_nothing_is_written() {
 #[test]
 fn keyring_import_checks_vault_and_integrity() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     let id = e.add("shop", NUMBERS[0]);
-    let ring = e.path("ring");
+    let ring = e.file("ring");
     e.ok(&["keyring", "export", &ring]);
     let mode =
         std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&ring).unwrap().permissions());
     assert_eq!(mode & 0o777, 0o600);
     assert!(e
-        .fails(&["keyring", "export", &ring])
+        .refused(&["keyring", "export", &ring])
         .contains("cannot create"));
     // the keyring file lost: the export brings the vault back
     std::fs::remove_file(e.vault.join("keyring")).unwrap();
-    assert!(e.fails(&["tenant", "list"]).contains("no vault"));
+    assert!(e.refused(&["tenant", "list"]).contains("no vault"));
     e.ok(&["keyring", "import", &ring]);
     e.ok(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
     // damaged
     let mut bad = std::fs::read(&ring).unwrap();
     let last = bad.len() - 1;
     bad[last] ^= 1;
-    let bad_path = e.path("bad-ring");
+    let bad_path = e.file("bad-ring");
     std::fs::write(&bad_path, &bad).unwrap();
-    let err = e.fails(&["keyring", "import", &bad_path]);
+    let err = e.refused(&["keyring", "import", &bad_path]);
     assert!(err.contains("integrity check failed"), "{err}");
     std::fs::write(&bad_path, &bad[..40]).unwrap();
     assert!(e
-        .fails(&["keyring", "import", &bad_path])
+        .refused(&["keyring", "import", &bad_path])
         .contains("corrupted, truncated"));
     // another vault's keyring, even with the same passphrase
     let other = Env::new();
-    other.init();
-    let other_ring = other.path("ring");
+    other.with_shop();
+    let other_ring = other.file("ring");
     other.ok(&["keyring", "export", &other_ring]);
-    let err = e.fails(&["keyring", "import", &other_ring]);
+    let err = e.refused(&["keyring", "import", &other_ring]);
     assert!(err.contains("does not belong to this store"), "{err}");
     e.ok(&["get", "--tenant", "shop", &id, "--purpose", "otp"]);
-}
-
-/// Waits for `serve` to accept connections.
-fn wait_socket(path: &Path) {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_secs(30) {
-        if UnixStream::connect(path).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("server did not start");
 }
 
 #[test]
 fn backup_says_so_when_a_server_holds_the_vault() {
     let e = Env::new();
-    e.init();
-    let mut server = e
-        .cmd(&["serve"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_socket(&e.vault.join("phonevault.sock"));
-    let backup = e.path("b.pvbk");
-    let err = e.fails(&["backup", &backup]);
-    server.kill().unwrap();
-    server.wait().unwrap();
+    e.with_shop();
+    let server = Server::spawn(e.cmd(&["serve"]), e.socket(), e.path("serve.log"));
+    let backup = e.file("b.pvbk");
+    let err = e.refused(&["backup", &backup]);
+    server.kill();
     assert!(
         err.contains("a phonevault server holds this vault"),
         "{err}"
@@ -664,7 +594,7 @@ fn backup_says_so_when_a_server_holds_the_vault() {
 #[test]
 fn rewrap_killed_part_way_resumes_and_completes() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     let created = e.import_fixture();
     assert!(created > 1500, "{created}");
     e.ok(&["key", "rotate", "--tenant", "shop"]);
@@ -725,32 +655,32 @@ fn rewrap_killed_part_way_resumes_and_completes() {
 #[test]
 fn an_older_keyring_export_that_lacks_newer_versions_is_refused() {
     let e = Env::new();
-    e.init();
+    e.with_shop();
     e.add("shop", NUMBERS[0]);
-    let old = e.path("ring.old");
+    let old = e.file("ring.old");
     e.ok(&["keyring", "export", &old]);
     e.ok(&["key", "rotate", "--tenant", "shop"]); // data v2
     let under_v2 = e.add("shop", NUMBERS[1]);
     e.ok(&["tenant", "create", "late", "--purposes", "otp"]);
-    let backup = e.path("b.pvbk");
+    let backup = e.file("b.pvbk");
     e.ok(&["backup", &backup]);
     let before = std::fs::read(e.vault.join("keyring")).unwrap();
 
-    let err = e.fails(&["keyring", "import", &old]);
+    let err = e.refused(&["keyring", "import", &old]);
     assert!(
         err.contains("lacks key versions this vault holds")
             && err.contains("tenant `shop`: key version(s) 2")
             && err.contains("tenant `late`: every key version"),
         "{err}"
     );
-    let err = e.fails(&["restore", &backup, "--replace", "--keyring", &old]);
+    let err = e.refused(&["restore", &backup, "--replace", "--keyring", &old]);
     assert!(err.contains("tenant `shop`: key version(s) 2"), "{err}");
     // nothing was overwritten: the newer record still opens
     assert_eq!(std::fs::read(e.vault.join("keyring")).unwrap(), before);
     e.ok(&["get", "--tenant", "shop", &under_v2, "--purpose", "otp"]);
 
     // the current export is accepted, by both
-    let now = e.path("ring.now");
+    let now = e.file("ring.now");
     e.ok(&["keyring", "export", &now]);
     e.ok(&["keyring", "import", &now]);
     e.ok(&["restore", &backup, "--replace", "--keyring", &now]);

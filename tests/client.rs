@@ -5,125 +5,54 @@
 
 mod common;
 
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use common::{Env, Server};
+
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
 const NUMBER: &str = "+447400123958";
 /// The national significant number, to check that no message holds the number.
 const NATIONAL: &str = "7400123958";
 
 /// A vault in its own directory; commands run in that directory, so that relative
 /// paths (import files, rejects files) print the same for two vaults.
-struct Env {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    vault: PathBuf,
-}
-
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_owned();
-        let vault = dir.join("vault");
-        Env {
-            _tmp: tmp,
-            dir,
-            vault,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = common::phonevault(&self.vault, PASS, args);
-        c.current_dir(&self.dir);
-        c
-    }
-
-    fn run(&self, token: Option<&str>, args: &[&str]) -> Output {
+    fn cmd_as(&self, token: Option<&str>, args: &[&str]) -> Command {
         let mut c = self.cmd(args);
+        c.current_dir(&self.dir);
         if let Some(t) = token {
             c.env("PHONEVAULT_TOKEN", t);
         }
-        let out = c.output().unwrap();
-        // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        out
+        c
     }
 
-    fn ok(&self, token: Option<&str>, args: &[&str]) -> String {
-        let out = self.run(token, args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+    fn run_as(&self, token: Option<&str>, args: &[&str]) -> Output {
+        common::run(self.cmd_as(token, args))
     }
 
-    /// A token made in-process (no server running).
-    fn token(&self, args: &[&str]) -> String {
-        let mut a = vec!["--json", "token", "create"];
-        a.extend_from_slice(args);
-        let v: Value = serde_json::from_str(&self.ok(None, &a)).unwrap();
-        v["token"].as_str().unwrap().to_owned()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.vault.join("phonevault.sock")
+    fn ok_as(&self, token: Option<&str>, args: &[&str]) -> String {
+        common::ok(self.cmd_as(token, args), &args)
     }
 
     /// Starts `serve` sealed (no unlock source) and waits for the socket.
     fn serve(&self) -> Server {
-        let log = self.dir.join("serve.log");
-        let mut c = self.cmd(&["serve", "--access-log"]);
-        c.env_remove("PHONEVAULT_PASSPHRASE")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let s = Server {
-            child: c.spawn().unwrap(),
-            log,
-        };
-        let start = Instant::now();
-        while UnixStream::connect(self.socket()).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "server did not start: {}",
-                std::fs::read_to_string(&s.log).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        s
-    }
-}
-
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        // The server's log into the captured test output, which CI greps for secrets.
-        eprint!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        let mut c = self.cmd_as(None, &["serve", "--access-log"]);
+        c.env_remove("PHONEVAULT_PASSPHRASE");
+        Server::spawn(c, self.socket(), self.path("serve.log"))
     }
 }
 
 /// Two vaults made alike: tenants `shop` (with a last-4 index) and `other`.
 fn vault() -> Env {
     let env = Env::new();
-    env.ok(
+    env.ok_as(
         None,
         &["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"],
     );
-    env.ok(
+    env.ok_as(
         None,
         &[
             "tenant",
@@ -136,7 +65,7 @@ fn vault() -> Env {
             "1000",
         ],
     );
-    env.ok(None, &["tenant", "create", "other", "--purposes", "otp"]);
+    env.ok_as(None, &["tenant", "create", "other", "--purposes", "otp"]);
     env
 }
 
@@ -219,7 +148,7 @@ impl Twins {
         let token = remote.token(&["--tenant", "shop", "--role", "admin", "--reveal"]);
         let server = remote.serve();
         // Unseal through the CLI: the passphrase comes from PHONEVAULT_PASSPHRASE.
-        let out = remote.ok(None, &["--json", "unseal"]);
+        let out = remote.ok_as(None, &["--json", "unseal"]);
         assert_eq!(out.trim(), r#"{"sealed":false}"#);
         Twins {
             local,
@@ -244,8 +173,8 @@ impl Twins {
         let ra = with(ids.map(|i| i.1));
         let la: Vec<&str> = la.iter().map(String::as_str).collect();
         let ra: Vec<&str> = ra.iter().map(String::as_str).collect();
-        let l = self.local.run(None, &la);
-        let r = self.remote.run(Some(&self.token), &ra);
+        let l = self.local.run_as(None, &la);
+        let r = self.remote.run_as(Some(&self.token), &ra);
         assert_eq!(
             seen(&l),
             seen(&r),
@@ -259,7 +188,7 @@ impl Twins {
     /// The record id of `NUMBER` in each vault.
     fn ids(&self) -> (String, String) {
         let id = |env: &Env, token: Option<&str>| {
-            let out = env.ok(
+            let out = env.ok_as(
                 token,
                 &[
                     "--json",
@@ -533,7 +462,7 @@ fn tokens_and_seal_through_the_socket() {
     let remote = vault();
     let admin = remote.token(&["--admin"]);
     let _server = remote.serve();
-    remote.ok(None, &["unseal"]);
+    remote.ok_as(None, &["unseal"]);
 
     // token create: the same output, and the token works.
     let create = [
@@ -549,8 +478,8 @@ fn tokens_and_seal_through_the_socket() {
         "--ttl",
         "30d",
     ];
-    let l = local.run(None, &create);
-    let r = remote.run(Some(&admin), &create);
+    let l = local.run_as(None, &create);
+    let r = remote.run_as(Some(&admin), &create);
     assert_eq!(seen(&l), seen(&r));
     let v: Value = serde_json::from_slice(&r.stdout).unwrap();
     let reader = v["token"].as_str().unwrap().to_owned();
@@ -565,14 +494,14 @@ fn tokens_and_seal_through_the_socket() {
         "otp",
     ];
     let writer = {
-        let out = remote.ok(
+        let out = remote.ok_as(
             Some(&admin),
             &["token", "create", "--tenant", "shop", "--role", "writer"],
         );
         out.trim().to_owned()
     };
-    remote.ok(Some(&writer), &add);
-    local.ok(None, &add);
+    remote.ok_as(Some(&writer), &add);
+    local.ok_as(None, &add);
     let find = [
         "find",
         "--tenant",
@@ -583,14 +512,14 @@ fn tokens_and_seal_through_the_socket() {
         "otp",
     ];
     assert_eq!(
-        normalize(&remote.ok(Some(&reader), &find)),
-        normalize(&local.ok(None, &find))
+        normalize(&remote.ok_as(Some(&reader), &find)),
+        normalize(&local.ok_as(None, &find))
     );
     // Text output: the token on stdout, its id on stderr.
     let text = ["token", "create", "--tenant", "other", "--role", "auditor"];
     assert_eq!(
-        seen(&local.run(None, &text)),
-        seen(&remote.run(Some(&admin), &text))
+        seen(&local.run_as(None, &text)),
+        seen(&remote.run_as(Some(&admin), &text))
     );
     // Refusals as in-process: unknown role, bad ttl, unknown tenant.
     for bad in [
@@ -611,37 +540,37 @@ fn tokens_and_seal_through_the_socket() {
         ],
     ] {
         assert_eq!(
-            seen(&local.run(None, bad)),
-            seen(&remote.run(Some(&admin), bad))
+            seen(&local.run_as(None, bad)),
+            seen(&remote.run_as(Some(&admin), bad))
         );
     }
     // A tenant token may not manage tokens.
-    let out = remote.run(Some(&reader), &["token", "list"]);
+    let out = remote.run_as(Some(&reader), &["token", "list"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vault-wide admin token"));
 
     // token list and revoke.
-    let list = remote.ok(Some(&admin), &["token", "list"]);
+    let list = remote.ok_as(Some(&admin), &["token", "list"]);
     assert_eq!(list.lines().count(), 4, "{list}");
     assert!(list.contains(&format!("{id}  tenant: shop  role: reader  purposes: otp")));
-    let out = remote.ok(Some(&admin), &["--json", "token", "revoke", &id]);
+    let out = remote.ok_as(Some(&admin), &["--json", "token", "revoke", &id]);
     assert_eq!(out.trim(), r#"{"revoked":1}"#);
-    let out = remote.run(Some(&admin), &["token", "revoke", &id]);
-    let l = local.run(None, &["token", "revoke", &id]);
+    let out = remote.run_as(Some(&admin), &["token", "revoke", &id]);
+    let l = local.run_as(None, &["token", "revoke", &id]);
     assert_eq!(seen(&out), seen(&l));
-    let out = remote.run(Some(&reader), &find);
+    let out = remote.run_as(Some(&reader), &find);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("refused the API token"));
 
     // seal: data calls answer sealed; unseal opens the vault again.
-    let out = remote.run(Some(&writer), &["seal"]);
+    let out = remote.run_as(Some(&writer), &["seal"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vault-wide admin token"));
-    let out = remote.ok(Some(&admin), &["--json", "seal"]);
+    let out = remote.ok_as(Some(&admin), &["--json", "seal"]);
     assert_eq!(out.trim(), r#"{"sealed":true}"#);
-    let out = remote.ok(Some(&admin), &["seal"]);
+    let out = remote.ok_as(Some(&admin), &["seal"]);
     assert!(out.contains("already sealed"), "{out}");
-    let out = remote.run(Some(&writer), &add);
+    let out = remote.run_as(Some(&writer), &add);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -650,33 +579,36 @@ fn tokens_and_seal_through_the_socket() {
     );
     // A wrong passphrase is refused with the in-process message.
     let wrong = remote
-        .cmd(&["unseal"])
+        .cmd_as(None, &["unseal"])
         .env("PHONEVAULT_PASSPHRASE", "wrong")
         .output()
         .unwrap();
     let local_wrong = local
-        .cmd(&[
-            "find",
-            "--tenant",
-            "shop",
-            "--phone",
-            NUMBER,
-            "--purpose",
-            "otp",
-        ])
+        .cmd_as(
+            None,
+            &[
+                "find",
+                "--tenant",
+                "shop",
+                "--phone",
+                NUMBER,
+                "--purpose",
+                "otp",
+            ],
+        )
         .env("PHONEVAULT_PASSPHRASE", "wrong")
         .output()
         .unwrap();
     assert_eq!(wrong.status.code(), Some(1));
     assert_eq!(wrong.stderr, local_wrong.stderr);
-    let out = remote.ok(None, &["unseal"]);
+    let out = remote.ok_as(None, &["unseal"]);
     assert!(out.starts_with("unsealed"), "{out}");
-    remote.ok(Some(&writer), &add);
+    remote.ok_as(Some(&writer), &add);
 
     // revoke --all through the socket (incident response), the caller's token included.
-    let out = remote.ok(Some(&admin), &["token", "revoke", "--all"]);
+    let out = remote.ok_as(Some(&admin), &["token", "revoke", "--all"]);
     assert_eq!(out.trim(), "revoked 3 token(s)");
-    let out = remote.run(Some(&admin), &["token", "list"]);
+    let out = remote.run_as(Some(&admin), &["token", "list"]);
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -692,7 +624,7 @@ fn refusals_through_the_socket_say_what_to_do() {
 
     // No server: seal and unseal say so; a forced --socket that does not answer too.
     for c in ["seal", "unseal"] {
-        let out = env.run(None, &[c]);
+        let out = env.run_as(None, &[c]);
         assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("no phonevault server answers at"), "{err}");
@@ -709,7 +641,7 @@ fn refusals_through_the_socket_say_what_to_do() {
     ];
     let mut forced = vec!["--socket", "nowhere.sock"];
     forced.extend_from_slice(&add);
-    let out = env.run(Some(&shop), &forced);
+    let out = env.run_as(Some(&shop), &forced);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -719,7 +651,7 @@ fn refusals_through_the_socket_say_what_to_do() {
     assert!(err.contains("leave out --socket"), "{err}");
 
     let _server = env.serve();
-    env.ok(None, &["unseal"]);
+    env.ok_as(None, &["unseal"]);
     let check = |out: &Output, wanted: &str| {
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(1), "{err}");
@@ -730,14 +662,14 @@ fn refusals_through_the_socket_say_what_to_do() {
     };
 
     // No token.
-    let out = env.run(None, &add);
+    let out = env.run_as(None, &add);
     check(
         &out,
         "needs an API token: pass --token-file FILE or set PHONEVAULT_TOKEN",
     );
     check(&out, &env.socket().display().to_string());
     // An empty token file, an unreadable one.
-    let out = env.run(
+    let out = env.run_as(
         None,
         &[
             "--token-file",
@@ -752,7 +684,7 @@ fn refusals_through_the_socket_say_what_to_do() {
         ],
     );
     check(&out, "empty.token does not hold an API token");
-    let out = env.run(
+    let out = env.run_as(
         None,
         &[
             "--token-file",
@@ -766,20 +698,20 @@ fn refusals_through_the_socket_say_what_to_do() {
     );
     check(&out, "cannot read missing.token");
     // An unknown token.
-    let out = env.run(Some(&format!("pvt_{}", "0".repeat(64))), &add);
+    let out = env.run_as(Some(&format!("pvt_{}", "0".repeat(64))), &add);
     check(&out, "refused the API token (unknown, revoked or expired)");
     // Another tenant's token: refused, whether or not the record exists.
-    let out = env.run(Some(&other), &add);
+    let out = env.run_as(Some(&other), &add);
     check(&out, "this token is not valid for this tenant");
     // The wrong role.
-    let out = env.run(Some(&reader), &add);
+    let out = env.run_as(Some(&reader), &add);
     check(&out, "role `reader` may not change records");
     // The token file works, and so does --socket given explicitly.
     let mut explicit = vec!["--token-file", "shop.token", "--socket"];
     let sock = env.socket().display().to_string();
     explicit.push(&sock);
     explicit.extend_from_slice(&add);
-    let out = env.ok(None, &explicit);
+    let out = env.ok_as(None, &explicit);
     assert_eq!(out.trim().len(), 32, "{out}");
 
     // Commands without an API route name the socket and what to do.
@@ -805,7 +737,7 @@ fn refusals_through_the_socket_say_what_to_do() {
         (&["compact"], "compact"),
         (&["audit", "checkpoint"], "audit"),
     ] {
-        let out = env.run(Some(&shop), args);
+        let out = env.run_as(Some(&shop), args);
         check(&out, &format!("`phonevault {name}` has no API route"));
         check(
             &out,
@@ -838,8 +770,8 @@ fn a_large_import_goes_in_several_batches_and_a_stale_socket_is_ignored() {
         "--consent",
         "otp",
     ];
-    remote.ok(None, &add);
-    local.ok(None, &add);
+    remote.ok_as(None, &add);
+    local.ok_as(None, &add);
 
     // More rows than one batch holds, invalid ones in every chunk.
     let mut csv = String::from("phone\n");
@@ -853,7 +785,7 @@ fn a_large_import_goes_in_several_batches_and_a_stale_socket_is_ignored() {
     std::fs::write(local.dir.join("big.csv"), &csv).unwrap();
     std::fs::write(remote.dir.join("big.csv"), &csv).unwrap();
     let _server = remote.serve();
-    remote.ok(None, &["unseal"]);
+    remote.ok_as(None, &["unseal"]);
     let import = [
         "--json",
         "import",
@@ -863,8 +795,8 @@ fn a_large_import_goes_in_several_batches_and_a_stale_socket_is_ignored() {
         "otp",
         "big.csv",
     ];
-    let l = local.run(None, &import);
-    let r = remote.run(Some(&token), &import);
+    let l = local.run_as(None, &import);
+    let r = remote.run_as(Some(&token), &import);
     assert_eq!(seen(&l), seen(&r));
     let v: Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(v["rows"], 12_500);
@@ -907,11 +839,11 @@ fn a_writers_import_adds_the_counts_of_every_batch_without_detail() {
     csv.push('\n');
     std::fs::write(remote.dir.join("big.csv"), &csv).unwrap();
     let _server = remote.serve();
-    remote.ok(None, &["unseal"]);
+    remote.ok_as(None, &["unseal"]);
     let import = ["import", "--tenant", "shop", "--consent", "otp", "big.csv"];
     let mut json = vec!["--json"];
     json.extend(import);
-    let out = remote.ok(Some(&writer), &json);
+    let out = remote.ok_as(Some(&writer), &json);
     let v: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["rows"], 12_501, "{v}");
     assert_eq!(v["rejected"], 14, "{v}");
@@ -921,7 +853,7 @@ fn a_writers_import_adds_the_counts_of_every_batch_without_detail() {
         .unwrap()
         .ends_with("big.csv.rejects.csv"));
     assert!(v.get("created").is_none(), "{v}");
-    let text = remote.ok(Some(&writer), &import);
+    let text = remote.ok_as(Some(&writer), &import);
     assert!(
         text.starts_with("imported 12501 rows: 12487 accepted, 14 rejected (the server tells"),
         "{text}"

@@ -21,11 +21,11 @@
 
 mod common;
 
+use common::{Client, Env, Server};
+
 use std::collections::{BTreeSet, HashSet};
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -66,42 +66,11 @@ fn numbers() -> Vec<String> {
         .collect()
 }
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    vault: PathBuf,
-}
-
+/// The crash checks.
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        Env {
-            vault: root.join("vault"),
-            root,
-            _tmp: tmp,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        common::phonevault(&self.vault, PASS, args)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let o = self.cmd(args).output().unwrap();
-        // Into the captured test output, which CI greps for secrets.
-        eprint!("{}", String::from_utf8_lossy(&o.stderr));
-        o
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(o.status.success(), "{args:?} failed");
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn init(&self, tenants: &[&str]) {
-        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+    /// `init`, the auditors' K0, and `tenants` with [`PURPOSES`].
+    fn init_with(&self, tenants: &[&str]) {
+        self.init();
         // The auditors' K0, to verify the audit chain after every crash.
         let k0 = self.k0();
         self.ok(&["audit", "key", "export", "--out", k0.to_str().unwrap()]);
@@ -111,7 +80,7 @@ impl Env {
     }
 
     fn k0(&self) -> PathBuf {
-        self.root.join("k0.hex")
+        self.path("k0.hex")
     }
 
     /// The vault after a crash: the audit chain verifies with K0 (no link half
@@ -136,7 +105,7 @@ impl Env {
 
     /// The set of numbers (E.164) of `tenant` readable for `purpose`.
     fn export(&self, tenant: &str, purpose: &str) -> BTreeSet<String> {
-        let out = self.root.join("export.csv");
+        let out = self.path("export.csv");
         self.ok(&[
             "export",
             "--tenant",
@@ -159,87 +128,14 @@ impl Env {
 // ---------------------------------------------------------------------------------
 // the server
 
-struct Server {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Server {
-    /// Starts `serve` sealed, waits for its socket, and unseals it over the socket.
-    fn start(env: &Env) -> Server {
-        let log = env.root.join("serve.log");
-        let child = env
-            .cmd(&["serve", "--lookup-rate", "0", "--write-rate", "0"])
-            .env_remove("PHONEVAULT_PASSPHRASE")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Server {
-            child,
-            socket: env.vault.join("phonevault.sock"),
-            log,
-        };
-        let start = Instant::now();
-        while UnixStream::connect(&s.socket).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let (status, v) = call(
-            &s.socket,
-            "/v1/sys/unseal",
-            None,
-            &json!({ "passphrase": PASS }),
-        )
+/// Starts `serve` sealed, waits for its socket, and unseals it over the socket.
+fn start_server(env: &Env) -> Server {
+    let s = env.serve_sealed(&["--lookup-rate", "0", "--write-rate", "0"]);
+    let (status, v) = s
+        .try_post("/v1/sys/unseal", None, &json!({ "passphrase": PASS }))
         .unwrap();
-        assert_eq!(status, 200, "unseal: {v}");
-        s
-    }
-
-    /// SIGKILL, then the server's log into the captured test output.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        eprint!("{}", std::fs::read_to_string(&self.log).unwrap_or_default());
-    }
-}
-
-/// One request on a fresh connection. `Err` when the connection breaks (the server
-/// was killed): such a request is not acknowledged.
-fn call(
-    socket: &Path,
-    path: &str,
-    token: Option<&str>,
-    body: &Value,
-) -> std::io::Result<(u16, Value)> {
-    let body = body.to_string();
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: pv\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(&body);
-    let mut s = UnixStream::connect(socket)?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    s.write_all(req.as_bytes())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    let broken = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "incomplete response");
-    let (head, body) = out.split_once("\r\n\r\n").ok_or_else(broken)?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(broken)?;
-    let v = serde_json::from_str(body).map_err(|_| broken())?;
-    Ok((status, v))
+    assert_eq!(status, 200, "unseal: {v}");
+    s
 }
 
 fn token(env: &Env, role: &str) -> String {
@@ -253,7 +149,7 @@ fn token(env: &Env, role: &str) -> String {
 /// Sends batches until the server stops answering; reports each acknowledged batch
 /// on `acked` as (number, purpose) pairs.
 fn ingest(
-    socket: PathBuf,
+    client: Client,
     writer: String,
     batches: Vec<(Vec<String>, &'static str)>,
     acked: mpsc::Sender<Vec<(String, &'static str)>>,
@@ -264,12 +160,9 @@ fn ingest(
             .map(|n| json!({ "phone": n, "consents": [purpose] }))
             .collect();
         let body = json!({ "items": items, "source": "crash-test" });
-        let Ok((status, v)) = call(
-            &socket,
-            "/v1/tenants/shop/numbers/batch",
-            Some(&writer),
-            &body,
-        ) else {
+        let Ok((status, v)) =
+            client.try_post("/v1/tenants/shop/numbers/batch", Some(&writer), &body)
+        else {
             return;
         };
         assert_eq!(status, 200, "batch refused: {}", v["error"]);
@@ -294,20 +187,20 @@ fn ingest(
 
 /// Every acknowledged (number, purpose) is found by a lookup for that purpose.
 fn assert_readable(
-    socket: &Path,
+    client: &Client,
     reader: &str,
     acked: &HashSet<(String, &'static str)>,
     round: u32,
 ) {
     let mut missing = 0;
     for (n, purpose) in acked {
-        let (status, v) = call(
-            socket,
-            "/v1/tenants/shop/lookup",
-            Some(reader),
-            &json!({ "phone": n, "purpose": purpose }),
-        )
-        .unwrap();
+        let (status, v) = client
+            .try_post(
+                "/v1/tenants/shop/lookup",
+                Some(reader),
+                &json!({ "phone": n, "purpose": purpose }),
+            )
+            .unwrap();
         if status != 200 {
             missing += 1;
             eprintln!(
@@ -327,8 +220,8 @@ fn assert_readable(
 #[test]
 fn server_killed_during_batch_ingest_loses_no_acknowledged_write() {
     let mut rng = rng("server");
-    let env = Env::new();
-    env.init(&["shop"]);
+    let env = Env::with_pass(PASS);
+    env.init_with(&["shop"]);
     let writer = token(&env, "writer");
     let reader = token(&env, "reader");
     let numbers = numbers();
@@ -337,8 +230,8 @@ fn server_killed_during_batch_ingest_loses_no_acknowledged_write() {
     let mut last_round: HashSet<(String, &'static str)> = HashSet::new();
     let mut total_batches = 0u32;
     for round in 0..rounds(20) {
-        let server = Server::start(&env);
-        assert_readable(&server.socket, &reader, &last_round, round);
+        let server = start_server(&env);
+        assert_readable(&server, &reader, &last_round, round);
         // The same numbers come back with other purposes in later rounds, so
         // updates (merges) are killed as well as creations.
         let purpose = PURPOSES[round as usize % PURPOSES.len()];
@@ -353,8 +246,8 @@ fn server_killed_during_batch_ingest_loses_no_acknowledged_write() {
         }
         let (tx, rx) = mpsc::channel();
         let sender = {
-            let (socket, writer) = (server.socket.clone(), writer.clone());
-            std::thread::spawn(move || ingest(socket, writer, batches, tx))
+            let (client, writer) = (server.client(), writer.clone());
+            std::thread::spawn(move || ingest(client, writer, batches, tx))
         };
         // Kill after a random number of acknowledged batches, a random time into the
         // next: the point is chosen by progress, not by wall clock, so a slow machine
@@ -376,8 +269,8 @@ fn server_killed_during_batch_ingest_loses_no_acknowledged_write() {
         env.check(round);
     }
     // Finally every write acknowledged in any round is still there.
-    let server = Server::start(&env);
-    assert_readable(&server.socket, &reader, &all_acked, rounds(20));
+    let server = start_server(&env);
+    assert_readable(&server, &reader, &all_acked, rounds(20));
     server.kill();
     env.check(rounds(20));
     eprintln!(
@@ -391,15 +284,14 @@ fn server_killed_during_batch_ingest_loses_no_acknowledged_write() {
 /// Sends lookups of `numbers` (each once, in order) until the server stops answering;
 /// returns the record ids of the lookups answered with the record.
 fn look_up(
-    socket: PathBuf,
+    client: Client,
     reader: String,
     numbers: Vec<String>,
     progress: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> Vec<String> {
     let mut answered = Vec::new();
     for n in numbers {
-        let Ok((status, v)) = call(
-            &socket,
+        let Ok((status, v)) = client.try_post(
             "/v1/tenants/shop/lookup",
             Some(&reader),
             &json!({ "phone": n, "purpose": "otp" }),
@@ -417,24 +309,24 @@ fn look_up(
 fn server_killed_under_lookup_load_loses_no_answered_lookups_audit_entry() {
     const THREADS: usize = 4;
     let mut rng = rng("lookups");
-    let env = Env::new();
-    env.init(&["shop"]);
+    let env = Env::with_pass(PASS);
+    env.init_with(&["shop"]);
     let writer = token(&env, "writer");
     let reader = token(&env, "reader");
     // Every number once, so that within a round each lookup names its own record.
-    let server = Server::start(&env);
+    let server = start_server(&env);
     let numbers = numbers();
     let items: Vec<Value> = numbers
         .iter()
         .map(|n| json!({ "phone": n, "consents": ["otp"] }))
         .collect();
-    let (status, v) = call(
-        &server.socket,
-        "/v1/tenants/shop/numbers/batch",
-        Some(&writer),
-        &json!({ "items": items }),
-    )
-    .unwrap();
+    let (status, v) = server
+        .try_post(
+            "/v1/tenants/shop/numbers/batch",
+            Some(&writer),
+            &json!({ "items": items }),
+        )
+        .unwrap();
     assert_eq!(status, 200, "{v}");
     let stored: Vec<String> = v["results"]
         .as_array()
@@ -453,14 +345,14 @@ fn server_killed_under_lookup_load_loses_no_answered_lookups_audit_entry() {
     for _ in 0..rounds {
         // Start-up (sealed, then unsealed over the socket) folds what the journal of
         // the killed server holds, then logs `unseal`: the chain's round marker.
-        let server = Server::start(&env);
+        let server = start_server(&env);
         let progress = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let threads: Vec<_> = (0..THREADS)
             .map(|t| {
                 let slice = stored[t * per_thread..(t + 1) * per_thread].to_vec();
-                let (socket, reader) = (server.socket.clone(), reader.clone());
+                let (client, reader) = (server.client(), reader.clone());
                 let progress = progress.clone();
-                std::thread::spawn(move || look_up(socket, reader, slice, progress))
+                std::thread::spawn(move || look_up(client, reader, slice, progress))
             })
             .collect();
         // Killed by progress, not by wall clock (the first lookup loads the phone
@@ -538,10 +430,10 @@ fn server_killed_under_lookup_load_loses_no_answered_lookups_audit_entry() {
 #[test]
 fn import_killed_midway_leaves_a_consistent_vault_that_a_rerun_completes() {
     let mut rng = rng("import");
-    let env = Env::new();
-    env.init(&["reference"]);
-    let rejects = env.root.join("rejects.csv");
-    let data = env.root.join("numbers.csv");
+    let env = Env::with_pass(PASS);
+    env.init_with(&["reference"]);
+    let rejects = env.path("rejects.csv");
+    let data = env.path("numbers.csv");
     let text = std::fs::read_to_string(IMPORT_DATA).unwrap();
     let rows: Vec<&str> = text.lines().take(IMPORT_ROWS + 1).collect();
     std::fs::write(&data, rows.join("\n") + "\n").unwrap();

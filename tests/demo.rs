@@ -3,24 +3,19 @@
 //! its figures and where the vault is, and the vault it leaves continues the tour.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 fn demo(dir: &Path, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_phonevault"))
+    common::bare_command()
         .arg("demo")
         .arg("--numbers")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/numbers-2k.csv"))
         .arg("--dir")
         .arg(dir)
         .args(extra)
-        .env_remove("PHONEVAULT_PASSPHRASE")
-        .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-        .env_remove("PHONEVAULT_DIR")
-        .env_remove("PHONEVAULT_STORE")
-        .env_remove("PHONEVAULT_TOKEN")
-        .stdin(Stdio::null())
         .output()
         .unwrap()
 }
@@ -86,22 +81,17 @@ fn demo_runs_the_product_end_to_end_and_leaves_a_vault_for_the_tour() {
         !dir.join("phonevault.sock").exists(),
         "the server was stopped"
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_phonevault"))
-        .arg("--vault")
-        .arg(&vault)
-        .arg("--passphrase-file")
-        .arg(dir.join("passphrase"))
-        .args(["--json", "tenant", "list"])
-        .env_remove("PHONEVAULT_PASSPHRASE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\"demo\""));
+    let passphrase = dir.join("passphrase");
+    let args = [
+        "--passphrase-file",
+        passphrase.to_str().unwrap(),
+        "--json",
+        "tenant",
+        "list",
+    ];
+    let mut c = common::bare_command();
+    c.arg("--vault").arg(&vault).args(args);
+    assert!(common::ok(c, &args).contains("\"demo\""));
 }
 
 #[test]
@@ -116,10 +106,9 @@ fn demo_misuse_says_what_to_do() {
         "{err}"
     );
     // A missing input names the fix.
-    let out = Command::new(env!("CARGO_BIN_EXE_phonevault"))
+    let out = common::bare_command()
         .args(["demo", "--numbers", "/nonexistent/numbers.csv", "--dir"])
         .arg(tmp.path().join("d"))
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -5,10 +5,11 @@
 
 mod common;
 
+use common::{Env, Server};
+
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::Command;
 
 use phonevault::harden::{self, MemoryLock};
 
@@ -28,46 +29,15 @@ fn chmod(p: &Path, m: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
 }
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    vault: PathBuf,
+/// An environment whose commands keep memory locking on.
+fn env() -> Env {
+    loose_umask();
+    Env::with_pass(PASS).without_env(harden::NO_MLOCK_ENV)
 }
 
 impl Env {
-    fn new() -> Env {
-        loose_umask();
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        Env {
-            vault: root.join("vault"),
-            root,
-            _tmp: tmp,
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = common::phonevault(&self.vault, PASS, args);
-        c.env_remove(harden::NO_MLOCK_ENV);
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let o = self.cmd(args).output().unwrap();
-        // Into the captured test output, which CI greps for secrets.
-        eprint!("{}", String::from_utf8_lossy(&o.stderr));
-        o
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(o.status.success(), "{args:?} failed");
-        String::from_utf8(o.stdout).unwrap()
-    }
-
     fn with_tenant(&self) {
-        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-        self.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
+        self.init_tenant("shop", "otp");
     }
 }
 
@@ -85,13 +55,13 @@ fn assert_private_tree(dir: &Path) {
 
 #[test]
 fn every_file_the_binary_creates_is_private_whatever_the_umask() {
-    let e = Env::new();
+    let e = env();
     e.with_tenant();
     assert_eq!(mode(&e.vault), 0o700);
     assert_eq!(mode(&e.vault.join("keyring")), 0o600);
     // sled creates its directory with the umask's mode unless told otherwise.
     assert_eq!(mode(&e.vault.join("store")), 0o700);
-    let csv = e.root.join("in.csv");
+    let csv = e.path("in.csv");
     std::fs::write(&csv, "phone\n+447400123958\nnot a number\n").unwrap();
     e.ok(&[
         "import",
@@ -101,9 +71,9 @@ fn every_file_the_binary_creates_is_private_whatever_the_umask() {
         "otp",
         csv.to_str().unwrap(),
     ]);
-    assert_eq!(mode(&e.root.join("in.csv.rejects.csv")), 0o600);
+    assert_eq!(mode(&e.path("in.csv.rejects.csv")), 0o600);
     // An export over an existing, world-readable file leaves it private.
-    let out = e.root.join("out.csv");
+    let out = e.path("out.csv");
     std::fs::write(&out, "old").unwrap();
     chmod(&out, 0o644);
     e.ok(&[
@@ -124,7 +94,7 @@ fn every_file_the_binary_creates_is_private_whatever_the_umask() {
 
 #[test]
 fn a_vault_others_can_read_is_refused_with_the_fix() {
-    let e = Env::new();
+    let e = env();
     e.with_tenant();
     for (path, loose) in [
         (e.vault.join("store"), 0o755),
@@ -154,29 +124,16 @@ fn a_vault_others_can_read_is_refused_with_the_fix() {
 
 #[test]
 fn a_running_server_has_no_core_dumps_and_locked_memory_where_permitted() {
-    let e = Env::new();
+    let e = env();
     e.with_tenant();
-    let log = e.root.join("serve.log");
-    let mut child = e
-        .cmd(&["serve"])
-        .env_remove("PHONEVAULT_PASSPHRASE")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !e.vault.join("phonevault.sock").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let pid = child.id();
+    let mut serve = e.cmd(&["serve"]);
+    serve.env_remove("PHONEVAULT_PASSPHRASE");
+    let s = Server::spawn(serve, e.socket(), e.path("serve.log"));
+    let pid = s.pid();
     let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // SIGKILL; its log goes into the captured test output.
+    s.kill();
     let core = limits
         .lines()
         .find(|l| l.starts_with("Max core file size"))
@@ -196,8 +153,7 @@ fn a_running_server_has_no_core_dumps_and_locked_memory_where_permitted() {
                 .contains(rustix::thread::CapabilitySet::IPC_LOCK)
         })
         .unwrap_or(false);
-    let server_log = std::fs::read_to_string(&log).unwrap();
-    eprint!("{server_log}");
+    let server_log = std::fs::read_to_string(e.path("serve.log")).unwrap();
     if harden::may_lock_all(limit, cap) {
         assert!(locked_kib > 0, "memory not locked although permitted");
     } else {

@@ -10,8 +10,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
+use common::{Client, PASS};
+
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -25,7 +26,6 @@ use cryptoki::types::AuthPin;
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
 /// The token's user PIN: must never appear in any output.
 const PIN: &str = "pin-4417-zebra";
 const SO_PIN: &str = "so-9931-walrus";
@@ -134,26 +134,31 @@ fn remove_key(label: &str) {
     });
 }
 
+/// The common environment, with the PIN file and the token label of the test.
 struct Env {
-    tmp: tempfile::TempDir,
-    vault: PathBuf,
+    env: common::Env,
     token: String,
     pin_file: PathBuf,
 }
 
+impl Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.env
+    }
+}
+
 impl Env {
     fn new(token_label: &str) -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let vault = tmp.path().join("vault");
-        let pin_file = tmp.path().join("pin");
+        let env = common::Env::new();
+        let pin_file = env.path("pin");
         std::fs::write(&pin_file, format!("{PIN}\n")).unwrap();
         let e = Env {
-            tmp,
-            vault,
+            env,
             token: token_label.to_owned(),
             pin_file,
         };
-        e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
+        e.ok(common::INIT);
         e.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
         e
     }
@@ -180,7 +185,7 @@ impl Env {
         }
         all.extend(args.iter().map(|s| s.to_string()));
         let all: Vec<&str> = all.iter().map(String::as_str).collect();
-        let mut c = common::phonevault(&self.vault, PASS, &all);
+        let mut c = self.env.cmd(&all);
         if hsm_only {
             c.env_remove("PHONEVAULT_PASSPHRASE");
         }
@@ -189,10 +194,8 @@ impl Env {
     }
 
     fn run_with(&self, args: &[&str], with_hsm: bool, hsm_only: bool) -> Output {
-        let out = self.cmd(args, with_hsm, hsm_only).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        eprint!("{err}");
-        no_pin(&err);
+        let out = common::run(self.cmd(args, with_hsm, hsm_only));
+        no_pin(&String::from_utf8_lossy(&out.stderr));
         no_pin(&String::from_utf8_lossy(&out.stdout));
         out
     }
@@ -211,8 +214,9 @@ impl Env {
         self.ok_with(args, false, false)
     }
 
+    /// `serve` with the HSM flags and no passphrase; not waited for.
     fn serve_hsm_only(&self) -> Child {
-        let log = self.tmp.path().join("serve.log");
+        let log = self.path("serve.log");
         self.cmd(&["serve"], true, true)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(log).unwrap())
@@ -221,11 +225,7 @@ impl Env {
     }
 
     fn log(&self) -> String {
-        std::fs::read_to_string(self.tmp.path().join("serve.log")).unwrap_or_default()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.vault.join("phonevault.sock")
+        std::fs::read_to_string(self.path("serve.log")).unwrap_or_default()
     }
 }
 
@@ -234,13 +234,10 @@ fn no_pin(text: &str) {
 }
 
 fn health(socket: &Path) -> Option<Value> {
-    let mut s = UnixStream::connect(socket).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    s.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    let (_, v) = Client::new(socket)
+        .try_call("GET", "/v1/sys/health", None, b"")
         .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    serde_json::from_str(out.split_once("\r\n\r\n")?.1).ok()
+    Some(v)
 }
 
 fn stop(mut child: Child) {
@@ -315,7 +312,7 @@ fn a_server_unseals_itself_from_the_hsm_alone() {
     assert_eq!(got["id"], id.as_str());
 
     // rekey through the HSM slot rewraps it too; both credentials still open the vault.
-    let pass_file = e.tmp.path().join("pass");
+    let pass_file = e.path("pass");
     std::fs::write(&pass_file, PASS).unwrap();
     e.ok_with(
         &[

@@ -5,43 +5,26 @@
 
 mod common;
 
+use common::Env;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use serde_json::Value;
 
-const PASS: &str = "correct horse battery staple";
 const VENDORED: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/src/phone/PhoneNumberMetadata-9.0.35.xml"
 );
 
-struct Env {
-    tmp: tempfile::TempDir,
-    vault: PathBuf,
-}
-
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let vault = tmp.path().join("vault");
-        Env { tmp, vault }
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = common::phonevault(&self.vault, PASS, args)
-            .output()
-            .unwrap();
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-
     /// `normalize --jsonl` of one number, under `extra` global flags.
     fn normalize(&self, extra: &[&str], phone: &str) -> Output {
         use std::io::Write;
         let mut args = extra.to_vec();
         args.extend(["normalize", "--jsonl"]);
-        let mut child = common::phonevault(&self.vault, PASS, &args)
+        let mut child = self
+            .cmd(&args)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -54,22 +37,13 @@ impl Env {
         out
     }
 
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
+    /// `ARGS` (`--json` among them), which must succeed; its output.
+    fn json_of(&self, args: &[&str]) -> Value {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
     fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.tmp.path().join(name);
+        let p = self.path(name);
         std::fs::write(&p, text).unwrap();
         p
     }
@@ -156,7 +130,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
     e.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
     let added = |phone: &str| {
-        e.json(&[
+        e.json_of(&[
             "--json",
             "add",
             "--tenant",
@@ -175,7 +149,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     let _other = added("+33612345678");
 
     // Created under the vendored release: nothing to do.
-    let r = e.json(&["--json", "reindex"]);
+    let r = e.json_of(&["--json", "reindex"]);
     assert_eq!(r[0]["from_version"], "9.0.35");
     assert_eq!(r[0]["invalid"], serde_json::json!([]));
     assert_eq!(r[0]["stamped"], false);
@@ -184,7 +158,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     let with_file = |args: &[&str]| {
         let mut a = vec!["--phone-metadata", path(&f)];
         a.extend(args);
-        e.json(&a)
+        e.json_of(&a)
     };
     let dry = with_file(&["--json", "reindex", "--dry-run"]);
     assert_eq!(dry[0]["records"], 3);
@@ -197,7 +171,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     assert!(version.starts_with("sha256:"), "{version}");
 
     // Kept, for re-verification: still readable by id.
-    let got = e.json(&[
+    let got = e.json_of(&[
         "--json",
         "get",
         "--tenant",
@@ -209,7 +183,7 @@ fn reindex_lists_numbers_the_new_metadata_rejects_and_stamps_the_tenant() {
     assert_eq!(got["id"], gone.as_str());
 
     // Back on the vendored release: the tenant was stamped with the file's digest.
-    let back = e.json(&["--json", "reindex"]);
+    let back = e.json_of(&["--json", "reindex"]);
     assert_eq!(back[0]["from_version"], version.as_str());
     assert_eq!(back[0]["to_version"], "9.0.35");
     assert_eq!(back[0]["invalid"], serde_json::json!([]));

@@ -7,134 +7,23 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use common::{http, Env};
+
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{json, Value};
 
-const PASS: &str = "correct horse battery staple";
 const NUMBER: &str = "+447400123456";
 
-struct Env {
-    tmp: tempfile::TempDir,
-    vault: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let vault = tmp.path().join("vault");
-        let e = Env { tmp, vault };
-        e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-        e.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
-        e
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = common::phonevault(&self.vault, PASS, args)
-            .output()
-            .unwrap();
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "{args:?}");
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn token(&self, args: &[&str]) -> String {
-        let mut a = vec!["--json", "token", "create"];
-        a.extend_from_slice(args);
-        let v: Value = serde_json::from_str(&self.ok(&a)).unwrap();
-        v["token"].as_str().unwrap().to_owned()
-    }
-
-    fn serve(&self, extra: &[&str]) -> Child {
-        let log = std::fs::File::create(self.tmp.path().join("serve.log")).unwrap();
-        let mut args = vec!["--passphrase-file", "PASSFILE", "serve"];
-        args.extend_from_slice(extra);
-        let pass = self.tmp.path().join("pass");
-        std::fs::write(&pass, PASS).unwrap();
-        let args: Vec<&str> = args
-            .iter()
-            .map(|a| {
-                if *a == "PASSFILE" {
-                    pass.to_str().unwrap()
-                } else {
-                    a
-                }
-            })
-            .collect();
-        let child = common::phonevault(&self.vault, PASS, &args)
-            .env_remove("PHONEVAULT_PASSPHRASE")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while UnixStream::connect(self.socket()).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "no server");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.vault.join("phonevault.sock")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.tmp.path().join("serve.log")).unwrap_or_default()
-    }
-}
-
-/// One request; the status and the body.
-fn call(
-    stream: &mut impl ReadWrite,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    stream.write_all(req.as_bytes()).unwrap();
-    let mut out = String::new();
-    stream.read_to_string(&mut out).unwrap();
-    let (head, body) = out.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    (status, body.to_owned())
-}
-
-trait ReadWrite: Read + Write {}
-impl<T: Read + Write> ReadWrite for T {}
-
-fn on_socket(
-    socket: &Path,
-    method: &str,
-    path: &str,
-    token: Option<&str>,
-    body: &str,
-) -> (u16, String) {
-    let mut s = UnixStream::connect(socket).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    call(&mut s, method, path, token, body)
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+/// A vault with tenant `shop` (purpose otp).
+fn vault() -> Env {
+    let e = Env::new();
+    e.init_tenant("shop", "otp");
+    e
 }
 
 fn free_port() -> u16 {
@@ -148,63 +37,45 @@ fn free_port() -> u16 {
 /// A server with some traffic: an add, lookups, a refusal; its metrics from the socket and
 /// from the metrics listener.
 fn scraped() -> (String, String, Vec<String>) {
-    let e = Env::new();
+    let e = vault();
     let admin = e.token(&["--admin"]);
     let writer = e.token(&["--tenant", "shop", "--role", "writer", "--purposes", "otp"]);
     let reader = e.token(&["--tenant", "shop", "--role", "reader", "--purposes", "otp"]);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let child = e.serve(&["--metrics-listen", &listen]);
+    let s = e.serve_unsealed(&["--metrics-listen", &listen]);
     let body = json!({"phone": NUMBER, "consents": ["otp"], "source": "t"}).to_string();
-    let (st, added) = on_socket(
-        &e.socket(),
-        "POST",
-        "/v1/tenants/shop/numbers",
-        Some(&writer),
-        &body,
-    );
+    let (st, added) = s.fetch("POST", "/v1/tenants/shop/numbers", Some(&writer), &body);
     assert!(st < 300, "{st} {added}");
     let lookup = json!({"phone": NUMBER, "purpose": "otp"}).to_string();
     let mut id = String::new();
     for _ in 0..3 {
-        let (st, found) = on_socket(
-            &e.socket(),
-            "POST",
-            "/v1/tenants/shop/lookup",
-            Some(&reader),
-            &lookup,
-        );
+        let (st, found) = s.fetch("POST", "/v1/tenants/shop/lookup", Some(&reader), &lookup);
         assert_eq!(st, 200);
         id = serde_json::from_str::<Value>(&found).unwrap()["id"]
             .as_str()
             .unwrap()
             .to_owned();
     }
-    let (st, _) = on_socket(
-        &e.socket(),
-        "POST",
-        "/v1/tenants/shop/lookup",
-        Some("pv_wrong"),
-        &lookup,
-    );
+    let (st, _) = s.fetch("POST", "/v1/tenants/shop/lookup", Some("pv_wrong"), &lookup);
     assert_eq!(st, 401);
     // Only a vault-wide admin token reads them on the socket.
-    let (st, _) = on_socket(&e.socket(), "GET", "/v1/sys/metrics", Some(&reader), "");
+    let (st, _) = s.fetch("GET", "/v1/sys/metrics", Some(&reader), "");
     assert_eq!(st, 403);
-    let (st, _) = on_socket(&e.socket(), "GET", "/v1/sys/metrics", None, "");
+    let (st, _) = s.fetch("GET", "/v1/sys/metrics", None, "");
     assert_eq!(st, 401);
-    let (st, from_socket) = on_socket(&e.socket(), "GET", "/v1/sys/metrics", Some(&admin), "");
+    let (st, from_socket) = s.fetch("GET", "/v1/sys/metrics", Some(&admin), "");
     assert_eq!(st, 200, "{from_socket}");
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let (st, from_listener) = call(&mut tcp, "GET", "/metrics", None, "");
+    let (st, from_listener) = http::fetch_on(&mut tcp, "GET", "/metrics", None, "");
     assert_eq!(st, 200);
     // Nothing else on that listener.
     let mut tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let (st, _) = call(&mut tcp, "GET", "/v1/sys/health", None, "");
+    let (st, _) = http::fetch_on(&mut tcp, "GET", "/v1/sys/health", None, "");
     assert_eq!(st, 404);
-    stop(child);
-    eprint!("{}", e.log());
+    // SIGTERM; its log into the captured test output.
+    drop(s);
     (from_socket, from_listener, vec![id, admin, writer, reader])
 }
 

@@ -12,10 +12,13 @@
 //! makes that a failure. Each test works in a schema of its own and drops it at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
-use std::io::{Read, Write};
+mod common;
+
+use common::{http, Server};
+
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
@@ -493,41 +496,6 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
 // ---------------------------------------------------------------------------------
 // two real servers on one database
 
-struct Server {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn call(&self, method: &str, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let body = body.to_string();
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: pv\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Bearer {token}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut s = UnixStream::connect(&self.socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        s.write_all(req.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let (head, body) = out.split_once("\r\n\r\n").expect("an HTTP response");
-        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
 struct Cluster {
     db: Db,
     url: String,
@@ -535,28 +503,14 @@ struct Cluster {
 
 impl Cluster {
     fn cmd(&self, dir: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
-        c.arg("--vault")
-            .arg(dir)
-            .args(args)
-            .env("PHONEVAULT_STORE", &self.url)
-            .env("PHONEVAULT_PG_SCHEMA", &self.db.cfg.schema)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .env_remove("PHONEVAULT_PASSPHRASE_FILE")
-            .env_remove("PHONEVAULT_DIR")
-            .env_remove("PHONEVAULT_KEY_FILE")
-            .stdin(Stdio::null());
+        let mut c = common::phonevault(dir, PASS, args);
+        c.env("PHONEVAULT_STORE", &self.url)
+            .env("PHONEVAULT_PG_SCHEMA", &self.db.cfg.schema);
         c
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(&self.db.dir, args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        common::ok(self.cmd(&self.db.dir, args), &args)
     }
 
     fn token(&self, args: &[&str]) -> (String, String) {
@@ -578,23 +532,11 @@ impl Cluster {
         }
         let socket = self.db.tmp.path().join(format!("{name}.sock"));
         let log = self.db.tmp.path().join(format!("{name}.log"));
-        let child = self
-            .cmd(&dir, &["serve", "--socket", socket.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Server { child, socket, log };
-        let start = Instant::now();
-        while UnixStream::connect(&s.socket).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "server did not start: {}",
-                s.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        s
+        Server::spawn(
+            self.cmd(&dir, &["serve", "--socket", socket.to_str().unwrap()]),
+            socket,
+            log,
+        )
     }
 }
 
@@ -705,48 +647,44 @@ fn two_servers_on_one_database() {
     let two = c.serve("two");
     let t = "/v1/tenants/shop";
     let n = "+447400123958";
-    let (st, v) = one.call(
-        "POST",
+    let (st, v) = one.post_any(
         &format!("{t}/numbers"),
-        &writer,
-        json!({"phone": n, "consents": ["otp", "marketing"]}),
+        Some(&writer),
+        &json!({"phone": n, "consents": ["otp", "marketing"]}),
     );
     // A writer gets the one answer of writes (issue 13: no existence oracle).
     assert_eq!((st, &v), (200, &json!({"accepted": true})), "{v}");
     let lookup = json!({"phone": n, "purpose": "otp"});
-    let (st, v) = two.call("POST", &format!("{t}/lookup"), &reader, lookup.clone());
+    let (st, v) = two.post_any(&format!("{t}/lookup"), Some(&reader), &lookup);
     assert_eq!(
         st, 200,
         "a write through one is visible through the other: {v}"
     );
     // Opt-out through the second: the first refuses at once.
-    let (st, _) = two.call(
-        "POST",
+    let (st, _) = two.post_any(
         &format!("{t}/opt-out"),
-        &writer,
-        json!({"phone": n, "purpose": "otp"}),
+        Some(&writer),
+        &json!({"phone": n, "purpose": "otp"}),
     );
     assert_eq!(st, 200);
-    let (st, _) = one.call("POST", &format!("{t}/lookup"), &reader, lookup);
+    let (st, _) = one.post_any(&format!("{t}/lookup"), Some(&reader), &lookup);
     assert_eq!(st, 404);
     let mk = json!({"phone": n, "purpose": "marketing"});
     assert_eq!(
-        one.call("POST", &format!("{t}/lookup"), &reader, mk.clone())
-            .0,
+        one.post_any(&format!("{t}/lookup"), Some(&reader), &mk).0,
         200
     );
     // Erasure through the first: gone on the second.
-    let (st, _) = one.call("POST", &format!("{t}/erase"), &writer, json!({"phone": n}));
+    let (st, _) = one.post_any(&format!("{t}/erase"), Some(&writer), &json!({"phone": n}));
     assert_eq!(st, 200);
     assert_eq!(
-        two.call("POST", &format!("{t}/lookup"), &reader, mk.clone())
-            .0,
+        two.post_any(&format!("{t}/lookup"), Some(&reader), &mk).0,
         404
     );
     // Revocation with the CLI while both serve: both refuse the token at once.
     c.ok(&["token", "revoke", &reader_id]);
     for s in [&one, &two] {
-        let (st, v) = s.call("POST", &format!("{t}/lookup"), &reader, mk.clone());
+        let (st, v) = s.post_any(&format!("{t}/lookup"), Some(&reader), &mk);
         assert_eq!(
             (st, v["error"]["code"].as_str()),
             (401, Some("unauthorized"))
@@ -778,11 +716,10 @@ fn server_answers_503_while_the_database_is_down() {
     let s = c.serve("vault");
     let t = "/v1/tenants/shop";
     let add = |n: &str| {
-        s.call(
-            "POST",
+        s.post_any(
             &format!("{t}/numbers"),
-            &writer,
-            json!({"phone": n, "consents": ["otp"]}),
+            Some(&writer),
+            &json!({"phone": n, "consents": ["otp"]}),
         )
     };
     assert_eq!(add("+447400123958").0, 201);
@@ -806,11 +743,10 @@ fn server_answers_503_while_the_database_is_down() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let (st, _) = s.call(
-        "POST",
+    let (st, _) = s.post_any(
         &format!("{t}/lookup"),
-        &writer,
-        json!({"phone": "+447400123958", "purpose": "otp"}),
+        Some(&writer),
+        &json!({"phone": "+447400123958", "purpose": "otp"}),
     );
     assert_eq!(st, 200, "acknowledged before the outage, still there");
     let log = s.log_text();
@@ -836,22 +772,21 @@ fn server_killed_mid_batch_leaves_no_half_written_record() {
     let (_, writer) = c.token(&["--tenant", "shop", "--role", "writer"]);
     let csv = std::fs::read("tests/data/numbers-2k.csv").unwrap();
     let numbers = csv_numbers(&csv, usize::MAX);
-    let mut s = c.serve("vault");
-    let socket = s.socket.clone();
+    let s = c.serve("vault");
+    let client = s.client();
     let items: Vec<Value> = numbers
         .iter()
         .map(|n| json!({"phone": n, "consents": ["otp"]}))
         .collect();
     let body = json!({ "items": items }).to_string();
     let sender = std::thread::spawn(move || {
-        let req = format!(
-            "POST /v1/tenants/shop/numbers/batch HTTP/1.1\r\nHost: pv\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\nAuthorization: Bearer {writer}\r\n\r\n{body}",
-            body.len()
-        );
-        let mut st = UnixStream::connect(&socket).unwrap();
-        let _ = st.write_all(req.as_bytes());
-        let mut out = Vec::new();
-        let _ = st.read_to_end(&mut out);
+        client.raw(&http::request(
+            "POST",
+            "/v1/tenants/shop/numbers/batch",
+            Some(&writer),
+            http::JSON,
+            body.as_bytes(),
+        ));
     });
     // Kill it while the batch is being written (some chunks committed, not all).
     let v = c.db.open();
@@ -859,8 +794,7 @@ fn server_killed_mid_batch_leaves_no_half_written_record() {
     while record_count(&v) == 0 && start.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(2));
     }
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
+    s.kill();
     sender.join().unwrap();
     // Every record has its index entry and every index entry its record.
     let records = record_count(&v);
@@ -892,13 +826,8 @@ fn server_killed_mid_batch_leaves_no_half_written_record() {
 fn store_option_misuse_is_explained_and_never_echoed() {
     let tmp = tempfile::tempdir().unwrap();
     let run = |args: &[&str], store: &str| {
-        Command::new(env!("CARGO_BIN_EXE_phonevault"))
-            .arg("--vault")
-            .arg(tmp.path().join("v"))
-            .args(args)
+        common::phonevault(&tmp.path().join("v"), PASS, args)
             .env("PHONEVAULT_STORE", store)
-            .env("PHONEVAULT_PASSPHRASE", PASS)
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     };

@@ -4,52 +4,17 @@
 //! records a merge sealed a second time.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
+use common::vault::{self, open, when_free};
+
 use std::path::Path;
 
-use phonevault::vault::{
-    ImportOptions, OpenOptions, Unlock, Vault, ENCRYPTION_RESERVATION, KEYRING_FILE,
-    TENANT_CACHE_TTL,
-};
-use phonevault_keys::{KdfParams, Keyring, Passphrase};
-
-const PASS: &str = "correct horse battery staple";
-
-fn open(dir: &Path) -> Vault {
-    when_free(|| {
-        Vault::open(
-            dir,
-            &Unlock::Passphrase(Passphrase::new(PASS.into())),
-            OpenOptions::default(),
-        )
-    })
-}
-/// Runs `f` until the store is no longer held: sled releases a dropped store's lock
-/// from its background thread, a moment after the drop.
-fn when_free<T>(mut f: impl FnMut() -> Result<T, phonevault::vault::VaultError>) -> T {
-    use phonevault::vault::VaultError;
-    for _ in 0..100 {
-        match f() {
-            Err(VaultError::Store(phonevault::store::StoreError::Locked))
-            | Err(VaultError::Backup(phonevault::backup::BackupError::VaultBusy)) => {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            r => return r.unwrap(),
-        }
-    }
-    panic!("the store stayed locked");
-}
+use phonevault::vault::{Vault, ENCRYPTION_RESERVATION, KEYRING_FILE, TENANT_CACHE_TTL};
+use phonevault_keys::Keyring;
 
 fn new_vault(dir: &Path) -> Vault {
-    Vault::init(
-        dir,
-        &Passphrase::new(PASS.into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
-    let v = open(dir);
-    v.create_tenant("t", &["otp".into(), "support".into()], None)
-        .unwrap();
-    v
+    vault::create(dir, &["t"], &["otp", "support"])
 }
 
 /// The keyring's encryption counter of tenant `t`, version 1, as stored in the file.
@@ -59,18 +24,7 @@ fn counter(dir: &Path) -> u64 {
 }
 
 fn import(v: &Vault, purpose: &str, nums: &[String]) {
-    let csv = std::iter::once("phone".to_owned())
-        .chain(nums.iter().cloned())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let opts = ImportOptions {
-        tenant: "t".into(),
-        purposes: vec![purpose.into()],
-        source: "bulk".into(),
-        region: None,
-        column: "phone".into(),
-    };
-    v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+    vault::import(v, "t", &[purpose], nums);
 }
 
 #[test]
@@ -141,14 +95,7 @@ fn a_keyring_import_keeps_the_higher_counters() {
     }
     drop(v);
     assert_eq!(counter(&dir), 6);
-    when_free(|| {
-        Vault::import_keyring(
-            &dir,
-            &old,
-            &Unlock::Passphrase(Passphrase::new(PASS.into())),
-            false,
-        )
-    });
+    when_free(|| Vault::import_keyring(&dir, &old, &vault::unlock(), false));
     assert_eq!(counter(&dir), 6);
     // and the vault opens with it
     drop(open(&dir));

@@ -5,15 +5,11 @@ mod common;
 
 #[test]
 fn purge_every_refuses_what_is_not_a_duration_without_echoing_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let vault = tmp.path().join("vault");
+    let env = common::Env::with_pass("unused-passphrase");
     for bad in ["5é", "+447400123456", "1y", "-1h", "xh", ""] {
         let flag = format!("--purge-every={bad}");
-        let out = common::phonevault(&vault, "unused-passphrase", &["serve", &flag])
-            .output()
-            .unwrap();
+        let out = env.run(&["serve", &flag]);
         let err = String::from_utf8_lossy(&out.stderr);
-        eprint!("{err}");
         assert_eq!(out.status.code(), Some(2), "{bad:?}: {err}");
         assert!(err.contains("use a duration such as 1h"), "{bad:?}: {err}");
         if !bad.is_empty() {

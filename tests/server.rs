@@ -4,214 +4,30 @@
 
 mod common;
 
+use common::{Env, Server, PASS};
+
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const PASS: &str = "correct horse battery staple";
 const NUMBER: &str = "+447400123958";
 const NATIONAL: &str = "7400123958";
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    vault: PathBuf,
+/// Starts `serve` sealed; no error body may hold the number.
+fn serve(env: &Env, extra: &[&str]) -> Server {
+    let mut s = env.serve_sealed(extra);
+    s.forbid_in_errors(NATIONAL);
+    s
 }
 
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let vault = tmp.path().join("vault");
-        Env { _tmp: tmp, vault }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        common::phonevault(&self.vault, PASS, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().unwrap();
-        // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Adds [`NUMBER`] to tenant `shop` with `consents` (comma-separated).
-    fn add_number(&self, consents: &str) {
-        let args = ["--tenant", "shop", "--phone", NUMBER, "--consent", consents];
-        self.ok(&[&["add"][..], &args].concat());
-    }
-
-    /// Runs a command that must fail, with `hint` on stderr.
-    fn fails(&self, args: &[&str], hint: &str) {
-        let out = self.cmd(args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(err.contains(hint), "{args:?}: {err}");
-    }
-
-    fn token(&self, args: &[&str]) -> String {
-        let mut a = vec!["--json", "token", "create"];
-        a.extend_from_slice(args);
-        let v: Value = serde_json::from_str(&self.ok(&a)).unwrap();
-        assert_eq!(v["id"].as_str().unwrap().len(), 16);
-        v["token"].as_str().unwrap().to_owned()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.vault.join("phonevault.sock")
-    }
-
-    /// Starts `serve` sealed (no unlock source) and waits for the socket.
-    fn serve(&self, extra: &[&str]) -> Server {
-        let log = self.vault.parent().unwrap().join("serve.log");
-        let mut c = self.cmd(&["serve"]);
-        c.args(extra)
-            .env_remove("PHONEVAULT_PASSPHRASE")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = c.spawn().unwrap();
-        let s = Server {
-            child,
-            socket: self.socket(),
-            log,
-        };
-        s.wait_ready();
-        s
-    }
-}
-
-struct Server {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    /// The server's log into the captured test output, which CI greps for secrets.
-    fn drop(&mut self) {
-        eprint!("{}", self.log_text());
-    }
-}
-
-impl Server {
-    fn wait_ready(&self) {
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(20) {
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("server did not start: {}", self.log_text());
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, sig: &str) {
-        let st = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) -> String {
-        self.signal("-TERM");
-        let start = Instant::now();
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "server exited with {st}");
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "no exit on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.log_text()
-    }
-
-    fn raw(&self, bytes: &[u8]) -> Vec<u8> {
-        let mut s = UnixStream::connect(&self.socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        // The server may answer and close before it has read everything we send.
-        let _ = s.write_all(bytes);
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        out
-    }
-
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Value) {
-        self.call_with(
-            method,
-            path,
-            token,
-            &[("Content-Type", "application/json")],
-            body,
-        )
-    }
-
-    /// As [`Server::call`], with the request's own headers (content type among them).
-    fn call_with(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        headers: &[(&str, &str)],
-        body: &[u8],
-    ) -> (u16, Value) {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            req.push_str(&format!("{k}: {v}\r\n"));
-        }
-        if let Some(t) = token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        req.push_str("\r\n");
-        let mut bytes = req.into_bytes();
-        bytes.extend_from_slice(body);
-        let out = self.raw(&bytes);
-        let text = String::from_utf8(out).unwrap();
-        let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-        let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-        assert!(
-            head.to_ascii_lowercase()
-                .contains("content-type: application/json"),
-            "{head}"
-        );
-        let v: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
-        if status >= 400 {
-            let code = v["error"]["code"].as_str().expect("an error code");
-            assert!(!code.is_empty());
-            assert!(v["error"]["message"].as_str().is_some());
-            assert!(
-                !body.contains(NATIONAL),
-                "a number in an error body: {body}"
-            );
-        }
-        (status, v)
-    }
-
-    fn post(&self, path: &str, token: Option<&str>, body: Value) -> (u16, Value) {
-        self.call("POST", path, token, body.to_string().as_bytes())
-    }
+/// Adds [`NUMBER`] to tenant `shop` with `consents` (comma-separated).
+fn add_number(env: &Env, consents: &str) {
+    let args = ["--tenant", "shop", "--phone", NUMBER, "--consent", consents];
+    env.ok(&[&["add"][..], &args].concat());
 }
 
 fn code(v: &Value) -> &str {
@@ -266,7 +82,7 @@ fn unseal(s: &Server) {
 #[test]
 fn sealed_unseal_seal_and_access_control() {
     let (env, t) = setup();
-    let s = env.serve(&["--access-log"]);
+    let s = serve(&env, &["--access-log"]);
     let mode = std::fs::metadata(env.socket())
         .unwrap()
         .permissions()
@@ -402,7 +218,7 @@ fn sealed_unseal_seal_and_access_control() {
 #[test]
 fn limits_malformed_input_and_lifecycle() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let w = Some(t.writer.as_str());
 
@@ -540,7 +356,7 @@ fn limits_malformed_input_and_lifecycle() {
 #[test]
 fn openapi_paths_are_all_routed() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     // Unsealed, with a valid token, so that a request reaches the router: an unrouted
     // tenant path would then answer `no_route` rather than 503 or 401.
     unseal(&s);
@@ -600,7 +416,7 @@ fn socket_file_stale_live_and_permissions() {
     // A stale socket (bound, then its server gone) is replaced.
     drop(std::os::unix::net::UnixListener::bind(env.socket()).unwrap());
     assert!(env.socket().exists());
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     // A live one is an error, and stays in place.
     let out = env
         .cmd(&["serve"])
@@ -625,22 +441,13 @@ fn socket_file_stale_live_and_permissions() {
     // --allow-uid: a peer with another uid is refused.
     let me = std::fs::metadata(&env.vault).unwrap();
     let other_uid = std::os::unix::fs::MetadataExt::uid(&me) + 1;
-    let s = env.serve(&["--allow-uid", &other_uid.to_string()]);
+    let s = serve(&env, &["--allow-uid", &other_uid.to_string()]);
     let (st, v) = s.call("GET", "/v1/sys/health", None, b"");
     assert_eq!((st, code(&v)), (403, "forbidden"));
     s.stop();
 
     // Started with an unlock source: unsealed at once; SIGINT also shuts down cleanly.
-    let mut c = env.cmd(&["serve"]);
-    let log = env.vault.parent().unwrap().join("serve2.log");
-    c.stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    let s = Server {
-        child: c.spawn().unwrap(),
-        socket: env.socket(),
-        log,
-    };
-    s.wait_ready();
+    let s = Server::spawn(env.cmd(&["serve"]), env.socket(), env.path("serve2.log"));
     let (st, v) = s.post(
         "/v1/tenants/shop/lookup",
         Some(&t.reader),
@@ -649,11 +456,7 @@ fn socket_file_stale_live_and_permissions() {
     assert_eq!((st, code(&v)), (404, "not_found"));
     s.signal("-INT");
     let mut s = s;
-    let start = Instant::now();
-    while s.child.try_wait().unwrap().is_none() {
-        assert!(start.elapsed() < Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    assert!(s.wait_exit().is_some());
     assert!(!env.socket().exists());
 }
 
@@ -678,7 +481,7 @@ fn every_audit_sync_mode_serves_and_logs_its_lookups() {
         &["--audit-read-lag-ms", "10"],
     ] {
         let before = finds();
-        let s = env.serve(flags);
+        let s = serve(&env, flags);
         unseal(&s);
         let process = flags.is_empty() || flags.contains(&"process");
         assert_eq!(journal.exists(), process, "{flags:?}");
@@ -720,7 +523,7 @@ fn a_writer_verifies_only_records_held_for_its_purposes() {
         "marketing",
     ]);
     let otp_writer = env.token(&["--tenant", "shop", "--role", "writer", "--purposes", "otp"]);
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let verified_at = || {
         let (st, v) = s.post(
@@ -744,7 +547,7 @@ fn a_writer_verifies_only_records_held_for_its_purposes() {
 #[test]
 fn a_token_revoked_through_the_socket_fails_on_the_next_request() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let lookup = json!({"phone": NUMBER, "purpose": "otp"});
     for _ in 0..3 {
@@ -809,7 +612,7 @@ fn token_cli_list_and_revoke() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown role"));
 
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let lookup = json!({"phone": NUMBER, "purpose": "otp"});
     let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup.clone());
@@ -820,7 +623,7 @@ fn token_cli_list_and_revoke() {
 
     let v: Value = serde_json::from_str(&env.ok(&["--json", "token", "revoke", "--all"])).unwrap();
     assert_eq!(v["revoked"], 5);
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let (st, _) = s.post("/v1/tenants/shop/lookup", Some(&t.revealer), lookup);
     assert_eq!(st, 401);
@@ -830,7 +633,10 @@ fn token_cli_list_and_revoke() {
 #[test]
 fn lookups_are_rate_limited_per_token_and_socket_group() {
     let (env, t) = setup();
-    let s = env.serve(&["--lookup-rate", "5", "--socket-group", "0", "--access-log"]);
+    let s = serve(
+        &env,
+        &["--lookup-rate", "5", "--socket-group", "0", "--access-log"],
+    );
     let meta = std::fs::metadata(env.socket()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(std::os::unix::fs::MetadataExt::gid(&meta), 0);
@@ -858,7 +664,7 @@ fn lookups_are_rate_limited_per_token_and_socket_group() {
 #[test]
 fn connections_past_the_cap_wait_their_turn() {
     let (env, _) = setup();
-    let s = env.serve(&["--max-connections", "1"]);
+    let s = serve(&env, &["--max-connections", "1"]);
     // The first connection holds the only slot while it stays open.
     let first = UnixStream::connect(env.socket()).unwrap();
     std::thread::sleep(Duration::from_millis(100));
@@ -885,7 +691,10 @@ fn connections_past_the_cap_wait_their_turn() {
 #[test]
 fn slow_clients_are_cut_off() {
     let (env, _) = setup();
-    let s = env.serve(&["--header-timeout-secs", "1", "--max-connections", "1"]);
+    let s = serve(
+        &env,
+        &["--header-timeout-secs", "1", "--max-connections", "1"],
+    );
     // A request head that never ends: the connection is closed after the timeout, and
     // its slot freed for the next client.
     let mut c = UnixStream::connect(env.socket()).unwrap();
@@ -908,7 +717,7 @@ fn slow_clients_are_cut_off() {
 #[test]
 fn sigterm_lets_in_flight_requests_finish() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let items: Vec<Value> = (0..3000)
         .map(|i| json!({"phone": format!("+4474001{i:05}"), "consents": ["otp"]}))
@@ -946,7 +755,7 @@ fn the_audit_report_names_the_token_its_peer_and_exactly_what_it_did() {
         made["id"].as_str().unwrap().to_owned(),
         made["token"].as_str().unwrap().to_owned(),
     );
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     // a failed unseal while sealed is held, then logged at unseal
     let (st, _) = s.post("/v1/sys/unseal", None, json!({"passphrase": "wrong"}));
     assert_eq!(st, 401);
@@ -1012,7 +821,7 @@ fn every_route_needs_the_role_its_document_names() {
     let (env, t) = setup();
     let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
     let shop_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let doc: Value = serde_json::from_str(phonevault::server::OPENAPI).unwrap();
     assert!(
@@ -1120,7 +929,7 @@ fn every_route_needs_the_role_its_document_names() {
 #[test]
 fn the_server_refuses_what_its_document_refuses() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let w = Some(t.writer.as_str());
     let (st, v) = s.post(
@@ -1196,7 +1005,7 @@ fn the_server_refuses_what_its_document_refuses() {
 #[test]
 fn the_admin_token_can_mint_a_reveal_token_and_the_mint_is_audited() {
     let (env, t) = setup();
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let add = json!({"phone": NUMBER, "consents": ["otp"]});
     // A writer gets the one answer of writes (issue 13).
@@ -1322,7 +1131,7 @@ impl Server {
 fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
     let (env, t) = setup();
     let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
-    env.fails(
+    env.fails_with(
         &[
             "token",
             "create",
@@ -1335,20 +1144,20 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
         ],
         "an inbound token takes no purposes",
     );
-    env.add_number("otp,marketing");
+    add_number(&env, "otp,marketing");
     let secret_file = env.vault.parent().unwrap().join("twilio-auth-token");
     std::fs::write(&secret_file, format!("{SMS_SECRET}\n")).unwrap();
     // Misuse, as a user sees it.
     let sf = secret_file.to_str().unwrap();
-    env.fails(
+    env.fails_with(
         &["tenant", "set-sms", "shop", "--secret-file", sf],
         "a provider secret needs the webhook URL it signs",
     );
-    env.fails(
+    env.fails_with(
         &["tenant", "set-sms", "shop", "--number", SMS_TO],
         "--number number 1 is not TO=purpose,purpose",
     );
-    env.fails(
+    env.fails_with(
         &[
             "tenant",
             "set-sms",
@@ -1358,7 +1167,7 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
         ],
         "purpose number 1 given is not declared",
     );
-    env.fails(
+    env.fails_with(
         &["tenant", "set-sms", "shop", "--webhook-url", "ftp://x"],
         "the webhook URL must be the full http(s) URL",
     );
@@ -1377,7 +1186,7 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
     ]);
     assert!(shown.contains("signature required (secret set)"), "{shown}");
     assert!(!shown.contains(SMS_SECRET));
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let marketing = |s: &Server| {
         let body = json!({"phone": NUMBER, "purpose": "marketing"});
@@ -1531,8 +1340,8 @@ fn inbound_sms_stop_start_help_signed_as_twilio_signs() {
 fn inbound_sms_without_a_secret_takes_json() {
     let (env, t) = setup();
     let inbound = env.token(&["--tenant", "shop", "--role", "inbound"]);
-    env.add_number("marketing");
-    let s = env.serve(&[]);
+    add_number(&env, "marketing");
+    let s = serve(&env, &[]);
     unseal(&s);
     let body = json!({"from": NUMBER, "to": SMS_TO, "body": "end"});
     let (st, v) = s.post("/v1/tenants/shop/inbound-sms", Some(&inbound), body);
@@ -1583,7 +1392,7 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
         NUMBER,
         "--receipt",
     ];
-    env.fails(
+    env.fails_with(
         &[&cli_grant[..], &["--purpose", "otp"]].concat(),
         "tenant set-receipt shop",
     );
@@ -1693,7 +1502,7 @@ fn consent_receipts_verify_offline_and_subject_shows_withdrawal() {
 
     // Through the socket: a tenant admin holding every purpose gets the receipt; a
     // writer may not ask for one (it would learn the record id).
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let grant = json!({"phone": NUMBER, "purposes": ["otp"], "source": "app", "receipt": true});
     let (st, v) = s.post(
@@ -1779,7 +1588,7 @@ fn suppression_lists_through_the_socket() {
         ]);
     }
     let admin = env.token(&["--tenant", "shop", "--role", "admin"]);
-    let s = env.serve(&[]);
+    let s = serve(&env, &[]);
     unseal(&s);
     let lists = "/v1/tenants/shop/suppression-lists";
     let (st, v) = s.post(&format!("{lists}/dnc/uploads"), Some(&admin), json!({}));

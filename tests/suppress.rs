@@ -5,70 +5,28 @@
 
 mod common;
 
+use common::Env;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-const PASS: &str = "correct horse battery staple";
 // Valid numbers under the crate's metadata (UK mobiles and a US number).
 const A: &str = "+447400123951";
 const B: &str = "+447400123952";
 const C: &str = "+447400123953";
 const D: &str = "+12025550143";
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-    vault: PathBuf,
+/// A vault with tenant `shop` (otp, marketing, share:acme).
+fn shop() -> Env {
+    let e = Env::new();
+    e.init_tenant("shop", "otp,marketing,share:acme");
+    e
 }
 
 impl Env {
-    /// A vault with tenant `shop` (otp, marketing, share:acme).
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        let e = Env {
-            vault: root.join("vault"),
-            root,
-            _tmp: tmp,
-        };
-        e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-        e.ok(&[
-            "tenant",
-            "create",
-            "shop",
-            "--purposes",
-            "otp,marketing,share:acme",
-        ]);
-        e
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let out = common::phonevault(&self.vault, PASS, args)
-            .output()
-            .unwrap();
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> serde_json::Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
     /// Writes a CSV file with a `phone` header.
     fn csv(&self, name: &str, numbers: &[&str]) -> PathBuf {
-        let p = self.root.join(name);
+        let p = self.path(name);
         std::fs::write(&p, format!("phone\n{}\n", numbers.join("\n"))).unwrap();
         p
     }
@@ -129,7 +87,7 @@ fn found(o: &Output) -> bool {
 
 #[test]
 fn a_listed_number_is_refused_for_the_lists_purposes_only_and_audited() {
-    let e = Env::new();
+    let e = shop();
     e.add(A, "otp,marketing,share:acme");
     e.add(B, "otp,marketing,share:acme");
     let list = e.csv("dnc.csv", &[A, "not a number", C]);
@@ -148,7 +106,7 @@ fn a_listed_number_is_refused_for_the_lists_purposes_only_and_audited() {
     assert!(found(&e.find(B, "marketing")), "B is not listed");
 
     // Exports and shares for the purposes skip it.
-    let out = e.root.join("marketing.csv");
+    let out = e.path("marketing.csv");
     e.ok(&[
         "export",
         "--tenant",
@@ -161,7 +119,7 @@ fn a_listed_number_is_refused_for_the_lists_purposes_only_and_audited() {
     ]);
     let exported = std::fs::read_to_string(&out).unwrap();
     assert!(exported.contains(B) && !exported.contains(A), "{exported}");
-    let shared = e.root.join("acme.csv");
+    let shared = e.path("acme.csv");
     e.ok(&[
         "share",
         "--tenant",
@@ -173,7 +131,7 @@ fn a_listed_number_is_refused_for_the_lists_purposes_only_and_audited() {
     ]);
     let shared = std::fs::read_to_string(&shared).unwrap();
     assert_eq!(shared.lines().count(), 2, "header and B only: {shared}");
-    let otp = e.root.join("otp.csv");
+    let otp = e.path("otp.csv");
     e.ok(&[
         "export",
         "--tenant",
@@ -214,7 +172,7 @@ fn a_listed_number_is_refused_for_the_lists_purposes_only_and_audited() {
 
 #[test]
 fn a_refreshed_list_replaces_the_old_version_and_drop_lifts_it() {
-    let e = Env::new();
+    let e = shop();
     for n in [A, B, C] {
         e.add(n, "marketing");
     }
@@ -274,7 +232,7 @@ fn a_refreshed_list_replaces_the_old_version_and_drop_lifts_it() {
 
 #[test]
 fn misuse_gets_a_clear_error_that_echoes_nothing() {
-    let e = Env::new();
+    let e = shop();
     let list = e.csv("l.csv", &[A]);
     let path = list.to_str().unwrap();
     let cases: [(&[&str], &str); 3] = [
@@ -317,7 +275,7 @@ fn misuse_gets_a_clear_error_that_echoes_nothing() {
 
 #[test]
 fn imports_and_adds_report_listed_numbers_and_stats_count_them() {
-    let e = Env::new();
+    let e = shop();
     let dnc = e.csv("dnc.csv", &[A, B, C]);
     e.suppress("dnc", "marketing", &dnc);
     let own = e.csv("own.csv", &[D]);
@@ -391,7 +349,7 @@ fn imports_and_adds_report_listed_numbers_and_stats_count_them() {
 
 #[test]
 fn the_store_holds_no_number_of_a_list_and_backups_carry_lists() {
-    let e = Env::new();
+    let e = shop();
     let list = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/numbers-2k.csv");
     let r = e.suppress("national", "marketing", &list);
     assert!(r["count"].as_u64().unwrap() >= 1990, "{r}");
@@ -445,15 +403,11 @@ fn the_store_holds_no_number_of_a_list_and_backups_carry_lists() {
     let first = text.lines().nth(1).unwrap().to_owned();
     e.add(&first, "otp,marketing");
     assert!(!found(&e.find(&first, "marketing")));
-    let backup = e.root.join("vault.pvbackup");
+    let backup = e.path("vault.pvbackup");
     e.ok(&["backup", backup.to_str().unwrap()]);
-    let keyring = e.root.join("keyring.export");
+    let keyring = e.path("keyring.export");
     e.ok(&["keyring", "export", keyring.to_str().unwrap()]);
-    let restored = Env {
-        vault: e.root.join("restored"),
-        root: e.root.clone(),
-        _tmp: tempfile::tempdir().unwrap(),
-    };
+    let restored = e.beside("restored");
     restored.ok(&[
         "restore",
         backup.to_str().unwrap(),

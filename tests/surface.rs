@@ -5,141 +5,20 @@
 
 mod common;
 
+use common::Env;
+
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const PASS: &str = "correct horse battery staple";
 /// The number sent in every field that is not a phone field.
 const PLANTED: &str = "+447700900123";
 /// What must never show up: its national significant number.
 const PLANTED_DIGITS: &str = "7700900123";
-
-struct Env {
-    _tmp: tempfile::TempDir,
-    vault: PathBuf,
-}
-
-impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let vault = tmp.path().join("vault");
-        let e = Env { _tmp: tmp, vault };
-        e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-        e
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        common::phonevault(&self.vault, PASS, args)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn token(&self, args: &[&str]) -> String {
-        let mut a = vec!["--json", "token", "create"];
-        a.extend_from_slice(args);
-        let v: Value = serde_json::from_str(&self.ok(&a)).unwrap();
-        v["token"].as_str().unwrap().to_owned()
-    }
-
-    fn socket(&self) -> PathBuf {
-        self.vault.join("phonevault.sock")
-    }
-
-    /// Starts `serve` unlocked by the passphrase in the environment.
-    fn serve(&self, extra: &[&str]) -> Server {
-        let log = self.vault.parent().unwrap().join("serve.log");
-        let pass = self.vault.parent().unwrap().join("pass");
-        std::fs::write(&pass, PASS).unwrap();
-        let mut c = self.cmd(&["--passphrase-file", pass.to_str().unwrap(), "serve"]);
-        c.args(extra)
-            .env_remove("PHONEVAULT_PASSPHRASE")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        let child = c.spawn().unwrap();
-        let s = Server {
-            child,
-            socket: self.socket(),
-            log,
-        };
-        let start = Instant::now();
-        while UnixStream::connect(&s.socket).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "no server");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        s
-    }
-}
-
-struct Server {
-    child: Child,
-    socket: PathBuf,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-
-    /// One request; the status and the raw answer (head and body).
-    fn call(&self, method: &str, path: &str, token: Option<&str>, body: &str) -> (u16, String) {
-        let mut req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(t) = token {
-            req.push_str(&format!("Authorization: Bearer {t}\r\n"));
-        }
-        req.push_str("\r\n");
-        req.push_str(body);
-        let mut s = UnixStream::connect(&self.socket).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        let _ = s.write_all(req.as_bytes());
-        let mut out = Vec::new();
-        let _ = s.read_to_end(&mut out);
-        let text = String::from_utf8_lossy(&out).into_owned();
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        (status, text)
-    }
-
-    fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        let (st, text) = self.call("POST", path, Some(token), &body.to_string());
-        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        (st, serde_json::from_str(body).unwrap_or(Value::Null))
-    }
-}
 
 /// Every byte of every file under `dir`.
 fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
@@ -166,6 +45,7 @@ fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
 #[test]
 fn last4_searches_cannot_enumerate_the_tenant() {
     let env = Env::new();
+    env.init();
     env.ok(&[
         "tenant",
         "create",
@@ -197,13 +77,13 @@ fn last4_searches_cannot_enumerate_the_tenant() {
     ]);
     let reader = env.token(&["--tenant", "desk", "--role", "reader", "--reveal"]);
     let other = env.token(&["--tenant", "desk", "--role", "reader", "--reveal"]);
-    let s = env.serve(&["--lookup-rate", "0"]);
+    let s = env.serve_unsealed(&["--lookup-rate", "0"]);
     let path = "/v1/tenants/desk/lookup/last4";
     let search = |token: &str, last4: &str, reveal: bool| {
-        s.post(
+        s.post_any(
             path,
-            token,
-            json!({"country_code": 44, "last4": last4, "purpose": "support", "reveal": reveal}),
+            Some(token),
+            &json!({"country_code": 44, "last4": last4, "purpose": "support", "reveal": reveal}),
         )
     };
 
@@ -255,6 +135,7 @@ fn last4_searches_cannot_enumerate_the_tenant() {
 #[test]
 fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
     let env = Env::new();
+    env.init();
     env.ok(&[
         "tenant",
         "create",
@@ -295,7 +176,7 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
     };
     let n = PLANTED;
     // The access log on: every route is logged, and must not show the number.
-    let mut s = env.serve(&["--access-log"]);
+    let s = env.serve_unsealed(&["--access-log"]);
     let mut answers = Vec::new();
     let mut send = |method: &str, path: &str, token: Option<&str>, body: Value| {
         let body = if body.is_null() {
@@ -303,7 +184,7 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
         } else {
             body.to_string()
         };
-        let (st, text) = s.call(method, path, token, &body);
+        let (st, text) = s.text(method, path, token, &body);
         assert!(st != 0 && st != 500, "{method} {path} {body}: {text}");
         answers.push((format!("{method} {path} {body}"), text));
     };
@@ -419,8 +300,7 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
     for (what, text) in &answers {
         assert!(!text.contains(PLANTED_DIGITS), "{what} answered {text}");
     }
-    s.stop();
-    let log = s.log_text();
+    let log = s.stop();
     assert!(!log.contains(PLANTED_DIGITS), "the server logged it: {log}");
 
     // The CLI, in-process: every flag that takes a string (but the phone and the
@@ -621,7 +501,8 @@ fn a_number_in_any_other_field_is_never_echoed_logged_or_stored() {
 #[test]
 fn slow_bodies_do_not_hold_the_connections() {
     let env = Env::new();
-    let s = env.serve(&["--max-connections", "2", "--request-timeout-secs", "2"]);
+    env.init();
+    let s = env.serve_unsealed(&["--max-connections", "2", "--request-timeout-secs", "2"]);
     let slow = |path: &'static str| {
         let sock = env.socket();
         std::thread::spawn(move || {
@@ -642,7 +523,7 @@ fn slow_bodies_do_not_hold_the_connections() {
     let b = slow("/v1/sys/tokens");
     std::thread::sleep(Duration::from_millis(300));
     let start = Instant::now();
-    let (st, text) = s.call("GET", "/v1/sys/health", None, "");
+    let (st, text) = s.text("GET", "/v1/sys/health", None, "");
     let waited = start.elapsed();
     assert_eq!(st, 200, "{text}");
     assert!(
@@ -658,6 +539,7 @@ fn slow_bodies_do_not_hold_the_connections() {
 #[test]
 fn a_multibyte_ttl_is_a_usage_error_not_a_panic() {
     let env = Env::new();
+    env.init();
     env.ok(&["tenant", "create", "shop", "--purposes", "otp"]);
     let out = env
         .cmd(&[
@@ -670,17 +552,17 @@ fn a_multibyte_ttl_is_a_usage_error_not_a_panic() {
     assert!(err.contains("invalid --ttl"), "{err}");
     assert!(!err.contains("panicked") && !err.contains("5é"), "{err}");
     let admin = env.token(&["--admin"]);
-    let s = env.serve(&[]);
-    let (st, v) = s.post(
+    let s = env.serve_unsealed(&[]);
+    let (st, v) = s.post_any(
         "/v1/sys/tokens",
-        &admin,
-        json!({"tenant": "shop", "role": "reader", "ttl": "5é"}),
+        Some(&admin),
+        &json!({"tenant": "shop", "role": "reader", "ttl": "5é"}),
     );
     assert_eq!(
         (st, v["error"]["code"].as_str()),
         (400, Some("invalid_argument")),
         "{v}"
     );
-    let (st, _) = s.call("GET", "/v1/sys/health", None, "");
+    let (st, _) = s.text("GET", "/v1/sys/health", None, "");
     assert_eq!(st, 200);
 }

@@ -2,34 +2,19 @@
 //! to their place, tampering and faults reported without losing data.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
+use common::vault;
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use phonevault::store::{MemoryStore, StoreError, Tree};
 
-use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault, VaultError};
-use phonevault_keys::{KdfParams, Passphrase};
-
-const PASS: &str = "correct horse battery staple";
-
-fn unlock() -> Unlock {
-    Unlock::Passphrase(Passphrase::new(PASS.into()))
-}
+use phonevault::vault::{ImportOptions, OpenOptions, Vault, VaultError};
 
 fn new_vault(dir: &Path) -> Vault {
-    Vault::init(
-        dir,
-        &Passphrase::new(PASS.into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
-    let v = Vault::open(dir, &unlock(), OpenOptions::default()).unwrap();
-    for t in ["a", "b"] {
-        v.create_tenant(t, &["otp".into(), "support".into()], None)
-            .unwrap();
-    }
-    v
+    vault::create(dir, &["a", "b"], &["otp", "support"])
 }
 
 fn purposes(p: &[&str]) -> Vec<String> {
@@ -150,7 +135,7 @@ fn tampered_tenant_row_is_detected() {
     v.store().commit(&b).unwrap();
     v.store().flush().unwrap();
     drop(v);
-    let v = Vault::open(&path, &unlock(), OpenOptions::default()).unwrap();
+    let v = Vault::open(&path, &vault::unlock(), OpenOptions::default()).unwrap();
     assert!(matches!(
         v.find("a", "+447400123958", None, "otp"),
         Err(VaultError::RowTampered("tenants"))
@@ -218,11 +203,7 @@ fn a_vault_open_elsewhere_is_reported_as_locked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v");
     let _v = new_vault(&path);
-    let out = Command::new(env!("CARGO_BIN_EXE_phonevault"))
-        .arg("--vault")
-        .arg(&path)
-        .args(["tenant", "list"])
-        .env("PHONEVAULT_PASSPHRASE", PASS)
+    let out = common::phonevault(&path, common::PASS, &["tenant", "list"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

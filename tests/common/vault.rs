@@ -1,0 +1,65 @@
+//! The vault in-process, for the tests that drive the library rather than the binary.
+
+use std::path::Path;
+
+use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault, VaultError};
+use phonevault_keys::{KdfParams, Passphrase};
+
+use super::PASS;
+
+/// The unlock source of [`create`]'s vaults: [`PASS`].
+pub fn unlock() -> Unlock {
+    Unlock::Passphrase(Passphrase::new(PASS.into()))
+}
+
+/// A new vault in `dir` (cheap KDF), open, with `tenants` each declaring `purposes`.
+pub fn create(dir: &Path, tenants: &[&str], purposes: &[&str]) -> Vault {
+    Vault::init(
+        dir,
+        &Passphrase::new(PASS.into()),
+        KdfParams::cheap_for_tests(),
+    )
+    .unwrap();
+    let v = Vault::open(dir, &unlock(), OpenOptions::default()).unwrap();
+    let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
+    for t in tenants {
+        v.create_tenant(t, &purposes, None).unwrap();
+    }
+    v
+}
+
+/// Opens the vault in `dir` once its store is free ([`when_free`]).
+pub fn open(dir: &Path) -> Vault {
+    when_free(|| Vault::open(dir, &unlock(), OpenOptions::default()))
+}
+
+/// Runs `f` until the store is no longer held: sled releases a dropped store's lock
+/// from its background thread, a moment after the drop.
+pub fn when_free<T>(mut f: impl FnMut() -> Result<T, VaultError>) -> T {
+    for _ in 0..100 {
+        match f() {
+            Err(VaultError::Store(phonevault::store::StoreError::Locked))
+            | Err(VaultError::Backup(phonevault::backup::BackupError::VaultBusy)) => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            r => return r.unwrap(),
+        }
+    }
+    panic!("the store stayed locked");
+}
+
+/// Imports `numbers` into `tenant` with consent `purposes` (source `bulk`).
+pub fn import(v: &Vault, tenant: &str, purposes: &[&str], numbers: &[String]) {
+    let csv = std::iter::once("phone".to_owned())
+        .chain(numbers.iter().cloned())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let opts = ImportOptions {
+        tenant: tenant.into(),
+        purposes: purposes.iter().map(|p| p.to_string()).collect(),
+        source: "bulk".into(),
+        region: None,
+        column: "phone".into(),
+    };
+    v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+}
