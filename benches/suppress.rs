@@ -101,11 +101,6 @@ fn storage_floor(n: u64) -> (f64, f64) {
     (n as f64 / t.elapsed().as_secs_f64(), common::peak_rss_mb())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// A list of `n` distinct valid UK mobile numbers (E.164).
 fn synthetic(path: &Path, n: u64) {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
@@ -117,21 +112,11 @@ fn synthetic(path: &Path, n: u64) {
 }
 
 /// Runs this benchmark as a child with `var` set to `value`; returns its figures.
+/// The figures of this benchmark run as a child process with `var` set to `value`.
 fn child_figures(var: &str, value: &std::ffi::OsStr) -> Vec<f64> {
-    let out = std::process::Command::new(std::env::current_exe().expect("current exe"))
-        .env(var, value)
-        .output()
-        .expect("run the benchmark child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(line) = text.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
-        panic!(
-            "benchmark run failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    line.split(' ')
-        .map(|x| x.parse().expect("figure"))
-        .collect()
+    let mut cmd = std::process::Command::new(std::env::current_exe().expect("current exe"));
+    cmd.env(var, value);
+    common::child_figures(cmd)
 }
 
 fn measure(label: &str, path: &Path, runs: usize) {
@@ -154,7 +139,7 @@ fn measure(label: &str, path: &Path, runs: usize) {
         );
         all.push(v);
     }
-    let m = |i: usize| median(all.iter().map(|v| v[i]).collect());
+    let m = |i: usize| common::median(all.iter().map(|v| v[i]).collect());
     println!(
         "{label} median of {runs}: suppress import {:.0} rows/s (peak RSS {:.0} MB) | compute floor {:.0} rows/s | storage floor {:.0} entries/s (peak RSS {:.0} MB) | import/compute {:.2} | import/storage {:.2}",
         m(0),
@@ -162,8 +147,8 @@ fn measure(label: &str, path: &Path, runs: usize) {
         m(2),
         m(4),
         m(5),
-        median(all.iter().map(|v| v[0] / v[2]).collect()),
-        median(all.iter().map(|v| v[0] / v[4]).collect()),
+        common::median(all.iter().map(|v| v[0] / v[2]).collect()),
+        common::median(all.iter().map(|v| v[0] / v[4]).collect()),
     );
 }
 
