@@ -389,10 +389,7 @@ impl Vault {
         let rows = CsvRows::new(input, &opts.column)?;
         // One import of a list at a time in this process: a second one would sweep
         // the first's entries as abandoned.
-        let _one = self
-            .suppress_lock
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _one = self.one_list_change();
         let (generation, prev, mut report) = self.begin_generation(&ctx, &opts.list)?;
         let gen_prefix = generation_prefix(ctx.row.id, &opts.list, &generation);
         let index = ctx.index()?;
@@ -417,6 +414,15 @@ impl Vault {
                 Err(e)
             }
         }
+    }
+
+    /// The in-process lock held by every change of a list's versions: one import,
+    /// upload start or commit, or drop at a time (a second import would sweep the
+    /// first's entries as abandoned).
+    fn one_list_change(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.suppress_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A fresh generation for a new version of `list`, after sweeping what failed or
@@ -521,10 +527,7 @@ impl Vault {
         self.audited("suppress-upload", Some(tenant), None, |_| {
             let ctx = self.tenant(tenant)?;
             check_name("list name", list)?;
-            let _one = self
-                .suppress_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let _one = self.one_list_change();
             let (generation, _, _) = self.begin_generation(&ctx, list)?;
             Ok(hex::encode(generation))
         })
@@ -594,10 +597,7 @@ impl Vault {
                 ));
             }
             let generation = parse_upload(upload)?;
-            let _one = self
-                .suppress_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let _one = self.one_list_change();
             let report = SuppressReport {
                 list: list.to_owned(),
                 ..SuppressReport::default()
@@ -792,10 +792,7 @@ impl Vault {
         self.audited("suppress-drop", Some(tenant), None, |ev| {
             let ctx = self.tenant(tenant)?;
             check_name("list name", list)?;
-            let _one = self
-                .suppress_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let _one = self.one_list_change();
             let rk = row_key(ctx.row.id, list);
             let bytes = self
                 .store
