@@ -36,7 +36,8 @@ pub struct ServeArgs {
     /// Most client connections open at once; more wait in the socket's backlog.
     #[arg(long, default_value_t = server::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
-    /// Seconds a client has to send a request's head before its connection is closed.
+    /// Seconds a client has to send a request's head before its connection is closed;
+    /// an idle keep-alive connection is closed after as long.
     #[arg(long, default_value_t = 30)]
     pub header_timeout_secs: u64,
     /// When a read may answer, as to its audit entry: `always` once the entry is on

@@ -135,13 +135,32 @@ struct Chain {
     stored: Vec<u8>,
     /// Entries of reads and failed operations waiting for the next link.
     pending: Vec<Entry>,
-    /// The journal reads are written to (`AuditSync::Process`).
-    journal: Option<Journal>,
     /// The journal position (generation, records) the chain will cover once the
     /// pending entries are in it.
     journal_at: Option<([u8; 16], u64)>,
     /// The journal mark as stored.
     mark: Option<([u8; 16], u64)>,
+}
+
+/// What a read of `AuditSync::Process` touches: the journal, and the entries written to
+/// it since the last fold. It has its own lock, so that a read waits for no fold's
+/// commit, only for other reads' appends (one seal and one `write(2)` each). Lock
+/// order: [`AuditLog::chain`] before this, never the other way.
+#[derive(Default)]
+struct Journaled {
+    /// The journal reads are written to (`AuditSync::Process`).
+    journal: Option<Journal>,
+    /// Entries in the journal and in no link yet, oldest first.
+    pending: Vec<Entry>,
+}
+
+/// Moves the journaled entries to the chain's pending ones (after them: the order of
+/// the log is the order of the answers), with the journal position they reach.
+fn drain(chain: &mut Chain, j: &mut Journaled) {
+    if let Some(journal) = &j.journal {
+        chain.journal_at = Some((journal.gen(), journal.count()));
+    }
+    chain.pending.append(&mut j.pending);
 }
 
 #[derive(Default)]
@@ -158,6 +177,7 @@ pub(crate) struct AuditLog {
     read_key: AuditReadKey,
     vault: VaultId,
     chain: Mutex<Chain>,
+    journaled: Mutex<Journaled>,
     sync: Mutex<Sync>,
     flushed: Condvar,
     /// The [`AuditSync`] mode (`MODE_*`) and its interval in milliseconds.
@@ -337,6 +357,7 @@ impl AuditLog {
             read_key,
             vault: *vault,
             chain: Mutex::new(chain),
+            journaled: Mutex::new(Journaled::default()),
             sync: Mutex::new(Sync {
                 durable,
                 flushing: false,
@@ -410,7 +431,7 @@ impl AuditLog {
     /// One round of the background task in `Process` mode: sync the journal, fold
     /// what it holds into the chain, and start a new journal when it is large.
     fn journal_tick(&self, store: &dyn Store) {
-        let file = lock(&self.chain).journal.as_ref().map(Journal::file);
+        let file = lock(&self.journaled).journal.as_ref().map(Journal::file);
         if let Some(f) = file {
             if let Err(e) = self.stats.timed(|| journal::sync(&f)) {
                 tracing::warn!(
@@ -426,12 +447,13 @@ impl AuditLog {
             );
         }
         let mut chain = lock(&self.chain);
-        if chain
+        let mut journaled = lock(&self.journaled);
+        if journaled
             .journal
             .as_ref()
             .is_some_and(|j| j.len() > ROTATE_BYTES)
         {
-            if let Err(e) = self.rotate(store, &mut chain) {
+            if let Err(e) = self.rotate(store, &mut chain, &mut journaled) {
                 tracing::warn!(
                     "phonevault: starting a new audit journal failed ({}); the current one grows",
                     e.code()
@@ -440,8 +462,15 @@ impl AuditLog {
         }
     }
 
-    /// Folds everything, flushes the store, and replaces the journal with a new one.
-    fn rotate(&self, store: &dyn Store, chain: &mut Chain) -> Result<(), VaultError> {
+    /// Folds everything, flushes the store, and replaces the journal with a new one
+    /// (holding the journal throughout: no read may land in a file being replaced).
+    fn rotate(
+        &self,
+        store: &dyn Store,
+        chain: &mut Chain,
+        journaled: &mut Journaled,
+    ) -> Result<(), VaultError> {
+        drain(chain, journaled);
         if !chain.pending.is_empty() {
             self.commit_link(store, chain, &mut Batch::default(), &[])?;
         }
@@ -449,7 +478,7 @@ impl AuditLog {
         let fresh = Journal::create(&self.dir, &self.state_key, &self.vault)?;
         chain.journal_at = Some((fresh.gen(), 0));
         // The old file was renamed over: dropping it closes it, nothing else.
-        chain.journal = Some(fresh);
+        journaled.journal = Some(fresh);
         Ok(())
     }
 
@@ -457,7 +486,8 @@ impl AuditLog {
     /// and removes it).
     fn use_journal(&self, store: &dyn Store, on: bool) -> Result<(), VaultError> {
         let mut chain = lock(&self.chain);
-        if on == chain.journal.is_some() {
+        let mut journaled = lock(&self.journaled);
+        if on == journaled.journal.is_some() {
             return Ok(());
         }
         if on {
@@ -471,14 +501,15 @@ impl AuditLog {
             }
             let j = Journal::create(&self.dir, &self.state_key, &self.vault)?;
             chain.journal_at = Some((j.gen(), 0));
-            chain.journal = Some(j);
+            journaled.journal = Some(j);
             return Ok(());
         }
+        drain(&mut chain, &mut journaled);
         if !chain.pending.is_empty() {
             self.commit_link(store, &mut chain, &mut Batch::default(), &[])?;
         }
         store.flush()?;
-        if let Some(j) = chain.journal.take() {
+        if let Some(j) = journaled.journal.take() {
             j.remove()?;
         }
         chain.journal_at = None;
@@ -488,7 +519,8 @@ impl AuditLog {
     /// The ticket that covers every entry so far, pending ones included.
     fn ticket_all(&self) -> u64 {
         let chain = lock(&self.chain);
-        chain.at.next_seq + u64::from(!chain.pending.is_empty())
+        let journaled = lock(&self.journaled);
+        chain.at.next_seq + u64::from(!chain.pending.is_empty() || !journaled.pending.is_empty())
     }
 
     /// Makes every entry so far durable, once more, when the vault closes.
@@ -498,9 +530,10 @@ impl AuditLog {
             // The journal keeps them for the next open.
             return;
         }
-        let mut chain = lock(&self.chain);
-        if chain.pending.is_empty() {
-            if let Some(j) = chain.journal.take() {
+        let chain = lock(&self.chain);
+        let mut journaled = lock(&self.journaled);
+        if chain.pending.is_empty() && journaled.pending.is_empty() {
+            if let Some(j) = journaled.journal.take() {
                 if j.remove().is_err() {
                     tracing::warn!("phonevault: the audit journal could not be removed at close; the next open finds it folded");
                 }
@@ -532,7 +565,6 @@ impl AuditLog {
             },
             stored,
             pending: Vec::new(),
-            journal: None,
             journal_at: None,
             mark: None,
         })
@@ -556,6 +588,18 @@ impl AuditLog {
                 .map_err(|_| VaultError::RowTampered("audit"))?,
         );
         seal_row(&self.state_key, &self.vault, STATE_ROW, &plain)
+    }
+
+    /// [`AuditLog::commit_link`] after the journaled entries (which come first).
+    fn commit_link_all(
+        &self,
+        store: &dyn Store,
+        chain: &mut Chain,
+        batch: &mut Batch,
+        entries: &[Entry],
+    ) -> Result<u64, VaultError> {
+        drain(chain, &mut lock(&self.journaled));
+        self.commit_link(store, chain, batch, entries)
     }
 
     /// Adds a link of `entries` (after the pending ones) to `batch` and commits it.
@@ -685,6 +729,7 @@ impl AuditLog {
     /// Commits the pending entries, if any, as one link.
     fn commit_pending(&self, store: &dyn Store) -> Result<u64, VaultError> {
         let mut chain = lock(&self.chain);
+        drain(&mut chain, &mut lock(&self.journaled));
         if !chain.pending.is_empty() {
             let mut tries = 0;
             loop {
@@ -745,7 +790,7 @@ impl AuditLog {
             entries: c.entries.load(Ordering::Relaxed),
             syncs: c.syncs.load(Ordering::Relaxed),
             sync_seconds: c.sync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-            pending: lock(&self.chain).pending.len() as u64,
+            pending: (lock(&self.chain).pending.len() + lock(&self.journaled).pending.len()) as u64,
         }
     }
 
@@ -861,9 +906,9 @@ impl Vault {
     ) -> Result<u64, VaultError> {
         let entries = self.entries(ev, Outcome::Ok);
         let mut chain = lock(&self.audit.chain);
-        let ticket = self
-            .audit
-            .commit_link(self.store.as_ref(), &mut chain, batch, &entries)?;
+        let ticket =
+            self.audit
+                .commit_link_all(self.store.as_ref(), &mut chain, batch, &entries)?;
         ev.logged = true;
         ev.records.clear();
         Ok(ticket)
@@ -926,24 +971,19 @@ impl Vault {
     pub(crate) fn log_entries(&self, entries: Vec<Entry>) -> Result<(), VaultError> {
         let mode = self.audit.mode();
         if mode == MODE_PROCESS {
-            // Encoded and sealed before the lock: only the chained tag and the write
-            // hold it.
-            let body = journal::seal_body(&self.audit.read_key, &audit::encode_entries(&entries)?)?;
-            let mut chain = lock(&self.audit.chain);
-            if let Some(j) = chain.journal.as_mut() {
-                j.append(&body)?;
-                let at = (j.gen(), j.count());
-                chain.journal_at = Some(at);
-                chain.pending.extend(entries);
-                if chain.pending.len() >= MAX_PENDING {
+            // Encoded before the lock: only the seal, the chained tag and the write
+            // hold it (never a fold: that is the chain's lock).
+            let encoded = audit::encode_entries(&entries)?;
+            let mut journaled = lock(&self.audit.journaled);
+            if let Some(j) = journaled.journal.as_mut() {
+                j.append(&encoded)?;
+                journaled.pending.extend(entries);
+                let full = journaled.pending.len() >= MAX_PENDING;
+                drop(journaled);
+                if full {
                     // Bounded memory when folds fall behind (the entries are safe in
                     // the journal already).
-                    self.audit.commit_link(
-                        self.store.as_ref(),
-                        &mut chain,
-                        &mut Batch::default(),
-                        &[],
-                    )?;
+                    self.audit.commit_pending(self.store.as_ref())?;
                 }
                 return Ok(());
             }
@@ -1332,7 +1372,7 @@ impl Vault {
         let entries = self.entries(&self.event("audit-archive", None, None), Outcome::Ok);
         let r = self
             .audit
-            .commit_link(self.store.as_ref(), &mut chain, &mut b, &entries);
+            .commit_link_all(self.store.as_ref(), &mut chain, &mut b, &entries);
         if r.is_err() {
             chain.start = status.start;
         }
@@ -1378,6 +1418,7 @@ mod tests {
     use crate::store::MemoryStore;
 
     const NUMBER: &str = "+447400123958";
+    const NUMBER_2: &str = "+447400123959";
 
     #[test]
     fn the_cli_user_is_named_from_the_passwd_file() {
@@ -1686,6 +1727,48 @@ mod tests {
         assert!(!a_dir.path().join(journal::JOURNAL_FILE).exists());
         let d = twin.open(store, a_dir.path()).unwrap();
         assert_eq!(finds(&d), 5);
+    }
+
+    /// Issue 14: a read of `process` mode waits for no fold. The journal has its own
+    /// lock; the chain's (held by a fold's commit) is never taken by a read, and the
+    /// log keeps the order of the answers, reads and writes alike.
+    #[test]
+    fn in_process_mode_a_read_does_not_wait_for_a_fold_and_the_order_is_kept() {
+        let (twin, store) = Twin::new();
+        let dir = tempfile::tempdir().unwrap();
+        let a = twin.open(store, dir.path()).unwrap();
+        a.create_tenant("shop", &["otp".into()], None).unwrap();
+        a.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
+            .unwrap();
+        // A fold in progress: the chain locked by another thread.
+        let held = lock(&a.audit.chain);
+        let reader = {
+            let a = a.clone();
+            std::thread::spawn(move || a.find("shop", NUMBER, None, "otp").unwrap().is_some())
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !reader.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the read waited for the chain's lock"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        drop(held);
+        assert!(reader.join().unwrap());
+        // read, write, read: in the chain in that order, the journaled read before the
+        // write's link although it was folded by it
+        a.add("shop", NUMBER_2, None, &["otp".into()], "web")
+            .unwrap();
+        a.find("shop", NUMBER_2, None, "otp").unwrap().unwrap();
+        a.audit.journal_tick(a.store.as_ref());
+        let actions: Vec<String> = chain(&a)
+            .iter()
+            .map(|e| e.action.clone())
+            .filter(|a| a == "find" || a == "add")
+            .collect();
+        assert_eq!(actions, ["add", "find", "add", "find"]);
     }
 
     /// Issue 12 item 3: the journal of `--audit-sync process` held each read's entry

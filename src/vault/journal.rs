@@ -7,21 +7,27 @@
 //!
 //! ```text
 //! file     = header ‖ record*
-//! header   = "PVAJRNL2" ‖ gen (16 random bytes) ‖ u32le(len(sealed)) ‖ sealed
+//! header   = "PVAJRNL3" ‖ gen (16 random bytes) ‖ u32le(len(sealed)) ‖ sealed
 //! sealed   = AES-256-GCM(state key, aad = lp(HEADER_LABEL) ‖ lp(vault id) ‖ lp(gen), JK)
 //! record_i = u32le(len(body_i)) ‖ u32le(!len(body_i)) ‖ body_i ‖ tag_i
-//! body_i   = AEAD_R(aad = lp(BODY_LABEL), audit::encode_entries(entries))
-//!            (R the audit read key, a fresh per-message subkey each record)
+//! BK       = HKDF-SHA256(salt = gen, ikm = JK, info = BODY_KEY_LABEL)
+//! body_i   = u64le(n_i) ‖ AES-256-GCM(BK, nonce = u64le(n_i) ‖ 0u32, aad = lp(BODY_LABEL) ‖ lp(gen),
+//!                                     audit::encode_entries(entries))
+//!            (n_i counts the seals of this journal, failed appends included: never twice)
 //! head_i   = SHA-256(lp(RECORD_LABEL) ‖ lp(gen) ‖ lp(u64le(i)) ‖ lp(head_{i-1}) ‖ lp(body_i))
 //!            head_{-1} = 32 zero bytes
 //! tag_i    = HMAC-SHA-256(JK, head_i)
 //! ```
 //!
 //! JK is a random key per journal file, readable only with the vault's state key (so
-//! only with the root key). The entries are sealed under the audit read key, as in
-//! the chain's links, so the journal shows no record id or purpose to a reader of
-//! the disk. A journal of version 1 (`"PVAJRNL1"`, entries in clear), left by a
-//! server of an earlier version that was killed, is still folded, then removed. Each record is chained to the one before it, so a record
+//! only with the root key). The entries are sealed under BK, a key of this file alone
+//! derived from JK, so the journal shows no record id or purpose to a reader of the
+//! disk; a record costs one AES-GCM seal with a counter nonce (no key derivation, no
+//! random bytes), which is what keeps `process` mode near the socket's speed. Once
+//! folded, the entries are in the chain's links, sealed under the audit read key.
+//! Journals an earlier version left behind when it was killed are still folded, then
+//! removed: version 2 (`"PVAJRNL2"`, each body sealed under the audit read key with a
+//! per-message subkey) and version 1 (`"PVAJRNL1"`, entries in clear). Each record is chained to the one before it, so a record
 //! edited, removed, reordered or moved from another journal fails its tag. A record
 //! cut short at the end of the file (a write torn by a crash, or zeros a power loss
 //! left past the last synced byte) is not a record: it was never acknowledged. Any
@@ -45,11 +51,20 @@ use subtle::ConstantTimeEq;
 
 /// File name of the journal in the vault directory.
 pub(crate) const JOURNAL_FILE: &str = "audit.journal";
-const MAGIC: &[u8; 8] = b"PVAJRNL2";
+const MAGIC: &[u8; 8] = b"PVAJRNL3";
+/// The magic of a journal whose bodies are sealed under the audit read key (read for
+/// recovery, never written).
+const MAGIC_READ_KEY: &[u8; 8] = b"PVAJRNL2";
 /// The magic of a journal whose entries are in clear (read for recovery, never written).
 const MAGIC_CLEAR: &[u8; 8] = b"PVAJRNL1";
-/// AAD label of a record's sealed entries.
-const BODY_LABEL: &[u8] = b"phonevault/v2/audit-journal-body";
+/// AAD label of a record's sealed entries (version 3: under the journal's body key).
+const BODY_LABEL: &[u8] = b"phonevault/v3/audit-journal-body";
+/// AAD label of a version-2 record's entries (under the audit read key).
+const BODY_LABEL_V2: &[u8] = b"phonevault/v2/audit-journal-body";
+/// HKDF info of the journal's body key.
+const BODY_KEY_LABEL: &[u8] = b"phonevault/v3/audit-journal-body-key";
+/// Bytes of a version-3 body before its ciphertext (the nonce counter).
+const NONCE_PREFIX: usize = 8;
 /// AAD label of the sealed journal key.
 const HEADER_LABEL: &[u8] = b"phonevault/v1/audit-journal-key";
 /// Domain label of a record's chained hash.
@@ -113,42 +128,106 @@ fn record_head(gen: &[u8; 16], index: u64, prev: &[u8; 32], body: &[u8]) -> [u8;
 pub(crate) struct Parsed {
     /// Its generation.
     pub gen: [u8; 16],
-    /// The bodies of its complete records, in order.
+    /// The bodies of its complete records, in order (sealed: see [`open_body`]).
     pub records: Vec<Vec<u8>>,
-    /// Whether the bodies are sealed ([`seal_body`]), rather than in clear (version 1).
-    pub sealed: bool,
+    /// How the bodies are sealed.
+    bodies: Bodies,
 }
 
-fn body_aad() -> Vec<u8> {
-    let mut out = (BODY_LABEL.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(BODY_LABEL);
+/// How a journal's record bodies are sealed, by version.
+enum Bodies {
+    /// Version 3: under the file's body key, with counter nonces.
+    FileKey(Box<BodyKey>),
+    /// Version 2: under the audit read key, a per-message subkey each.
+    ReadKey,
+    /// Version 1: in clear.
+    Clear,
+}
+
+/// A journal file's body key BK (see the module doc).
+struct BodyKey {
+    cipher: aes_gcm::Aes256Gcm,
+    aad: Vec<u8>,
+}
+
+impl BodyKey {
+    fn derive(jk: &[u8; 32], gen: &[u8; 16]) -> BodyKey {
+        use aes_gcm::KeyInit;
+        let mut bk = zeroize::Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA256's 8,160-byte limit: expand cannot fail.
+        let _ = hkdf::Hkdf::<Sha256>::new(Some(gen), jk).expand(BODY_KEY_LABEL, &mut bk[..]);
+        let mut aad = Vec::with_capacity(2 * 8 + BODY_LABEL.len() + gen.len());
+        for part in [BODY_LABEL, &gen[..]] {
+            aad.extend_from_slice(&(part.len() as u64).to_le_bytes());
+            aad.extend_from_slice(part);
+        }
+        BodyKey {
+            cipher: aes_gcm::Aes256Gcm::new(aes_gcm::Key::<aes_gcm::Aes256Gcm>::from_slice(
+                &bk[..],
+            )),
+            aad,
+        }
+    }
+
+    fn nonce(n: u64) -> aes_gcm::Nonce<aes_gcm::aes::cipher::consts::U12> {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&n.to_le_bytes());
+        nonce.into()
+    }
+
+    /// `u64le(n) ‖ AES-256-GCM(BK, nonce(n), aad, plain)` into `out` (cleared first).
+    fn seal_into(&self, n: u64, plain: &[u8], out: &mut Vec<u8>) -> Result<(), aes_gcm::Error> {
+        use aes_gcm::aead::AeadInPlace;
+        out.clear();
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(plain);
+        let tag = self.cipher.encrypt_in_place_detached(
+            &Self::nonce(n),
+            &self.aad,
+            &mut out[NONCE_PREFIX..],
+        )?;
+        out.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    fn open(&self, body: &[u8]) -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        use aes_gcm::aead::AeadInPlace;
+        if body.len() < NONCE_PREFIX + 16 {
+            return None;
+        }
+        let (n, rest) = body.split_at(NONCE_PREFIX);
+        let n = u64::from_le_bytes(n.try_into().ok()?);
+        let (ct, tag) = rest.split_at(rest.len() - 16);
+        let mut plain = zeroize::Zeroizing::new(ct.to_vec());
+        self.cipher
+            .decrypt_in_place_detached(
+                &Self::nonce(n),
+                &self.aad,
+                &mut plain,
+                aes_gcm::Tag::from_slice(tag),
+            )
+            .ok()?;
+        Some(plain)
+    }
+}
+
+fn body_aad_v2() -> Vec<u8> {
+    let mut out = (BODY_LABEL_V2.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(BODY_LABEL_V2);
     out
 }
 
-/// A record body: the encoded entries sealed under the audit read key (done by the
-/// caller before it takes the journal, so the seal is not under its lock).
-///
-/// # Errors
-/// When the OS random number generator fails.
-pub(crate) fn seal_body(read: &AuditReadKey, encoded: &[u8]) -> Result<Vec<u8>, JournalError> {
-    read.seal(&body_aad(), encoded)
-        .map_err(|_| JournalError::Io {
-            path: PathBuf::from(JOURNAL_FILE),
-            source: std::io::Error::other("sealing an audit journal record failed"),
-        })
-}
-
-/// The encoded entries of a record body of a journal read back: opened when the
-/// journal seals its bodies. `None` when it does not open.
+/// The encoded entries of a record body of a journal read back, opened as its
+/// version seals them (`read` opens version 2's). `None` when it does not open.
 pub(crate) fn open_body(
     read: &AuditReadKey,
     parsed: &Parsed,
     body: &[u8],
 ) -> Option<zeroize::Zeroizing<Vec<u8>>> {
-    if parsed.sealed {
-        read.open(&body_aad(), body).ok()
-    } else {
-        Some(zeroize::Zeroizing::new(body.to_vec()))
+    match &parsed.bodies {
+        Bodies::FileKey(bk) => bk.open(body),
+        Bodies::ReadKey => read.open(&body_aad_v2(), body).ok(),
+        Bodies::Clear => Some(zeroize::Zeroizing::new(body.to_vec())),
     }
 }
 
@@ -165,9 +244,10 @@ pub(crate) fn parse(bytes: &[u8], state_key: &DataKey, vault: &VaultId) -> Resul
     if bytes.len() < fixed {
         return Err(0);
     }
-    let sealed_bodies = match &bytes[..MAGIC.len()] {
-        m if m == MAGIC => true,
-        m if m == MAGIC_CLEAR => false,
+    let version = match &bytes[..MAGIC.len()] {
+        m if m == MAGIC => 3,
+        m if m == MAGIC_READ_KEY => 2,
+        m if m == MAGIC_CLEAR => 1,
         _ => return Err(0),
     };
     let mut gen = [0u8; 16];
@@ -182,8 +262,14 @@ pub(crate) fn parse(bytes: &[u8], state_key: &DataKey, vault: &VaultId) -> Resul
     let plain = state_key
         .open(&header_aad(vault, &gen), sealed)
         .map_err(|_| 0u64)?;
-    let key_bytes: [u8; 32] = plain.as_slice().try_into().map_err(|_| 0u64)?;
+    let key_bytes =
+        zeroize::Zeroizing::new(<[u8; 32]>::try_from(plain.as_slice()).map_err(|_| 0u64)?);
     let key = AuditKey::from_bytes(&key_bytes);
+    let bodies = match version {
+        3 => Bodies::FileKey(Box::new(BodyKey::derive(&key_bytes, &gen))),
+        2 => Bodies::ReadKey,
+        _ => Bodies::Clear,
+    };
     let mut at = fixed + sealed_len;
     let mut head = [0u8; 32];
     let mut records = Vec::new();
@@ -223,7 +309,7 @@ pub(crate) fn parse(bytes: &[u8], state_key: &DataKey, vault: &VaultId) -> Resul
     Ok(Parsed {
         gen,
         records,
-        sealed: sealed_bodies,
+        bodies,
     })
 }
 
@@ -233,6 +319,12 @@ pub(crate) struct Journal {
     file: Arc<File>,
     gen: [u8; 16],
     key: AuditKey,
+    /// Seals the bodies.
+    body_key: BodyKey,
+    /// Seals made so far (the next one's nonce): a failed append used one too.
+    seals: u64,
+    /// The sealed body of the record being appended (reused).
+    body: Vec<u8>,
     head: [u8; 32],
     /// Records written.
     count: u64,
@@ -322,6 +414,7 @@ impl Journal {
         let mut gen = [0u8; 16];
         rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut gen);
         let key = AuditKey::generate();
+        let body_key = BodyKey::derive(key.expose_secret(), &gen);
         let sealed = state_key
             .seal(&header_aad(vault, &gen), key.expose_secret())
             .map_err(|_| JournalError::Io {
@@ -353,6 +446,9 @@ impl Journal {
             file: Arc::new(file),
             gen,
             key,
+            body_key,
+            seals: 0,
+            body: Vec::with_capacity(512),
             head: [0; 32],
             count: 0,
             len: header.len() as u64,
@@ -380,20 +476,38 @@ impl Journal {
         self.file.clone()
     }
 
-    /// Appends one record with one `write(2)` (more only if the kernel takes it in
-    /// parts). Once this returns, a killed process loses nothing of it; a power loss
-    /// may, until the next sync. A failed write is cut off again, so that no torn
-    /// record stays in front of later ones.
+    /// Seals `plain` (encoded entries) and appends it as one record with one
+    /// `write(2)` (more only if the kernel takes it in parts). Once this returns, a
+    /// killed process loses nothing of it; a power loss may, until the next sync. A
+    /// failed write is cut off again, so that no torn record stays in front of later
+    /// ones.
     ///
     /// # Errors
     /// I/O errors; a record larger than [`MAX_RECORD`].
-    pub(crate) fn append(&mut self, body: &[u8]) -> Result<(), JournalError> {
-        if body.is_empty() || body.len() > MAX_RECORD {
+    pub(crate) fn append(&mut self, plain: &[u8]) -> Result<(), JournalError> {
+        if plain.is_empty() || plain.len() + NONCE_PREFIX + 16 > MAX_RECORD {
             return Err(JournalError::Io {
                 path: self.path.clone(),
                 source: std::io::Error::other("audit journal record out of bounds"),
             });
         }
+        let n = self.seals;
+        // Counted before the write: a nonce is never used twice, whatever fails.
+        self.seals += 1;
+        let mut body = std::mem::take(&mut self.body);
+        let sealed = self.body_key.seal_into(n, plain, &mut body);
+        let result = match sealed {
+            Ok(()) => self.write_record(&body),
+            Err(_) => Err(JournalError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::other("sealing an audit journal record failed"),
+            }),
+        };
+        self.body = body;
+        result
+    }
+
+    fn write_record(&mut self, body: &[u8]) -> Result<(), JournalError> {
         let head = record_head(&self.gen, self.count, &self.head, body);
         let tag = self.key.tag(&head);
         self.buf.clear();
@@ -465,12 +579,30 @@ mod tests {
         (dir, bytes, bodies)
     }
 
+    /// Bytes a record of `plain` takes in the file.
+    fn record_len(plain: &[u8]) -> usize {
+        8 + NONCE_PREFIX + plain.len() + 16 + 32
+    }
+
+    /// The opened bodies of a parsed journal.
+    fn opened(p: &Parsed) -> Vec<Vec<u8>> {
+        let read = AuditReadKey::from_bytes(&[4; 32]);
+        p.records
+            .iter()
+            .map(|b| open_body(&read, p, b).unwrap().to_vec())
+            .collect()
+    }
+
     #[test]
     fn records_read_back_in_order() {
         let (_d, bytes, bodies) = written(5);
         let (k, v) = keys();
         let p = parse(&bytes, &k, &v).unwrap();
-        assert_eq!(p.records, bodies);
+        assert_eq!(opened(&p), bodies);
+        // the entries are not in the file in clear
+        for b in &bodies {
+            assert!(!bytes.windows(b.len()).any(|w| w == &b[..]));
+        }
         // another vault's state key opens nothing
         assert_eq!(parse(&bytes, &keys_of(v, 10).0, &v).err(), Some(0));
         assert_eq!(parse(&bytes, &k, &VaultId([4; 16])).err(), Some(0));
@@ -480,15 +612,15 @@ mod tests {
     fn a_torn_tail_record_is_ignored() {
         let (_d, bytes, bodies) = written(4);
         let (k, v) = keys();
-        let last = 8 + bodies[3].len() + 32;
+        let last = record_len(&bodies[3]);
         for cut in 1..last {
             let p = parse(&bytes[..bytes.len() - cut], &k, &v).unwrap();
-            assert_eq!(p.records, bodies[..3].to_vec(), "cut {cut}");
+            assert_eq!(opened(&p), bodies[..3].to_vec(), "cut {cut}");
         }
         // zeros past the last synced byte (power loss) are not a record either
         let mut zeros = bytes.clone();
         zeros.extend_from_slice(&[0; 300]);
-        assert_eq!(parse(&zeros, &k, &v).unwrap().records, bodies);
+        assert_eq!(opened(&parse(&zeros, &k, &v).unwrap()), bodies);
         // the header is written whole before the journal is renamed into place:
         // one cut short is damage, not a torn write
         for cut in 0..40 {
@@ -500,7 +632,7 @@ mod tests {
     fn a_flipped_byte_is_refused() {
         let (_d, bytes, bodies) = written(3);
         let (k, v) = keys();
-        let header = bytes.len() - bodies.iter().map(|b| 8 + b.len() + 32).sum::<usize>();
+        let header = bytes.len() - bodies.iter().map(|b| record_len(b)).sum::<usize>();
         for i in 0..bytes.len() {
             let mut t = bytes.clone();
             t[i] ^= 0x20;
@@ -511,7 +643,7 @@ mod tests {
                 let mut at = header;
                 let mut rec = 0;
                 for b in &bodies {
-                    at += 8 + b.len() + 32;
+                    at += record_len(b);
                     if i < at {
                         break;
                     }
@@ -523,34 +655,83 @@ mod tests {
         }
         // records swapped or removed fail their chain
         let first = header;
-        let second = first + 8 + bodies[0].len() + 32;
+        let second = first + record_len(&bodies[0]);
         let mut removed = bytes[..first].to_vec();
         removed.extend_from_slice(&bytes[second..]);
         assert_eq!(parse(&removed, &k, &v).err(), Some(0));
     }
 
     #[test]
-    fn bodies_are_sealed_and_a_journal_of_version_1_reads_in_clear() {
+    fn each_seal_has_its_own_nonce_and_a_body_opens_only_where_it_was_sealed() {
+        let (_d, bytes, _) = written(3);
+        let (k, v) = keys();
+        let p = parse(&bytes, &k, &v).unwrap();
+        let nonces: Vec<&[u8]> = p.records.iter().map(|b| &b[..NONCE_PREFIX]).collect();
+        assert_eq!(nonces.len(), 3);
+        assert!(nonces[0] != nonces[1] && nonces[1] != nonces[2] && nonces[0] != nonces[2]);
+        // a body of another journal (another gen and key) does not open here
+        let (_d2, other, _) = written(1);
+        let q = parse(&other, &k, &v).unwrap();
+        let read = AuditReadKey::from_bytes(&[4; 32]);
+        assert!(open_body(&read, &p, &q.records[0]).is_none());
+        // nor one with its nonce counter changed
+        let mut moved = p.records[1].clone();
+        moved[0] ^= 1;
+        assert!(open_body(&read, &p, &moved).is_none());
+    }
+
+    #[test]
+    fn a_failed_append_burns_its_nonce() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, v) = keys();
+        let mut j = Journal::create(dir.path(), &k, &v).unwrap();
+        j.append(b"first").unwrap();
+        // too large: refused before anything is written, yet no later seal reuses a nonce
+        let seals = j.seals;
+        assert!(j.append(&vec![1; MAX_RECORD]).is_err());
+        assert_eq!(j.seals, seals);
+        // a write that fails (the file made read-only under it) uses its nonce up
+        let ro = std::fs::OpenOptions::new()
+            .read(true)
+            .open(dir.path().join(JOURNAL_FILE))
+            .unwrap();
+        let writable = std::mem::replace(&mut j.file, Arc::new(ro));
+        assert!(j.append(b"lost").is_err());
+        j.file = writable;
+        j.append(b"second").unwrap();
+        let bytes = std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap();
+        let p = parse(&bytes, &k, &v).unwrap();
+        assert_eq!(opened(&p), vec![b"first".to_vec(), b"second".to_vec()]);
+        let n: Vec<u64> = p
+            .records
+            .iter()
+            .map(|b| u64::from_le_bytes(b[..8].try_into().unwrap()))
+            .collect();
+        assert_eq!(n, vec![0, 2]);
+    }
+
+    #[test]
+    fn journals_of_versions_2_and_1_still_read() {
         let read = AuditReadKey::from_bytes(&[4; 32]);
         let (_d, mut bytes, bodies) = written(2);
         let (k, v) = keys();
+        // version 2: bodies sealed under the audit read key
+        let v2_body = read.seal(&body_aad_v2(), b"entries").unwrap();
+        bytes[..MAGIC.len()].copy_from_slice(MAGIC_READ_KEY);
         let p = parse(&bytes, &k, &v).unwrap();
-        assert!(p.sealed);
-        let sealed = seal_body(&read, b"entries").unwrap();
         assert_eq!(
-            open_body(&read, &p, &sealed).unwrap().as_slice(),
+            open_body(&read, &p, &v2_body).unwrap().as_slice(),
             b"entries"
         );
-        assert!(open_body(&AuditReadKey::from_bytes(&[5; 32]), &p, &sealed).is_none());
+        assert!(open_body(&AuditReadKey::from_bytes(&[5; 32]), &p, &v2_body).is_none());
         assert!(open_body(&read, &p, b"entries").is_none());
-        // a journal an earlier version left behind: its bodies are taken as they are
+        // version 1: bodies taken as they are
         bytes[..MAGIC.len()].copy_from_slice(MAGIC_CLEAR);
         let old = parse(&bytes, &k, &v).unwrap();
-        assert!(!old.sealed);
-        assert_eq!(old.records, bodies);
+        assert_eq!(old.records.len(), bodies.len());
         assert_eq!(
-            open_body(&read, &old, &bodies[0]).unwrap().as_slice(),
-            bodies[0].as_slice()
+            open_body(&read, &old, b"clear").unwrap().as_slice(),
+            b"clear"
         );
     }
 
