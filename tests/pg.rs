@@ -918,6 +918,7 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
 
 mod conformance {
     use super::{Batch, Entry, Store, StoreError, Tree};
+    use phonevault::store::{copy_trees, MemoryStore};
     include!("../src/store/conformance.rs");
 }
 

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 
 use super::{create_private, fail, open, print_json, Cli, Failure};
 use crate::audit::{self, AuditError, Checkpoint, Entry, Link, Outcome, Report};
-use crate::store::{PgStore, SledStore, Store, StoreLocation, Tree};
+use crate::store::{Store, StoreLocation, Tree};
 use crate::vault::{self, VaultError};
 
 /// Audit log commands.
@@ -276,67 +276,24 @@ fn read_k0(path: &Path) -> Result<AuditKey, Failure> {
 }
 
 /// The store alone, as `--store` names it: no passphrase, no keys.
-enum AuditStore {
-    Sled(SledStore),
-    Postgres(PgStore),
-}
-
-impl AuditStore {
-    fn store(&self) -> &dyn Store {
-        match self {
-            AuditStore::Sled(s) => s,
-            AuditStore::Postgres(s) => s,
-        }
-    }
-
-    fn last_value(&self, t: Tree) -> Result<Option<Vec<u8>>, VaultError> {
-        Ok(match self {
-            AuditStore::Sled(s) => s.last_value(t)?,
-            AuditStore::Postgres(s) => s.last_value(t)?,
-        })
-    }
-}
+type AuditStore = std::sync::Arc<dyn Store>;
 
 /// Opens the store alone: no passphrase, no keys.
 fn open_store(cli: &Cli) -> Result<AuditStore, Failure> {
-    if let StoreLocation::Postgres(cfg) = super::store_location(cli)? {
-        return Ok(AuditStore::Postgres(
-            PgStore::connect(&cfg).map_err(VaultError::from)?,
-        ));
-    }
+    let location = super::store_location(cli)?;
     let dir = cli.vault.join(vault::STORE_DIR);
-    if !dir.exists() {
+    if matches!(location, StoreLocation::Sled) && !dir.exists() {
         return Err(VaultError::NoVault(cli.vault.clone()).into());
     }
-    Ok(AuditStore::Sled(
-        SledStore::open(&dir, 8 << 20).map_err(VaultError::from)?,
-    ))
+    Ok(location.open(&dir, 8 << 20).map_err(VaultError::from)?)
 }
 
 /// The live log's links in order, a page at a time.
 fn live_links(store: &AuditStore) -> impl Iterator<Item = Result<Vec<u8>, Failure>> + '_ {
-    let store = store.store();
-    let mut from = Vec::new();
-    let mut page: std::vec::IntoIter<(Vec<u8>, Vec<u8>)> = Vec::new().into_iter();
-    let mut done = false;
-    std::iter::from_fn(move || loop {
-        if let Some((k, v)) = page.next() {
-            from = k;
-            from.push(0);
-            return Some(Ok(v));
-        }
-        if done {
-            return None;
-        }
-        match store.range(Tree::Audit, &from, None, 1000) {
-            Ok(p) if p.is_empty() => done = true,
-            Ok(p) => page = p.into_iter(),
-            Err(e) => {
-                done = true;
-                return Some(Err(VaultError::from(e).into()));
-            }
-        }
-    })
+    let store: &dyn Store = &**store;
+    store
+        .scan(Tree::Audit, &[], None, 1000)
+        .map(|e| e.map(|(_, v)| v).map_err(|e| VaultError::from(e).into()))
 }
 
 /// An archive file: a header line, then one link per line.
@@ -567,7 +524,7 @@ fn verify(cli: &Cli, a: &VerifyArgs) -> Result<(), Failure> {
 
 fn checkpoint(cli: &Cli, out: Option<&Path>) -> Result<(), Failure> {
     let store = open_store(cli)?;
-    let last = store.last_value(Tree::Audit)?;
+    let last = store.last_value(Tree::Audit).map_err(VaultError::from)?;
     let cp = match last {
         None => Checkpoint::GENESIS,
         Some(bytes) => {

@@ -1,7 +1,8 @@
 // The conformance suite every `Store` implementation passes: included (`include!`)
 // by the unit tests of `store` (memory, sled) and by tests/pg.rs (PostgreSQL, which
 // needs a database and so runs under its own harness). Items only, no `use`: the
-// includer brings `Batch`, `Entry`, `Store`, `StoreError` and `Tree` into scope.
+// includer brings `Batch`, `Entry`, `Store`, `StoreError`, `Tree`, `MemoryStore` and
+// `copy_trees` into scope.
 
 /// The conformance suite every [`Store`] must pass.
 pub(crate) fn conformance(s: &dyn Store) {
@@ -163,6 +164,29 @@ pub(crate) fn conformance(s: &dyn Store) {
         );
     }
     assert_eq!(s.scan_all(Tree::Audit, b"", 2).count(), 0);
+    // the newest value of a tree: none when empty, then the value of the greatest key
+    assert_eq!(s.last_value(Tree::Audit).unwrap(), None);
+    let mut b = Batch::default();
+    for k in [&b"\x00\x02"[..], b"\x00\x01", b"\x00\x03\xff"] {
+        b.put(Tree::Audit, k.to_vec(), [b"link ", k].concat());
+    }
+    s.commit(&b).unwrap();
+    assert_eq!(
+        s.last_value(Tree::Audit).unwrap().as_deref(),
+        Some(&b"link \x00\x03\xff"[..])
+    );
+    assert_eq!(s.last_value(Tree::Suppress).unwrap(), None);
+    // a copy holds every row of every tree (the store is `compact`ed into a fresh one)
+    let copy = MemoryStore::new();
+    copy_trees(s, &copy).unwrap();
+    for t in Tree::ALL {
+        assert_eq!(
+            copy.range(t, b"", None, usize::MAX).unwrap(),
+            s.range(t, b"", None, usize::MAX).unwrap(),
+            "{}",
+            t.name()
+        );
+    }
     s.flush().unwrap();
 }
 

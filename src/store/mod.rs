@@ -312,6 +312,24 @@ pub trait Store: Send + Sync {
         Ok(Some((v, linked)))
     }
 
+    /// The value of the last key of `tree` (the audit log's newest link). The default
+    /// pages through the whole tree; the stores read it directly.
+    ///
+    /// # Errors
+    /// The store's read errors.
+    fn last_value(&self, tree: Tree) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut last = None;
+        let mut from = Vec::new();
+        loop {
+            let page = self.range(tree, &from, None, 1_000)?;
+            let Some((k, v)) = page.last() else {
+                return Ok(last);
+            };
+            from = [k.as_slice(), &[0]].concat();
+            last = Some(v.clone());
+        }
+    }
+
     /// Reads up to `limit` entries whose key starts with `prefix`.
     fn scan_prefix(
         &self,
@@ -322,6 +340,32 @@ pub trait Store: Send + Sync {
         let end = prefix_end(prefix);
         self.range(tree, prefix, end.as_deref(), limit)
     }
+}
+
+/// Copies every tree of `src` into `dest` (a fresh store: `compact` writes the live
+/// one into a new directory), in batches of 10,000 rows, then flushes `dest`.
+///
+/// # Errors
+/// Either store's errors.
+pub fn copy_trees(src: &dyn Store, dest: &dyn Store) -> Result<(), StoreError> {
+    const ROWS: usize = 10_000;
+    for t in Tree::ALL {
+        let mut batch = Batch::default();
+        let mut n = 0;
+        for kv in src.scan(t, &[], None, ROWS) {
+            let (k, v) = kv?;
+            batch.put(t, k, v);
+            n += 1;
+            if n == ROWS {
+                dest.commit(&std::mem::take(&mut batch))?;
+                n = 0;
+            }
+        }
+        if !batch.is_empty() {
+            dest.commit(&batch)?;
+        }
+    }
+    dest.flush()
 }
 
 /// The smallest key greater than every key starting with `prefix` (`None`: unbounded).

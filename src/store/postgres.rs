@@ -356,11 +356,8 @@ impl PgStore {
             .ok_or_else(|| StoreError::Config("unknown tree".into()))
     }
 
-    /// The value of the last key of a tree (the audit log's newest link).
-    ///
-    /// # Errors
-    /// As [`Store::get`].
-    pub fn last_value(&self, tree: Tree) -> Result<Option<Vec<u8>>, StoreError> {
+    /// [`Store::last_value`] in one query.
+    fn newest_value(&self, tree: Tree) -> Result<Option<Vec<u8>>, StoreError> {
         let sql = format!(
             "SELECT v FROM {}.pv_{} ORDER BY k DESC LIMIT 1",
             self.schema,
@@ -725,6 +722,10 @@ impl PgStore {
 impl Store for PgStore {
     fn shared(&self) -> bool {
         true
+    }
+
+    fn last_value(&self, tree: Tree) -> Result<Option<Vec<u8>>, StoreError> {
+        self.newest_value(tree)
     }
 
     fn get_linked(

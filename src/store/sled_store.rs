@@ -90,46 +90,19 @@ impl SledStore {
     fn tree(&self, t: Tree) -> &sled::Tree {
         &self.trees[t.slot()]
     }
+}
 
-    /// The value of the last key of a tree (the audit log's newest link).
-    pub fn last_value(&self, t: Tree) -> Result<Option<Vec<u8>>, StoreError> {
+impl Store for SledStore {
+    fn bytes_on_disk(&self) -> Option<u64> {
+        self.db.size_on_disk().ok()
+    }
+
+    fn last_value(&self, t: Tree) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .tree(t)
             .last()
             .map_err(sled_err)?
             .map(|(_, v)| v.to_vec()))
-    }
-
-    /// Bytes the database occupies on disk.
-    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.db.size_on_disk().map_err(sled_err)
-    }
-
-    /// Copies every tree into a fresh store at `dest` (used by `compact`).
-    pub fn copy_into(&self, dest: &SledStore) -> Result<(), StoreError> {
-        for t in Tree::ALL {
-            let mut batch = sled::Batch::default();
-            let mut n = 0;
-            for kv in self.tree(t).iter() {
-                let (k, v) = kv.map_err(sled_err)?;
-                batch.insert(k, v);
-                n += 1;
-                if n == 10_000 {
-                    dest.tree(t)
-                        .apply_batch(std::mem::take(&mut batch))
-                        .map_err(sled_err)?;
-                    n = 0;
-                }
-            }
-            dest.tree(t).apply_batch(batch).map_err(sled_err)?;
-        }
-        dest.flush()
-    }
-}
-
-impl Store for SledStore {
-    fn bytes_on_disk(&self) -> Option<u64> {
-        self.size_on_disk().ok()
     }
 
     fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -17,7 +17,7 @@ use super::{
 };
 use crate::audit::{self, Checkpoint};
 use crate::backup::{BackupError, BackupReader, BackupWriter, Header};
-use crate::store::{Batch, SledStore, Store, StoreError, Tree};
+use crate::store::{Batch, StoreError, StoreLocation, Tree};
 
 /// Rows read from the store per page while backing up.
 const PAGE: usize = 1000;
@@ -137,30 +137,22 @@ impl Vault {
         start_row.extend_from_slice(&start.head);
         let mut start_written = false;
         for tree in Tree::ALL {
-            let mut from = Vec::new();
-            loop {
-                let page = self.store.range(tree, &from, None, PAGE)?;
-                let Some((last, _)) = page.last() else {
-                    if tree == Tree::Meta && !start_written {
+            for row in self.store.scan(tree, &[], None, PAGE) {
+                let (k, v) = row?;
+                if tree == Tree::Meta {
+                    if KEY_ROWS.contains(&k.as_slice()) {
+                        continue;
+                    }
+                    if !start_written && k.as_slice() > BACKUP_START_ROW {
                         w.entry(tree, BACKUP_START_ROW, &start_row)?;
                         start_written = true;
                     }
-                    break;
-                };
-                from = last.clone();
-                from.push(0);
-                for (k, v) in &page {
-                    if tree == Tree::Meta {
-                        if KEY_ROWS.contains(&k.as_slice()) {
-                            continue;
-                        }
-                        if !start_written && k.as_slice() > BACKUP_START_ROW {
-                            w.entry(tree, BACKUP_START_ROW, &start_row)?;
-                            start_written = true;
-                        }
-                    }
-                    w.entry(tree, k, v)?;
                 }
+                w.entry(tree, &k, &v)?;
+            }
+            if tree == Tree::Meta && !start_written {
+                w.entry(tree, BACKUP_START_ROW, &start_row)?;
+                start_written = true;
             }
         }
         let (out, header) = w.finish(vault_id, self.now())?;
@@ -258,7 +250,7 @@ impl Vault {
                 return Err(BackupError::TargetInUse(dir.display().to_string()).into());
             }
             // Fails now, before any work, if a server holds the store.
-            drop(SledStore::open(&live, 1 << 20).map_err(busy)?);
+            drop(StoreLocation::Sled.open(&live, 1 << 20).map_err(busy)?);
         }
         // Into a directory of its own, never compaction's: its crash recovery deletes a
         // store it finds under its names.
@@ -385,7 +377,7 @@ fn write_rows(
     archive: &Path,
 ) -> Result<(u64, u64, Vec<String>, u64, bool), VaultError> {
     let (row_mac, backup_key) = (&keys.row_mac, &keys.backup);
-    let store = SledStore::open(dest, 64 << 20)?;
+    let store = StoreLocation::Sled.open(dest, 64 << 20)?;
     let mut r = BackupReader::new(open_file(file)?, backup_key)?;
     check_vault(r.header(), ring)?;
     let mut links: Vec<Vec<u8>> = Vec::new();

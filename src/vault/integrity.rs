@@ -486,22 +486,16 @@ impl Vault {
                 .map(RecordId);
             (tenant, id)
         };
-        let mut start = Vec::new();
-        loop {
-            let page = self.store.range(Tree::Records, &start, None, PAGE)?;
-            let Some((k, _)) = page.last() else { break };
-            start = k.clone();
-            start.push(0);
-            for (key, stored) in page {
-                let (tenant, id) = name(&key);
-                let (tenant, id) = (tenant.as_deref(), id.as_ref());
-                match last.remove(&key) {
-                    Some(Some(d)) if d == crate::audit::row_digest(&stored) => {}
-                    Some(Some(_)) => report.note("record_replayed", tenant, id, "the stored ciphertext is not the one its last audited write stored: an older copy was put back, or it was written without an audit entry; restore the record from a trusted backup or re-add it"),
-                    Some(None) => report.note("record_resurrected", tenant, id, "the record is stored though its last audited write deleted it (opted out and erased, purged or shredded): it was put back behind the vault's back; erase it again"),
-                    None if covered => report.note("record_unaudited", tenant, id, "no audited write stored this record: it was written behind the vault's back"),
-                    None => {}
-                }
+        for row in self.store.scan(Tree::Records, &[], None, PAGE) {
+            let (key, stored) = row?;
+            let (tenant, id) = name(&key);
+            let (tenant, id) = (tenant.as_deref(), id.as_ref());
+            match last.remove(&key) {
+                Some(Some(d)) if d == crate::audit::row_digest(&stored) => {}
+                Some(Some(_)) => report.note("record_replayed", tenant, id, "the stored ciphertext is not the one its last audited write stored: an older copy was put back, or it was written without an audit entry; restore the record from a trusted backup or re-add it"),
+                Some(None) => report.note("record_resurrected", tenant, id, "the record is stored though its last audited write deleted it (opted out and erased, purged or shredded): it was put back behind the vault's back; erase it again"),
+                None if covered => report.note("record_unaudited", tenant, id, "no audited write stored this record: it was written behind the vault's back"),
+                None => {}
             }
         }
         let mut missing: Vec<Vec<u8>> =
@@ -522,19 +516,11 @@ fn for_each_page(
     mut f: impl FnMut(&[u8], &[u8], &mut IntegrityReport) -> Result<(), VaultError>,
     report: &mut IntegrityReport,
 ) -> Result<(), VaultError> {
-    let end = prefix_end(prefix);
-    let mut start = prefix.to_vec();
-    loop {
-        let page = vault.store.range(tree, &start, end.as_deref(), PAGE)?;
-        let Some((last, _)) = page.last() else {
-            return Ok(());
-        };
-        start = last.clone();
-        start.push(0);
-        for (k, v) in &page {
-            f(k, v, report)?;
-        }
+    for row in vault.store.scan_all(tree, prefix, PAGE) {
+        let (k, v) = row?;
+        f(&k, &v, report)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

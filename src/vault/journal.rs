@@ -484,46 +484,61 @@ impl Journal {
     ///
     /// # Errors
     /// I/O errors; a record larger than [`MAX_RECORD`].
+    #[cfg(test)]
     pub(crate) fn append(&mut self, plain: &[u8]) -> Result<(), JournalError> {
-        if plain.is_empty() || plain.len() + NONCE_PREFIX + 16 > MAX_RECORD {
+        self.append_all(&[plain])
+    }
+
+    /// Whether encoded entries of `len` bytes fit in one record.
+    pub(crate) fn fits(len: usize) -> bool {
+        len > 0 && len + NONCE_PREFIX + 16 <= MAX_RECORD
+    }
+
+    /// [`Journal::append`] of several records, in order, with one `write(2)`: all of
+    /// them are in the file once this returns, or none is.
+    ///
+    /// # Errors
+    /// I/O errors; a record larger than [`MAX_RECORD`] (then nothing is written).
+    pub(crate) fn append_all(&mut self, plains: &[&[u8]]) -> Result<(), JournalError> {
+        if !plains.iter().all(|p| Self::fits(p.len())) {
             return Err(JournalError::Io {
                 path: self.path.clone(),
                 source: std::io::Error::other("audit journal record out of bounds"),
             });
         }
-        let n = self.seals;
-        // Counted before the write: a nonce is never used twice, whatever fails.
-        self.seals += 1;
         let mut body = std::mem::take(&mut self.body);
-        let sealed = self.body_key.seal_into(n, plain, &mut body);
-        let result = match sealed {
-            Ok(()) => self.write_record(&body),
-            Err(_) => Err(JournalError::Io {
-                path: self.path.clone(),
-                source: std::io::Error::other("sealing an audit journal record failed"),
-            }),
-        };
-        self.body = body;
-        result
-    }
-
-    fn write_record(&mut self, body: &[u8]) -> Result<(), JournalError> {
-        let head = record_head(&self.gen, self.count, &self.head, body);
-        let tag = self.key.tag(&head);
         self.buf.clear();
-        self.buf
-            .extend_from_slice(&(body.len() as u32).to_le_bytes());
-        self.buf
-            .extend_from_slice(&(!(body.len() as u32)).to_le_bytes());
-        self.buf.extend_from_slice(body);
-        self.buf.extend_from_slice(&tag);
+        let (mut head, mut count) = (self.head, self.count);
+        let mut result = Ok(());
+        for plain in plains {
+            let n = self.seals;
+            // Counted before the write: a nonce is never used twice, whatever fails.
+            self.seals += 1;
+            if self.body_key.seal_into(n, plain, &mut body).is_err() {
+                result = Err(JournalError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::other("sealing an audit journal record failed"),
+                });
+                break;
+            }
+            head = record_head(&self.gen, count, &head, &body);
+            count += 1;
+            self.buf
+                .extend_from_slice(&(body.len() as u32).to_le_bytes());
+            self.buf
+                .extend_from_slice(&(!(body.len() as u32)).to_le_bytes());
+            self.buf.extend_from_slice(&body);
+            self.buf.extend_from_slice(&self.key.tag(&head));
+        }
+        self.body = body;
+        result?;
         if let Err(e) = (&*self.file).write_all(&self.buf) {
             // Best effort: a torn record left here would make every later one unreadable.
             let _ = self.file.set_len(self.len);
             return Err(io(&self.path)(e));
         }
         self.head = head;
-        self.count += 1;
+        self.count = count;
         self.len += self.buf.len() as u64;
         Ok(())
     }
@@ -678,6 +693,35 @@ mod tests {
         let mut moved = p.records[1].clone();
         moved[0] ^= 1;
         assert!(open_body(&read, &p, &moved).is_none());
+    }
+
+    /// Several records in one write: each chained after the one before, in order, as
+    /// if appended one by one.
+    #[test]
+    fn records_appended_together_read_back_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (k, v) = keys();
+        let mut j = Journal::create(dir.path(), &k, &v).unwrap();
+        j.append(b"one").unwrap();
+        j.append_all(&[b"two", b"three", b"four"]).unwrap();
+        j.append(b"five").unwrap();
+        assert_eq!(j.count(), 5);
+        let back = || {
+            parse(
+                &std::fs::read(dir.path().join(JOURNAL_FILE)).unwrap(),
+                &k,
+                &v,
+            )
+        };
+        assert_eq!(
+            opened(&back().unwrap()),
+            [&b"one"[..], b"two", b"three", b"four", b"five"]
+        );
+        // one record too large: nothing of the call is written
+        let big = vec![1u8; MAX_RECORD];
+        assert!(j.append_all(&[b"six", &big]).is_err());
+        assert_eq!(j.count(), 5);
+        assert_eq!(opened(&back().unwrap()).len(), 5);
     }
 
     #[test]

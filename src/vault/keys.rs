@@ -5,7 +5,7 @@
 //! and passphrases; the keyring's own export and import for the key holders.
 
 use std::path::Path;
-use std::sync::{Arc, PoisonError};
+use std::sync::PoisonError;
 
 use phonevault_keys::{
     Credential, KdfParams, KeyError, KeyPurpose, Keyring, Passphrase, RootKey, SlotKind,
@@ -17,7 +17,7 @@ use super::{
     KEYRING_FILE, STORE_DIR,
 };
 use crate::record;
-use crate::store::{Batch, SledStore, Tree};
+use crate::store::{Batch, StoreLocation, Tree};
 
 /// Records rewrapped per atomic commit; the write lock is released between chunks.
 const REWRAP_CHUNK: usize = 500;
@@ -721,9 +721,9 @@ impl Vault {
             }
         }
         lifecycle::recover_compaction(dir)?;
-        let store = SledStore::open(&dir.join(STORE_DIR), 8 << 20)?;
+        let store = StoreLocation::Sled.open(&dir.join(STORE_DIR), 8 << 20)?;
         // Checks the store's meta row under the imported keyring's row-MAC key.
-        let vault = Vault::with_store(dir, Arc::new(store), ring.clone(), root)?;
+        let vault = Vault::with_store(dir, store, ring.clone(), root)?;
         let tenants_without_keys = vault
             .tenants()?
             .into_iter()

@@ -11,7 +11,7 @@ use super::{
 use crate::phone;
 use crate::policy::{consent, retention};
 use crate::record::{RecordBody, RecordId};
-use crate::store::{Batch, SledStore, Tree};
+use crate::store::{Batch, StoreLocation, Tree};
 
 /// Which record an operation targets.
 #[derive(Clone, Copy)]
@@ -530,16 +530,16 @@ impl Vault {
         let before;
         let after;
         {
-            let src = SledStore::open(&live, 8 << 20)?;
-            before = src.size_on_disk()?;
-            let dst = SledStore::open(&fresh, 8 << 20)?;
-            let copied = src.copy_into(&dst);
+            let src = StoreLocation::Sled.open(&live, 8 << 20)?;
+            before = src.bytes_on_disk().unwrap_or(0);
+            let dst = StoreLocation::Sled.open(&fresh, 8 << 20)?;
+            let copied = crate::store::copy_trees(&*src, &*dst);
             if let Err(e) = copied {
                 drop(dst);
                 let _ = std::fs::remove_dir_all(&fresh);
                 return Err(e.into());
             }
-            after = dst.size_on_disk()?;
+            after = dst.bytes_on_disk().unwrap_or(0);
         }
         std::fs::rename(&live, &old).map_err(|e| VaultError::io("renaming", &live, e))?;
         std::fs::rename(&fresh, &live).map_err(|e| VaultError::io("renaming", &fresh, e))?;
