@@ -107,3 +107,28 @@ pub(crate) fn next_csv_row<R: std::io::Read>(
         Err(e) => ImportRow::Unreadable(Reject::malformed(&e, line)),
     })
 }
+
+/// Sends `rows` to `tx` in chunks of `size`, each made by `row` from the number as
+/// given and its position (or by `malformed` from the reject of a row that could not
+/// be read). Stops early when the receiver is gone.
+pub(crate) fn send_chunks<T>(
+    rows: impl Iterator<Item = ImportRow>,
+    size: usize,
+    tx: &std::sync::mpsc::SyncSender<Vec<T>>,
+    mut row: impl FnMut(&str, u64) -> T,
+    malformed: impl Fn(Reject) -> T,
+) {
+    let mut chunk = Vec::with_capacity(size);
+    for r in rows {
+        chunk.push(match r {
+            ImportRow::Number { phone, line } => row(&phone, line),
+            ImportRow::Unreadable(reject) => malformed(reject),
+        });
+        if chunk.len() == size && tx.send(std::mem::take(&mut chunk)).is_err() {
+            return;
+        }
+    }
+    if !chunk.is_empty() {
+        let _ = tx.send(chunk);
+    }
+}
