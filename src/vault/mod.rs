@@ -182,6 +182,17 @@ pub(crate) struct TenantCtx {
 const DECOY_ID: RecordId = RecordId([0xff; 16]);
 
 impl TenantCtx {
+    /// The index key versions a lookup tries, oldest first: a concurrent rewrap moves
+    /// entries from old to new only, so looking at the old place before the new one
+    /// cannot miss an entry in flight (new-then-old could, between the two reads).
+    fn index_versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.row
+            .stale_index_versions
+            .iter()
+            .copied()
+            .chain(std::iter::once(self.current_index))
+    }
+
     fn data_key(&self, version: u32) -> Result<&TenantKeys, VaultError> {
         self.keys
             .get(&version)

@@ -2,6 +2,7 @@
 //! of a tenant; each read decided by the policy (consent, retention, suppression lists)
 //! and audited, and an absent number doing the work of a refused one (no timing oracle).
 
+use super::audit::Event;
 use super::*;
 
 impl Vault {
@@ -43,16 +44,7 @@ impl Vault {
         ctx: &TenantCtx,
         e164: &E164,
     ) -> Result<Option<(RecordId, Vec<u8>, RecordBody)>, VaultError> {
-        // Older versions first: a concurrent rewrap moves entries from old to new
-        // only, so looking at the old place before the new one cannot miss an entry
-        // in flight (new-then-old could, between the two reads).
-        let versions = ctx
-            .row
-            .stale_index_versions
-            .iter()
-            .copied()
-            .chain(std::iter::once(ctx.current_index));
-        for v in versions {
+        for v in ctx.index_versions() {
             let keys = ctx.data_key(v)?;
             let digest = record::exact_digest(&keys.index, e164.expose_secret());
             let key = exact_index_key(ctx.row.id, keys.version, &digest);
@@ -105,6 +97,29 @@ impl Vault {
         }
     }
 
+    /// The answer to a read of one record that was found: the record when it is
+    /// readable for `purpose` now and on none of the purpose's suppression lists, else
+    /// `None` and the entry marked refused. The lists are looked up either way, so a
+    /// refused read does the work of a suppressed one (and of an absent one, see
+    /// `read_decoy`).
+    fn answer_read(
+        &self,
+        ctx: &TenantCtx,
+        ev: &mut Event,
+        purpose: &str,
+        id: RecordId,
+        body: &RecordBody,
+    ) -> Result<Option<Found>, VaultError> {
+        ev.touch(&id);
+        let readable = self.readable(ctx, body, purpose, self.now());
+        let listed = self.suppressed_read(ctx, purpose, &id, &body.e164, readable)?;
+        if !readable || listed {
+            ev.refused = true;
+            return Ok(None);
+        }
+        Ok(Some(Self::found(id, body)))
+    }
+
     /// Whether the record may be returned for `purpose` now.
     pub(super) fn readable(
         &self,
@@ -136,16 +151,7 @@ impl Vault {
                 self.read_decoy(&ctx, purpose)?;
                 return Ok(None);
             };
-            ev.touch(&id);
-            let readable = self.readable(&ctx, &body, purpose, self.now());
-            // Looked up whether readable or not: a refused read does the work of a
-            // suppressed one (and of an absent one, see `read_decoy`).
-            let listed = self.suppressed_read(&ctx, purpose, &id, &body.e164, readable)?;
-            if !readable || listed {
-                ev.refused = true;
-                return Ok(None);
-            }
-            Ok(Some(Self::found(id, &body)))
+            self.answer_read(&ctx, ev, purpose, id, &body)
         })
     }
 
@@ -248,16 +254,7 @@ impl Vault {
         let mut out: Vec<Found> = Vec::new();
         let lists = self.active_lists(&ctx, Some(purpose))?;
         let mut suppressed: BTreeMap<String, Vec<[u8; 16]>> = BTreeMap::new();
-        // Older versions first: a concurrent rewrap moves entries from old to new
-        // only, so looking at the old place before the new one cannot miss an entry
-        // in flight (new-then-old could, between the two reads).
-        let versions = ctx
-            .row
-            .stale_index_versions
-            .iter()
-            .copied()
-            .chain(std::iter::once(ctx.current_index));
-        for v in versions {
+        for v in ctx.index_versions() {
             let keys = ctx.data_key(v)?;
             let d = record::last4_digest(&keys.index, country_code, last4, bits);
             let prefix = last4_prefix(ctx.row.id, keys.version, &d);
@@ -313,16 +310,7 @@ impl Vault {
                 self.read_decoy(&ctx, purpose)?;
                 return Ok(None);
             };
-            ev.touch(&id);
-            let readable = self.readable(&ctx, &body, purpose, self.now());
-            // Looked up whether readable or not: a refused read does the work of a
-            // suppressed one (and of an absent one, see `read_decoy`).
-            let listed = self.suppressed_read(&ctx, purpose, &id, &body.e164, readable)?;
-            if !readable || listed {
-                ev.refused = true;
-                return Ok(None);
-            }
-            Ok(Some(Self::found(id, &body)))
+            self.answer_read(&ctx, ev, purpose, id, &body)
         })
     }
 
@@ -357,27 +345,39 @@ impl Vault {
         self.audited("export", Some(tenant), Some(purpose), |ev| {
             let ctx = self.tenant(tenant)?;
             ctx.check_purpose(purpose)?;
-            let t = self.now();
-            let mut n = 0;
-            let lists = self.active_lists(&ctx, Some(purpose))?;
-            let mut suppressed: BTreeMap<String, Vec<[u8; 16]>> = BTreeMap::new();
-            let done = self.for_each_record(&ctx, |id, body| {
-                if self.readable(&ctx, body, purpose, t) {
-                    if let Some(list) = self.listed_in(&ctx, &lists, &body.e164)? {
-                        suppressed.entry(list.to_owned()).or_default().push(id.0);
-                        return Ok(());
-                    }
-                    // Logged before it is handed out: a failure part-way still names
-                    // what left.
-                    ev.touch(&id);
-                    sink(&Self::found(id, body))?;
-                    n += 1;
-                }
-                Ok(())
-            });
-            self.log_suppressed(tenant, purpose, suppressed)?;
-            done?;
-            Ok(n)
+            self.for_each_readable(&ctx, purpose, ev, |_, found| sink(found))
         })
+    }
+
+    /// Hands every record of `ctx` readable for `purpose` now, and on none of the
+    /// purpose's suppression lists, to `sink` in record-id order, each named in `ev`
+    /// before it is handed out (a failure part-way still names what left); the ones a
+    /// list held back are logged per list. Returns how many were passed on.
+    pub(super) fn for_each_readable(
+        &self,
+        ctx: &TenantCtx,
+        purpose: &str,
+        ev: &mut Event,
+        mut sink: impl FnMut(&RecordId, &Found) -> Result<(), VaultError>,
+    ) -> Result<u64, VaultError> {
+        let t = self.now();
+        let mut n = 0;
+        let lists = self.active_lists(ctx, Some(purpose))?;
+        let mut suppressed: BTreeMap<String, Vec<[u8; 16]>> = BTreeMap::new();
+        let done = self.for_each_record(ctx, |id, body| {
+            if self.readable(ctx, body, purpose, t) {
+                if let Some(list) = self.listed_in(ctx, &lists, &body.e164)? {
+                    suppressed.entry(list.to_owned()).or_default().push(id.0);
+                    return Ok(());
+                }
+                ev.touch(&id);
+                sink(&id, &Self::found(id, body))?;
+                n += 1;
+            }
+            Ok(())
+        });
+        self.log_suppressed(&ctx.row.name, purpose, suppressed)?;
+        done?;
+        Ok(n)
     }
 }

@@ -206,27 +206,9 @@ impl Vault {
                 phonevault_keys::KeyError::UnknownKeyVersion,
             ))?
             .mac;
-        let t = self.now();
-        let mut n = 0;
-        let lists = self.active_lists(&ctx, Some(purpose))?;
-        let mut suppressed: std::collections::BTreeMap<String, Vec<[u8; 16]>> =
-            std::collections::BTreeMap::new();
-        let done = self.for_each_record(&ctx, |id, body| {
-            if self.readable(&ctx, body, purpose, t) {
-                if let Some(list) = self.listed_in(&ctx, &lists, &body.e164)? {
-                    suppressed.entry(list.to_owned()).or_default().push(id.0);
-                    return Ok(());
-                }
-                ev.touch(&id);
-                let pseudonym = partner_pseudonym(mac, partner, &id);
-                sink(&pseudonym, &Self::found(id, body))?;
-                n += 1;
-            }
-            Ok(())
-        });
-        self.log_suppressed(tenant, purpose, suppressed)?;
-        done?;
-        Ok(n)
+        self.for_each_readable(&ctx, purpose, ev, |id, found| {
+            sink(&partner_pseudonym(mac, partner, id), found)
+        })
     }
 
     /// Records not verified within `days` (never verified: created more than `days`
