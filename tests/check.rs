@@ -6,51 +6,23 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Output;
+use common::{vault, Env};
 
 use phonevault::store::{Batch, Tree};
-use phonevault::vault::{OpenOptions, Target, Unlock, Vault};
-use phonevault_keys::{KdfParams, Passphrase};
+use phonevault::vault::Target;
 
-const PASS: &str = "check test passphrase";
 const NUMBER: &str = "+447400123958";
-
-fn unlock() -> Unlock {
-    Unlock::Passphrase(Passphrase::new(PASS.into()))
-}
-
-fn run(dir: &Path, args: &[&str]) -> Output {
-    let out = common::phonevault(dir, PASS, args).output().unwrap();
-    // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
-    eprint!("{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// A new vault in a temporary directory (kept while the guard lives).
-fn new_vault() -> (tempfile::TempDir, std::path::PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    Vault::init(
-        &dir,
-        &Passphrase::new(PASS.into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
-    (tmp, dir)
-}
 
 #[test]
 fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
-    let (_tmp, dir) = new_vault();
+    let e = Env::new();
     let id = {
-        let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
-        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        let v = vault::create(&e.vault, &["shop"], &["otp"]);
         v.add("shop", NUMBER, None, &["otp".into()], "test")
             .unwrap()
             .id()
     };
-    let ok = run(&dir, &["check"]);
+    let ok = e.run(&["check"]);
     assert_eq!(ok.status.code(), Some(0));
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(
@@ -61,7 +33,7 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
 
     // Remove the record's exact-index entry behind the vault's back.
     {
-        let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+        let v = vault::open(&e.vault);
         let entries = v.store().range(Tree::Index, b"", None, usize::MAX).unwrap();
         assert_eq!(entries.len(), 1);
         let mut b = Batch::default();
@@ -69,7 +41,7 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
         v.store().commit(&b).unwrap();
         v.store().flush().unwrap();
     }
-    let bad = run(&dir, &["check"]);
+    let bad = e.run(&["check"]);
     assert_eq!(bad.status.code(), Some(1));
     let out = String::from_utf8_lossy(&bad.stdout);
     assert!(
@@ -87,7 +59,7 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
         "{err}"
     );
 
-    let json = run(&dir, &["--json", "check"]);
+    let json = e.run(&["--json", "check"]);
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["problems"][0]["code"], "index_missing");
     assert_eq!(v["problems"][0]["record"], id.to_string());
@@ -99,9 +71,8 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
 /// stored, and `check` holds each record against its last audited write.
 #[test]
 fn check_names_records_that_are_not_what_their_last_audited_write_left() {
-    let (_tmp, dir) = new_vault();
-    let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
-    v.create_tenant("shop", &["otp".into()], None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let v = vault::create(&dir.path().join("v"), &["shop"], &["otp"]);
     let add = |n: &str| {
         v.add("shop", n, None, &["otp".into()], "test")
             .unwrap()
