@@ -3,49 +3,23 @@
 //! index entry its record) and reads the same as the original did at that moment.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
+mod common;
+
+use common::vault::{self, numbers, open, unlock, when_free};
+
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use phonevault::store::Tree;
-use phonevault::vault::{
-    ImportOptions, OpenOptions, RestoreOptions, Role, TokenSpec, Unlock, Vault,
-};
-use phonevault_keys::{KdfParams, Passphrase};
-
-fn unlock() -> Unlock {
-    Unlock::Passphrase(Passphrase::new("pw".into()))
-}
-
-fn numbers(from: usize, n: usize) -> Vec<String> {
-    (from..from + n)
-        .map(|i| format!("+4474001{:05}", i))
-        .collect()
-}
+use phonevault::vault::{RestoreOptions, Role, TokenSpec, Vault};
 
 #[test]
 fn backup_while_writers_run_restores_a_consistent_vault() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("vault");
-    Vault::init(
-        &dir,
-        &Passphrase::new("pw".into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
-    let v = Vault::open(&dir, &unlock(), OpenOptions::default()).unwrap();
+    let v = vault::create(&tmp.path().join("vault"), &[], &[]);
     v.create_tenant("t", &["otp".into()], Some(100_000))
         .unwrap();
-    let csv = std::iter::once("phone".to_owned())
-        .chain(numbers(0, 3000))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let opts = ImportOptions {
-        tenant: "t".into(),
-        purposes: vec!["otp".into()],
-        source: "bulk".into(),
-        region: None,
-        column: "phone".into(),
-    };
-    v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+    vault::import(&v, "t", &["otp"], &numbers(0, 3000));
 
     let file = tmp.path().join("b.pvbk");
     let stop = AtomicBool::new(false);
@@ -96,7 +70,7 @@ fn backup_while_writers_run_restores_a_consistent_vault() {
     .unwrap();
     assert_eq!(r.restored, report.total);
     assert_eq!(r.skipped_rows, 0);
-    let back = Vault::open(&restored_dir, &unlock(), OpenOptions::default()).unwrap();
+    let back = open(&restored_dir);
     let rows = back
         .store()
         .range(Tree::Records, b"", None, usize::MAX)
@@ -117,20 +91,13 @@ fn backup_while_writers_run_restores_a_consistent_vault() {
     }
 }
 
-/// Runs `f` until the store is no longer held: sled releases a dropped store's lock
-/// from its background thread, a moment after the drop.
-fn when_free<T>(mut f: impl FnMut() -> Result<T, phonevault::vault::VaultError>) -> T {
-    use phonevault::vault::VaultError;
-    for _ in 0..100 {
-        match f() {
-            Err(VaultError::Store(phonevault::store::StoreError::Locked))
-            | Err(VaultError::Backup(phonevault::backup::BackupError::VaultBusy)) => {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            r => return r.unwrap(),
-        }
-    }
-    panic!("the store stayed locked");
+/// A vault `vault` in a temporary directory (its other files go there too), open,
+/// with tenant `t` (otp).
+fn shop() -> (tempfile::TempDir, PathBuf, Vault) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("vault");
+    let v = vault::create(&dir, &["t"], &["otp"]);
+    (tmp, dir, v)
 }
 
 /// A crash during `restore --replace`'s store swap (old store moved aside under
@@ -138,16 +105,7 @@ fn when_free<T>(mut f: impl FnMut() -> Result<T, phonevault::vault::VaultError>)
 /// delete the old store, which restore promises to keep.
 #[test]
 fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("vault");
-    Vault::init(
-        &dir,
-        &Passphrase::new("pw".into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
-    let v = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
-    v.create_tenant("t", &["otp".into()], None).unwrap();
+    let (tmp, dir, v) = shop();
     let [before, after] = [&numbers(0, 1)[0], &numbers(1, 1)[0]].map(|n| n.clone());
     v.add("t", &before, None, &["otp".into()], "web").unwrap();
     let file = tmp.path().join("b.pvbk");
@@ -175,7 +133,7 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     assert!(err.to_string().contains("crash test"), "{err}");
 
     // The next open finishes the swap and deletes nothing.
-    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    let back = open(&dir);
     assert!(back.find("t", &before, None, "otp").unwrap().is_some());
     assert!(back.find("t", &after, None, "otp").unwrap().is_none());
     drop(back);
@@ -189,7 +147,7 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     // the kept store is the one from before the restore: it opens as the vault's store
     std::fs::rename(dir.join("store"), tmp.path().join("restored")).unwrap();
     std::fs::rename(dir.join(&kept[0]), dir.join("store")).unwrap();
-    let old = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    let old = open(&dir);
     assert!(old.find("t", &after, None, "otp").unwrap().is_some());
 }
 
@@ -198,16 +156,7 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
 /// runbook, "cut every client off").
 #[test]
 fn a_restore_does_not_bring_back_revoked_tokens() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("vault");
-    Vault::init(
-        &dir,
-        &Passphrase::new("pw".into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
-    let v = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
-    v.create_tenant("t", &["otp".into()], None).unwrap();
+    let (tmp, dir, v) = shop();
     let (info, secret) = v
         .create_token(&TokenSpec {
             tenant: Some("t".into()),
@@ -238,14 +187,14 @@ fn a_restore_does_not_bring_back_revoked_tokens() {
     };
     let r = restore(false);
     assert_eq!(r.tokens_dropped, 1);
-    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    let back = open(&dir);
     assert!(back.authenticate(secret.expose_secret()).unwrap().is_none());
     assert!(back.tokens().unwrap().is_empty());
     drop(back);
     // Asked for, the backup's tokens come back as they were then.
     let r = restore(true);
     assert_eq!(r.tokens_dropped, 0);
-    let back = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
+    let back = open(&dir);
     assert!(back.authenticate(secret.expose_secret()).unwrap().is_some());
 }
 
@@ -257,16 +206,7 @@ fn a_restore_does_not_bring_back_revoked_tokens() {
 /// archives the backup's links and starts a new chain under a new K0.
 #[test]
 fn a_restore_never_brings_back_an_audit_key() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("vault");
-    Vault::init(
-        &dir,
-        &Passphrase::new("pw".into()),
-        KdfParams::cheap_for_tests(),
-    )
-    .unwrap();
-    let v = when_free(|| Vault::open(&dir, &unlock(), OpenOptions::default()));
-    v.create_tenant("t", &["otp".into()], None).unwrap();
+    let (tmp, dir, v) = shop();
     v.add("t", "+447400123958", None, &["otp".into()], "web")
         .unwrap();
     let file = tmp.path().join("b.pvbk");
@@ -300,7 +240,7 @@ fn a_restore_never_brings_back_an_audit_key() {
         assert!(!links.is_empty());
         phonevault::audit::verify(&k0, links.iter().map(Vec::as_slice), None).unwrap();
         // the restored vault's chain is new: its K0 is not the old one, and verifies it
-        let back = when_free(|| Vault::open(target, &unlock(), OpenOptions::default()));
+        let back = open(target);
         let new_k0 = back.export_audit_key().unwrap();
         assert!(new_k0 != k0, "a restore brought K0 back");
         let live = back.audit_links(0, usize::MAX).unwrap();

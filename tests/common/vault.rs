@@ -12,7 +12,8 @@ pub fn unlock() -> Unlock {
     Unlock::Passphrase(Passphrase::new(PASS.into()))
 }
 
-/// A new vault in `dir` (cheap KDF), open, with `tenants` each declaring `purposes`.
+/// A new vault in `dir` (cheap KDF), open ([`open`]: init's store may still be held),
+/// with `tenants` each declaring `purposes`.
 pub fn create(dir: &Path, tenants: &[&str], purposes: &[&str]) -> Vault {
     Vault::init(
         dir,
@@ -20,7 +21,7 @@ pub fn create(dir: &Path, tenants: &[&str], purposes: &[&str]) -> Vault {
         KdfParams::cheap_for_tests(),
     )
     .unwrap();
-    let v = Vault::open(dir, &unlock(), OpenOptions::default()).unwrap();
+    let v = open(dir);
     let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
     for t in tenants {
         v.create_tenant(t, &purposes, None).unwrap();
@@ -46,6 +47,13 @@ pub fn when_free<T>(mut f: impl FnMut() -> Result<T, VaultError>) -> T {
         }
     }
     panic!("the store stayed locked");
+}
+
+/// `n` valid UK mobile numbers, `+4474001` and five digits counting from `from`.
+pub fn numbers(from: usize, n: usize) -> Vec<String> {
+    (from..from + n)
+        .map(|i| format!("+4474001{i:05}"))
+        .collect()
 }
 
 /// Imports `numbers` into `tenant` with consent `purposes` (source `bulk`).
