@@ -2,33 +2,21 @@
 //! until the rewrap, and an interrupted rewrap loses nothing and resumes.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
-use std::sync::Arc;
+mod common;
+
+use common::vault::{self, in_memory, numbers};
 
 use phonevault::record;
 use phonevault::store::{MemoryStore, Store, StoreError, Tree};
-use phonevault::vault::{ImportOptions, Vault, VaultError};
+use phonevault::vault::{Vault, VaultError};
 
 fn p(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
-fn numbers(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("+4474001{:05}", i)).collect()
-}
-
+/// Imports `nums` into tenant `t` with consent for otp.
 fn import(v: &Vault, nums: &[String]) {
-    let csv = std::iter::once("phone".to_owned())
-        .chain(nums.iter().cloned())
-        .collect::<Vec<_>>()
-        .join("\n");
-    let opts = ImportOptions {
-        tenant: "t".into(),
-        purposes: p(&["otp"]),
-        source: "bulk".into(),
-        region: None,
-        column: "phone".into(),
-    };
-    v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+    vault::import(v, "t", &["otp"], nums);
 }
 
 fn versions(store: &MemoryStore) -> Vec<(u32, u32)> {
@@ -45,10 +33,9 @@ fn versions(store: &MemoryStore) -> Vec<(u32, u32)> {
 
 #[test]
 fn rotation_rewrap_and_index_rebuild() {
-    let store = Arc::new(MemoryStore::new());
-    let v = Vault::in_memory(store.clone()).unwrap();
+    let (store, v) = in_memory();
     v.create_tenant("t", &p(&["otp"]), Some(10_000)).unwrap();
-    let nums = numbers(1200);
+    let nums = numbers(0, 1200);
     import(&v, &nums[..600]);
     assert!(versions(&store).iter().all(|&x| x == (1, 1)));
 
@@ -106,15 +93,14 @@ fn rotation_rewrap_and_index_rebuild() {
 
 #[test]
 fn shredding_makes_every_copy_undecryptable() {
-    let store = Arc::new(MemoryStore::new());
-    let v = Vault::in_memory(store.clone()).unwrap();
+    let (store, v) = in_memory();
     v.create_tenant("t", &p(&["otp"]), Some(1000)).unwrap();
     v.create_tenant("keep", &p(&["otp"]), None).unwrap();
-    let nums = numbers(50);
+    let nums = numbers(0, 50);
     import(&v, &nums);
     v.add("keep", &nums[0], None, &p(&["otp"]), "web").unwrap();
     // a "backup" of the store taken before the shredding
-    let backup = Arc::new(MemoryStore::new());
+    let backup = MemoryStore::new();
     for tree in Tree::ALL {
         let mut b = phonevault::store::Batch::default();
         for (k, val) in store.range(tree, b"", None, usize::MAX).unwrap() {
@@ -164,10 +150,9 @@ fn rotate_then_rewrap_under_concurrent_reads() {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Barrier;
 
-    let store = Arc::new(MemoryStore::new());
-    let v = Vault::in_memory(store.clone()).unwrap();
+    let (store, v) = in_memory();
     v.create_tenant("t", &p(&["otp"]), Some(10_000)).unwrap();
-    let nums = numbers(3000);
+    let nums = numbers(0, 3000);
     import(&v, &nums);
     // What every record reads as before: (number, id, masked, purposes).
     let snapshot = |v: &Vault| -> Vec<(String, String, String, Vec<String>)> {
@@ -257,11 +242,10 @@ fn audit_entries(v: &Vault, k0: &phonevault_keys::AuditKey) -> Vec<phonevault::a
 /// re-encrypted or deleted records that no entry shows.
 #[test]
 fn rewrap_chunks_and_shred_deletions_carry_their_audit_entries() {
-    let store = Arc::new(MemoryStore::new());
-    let v = Vault::in_memory(store.clone()).unwrap();
+    let (store, v) = in_memory();
     let k0 = v.export_audit_key().unwrap();
     v.create_tenant("t", &p(&["otp"]), None).unwrap();
-    import(&v, &numbers(1200));
+    import(&v, &numbers(0, 1200));
     v.rotate_key("t", false).unwrap();
     // The first chunk (500 records) commits; the disk is full from then on.
     store.fail_commits_after(Some(1));

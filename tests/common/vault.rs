@@ -1,7 +1,9 @@
 //! The vault in-process, for the tests that drive the library rather than the binary.
 
 use std::path::Path;
+use std::sync::Arc;
 
+use phonevault::store::MemoryStore;
 use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault, VaultError};
 use phonevault_keys::{KdfParams, Passphrase};
 
@@ -27,6 +29,14 @@ pub fn create(dir: &Path, tenants: &[&str], purposes: &[&str]) -> Vault {
         v.create_tenant(t, &purposes, None).unwrap();
     }
     v
+}
+
+/// A new vault on a new in-memory store, and the store (for the test to look into or
+/// to fail).
+pub fn in_memory() -> (Arc<MemoryStore>, Vault) {
+    let store = Arc::new(MemoryStore::new());
+    let v = Vault::in_memory(store.clone()).unwrap();
+    (store, v)
 }
 
 /// Opens the vault in `dir` once its store is free ([`when_free`]).
