@@ -100,6 +100,8 @@ pub struct Env {
     pub pass: String,
     /// Variables removed from every command's environment besides [`bare_command`]'s.
     unset: Vec<String>,
+    /// Variables set in every command's environment, with their values.
+    set: Vec<(String, String)>,
 }
 
 impl Env {
@@ -117,6 +119,7 @@ impl Env {
             tmp: Some(tmp),
             pass: pass.to_owned(),
             unset: Vec::new(),
+            set: Vec::new(),
         }
     }
 
@@ -129,12 +132,19 @@ impl Env {
             vault: self.path(name),
             pass: self.pass.clone(),
             unset: self.unset.clone(),
+            set: self.set.clone(),
         }
     }
 
     /// This environment, with `var` removed from every command's environment.
     pub fn without_env(mut self, var: &str) -> Env {
         self.unset.push(var.to_owned());
+        self
+    }
+
+    /// This environment, with `var` set to `value` in every command's environment.
+    pub fn with_env(mut self, var: &str, value: &str) -> Env {
+        self.set.push((var.to_owned(), value.to_owned()));
         self
     }
 
@@ -159,6 +169,9 @@ impl Env {
         let mut c = phonevault(&self.vault, &self.pass, args);
         for var in &self.unset {
             c.env_remove(var);
+        }
+        for (var, value) in &self.set {
+            c.env(var, value);
         }
         c
     }
