@@ -4,12 +4,13 @@
 
 mod common;
 
+use common::Env;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use phonevault::store::{Batch, SledStore, Store, Tree};
 
-const PASS: &str = "correct horse battery staple";
 const NUMBER: &str = "+447400123958";
 
 /// The name of the uid running the tests (`id -un`), which the CLI records as its
@@ -23,46 +24,15 @@ fn whoami() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-struct Env {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+/// An environment whose commands run with `$USER` set to alice (not the actor's name).
+fn env() -> Env {
+    Env::new().with_env("USER", "alice")
 }
 
 impl Env {
-    fn new() -> Env {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
-        Env { _tmp: tmp, root }
-    }
-
-    fn vault(&self) -> PathBuf {
-        self.root.join("vault")
-    }
-
-    fn run_in(&self, vault: &Path, args: &[&str]) -> Output {
-        let out = common::phonevault(vault, PASS, args)
-            .env("USER", "alice")
-            .output()
-            .unwrap();
-        // Into the captured test output, which CI greps for secrets (.ci/secret-grep).
-        eprint!("{}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run_in(&self.vault(), args);
-        assert!(
-            out.status.success(),
-            "{args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
     /// A vault with a tenant, one number and `reads` revealing finds: 2 + reads links.
     fn scenario(&self, reads: usize) {
-        self.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-        self.ok(&["tenant", "create", "shop", "--purposes", "otp,marketing"]);
+        self.init_tenant("shop", "otp,marketing");
         self.ok(&[
             "add",
             "--tenant",
@@ -88,31 +58,43 @@ impl Env {
         }
     }
 
+    /// The K0 file, exported from this vault the first time.
     fn k0(&self) -> PathBuf {
-        let k0 = self.root.join("k0.hex");
+        let k0 = self.path("k0.hex");
         if !k0.exists() {
             self.ok(&["audit", "key", "export", "--out", k0.to_str().unwrap()]);
         }
         k0
     }
 
-    /// A copy of the vault whose audit tree `f` may change.
-    fn tampered(&self, name: &str, f: impl FnOnce(&SledStore)) -> PathBuf {
-        let dest = self.root.join(name);
-        copy_dir(&self.vault(), &dest);
+    /// The vault's sled store, opened directly (no command may hold it).
+    fn store(&self) -> SledStore {
+        SledStore::open(&self.vault.join("store"), 1 << 20).unwrap()
+    }
+
+    /// A copy `name` of the vault, beside it, whose audit tree `f` may change.
+    fn tampered(&self, name: &str, f: impl FnOnce(&SledStore)) -> Env {
+        let copy = self.beside(name);
+        copy_dir(&self.vault, &copy.vault);
         {
-            let store = SledStore::open(&dest.join("store"), 1 << 20).unwrap();
+            let store = copy.store();
             f(&store);
             store.flush().unwrap();
         }
-        dest
+        copy
     }
 
-    fn verify(&self, vault: &Path, extra: &[&str]) -> Output {
+    /// `audit verify --key K0 EXTRA` on this vault.
+    fn verify(&self, extra: &[&str]) -> Output {
+        self.verify_copy(self, extra)
+    }
+
+    /// `audit verify --key K0 EXTRA` on `copy` ([`Env::tampered`]), with this vault's K0.
+    fn verify_copy(&self, copy: &Env, extra: &[&str]) -> Output {
         let k0 = self.k0();
         let mut args = vec!["audit", "verify", "--key", k0.to_str().unwrap()];
         args.extend_from_slice(extra);
-        self.run_in(vault, &args)
+        copy.run(&args)
     }
 }
 
@@ -149,6 +131,15 @@ fn delete(s: &SledStore, n: u64) {
     s.commit(&b).unwrap();
 }
 
+/// `out` is a success; else its stderr is the failure report.
+fn assert_passes(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn assert_broken_at(out: &Output, what: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "verify passed a tampered log");
@@ -157,21 +148,17 @@ fn assert_broken_at(out: &Output, what: &str) {
 
 #[test]
 fn verify_names_the_first_edited_removed_reordered_or_truncated_link() {
-    let e = Env::new();
+    let e = env();
     e.scenario(6); // links 0..8
-    let intact = e.verify(&e.vault(), &[]);
-    assert!(
-        intact.status.success(),
-        "{}",
-        String::from_utf8_lossy(&intact.stderr)
-    );
+    let intact = e.verify(&[]);
+    assert_passes(&intact);
     // a checkpoint taken now (the key export made link 8)
-    let cp = e.root.join("cp.json");
+    let cp = e.path("cp.json");
     e.ok(&["audit", "checkpoint", "--out", cp.to_str().unwrap()]);
 
     // one flipped byte anywhere in link 4: its body, its head or its tag
     let size = {
-        let s = SledStore::open(&e.vault().join("store"), 1 << 20).unwrap();
+        let s = e.store();
         link(&s, 4).len()
     };
     for (i, at) in [0, 1, size / 2, size - 40, size - 1]
@@ -183,12 +170,12 @@ fn verify_names_the_first_edited_removed_reordered_or_truncated_link() {
             l[at] ^= 0x01;
             put(s, 4, l);
         });
-        assert_broken_at(&e.verify(&v, &[]), "link 4");
+        assert_broken_at(&e.verify_copy(&v, &[]), "link 4");
     }
 
     // removed
     let v = e.tampered("removed", |s| delete(s, 3));
-    assert_broken_at(&e.verify(&v, &[]), "link 3");
+    assert_broken_at(&e.verify_copy(&v, &[]), "link 3");
 
     // reordered
     let v = e.tampered("reordered", |s| {
@@ -196,28 +183,28 @@ fn verify_names_the_first_edited_removed_reordered_or_truncated_link() {
         put(s, 2, b);
         put(s, 5, a);
     });
-    assert_broken_at(&e.verify(&v, &[]), "link 2");
+    assert_broken_at(&e.verify_copy(&v, &[]), "link 2");
 
     // an entry rewritten with another link's bytes (same length family)
     let v = e.tampered("replaced", |s| {
         let l = link(s, 6);
         put(s, 7, l);
     });
-    assert_broken_at(&e.verify(&v, &[]), "link 7");
+    assert_broken_at(&e.verify_copy(&v, &[]), "link 7");
 
     // truncated: the prefix is intact, so only the off-machine checkpoint tells
     let v = e.tampered("truncated", |s| {
         delete(s, 8);
         delete(s, 7);
     });
-    assert!(e.verify(&v, &[]).status.success());
+    assert!(e.verify_copy(&v, &[]).status.success());
     assert_broken_at(
-        &e.verify(&v, &["--checkpoint", cp.to_str().unwrap()]),
+        &e.verify_copy(&v, &["--checkpoint", cp.to_str().unwrap()]),
         "checkpoint 9",
     );
     // and the intact log reaches it
     assert!(e
-        .verify(&e.vault(), &["--checkpoint", cp.to_str().unwrap()])
+        .verify(&["--checkpoint", cp.to_str().unwrap()])
         .status
         .success());
 }
@@ -226,11 +213,10 @@ fn verify_names_the_first_edited_removed_reordered_or_truncated_link() {
 /// which whoever runs the command sets at will; it is now the uid's name.
 #[test]
 fn the_report_counts_reveals_and_refusals_exactly() {
-    let e = Env::new();
+    let e = env();
     e.scenario(3);
     // one refused read: no consent for marketing
-    let refused = e.run_in(
-        &e.vault(),
+    e.fails_with_code(
         &[
             "find",
             "--tenant",
@@ -240,8 +226,8 @@ fn the_report_counts_reveals_and_refusals_exactly() {
             "--purpose",
             "marketing",
         ],
+        3,
     );
-    assert_eq!(refused.status.code(), Some(3));
     // one masked read: a read, not a reveal
     e.ok(&[
         "find",
@@ -253,16 +239,14 @@ fn the_report_counts_reveals_and_refusals_exactly() {
         "otp",
     ]);
     let k0 = e.k0();
-    let report: serde_json::Value = serde_json::from_str(&e.ok(&[
-        "--json",
+    let report = e.json(&[
         "audit",
         "report",
         "--since",
         "2020-01-01",
         "--key",
         k0.to_str().unwrap(),
-    ]))
-    .unwrap();
+    ]);
     // `$USER` is alice, but the actor is named from the uid
     let me = format!("user:{}", whoami());
     if me != "user:alice" {
@@ -291,24 +275,22 @@ fn the_report_counts_reveals_and_refusals_exactly() {
 
 #[test]
 fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
-    let e = Env::new();
+    let e = env();
     e.scenario(4);
     let k0 = e.k0();
-    let again = e.run_in(
-        &e.vault(),
+    e.fails_with(
         &[
             "audit",
             "key",
             "export",
             "--out",
-            e.root.join("k0-again").to_str().unwrap(),
+            e.path("k0-again").to_str().unwrap(),
         ],
+        "already exported",
     );
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already exported"));
 
     // archive everything older than a future time: all links but the newest go
-    let archive = e.root.join("archive.jsonl");
+    let archive = e.path("archive.jsonl");
     e.ok(&[
         "audit",
         "archive",
@@ -317,15 +299,11 @@ fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
         "--out",
         archive.to_str().unwrap(),
     ]);
-    let without = e.verify(&e.vault(), &[]);
+    let without = e.verify(&[]);
     assert!(!without.status.success());
     assert!(String::from_utf8_lossy(&without.stderr).contains("--archive"));
-    let with = e.verify(&e.vault(), &["--archive", archive.to_str().unwrap()]);
-    assert!(
-        with.status.success(),
-        "{}",
-        String::from_utf8_lossy(&with.stderr)
-    );
+    let with = e.verify(&["--archive", archive.to_str().unwrap()]);
+    assert_passes(&with);
     // an edited archive fails
     let text = std::fs::read_to_string(&archive).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -333,23 +311,18 @@ fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
     let flipped = if l.ends_with('0') { '1' } else { '0' };
     l.pop();
     l.push(flipped);
-    let bad = e.root.join("bad-archive.jsonl");
+    let bad = e.path("bad-archive.jsonl");
     std::fs::write(&bad, lines.join("\n") + "\n").unwrap();
-    assert_broken_at(
-        &e.verify(&e.vault(), &["--archive", bad.to_str().unwrap()]),
-        "link 1",
-    );
+    assert_broken_at(&e.verify(&["--archive", bad.to_str().unwrap()]), "link 1");
     // the report still reads across the archive and the live log
-    let report: serde_json::Value = serde_json::from_str(&e.ok(&[
-        "--json",
+    let report = e.json(&[
         "audit",
         "report",
         "--key",
         k0.to_str().unwrap(),
         "--archive",
         archive.to_str().unwrap(),
-    ]))
-    .unwrap();
+    ]);
     assert_eq!(
         report["tenants"]["shop"][format!("user:{}", whoami()).as_str()]["revealed"],
         4
@@ -362,11 +335,11 @@ fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
 /// or at a checkpoint given with --start.
 #[test]
 fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
-    let e = Env::new();
+    let e = env();
     e.scenario(2);
     let _ = e.k0();
     let archive = |name: &str| {
-        let path = e.root.join(name);
+        let path = e.path(name);
         e.ok(&[
             "audit",
             "archive",
@@ -382,17 +355,13 @@ fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
     let second = archive("a2.jsonl");
     let (a1, a2) = (first.to_str().unwrap(), second.to_str().unwrap());
 
-    let out = e.verify(&e.vault(), &["--archive", a2]);
+    let out = e.verify(&["--archive", a2]);
     assert!(!out.status.success(), "a missing oldest archive passed");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not at the chain's first link"), "{err}");
 
-    let out = e.verify(&e.vault(), &["--archive", a1, "--archive", a2]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = e.verify(&["--archive", a1, "--archive", a2]);
+    assert_passes(&out);
 
     // A start checkpoint kept from before: here the one the second archive starts at.
     let header: serde_json::Value = serde_json::from_str(
@@ -403,17 +372,10 @@ fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
             .unwrap(),
     )
     .unwrap();
-    let start = e.root.join("start.json");
+    let start = e.path("start.json");
     std::fs::write(&start, header["start"].to_string()).unwrap();
-    let out = e.verify(
-        &e.vault(),
-        &["--archive", a2, "--start", start.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = e.verify(&["--archive", a2, "--start", start.to_str().unwrap()]);
+    assert_passes(&out);
 }
 
 /// Issue 12 item 3: entries were stored in clear, so whoever had the disk, the
@@ -422,13 +384,11 @@ fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
 /// chain still verifies with K0 alone.
 #[test]
 fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
-    let e = Env::new();
-    e.ok(&["init", "--kdf-memory-kib", "256", "--kdf-iterations", "1"]);
-    e.ok(&["tenant", "create", "shop", "--purposes", "otp,newsletter"]);
+    let e = env();
+    e.init_tenant("shop", "otp,newsletter");
     let mut ids = Vec::new();
     for n in [NUMBER, "+447400123959"] {
-        let out = e.ok(&[
-            "--json",
+        let v = e.json(&[
             "add",
             "--tenant",
             "shop",
@@ -439,7 +399,6 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
             "--source",
             "web",
         ]);
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         ids.push(v["id"].as_str().unwrap().to_owned());
     }
     // an opt-out of everything, a withdrawal and a refused read
@@ -461,8 +420,7 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
         "--purpose",
         "newsletter",
     ]);
-    let refused = e.run_in(
-        &e.vault(),
+    e.fails_with_code(
         &[
             "find",
             "--tenant",
@@ -472,12 +430,12 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
             "--purpose",
             "newsletter",
         ],
+        3,
     );
-    assert_eq!(refused.status.code(), Some(3));
     let k0 = e.k0();
 
     let raw: Vec<u8> = {
-        let s = SledStore::open(&e.vault().join("store"), 1 << 20).unwrap();
+        let s = e.store();
         s.range(Tree::Audit, b"", None, usize::MAX)
             .unwrap()
             .into_iter()
@@ -496,22 +454,22 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
     }
 
     // K0 alone verifies (no passphrase, no read key)
-    let k0_only = e.root.join("k0-only.hex");
+    let k0_only = e.path("k0-only.hex");
     let text = std::fs::read_to_string(&k0).unwrap();
     let k0_hex = text.lines().find_map(|l| l.strip_prefix("k0 ")).unwrap();
     std::fs::write(&k0_only, format!("{k0_hex}\n")).unwrap();
-    let out = common::phonevault(
-        &e.vault(),
-        "wrong passphrase",
-        &["audit", "verify", "--key", k0_only.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let locked = |args: &[&str]| {
+        let mut c = e.cmd(args);
+        c.env("PHONEVAULT_PASSPHRASE", "wrong passphrase");
+        c
+    };
+    let out = common::run(locked(&[
+        "audit",
+        "verify",
+        "--key",
+        k0_only.to_str().unwrap(),
+    ]));
+    assert_passes(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sealed"));
 
     // the auditors read the entries with the read key of their key file
@@ -526,17 +484,11 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
     assert_eq!(log.lines().count(), 1, "{log}");
     assert!(log.contains(&ids[1]), "{log}");
     // without it, not without unlocking the vault
-    let locked = common::phonevault(
-        &e.vault(),
-        "wrong passphrase",
-        &["audit", "export", "--key", k0_only.to_str().unwrap()],
-    )
-    .output()
-    .unwrap();
-    assert!(!locked.status.success());
-    assert!(String::from_utf8_lossy(&locked.stderr).contains("sealed"));
+    let args = ["audit", "export", "--key", k0_only.to_str().unwrap()];
+    let err = common::fails(locked(&args), &args);
+    assert!(err.contains("sealed"), "{err}");
     // a read key handed out again reads too, and cannot verify
-    let read = e.root.join("read.hex");
+    let read = e.path("read.hex");
     e.ok(&[
         "audit",
         "key",
@@ -554,16 +506,14 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
         "find",
     ]);
     assert!(log.contains("refused") && log.contains(&ids[0]), "{log}");
-    let no_k0 = e.run_in(
-        &e.vault(),
+    e.fails_with(
         &["audit", "verify", "--key", read.to_str().unwrap()],
+        "not K0",
     );
-    assert!(!no_k0.status.success());
-    assert!(String::from_utf8_lossy(&no_k0.stderr).contains("not K0"));
 
     // one flipped byte of a sealed body fails verification at its link
     let last = {
-        let s = SledStore::open(&e.vault().join("store"), 1 << 20).unwrap();
+        let s = e.store();
         s.range(Tree::Audit, b"", None, usize::MAX).unwrap().len() as u64 - 1
     };
     let target = last - 2;
@@ -573,21 +523,21 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
         l[30] ^= 0x01;
         put(s, target, l);
     });
-    assert_broken_at(&e.verify(&v, &[]), &format!("link {target}"));
+    assert_broken_at(&e.verify_copy(&v, &[]), &format!("link {target}"));
 }
 
 /// Issue 12 item 4, as an operator sees it: a restore archives the backup's links
 /// (verified with the old K0) and starts a new chain, verified with the new K0.
 #[test]
 fn a_restore_archives_the_old_chain_and_starts_a_new_one() {
-    let e = Env::new();
+    let e = env();
     e.scenario(1);
     let k0 = e.k0();
-    let backup = e.root.join("b.pvbk");
+    let backup = e.path("b.pvbk");
     e.ok(&["backup", backup.to_str().unwrap()]);
     let out = e.ok(&["restore", backup.to_str().unwrap(), "--replace"]);
     assert!(out.contains("new audit chain"), "{out}");
-    let archive = std::fs::read_dir(e.vault())
+    let archive = std::fs::read_dir(&e.vault)
         .unwrap()
         .map(|d| d.unwrap().path())
         .find(|p| {
@@ -598,29 +548,18 @@ fn a_restore_archives_the_old_chain_and_starts_a_new_one() {
         })
         .expect("the restore wrote an archive");
     let a = archive.to_str().unwrap();
-    let old = e.verify(&e.vault(), &["--archive", a, "--archives-only"]);
-    assert!(
-        old.status.success(),
-        "{}",
-        String::from_utf8_lossy(&old.stderr)
-    );
+    let old = e.verify(&["--archive", a, "--archives-only"]);
+    assert_passes(&old);
     // the old K0 does not verify (or sign) the new chain
-    assert!(!e.verify(&e.vault(), &[]).status.success());
-    let new_k0 = e.root.join("k0-new.hex");
+    assert!(!e.verify(&[]).status.success());
+    let new_k0 = e.path("k0-new.hex");
     e.ok(&["audit", "key", "export", "--out", new_k0.to_str().unwrap()]);
     assert_ne!(
         std::fs::read_to_string(&new_k0).unwrap(),
         std::fs::read_to_string(&k0).unwrap()
     );
-    let new = e.run_in(
-        &e.vault(),
-        &["audit", "verify", "--key", new_k0.to_str().unwrap()],
-    );
-    assert!(
-        new.status.success(),
-        "{}",
-        String::from_utf8_lossy(&new.stderr)
-    );
+    let new = e.run(&["audit", "verify", "--key", new_k0.to_str().unwrap()]);
+    assert_passes(&new);
     let log = e.ok(&[
         "audit",
         "export",
