@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::Env;
+use common::{assert_success, Env};
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -131,15 +131,6 @@ fn delete(s: &SledStore, n: u64) {
     s.commit(&b).unwrap();
 }
 
-/// `out` is a success; else its stderr is the failure report.
-fn assert_passes(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn assert_broken_at(out: &Output, what: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "verify passed a tampered log");
@@ -151,7 +142,7 @@ fn verify_names_the_first_edited_removed_reordered_or_truncated_link() {
     let e = env();
     e.scenario(6); // links 0..8
     let intact = e.verify(&[]);
-    assert_passes(&intact);
+    assert_success(&intact);
     // a checkpoint taken now (the key export made link 8)
     let cp = e.path("cp.json");
     e.ok(&["audit", "checkpoint", "--out", cp.to_str().unwrap()]);
@@ -303,7 +294,7 @@ fn k0_is_handed_out_once_and_archives_keep_the_chain_verifiable() {
     assert!(!without.status.success());
     assert!(String::from_utf8_lossy(&without.stderr).contains("--archive"));
     let with = e.verify(&["--archive", archive.to_str().unwrap()]);
-    assert_passes(&with);
+    assert_success(&with);
     // an edited archive fails
     let text = std::fs::read_to_string(&archive).unwrap();
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
@@ -361,7 +352,7 @@ fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
     assert!(err.contains("not at the chain's first link"), "{err}");
 
     let out = e.verify(&["--archive", a1, "--archive", a2]);
-    assert_passes(&out);
+    assert_success(&out);
 
     // A start checkpoint kept from before: here the one the second archive starts at.
     let header: serde_json::Value = serde_json::from_str(
@@ -375,7 +366,7 @@ fn verify_needs_the_chain_from_its_first_link_or_a_trusted_start() {
     let start = e.path("start.json");
     std::fs::write(&start, header["start"].to_string()).unwrap();
     let out = e.verify(&["--archive", a2, "--start", start.to_str().unwrap()]);
-    assert_passes(&out);
+    assert_success(&out);
 }
 
 /// Issue 12 item 3: entries were stored in clear, so whoever had the disk, the
@@ -469,7 +460,7 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
         "--key",
         k0_only.to_str().unwrap(),
     ]));
-    assert_passes(&out);
+    assert_success(&out);
     assert!(String::from_utf8_lossy(&out.stdout).contains("sealed"));
 
     // the auditors read the entries with the read key of their key file
@@ -549,7 +540,7 @@ fn a_restore_archives_the_old_chain_and_starts_a_new_one() {
         .expect("the restore wrote an archive");
     let a = archive.to_str().unwrap();
     let old = e.verify(&["--archive", a, "--archives-only"]);
-    assert_passes(&old);
+    assert_success(&old);
     // the old K0 does not verify (or sign) the new chain
     assert!(!e.verify(&[]).status.success());
     let new_k0 = e.path("k0-new.hex");
@@ -559,7 +550,7 @@ fn a_restore_archives_the_old_chain_and_starts_a_new_one() {
         std::fs::read_to_string(&k0).unwrap()
     );
     let new = e.run(&["audit", "verify", "--key", new_k0.to_str().unwrap()]);
-    assert_passes(&new);
+    assert_success(&new);
     let log = e.ok(&[
         "audit",
         "export",

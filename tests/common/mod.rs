@@ -71,6 +71,16 @@ pub fn run(mut cmd: Command) -> Output {
     out
 }
 
+/// Fails the test, with `out`'s stderr, unless the command succeeded (for a command
+/// whose whole [`Output`] the test goes on to read).
+pub fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// [`run`], which must succeed; its stdout.
 pub fn ok(cmd: Command, what: &dyn std::fmt::Debug) -> String {
     let out = run(cmd);
