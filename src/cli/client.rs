@@ -27,11 +27,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use super::backend::{self, Backend};
 use super::server_cmds::{self, TokenCommand};
 use super::{
-    create_private, fail, not_found, passphrase_from_sources, print_stats, read_secret_file,
-    report_change, say, show_found, show_records, Cli, Command, ConsentCommand, Failure,
-    ImportArgs, KeyCommand, TargetArgs, TenantCommand,
+    create_private, fail, passphrase_from_sources, print_stats, read_secret_file, say, AddArgs,
+    Cli, Command, DeleteArgs, Failure, FindArgs, GetArgs, ImportArgs, KeyCommand, TargetArgs,
+    TenantCommand,
 };
 use crate::api::response::{
     Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased, ItemStatus,
@@ -42,7 +43,7 @@ use crate::phone::{self, NumberKind};
 use crate::record::RecordId;
 use crate::stats::{Group, Stats, StatsError};
 use crate::store::StoreError;
-use crate::vault::{self, Changed, ImportSummary, Reject, Role, TokenInfo, VaultError};
+use crate::vault::{self, ImportSummary, Reject, Role, TokenInfo, VaultError};
 
 /// The socket a server makes in the vault directory unless given `--socket`.
 pub const DEFAULT_SOCKET: &str = "phonevault.sock";
@@ -191,15 +192,6 @@ fn json_body(v: &impl Serialize) -> Result<SecretBuf, Failure> {
     Ok(b)
 }
 
-/// What the CLI says for [`WriteAnswer::Accepted`].
-fn print_accepted(cli: &Cli) {
-    say(
-        cli,
-        json!({"accepted": true}),
-        "accepted (the server tells a token that cannot read every purpose of its tenant nothing more)",
-    );
-}
-
 /// A token the server showed, as the CLI prints it.
 fn token_info(t: TokenView) -> Result<TokenInfo, Failure> {
     let role = Role::parse(&t.role).ok_or_else(|| {
@@ -320,27 +312,6 @@ fn enc(s: &str) -> String {
 
 fn tenant_path(tenant: &str, rest: &str) -> String {
     format!("/v1/tenants/{}/{rest}", enc(tenant))
-}
-
-fn record_id(id: &str) -> Result<RecordId, Failure> {
-    RecordId::parse(id).ok_or_else(|| {
-        fail(format!(
-            "the server sent a malformed record id `{}`",
-            id.chars()
-                .filter(|c| c.is_ascii_graphic())
-                .take(64)
-                .collect::<String>()
-        ))
-    })
-}
-
-fn changed(a: ChangedAnswer) -> Result<Changed, Failure> {
-    let id = record_id(&a.id)?;
-    Ok(if a.changed {
-        Changed::Yes(id)
-    } else {
-        Changed::No(id)
-    })
 }
 
 /// A connection to the server and the caller's token.
@@ -566,178 +537,11 @@ impl Remote {
     }
 
     fn run(&mut self, cli: &Cli) -> Result<(), Failure> {
+        if let Some(done) = backend::dispatch(cli, self) {
+            return done;
+        }
         match &cli.command {
-            Command::Add(a) => {
-                let r: WriteAnswer<Added> = self.post(
-                    &tenant_path(&a.tenant, "numbers"),
-                    &AddBody {
-                        phone: &a.phone,
-                        region: a.region.as_deref(),
-                        consents: &a.consent,
-                        source: &a.source,
-                    },
-                )?;
-                let r = match r {
-                    WriteAnswer::Detailed(r) => r,
-                    WriteAnswer::Accepted(_) => {
-                        print_accepted(cli);
-                        return Ok(());
-                    }
-                };
-                super::print_added(cli, &r.id, r.status.as_str(), &r.suppressed_for);
-                Ok(())
-            }
-            Command::Find(a) => {
-                if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
-                    let r: Records = self.post(
-                        &tenant_path(&a.tenant, "lookup/last4"),
-                        &json!({"country_code": cc, "last4": l4, "purpose": a.purpose, "reveal": a.reveal}),
-                    )?;
-                    return show_records(cli, &r.results);
-                }
-                let body = json_body(&LookupBody {
-                    phone: a.phone.as_deref().unwrap_or(""),
-                    region: a.region.as_deref(),
-                    purpose: &a.purpose,
-                    reveal: a.reveal,
-                })?;
-                let found: Option<Record> = self.call_or_absent(
-                    Method::POST,
-                    &tenant_path(&a.tenant, "lookup"),
-                    Some(body),
-                )?;
-                show_found(cli, found)
-            }
-            Command::Get(a) => {
-                RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
-                let mut path = tenant_path(
-                    &a.tenant,
-                    &format!("numbers/{}?purpose={}", enc(&a.id), enc(&a.purpose)),
-                );
-                if a.reveal {
-                    path.push_str("&reveal=true");
-                }
-                let found: Option<Record> = self.call_or_absent(Method::GET, &path, None)?;
-                show_found(cli, found)
-            }
-            Command::Delete(a) => {
-                RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
-                let path = tenant_path(&a.tenant, &format!("numbers/{}", enc(&a.id)));
-                match self.call_or_absent::<Deleted>(Method::DELETE, &path, None)? {
-                    Some(_) => {
-                        say(cli, json!({"deleted": a.id}), &format!("deleted {}", a.id));
-                        Ok(())
-                    }
-                    None => Err(not_found("no such record")),
-                }
-            }
             Command::Import(a) => self.import(cli, a),
-            Command::Consent(ConsentCommand::Grant {
-                target,
-                purpose,
-                source,
-                receipt,
-                receipt_out,
-            }) => {
-                let r: WriteAnswer<ChangedAnswer> = self.post(
-                    &tenant_path(&target.tenant, "consent/grant"),
-                    &TargetedBody {
-                        purposes: Some(purpose),
-                        source: Some(source),
-                        receipt: *receipt,
-                        ..TargetedBody::of(target)
-                    },
-                )?;
-                let WriteAnswer::Detailed(r) = r else {
-                    print_accepted(cli);
-                    return Ok(());
-                };
-                let id = record_id(&r.id)?;
-                if *receipt {
-                    let file = r.receipt.ok_or_else(|| {
-                        fail("the server sent no receipt: is it older than the CLI?")
-                    })?;
-                    return super::emit_receipt(
-                        cli,
-                        id,
-                        purpose,
-                        file.as_bytes(),
-                        receipt_out.as_deref(),
-                    );
-                }
-                say(
-                    cli,
-                    json!({"id": id.to_string(), "granted": purpose}),
-                    &format!("{id}: consent granted for {}", purpose.join(",")),
-                );
-                Ok(())
-            }
-            Command::Consent(ConsentCommand::Withdraw { target, purpose }) => {
-                let r: WriteAnswer<ChangedAnswer> = self.post(
-                    &tenant_path(&target.tenant, "consent/withdraw"),
-                    &TargetedBody {
-                        purpose: Some(purpose),
-                        ..TargetedBody::of(target)
-                    },
-                )?;
-                let WriteAnswer::Detailed(r) = r else {
-                    print_accepted(cli);
-                    return Ok(());
-                };
-                report_change(
-                    cli,
-                    changed(r)?,
-                    &format!("consent for {purpose} withdrawn"),
-                    &format!("no live consent for {purpose}; nothing changed"),
-                );
-                Ok(())
-            }
-            Command::OptOut(a) => {
-                let body = TargetedBody {
-                    purpose: a.purpose.as_deref(),
-                    all: a.purpose.is_none(),
-                    ..TargetedBody::of(&a.target)
-                };
-                let r: WriteAnswer<ChangedAnswer> =
-                    self.post(&tenant_path(&a.target.tenant, "opt-out"), &body)?;
-                let WriteAnswer::Detailed(r) = r else {
-                    print_accepted(cli);
-                    return Ok(());
-                };
-                let what = a.purpose.as_deref().unwrap_or("everything");
-                report_change(
-                    cli,
-                    changed(r)?,
-                    &format!("opted out of {what}"),
-                    &format!("already opted out of {what}; nothing changed"),
-                );
-                Ok(())
-            }
-            Command::Erase(t) => {
-                let r: WriteAnswer<Erased> =
-                    self.post(&tenant_path(&t.tenant, "erase"), &TargetBody::of(t))?;
-                let WriteAnswer::Detailed(r) = r else {
-                    print_accepted(cli);
-                    return Ok(());
-                };
-                let id = record_id(&r.id)?;
-                say(
-                    cli,
-                    json!({"erased": id.to_string()}),
-                    &format!("erased {id}"),
-                );
-                Ok(())
-            }
-            Command::Verify(t) => {
-                let r: WriteAnswer<ChangedAnswer> =
-                    self.post(&tenant_path(&t.tenant, "verify"), &TargetBody::of(t))?;
-                let WriteAnswer::Detailed(r) = r else {
-                    print_accepted(cli);
-                    return Ok(());
-                };
-                report_change(cli, changed(r)?, "verified now", "verified now");
-                Ok(())
-            }
             Command::Stats(a) => {
                 // JSON has no infinity or NaN: refuse them here as the vault does.
                 if a.epsilon.is_some_and(|e| !e.is_finite()) {
@@ -979,6 +783,124 @@ impl Remote {
 }
 
 /// The name of a command without an API route, for the refusal.
+impl Backend for Remote {
+    fn add(&mut self, a: &AddArgs) -> Result<WriteAnswer<Added>, Failure> {
+        self.post(
+            &tenant_path(&a.tenant, "numbers"),
+            &AddBody {
+                phone: &a.phone,
+                region: a.region.as_deref(),
+                consents: &a.consent,
+                source: &a.source,
+            },
+        )
+    }
+
+    fn find(&mut self, a: &FindArgs) -> Result<Option<Record>, Failure> {
+        let body = json_body(&LookupBody {
+            phone: a.phone.as_deref().unwrap_or(""),
+            region: a.region.as_deref(),
+            purpose: &a.purpose,
+            reveal: a.reveal,
+        })?;
+        self.call_or_absent(Method::POST, &tenant_path(&a.tenant, "lookup"), Some(body))
+    }
+
+    fn find_last4(
+        &mut self,
+        a: &FindArgs,
+        country_code: u16,
+        last4: &str,
+    ) -> Result<Vec<Record>, Failure> {
+        let r: Records = self.post(
+            &tenant_path(&a.tenant, "lookup/last4"),
+            &json!({"country_code": country_code, "last4": last4, "purpose": a.purpose, "reveal": a.reveal}),
+        )?;
+        Ok(r.results)
+    }
+
+    fn get(&mut self, a: &GetArgs) -> Result<Option<Record>, Failure> {
+        RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
+        let mut path = tenant_path(
+            &a.tenant,
+            &format!("numbers/{}?purpose={}", enc(&a.id), enc(&a.purpose)),
+        );
+        if a.reveal {
+            path.push_str("&reveal=true");
+        }
+        self.call_or_absent(Method::GET, &path, None)
+    }
+
+    fn delete(&mut self, a: &DeleteArgs) -> Result<bool, Failure> {
+        RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
+        let path = tenant_path(&a.tenant, &format!("numbers/{}", enc(&a.id)));
+        Ok(self
+            .call_or_absent::<Deleted>(Method::DELETE, &path, None)?
+            .is_some())
+    }
+
+    fn grant(
+        &mut self,
+        target: &TargetArgs,
+        purposes: &[String],
+        source: &str,
+        receipt: bool,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        self.post(
+            &tenant_path(&target.tenant, "consent/grant"),
+            &TargetedBody {
+                purposes: Some(purposes),
+                source: Some(source),
+                receipt,
+                ..TargetedBody::of(target)
+            },
+        )
+    }
+
+    fn withdraw(
+        &mut self,
+        target: &TargetArgs,
+        purpose: &str,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        self.post(
+            &tenant_path(&target.tenant, "consent/withdraw"),
+            &TargetedBody {
+                purpose: Some(purpose),
+                ..TargetedBody::of(target)
+            },
+        )
+    }
+
+    fn opt_out(
+        &mut self,
+        target: &TargetArgs,
+        purpose: Option<&str>,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        self.post(
+            &tenant_path(&target.tenant, "opt-out"),
+            &TargetedBody {
+                purpose,
+                all: purpose.is_none(),
+                ..TargetedBody::of(target)
+            },
+        )
+    }
+
+    fn erase(&mut self, target: &TargetArgs) -> Result<WriteAnswer<Erased>, Failure> {
+        self.post(
+            &tenant_path(&target.tenant, "erase"),
+            &TargetBody::of(target),
+        )
+    }
+
+    fn verify(&mut self, target: &TargetArgs) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        self.post(
+            &tenant_path(&target.tenant, "verify"),
+            &TargetBody::of(target),
+        )
+    }
+}
+
 fn command_name(c: &Command) -> &'static str {
     match c {
         Command::Tenant(TenantCommand::Create { .. }) => "tenant create",

@@ -10,6 +10,7 @@ use phonevault_keys::{KdfParams, KeyFileKey, Passphrase};
 use zeroize::Zeroizing;
 
 mod audit_cmds;
+mod backend;
 mod client;
 mod demo;
 mod key_cmds;
@@ -1162,61 +1163,17 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Add(a) => {
-            let v = open(&cli)?;
-            let outcome = v.add(
-                &a.tenant,
-                &a.phone,
-                a.region.as_deref(),
-                &a.consent,
-                &a.source,
-            )?;
-            let what = match outcome {
-                vault::AddOutcome::Created(_) => "created",
-                vault::AddOutcome::Merged(_) => "merged",
-                vault::AddOutcome::Unchanged(_) => "unchanged",
-            };
-            let listed =
-                v.suppressed_purposes(&a.tenant, &a.phone, a.region.as_deref(), &a.consent)?;
-            print_added(&cli, &outcome.id().to_string(), what, &listed);
-            Ok(())
-        }
-        Command::Find(a) => {
-            if a.last4.is_some() {
-                use crate::policy::{decide, Access, Caller, Decision, Operation};
-                let access = Access::new(&a.tenant, Operation::ReadLast4, &[]).reveal(a.reveal);
-                if let Decision::Deny(r) = decide(&Caller::Operator, &access) {
-                    return Err(fail(r.to_string()));
-                }
-            }
-            let v = open(&cli)?.revealing(a.reveal);
-            if let (Some(l4), Some(cc)) = (&a.last4, a.country_code) {
-                let found = v.find_last4(&a.tenant, cc, l4, &a.purpose)?;
-                let records: Vec<Record> = found.iter().map(|f| Record::of(f, a.reveal)).collect();
-                return show_records(&cli, &records);
-            }
-            let phone = a.phone.as_deref().unwrap_or("");
-            let found = v.find(&a.tenant, phone, a.region.as_deref(), &a.purpose)?;
-            show_found(&cli, found.map(|f| Record::of(&f, a.reveal)))
-        }
-        Command::Get(a) => {
-            let v = open(&cli)?.revealing(a.reveal);
-            let found = v.get(&a.tenant, &a.id, &a.purpose)?;
-            show_found(&cli, found.map(|f| Record::of(&f, a.reveal)))
-        }
-        Command::Delete(a) => {
-            let v = open(&cli)?;
-            if v.delete(&a.tenant, &a.id)? {
-                if cli.json {
-                    print_json(&serde_json::json!({"deleted": a.id}));
-                } else {
-                    println!("deleted {}", a.id);
-                }
-                Ok(())
-            } else {
-                Err(not_found("no such record"))
-            }
-        }
+        // The record commands: dispatched and printed in one place for the vault here
+        // and for a server's socket alike.
+        Command::Add(_)
+        | Command::Find(_)
+        | Command::Get(_)
+        | Command::Delete(_)
+        | Command::Consent(_)
+        | Command::OptOut(_)
+        | Command::Erase(_)
+        | Command::Verify(_) => backend::dispatch(&cli, &mut backend::Local::new(&cli))
+            .unwrap_or_else(|| Err(fail("this command is not a record command"))),
         Command::Import(a) => import(&cli, a),
         Command::Export(a) => export(&cli, a),
         Command::Normalize(a) => normalize(&cli, a),
@@ -1285,79 +1242,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 serde_json::json!({"tenant": row.name, "retention_days": row.retention_days}),
                 &text,
             );
-            Ok(())
-        }
-        Command::Consent(ConsentCommand::Grant {
-            target,
-            purpose,
-            source,
-            receipt: true,
-            receipt_out,
-        }) => {
-            let v = open(&cli)?;
-            let (c, file) =
-                v.grant_with_receipt(&target.tenant, target.target(), purpose, source, "cli")?;
-            emit_receipt(&cli, c.id(), purpose, &file, receipt_out.as_deref())
-        }
-        Command::Consent(ConsentCommand::Grant {
-            target,
-            purpose,
-            source,
-            ..
-        }) => {
-            let v = open(&cli)?;
-            // Granting is an explicit add of the same number: it merges consents and
-            // lifts opt-outs of those purposes.
-            let outcome = match target.target() {
-                vault::Target::Phone { input, region } => {
-                    v.add(&target.tenant, input, region, purpose, source)?.id()
-                }
-                vault::Target::Id(id) => v.grant_by_id(&target.tenant, id, purpose, source)?.id(),
-            };
-            say(
-                &cli,
-                serde_json::json!({"id": outcome.to_string(), "granted": purpose}),
-                &format!("{outcome}: consent granted for {}", purpose.join(",")),
-            );
-            Ok(())
-        }
-        Command::Consent(ConsentCommand::Withdraw { target, purpose }) => {
-            let c = open(&cli)?.withdraw(&target.tenant, target.target(), purpose)?;
-            report_change(
-                &cli,
-                c,
-                &format!("consent for {purpose} withdrawn"),
-                &format!("no live consent for {purpose}; nothing changed"),
-            );
-            Ok(())
-        }
-        Command::OptOut(a) => {
-            let c =
-                open(&cli)?.opt_out(&a.target.tenant, a.target.target(), a.purpose.as_deref())?;
-            let what = a
-                .purpose
-                .as_deref()
-                .map_or("everything".to_owned(), |p| p.to_owned());
-            report_change(
-                &cli,
-                c,
-                &format!("opted out of {what}"),
-                &format!("already opted out of {what}; nothing changed"),
-            );
-            Ok(())
-        }
-        Command::Erase(t) => {
-            let id = open(&cli)?.erase(&t.tenant, t.target())?;
-            say(
-                &cli,
-                serde_json::json!({"erased": id.to_string()}),
-                &format!("erased {id}"),
-            );
-            Ok(())
-        }
-        Command::Verify(t) => {
-            let c = open(&cli)?.verify(&t.tenant, t.target())?;
-            report_change(&cli, c, "verified now", "verified now");
             Ok(())
         }
         Command::Purge(a) => {

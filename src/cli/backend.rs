@@ -1,0 +1,339 @@
+//! Where a record command is carried out, and the one place it is dispatched and
+//! printed. [`Local`] runs it on the vault in this process; the socket client
+//! (`client::Remote`) sends it to the server that holds the vault. Both answer with
+//! the API's own types (`crate::api::response`), so a command prints the same either
+//! way, and a command added here is added to both.
+
+use super::{
+    fail, not_found, print_added, report_change, say, show_found, show_records, AddArgs, Cli,
+    Command, ConsentCommand, DeleteArgs, Failure, FindArgs, GetArgs, TargetArgs,
+};
+use crate::api::response::{Added, ChangedAnswer, Erased, Record, WriteAnswer};
+use crate::record::RecordId;
+use crate::vault::{self, Changed, Vault};
+
+/// A record command's executor: the vault in process, or a server's socket.
+pub(crate) trait Backend {
+    /// `add`: the record's id, what the add did, and the purposes a suppression list
+    /// holds the number for.
+    fn add(&mut self, a: &AddArgs) -> Result<WriteAnswer<Added>, Failure>;
+    /// `find --phone`.
+    fn find(&mut self, a: &FindArgs) -> Result<Option<Record>, Failure>;
+    /// `find --last4 --country-code`.
+    fn find_last4(
+        &mut self,
+        a: &FindArgs,
+        country_code: u16,
+        last4: &str,
+    ) -> Result<Vec<Record>, Failure>;
+    /// `get`.
+    fn get(&mut self, a: &GetArgs) -> Result<Option<Record>, Failure>;
+    /// `delete`: whether there was such a record.
+    fn delete(&mut self, a: &DeleteArgs) -> Result<bool, Failure>;
+    /// `consent grant`, with the receipt file when `receipt`.
+    fn grant(
+        &mut self,
+        target: &TargetArgs,
+        purposes: &[String],
+        source: &str,
+        receipt: bool,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure>;
+    /// `consent withdraw`.
+    fn withdraw(
+        &mut self,
+        target: &TargetArgs,
+        purpose: &str,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure>;
+    /// `opt-out` of one purpose, or of everything.
+    fn opt_out(
+        &mut self,
+        target: &TargetArgs,
+        purpose: Option<&str>,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure>;
+    /// `erase`.
+    fn erase(&mut self, target: &TargetArgs) -> Result<WriteAnswer<Erased>, Failure>;
+    /// `verify`.
+    fn verify(&mut self, target: &TargetArgs) -> Result<WriteAnswer<ChangedAnswer>, Failure>;
+}
+
+/// Runs `cli`'s command on `b` and prints its answer, when it is a record command;
+/// `None` for every other command.
+pub(crate) fn dispatch(cli: &Cli, b: &mut dyn Backend) -> Option<Result<(), Failure>> {
+    Some(match &cli.command {
+        Command::Add(a) => b.add(a).map(|r| {
+            if let Some(r) = detailed(cli, r) {
+                print_added(cli, &r.id, r.status.as_str(), &r.suppressed_for);
+            }
+        }),
+        Command::Find(a) => match (&a.last4, a.country_code) {
+            (Some(l4), Some(cc)) => b.find_last4(a, cc, l4).and_then(|r| show_records(cli, &r)),
+            _ => b.find(a).and_then(|f| show_found(cli, f)),
+        },
+        Command::Get(a) => b.get(a).and_then(|f| show_found(cli, f)),
+        Command::Delete(a) => match b.delete(a) {
+            Ok(true) => {
+                say(
+                    cli,
+                    serde_json::json!({"deleted": a.id}),
+                    &format!("deleted {}", a.id),
+                );
+                Ok(())
+            }
+            Ok(false) => Err(not_found("no such record")),
+            Err(e) => Err(e),
+        },
+        Command::Consent(ConsentCommand::Grant {
+            target,
+            purpose,
+            source,
+            receipt,
+            receipt_out,
+        }) => granted(
+            cli,
+            b.grant(target, purpose, source, *receipt),
+            purpose,
+            *receipt,
+            receipt_out.as_deref(),
+        ),
+        Command::Consent(ConsentCommand::Withdraw { target, purpose }) => changed(
+            cli,
+            b.withdraw(target, purpose),
+            &format!("consent for {purpose} withdrawn"),
+            &format!("no live consent for {purpose}; nothing changed"),
+        ),
+        Command::OptOut(a) => {
+            let what = a.purpose.as_deref().unwrap_or("everything");
+            changed(
+                cli,
+                b.opt_out(&a.target, a.purpose.as_deref()),
+                &format!("opted out of {what}"),
+                &format!("already opted out of {what}; nothing changed"),
+            )
+        }
+        Command::Erase(t) => b.erase(t).and_then(|r| {
+            let Some(r) = detailed(cli, r) else {
+                return Ok(());
+            };
+            let id = record_id(&r.id)?;
+            say(
+                cli,
+                serde_json::json!({"erased": id.to_string()}),
+                &format!("erased {id}"),
+            );
+            Ok(())
+        }),
+        Command::Verify(t) => changed(cli, b.verify(t), "verified now", "verified now"),
+        _ => return None,
+    })
+}
+
+/// The detailed answer; `None` once an answer without detail (a writer token's,
+/// through the socket) is printed.
+fn detailed<T>(cli: &Cli, r: WriteAnswer<T>) -> Option<T> {
+    match r {
+        WriteAnswer::Detailed(r) => Some(r),
+        WriteAnswer::Accepted(_) => {
+            say(
+                cli,
+                serde_json::json!({"accepted": true}),
+                "accepted (the server tells a token that cannot read every purpose of its tenant nothing more)",
+            );
+            None
+        }
+    }
+}
+
+fn changed(
+    cli: &Cli,
+    r: Result<WriteAnswer<ChangedAnswer>, Failure>,
+    yes: &str,
+    no: &str,
+) -> Result<(), Failure> {
+    if let Some(r) = detailed(cli, r?) {
+        let id = record_id(&r.id)?;
+        let c = if r.changed {
+            Changed::Yes(id)
+        } else {
+            Changed::No(id)
+        };
+        report_change(cli, c, yes, no);
+    }
+    Ok(())
+}
+
+fn granted(
+    cli: &Cli,
+    r: Result<WriteAnswer<ChangedAnswer>, Failure>,
+    purposes: &[String],
+    receipt: bool,
+    receipt_out: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let Some(r) = detailed(cli, r?) else {
+        return Ok(());
+    };
+    let id = record_id(&r.id)?;
+    if receipt {
+        let file = r
+            .receipt
+            .ok_or_else(|| fail("the server sent no receipt: is it older than the CLI?"))?;
+        return super::emit_receipt(cli, id, purposes, file.as_bytes(), receipt_out);
+    }
+    say(
+        cli,
+        serde_json::json!({"id": id.to_string(), "granted": purposes}),
+        &format!("{id}: consent granted for {}", purposes.join(",")),
+    );
+    Ok(())
+}
+
+/// A record id as an answer gives it (checked: a server's answer is input too).
+pub(crate) fn record_id(id: &str) -> Result<RecordId, Failure> {
+    RecordId::parse(id).ok_or_else(|| {
+        fail(format!(
+            "the server sent a malformed record id `{}`",
+            id.chars()
+                .filter(|c| c.is_ascii_graphic())
+                .take(64)
+                .collect::<String>()
+        ))
+    })
+}
+
+/// The vault in this process, opened by the first command that needs it.
+pub(crate) struct Local<'c> {
+    cli: &'c Cli,
+    vault: Option<Vault>,
+}
+
+impl<'c> Local<'c> {
+    pub(crate) fn new(cli: &'c Cli) -> Local<'c> {
+        Local { cli, vault: None }
+    }
+
+    fn vault(&mut self) -> Result<&Vault, Failure> {
+        if self.vault.is_none() {
+            self.vault = Some(super::open(self.cli)?);
+        }
+        self.vault
+            .as_ref()
+            .ok_or_else(|| fail("the vault could not be opened"))
+    }
+}
+
+fn done<T>(t: impl Into<T>) -> Result<WriteAnswer<T>, Failure> {
+    Ok(WriteAnswer::Detailed(t.into()))
+}
+
+impl Backend for Local<'_> {
+    fn add(&mut self, a: &AddArgs) -> Result<WriteAnswer<Added>, Failure> {
+        let v = self.vault()?;
+        let outcome = v.add(
+            &a.tenant,
+            &a.phone,
+            a.region.as_deref(),
+            &a.consent,
+            &a.source,
+        )?;
+        let mut added = Added::from(outcome);
+        added.suppressed_for =
+            v.suppressed_purposes(&a.tenant, &a.phone, a.region.as_deref(), &a.consent)?;
+        done(added)
+    }
+
+    fn find(&mut self, a: &FindArgs) -> Result<Option<Record>, Failure> {
+        let v = self.vault()?.clone().revealing(a.reveal);
+        let phone = a.phone.as_deref().unwrap_or("");
+        let found = v.find(&a.tenant, phone, a.region.as_deref(), &a.purpose)?;
+        Ok(found.map(|f| Record::of(&f, a.reveal)))
+    }
+
+    fn find_last4(
+        &mut self,
+        a: &FindArgs,
+        country_code: u16,
+        last4: &str,
+    ) -> Result<Vec<Record>, Failure> {
+        use crate::policy::{decide, Access, Caller, Decision, Operation};
+        let access = Access::new(&a.tenant, Operation::ReadLast4, &[]).reveal(a.reveal);
+        if let Decision::Deny(r) = decide(&Caller::Operator, &access) {
+            return Err(fail(r.to_string()));
+        }
+        let v = self.vault()?.clone().revealing(a.reveal);
+        let found = v.find_last4(&a.tenant, country_code, last4, &a.purpose)?;
+        Ok(found.iter().map(|f| Record::of(f, a.reveal)).collect())
+    }
+
+    fn get(&mut self, a: &GetArgs) -> Result<Option<Record>, Failure> {
+        let v = self.vault()?.clone().revealing(a.reveal);
+        let found = v.get(&a.tenant, &a.id, &a.purpose)?;
+        Ok(found.map(|f| Record::of(&f, a.reveal)))
+    }
+
+    fn delete(&mut self, a: &DeleteArgs) -> Result<bool, Failure> {
+        Ok(self.vault()?.delete(&a.tenant, &a.id)?)
+    }
+
+    fn grant(
+        &mut self,
+        target: &TargetArgs,
+        purposes: &[String],
+        source: &str,
+        receipt: bool,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        let v = self.vault()?;
+        if receipt {
+            let (c, file) =
+                v.grant_with_receipt(&target.tenant, target.target(), purposes, source, "cli")?;
+            let mut answer = ChangedAnswer::from(c);
+            answer.receipt =
+                Some(String::from_utf8(file).map_err(|_| fail("the receipt is not UTF-8 JSON"))?);
+            return done(answer);
+        }
+        // Granting is an explicit add of the same number: it merges consents and lifts
+        // opt-outs of those purposes.
+        let c = match target.target() {
+            vault::Target::Phone { input, region } => {
+                match v.add(&target.tenant, input, region, purposes, source)? {
+                    vault::AddOutcome::Unchanged(id) => Changed::No(id),
+                    o => Changed::Yes(o.id()),
+                }
+            }
+            vault::Target::Id(id) => v.grant_by_id(&target.tenant, id, purposes, source)?,
+        };
+        done(c)
+    }
+
+    fn withdraw(
+        &mut self,
+        target: &TargetArgs,
+        purpose: &str,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        done(
+            self.vault()?
+                .withdraw(&target.tenant, target.target(), purpose)?,
+        )
+    }
+
+    fn opt_out(
+        &mut self,
+        target: &TargetArgs,
+        purpose: Option<&str>,
+    ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        done(
+            self.vault()?
+                .opt_out(&target.tenant, target.target(), purpose)?,
+        )
+    }
+
+    fn erase(&mut self, target: &TargetArgs) -> Result<WriteAnswer<Erased>, Failure> {
+        let id = self.vault()?.erase(&target.tenant, target.target())?;
+        done(Erased {
+            id: id.to_string(),
+            erased: true,
+        })
+    }
+
+    fn verify(&mut self, target: &TargetArgs) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
+        done(self.vault()?.verify(&target.tenant, target.target())?)
+    }
+}
