@@ -451,7 +451,9 @@ fn the_audit_tree_shows_no_record_id_or_purpose_and_still_verifies_with_k0() {
     std::fs::write(&k0_only, format!("{k0_hex}\n")).unwrap();
     let locked = |args: &[&str]| {
         let mut c = e.cmd(args);
-        c.env("PHONEVAULT_PASSPHRASE", "wrong passphrase");
+        // Not "wrong passphrase": that is the text of the unlock error, which the secret
+        // grep would then find in the echoed stderr.
+        c.env("PHONEVAULT_PASSPHRASE", "not this vault's passphrase");
         c
     };
     let out = common::run(locked(&[
