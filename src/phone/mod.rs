@@ -505,8 +505,36 @@ fn compile(source: &str) -> Option<regex::Regex> {
     regex::Regex::new(source).ok()
 }
 
+/// Largest DFA (and largest determinization) a whole-number pattern may build; a
+/// pattern that needs more is matched by the regex crate instead.
+const DFA_BYTES: usize = 1 << 20;
+
+/// A whole-number test: a fully compiled DFA where the pattern allows it (a match is
+/// then a walk over the number's ten or so bytes, with no search cache to fetch from a
+/// shared pool, which cost more than the walk), else the regex crate.
 fn compile_match(source: &str) -> Option<MatchFn> {
-    compile(source).map(|re| Box::new(move |s: &str| re.is_match(s)) as MatchFn)
+    use regex_automata::dfa::{dense, Automaton};
+    use regex_automata::util::syntax;
+    let dfa = dense::Builder::new()
+        .syntax(syntax::Config::new().unicode(false).utf8(false))
+        .configure(
+            dense::Config::new()
+                .dfa_size_limit(Some(DFA_BYTES))
+                .determinize_size_limit(Some(DFA_BYTES)),
+        )
+        .build(source);
+    match dfa {
+        // The pattern is anchored at both ends (`LazyRegex::full`): a match found
+        // forward is a whole-number match. A search error (none is possible without
+        // Unicode word boundaries) counts as no match.
+        Ok(dfa) => Some(Box::new(move |s: &str| {
+            matches!(
+                dfa.try_search_fwd(&regex_automata::Input::new(s)),
+                Ok(Some(_))
+            )
+        }) as MatchFn),
+        Err(_) => compile(source).map(|re| Box::new(move |s: &str| re.is_match(s)) as MatchFn),
+    }
 }
 
 fn compile_find(source: &str) -> Option<FindFn> {
