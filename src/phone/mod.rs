@@ -513,6 +513,31 @@ const DFA_BYTES: usize = 1 << 20;
 /// then a walk over the number's ten or so bytes, with no search cache to fetch from a
 /// shared pool, which cost more than the walk), else the regex crate.
 fn compile_match(source: &str) -> Option<MatchFn> {
+    match compile_dfa(source) {
+        // The pattern is anchored at both ends (`LazyRegex::full`): a match found
+        // forward is a whole-number match.
+        Some(end_of_match) => Some(Box::new(move |s: &str| end_of_match(s).is_some()) as MatchFn),
+        None => compile(source).map(|re| Box::new(move |s: &str| re.is_match(s)) as MatchFn),
+    }
+}
+
+/// [`compile_find`] for a pattern anchored at the start (`LazyRegex::at_start`): the
+/// end of the leftmost-first match, as the regex crate finds it, by a DFA where the
+/// pattern allows it.
+fn compile_at_start(source: &str) -> Option<FindFn> {
+    match compile_dfa(source) {
+        Some(end_of_match) => {
+            Some(Box::new(move |s: &str| end_of_match(s).map(|end| (0usize, end))) as FindFn)
+        }
+        None => compile_find(source),
+    }
+}
+
+/// A fully compiled forward DFA of an ASCII pattern: the end of its leftmost-first
+/// match in the input. `None` when the pattern does not compile within [`DFA_BYTES`].
+/// A search error (none is possible without Unicode word boundaries) counts as no
+/// match.
+fn compile_dfa(source: &str) -> Option<Box<dyn Fn(&str) -> Option<usize> + Send + Sync>> {
     use regex_automata::dfa::{dense, Automaton};
     use regex_automata::util::syntax;
     let dfa = dense::Builder::new()
@@ -522,19 +547,14 @@ fn compile_match(source: &str) -> Option<MatchFn> {
                 .dfa_size_limit(Some(DFA_BYTES))
                 .determinize_size_limit(Some(DFA_BYTES)),
         )
-        .build(source);
-    match dfa {
-        // The pattern is anchored at both ends (`LazyRegex::full`): a match found
-        // forward is a whole-number match. A search error (none is possible without
-        // Unicode word boundaries) counts as no match.
-        Ok(dfa) => Some(Box::new(move |s: &str| {
-            matches!(
-                dfa.try_search_fwd(&regex_automata::Input::new(s)),
-                Ok(Some(_))
-            )
-        }) as MatchFn),
-        Err(_) => compile(source).map(|re| Box::new(move |s: &str| re.is_match(s)) as MatchFn),
-    }
+        .build(source)
+        .ok()?;
+    Some(Box::new(move |s: &str| {
+        dfa.try_search_fwd(&regex_automata::Input::new(s))
+            .ok()
+            .flatten()
+            .map(|m| m.offset())
+    }))
 }
 
 fn compile_find(source: &str) -> Option<FindFn> {
@@ -603,7 +623,7 @@ impl LazyRegex<FindFn> {
 
     /// End of the match at the start of `s`.
     fn looking_at(&self, s: &str) -> Option<usize> {
-        self.get(compile_find)
+        self.get(compile_at_start)
             .and_then(|f| f(s))
             .map(|(_, end)| end)
     }
@@ -913,7 +933,7 @@ impl Tables {
             ok &= [&r.international_prefix, &r.leading_digits]
                 .into_iter()
                 .flatten()
-                .all(|p| p.get(compile_find).is_some());
+                .all(|p| p.get(compile_at_start).is_some());
             ok &= r
                 .national_prefix_for_parsing
                 .as_ref()
@@ -1596,7 +1616,7 @@ mod tests {
                 .into_iter()
                 .flatten()
             {
-                assert!(p.get(compile_find).is_some(), "{}: {}", r.id, p.source);
+                assert!(p.get(compile_at_start).is_some(), "{}: {}", r.id, p.source);
             }
             if let Some(p) = &r.national_prefix_for_parsing {
                 assert!(p.get(compile_prefix).is_some(), "{}: {}", r.id, p.source);
