@@ -488,6 +488,8 @@ fn fold_unicode(input: &str) -> Zeroizing<String> {
 
 type MatchFn = Box<dyn Fn(&str) -> bool + Send + Sync>;
 type FindFn = Box<dyn Fn(&str) -> Option<(usize, usize)> + Send + Sync>;
+/// The end of a pattern's match in the input, if it matches ([`compile_dfa`]).
+type EndFn = Box<dyn Fn(&str) -> Option<usize> + Send + Sync>;
 type PrefixFn = Box<dyn Fn(&str, Option<&str>) -> Option<PrefixMatch> + Send + Sync>;
 
 /// A national-prefix match at the start of a number.
@@ -537,7 +539,7 @@ fn compile_at_start(source: &str) -> Option<FindFn> {
 /// match in the input. `None` when the pattern does not compile within [`DFA_BYTES`].
 /// A search error (none is possible without Unicode word boundaries) counts as no
 /// match.
-fn compile_dfa(source: &str) -> Option<Box<dyn Fn(&str) -> Option<usize> + Send + Sync>> {
+fn compile_dfa(source: &str) -> Option<EndFn> {
     use regex_automata::dfa::{dense, Automaton};
     use regex_automata::util::syntax;
     let dfa = dense::Builder::new()

@@ -175,6 +175,9 @@ pub(crate) struct TenantCtx {
     /// A sealed record under no id of the tenant, opened by a read that found
     /// nothing, so that "absent" costs the fetch and decryption of "refused".
     decoy: std::sync::OnceLock<Vec<u8>>,
+    /// The tenant's suppression lists, once a read loaded them (see
+    /// `Vault::read_lists`).
+    lists: std::sync::OnceLock<Vec<suppress::ActiveList>>,
 }
 
 /// The id of [`TenantCtx::decoy`]: all ones, never generated (ids start with the
@@ -1201,6 +1204,7 @@ impl Vault {
             destroyed_below: tk.destroyed_below,
             loaded: Instant::now(),
             decoy: std::sync::OnceLock::new(),
+            lists: std::sync::OnceLock::new(),
         });
         self.tenants
             .write()

@@ -197,7 +197,7 @@ impl Vault {
         let body = self.open_stored(ctx, &DECOY_ID, decoy)?;
         let readable = self.readable(ctx, &body, purpose, self.now());
         // As a found record is checked against the purpose's suppression lists.
-        let lists = self.active_lists(ctx, Some(purpose))?;
+        let lists = self.read_lists(ctx, purpose)?;
         let listed = self.listed_in(ctx, &lists, &body.e164)?.is_some();
         std::hint::black_box((fetched, readable, listed));
         Ok(())
@@ -252,7 +252,7 @@ impl Vault {
         let t = self.now();
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Found> = Vec::new();
-        let lists = self.active_lists(&ctx, Some(purpose))?;
+        let lists = self.read_lists(&ctx, purpose)?;
         let mut suppressed: BTreeMap<String, Vec<[u8; 16]>> = BTreeMap::new();
         for v in ctx.index_versions() {
             let keys = ctx.data_key(v)?;
@@ -362,7 +362,7 @@ impl Vault {
     ) -> Result<u64, VaultError> {
         let t = self.now();
         let mut n = 0;
-        let lists = self.active_lists(ctx, Some(purpose))?;
+        let lists = self.read_lists(ctx, purpose)?;
         let mut suppressed: BTreeMap<String, Vec<[u8; 16]>> = BTreeMap::new();
         let done = self.for_each_record(ctx, |id, body| {
             if self.readable(ctx, body, purpose, t) {

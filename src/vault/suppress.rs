@@ -137,6 +137,7 @@ pub struct ListCount {
 }
 
 /// A list loaded for reads: where its entries are and how they are keyed.
+#[derive(Clone)]
 pub(crate) struct ActiveList {
     name: String,
     prefix: Vec<u8>,
@@ -267,6 +268,32 @@ impl Vault {
             .collect())
     }
 
+    /// [`Vault::active_lists`] for a read: kept in the tenant's context when only this
+    /// process writes the store (every list change here forgets the context, so the
+    /// next read loads the lists again), read from the store each time when the store
+    /// is shared (another server may change a list at any moment).
+    pub(crate) fn read_lists(
+        &self,
+        ctx: &TenantCtx,
+        purpose: &str,
+    ) -> Result<Vec<ActiveList>, VaultError> {
+        if self.store.shared() {
+            return self.active_lists(ctx, Some(purpose));
+        }
+        let all = match ctx.lists.get() {
+            Some(all) => all,
+            None => {
+                let all = self.active_lists(ctx, None)?;
+                ctx.lists.get_or_init(|| all)
+            }
+        };
+        Ok(all
+            .iter()
+            .filter(|l| l.purposes.iter().any(|q| q == purpose))
+            .cloned()
+            .collect())
+    }
+
     /// The first of `lists` holding `e164`, if any. An entry whose tag does not verify
     /// was not written by the vault: the store was tampered with.
     pub(crate) fn listed_in<'a>(
@@ -344,7 +371,7 @@ impl Vault {
         e164: &str,
         readable: bool,
     ) -> Result<bool, VaultError> {
-        let lists = self.active_lists(ctx, Some(purpose))?;
+        let lists = self.read_lists(ctx, purpose)?;
         let Some(list) = self.listed_in(ctx, &lists, e164)? else {
             return Ok(false);
         };
@@ -510,6 +537,8 @@ impl Vault {
             let _ = self.delete_prefix(&gen_prefix);
             return Err(e);
         }
+        // Reads that kept the tenant's lists (see `read_lists`) take the new version.
+        self.forget_tenant(&ctx.row.name);
         if let Some((_, p)) = &prev {
             report.removed += self.delete_prefix(&generation_prefix(tid, list, &p.generation))?;
         }
@@ -804,6 +833,7 @@ impl Vault {
             b.guard(Tree::Suppress, rk.clone(), Some(bytes));
             b.delete(Tree::Suppress, rk);
             self.commit_audited(&mut b, ev)?;
+            self.forget_tenant(&ctx.row.name);
             self.delete_prefix(&list_prefix(ctx.row.id, list))
         })
     }
@@ -1000,6 +1030,33 @@ mod tests {
                 line: i as u64,
             })
             .collect()
+    }
+
+    /// Reads keep the tenant's lists between list changes (the store is this
+    /// process's alone): an import, a refresh and a drop through the same vault each
+    /// take effect for the very next read.
+    #[test]
+    fn a_list_change_reaches_the_next_read_at_once() {
+        let (v, _store) = vault();
+        let number = "+447400000005";
+        v.add("t", number, None, &["marketing".into()], "web")
+            .unwrap();
+        let found = |v: &Vault| v.find("t", number, None, "marketing").unwrap().is_some();
+        assert!(
+            found(&v),
+            "no list yet: readable (and the empty list set kept)"
+        );
+        import(&v, "dnc", &file(0, 10)).unwrap();
+        assert!(!found(&v), "listed by the import: refused at once");
+        import(&v, "dnc", &file(100, 10)).unwrap();
+        assert!(
+            found(&v),
+            "the refreshed list no longer holds it: readable at once"
+        );
+        import(&v, "dnc", &file(0, 10)).unwrap();
+        assert!(!found(&v));
+        v.suppress_drop("t", "dnc").unwrap();
+        assert!(found(&v), "the list dropped: readable at once");
     }
 
     /// An upload over several requests: nothing is in force before its commit, the
