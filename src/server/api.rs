@@ -95,7 +95,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-async fn no_route() -> ApiError {
+async fn no_route(req: axum::extract::Request) -> ApiError {
+    // What it sent is read first (when small), so the connection stays usable.
+    super::drain_small(req.into_body()).await;
     ApiError::new(
         StatusCode::NOT_FOUND,
         code::NO_ROUTE,
@@ -103,7 +105,11 @@ async fn no_route() -> ApiError {
     )
 }
 
-async fn method_not_allowed() -> ApiError {
+async fn method_not_allowed(req: axum::extract::Request) -> ApiError {
+    // The route reads no body for this method: what was sent is read first (when
+    // small), as for a refusal, so that the answer is not lost with the connection
+    // (schemathesis saw "closed without response" for PATCH and PUT with a body).
+    super::drain_small(req.into_body()).await;
     ApiError::new(
         StatusCode::METHOD_NOT_ALLOWED,
         code::METHOD_NOT_ALLOWED,

@@ -115,7 +115,9 @@ impl From<VaultError> for ApiError {
                     reason: Some(p.code()),
                 }
             }
-            VaultError::TenantExists(_) | VaultError::Store(StoreError::Conflict) => S::CONFLICT,
+            VaultError::TenantExists(_)
+            | VaultError::Store(StoreError::Conflict)
+            | VaultError::UploadInForce => S::CONFLICT,
             VaultError::Unlock => S::UNAUTHORIZED,
             VaultError::Store(StoreError::DiskFull) => S::INSUFFICIENT_STORAGE,
             VaultError::Store(StoreError::Locked) => S::SERVICE_UNAVAILABLE,

@@ -718,7 +718,9 @@ async fn gate(
     if fired.0.load(std::sync::atomic::Ordering::SeqCst)
         || matches!(
             resp.status(),
-            StatusCode::UNAUTHORIZED | StatusCode::SERVICE_UNAVAILABLE
+            StatusCode::UNAUTHORIZED
+                | StatusCode::METHOD_NOT_ALLOWED
+                | StatusCode::SERVICE_UNAVAILABLE
         )
     {
         // The body may be unread: the connection is not reused.
@@ -753,7 +755,7 @@ async fn synced(vault: &Vault, resp: Response) -> Response {
 /// may lose the answer with it (schemathesis saw "closed without response" for 401s).
 /// Read within the request deadline, dropped unparsed, and never more than
 /// [`MAX_BODY`]: a larger body is left unread and its connection reset.
-async fn drain_small(body: axum::body::Body) {
+pub(crate) async fn drain_small(body: axum::body::Body) {
     use http_body_util::BodyExt;
     const DRAIN: usize = MAX_BODY;
     let mut body = body;

@@ -214,6 +214,10 @@ pub enum VaultError {
     /// The tenant has no suppression list of the name given.
     #[error("no suppression list of that name in this tenant: list them with `phonevault suppress list --tenant T`")]
     NoSuchList,
+    /// The upload named is the version of its list in force already (it was
+    /// committed): rows or a second commit would change a list nobody is uploading.
+    #[error("that upload is already the list's version in force: start a new one")]
+    UploadInForce,
     /// A suppression list was keyed with an index-key version destroyed since.
     #[error("suppression list `{0}` was built with an index key destroyed since (`key retire`): reads for its purposes are refused until it is imported again with `phonevault suppress import`")]
     SuppressKeyGone(String),
@@ -266,6 +270,7 @@ impl VaultError {
             VaultError::KeyVersionMissing { .. } => "key_version_missing",
             VaultError::KeyVersionConflict { .. } => "key_version_conflict",
             VaultError::NoSuchList => "not_found",
+            VaultError::UploadInForce => "conflict",
             VaultError::SuppressKeyGone(_) => "suppression_key_gone",
         }
     }

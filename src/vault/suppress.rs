@@ -502,9 +502,7 @@ impl Vault {
             .as_ref()
             .is_some_and(|(_, p)| p.generation == generation)
         {
-            return Err(VaultError::InvalidArgument(
-                "that upload is already the list's version in force".into(),
-            ));
+            return Err(VaultError::UploadInForce);
         }
         report.count = self.count_entries(&gen_prefix)?;
         let index = ctx.index()?;
@@ -585,9 +583,7 @@ impl Vault {
                 .list_row(&ctx, list)?
                 .is_some_and(|(_, p)| p.generation == generation)
             {
-                return Err(VaultError::InvalidArgument(
-                    "that upload is already the list's version in force: start a new one".into(),
-                ));
+                return Err(VaultError::UploadInForce);
             }
             let mut report = SuppressReport {
                 list: list.to_owned(),
