@@ -211,12 +211,10 @@ impl<'c> Local<'c> {
     }
 
     fn vault(&mut self) -> Result<&Vault, Failure> {
-        if self.vault.is_none() {
-            self.vault = Some(super::open(self.cli)?);
+        match &mut self.vault {
+            Some(v) => Ok(v),
+            slot @ None => Ok(slot.insert(super::open(self.cli)?)),
         }
-        self.vault
-            .as_ref()
-            .ok_or_else(|| fail("the vault could not be opened"))
     }
 }
 
