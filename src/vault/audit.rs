@@ -1790,7 +1790,7 @@ mod tests {
                 .unwrap();
             ring.seal(&root);
             let keys = ring.vault_keys(&root).unwrap();
-            let mut b = super::super::MetaRow::first_batch(&keys.row_mac, &ring.vault_id);
+            let mut b = super::super::tenants::MetaRow::first_batch(&keys.row_mac, &ring.vault_id);
             AuditLog::genesis(&keys.state, &ring.vault_id, &mut b).unwrap();
             let store = Arc::new(MemoryStore::new());
             store.commit(&b).unwrap();

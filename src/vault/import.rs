@@ -2,8 +2,85 @@
 //! indexed on one thread while this one writes atomic chunks, each with its audit
 //! entry; consents merged by `policy::consent`, listed numbers reported.
 
-use super::rows::send_chunks;
-use super::*;
+use std::collections::HashMap;
+
+use super::audit;
+use super::rows::{send_chunks, CsvRows, ImportRow, Reject};
+use super::writes::{index_entries, new_body, Change, IndexEntries};
+use super::{check_source, now_ms, TenantCtx, Vault, VaultError};
+use crate::phone::{self, PhoneError, E164};
+use crate::record::{self, RecordBody, RecordId};
+use crate::store::{Batch, StoreError};
+
+/// Records per atomic commit during an import; each chunk reports its rejected rows
+/// (invalid, then suppressed) when it is written.
+pub const IMPORT_CHUNK: usize = 1000;
+
+/// Counts of an import.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+// A count a server older than the field does not send is 0.
+#[serde(default)]
+pub struct ImportSummary {
+    /// Rows read (excluding the header).
+    pub rows: u64,
+    /// New records.
+    pub created: u64,
+    /// Existing records that gained a consent.
+    pub merged: u64,
+    /// Existing records left as they were.
+    pub unchanged: u64,
+    /// Rows rejected (see the rejects file).
+    pub rejected: u64,
+    /// Numbers skipped because they opted out of everything (listed in the rejects
+    /// file with code `suppressed`).
+    pub suppressed: u64,
+    /// Rows valid under the process's phone metadata that the release the tenant's
+    /// indexes were made with rejected (0 when the release has not changed; see
+    /// `phonevault reindex`).
+    pub newly_valid: u64,
+    /// Accepted rows whose number is on a suppression list for one of the import's
+    /// purposes: stored, but refused for those purposes while listed.
+    pub listed: u64,
+}
+
+impl ImportSummary {
+    pub(crate) fn add(&mut self, o: &ImportSummary) {
+        self.rows += o.rows;
+        self.created += o.created;
+        self.merged += o.merged;
+        self.unchanged += o.unchanged;
+        self.rejected += o.rejected;
+        self.suppressed += o.suppressed;
+        self.newly_valid += o.newly_valid;
+        self.listed += o.listed;
+    }
+}
+
+/// Options of an import.
+#[derive(Clone, Debug)]
+pub struct ImportOptions {
+    /// Tenant.
+    pub tenant: String,
+    /// Purposes every imported number consents to.
+    pub purposes: Vec<String>,
+    /// Source recorded with the consents.
+    pub source: String,
+    /// Region hint for national numbers.
+    pub region: Option<String>,
+    /// CSV column holding the number.
+    pub column: String,
+}
+
+/// Checks the region hint of an import (the same for every row).
+///
+/// # Errors
+/// [`PhoneError::InvalidRegionHint`] for a region the metadata does not know.
+pub fn check_region_hint(region: Option<&str>) -> Result<(), VaultError> {
+    if let Some(r) = region {
+        phone::normalize("+1 202 555 0100", Some(r)).map_err(|_| PhoneError::InvalidRegionHint)?;
+    }
+    Ok(())
+}
 
 impl Vault {
     /// Imports numbers from CSV, streaming: one thread parses, normalizes and encrypts
@@ -195,16 +272,10 @@ impl Vault {
         // Careful path: every number read first. Another server writing one of these
         // numbers between our reads and our commit fails the guards: the chunk is redone
         // from fresh reads.
-        let mut attempt = 1;
-        let (counts, rejects, suppressed) = loop {
+        let (counts, rejects, suppressed) = self.retry_conflicts(|| {
             ev.records.clear();
-            match self.write_chunk_careful(ctx, opts, &chunk, t, ev) {
-                Err(VaultError::Store(StoreError::Conflict)) if attempt < CONFLICT_ATTEMPTS => {
-                    attempt += 1;
-                }
-                other => break other?,
-            }
-        };
+            self.write_chunk_careful(ctx, opts, &chunk, t, ev)
+        })?;
         for r in rejects.into_iter().chain(suppressed) {
             on_reject(r)?;
         }

@@ -16,10 +16,11 @@
 use std::collections::BTreeMap;
 use std::sync::PoisonError;
 
-use super::{
-    check_meta, decode_row, expiry_key, id_after, index_entries, record_key, TenantCtx, TenantRow,
-    Vault, VaultError, INDEX_EXACT, INDEX_LAST4,
-};
+use super::layout::{expiry_key, id_after, record_key, INDEX_EXACT, INDEX_LAST4};
+use super::open::check_meta;
+use super::rowmac::decode_row;
+use super::writes::index_entries;
+use super::{TenantCtx, TenantRow, Vault, VaultError};
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{prefix_end, Tree};
 

@@ -8,14 +8,14 @@ use std::path::Path;
 use std::sync::PoisonError;
 
 use phonevault_keys::{
-    Credential, KdfParams, KeyError, KeyPurpose, Keyring, Passphrase, RootKey, SlotKind,
+    Credential, KdfParams, KeyError, KeyFileKey, KeyPurpose, Keyring, Passphrase, RootKey, SlotKind,
 };
 
 use super::audit::Event;
-use super::{
-    check_private, index_entries, lifecycle, record_key, write_atomic, Unlock, Vault, VaultError,
-    KEYRING_FILE, STORE_DIR,
-};
+use super::keyring_file::{check_private, write_atomic};
+use super::layout::record_key;
+use super::writes::index_entries;
+use super::{lifecycle, Unlock, Vault, VaultError, KEYRING_FILE, STORE_DIR};
 use crate::record;
 use crate::store::{Batch, StoreLocation, Tree};
 
@@ -63,7 +63,7 @@ impl Vault {
             .get(Tree::Tenants, tenant.as_bytes())?
             .ok_or(VaultError::UnknownTenant(()))?;
         let row: super::TenantRow =
-            super::decode_row(&self.row_mac, "tenants", tenant.as_bytes(), &row_bytes)?;
+            super::rowmac::decode_row(&self.row_mac, "tenants", tenant.as_bytes(), &row_bytes)?;
         let _w = self.write_guard();
         {
             let mut ring = self.keyring_for_update()?;
@@ -195,7 +195,7 @@ impl Vault {
             let mut sealed_now = 0;
             let page_len = page.len() as u64;
             for (k, stored) in page {
-                let id = super::id_after(&k, 4, "records")?;
+                let id = super::layout::id_after(&k, 4, "records")?;
                 let header = record::parse_header(&stored)?;
                 if header.data_key_version == data.version
                     && header.index_key_version == index.version
@@ -737,6 +737,45 @@ impl Vault {
         Ok(KeyringImportReport {
             tenants: ring.tenants.len(),
             tenants_without_keys,
+        })
+    }
+}
+
+impl Vault {
+    /// Adds a PKCS#11 slot: a fresh secret sealed by the token's key (which must be
+    /// non-extractable), wrapping the root key. Returns the slot id.
+    ///
+    /// # Errors
+    ///
+    /// [`VaultError::Hsm`] when the token, PIN or key is refused; keyring errors.
+    pub fn add_pkcs11_slot(&self, hsm: &crate::hsm::Pkcs11Config) -> Result<u32, VaultError> {
+        self.audited("keyslot-add", None, None, |_| {
+            let mut ring = self.keyring_for_update()?;
+            let id = ring.next_slot_id()?;
+            let secret = phonevault_keys::HsmSecret::generate();
+            let aad = phonevault_keys::pkcs11_seal_aad(&ring.vault_id, id);
+            let binding = hsm.seal(&aad, &secret)?;
+            // The token must give the secret back before the slot is trusted with the root key.
+            if hsm.unseal(&aad, &binding)? != secret {
+                return Err(crate::hsm::HsmError::Unseal {
+                    token: hsm.token.clone(),
+                    key: hsm.key.clone(),
+                }
+                .into());
+            }
+            let id = ring.add_pkcs11_slot(&self.root, id, binding, &secret)?;
+            self.save_keyring(&mut ring)?;
+            Ok(id)
+        })
+    }
+
+    /// Adds a key-file slot unlocking this vault's root key.
+    pub fn add_key_file_slot(&self, kf: &KeyFileKey) -> Result<u32, VaultError> {
+        self.audited("keyslot-add", None, None, |_| {
+            let mut ring = self.keyring_for_update()?;
+            let id = ring.add_key_file_slot(&self.root, kf)?;
+            self.save_keyring(&mut ring)?;
+            Ok(id)
         })
     }
 }

@@ -4,10 +4,11 @@
 use std::path::Path;
 
 use super::audit::Event;
-use super::{
-    decode_row, encode_row, expiry_key, read_keyring, Change, TenantCtx, TenantRow, Unlock, Vault,
-    VaultError, STORE_DIR,
-};
+use super::keyring_file::read_keyring;
+use super::layout::expiry_key;
+use super::rowmac::{decode_row, encode_row};
+use super::writes::Change;
+use super::{TenantCtx, TenantRow, Unlock, Vault, VaultError, STORE_DIR};
 use crate::phone;
 use crate::policy::{consent, retention};
 use crate::record::{RecordBody, RecordId};
@@ -432,7 +433,7 @@ impl Vault {
         let _w = self.write_guard();
         let mut b = Batch::default();
         for (k, _) in &page {
-            let id = super::id_after(k, 12, "expiry")?;
+            let id = super::layout::id_after(k, 12, "expiry")?;
             match self.open_record(&ctx, &id)? {
                 Some((stored, old)) if retention::expired(&old, Some(days), now) => {
                     out.expired += 1;

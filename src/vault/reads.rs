@@ -2,8 +2,44 @@
 //! of a tenant; each read decided by the policy (consent, retention, suppression lists)
 //! and audited, and an absent number doing the work of a refused one (no timing oracle).
 
-use super::audit::Event;
-use super::*;
+use std::collections::BTreeMap;
+
+use super::audit::{self, Event};
+use super::layout::{exact_index_key, id_after, last4_of, last4_prefix, record_key};
+use super::tenants::DECOY_ID;
+use super::{TenantCtx, Vault, VaultError};
+use crate::phone::{self, E164};
+use crate::record::{self, RecordBody, RecordId};
+use crate::store::Tree;
+
+/// A record returned by a read. Holds the plaintext number: reveal it only with the
+/// reveal right; [`Found::masked`] is what to show otherwise.
+pub struct Found {
+    /// Record id.
+    pub id: RecordId,
+    /// The number.
+    pub e164: E164,
+    /// The masked form (`+44 ••• ••• 0958`).
+    pub masked: String,
+    /// Country calling code.
+    pub country_code: u16,
+    /// Created, updated and verified times (unix seconds).
+    pub created_at: u64,
+    /// Last change.
+    pub updated_at: u64,
+    /// Last verification.
+    pub verified_at: Option<u64>,
+    /// Purposes with a live consent.
+    pub purposes: Vec<String>,
+}
+
+impl std::fmt::Debug for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Found")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
 
 impl Vault {
     pub(super) fn open_record(
@@ -379,5 +415,81 @@ impl Vault {
         self.log_suppressed(&ctx.row.name, purpose, suppressed)?;
         done?;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic is the failure report
+
+    use super::*;
+    use std::sync::Arc;
+
+    use crate::store::MemoryStore;
+    use crate::vault::Target;
+
+    /// Issue 13, item 1: the last-4 scan was unbounded (`scan_prefix(.., usize::MAX)`),
+    /// so a tenant that outgrew its `--expected-rows` decrypted a whole bucket per
+    /// search. Planned for 4 rows (1 bit: about half the tenant per bucket), 200
+    /// records overflow the bound of 64 entries: the search is refused, not run.
+    #[test]
+    fn a_tenant_that_outgrew_its_plan_refuses_instead_of_scanning() {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("t", &["otp".into()], Some(4)).unwrap();
+        let otp = ["otp".to_owned()];
+        for i in 0..200 {
+            v.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+                .unwrap();
+        }
+        let mut refused = 0;
+        for i in 0..20 {
+            match v.find_last4("t", 44, &format!("{i:04}"), "otp") {
+                Err(VaultError::Last4TooBroad { limit }) => {
+                    assert_eq!(limit, crate::policy::MAX_LAST4_RESULTS);
+                    refused += 1;
+                }
+                Ok(found) => assert!(found.len() <= 1),
+                Err(e) => panic!("{e}"),
+            }
+        }
+        // Each bucket holds about 100 entries: nearly every search overflows.
+        assert!(refused >= 15, "{refused} of 20 refused");
+        // Planned for the tenant's size, the same searches run.
+        let w = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        w.create_tenant("t", &["otp".into()], Some(200)).unwrap();
+        for i in 0..200 {
+            w.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+                .unwrap();
+        }
+        let found = w.find_last4("t", 44, "0007", "otp").unwrap();
+        assert_eq!(found.len(), 1);
+    }
+
+    /// Issue 13, item 1: more matching records than one search returns are refused
+    /// with a request for more digits, not handed out.
+    #[test]
+    fn more_matches_than_a_search_returns_are_refused() {
+        let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
+        v.create_tenant("t", &["otp".into()], Some(100_000))
+            .unwrap();
+        let otp = ["otp".to_owned()];
+        for i in 0..=crate::policy::MAX_LAST4_RESULTS {
+            v.add("t", &format!("+447401{i:02}5555"), None, &otp, "t")
+                .unwrap();
+        }
+        assert!(matches!(
+            v.find_last4("t", 44, "5555", "otp"),
+            Err(VaultError::Last4TooBroad { .. })
+        ));
+        v.erase(
+            "t",
+            Target::Phone {
+                input: "+447401005555",
+                region: None,
+            },
+        )
+        .unwrap();
+        let found = v.find_last4("t", 44, "5555", "otp").unwrap();
+        assert_eq!(found.len(), crate::policy::MAX_LAST4_RESULTS);
     }
 }

@@ -105,7 +105,9 @@ mod tests {
 
     use std::sync::Arc;
 
-    use super::super::{record_key, Change, ImportOptions, TenantCtx, TenantRow, Vault};
+    use super::super::layout::record_key;
+    use super::super::writes::Change;
+    use super::super::{ImportOptions, TenantCtx, TenantRow, Vault};
     use crate::phone::{self, PhoneMetadata};
     use crate::record::{RecordBody, RecordId};
     use crate::store::{Batch, MemoryStore, Tree};

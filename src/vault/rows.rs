@@ -3,7 +3,30 @@
 
 use zeroize::Zeroizing;
 
-use super::{Reject, VaultError};
+use super::VaultError;
+
+/// A rejected import row: 1-based line number and the reason (never the number).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    /// Where the row came from: a file's line (the header is line 1), or a batch
+    /// item's index ([`ImportRow`]).
+    pub line: u64,
+    /// Stable reason code.
+    pub code: &'static str,
+    /// Human-readable reason.
+    pub reason: String,
+}
+
+impl Reject {
+    /// The reject of a row the CSV reader could not read (`line`: where it started).
+    pub fn malformed(e: &csv::Error, line: u64) -> Reject {
+        Reject {
+            line: e.position().map(|p| p.line()).unwrap_or(line),
+            code: "csv",
+            reason: "malformed CSV row".into(),
+        }
+    }
+}
 
 /// One row of a bulk import.
 pub enum ImportRow {

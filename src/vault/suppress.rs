@@ -31,10 +31,10 @@ use std::sync::PoisonError;
 use bincode::{Decode, Encode};
 
 use super::audit::{Event, MAX_IDS_PER_ENTRY};
+use super::rowmac::{decode_row, encode_row};
 use super::rows::send_chunks;
 use super::{
-    check_name, check_region_hint, decode_row, encode_row, CsvRows, ImportRow, Reject, TenantCtx,
-    Vault, VaultError,
+    check_name, check_region_hint, CsvRows, ImportRow, Reject, TenantCtx, Vault, VaultError,
 };
 use crate::audit::{Entry, Outcome};
 use crate::phone;

@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use super::{check_name, decode_row, encode_row, Vault, VaultError};
+use super::rowmac::{decode_row, encode_row};
+use super::{check_name, Vault, VaultError};
 use crate::store::{Batch, Tree};
 
 const TABLE: &str = "tokens";

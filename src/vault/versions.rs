@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 use bincode::{Decode, Encode};
 use phonevault_keys::{KeyPurpose, Keyring, TenantKeyring, TenantKeys};
 
-use super::{decode_row, encode_row, now, Vault, VaultError};
+use super::rowmac::{decode_row, encode_row};
+use super::{now, Vault, VaultError};
 use crate::store::{prefix_end, Batch, StoreError, Tree};
 
 const PREFIX: &[u8] = b"keyver:";
