@@ -53,8 +53,11 @@ fn last4_searches_cannot_enumerate_the_tenant() {
         "--purposes",
         "support",
         "--last4-index",
+        // Planned for its real size: a tenant ten times its plan overflows a bucket
+        // now and then (a refusal of its own, `too_many_matches` too, tested in
+        // `vault::reads`), which is not what this test is about.
         "--expected-rows",
-        "1000",
+        "10011",
     ]);
     let dir = env.vault.parent().unwrap();
     let mut csv = String::from("phone\n");

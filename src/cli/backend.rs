@@ -4,13 +4,25 @@
 //! the API's own types (`crate::api::response`), so a command prints the same either
 //! way, and a command added here is added to both.
 
-use super::{
-    fail, not_found, print_added, report_change, say, show_found, show_records, AddArgs, Cli,
-    Command, ConsentCommand, DeleteArgs, Failure, FindArgs, GetArgs, TargetArgs,
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::server_cmds::{
+    no_such_token, print_created, print_revoked, print_tokens, token_role, TokenCommand,
+    TokenCreateArgs,
 };
-use crate::api::response::{Added, ChangedAnswer, Erased, Record, WriteAnswer};
+use super::{
+    create_private, fail, import_bar, not_found, print_added, print_import, print_stats,
+    report_change, say, show_found, show_records, AddArgs, Cli, Command, ConsentCommand,
+    DeleteArgs, Failure, FindArgs, GetArgs, ImportArgs, StatsArgs, TargetArgs,
+};
+use crate::api::response::{Added, BatchSummary, ChangedAnswer, Erased, Record, WriteAnswer};
+use crate::api::Shown;
 use crate::record::RecordId;
-use crate::vault::{self, Changed, Vault};
+use crate::stats::{Stats, StatsQuery};
+use crate::vault::{
+    self, Changed, ImportOptions, ListCount, Reject, TokenInfo, TokenSpec, Vault, VaultError,
+};
 
 /// A record command's executor: the vault in process, or a server's socket.
 pub(crate) trait Backend {
@@ -54,6 +66,25 @@ pub(crate) trait Backend {
     fn erase(&mut self, target: &TargetArgs) -> Result<WriteAnswer<Erased>, Failure>;
     /// `verify`.
     fn verify(&mut self, target: &TargetArgs) -> Result<WriteAnswer<ChangedAnswer>, Failure>;
+    /// `import`: the CSV rows of `input`, each rejected row written to `rejects` in the
+    /// in-process import's order (chunk by chunk: the invalid rows, then the suppressed).
+    fn import(
+        &mut self,
+        a: &ImportArgs,
+        input: Box<dyn Read + Send + '_>,
+        rejects: &mut RejectsFile,
+    ) -> Result<BatchSummary, Failure>;
+    /// `stats`: the statistics, and the live records each suppression list holds back
+    /// where the backend counts them (the socket's stats route does not).
+    fn stats(&mut self, a: &StatsArgs, q: &StatsQuery) -> Result<(Stats, Vec<ListCount>), Failure>;
+    /// `token create`: the new token and its secret (shown once).
+    fn create_token(&mut self, a: &TokenCreateArgs) -> Result<(TokenInfo, Shown), Failure>;
+    /// `token list`.
+    fn tokens(&mut self) -> Result<Vec<TokenInfo>, Failure>;
+    /// `token revoke ID`: whether there was such a token.
+    fn revoke_token(&mut self, id: &str) -> Result<bool, Failure>;
+    /// `token revoke --all`: how many were revoked.
+    fn revoke_all_tokens(&mut self) -> Result<u64, Failure>;
 }
 
 /// Runs `cli`'s command on `b` and prints its answer, when it is a record command;
@@ -123,8 +154,128 @@ pub(crate) fn dispatch(cli: &Cli, b: &mut dyn Backend) -> Option<Result<(), Fail
             Ok(())
         }),
         Command::Verify(t) => changed(cli, b.verify(t), "verified now", "verified now"),
+        Command::Import(a) => import(cli, b, a),
+        Command::Stats(a) => b
+            .stats(a, &stats_query(a))
+            .and_then(|(s, lists)| print_stats(cli, a, &s, &lists)),
+        Command::Token(c) => token(cli, b, c),
         _ => return None,
     })
+}
+
+/// `import`: the file read here behind the progress bar, its rows carried out by `b`,
+/// the rejects file written beside it.
+fn import(cli: &Cli, b: &mut dyn Backend, a: &ImportArgs) -> Result<(), Failure> {
+    let file = std::fs::File::open(&a.file)
+        .map_err(|e| fail(format!("cannot open {}: {e}", a.file.display())))?;
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let rejects_path = rejects_path(&a.file, a.rejects.as_deref());
+    let mut rejects = RejectsFile::new(rejects_path.clone());
+    let bar = import_bar(cli, len);
+    let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
+    let summary = b.import(a, Box::new(reader), &mut rejects)?;
+    bar.finish_and_clear();
+    rejects.finish()?;
+    print_import(cli, &summary, &rejects_path);
+    Ok(())
+}
+
+/// Where an import's rejected rows go: `rejects` when given, else FILE.rejects.csv.
+pub(crate) fn rejects_path(file: &Path, rejects: Option<&Path>) -> PathBuf {
+    rejects.map(Path::to_owned).unwrap_or_else(|| {
+        let mut p = file.to_owned().into_os_string();
+        p.push(".rejects.csv");
+        PathBuf::from(p)
+    })
+}
+
+/// The query of `stats`.
+fn stats_query(a: &StatsArgs) -> StatsQuery {
+    StatsQuery {
+        by_country: a.by.iter().any(|b| b == "country"),
+        by_type: a.by.iter().any(|b| b == "type"),
+        min_group: a.min_group,
+        epsilon: a.epsilon,
+    }
+}
+
+fn token(cli: &Cli, b: &mut dyn Backend, c: &TokenCommand) -> Result<(), Failure> {
+    match c {
+        TokenCommand::Create(a) => {
+            let (info, secret) = b.create_token(a)?;
+            print_created(cli, &info, secret.expose_secret());
+        }
+        TokenCommand::List => print_tokens(cli, &b.tokens()?),
+        TokenCommand::Revoke { all: true, .. } => print_revoked(cli, b.revoke_all_tokens()?),
+        TokenCommand::Revoke { id, all: false } => {
+            if !b.revoke_token(id.as_deref().unwrap_or_default())? {
+                return Err(no_such_token());
+            }
+            print_revoked(cli, 1);
+        }
+    }
+    Ok(())
+}
+
+/// A rejected row as the rejects file lists it.
+pub(crate) struct RowReject {
+    pub(crate) line: u64,
+    pub(crate) code: std::borrow::Cow<'static, str>,
+    pub(crate) reason: String,
+}
+
+impl From<Reject> for RowReject {
+    fn from(r: Reject) -> Self {
+        RowReject {
+            line: r.line,
+            code: r.code.into(),
+            reason: r.reason,
+        }
+    }
+}
+
+/// The rejects file, created (mode 0600) at the first rejected row.
+pub(crate) struct RejectsFile {
+    path: PathBuf,
+    w: Option<csv::Writer<std::fs::File>>,
+}
+
+impl RejectsFile {
+    pub(crate) fn new(path: PathBuf) -> RejectsFile {
+        RejectsFile { path, w: None }
+    }
+
+    pub(crate) fn write(&mut self, r: &RowReject) -> Result<(), Failure> {
+        let csv_err = |e: csv::Error| Failure::from(VaultError::Csv(e.to_string()));
+        let w = match &mut self.w {
+            Some(w) => w,
+            None => {
+                let f = create_private(&self.path)
+                    .map_err(|f| Failure::from(VaultError::Csv(f.message)))?;
+                let mut w = csv::Writer::from_writer(f);
+                w.write_record(["line", "code", "reason"])
+                    .map_err(csv_err)?;
+                self.w.insert(w)
+            }
+        };
+        w.write_record([r.line.to_string().as_str(), &r.code, r.reason.as_str()])
+            .map_err(csv_err)
+    }
+
+    /// Writes a vault reject (for a vault callback).
+    pub(crate) fn write_reject(&mut self, r: Reject) -> Result<(), VaultError> {
+        self.write(&RowReject::from(r))
+            .map_err(|f| VaultError::Csv(f.message))
+    }
+
+    pub(crate) fn finish(self) -> Result<(), Failure> {
+        match self.w {
+            Some(mut w) => w
+                .flush()
+                .map_err(|e| fail(format!("cannot write {}: {e}", self.path.display()))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The detailed answer; `None` once an answer without detail (a writer token's,
@@ -333,5 +484,54 @@ impl Backend for Local<'_> {
 
     fn verify(&mut self, target: &TargetArgs) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
         done(self.vault()?.verify(&target.tenant, target.target())?)
+    }
+
+    fn import(
+        &mut self,
+        a: &ImportArgs,
+        input: Box<dyn Read + Send + '_>,
+        rejects: &mut RejectsFile,
+    ) -> Result<BatchSummary, Failure> {
+        let opts = ImportOptions {
+            tenant: a.tenant.clone(),
+            purposes: a.consent.clone(),
+            source: a.source.clone(),
+            region: a.region.clone(),
+            column: a.column.clone(),
+        };
+        let summary = self
+            .vault()?
+            .import(&opts, input, |r| rejects.write_reject(r), |_| {})?;
+        Ok(BatchSummary::Detailed(summary))
+    }
+
+    fn stats(&mut self, a: &StatsArgs, q: &StatsQuery) -> Result<(Stats, Vec<ListCount>), Failure> {
+        let v = self.vault()?;
+        Ok((v.stats(&a.tenant, q)?, v.suppression_stats(&a.tenant, q)?))
+    }
+
+    fn create_token(&mut self, a: &TokenCreateArgs) -> Result<(TokenInfo, Shown), Failure> {
+        let role = token_role(a)?;
+        let ttl_secs = a.ttl.as_deref().map(vault::parse_ttl).transpose()?;
+        let (info, secret) = self.vault()?.create_token(&TokenSpec {
+            tenant: a.tenant.clone(),
+            role,
+            purposes: a.purposes.clone(),
+            reveal: a.reveal,
+            ttl_secs,
+        })?;
+        Ok((info, Shown::new(secret.expose_secret().to_owned())))
+    }
+
+    fn tokens(&mut self) -> Result<Vec<TokenInfo>, Failure> {
+        Ok(self.vault()?.tokens()?)
+    }
+
+    fn revoke_token(&mut self, id: &str) -> Result<bool, Failure> {
+        Ok(self.vault()?.revoke_token(id)?)
+    }
+
+    fn revoke_all_tokens(&mut self) -> Result<u64, Failure> {
+        Ok(self.vault()?.revoke_all_tokens()?)
     }
 }

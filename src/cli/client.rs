@@ -27,23 +27,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::backend::{self, Backend};
-use super::server_cmds::{self, TokenCommand};
+use super::backend::{self, Backend, RejectsFile, RowReject};
+use super::server_cmds::{self, TokenCreateArgs};
 use super::{
-    create_private, fail, passphrase_from_sources, print_stats, read_secret_file, say, AddArgs,
-    Cli, Command, DeleteArgs, Failure, FindArgs, GetArgs, ImportArgs, KeyCommand, TargetArgs,
-    TenantCommand,
+    fail, passphrase_from_sources, read_secret_file, say, AddArgs, Cli, Command, DeleteArgs,
+    Failure, FindArgs, GetArgs, ImportArgs, KeyCommand, StatsArgs, TargetArgs, TenantCommand,
 };
 use crate::api::response::{
     Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased, ItemStatus,
     Record, Records, Revoked, SealState, TokenList, TokenView, WriteAnswer,
 };
-use crate::api::{code, ErrorBody, ErrorDetail};
+use crate::api::{code, ErrorBody, ErrorDetail, Shown};
 use crate::phone::{self, NumberKind};
 use crate::record::RecordId;
-use crate::stats::{Group, Stats, StatsError};
+use crate::stats::{Group, Stats, StatsError, StatsQuery};
 use crate::store::StoreError;
-use crate::vault::{self, ImportSummary, Reject, Role, TokenInfo, VaultError};
+use crate::vault::{self, ImportSummary, ListCount, Reject, Role, TokenInfo, VaultError};
 
 /// The socket a server makes in the vault directory unless given `--socket`.
 pub const DEFAULT_SOCKET: &str = "phonevault.sock";
@@ -541,70 +540,11 @@ impl Remote {
             return done;
         }
         match &cli.command {
-            Command::Import(a) => self.import(cli, a),
-            Command::Stats(a) => {
-                // JSON has no infinity or NaN: refuse them here as the vault does.
-                if a.epsilon.is_some_and(|e| !e.is_finite()) {
-                    return Err(VaultError::Stats(StatsError::Epsilon).into());
-                }
-                let s: StatsAnswer = self.post(
-                    &tenant_path(&a.tenant, "stats"),
-                    &without_nulls(json!({
-                        "by_country": a.by.iter().any(|b| b == "country"),
-                        "by_type": a.by.iter().any(|b| b == "type"),
-                        "min_group": a.min_group, "epsilon": a.epsilon,
-                    })),
-                )?;
-                // The stats route answers no suppression-list counts (the lists are
-                // managed in-process only, see `suppress_cmds`).
-                print_stats(cli, a, &s.stats()?, &[])
-            }
-            Command::Token(c) => self.token(cli, c),
             Command::Seal => self.seal(cli),
             Command::Unseal => self.unseal(cli),
             // Every other command (and any added later) has no route.
             c => Err(self.no_route(command_name(c))),
         }
-    }
-
-    fn token(&mut self, cli: &Cli, c: &TokenCommand) -> Result<(), Failure> {
-        match c {
-            TokenCommand::Create(a) => {
-                let role = server_cmds::token_role(a)?;
-                let r: CreatedToken = self.post(
-                    "/v1/sys/tokens",
-                    &without_nulls(json!({
-                        "tenant": a.tenant, "role": role.as_str(), "purposes": a.purposes,
-                        "reveal": a.reveal, "ttl": a.ttl,
-                    })),
-                )?;
-                server_cmds::print_created(cli, &token_info(r.info)?, r.token.expose_secret());
-            }
-            TokenCommand::List => {
-                let r: TokenList = self.call(Method::GET, "/v1/sys/tokens", None)?;
-                let list = r
-                    .tokens
-                    .into_iter()
-                    .map(token_info)
-                    .collect::<Result<Vec<_>, _>>()?;
-                server_cmds::print_tokens(cli, &list);
-            }
-            TokenCommand::Revoke { id, all } => {
-                let n = if *all {
-                    self.call::<Revoked>(Method::POST, "/v1/sys/tokens/revoke-all", None)?
-                        .revoked
-                } else {
-                    let id = id.as_deref().unwrap_or_default();
-                    let path = format!("/v1/sys/tokens/{}", enc(id));
-                    match self.call_or_absent::<Revoked>(Method::DELETE, &path, None)? {
-                        Some(r) => r.revoked,
-                        None => return Err(server_cmds::no_such_token()),
-                    }
-                };
-                server_cmds::print_revoked(cli, n);
-            }
-        }
-        Ok(())
     }
 
     fn sealed(&mut self) -> Result<bool, Failure> {
@@ -658,69 +598,6 @@ impl Remote {
             json!({"sealed": r.sealed}),
             &format!("unsealed: the server at {sock} holds the vault open"),
         );
-        Ok(())
-    }
-
-    /// `import` through the batch route: the file is read here (as the in-process
-    /// import reads it), and its rows go in batches within the route's limits. Rows
-    /// the CSV reader cannot read, and inputs too long to be a number, are rejected
-    /// here with the in-process import's code and reason; the server rejects the rest.
-    fn import(&mut self, cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
-        let file = std::fs::File::open(&a.file)
-            .map_err(|e| fail(format!("cannot open {}: {e}", a.file.display())))?;
-        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let rejects_path = super::rejects_path(a);
-        let bar = super::import_bar(cli, len);
-        let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
-        // Checked here: the batch route reports a bad hint per item, like a bad number.
-        vault::check_region_hint(a.region.as_deref())?;
-        let mut rdr = vault::import_reader(reader);
-        let col = vault::import_column(&mut rdr, &a.column)?;
-        let mut batch = Batch::new(a)?;
-        let mut rejects = RejectsFile::new(rejects_path.clone());
-        let mut summary = BatchSummary::Detailed(ImportSummary::default());
-        let mut record = csv::StringRecord::new();
-        let mut row = 0usize;
-        loop {
-            let line = rdr.position().line();
-            let more = match rdr.read_record(&mut record) {
-                Ok(false) => false,
-                Ok(true) => {
-                    batch.push(
-                        row,
-                        line,
-                        record.get(col).unwrap_or(""),
-                        a.region.as_deref(),
-                    )?;
-                    true
-                }
-                Err(e) => {
-                    batch
-                        .local
-                        .push((row, false, Reject::malformed(&e, line).into()));
-                    true
-                }
-            };
-            if more {
-                row += 1;
-            }
-            // Whole chunks of the in-process import per batch, so that the rejects
-            // file lists rows in the same order.
-            let chunk_done = row % vault::IMPORT_CHUNK == 0;
-            if !more || (chunk_done && batch.full()) {
-                let done = self.send_batch(a, &mut batch)?;
-                summary = summary.plus(done.summary);
-                for (_, _, r) in done.rejects {
-                    rejects.write(&r)?;
-                }
-            }
-            if !more {
-                break;
-            }
-        }
-        bar.finish_and_clear();
-        rejects.finish()?;
-        super::print_import(cli, &summary, &rejects_path);
         Ok(())
     }
 
@@ -899,6 +776,111 @@ impl Backend for Remote {
             &TargetBody::of(target),
         )
     }
+
+    /// `import` through the batch route: the file is read here (as the in-process
+    /// import reads it), and its rows go in batches within the route's limits. Rows
+    /// the CSV reader cannot read, and inputs too long to be a number, are rejected
+    /// here with the in-process import's code and reason; the server rejects the rest.
+    fn import(
+        &mut self,
+        a: &ImportArgs,
+        input: Box<dyn std::io::Read + Send + '_>,
+        rejects: &mut RejectsFile,
+    ) -> Result<BatchSummary, Failure> {
+        // Checked here: the batch route reports a bad hint per item, like a bad number.
+        vault::check_region_hint(a.region.as_deref())?;
+        let mut rdr = vault::import_reader(input);
+        let col = vault::import_column(&mut rdr, &a.column)?;
+        let mut batch = Batch::new(a)?;
+        let mut summary = BatchSummary::Detailed(ImportSummary::default());
+        let mut record = csv::StringRecord::new();
+        let mut row = 0usize;
+        loop {
+            let line = rdr.position().line();
+            let more = match rdr.read_record(&mut record) {
+                Ok(false) => false,
+                Ok(true) => {
+                    batch.push(
+                        row,
+                        line,
+                        record.get(col).unwrap_or(""),
+                        a.region.as_deref(),
+                    )?;
+                    true
+                }
+                Err(e) => {
+                    batch
+                        .local
+                        .push((row, false, Reject::malformed(&e, line).into()));
+                    true
+                }
+            };
+            if more {
+                row += 1;
+            }
+            // Whole chunks of the in-process import per batch, so that the rejects
+            // file lists rows in the same order.
+            let chunk_done = row % vault::IMPORT_CHUNK == 0;
+            if !more || (chunk_done && batch.full()) {
+                let done = self.send_batch(a, &mut batch)?;
+                summary = summary.plus(done.summary);
+                for (_, _, r) in done.rejects {
+                    rejects.write(&r)?;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        Ok(summary)
+    }
+
+    fn stats(&mut self, a: &StatsArgs, q: &StatsQuery) -> Result<(Stats, Vec<ListCount>), Failure> {
+        // JSON has no infinity or NaN: refuse them here as the vault does.
+        if q.epsilon.is_some_and(|e| !e.is_finite()) {
+            return Err(VaultError::Stats(StatsError::Epsilon).into());
+        }
+        let s: StatsAnswer = self.post(
+            &tenant_path(&a.tenant, "stats"),
+            &without_nulls(json!({
+                "by_country": q.by_country, "by_type": q.by_type,
+                "min_group": q.min_group, "epsilon": q.epsilon,
+            })),
+        )?;
+        // The stats route answers no suppression-list counts (the lists are managed
+        // through their own routes, which count entries, not records).
+        Ok((s.stats()?, Vec::new()))
+    }
+
+    fn create_token(&mut self, a: &TokenCreateArgs) -> Result<(TokenInfo, Shown), Failure> {
+        let role = server_cmds::token_role(a)?;
+        let r: CreatedToken = self.post(
+            "/v1/sys/tokens",
+            &without_nulls(json!({
+                "tenant": a.tenant, "role": role.as_str(), "purposes": a.purposes,
+                "reveal": a.reveal, "ttl": a.ttl,
+            })),
+        )?;
+        Ok((token_info(r.info)?, r.token))
+    }
+
+    fn tokens(&mut self) -> Result<Vec<TokenInfo>, Failure> {
+        let r: TokenList = self.call(Method::GET, "/v1/sys/tokens", None)?;
+        r.tokens.into_iter().map(token_info).collect()
+    }
+
+    fn revoke_token(&mut self, id: &str) -> Result<bool, Failure> {
+        let path = format!("/v1/sys/tokens/{}", enc(id));
+        Ok(self
+            .call_or_absent::<Revoked>(Method::DELETE, &path, None)?
+            .is_some())
+    }
+
+    fn revoke_all_tokens(&mut self) -> Result<u64, Failure> {
+        Ok(self
+            .call::<Revoked>(Method::POST, "/v1/sys/tokens/revoke-all", None)?
+            .revoked)
+    }
 }
 
 fn command_name(c: &Command) -> &'static str {
@@ -942,23 +924,6 @@ fn phone_reject(line: u64, e: &ErrorDetail) -> RowReject {
         line,
         code: e.reason.clone().unwrap_or_else(|| e.code.clone()).into(),
         reason: e.message.clone(),
-    }
-}
-
-/// A rejected row as the rejects file lists it.
-pub(super) struct RowReject {
-    line: u64,
-    code: std::borrow::Cow<'static, str>,
-    reason: String,
-}
-
-impl From<Reject> for RowReject {
-    fn from(r: Reject) -> Self {
-        RowReject {
-            line: r.line,
-            code: r.code.into(),
-            reason: r.reason,
-        }
     }
 }
 
@@ -1076,44 +1041,6 @@ struct BatchDone {
     /// every purpose: no created / merged / unchanged / suppressed split).
     summary: BatchSummary,
     rejects: Vec<(usize, bool, RowReject)>,
-}
-
-/// The rejects file, created (mode 0600) at the first rejected row.
-pub(super) struct RejectsFile {
-    path: PathBuf,
-    w: Option<csv::Writer<std::fs::File>>,
-}
-
-impl RejectsFile {
-    pub(super) fn new(path: PathBuf) -> RejectsFile {
-        RejectsFile { path, w: None }
-    }
-
-    pub(super) fn write(&mut self, r: &RowReject) -> Result<(), Failure> {
-        let csv_err = |e: csv::Error| Failure::from(VaultError::Csv(e.to_string()));
-        let w = match &mut self.w {
-            Some(w) => w,
-            None => {
-                let f = create_private(&self.path)
-                    .map_err(|f| Failure::from(VaultError::Csv(f.message)))?;
-                let mut w = csv::Writer::from_writer(f);
-                w.write_record(["line", "code", "reason"])
-                    .map_err(csv_err)?;
-                self.w.insert(w)
-            }
-        };
-        w.write_record([r.line.to_string().as_str(), &r.code, r.reason.as_str()])
-            .map_err(csv_err)
-    }
-
-    pub(super) fn finish(self) -> Result<(), Failure> {
-        match self.w {
-            Some(mut w) => w
-                .flush()
-                .map_err(|e| fail(format!("cannot write {}: {e}", self.path.display()))),
-            None => Ok(()),
-        }
-    }
 }
 
 #[derive(Deserialize)]

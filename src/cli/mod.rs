@@ -25,7 +25,7 @@ pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
 use crate::api::response::{BatchSummary, Record};
 use crate::phone;
 use crate::store::StoreLocation;
-use crate::vault::{self, ImportOptions, OpenOptions, Unlock, Vault, VaultError};
+use crate::vault::{self, OpenOptions, Unlock, Vault, VaultError};
 
 /// Exit code when a read found nothing.
 pub const EXIT_NOT_FOUND: u8 = 3;
@@ -1163,7 +1163,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        // The record commands: dispatched and printed in one place for the vault here
+        // The record, import, stats and token commands: dispatched and printed in one place for the vault here
         // and for a server's socket alike.
         Command::Add(_)
         | Command::Find(_)
@@ -1172,9 +1172,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         | Command::Consent(_)
         | Command::OptOut(_)
         | Command::Erase(_)
-        | Command::Verify(_) => backend::dispatch(&cli, &mut backend::Local::new(&cli))
+        | Command::Verify(_)
+        | Command::Import(_)
+        | Command::Stats(_)
+        | Command::Token(_) => backend::dispatch(&cli, &mut backend::Local::new(&cli))
             .unwrap_or_else(|| Err(fail("this command is not a record command"))),
-        Command::Import(a) => import(&cli, a),
         Command::Export(a) => export(&cli, a),
         Command::Normalize(a) => normalize(&cli, a),
         Command::Demo(a) => demo::run(a),
@@ -1372,18 +1374,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Stats(a) => {
-            let q = crate::stats::StatsQuery {
-                by_country: a.by.iter().any(|b| b == "country"),
-                by_type: a.by.iter().any(|b| b == "type"),
-                min_group: a.min_group,
-                epsilon: a.epsilon,
-            };
-            let v = open(&cli)?;
-            let s = v.stats(&a.tenant, &q)?;
-            let lists = v.suppression_stats(&a.tenant, &q)?;
-            print_stats(&cli, a, &s, &lists)
-        }
         Command::Suppress(c) => suppress_cmds::run(&cli, c),
         Command::Tenant(TenantCommand::Shred { name, .. })
         | Command::Tenant(TenantCommand::Delete { name, .. }) => key_cmds::shred(&cli, name),
@@ -1396,7 +1386,6 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Restore(a) => key_cmds::restore(&cli, a),
         Command::Serve(a) => server_cmds::serve(&cli, a),
         Command::Audit(c) => audit_cmds::run(&cli, c),
-        Command::Token(c) => server_cmds::token(&cli, c),
         Command::Seal | Command::Unseal => Err(client::no_server(&cli)),
         Command::Compact => {
             if !matches!(store_location(&cli)?, StoreLocation::Sled) {
@@ -1745,50 +1734,6 @@ fn create_private(path: &Path) -> Result<std::fs::File, Failure> {
     Ok(f)
 }
 
-fn import(cli: &Cli, a: &ImportArgs) -> Result<(), Failure> {
-    let file = std::fs::File::open(&a.file)
-        .map_err(|e| fail(format!("cannot open {}: {e}", a.file.display())))?;
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let v = open(cli)?;
-    let rejects_path = rejects_path(a);
-    let mut rejects: Option<csv::Writer<std::fs::File>> = None;
-    let bar = import_bar(cli, len);
-    let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
-    let opts = ImportOptions {
-        tenant: a.tenant.clone(),
-        purposes: a.consent.clone(),
-        source: a.source.clone(),
-        region: a.region.clone(),
-        column: a.column.clone(),
-    };
-    let summary = v.import(
-        &opts,
-        reader,
-        |r| {
-            if rejects.is_none() {
-                let f = create_private(&rejects_path).map_err(|f| VaultError::Csv(f.message))?;
-                let mut w = csv::Writer::from_writer(f);
-                w.write_record(["line", "code", "reason"])
-                    .map_err(|e| VaultError::Csv(e.to_string()))?;
-                rejects = Some(w);
-            }
-            if let Some(w) = rejects.as_mut() {
-                w.write_record([r.line.to_string().as_str(), r.code, r.reason.as_str()])
-                    .map_err(|e| VaultError::Csv(e.to_string()))?;
-            }
-            Ok(())
-        },
-        |_| {},
-    )?;
-    bar.finish_and_clear();
-    if let Some(mut w) = rejects {
-        w.flush()
-            .map_err(|e| fail(format!("cannot write {}: {e}", rejects_path.display())))?;
-    }
-    print_import(cli, &BatchSummary::Detailed(summary), &rejects_path);
-    Ok(())
-}
-
 /// The progress bar of an import (bytes of the file read): on a terminal only.
 fn import_bar(cli: &Cli, len: u64) -> indicatif::ProgressBar {
     if std::io::stderr().is_terminal() && !cli.json {
@@ -1803,15 +1748,6 @@ fn import_bar(cli: &Cli, len: u64) -> indicatif::ProgressBar {
     } else {
         indicatif::ProgressBar::hidden()
     }
-}
-
-/// Where an import's rejected rows go: `--rejects`, or FILE.rejects.csv.
-fn rejects_path(a: &ImportArgs) -> PathBuf {
-    a.rejects.clone().unwrap_or_else(|| {
-        let mut p = a.file.clone().into_os_string();
-        p.push(".rejects.csv");
-        PathBuf::from(p)
-    })
 }
 
 fn reindex(cli: &Cli, a: &ReindexArgs) -> Result<(), Failure> {

@@ -2,9 +2,9 @@
 
 use clap::{Args, Subcommand};
 
-use super::{fail, open, print_json, unlock_source, Cli, Failure};
+use super::{fail, print_json, unlock_source, Cli, Failure};
 use crate::server::{self, ServeOptions};
-use crate::vault::{self, Role, TokenInfo, TokenSpec};
+use crate::vault::{self, Role, TokenInfo};
 
 /// `serve` options (the socket path is the global `--socket`, default
 /// `<vault dir>/phonevault.sock`).
@@ -292,36 +292,4 @@ pub(super) fn print_revoked(cli: &Cli, n: u64) {
     } else {
         println!("revoked {n} token(s)");
     }
-}
-
-pub(super) fn token(cli: &Cli, c: &TokenCommand) -> Result<(), Failure> {
-    let v = open(cli)?;
-    match c {
-        TokenCommand::Create(a) => {
-            let role = token_role(a)?;
-            let ttl_secs = a.ttl.as_deref().map(vault::parse_ttl).transpose()?;
-            let (info, secret) = v.create_token(&TokenSpec {
-                tenant: a.tenant.clone(),
-                role,
-                purposes: a.purposes.clone(),
-                reveal: a.reveal,
-                ttl_secs,
-            })?;
-            print_created(cli, &info, secret.expose_secret());
-        }
-        TokenCommand::List => print_tokens(cli, &v.tokens()?),
-        TokenCommand::Revoke { id, all } => {
-            let n = if *all {
-                v.revoke_all_tokens()?
-            } else {
-                let id = id.as_deref().unwrap_or_default();
-                if !v.revoke_token(id)? {
-                    return Err(no_such_token());
-                }
-                1
-            };
-            print_revoked(cli, n);
-        }
-    }
-    Ok(())
 }

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use super::client::{RejectsFile, RowReject};
+use super::backend::{rejects_path, RejectsFile};
 use super::{fail, fmt_time, import_bar, open, print_json, Cli, Failure};
-use crate::vault::{SuppressOptions, VaultError};
+use crate::vault::SuppressOptions;
 
 /// `suppress` commands.
 #[derive(Debug, Subcommand)]
@@ -115,11 +115,7 @@ fn import(cli: &Cli, a: &SuppressImportArgs) -> Result<(), Failure> {
         .map_err(|e| fail(format!("cannot open {}: {e}", a.file.display())))?;
     let len = file.metadata().map(|m| m.len()).unwrap_or(0);
     let v = open(cli)?;
-    let rejects_path = a.rejects.clone().unwrap_or_else(|| {
-        let mut p = a.file.clone().into_os_string();
-        p.push(".rejects.csv");
-        PathBuf::from(p)
-    });
+    let rejects_path = rejects_path(&a.file, a.rejects.as_deref());
     let mut rejects = RejectsFile::new(rejects_path.clone());
     let bar = import_bar(cli, len);
     let reader = bar.wrap_read(std::io::BufReader::with_capacity(1 << 20, file));
@@ -130,11 +126,7 @@ fn import(cli: &Cli, a: &SuppressImportArgs) -> Result<(), Failure> {
         region: a.region.clone(),
         column: a.column.clone(),
     };
-    let report = v.suppress_import(&opts, reader, |r| {
-        rejects
-            .write(&RowReject::from(r))
-            .map_err(|f| VaultError::Csv(f.message))
-    })?;
+    let report = v.suppress_import(&opts, reader, |r| rejects.write_reject(r))?;
     bar.finish_and_clear();
     rejects.finish()?;
     if cli.json {
