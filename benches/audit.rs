@@ -68,7 +68,12 @@ fn main() {
     let vault = common::bench_vault(&dir);
     let opts = common::import_options();
     vault
-        .import(&opts, csv.as_bytes(), |_| Ok(()), |_| {})
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
         .expect("import");
     println!(
         "{} numbers imported, {} lookups; fsync-bound always single-thread runs use the first 1,000",

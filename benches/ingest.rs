@@ -118,7 +118,12 @@ fn one_run(numbers_path: &Path, lookups: &[String], numbers: &[String]) -> Run {
     let file = std::fs::File::open(numbers_path).expect("open numbers");
     let t = Instant::now();
     let summary = vault
-        .import(&opts, std::io::BufReader::new(file), |_| Ok(()), |_| {})
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(std::io::BufReader::new(file), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
         .expect("import");
     let import = summary.rows as f64 / t.elapsed().as_secs_f64();
     let import_peak_mb = common::peak_rss_mb();

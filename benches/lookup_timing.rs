@@ -46,7 +46,7 @@ fn main() {
     let summary = vault
         .import(
             &common::import_options(),
-            csv.as_bytes(),
+            phonevault::cli::CsvRows::new(csv.as_bytes(), "phone").expect("header"),
             |_| Ok(()),
             |_| {},
         )

@@ -65,7 +65,6 @@ fn import_opts(tenant: &str) -> ImportOptions {
         purposes: vec!["otp".into()],
         source: "bench".into(),
         region: None,
-        column: "phone".into(),
     }
 }
 
@@ -78,7 +77,7 @@ fn ingest(v: &Vault, tenant: &str, numbers: &[String]) -> (f64, Duration, u64) {
     let s = v
         .import(
             &import_opts(tenant),
-            &data[..],
+            phonevault::cli::CsvRows::new(&data[..], "phone").expect("header"),
             |_| Ok(()),
             |_| {
                 let now = Instant::now();

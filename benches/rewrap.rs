@@ -167,7 +167,12 @@ fn main() {
     let t = Instant::now();
     let file = std::fs::File::open(&csv).expect("open csv");
     let summary = vault
-        .import(&opts, std::io::BufReader::new(file), |_| Ok(()), |_| {})
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(std::io::BufReader::new(file), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
         .expect("import");
     assert_eq!(summary.created, n as u64, "{summary:?}");
     println!(

@@ -67,7 +67,14 @@ fn main() {
         .join("\n");
     let opts = common::import_options();
     let t = Instant::now();
-    let s = v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+    let s = v
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
+        .unwrap();
     drop(csv);
     println!(
         "imported {} records in {:.1} s",

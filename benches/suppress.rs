@@ -57,12 +57,15 @@ fn child(path: &Path) -> (f64, f64, f64, u64) {
         list: "dnc".into(),
         purposes: vec!["marketing".into()],
         region: None,
-        column: "phone".into(),
     };
     let file = std::fs::File::open(path).expect("open list");
     let t = Instant::now();
     let r = vault
-        .suppress_import(&opts, std::io::BufReader::new(file), |_| Ok(()))
+        .suppress_import(
+            &opts,
+            phonevault::cli::CsvRows::new(std::io::BufReader::new(file), "phone").unwrap(),
+            |_| Ok(()),
+        )
         .expect("suppress import");
     let rate = r.rows as f64 / t.elapsed().as_secs_f64();
     let peak = common::peak_rss_mb();

@@ -30,10 +30,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         purposes: vec!["otp".into()],
         source: "speed".into(),
         region: None,
-        column: "phone".into(),
     };
     let text = std::fs::read_to_string(&path)?;
-    vault.import(&opts, text.as_bytes(), |_| Ok(()), |_| {})?;
+    let rows = phonevault::cli::CsvRows::new(text.as_bytes(), "phone")?;
+    vault.import(&opts, rows, |_| Ok(()), |_| {})?;
     let numbers: Arc<Vec<String>> = Arc::new(
         text.lines()
             .skip(1)

@@ -160,9 +160,9 @@ pub fn values(data: &[u8]) -> Result<(), Violation> {
     if let Ok(t) = v::parse_time(s) {
         ensure(t <= v::MAX_TIME, "a time past the end of year 9999")?;
     }
-    let mut rdr = crate::vault::import_reader(data);
+    let mut rdr = crate::cli::import_reader(data);
     note(
-        crate::vault::import_column(&mut rdr, s)
+        crate::cli::import_column(&mut rdr, s)
             .err()
             .map(|e| e.to_string()),
     );
@@ -711,13 +711,13 @@ pub fn csv_import(data: &[u8]) -> Result<(), Violation> {
         purposes: vec!["otp".into()],
         source: "fuzz".into(),
         region: region.map(str::to_owned),
-        column: "phone".into(),
     };
     let lines = 1 + input.iter().filter(|&&b| b == b'\n' || b == b'\r').count() as u64;
     let run = |rejects: &mut Vec<Reject>| {
+        let rows = crate::cli::CsvRows::new(&input[..], "phone")?;
         v.import(
             &opts,
-            &input[..],
+            rows,
             |r| {
                 rejects.push(r);
                 Ok(())
@@ -953,9 +953,10 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
                     purposes: vec![MODEL_PURPOSES[p].to_owned()],
                     source: "bulk".into(),
                     region: None,
-                    column: "phone".into(),
                 };
-                v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {})
+                let rows = crate::cli::CsvRows::new(csv.as_bytes(), "phone")
+                    .map_err(|_| fail("import failed"))?;
+                v.import(&opts, rows, |_| Ok(()), |_| {})
                     .map_err(|_| fail("import failed"))?;
                 for &n in ns {
                     let e = model.entry(n % nn).or_default();

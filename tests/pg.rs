@@ -159,11 +159,24 @@ fn vault_operations_behave_as_on_sled() {
         purposes: purposes(&["otp"]),
         source: "import".into(),
         region: None,
-        column: "phone".into(),
     };
-    let s1 = v.import(&opts, &csv[..], |_| Ok(()), |_| {}).unwrap();
+    let s1 = v
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(&csv[..], "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
+        .unwrap();
     assert!(s1.created > 1500, "{s1:?}");
-    let s2 = v.import(&opts, &csv[..], |_| Ok(()), |_| {}).unwrap();
+    let s2 = v
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(&csv[..], "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
+        .unwrap();
     assert_eq!((s2.created, s2.merged), (0, 0));
     assert_eq!(record_count(&v) as u64, s1.created);
     let exported = v.export("shop", "otp", |_| Ok(())).unwrap();
@@ -871,9 +884,14 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
         purposes: purposes(&["support"]),
         source: "first".into(),
         region: None,
-        column: "phone".into(),
     };
-    a.import(&first, &csv[..], |_| Ok(()), |_| {}).unwrap();
+    a.import(
+        &first,
+        phonevault::cli::CsvRows::new(&csv[..], "phone").unwrap(),
+        |_| Ok(()),
+        |_| {},
+    )
+    .unwrap();
     let before = record_count(&a) as u64;
     let barrier = Arc::new(Barrier::new(2));
     let run = |v: Arc<Vault>, purpose: &'static str| {
@@ -884,10 +902,15 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
                 purposes: purposes(&[purpose]),
                 source: "import".into(),
                 region: None,
-                column: "phone".into(),
             };
             barrier.wait();
-            v.import(&opts, &csv[..], |_| Ok(()), |_| {}).unwrap()
+            v.import(
+                &opts,
+                phonevault::cli::CsvRows::new(&csv[..], "phone").unwrap(),
+                |_| Ok(()),
+                |_| {},
+            )
+            .unwrap()
         })
     };
     let ha = run(a.clone(), "otp");

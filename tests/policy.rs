@@ -46,14 +46,13 @@ impl T {
             purposes: p(purposes),
             source: "bulk".into(),
             region: None,
-            column: "phone".into(),
         };
         let mut rejects = Vec::new();
         let s = self
             .v
             .import(
                 &opts,
-                csv.as_bytes(),
+                phonevault::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
                 |r| {
                     rejects.push(r);
                     Ok(())

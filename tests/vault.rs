@@ -182,15 +182,26 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
         purposes: purposes(&["otp"]),
         source: "import".into(),
         region: None,
-        column: "phone".into(),
     };
     store.fail_commits_after(Some(1));
     let err = v
-        .import(&opts, csv.as_bytes(), |_| Ok(()), |_| {})
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
         .unwrap_err();
     assert!(matches!(err, VaultError::Store(StoreError::DiskFull)));
     store.fail_commits_after(None);
-    let s = v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+    let s = v
+        .import(
+            &opts,
+            phonevault::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
+        .unwrap();
     assert_eq!(s.rows, 2500);
     assert_eq!(s.created + s.unchanged, 2500);
     assert_eq!(s.created, 1500, "{s:?}");

@@ -30,7 +30,6 @@ pub fn import_options() -> ImportOptions {
         purposes: vec!["otp".into()],
         source: "bench".into(),
         region: None,
-        column: "phone".into(),
     }
 }
 

@@ -497,11 +497,11 @@ impl Backend for Local<'_> {
             purposes: a.consent.clone(),
             source: a.source.clone(),
             region: a.region.clone(),
-            column: a.column.clone(),
         };
+        let rows = super::CsvRows::new(input, &a.column)?;
         let summary = self
             .vault()?
-            .import(&opts, input, |r| rejects.write_reject(r), |_| {})?;
+            .import(&opts, rows, |r| rejects.write_reject(r), |_| {})?;
         Ok(BatchSummary::Detailed(summary))
     }
 

@@ -42,7 +42,7 @@ use crate::phone::{self, NumberKind};
 use crate::record::RecordId;
 use crate::stats::{Group, Stats, StatsError, StatsQuery};
 use crate::store::StoreError;
-use crate::vault::{self, ImportSummary, ListCount, Reject, Role, TokenInfo, VaultError};
+use crate::vault::{self, ImportSummary, ListCount, Role, TokenInfo, VaultError};
 
 /// The socket a server makes in the vault directory unless given `--socket`.
 pub const DEFAULT_SOCKET: &str = "phonevault.sock";
@@ -789,8 +789,8 @@ impl Backend for Remote {
     ) -> Result<BatchSummary, Failure> {
         // Checked here: the batch route reports a bad hint per item, like a bad number.
         vault::check_region_hint(a.region.as_deref())?;
-        let mut rdr = vault::import_reader(input);
-        let col = vault::import_column(&mut rdr, &a.column)?;
+        let mut rdr = super::import_reader(input);
+        let col = super::import_column(&mut rdr, &a.column)?;
         let mut batch = Batch::new(a)?;
         let mut summary = BatchSummary::Detailed(ImportSummary::default());
         let mut record = csv::StringRecord::new();
@@ -811,7 +811,7 @@ impl Backend for Remote {
                 Err(e) => {
                     batch
                         .local
-                        .push((row, false, Reject::malformed(&e, line).into()));
+                        .push((row, false, super::malformed(&e, line).into()));
                     true
                 }
             };
@@ -1104,8 +1104,8 @@ mod tests {
             tenant: "shop".into(),
             consent: vec!["otp".into(), "share:acme".into()],
             region: region.map(str::to_owned),
-            column: "phone".into(),
             source: "crm \"2026\"".into(),
+            column: "phone".into(),
             rejects: None,
             file: PathBuf::from("in.csv"),
         }

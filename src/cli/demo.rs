@@ -88,11 +88,11 @@ pub(super) fn run(a: &DemoArgs) -> Result<(), Failure> {
         purposes: vec!["otp".into(), "support".into()],
         source: "demo".into(),
         region: None,
-        column: "phone".into(),
     };
     let bar = progress_bar(csv.len() as u64);
     let started = Instant::now();
-    let summary = v.import(&opts, bar.wrap_read(&csv[..]), |_| Ok(()), |_| {})?;
+    let rows = super::CsvRows::new(bar.wrap_read(&csv[..]), "phone")?;
+    let summary = v.import(&opts, rows, |_| Ok(()), |_| {})?;
     let import_secs = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     println!(

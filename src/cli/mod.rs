@@ -12,11 +12,13 @@ use zeroize::Zeroizing;
 mod audit_cmds;
 mod backend;
 mod client;
+mod csv_rows;
 mod demo;
 mod key_cmds;
 mod server_cmds;
 mod suppress_cmds;
 
+pub use csv_rows::{import_column, import_reader, malformed, CsvRows};
 pub use key_cmds::{
     BackupArgs, KdfArgs, KeyringCommand, KeyslotCommand, PasswdArgs, RekeyArgs, RestoreArgs,
 };

@@ -124,9 +124,9 @@ fn import(cli: &Cli, a: &SuppressImportArgs) -> Result<(), Failure> {
         list: a.list.clone(),
         purposes: a.purposes.clone(),
         region: a.region.clone(),
-        column: a.column.clone(),
     };
-    let report = v.suppress_import(&opts, reader, |r| rejects.write_reject(r))?;
+    let rows = super::CsvRows::new(reader, &a.column)?;
+    let report = v.suppress_import(&opts, rows, |r| rejects.write_reject(r))?;
     bar.finish_and_clear();
     rejects.finish()?;
     if cli.json {

@@ -419,10 +419,9 @@ fn batch_import(
             purposes,
             source: source.clone(),
             region,
-            column: "phone".into(),
         };
         let mut rejects = Vec::new();
-        let summary = match vault.import_rows(
+        let summary = match vault.import(
             &opts,
             rows,
             |r| {

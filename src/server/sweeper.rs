@@ -93,12 +93,21 @@ mod tests {
             purposes: vec!["otp".into()],
             source: "test".into(),
             region: None,
-            column: "phone".into(),
         };
-        v.import(&opts("shop"), csv.as_bytes(), |_| Ok(()), |_| {})
-            .unwrap();
-        v.import(&opts("keep"), csv.as_bytes(), |_| Ok(()), |_| {})
-            .unwrap();
+        v.import(
+            &opts("shop"),
+            crate::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
+        .unwrap();
+        v.import(
+            &opts("keep"),
+            crate::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
+        .unwrap();
         // One record renewed later stays.
         clock.store(start + 20 * 86_400, Ordering::SeqCst);
         v.verify(

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use super::audit;
-use super::rows::{send_chunks, CsvRows, ImportRow, Reject};
+use super::rows::{send_chunks, ImportRow, Reject};
 use super::writes::{index_entries, new_body, Change, IndexEntries};
 use super::{check_source, now_ms, TenantCtx, Vault, VaultError};
 use crate::phone::{self, PhoneError, E164};
@@ -67,8 +67,6 @@ pub struct ImportOptions {
     pub source: String,
     /// Region hint for national numbers.
     pub region: Option<String>,
-    /// CSV column holding the number.
-    pub column: String,
 }
 
 /// Checks the region hint of an import (the same for every row).
@@ -83,30 +81,13 @@ pub fn check_region_hint(region: Option<&str>) -> Result<(), VaultError> {
 }
 
 impl Vault {
-    /// Imports numbers from CSV, streaming: one thread parses, normalizes and encrypts
-    /// while this one writes atomic chunks, so crypto overlaps with storage. Rejected
-    /// rows go to `on_reject` (line and reason, never the number); `on_progress` gets
-    /// the count of rows done. Re-importing the same file changes nothing. Durable when
-    /// it returns.
-    pub fn import<R: std::io::Read + Send>(
-        &self,
-        opts: &ImportOptions,
-        input: R,
-        on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
-        on_progress: impl FnMut(u64),
-    ) -> Result<ImportSummary, VaultError> {
-        self.audited("import", Some(&opts.tenant), None, |ev| {
-            let rows = CsvRows::new(input, &opts.column)?;
-            self.import_in(opts, rows, on_reject, on_progress, ev)
-        })
-    }
-
-    /// [`Vault::import`] of rows however they arrived (a batch request's items): the
-    /// one bulk path. A reject names the row by its [`ImportRow`] position.
-    ///
-    /// # Errors
-    /// As [`Vault::import`].
-    pub fn import_rows<I>(
+    /// Imports numbers, streaming: one thread normalizes and encrypts the rows (a CSV
+    /// file's through `crate::cli::CsvRows`, a batch request's items) while this one
+    /// writes atomic chunks, so crypto overlaps with storage. Rejected rows go to
+    /// `on_reject` (the row's position and reason, never the number); `on_progress`
+    /// gets the count of rows done. Re-importing the same rows changes nothing. Durable
+    /// when it returns.
+    pub fn import<I>(
         &self,
         opts: &ImportOptions,
         rows: I,

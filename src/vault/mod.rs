@@ -60,7 +60,7 @@ pub use open::{OpenOptions, Unlock};
 pub use reads::Found;
 pub use receipts::{ReceiptController, ReceiptEntry, MAX_RECEIPTS_PER_RECORD};
 pub use reindex::ReindexReport;
-pub use rows::{import_column, import_reader, CsvRows, ImportRow, Reject};
+pub use rows::{ImportRow, Reject};
 pub use subject::{ConsentEntry, OptOutEntry, ReceiptStatus, Stale, SubjectReport};
 pub use suppress::{
     list_digest, ListCount, ListInfo, SuppressOptions, SuppressReport, ENTRY_LABEL, SUPPRESS_CHUNK,

@@ -169,9 +169,14 @@ mod tests {
             purposes: vec!["otp".into()],
             source: "test".into(),
             region: None,
-            column: "phone".into(),
         };
-        v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap()
+        v.import(
+            &opts,
+            crate::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+            |_| Ok(()),
+            |_| {},
+        )
+        .unwrap()
     }
 
     #[test]

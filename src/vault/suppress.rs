@@ -33,9 +33,7 @@ use bincode::{Decode, Encode};
 use super::audit::{Event, MAX_IDS_PER_ENTRY};
 use super::rowmac::{decode_row, encode_row};
 use super::rows::send_chunks;
-use super::{
-    check_name, check_region_hint, CsvRows, ImportRow, Reject, TenantCtx, Vault, VaultError,
-};
+use super::{check_name, check_region_hint, ImportRow, Reject, TenantCtx, Vault, VaultError};
 use crate::audit::{Entry, Outcome};
 use crate::phone;
 use crate::record::{self, RecordBody, RecordId};
@@ -102,8 +100,6 @@ pub struct SuppressOptions {
     pub purposes: Vec<String>,
     /// Region hint for national numbers.
     pub region: Option<String>,
-    /// CSV column holding the numbers.
-    pub column: String,
 }
 
 /// What a list import did.
@@ -384,29 +380,34 @@ impl Vault {
         Ok(true)
     }
 
-    /// Imports (or refreshes) a suppression list from CSV, streaming: one thread
+    /// Imports (or refreshes) a suppression list from rows (a CSV file's through
+    /// `crate::cli::CsvRows`), streaming: one thread
     /// normalizes and keys the numbers while this one writes bounded batches. The new
     /// version replaces the old one atomically once it is complete; rejected rows go to
     /// `on_reject` (line and reason, never the number).
     ///
     /// # Errors
-    /// Unknown tenant or purpose, a bad list name, a CSV header without the column,
+    /// Unknown tenant or purpose, a bad list name,
     /// store errors. On any error the list's previous version stays in force.
-    pub fn suppress_import<R: std::io::Read + Send>(
+    pub fn suppress_import<I>(
         &self,
         opts: &SuppressOptions,
-        input: R,
+        rows: I,
         on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
-    ) -> Result<SuppressReport, VaultError> {
+    ) -> Result<SuppressReport, VaultError>
+    where
+        I: IntoIterator<Item = ImportRow>,
+        I::IntoIter: Send,
+    {
         self.audited("suppress-import", Some(&opts.tenant), None, |ev| {
-            self.suppress_import_in(opts, input, on_reject, ev)
+            self.suppress_import_in(opts, rows.into_iter(), on_reject, ev)
         })
     }
 
-    fn suppress_import_in<R: std::io::Read + Send>(
+    fn suppress_import_in(
         &self,
         opts: &SuppressOptions,
-        input: R,
+        rows: impl Iterator<Item = ImportRow> + Send,
         mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
         ev: &mut Event,
     ) -> Result<SuppressReport, VaultError> {
@@ -414,7 +415,6 @@ impl Vault {
         check_name("list name", &opts.list)?;
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_region_hint(opts.region.as_deref())?;
-        let rows = CsvRows::new(input, &opts.column)?;
         // One import of a list at a time in this process: a second one would sweep
         // the first's entries as abandoned.
         let _one = self.one_list_change();
@@ -987,7 +987,6 @@ mod tests {
             list: list.into(),
             purposes: vec!["marketing".into()],
             region: None,
-            column: "phone".into(),
         }
     }
 
@@ -1015,7 +1014,11 @@ mod tests {
     }
 
     fn import(v: &Vault, list: &str, csv: &str) -> Result<SuppressReport, VaultError> {
-        v.suppress_import(&opts(list), csv.as_bytes(), |_| Ok(()))
+        v.suppress_import(
+            &opts(list),
+            crate::cli::CsvRows::new(csv.as_bytes(), "phone")?,
+            |_| Ok(()),
+        )
     }
 
     fn rows(start: u32, n: u32) -> Vec<ImportRow> {

@@ -77,7 +77,12 @@ pub fn import(v: &Vault, tenant: &str, purposes: &[&str], numbers: &[String]) {
         purposes: purposes.iter().map(|p| p.to_string()).collect(),
         source: "bulk".into(),
         region: None,
-        column: "phone".into(),
     };
-    v.import(&opts, csv.as_bytes(), |_| Ok(()), |_| {}).unwrap();
+    v.import(
+        &opts,
+        phonevault::cli::CsvRows::new(csv.as_bytes(), "phone").unwrap(),
+        |_| Ok(()),
+        |_| {},
+    )
+    .unwrap();
 }
