@@ -335,16 +335,8 @@ impl Vault {
                     }
                     if outcome == crate::policy::consent::Bulk::Changed {
                         ev.touch(&id);
-                        resealed += self.stage(
-                            ctx,
-                            &mut batch,
-                            Change::Update {
-                                id,
-                                stored,
-                                old: &old,
-                                new: &body,
-                            },
-                        )?;
+                        resealed +=
+                            self.stage(ctx, &mut batch, Change::update(id, stored, &old, &body))?;
                         counts.merged += 1;
                     } else {
                         counts.unchanged += 1;

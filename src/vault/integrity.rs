@@ -178,6 +178,23 @@ impl Vault {
     }
 
     /// Reads and decrypts one record, with its header.
+    /// The record an index or expiry entry names, opened: `None` when it does not exist
+    /// (noted as `code`) or does not open (the record pass reports that).
+    fn entry_record(
+        &self,
+        ctx: &TenantCtx,
+        id: &RecordId,
+        report: &mut IntegrityReport,
+        code: &'static str,
+        missing: &'static str,
+    ) -> Result<Option<(record::Header, RecordBody)>, VaultError> {
+        let Some(stored) = self.store.get(Tree::Records, &record_key(ctx.row.id, id))? else {
+            report.note(code, Some(ctx.row.name.as_str()), Some(id), missing);
+            return Ok(None);
+        };
+        Ok(self.integrity_load(ctx, id, &stored).ok())
+    }
+
     fn integrity_load(
         &self,
         ctx: &TenantCtx,
@@ -297,17 +314,14 @@ impl Vault {
                     );
                     return Ok(());
                 };
-                let Some(stored) = self.store.get(Tree::Records, &record_key(tid, &id))? else {
-                    report.note(
-                        "index_orphan",
-                        tenant,
-                        Some(&id),
-                        "an index entry for a record that does not exist",
-                    );
-                    return Ok(());
-                };
-                // An undecryptable record is reported by the record pass.
-                let Ok((header, body)) = self.integrity_load(ctx, &id, &stored) else {
+                let Some((header, body)) = self.entry_record(
+                    ctx,
+                    &id,
+                    report,
+                    "index_orphan",
+                    "an index entry for a record that does not exist",
+                )?
+                else {
                     return Ok(());
                 };
                 let Ok(keys) = ctx.data_key(header.index_key_version) else {
@@ -346,16 +360,14 @@ impl Vault {
                     );
                     return Ok(());
                 };
-                let Some(stored) = self.store.get(Tree::Records, &record_key(tid, &id))? else {
-                    report.note(
-                        "expiry_orphan",
-                        tenant,
-                        Some(&id),
-                        "an expiry entry for a record that does not exist",
-                    );
-                    return Ok(());
-                };
-                let Ok((_, body)) = self.integrity_load(ctx, &id, &stored) else {
+                let Some((_, body)) = self.entry_record(
+                    ctx,
+                    &id,
+                    report,
+                    "expiry_orphan",
+                    "an expiry entry for a record that does not exist",
+                )?
+                else {
                     return Ok(());
                 };
                 if expiry_key(tid, body.last_activity(), &id) != k {

@@ -157,16 +157,7 @@ impl Vault {
         }
         self.reserve_encryptions(&ctx, 1)?;
         let mut b = Batch::default();
-        self.stage(
-            &ctx,
-            &mut b,
-            Change::Update {
-                id,
-                stored,
-                old: &old,
-                new: &body,
-            },
-        )?;
+        self.stage(&ctx, &mut b, Change::update(id, stored, &old, &body))?;
         self.commit_audited(&mut b, ev)?;
         Ok(Changed::Yes(id))
     }
@@ -277,15 +268,7 @@ impl Vault {
         };
         ev.touch(&id);
         let mut b = Batch::default();
-        self.stage(
-            &ctx,
-            &mut b,
-            Change::Delete {
-                id,
-                stored,
-                old: &old,
-            },
-        )?;
+        self.stage(&ctx, &mut b, Change::delete(id, stored, &old))?;
         self.commit_audited(&mut b, ev)?;
         Ok(id)
     }
@@ -438,15 +421,7 @@ impl Vault {
                 Some((stored, old)) if retention::expired(&old, Some(days), now) => {
                     out.expired += 1;
                     if !dry_run {
-                        self.stage(
-                            &ctx,
-                            &mut b,
-                            Change::Delete {
-                                id,
-                                stored,
-                                old: &old,
-                            },
-                        )?;
+                        self.stage(&ctx, &mut b, Change::delete(id, stored, &old))?;
                         out.deleted += 1;
                         ev.touch(&id);
                     }

@@ -106,6 +106,28 @@ pub(super) enum Change<'a> {
     },
 }
 
+impl<'a> Change<'a> {
+    /// [`Change::Update`] of the record `id` read as `stored`.
+    pub(super) fn update(
+        id: RecordId,
+        stored: Vec<u8>,
+        old: &'a RecordBody,
+        new: &'a RecordBody,
+    ) -> Change<'a> {
+        Change::Update {
+            id,
+            stored,
+            old,
+            new,
+        }
+    }
+
+    /// [`Change::Delete`] of the record `id` read as `stored`.
+    pub(super) fn delete(id: RecordId, stored: Vec<u8>, old: &'a RecordBody) -> Change<'a> {
+        Change::Delete { id, stored, old }
+    }
+}
+
 impl Vault {
     /// Stages a record change with its index and expiry entries, guarded so that the
     /// batch applies only if nothing changed since the record was read. Returns the
@@ -279,16 +301,7 @@ impl Vault {
                     return Ok(AddOutcome::Unchanged(id));
                 }
                 self.reserve_encryptions(ctx, 1)?;
-                self.stage(
-                    ctx,
-                    &mut batch,
-                    Change::Update {
-                        id,
-                        stored,
-                        old: &old,
-                        new: &body,
-                    },
-                )?;
+                self.stage(ctx, &mut batch, Change::update(id, stored, &old, &body))?;
                 AddOutcome::Merged(id)
             }
             None => {
