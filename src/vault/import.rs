@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use super::audit;
 use super::rows::{send_chunks, ImportRow, Reject};
-use super::writes::{index_entries, new_body, Change, IndexEntries};
+use super::tenants::IndexEntries;
+use super::writes::{new_body, Change};
 use super::{check_source, now_ms, TenantCtx, Vault, VaultError};
 use crate::phone::{self, PhoneError, E164};
 use crate::record::{self, RecordBody, RecordId};
@@ -405,7 +406,7 @@ fn prepare(
         &body,
     ) {
         Ok(sealed) => {
-            let idx = index_entries(ctx, index, &body.e164, body.country_code, &id);
+            let idx = ctx.index_entries(index, &body, &id);
             let turned_valid =
                 change.is_some_and(|c| c.turned_valid(&n, field, opts.region.as_deref()));
             Prepared::Ready(ReadyRow {

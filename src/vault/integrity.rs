@@ -17,9 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::PoisonError;
 
 use super::layout::{expiry_key, id_after, record_key, INDEX_EXACT, INDEX_LAST4};
-use super::open::check_meta;
 use super::rowmac::decode_row;
-use super::writes::index_entries;
+use super::tenants::check_meta;
 use super::{TenantCtx, TenantRow, Vault, VaultError};
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{prefix_end, Tree};
@@ -249,7 +248,7 @@ impl Vault {
                     );
                     return Ok(());
                 };
-                let idx = index_entries(ctx, keys, &body.e164, body.country_code, &id);
+                let idx = ctx.index_entries(keys, &body, &id);
                 match self.store.get(Tree::Index, &idx.exact)? {
                     None => report.note(
                         "index_missing",
@@ -327,7 +326,7 @@ impl Vault {
                 let Ok(keys) = ctx.data_key(header.index_key_version) else {
                     return Ok(());
                 };
-                let idx = index_entries(ctx, keys, &body.e164, body.country_code, &id);
+                let idx = ctx.index_entries(keys, &body, &id);
                 if idx.exact != k && idx.last4.as_deref() != Some(k) {
                     report.note("index_orphan", tenant, Some(&id), "an index entry that does not match its record's number or index-key version");
                 }

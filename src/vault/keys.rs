@@ -14,7 +14,6 @@ use phonevault_keys::{
 use super::audit::Event;
 use super::keyring_file::{check_private, write_atomic};
 use super::layout::record_key;
-use super::writes::index_entries;
 use super::{lifecycle, Unlock, Vault, VaultError, KEYRING_FILE, STORE_DIR};
 use crate::record;
 use crate::store::{Batch, StoreLocation, Tree};
@@ -220,8 +219,8 @@ impl Vault {
                 report.resealed += 1;
                 if header.index_key_version != index.version {
                     let old_keys = ctx.data_key(header.index_key_version)?;
-                    let old = index_entries(&ctx, old_keys, &body.e164, body.country_code, &id);
-                    let new = index_entries(&ctx, index, &body.e164, body.country_code, &id);
+                    let old = ctx.index_entries(old_keys, &body, &id);
+                    let new = ctx.index_entries(index, &body, &id);
                     b.delete(Tree::Index, old.exact);
                     if let Some(l4) = old.last4 {
                         b.delete(Tree::Index, l4);

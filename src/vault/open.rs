@@ -4,16 +4,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
-use phonevault_keys::{
-    KdfParams, KeyError, KeyFileKey, Keyring, MacKey, Passphrase, RootKey, VaultId,
-};
+use phonevault_keys::{KdfParams, KeyError, KeyFileKey, Keyring, Passphrase, RootKey, VaultId};
 
 use super::keyring_file::{check_private, read_keyring, write_atomic, FileStamp};
-use super::rowmac::decode_row;
-use super::tenants::MetaRow;
+use super::tenants::{check_meta, MetaRow};
 use super::{
     audit, keys, lifecycle, now, tokens, Vault, VaultError, VaultInner, Who, KEYRING_FILE,
-    STORE_DIR, VAULT_FORMAT,
+    STORE_DIR,
 };
 use crate::store::{Batch, Store, StoreError, StoreLocation, Tree};
 
@@ -31,22 +28,6 @@ impl std::fmt::Debug for Unlock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Unlock").finish_non_exhaustive()
     }
-}
-
-pub(super) fn check_meta(
-    store: &dyn Store,
-    row_mac: &MacKey,
-    ring: &Keyring,
-) -> Result<MetaRow, VaultError> {
-    let bytes = store
-        .get(Tree::Meta, b"vault")?
-        .ok_or(VaultError::EmptyStore)?;
-    let meta: MetaRow =
-        decode_row(row_mac, "meta", b"vault", &bytes).map_err(|_| VaultError::KeyringMismatch)?;
-    if meta.vault_id != ring.vault_id.0 || meta.format != VAULT_FORMAT {
-        return Err(VaultError::KeyringMismatch);
-    }
-    Ok(meta)
 }
 
 /// Options of [`Vault::open`].

@@ -6,13 +6,14 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant};
 
 use bincode::{Decode, Encode};
-use phonevault_keys::{KeyError, MacKey, TenantKeys, VaultId};
+use phonevault_keys::{KeyError, Keyring, MacKey, TenantKeys, VaultId};
 
+use super::layout::{exact_index_key, last4_of, last4_prefix};
 use super::rowmac::{decode_row, encode_row};
 use super::{audit, check_name, now, suppress, Vault, VaultError, VAULT_FORMAT};
 use crate::phone;
-use crate::record::{self, RecordId};
-use crate::store::{Batch, Tree};
+use crate::record::{self, RecordBody, RecordId};
+use crate::store::{Batch, Store, Tree};
 
 /// How long a cached tenant context (settings and keys) is used before its row is
 /// re-read. Other servers sharing the store see a change of tenant settings within
@@ -72,6 +73,23 @@ impl MetaRow {
     }
 }
 
+/// The meta row of `store`, checked against the keyring: the store is this vault's.
+pub(super) fn check_meta(
+    store: &dyn Store,
+    row_mac: &MacKey,
+    ring: &Keyring,
+) -> Result<MetaRow, VaultError> {
+    let bytes = store
+        .get(Tree::Meta, b"vault")?
+        .ok_or(VaultError::EmptyStore)?;
+    let meta: MetaRow =
+        decode_row(row_mac, "meta", b"vault", &bytes).map_err(|_| VaultError::KeyringMismatch)?;
+    if meta.vault_id != ring.vault_id.0 || meta.format != VAULT_FORMAT {
+        return Err(VaultError::KeyringMismatch);
+    }
+    Ok(meta)
+}
+
 pub(crate) struct TenantCtx {
     pub(super) row: TenantRow,
     pub(super) keys: BTreeMap<u32, TenantKeys>,
@@ -93,7 +111,34 @@ pub(crate) struct TenantCtx {
 /// creation time in milliseconds).
 pub(super) const DECOY_ID: RecordId = RecordId([0xff; 16]);
 
+/// The index entries of one record, computed from its number.
+#[derive(Clone)]
+pub(super) struct IndexEntries {
+    pub(super) exact: Vec<u8>,
+    pub(super) last4: Option<Vec<u8>>,
+}
+
 impl TenantCtx {
+    /// The index entries of record `id` holding `body`'s number, under the index key
+    /// `keys`.
+    pub(super) fn index_entries(
+        &self,
+        keys: &TenantKeys,
+        body: &RecordBody,
+        id: &RecordId,
+    ) -> IndexEntries {
+        let digest = record::exact_digest(&keys.index, &body.e164);
+        let exact = exact_index_key(self.row.id, keys.version, &digest);
+        let last4 = self.row.last4_bits.map(|bits| {
+            let d =
+                record::last4_digest(&keys.index, body.country_code, last4_of(&body.e164), bits);
+            let mut k = last4_prefix(self.row.id, keys.version, &d);
+            k.extend_from_slice(&id.0);
+            k
+        });
+        IndexEntries { exact, last4 }
+    }
+
     /// The index key versions a lookup tries, oldest first: a concurrent rewrap moves
     /// entries from old to new only, so looking at the old place before the new one
     /// cannot miss an entry in flight (new-then-old could, between the two reads).

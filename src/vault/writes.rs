@@ -4,10 +4,8 @@
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use phonevault_keys::TenantKeys;
-
-use super::layout::{exact_index_key, expiry_key, last4_of, last4_prefix, record_key};
-use super::tenants::TenantCtx;
+use super::layout::{expiry_key, record_key};
+use super::tenants::{IndexEntries, TenantCtx};
 use super::{audit, check_source, now_ms, receipts, Target, Vault, VaultError};
 use crate::phone;
 use crate::record::{self, RecordBody, RecordId};
@@ -34,31 +32,6 @@ impl AddOutcome {
             AddOutcome::Created(id) | AddOutcome::Merged(id) | AddOutcome::Unchanged(id) => *id,
         }
     }
-}
-
-/// The index entries of one record, computed from its number.
-#[derive(Clone)]
-pub(super) struct IndexEntries {
-    pub(super) exact: Vec<u8>,
-    pub(super) last4: Option<Vec<u8>>,
-}
-
-pub(super) fn index_entries(
-    ctx: &TenantCtx,
-    keys: &TenantKeys,
-    e164: &str,
-    country_code: u16,
-    id: &RecordId,
-) -> IndexEntries {
-    let digest = record::exact_digest(&keys.index, e164);
-    let exact = exact_index_key(ctx.row.id, keys.version, &digest);
-    let last4 = ctx.row.last4_bits.map(|bits| {
-        let d = record::last4_digest(&keys.index, country_code, last4_of(e164), bits);
-        let mut k = last4_prefix(ctx.row.id, keys.version, &d);
-        k.extend_from_slice(&id.0);
-        k
-    });
-    IndexEntries { exact, last4 }
 }
 
 pub(super) fn new_body(
@@ -191,7 +164,7 @@ impl Vault {
             Change::Delete { id, stored, old } => {
                 let header = record::parse_header(&stored)?;
                 let keys = ctx.data_key(header.index_key_version)?;
-                let idx = index_entries(ctx, keys, &old.e164, old.country_code, &id);
+                let idx = ctx.index_entries(keys, old, &id);
                 let rk = record_key(tid, &id);
                 batch.guard(Tree::Records, rk.clone(), Some(stored));
                 batch.delete(Tree::Records, rk);
@@ -343,7 +316,7 @@ impl Vault {
             id,
             body,
         )?;
-        let idx = index_entries(ctx, index, &body.e164, body.country_code, id);
+        let idx = ctx.index_entries(index, body, id);
         Ok((sealed, idx))
     }
 
