@@ -29,6 +29,7 @@ use phonevault_keys::{AuditKey, AuditReadKey, DataKey, VaultId};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::journal::{self, Journal, JournalError};
+use super::layout::{JOURNAL_ROW, K0_ROW, STATE_ROW};
 use super::{Vault, VaultError};
 
 /// Attempts of an append that lost the chain's head to another server.
@@ -36,18 +37,6 @@ const APPEND_ATTEMPTS: u32 = 32;
 use crate::audit::{self, Actor, Checkpoint, Entry, Outcome};
 use crate::store::{Batch, Store, StoreError, Tree};
 
-/// Meta row holding the sealed chain state.
-pub(crate) const STATE_ROW: &[u8] = b"audit-state";
-/// Meta row holding K0 until it is exported.
-pub(crate) const K0_ROW: &[u8] = b"audit-k0";
-/// Meta row holding the journal mark: which journal records are in the chain.
-pub(crate) const JOURNAL_ROW: &[u8] = b"audit-journal";
-/// Meta row of a data backup (never of a live store): where the live chain started
-/// when the backup was taken (`u64le(seq) ‖ head`, not secret), for the archive a
-/// restore makes of the backup's links.
-pub(crate) const BACKUP_START_ROW: &[u8] = b"audit-backup-start";
-/// The meta rows that hold audit keys or the chain's state: never in a data backup.
-pub(crate) const KEY_ROWS: [&[u8]; 3] = [STATE_ROW, K0_ROW, JOURNAL_ROW];
 /// A journal past this size is folded, the store flushed, and a new one started.
 const ROTATE_BYTES: u64 = 64 << 20;
 /// Entries folded into one link when a journal is recovered.

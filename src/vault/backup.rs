@@ -8,10 +8,10 @@ use std::sync::PoisonError;
 
 use phonevault_keys::Keyring;
 
-use super::audit::{self as vault_audit, AuditLog, BACKUP_START_ROW, KEY_ROWS, STATE_ROW};
+use super::audit::{self as vault_audit, AuditLog};
 use super::keyring_file::{check_private, read_keyring, write_atomic};
-use super::keys::{check_no_loss, check_no_resurrection, merge_counters, unlock_ring};
-use super::lifecycle::{RESTORE_NEW, RESTORE_PARTIAL};
+use super::keyring_rules::{check_no_loss, check_no_resurrection, merge_counters, unlock_ring};
+use super::layout::{BACKUP_START_ROW, KEY_ROWS, RESTORE_NEW, RESTORE_PARTIAL, STATE_ROW};
 use super::rowmac::decode_row;
 use super::{lifecycle, TenantRow, Unlock, Vault, VaultError, KEYRING_FILE, STORE_DIR};
 use crate::audit::{self, Checkpoint};

@@ -8,10 +8,35 @@
 //! | index, exact | `u32-be tenant ‖ 'E' ‖ u32-be index key version ‖ HMAC digest (16)` → record id |
 //! | index, last 4 | `u32-be tenant ‖ 'L' ‖ u32-be index key version ‖ digest (4) ‖ record id (16)` |
 //! | expiry | `u32-be tenant ‖ u64-be last activity ‖ record id (16)` |
+//!
+//! Below: the meta rows of the audit log, and the names a vault directory holds
+//! besides `keyring` and `store/` while a compaction or a restore runs.
 
 use crate::record::RecordId;
 
 use super::VaultError;
+
+/// Meta row holding the sealed chain state.
+pub(crate) const STATE_ROW: &[u8] = b"audit-state";
+/// Meta row holding K0 until it is exported.
+pub(crate) const K0_ROW: &[u8] = b"audit-k0";
+/// Meta row holding the journal mark: which journal records are in the chain.
+pub(crate) const JOURNAL_ROW: &[u8] = b"audit-journal";
+/// Meta row of a data backup (never of a live store): where the live chain started
+/// when the backup was taken (`u64le(seq) ‖ head`, not secret), for the archive a
+/// restore makes of the backup's links.
+pub(crate) const BACKUP_START_ROW: &[u8] = b"audit-backup-start";
+/// The meta rows that hold audit keys or the chain's state: never in a data backup.
+pub(crate) const KEY_ROWS: [&[u8]; 3] = [STATE_ROW, K0_ROW, JOURNAL_ROW];
+
+/// Where `compact` builds the new store.
+pub(crate) const COMPACT_NEW: &str = "store.compact-new";
+/// Where `compact` keeps the old store during the swap.
+pub(crate) const COMPACT_OLD: &str = "store.compact-old";
+/// Where `restore` writes the rows of the new store.
+pub(crate) const RESTORE_PARTIAL: &str = "store.restore-partial";
+/// The complete new store of a `restore`, before it is renamed into place.
+pub(crate) const RESTORE_NEW: &str = "store.restore-new";
 
 /// Kind byte of an exact index entry.
 pub(crate) const INDEX_EXACT: u8 = b'E';

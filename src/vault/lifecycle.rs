@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::audit::Event;
 use super::keyring_file::read_keyring;
-use super::layout::expiry_key;
+use super::layout::{expiry_key, COMPACT_NEW, COMPACT_OLD, RESTORE_NEW, RESTORE_PARTIAL};
 use super::rowmac::{decode_row, encode_row};
 use super::writes::Change;
 use super::{TenantCtx, TenantRow, Unlock, Vault, VaultError, STORE_DIR};
@@ -495,7 +495,7 @@ impl Vault {
     pub fn compact(dir: &Path, unlock: &Unlock) -> Result<CompactReport, VaultError> {
         // Check the credentials before touching anything.
         let ring = read_keyring(dir)?;
-        super::keys::unlock_ring(&ring, unlock)?;
+        super::keyring_rules::unlock_ring(&ring, unlock)?;
         recover_compaction(dir)?;
         let live = dir.join(STORE_DIR);
         let fresh = dir.join(COMPACT_NEW);
@@ -524,15 +524,6 @@ impl Vault {
         Ok(CompactReport { before, after })
     }
 }
-
-/// Where `compact` builds the new store.
-pub(crate) const COMPACT_NEW: &str = "store.compact-new";
-/// Where `compact` keeps the old store during the swap.
-pub(crate) const COMPACT_OLD: &str = "store.compact-old";
-/// Where `restore` writes the rows of the new store.
-pub(crate) const RESTORE_PARTIAL: &str = "store.restore-partial";
-/// The complete new store of a `restore`, before it is renamed into place.
-pub(crate) const RESTORE_NEW: &str = "store.restore-new";
 
 fn sync_dir(dir: &Path) -> Result<(), VaultError> {
     std::fs::File::open(dir)

@@ -29,6 +29,7 @@ mod inbound;
 mod integrity;
 pub(crate) mod journal;
 mod keyring_file;
+mod keyring_rules;
 mod keys;
 mod layout;
 mod lifecycle;

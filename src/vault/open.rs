@@ -9,7 +9,7 @@ use phonevault_keys::{KdfParams, KeyError, KeyFileKey, Keyring, Passphrase, Root
 use super::keyring_file::{check_private, read_keyring, write_atomic, FileStamp};
 use super::tenants::{check_meta, MetaRow};
 use super::{
-    audit, keys, lifecycle, now, tokens, Vault, VaultError, VaultInner, Who, KEYRING_FILE,
+    audit, keyring_rules, lifecycle, now, tokens, Vault, VaultError, VaultInner, Who, KEYRING_FILE,
     STORE_DIR,
 };
 use crate::store::{Batch, Store, StoreError, StoreLocation, Tree};
@@ -179,7 +179,7 @@ impl Vault {
     /// process has it open.
     pub fn open(dir: &Path, unlock: &Unlock, opts: OpenOptions) -> Result<Vault, VaultError> {
         let ring = read_keyring(dir)?;
-        let root = keys::unlock_ring(&ring, unlock)?;
+        let root = keyring_rules::unlock_ring(&ring, unlock)?;
         if matches!(opts.store, StoreLocation::Sled) {
             lifecycle::recover_compaction(dir)?;
         }
