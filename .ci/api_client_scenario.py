@@ -20,12 +20,12 @@ from pvclient.api.default import (
     post_v1_tenants_tenant_opt_out as opt_out,
 )
 from pvclient.models import (
+    Add,
     AddResult,
     Changed,
     Error,
+    Lookup,
     OptOutAllById,
-    PostV1TenantsTenantLookupBody,
-    PostV1TenantsTenantNumbersBody,
     Record,
     TenantTokenRequest,
     TenantTokenRequestRole,
@@ -77,7 +77,7 @@ def main():
         add.sync_detailed(
             TENANT,
             client=writer,
-            body=PostV1TenantsTenantNumbersBody(phone="+44 7400 123958", consents=["otp", "marketing"], source="ci-client"),
+            body=Add(phone="+44 7400 123958", consents=["otp", "marketing"], source="ci-client"),
         ),
         201,
         AddResult,
@@ -86,7 +86,7 @@ def main():
     assert created.status.value == "created", created.status
 
     found = expect(
-        lookup.sync_detailed(TENANT, client=otp_reader, body=PostV1TenantsTenantLookupBody(phone=NUMBER, purpose="otp")),
+        lookup.sync_detailed(TENANT, client=otp_reader, body=Lookup(phone=NUMBER, purpose="otp")),
         200,
         Record,
     )
@@ -100,7 +100,7 @@ def main():
     )
     assert changed.changed and changed.id == record_id
     refused = expect(
-        lookup.sync_detailed(TENANT, client=reader, body=PostV1TenantsTenantLookupBody(phone=NUMBER, purpose="marketing")),
+        lookup.sync_detailed(TENANT, client=reader, body=Lookup(phone=NUMBER, purpose="marketing")),
         404,
         Error,
     )
@@ -117,7 +117,7 @@ def main():
 
     erased = expect(erase.sync_detailed(TENANT, client=writer, body=TargetById(id=record_id)), 200, object)
     assert erased.erased and erased.id == record_id
-    expect(lookup.sync_detailed(TENANT, client=reader, body=PostV1TenantsTenantLookupBody(phone=NUMBER, purpose="otp")), 404, Error)
+    expect(lookup.sync_detailed(TENANT, client=reader, body=Lookup(phone=NUMBER, purpose="otp")), 404, Error)
     print("generated client scenario: add, lookup, withdraw, subject record, opt-out, erase: ok")
 
 

@@ -64,6 +64,14 @@ pub enum Keyword {
 }
 
 impl Keyword {
+    /// Every keyword.
+    pub const ALL: [Keyword; 4] = [
+        Keyword::OptOut,
+        Keyword::Lift,
+        Keyword::Help,
+        Keyword::Other,
+    ];
+
     /// The answer's `action`.
     pub fn action(self) -> &'static str {
         match self {
@@ -171,11 +179,16 @@ pub enum InboundError {
     Encoding,
 }
 
-#[derive(serde::Deserialize)]
+/// An inbound message as JSON.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonInbound {
+#[schema(as = InboundSmsJson)]
+pub(crate) struct JsonInbound {
+    /// The sender (the customer's number).
     from: String,
+    /// The tenant's sending number (international form) or short code (3 to 8 digits).
     to: String,
+    /// The message text.
     body: String,
 }
 

@@ -65,7 +65,7 @@ impl StatsQuery {
 }
 
 /// One published group.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Group {
     /// Region (`"GB"`; `"001"` for non-geographic numbers), when grouped by country.
     pub country: Option<String>,
@@ -77,7 +77,7 @@ pub struct Group {
 }
 
 /// The answer to a statistics query.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// Published groups, largest first.
     pub groups: Vec<Group>,

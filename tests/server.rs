@@ -859,7 +859,7 @@ fn every_route_needs_the_role_its_document_names() {
     let shop_admin = env.token(&["--tenant", "shop", "--role", "admin"]);
     let s = serve(&env, &[]);
     unseal(&s);
-    let doc: Value = serde_json::from_str(phonevault::server::OPENAPI).unwrap();
+    let doc: Value = serde_json::from_str(&phonevault::server::OPENAPI).unwrap();
     assert!(
         doc.get("security").is_none(),
         "no global scheme: each route names its own"

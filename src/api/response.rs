@@ -3,12 +3,16 @@
 //! as `null`; one it says may be absent is left out.
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
+use super::openapi::Purpose;
 use super::{ErrorDetail, Shown};
-use crate::vault::{AddOutcome, Changed, Found, ImportSummary, TokenInfo};
+use crate::vault::{
+    AddOutcome, Changed, Found, ImportSummary, ListInfo, SuppressReport, TokenInfo,
+};
 
 /// `GET /v1/sys/health`, `POST /v1/sys/unseal` and `POST /v1/sys/seal`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct SealState {
     /// Whether the vault is sealed.
     pub sealed: bool,
@@ -17,9 +21,10 @@ pub struct SealState {
 /// The answer of every write to a caller without detail (see
 /// [`crate::policy::Decision::Allow`]): the same bytes whether the number was absent,
 /// consented for other purposes only, suppressed or expired.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Accepted {
     /// Always true.
+    #[schema(schema_with = super::openapi::always_true)]
     pub accepted: bool,
 }
 
@@ -41,7 +46,7 @@ pub enum WriteAnswer<T> {
 }
 
 /// What an add did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AddStatus {
     /// A new record.
@@ -64,7 +69,8 @@ impl AddStatus {
 }
 
 /// `POST .../numbers`, answered in detail.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = AddResult)]
 pub struct Added {
     /// The record id.
     pub id: String,
@@ -73,6 +79,7 @@ pub struct Added {
     /// The given purposes a suppression list holds the number for: stored, and
     /// refused for them while listed.
     #[serde(default)]
+    #[schema(value_type = Vec<Purpose>)]
     pub suppressed_for: Vec<String>,
 }
 
@@ -92,12 +99,13 @@ impl From<AddOutcome> for Added {
 }
 
 /// A record as a read answers it (`lookup`, `numbers/{id}`, each of `lookup/last4`).
-/// No `Debug`: it holds the number (masked unless revealed).
-#[derive(Serialize, Deserialize)]
+// No `Debug`: it holds the number (masked unless revealed).
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct Record {
     /// The record id.
     pub id: String,
     /// The number, masked (`+44 ••• ••• 4567`) unless revealed.
+    #[schema(value_type = String)]
     pub phone: Shown,
     /// Whether `phone` is masked.
     pub masked: bool,
@@ -135,7 +143,7 @@ impl Record {
 }
 
 /// `POST .../lookup/last4`.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct Records {
     /// The records found (none is an empty list, not a 404).
     pub results: Vec<Record>,
@@ -143,14 +151,19 @@ pub struct Records {
 
 /// `POST .../consent/grant`, `.../consent/withdraw`, `.../opt-out` and `.../verify`,
 /// answered in detail.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Changed)]
 pub struct ChangedAnswer {
     /// The record id.
     pub id: String,
     /// Whether the record changed.
     pub changed: bool,
-    /// The consent receipt file, for a grant with `"receipt": true` only.
+    /// The consent receipt file, for a grant with `"receipt": true` only: canonical
+    /// JSON (sorted keys, no whitespace) of `{"receipt": Kantara Consent Receipt v1.1
+    /// fields, "signature": {"alg": "Ed25519", "publicKey", "value"}}`; save these exact
+    /// bytes and check them with `phonevault receipt verify FILE --public-key K`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub receipt: Option<String>,
 }
 
@@ -165,7 +178,7 @@ impl From<Changed> for ChangedAnswer {
 }
 
 /// `POST .../erase`, answered in detail.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Erased {
     /// The record id.
     pub id: String,
@@ -174,14 +187,14 @@ pub struct Erased {
 }
 
 /// `DELETE .../numbers/{id}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Deleted {
     /// Always true.
     pub deleted: bool,
 }
 
 /// What became of one item of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemStatus {
     /// Stored (detailed answer).
@@ -196,7 +209,8 @@ pub enum ItemStatus {
 }
 
 /// One item of a batch's answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(as = BatchItemResult)]
 pub struct ItemResult {
     /// The item's position in the request, from 0.
     pub index: usize,
@@ -204,12 +218,13 @@ pub struct ItemResult {
     pub status: ItemStatus,
     /// Why it was refused or suppressed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub error: Option<ErrorDetail>,
 }
 
 /// The counts of a batch answered without detail: the created / merged / unchanged /
 /// suppressed split would say which numbers exist.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UniformSummary {
     /// Items.
     pub rows: u64,
@@ -263,8 +278,39 @@ impl BatchSummary {
     }
 }
 
+/// Documented by hand rather than derived: serde's untagged enum would be a `oneOf`,
+/// and a uniform summary matches the detailed schema too (whose members may all be
+/// absent, from an older server), so it is an `anyOf` of the two.
+impl utoipa::PartialSchema for BatchSummary {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::AnyOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(
+                UniformSummary::name(),
+            ))
+            .item(utoipa::openapi::Ref::from_schema_name(ImportSummary::name()))
+            .description(Some(
+                "In detail (a tenant admin holding every purpose), or without detail (every \
+                 other writer: rows, accepted, rejected).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for BatchSummary {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((UniformSummary::name().into(), UniformSummary::schema()));
+        schemas.push((ImportSummary::name().into(), ImportSummary::schema()));
+    }
+}
+
 /// `POST .../numbers/batch`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BatchAnswer {
     /// One per item, in the request's order.
     pub results: Vec<ItemResult>,
@@ -273,15 +319,17 @@ pub struct BatchAnswer {
 }
 
 /// A token as the token routes show it (never its secret but at creation).
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = Token)]
 pub struct TokenView {
     /// The token's id.
     pub id: String,
     /// Its tenant, `null` for a vault-wide token.
     pub tenant: Option<String>,
     /// Its role.
+    #[schema(schema_with = super::openapi::role)]
     pub role: String,
-    /// The purposes it may use (none: every purpose).
+    /// The purposes it may use (none: every purpose of the tenant).
     pub purposes: Vec<String>,
     /// Whether it may reveal numbers.
     pub reveal: bool,
@@ -305,37 +353,119 @@ impl From<&TokenInfo> for TokenView {
     }
 }
 
-/// `POST /v1/sys/tokens`: the token and, once only, its secret. No `Debug`.
-#[derive(Serialize, Deserialize)]
+/// `POST /v1/sys/tokens`: the token and, once only, its secret.
+// No `Debug`: it holds the secret.
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct CreatedToken {
     /// The token.
     #[serde(flatten)]
     pub info: TokenView,
-    /// The bearer secret.
+    /// The bearer secret (`pvt_` and 64 hex characters), shown once.
+    #[schema(value_type = String)]
     pub token: Shown,
 }
 
 /// `GET /v1/sys/tokens`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct TokenList {
     /// Every live token.
     pub tokens: Vec<TokenView>,
 }
 
 /// `DELETE /v1/sys/tokens/{id}` and `POST /v1/sys/tokens/revoke-all`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Revoked {
     /// How many tokens were revoked.
     pub revoked: u64,
 }
 
 /// `POST .../inbound-sms`: the same for a known and an unknown sender.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[schema(as = InboundSmsAnswer)]
 pub struct SmsReply {
     /// `opted_out`, `opt_out_lifted`, `help` or `none`.
+    #[schema(schema_with = super::openapi::sms_action)]
     pub action: String,
-    /// The tenant's confirmation text for it.
+    /// The tenant's confirmation text for it (`tenant set-sms --reply-stop` ...); empty
+    /// for other texts unless configured.
     pub reply: String,
+}
+
+/// `GET .../suppression-lists`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SuppressionLists {
+    /// The tenant's lists.
+    pub lists: Vec<ListInfo>,
+}
+
+/// `DELETE .../suppression-lists/{list}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Dropped {
+    /// Always true.
+    #[schema(schema_with = super::openapi::always_true)]
+    pub dropped: bool,
+    /// The list's entries deleted.
+    pub entries_deleted: u64,
+}
+
+/// `POST .../suppression-lists/{list}/uploads`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadStarted {
+    /// The upload's id, for its rows and its commit.
+    #[schema(pattern = "^[0-9a-f]{16}$")]
+    pub upload: String,
+}
+
+/// `POST .../uploads/{upload}/rows`: a rejected number is named by its index, never
+/// repeated.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UploadedRows {
+    /// Numbers read.
+    pub rows: u64,
+    /// Numbers rejected.
+    pub rejected: u64,
+    /// One per rejected number.
+    pub errors: Vec<RowError>,
+}
+
+/// A number an upload rejected.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowError {
+    /// Its position in the request, from 0.
+    pub index: u64,
+    /// Always `invalid_phone`.
+    pub code: String,
+    /// The phone error's own code (`too_short`, ...).
+    pub reason: String,
+    /// What is wrong with it (never the number).
+    pub message: String,
+}
+
+/// `POST .../uploads/{upload}/commit`: the version now in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Committed {
+    /// The list.
+    pub list: String,
+    /// Its version now in force.
+    pub version: u32,
+    /// Distinct numbers on it.
+    pub count: u64,
+    /// The version it replaced, `null` for a first import.
+    pub replaced: Option<u32>,
+    /// Entries of replaced or abandoned versions deleted.
+    pub removed: u64,
+}
+
+impl From<SuppressReport> for Committed {
+    fn from(r: SuppressReport) -> Committed {
+        Committed {
+            list: r.list,
+            version: r.version,
+            count: r.count,
+            replaced: r.replaced,
+            removed: r.removed,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -434,9 +564,10 @@ mod tests {
         assert_eq!(v.as_object().unwrap().len(), 8);
     }
 
-    /// The member sets a document schema allows: one per alternative of an `anyOf` or
-    /// `oneOf`; an `allOf` joins its parts.
-    fn alternatives(doc: &serde_json::Value, schema: &serde_json::Value) -> Vec<Vec<String>> {
+    /// The members of each alternative a document schema allows (one per alternative
+    /// of an `anyOf` or `oneOf`; an `allOf` joins its parts): those it may send, and
+    /// those of them it must.
+    fn alternatives(doc: &serde_json::Value, schema: &serde_json::Value) -> Vec<Members> {
         let mut s = schema;
         while let Some(r) = s["$ref"].as_str() {
             s = &doc["components"]["schemas"][r.rsplit('/').next().unwrap()];
@@ -445,19 +576,35 @@ mod tests {
             return any.iter().flat_map(|a| alternatives(doc, a)).collect();
         }
         if let Some(all) = s["allOf"].as_array() {
-            let mut joined: Vec<String> = all
-                .iter()
-                .flat_map(|a| alternatives(doc, a).concat())
-                .collect();
-            joined.sort();
+            let mut joined = Members::default();
+            for part in all.iter().flat_map(|a| alternatives(doc, a)) {
+                joined.may.extend(part.may);
+                joined.must.extend(part.must);
+            }
             return vec![joined];
         }
-        let mut members: Vec<String> = s["properties"]
-            .as_object()
-            .map(|p| p.keys().cloned().collect())
-            .unwrap_or_default();
-        members.sort();
-        vec![members]
+        let names = |v: &serde_json::Value| -> std::collections::BTreeSet<String> {
+            match v {
+                serde_json::Value::Object(m) => m.keys().cloned().collect(),
+                serde_json::Value::Array(a) => {
+                    a.iter().map(|n| n.as_str().unwrap().to_owned()).collect()
+                }
+                _ => Default::default(),
+            }
+        };
+        vec![Members {
+            may: names(&s["properties"]),
+            must: names(&s["required"]),
+        }]
+    }
+
+    /// The members of one alternative of a schema.
+    #[derive(Debug, Default)]
+    struct Members {
+        /// Every member it names.
+        may: std::collections::BTreeSet<String>,
+        /// The members it requires.
+        must: std::collections::BTreeSet<String>,
     }
 
     fn record() -> Record {
@@ -485,11 +632,11 @@ mod tests {
         }
     }
 
-    /// Every answer type sends exactly the members of one alternative of its route's
-    /// answer schema in openapi.json: none undocumented, none documented left out.
+    /// Every answer type sends the members of one alternative of its route's answer
+    /// schema in openapi.json: none undocumented, none it requires left out.
     #[test]
     fn every_answer_type_sends_the_members_its_document_names() {
-        let doc: serde_json::Value = serde_json::from_str(crate::server::OPENAPI).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&crate::server::OPENAPI).unwrap();
         let t = "/v1/tenants/{tenant}";
         let value = |v: &dyn erased::Ser| v.value();
         let changed = ChangedAnswer {
@@ -621,15 +768,75 @@ mod tests {
                     reply: "text".into(),
                 }),
             ),
+            (
+                "get",
+                format!("{t}/suppression-lists"),
+                "200",
+                value(&SuppressionLists {
+                    lists: vec![ListInfo {
+                        name: "dnc".into(),
+                        version: 1,
+                        purposes: vec!["marketing".into()],
+                        count: 2,
+                        imported_at: 3,
+                    }],
+                }),
+            ),
+            (
+                "delete",
+                format!("{t}/suppression-lists/{{list}}"),
+                "200",
+                value(&Dropped {
+                    dropped: true,
+                    entries_deleted: 2,
+                }),
+            ),
+            (
+                "post",
+                format!("{t}/suppression-lists/{{list}}/uploads"),
+                "200",
+                value(&UploadStarted {
+                    upload: "0123456789abcdef".into(),
+                }),
+            ),
+            (
+                "post",
+                format!("{t}/suppression-lists/{{list}}/uploads/{{upload}}/rows"),
+                "200",
+                value(&UploadedRows {
+                    rows: 2,
+                    rejected: 1,
+                    errors: vec![RowError {
+                        index: 1,
+                        code: "invalid_phone".into(),
+                        reason: "too_short".into(),
+                        message: "m".into(),
+                    }],
+                }),
+            ),
+            (
+                "post",
+                format!("{t}/suppression-lists/{{list}}/uploads/{{upload}}/commit"),
+                "200",
+                value(&Committed {
+                    list: "dnc".into(),
+                    version: 2,
+                    count: 2,
+                    replaced: None,
+                    removed: 0,
+                }),
+            ),
         ];
         for (method, path, status, v) in cases {
             let schema = &doc["paths"][&path][method]["responses"][status]["content"]
                 ["application/json"]["schema"];
-            let mut sent: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-            sent.sort();
+            let sent: std::collections::BTreeSet<String> =
+                v.as_object().unwrap().keys().cloned().collect();
             let allowed = alternatives(&doc, schema);
             assert!(
-                allowed.contains(&sent),
+                allowed
+                    .iter()
+                    .any(|a| a.must.is_subset(&sent) && sent.is_subset(&a.may)),
                 "{method} {path} {status}: sends {sent:?}, the document allows {allowed:?}"
             );
         }

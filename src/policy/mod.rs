@@ -78,6 +78,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [
+        Role::Admin,
+        Role::Writer,
+        Role::Reader,
+        Role::Auditor,
+        Role::Inbound,
+    ];
+
     /// Parses `admin`, `writer`, `reader`, `auditor` or `inbound`.
     pub fn parse(s: &str) -> Option<Role> {
         match s {

@@ -155,7 +155,7 @@ async fn metrics(
 async fn openapi() -> Res {
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
+        OPENAPI.as_str(),
     )
         .into_response())
 }

@@ -8,16 +8,20 @@ use std::sync::Arc;
 use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::{blocking, ApiError, App, Authed, JsonBody, MAX_BATCH_ITEMS};
 use crate::api::request::{UploadCommitReq, UploadRowsReq, UploadStartReq};
+use crate::api::response::{
+    Committed, Dropped, RowError, SuppressionLists, UploadStarted, UploadedRows,
+};
 use crate::policy::{Access, Operation};
 use crate::vault::ImportRow;
 
 type Res = Result<Response, ApiError>;
 
-fn answer(v: serde_json::Value) -> Res {
+/// A 200 answer, through a `Value` (members sorted by name, as every answer's).
+fn answer<T: serde::Serialize>(v: &T) -> Res {
+    let v = serde_json::to_value(v).map_err(|e| ApiError::internal(&e))?;
     Ok(Json(v).into_response())
 }
 
@@ -28,7 +32,7 @@ pub(crate) async fn list_lists(
 ) -> Res {
     let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
     let lists = blocking(move || vault.suppress_lists(&tenant)).await?;
-    answer(json!({ "lists": lists }))
+    answer(&SuppressionLists { lists })
 }
 
 /// `DELETE /v1/tenants/{tenant}/suppression-lists/{list}`
@@ -40,7 +44,10 @@ pub(crate) async fn drop_list(
     let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
     app.writes.take(&info.id, 1)?;
     let deleted = blocking(move || vault.suppress_drop(&tenant, &list)).await?;
-    answer(json!({ "dropped": true, "entries_deleted": deleted }))
+    answer(&Dropped {
+        dropped: true,
+        entries_deleted: deleted,
+    })
 }
 
 /// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads`
@@ -53,7 +60,7 @@ pub(crate) async fn begin_upload(
     let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
     app.writes.take(&info.id, 1)?;
     let upload = blocking(move || vault.suppress_upload_begin(&tenant, &list)).await?;
-    answer(json!({ "upload": upload }))
+    answer(&UploadStarted { upload })
 }
 
 /// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/rows`
@@ -95,11 +102,20 @@ pub(crate) async fn upload_rows(
         Ok((report, rejects))
     })
     .await?;
-    let errors: Vec<_> = rejects
-        .iter()
-        .map(|r| json!({ "index": r.line, "code": "invalid_phone", "reason": r.code, "message": r.reason }))
+    let errors = rejects
+        .into_iter()
+        .map(|r| RowError {
+            index: r.line,
+            code: "invalid_phone".to_owned(),
+            reason: r.code.to_owned(),
+            message: r.reason,
+        })
         .collect();
-    answer(json!({ "rows": report.rows, "rejected": report.rejected, "errors": errors }))
+    answer(&UploadedRows {
+        rows: report.rows,
+        rejected: report.rejected,
+        errors,
+    })
 }
 
 /// `POST /v1/tenants/{tenant}/suppression-lists/{list}/uploads/{upload}/commit`
@@ -117,11 +133,5 @@ pub(crate) async fn commit_upload(
     let report =
         blocking(move || vault.suppress_upload_commit(&tenant, (&list, &upload), &req.purposes))
             .await?;
-    answer(json!({
-        "list": report.list,
-        "version": report.version,
-        "count": report.count,
-        "replaced": report.replaced,
-        "removed": report.removed,
-    }))
+    answer(&Committed::from(report))
 }

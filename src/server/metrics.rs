@@ -95,7 +95,7 @@ fn route_label(method: &str, path: &str) -> &'static str {
     ROUTES
         .iter()
         .find(|r| {
-            r.method.eq_ignore_ascii_case(method)
+            r.method.as_str().eq_ignore_ascii_case(method)
                 && segments(r.path) == n
                 && r.path
                     .split('/')

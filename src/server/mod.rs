@@ -15,8 +15,9 @@
 //! entry's flush asynchronously (see [`Vault::deferring`]), so every reader waiting
 //! at that moment shares one flush without holding a thread.
 //!
-//! The routes are listed in [`ROUTES`] and documented in `openapi.json` at the
-//! repository root (also served at `GET /v1/openapi.json`).
+//! The routes are listed in [`ROUTES`], and the document generated from it and the
+//! API's types ([`crate::api::openapi()`]) is served at `GET /v1/openapi.json` (and
+//! committed as `openapi.json` at the repository root).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -53,8 +54,9 @@ pub const MAX_BATCH_ITEMS: usize = 10_000;
 /// Every route: method, path and the caller it needs, as in `openapi.json`.
 pub use crate::api::ROUTES;
 
-/// The OpenAPI 3 document of this API.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
+/// The OpenAPI 3.1 document of this API, generated once from its types and route
+/// table ([`crate::api::openapi()`]); `openapi.json` holds the same bytes.
+pub static OPENAPI: std::sync::LazyLock<String> = std::sync::LazyLock::new(crate::api::openapi);
 
 /// Why the server could not start or stopped with an error.
 #[non_exhaustive]
@@ -1095,7 +1097,7 @@ mod tests {
 
     #[test]
     fn openapi_documents_exactly_the_routes() {
-        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&OPENAPI).unwrap();
         let mut documented = BTreeSet::new();
         for (path, item) in doc["paths"].as_object().unwrap() {
             for method in item.as_object().unwrap().keys() {
@@ -1104,7 +1106,7 @@ mod tests {
         }
         let routed: BTreeSet<_> = ROUTES
             .iter()
-            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .map(|r| (r.method.as_str().to_owned(), r.path.to_owned()))
             .collect();
         assert_eq!(documented, routed);
     }
@@ -1113,14 +1115,14 @@ mod tests {
     /// `every_route_needs_the_role_its_document_names` shows the server enforces it).
     #[test]
     fn the_route_table_needs_the_documented_roles() {
-        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&OPENAPI).unwrap();
         for r in ROUTES {
-            let op = &doc["paths"][r.path][r.method];
+            let op = &doc["paths"][r.path][r.method.as_str()];
             assert_eq!(
                 op["x-phonevault-role"].as_str(),
                 Some(r.needs.as_str()),
                 "{} {}",
-                r.method,
+                r.method.as_str(),
                 r.path
             );
         }

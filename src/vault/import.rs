@@ -18,9 +18,20 @@ use crate::store::{Batch, StoreError};
 pub const IMPORT_CHUNK: usize = 1000;
 
 /// Counts of an import.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 // A count a server older than the field does not send is 0.
 #[serde(default)]
+#[schema(as = DetailedSummary)]
 pub struct ImportSummary {
     /// Rows read (excluding the header).
     pub rows: u64,

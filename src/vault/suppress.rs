@@ -75,7 +75,8 @@ struct ListRow {
 }
 
 /// A list, as `suppress list` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = SuppressionList)]
 pub struct ListInfo {
     /// Name.
     pub name: String,
