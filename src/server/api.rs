@@ -34,6 +34,9 @@ use phonevault_keys::Passphrase;
 type Res = Result<Response, ApiError>;
 
 pub(crate) fn router(app: Arc<App>) -> Router {
+    // Built from the static route table before the first request: a table the
+    // generator cannot document stops the server at start, never mid-request.
+    std::sync::LazyLock::force(&OPENAPI);
     let t = "/v1/tenants/{tenant}";
     Router::new()
         .route("/v1/sys/health", get(health))
