@@ -91,6 +91,7 @@ fn metrics_count_requests_and_hold_no_secret() {
             "phonevault_audit_group_entries_count",
             "phonevault_audit_sync_seconds_sum",
             "phonevault_audit_pending_entries",
+            "phonevault_audit_journal_records_count",
             "phonevault_key_encryptions_budget_ratio{tenant=\"shop\",version=\"1\"}",
             "phonevault_store_bytes",
             "phonevault_retention_sweeps_total",

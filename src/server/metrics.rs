@@ -197,6 +197,12 @@ fn snapshot(app: &App) -> Vec<MetricFamily> {
         vec![summary(a.syncs, a.sync_seconds)],
     ));
     out.push(family(
+        "phonevault_audit_journal_records",
+        "Records per write(2) to the audit journal (--audit-sync process: reads waiting at once share one): count is writes, sum is records.",
+        MetricType::SUMMARY,
+        vec![summary(a.journal_writes, a.journal_records as f64)],
+    ));
+    out.push(family(
         "phonevault_audit_pending_entries",
         "Audit entries answered for but not yet in a stored chain link (the journal's lag).",
         MetricType::GAUGE,

@@ -743,12 +743,9 @@ async fn gate(
 /// `resp`, once the entries of the reads made through the [`Vault::deferring`] handle
 /// `vault` are durable; 503 `audit_unavailable` instead when they cannot be made so.
 async fn synced(vault: &Vault, resp: Response) -> Response {
-    match vault.deferred_ticket() {
-        None => resp,
-        Some(ticket) => match vault.audit_synced(ticket).await {
-            Ok(()) => resp,
-            Err(e) => ApiError::from(e).into_response(),
-        },
+    match vault.audit_settled().await {
+        Ok(()) => resp,
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -171,7 +171,7 @@ struct Queued {
 }
 
 /// Whether a queued record is in the journal.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Written {
     /// `QUEUED`, `WRITTEN`, `FAILED` or `NO_JOURNAL`.
     state: AtomicU8,
@@ -194,6 +194,16 @@ const NO_JOURNAL: u8 = 3;
 /// Turns a read waits for the combining reader before it blocks on the journal's lock
 /// (a combined write takes a few microseconds; a futex sleep and wake-up cost more).
 const SPINS: u32 = 2_000;
+
+/// What the reads of a [`Vault::deferring`] handle left for its caller to wait for
+/// before it answers ([`Vault::audit_settled`]).
+#[derive(Debug, Default)]
+pub(crate) struct Deferred {
+    /// The link they need durable (`AuditSync::Always`), 0 for none.
+    ticket: AtomicU64,
+    /// Their queued journal records (`AuditSync::Process`), not waited for yet.
+    queued: Mutex<Vec<Arc<Written>>>,
+}
 
 #[derive(Default)]
 struct Sync {
@@ -237,6 +247,8 @@ struct AuditCounters {
     entries: AtomicU64,
     syncs: AtomicU64,
     sync_nanos: AtomicU64,
+    journal_writes: AtomicU64,
+    journal_records: AtomicU64,
 }
 
 impl AuditCounters {
@@ -263,6 +275,10 @@ pub struct AuditStats {
     pub sync_seconds: f64,
     /// Entries answered for but not yet in a stored link (journal or memory).
     pub pending: u64,
+    /// `write(2)`s to the journal (`process`), each of one or more records.
+    pub journal_writes: u64,
+    /// Records in those writes (one per read answered).
+    pub journal_records: u64,
 }
 
 /// Where the live chain stands, for `audit checkpoint` and `audit verify`.
@@ -466,6 +482,7 @@ impl AuditLog {
     /// One round of the background task in `Process` mode: sync the journal, fold
     /// what it holds into the chain, and start a new journal when it is large.
     fn journal_tick(&self, store: &dyn Store) {
+        self.write_leftovers(store);
         let file = lock(&self.journaled).journal.as_ref().map(Journal::file);
         if let Some(f) = file {
             if let Err(e) = self.stats.timed(|| journal::sync(&f)) {
@@ -558,8 +575,39 @@ impl AuditLog {
         chain.at.next_seq + u64::from(!chain.pending.is_empty() || !journaled.pending.is_empty())
     }
 
+    /// Writes the records still queued (a deferring reader whose request was dropped
+    /// before it waited for its own): to the journal, or, when there is none any more,
+    /// to the chain's pending entries. Its entry is logged even if it never answered.
+    fn write_leftovers(&self, store: &dyn Store) {
+        let full = {
+            let mut chain = lock(&self.chain);
+            let mut journaled = lock(&self.journaled);
+            let mut queue = lock(&self.queue);
+            if journaled.journal.is_none() {
+                for item in std::mem::take(&mut queue.items) {
+                    chain.pending.extend(item.entries);
+                    // Its owner finds nothing handed back: its entries are already
+                    // pending, and it waits for them as without a journal.
+                    item.done.state.store(NO_JOURNAL, Ordering::Release);
+                }
+                false
+            } else {
+                self.write_queued(&mut journaled, &mut queue.items)
+            }
+        };
+        if full {
+            if let Err(e) = self.commit_pending(store) {
+                tracing::warn!(
+                    "phonevault: folding the audit journal into the chain failed ({}); its entries stay in the journal",
+                    e.code()
+                );
+            }
+        }
+    }
+
     /// Makes every entry so far durable, once more, when the vault closes.
     pub(crate) fn close(&self, store: &dyn Store) {
+        self.write_leftovers(store);
         if self.wait_durable(store, self.ticket_all()).is_err() {
             tracing::warn!("phonevault: the last audit entries could not be flushed at close");
             // The journal keeps them for the next open.
@@ -671,7 +719,7 @@ impl AuditLog {
             if done.state.load(Ordering::Acquire) != QUEUED {
                 continue;
             }
-            let full = Self::write_queued(&mut journaled, &mut lock(&self.queue).items);
+            let full = self.write_queued(&mut journaled, &mut lock(&self.queue).items);
             drop(journaled);
             if full {
                 // Bounded memory when folds fall behind (the entries are safe in the
@@ -684,7 +732,7 @@ impl AuditLog {
     /// Writes every queued record to the journal with one `write(2)` and marks each
     /// (written, failed, or no journal). Returns whether the journaled entries reach
     /// [`MAX_PENDING`].
-    fn write_queued(journaled: &mut Journaled, queue: &mut Vec<Queued>) -> bool {
+    fn write_queued(&self, journaled: &mut Journaled, queue: &mut Vec<Queued>) -> bool {
         let items = std::mem::take(queue);
         let Some(j) = journaled.journal.as_mut() else {
             for item in items {
@@ -696,6 +744,10 @@ impl AuditLog {
         let plains: Vec<&[u8]> = items.iter().map(|i| i.encoded.as_slice()).collect();
         match j.append_all(&plains) {
             Ok(()) => {
+                self.stats.journal_writes.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .journal_records
+                    .fetch_add(items.len() as u64, Ordering::Relaxed);
                 for item in items {
                     journaled.pending.extend(item.entries);
                     item.done.state.store(WRITTEN, Ordering::Release);
@@ -916,6 +968,8 @@ impl AuditLog {
             syncs: c.syncs.load(Ordering::Relaxed),
             sync_seconds: c.sync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
             pending: (lock(&self.chain).pending.len() + lock(&self.journaled).pending.len()) as u64,
+            journal_writes: c.journal_writes.load(Ordering::Relaxed),
+            journal_records: c.journal_records.load(Ordering::Relaxed),
         }
     }
 
@@ -1112,14 +1166,38 @@ impl Vault {
                 entries,
                 done: done.clone(),
             });
+            if let Some(d) = &self.who.defer {
+                // A store only this process opens: the caller waits for the write on
+                // its async worker, after the other requests ready on that worker
+                // queued theirs (one write(2) for all; see `audit_settled`).
+                if !self.store.shared() {
+                    lock(&d.queued).push(done);
+                    return Ok(());
+                }
+            }
             match self.audit.await_journaled(self.store.as_ref(), &done)? {
                 true => return Ok(()),
-                // No journal (it could not be started, or was closed): strict. The
-                // entries were handed back in the queue item, so they are taken again.
-                false => return self.log_entries_unjournaled(done.take_back(), mode),
+                // No journal (it could not be started, or was closed): strict.
+                false => return self.log_handed_back(&done, mode),
             }
         }
         self.log_entries_unjournaled(entries, mode)
+    }
+
+    /// Logs the entries of a queued record that found no journal: those handed back
+    /// in `done`, or, when [`AuditLog::write_leftovers`] moved them to the chain's
+    /// pending entries already, waits for (or, deferring, notes) a link covering them.
+    fn log_handed_back(&self, done: &Written, mode: u8) -> Result<(), VaultError> {
+        let back = done.take_back();
+        if !back.is_empty() {
+            return self.log_entries_unjournaled(back, mode);
+        }
+        let ticket = self.audit.ticket_all();
+        if let Some(d) = &self.who.defer {
+            d.ticket.fetch_max(ticket, Ordering::SeqCst);
+            return Ok(());
+        }
+        self.audit.wait_durable(self.store.as_ref(), ticket)
     }
 
     /// [`Vault::log_entries`] in `Always` or `Lag` mode, or in `Process` mode without a
@@ -1150,8 +1228,8 @@ impl Vault {
             chain.pending.extend(entries);
             chain.at.next_seq + 1
         };
-        if let Some(cell) = &self.who.defer {
-            cell.fetch_max(ticket, Ordering::SeqCst);
+        if let Some(d) = &self.who.defer {
+            d.ticket.fetch_max(ticket, Ordering::SeqCst);
             return Ok(());
         }
         self.audit.wait_durable(self.store.as_ref(), ticket)
@@ -1228,17 +1306,19 @@ impl Vault {
         Ok(())
     }
 
-    /// This handle, whose reads in [`AuditSync::Always`] mode do not wait for their
-    /// entry to be durable: they note the link they need instead, and the caller waits
-    /// with [`Vault::audit_synced`] (asynchronously, sharing one flush with every
-    /// reader waiting then) for [`Vault::deferred_ticket`] before it shows any result.
+    /// This handle, whose reads do not wait for their entry: in [`AuditSync::Always`]
+    /// mode they note the link they need durable, and in [`AuditSync::Process`] mode
+    /// (on a store only this process opens) they queue their journal record unwritten.
+    /// The caller waits for both with [`Vault::audit_settled`] before it shows any
+    /// result: asynchronously, sharing one flush, or one journal write, with every
+    /// reader waiting then.
     ///
     /// # Security
     /// A result obtained through this handle must not be shown before that wait
-    /// succeeded: until then its entry may not be durable.
+    /// succeeded: until then its entry may not be durable, or not written at all.
     pub fn deferring(&self) -> Vault {
         let mut v = self.clone();
-        v.who.defer = Some(Arc::new(AtomicU64::new(0)));
+        v.who.defer = Some(Arc::new(Deferred::default()));
         v
     }
 
@@ -1247,8 +1327,52 @@ impl Vault {
         self.who
             .defer
             .as_ref()
-            .map(|c| c.load(Ordering::SeqCst))
+            .map(|d| d.ticket.load(Ordering::SeqCst))
             .filter(|t| *t > 0)
+    }
+
+    /// Waits until the entries of the reads made through this [`Vault::deferring`]
+    /// handle are as durable as the mode asks (at once for a handle that does not
+    /// defer): their journal records written, then their link durable.
+    ///
+    /// The journal records are written from this task, not by another thread: it
+    /// first yields once, so that the other requests its worker has ready run up to
+    /// their own wait and queue their records, and the first of them to resume writes
+    /// every queued record with one `write(2)` (the others find theirs written).
+    ///
+    /// # Errors
+    /// [`VaultError::AuditUnavailable`] when the journal or a flush failed: the
+    /// result must not be shown.
+    pub async fn audit_settled(&self) -> Result<(), VaultError> {
+        let Some(d) = &self.who.defer else {
+            return Ok(());
+        };
+        let queued = std::mem::take(&mut *lock(&d.queued));
+        if queued
+            .iter()
+            .any(|w| w.state.load(Ordering::Acquire) == QUEUED)
+            && tokio::runtime::Handle::try_current().is_ok()
+        {
+            tokio::task::yield_now().await;
+        }
+        for done in &queued {
+            let unavailable = |e| VaultError::AuditUnavailable(Box::new(e));
+            if !self
+                .audit
+                .await_journaled(self.store.as_ref(), done)
+                .map_err(unavailable)?
+            {
+                // No journal any more (closed, or switched off): strict, as
+                // `log_entries` is then. This handle defers, so the link it needs is
+                // noted and waited for below.
+                self.log_handed_back(done, MODE_ALWAYS)
+                    .map_err(unavailable)?;
+            }
+        }
+        match self.deferred_ticket() {
+            Some(ticket) => self.audit_synced(ticket).await,
+            None => Ok(()),
+        }
     }
 
     /// Waits until every link below `ticket` is durable, without holding a thread: one
@@ -1952,6 +2076,59 @@ mod tests {
         .unwrap();
         let b = twin.open(store, b_dir.path()).unwrap();
         assert_eq!(finds(&b), 400);
+    }
+
+    /// Issue 14: reads through deferring handles (the server's) queue their journal
+    /// record and write none until their caller waits; the first to resume after the
+    /// others queued theirs writes them all with one `write(2)`.
+    #[test]
+    fn in_process_mode_deferred_reads_share_one_journal_write() {
+        let (_twin, _store, _a_dir, _b_dir, a) = process_mode_vault();
+        let before = a.audit_stats();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let d = a.deferring();
+                    tokio::spawn(async move {
+                        d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                        d.audit_settled().await.unwrap();
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap();
+            }
+        });
+        let after = a.audit_stats();
+        assert_eq!(after.journal_records - before.journal_records, 8);
+        let writes = after.journal_writes - before.journal_writes;
+        assert!(writes < 8, "{writes} writes for 8 reads: nothing shared");
+        assert_eq!(lock(&a.audit.journaled).pending.len(), 8);
+        // Not written before its caller waits: a read answered only after that.
+        let d = a.deferring();
+        d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        assert_eq!(lock(&a.audit.queue).items.len(), 1);
+        assert_eq!(a.audit_stats().journal_records, after.journal_records);
+        rt.block_on(d.audit_settled()).unwrap();
+        assert!(lock(&a.audit.queue).items.is_empty());
+        assert_eq!(a.audit_stats().journal_records, after.journal_records + 1);
+    }
+
+    /// A deferring read whose caller never waited (its request was dropped) is still
+    /// logged: the journal's next round writes what is left in the queue.
+    #[test]
+    fn a_deferred_read_never_waited_for_is_logged_by_the_next_round() {
+        let (_twin, _store, _a_dir, _b_dir, a) = process_mode_vault();
+        let d = a.deferring();
+        d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        drop(d);
+        a.audit.journal_tick(a.store.as_ref());
+        assert!(lock(&a.audit.queue).items.is_empty());
+        assert_eq!(finds(&a), 1);
     }
 
     /// Issue 12 item 3: the journal of `--audit-sync process` held each read's entry

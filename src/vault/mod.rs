@@ -133,8 +133,9 @@ struct Who {
     reveal: bool,
     /// False only in benchmarks measuring the audit log's cost.
     audit: bool,
-    /// Set on a [`Vault::deferring`] handle: the link its reads need durable.
-    defer: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// Set on a [`Vault::deferring`] handle: what its reads left for the caller to
+    /// wait for (see [`Vault::audit_settled`]).
+    defer: Option<Arc<audit::Deferred>>,
 }
 
 /// The state shared by every handle of an open vault (reached through `Deref`; its

@@ -24,8 +24,13 @@ pub const INIT: &[&str] = &["init", "--kdf-memory-kib", "256", "--kdf-iterations
 /// The binary with no arguments yet, in an environment cleaned of what a developer's
 /// shell may hold (passphrase and its file, vault directory, store, key file, token, a
 /// new passphrase, the rewrap test pause), with no stdin.
+///
+/// `PHONEVAULT_BENCH_BIN` names another build of the binary, for benchmarks that
+/// compare two builds in one sitting (the figures drift between sittings).
 pub fn bare_command() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_phonevault"));
+    let bin = std::env::var_os("PHONEVAULT_BENCH_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_phonevault").into());
+    let mut c = Command::new(bin);
     c.env_remove("PHONEVAULT_PASSPHRASE")
         .env_remove("PHONEVAULT_PASSPHRASE_FILE")
         .env_remove("PHONEVAULT_DIR")
