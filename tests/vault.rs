@@ -273,35 +273,21 @@ fn a_vault_open_elsewhere_is_reported_as_locked() {
 fn failing_flushes_answer_no_read_and_acknowledge_no_write() {
     let store = Arc::new(MemoryStore::new());
     let v = Vault::in_memory(store.clone()).unwrap();
-    v.create_tenant(&tenant("a"), &purposes(&["otp"]), None)
+    let a = tenant("a");
+    v.create_tenant(&a, &purposes(&["otp"]), None).unwrap();
+    v.add(&a, "+447400123958", None, &purposes(&["otp"]), "t")
         .unwrap();
-    v.add(
-        &tenant("a"),
-        "+447400123958",
-        None,
-        &purposes(&["otp"]),
-        "t",
-    )
-    .unwrap();
     store.fail_flushes(true);
-    let err = v
-        .find(&tenant("a"), "+447400123958", None, "otp")
-        .unwrap_err();
+    let err = v.find(&a, "+447400123958", None, "otp").unwrap_err();
     assert_eq!(err.code(), "audit_unavailable", "{err:?}");
     assert!(v
-        .add(&tenant("a"), "+12015550143", None, &purposes(&["otp"]), "t")
+        .add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
         .is_err());
     store.fail_flushes(false);
-    assert!(v
-        .find(&tenant("a"), "+447400123958", None, "otp")
-        .unwrap()
-        .is_some());
-    v.add(&tenant("a"), "+12015550143", None, &purposes(&["otp"]), "t")
+    assert!(v.find(&a, "+447400123958", None, "otp").unwrap().is_some());
+    v.add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
         .unwrap();
-    assert!(v
-        .find(&tenant("a"), "+12015550143", None, "otp")
-        .unwrap()
-        .is_some());
+    assert!(v.find(&a, "+12015550143", None, "otp").unwrap().is_some());
 }
 
 /// Writes that lose the race for a guarded row (another writer changed it first) are
@@ -310,43 +296,27 @@ fn failing_flushes_answer_no_read_and_acknowledge_no_write() {
 fn writes_that_lose_a_guard_are_retried_on_the_new_state() {
     let store = Arc::new(MemoryStore::new());
     let v = Vault::in_memory(store.clone()).unwrap();
-    v.create_tenant(&tenant("a"), &purposes(&["otp", "support"]), None)
+    let a = tenant("a");
+    v.create_tenant(&a, &purposes(&["otp", "support"]), None)
         .unwrap();
-    v.add(
-        &tenant("a"),
-        "+447400123958",
-        None,
-        &purposes(&["otp"]),
-        "t",
-    )
-    .unwrap();
+    v.add(&a, "+447400123958", None, &purposes(&["otp"]), "t")
+        .unwrap();
     let before = records(&v).len();
     store.lose_guards(3);
-    v.add(
-        &tenant("a"),
-        "+447400123958",
-        None,
-        &purposes(&["support"]),
-        "t",
-    )
-    .unwrap();
-    assert_eq!(records(&v).len(), before, "merged, not duplicated");
-    let found = v
-        .find(&tenant("a"), "+447400123958", None, "support")
+    v.add(&a, "+447400123958", None, &purposes(&["support"]), "t")
         .unwrap();
+    assert_eq!(records(&v).len(), before, "merged, not duplicated");
+    let found = v.find(&a, "+447400123958", None, "support").unwrap();
     assert!(found.is_some());
     // Past the retry budget, the conflict reaches the caller and nothing changed.
     store.lose_guards(1_000);
     let err = v
-        .add(&tenant("a"), "+12015550143", None, &purposes(&["otp"]), "t")
+        .add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
         .unwrap_err();
     assert!(
         matches!(err, VaultError::Store(StoreError::Conflict)),
         "{err:?}"
     );
     store.lose_guards(0);
-    assert!(v
-        .find(&tenant("a"), "+12015550143", None, "otp")
-        .unwrap()
-        .is_none());
+    assert!(v.find(&a, "+12015550143", None, "otp").unwrap().is_none());
 }
