@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::tenant;
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let vault = common::bench_vault(&tmp.path().join("v"));
     vault
-        .add_purposes("bench", &["marketing".into()])
+        .add_purposes(&tenant("bench"), &["marketing".into()])
         .expect("purpose");
     vault.set_read_audit_lag(Some(Duration::from_millis(10)));
     let mut csv = String::from("phone\n");
@@ -52,9 +53,10 @@ fn main() {
         )
         .expect("import");
     assert_eq!(summary.created, rows as u64);
+    let bench = tenant("bench");
     let time = |n: &str| {
         let t = Instant::now();
-        let found = vault.find("bench", n, None, "marketing").expect("find");
+        let found = vault.find(&bench, n, None, "marketing").expect("find");
         let d = t.elapsed();
         assert!(found.is_none());
         d.as_nanos() as u64

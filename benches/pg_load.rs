@@ -20,6 +20,11 @@ use phonevault::store::{PgConfig, PgStore, StoreLocation};
 use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
 use phonevault_keys::{KdfParams, Passphrase};
 
+/// A tenant name the test writes out, parsed as the CLI and the server parse one.
+fn tenant(name: &str) -> phonevault::policy::TenantName {
+    phonevault::policy::TenantName::parse(name).expect("a tenant name of the accepted form")
+}
+
 const PASS: &str = "bench";
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -59,9 +64,9 @@ fn open(dir: &Path, store: &StoreLocation) -> Vault {
     Vault::open(dir, &Unlock::Passphrase(Passphrase::new(PASS.into())), opts).expect("open")
 }
 
-fn import_opts(tenant: &str) -> ImportOptions {
+fn import_opts(name: &str) -> ImportOptions {
     ImportOptions {
-        tenant: tenant.into(),
+        tenant: tenant(name),
         purposes: vec!["otp".into()],
         source: "bench".into(),
         region: None,
@@ -94,7 +99,7 @@ fn ingest(v: &Vault, tenant: &str, numbers: &[String]) -> (f64, Duration, u64) {
 /// (lookups/s over all vaults, p99 latency).
 fn lookups(
     vaults: &[Arc<Vault>],
-    tenant: &str,
+    tenant: &phonevault::policy::TenantName,
     lookups: &[String],
     threads: usize,
 ) -> (f64, Duration) {
@@ -152,11 +157,11 @@ fn one_backend(
     )
     .expect("init");
     let v = open(&dir, store);
-    v.create_tenant("bench", &["otp".into()], None)
+    v.create_tenant(&tenant("bench"), &["otp".into()], None)
         .expect("tenant");
     let (ingest, ingest_p99, created) = ingest(&v, "bench", numbers);
     let v = Arc::new(v);
-    let (lookup, lookup_p99) = lookups(std::slice::from_ref(&v), "bench", probes, threads);
+    let (lookup, lookup_p99) = lookups(std::slice::from_ref(&v), &tenant("bench"), probes, threads);
     println!(
         "{name:>9}: ingest {ingest:>9.0} numbers/s (p99 per 1,000-row batch {:>7.1} ms, {created} created); lookups {lookup:>8.0}/s over {threads} threads (p99 {:>6.2} ms)",
         ingest_p99.as_secs_f64() * 1e3,
@@ -165,7 +170,7 @@ fn one_backend(
     // Each read's audit entry durable before it answers (above), or flushed every
     // LAG (`serve --audit-read-lag-ms`).
     v.set_read_audit_lag(Some(LAG));
-    let (lagged, lagged_p99) = lookups(std::slice::from_ref(&v), "bench", probes, threads);
+    let (lagged, lagged_p99) = lookups(std::slice::from_ref(&v), &tenant("bench"), probes, threads);
     v.set_read_audit_lag(None);
     println!(
         "{name:>9}: lookups {lagged:>8.0}/s with read-audit lag {} ms (p99 {:>6.2} ms)",
@@ -193,7 +198,7 @@ fn two_vaults(cfg: &PgConfig, numbers: &[String], probes: &[String], threads: us
     )
     .expect("init");
     let a = Arc::new(open(&dir, &store));
-    a.create_tenant("bench", &["otp".into()], None)
+    a.create_tenant(&tenant("bench"), &["otp".into()], None)
         .expect("tenant");
     let b = Arc::new(open(&dir, &store));
     let half = numbers.len().div_ceil(2);
@@ -211,14 +216,14 @@ fn two_vaults(cfg: &PgConfig, numbers: &[String], probes: &[String], threads: us
         rb.1.as_secs_f64() * 1e3,
         ra.2 + rb.2
     );
-    let (lookup, p) = lookups(&[a.clone(), b.clone()], "bench", probes, threads);
+    let (lookup, p) = lookups(&[a.clone(), b.clone()], &tenant("bench"), probes, threads);
     println!(
         "2 vaults : lookups {lookup:>8.0}/s together over 2 x {threads} threads (p99 {:.2} ms)",
         p.as_secs_f64() * 1e3
     );
     a.set_read_audit_lag(Some(LAG));
     b.set_read_audit_lag(Some(LAG));
-    let (lookup, p) = lookups(&[a.clone(), b.clone()], "bench", probes, threads);
+    let (lookup, p) = lookups(&[a.clone(), b.clone()], &tenant("bench"), probes, threads);
     a.set_read_audit_lag(None);
     b.set_read_audit_lag(None);
     println!(

@@ -20,6 +20,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::tenant;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -191,16 +192,22 @@ fn main() {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut data_only = Vec::new();
     for run in 1..=runs {
-        vault.rotate_key("bench", false).expect("rotate data");
+        vault
+            .rotate_key(&tenant("bench"), false)
+            .expect("rotate data");
         let t = Instant::now();
-        let r = vault.rewrap("bench", |_, _| {}).expect("rewrap");
+        let r = vault.rewrap(&tenant("bench"), |_, _| {}).expect("rewrap");
         let rate_data = r.records as f64 / t.elapsed().as_secs_f64();
         assert_eq!((r.resealed, r.reindexed), (n as u64, 0), "{r:?}");
         data_only.push(rate_data);
-        vault.rotate_key("bench", false).expect("rotate data");
-        vault.rotate_key("bench", true).expect("rotate index");
+        vault
+            .rotate_key(&tenant("bench"), false)
+            .expect("rotate data");
+        vault
+            .rotate_key(&tenant("bench"), true)
+            .expect("rotate index");
         let t = Instant::now();
-        let r = vault.rewrap("bench", |_, _| {}).expect("rewrap");
+        let r = vault.rewrap(&tenant("bench"), |_, _| {}).expect("rewrap");
         let rate = r.records as f64 / t.elapsed().as_secs_f64();
         assert_eq!((r.resealed, r.reindexed), (n as u64, n as u64), "{r:?}");
         let f = storage_floor(&tmp.path().join(format!("floor{run}")), n, value_len, false);

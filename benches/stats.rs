@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::tenant;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -90,7 +91,7 @@ fn main() {
     let mut times = Vec::new();
     for i in 0..3 {
         let t = Instant::now();
-        let stats = v.stats("bench", &q).unwrap();
+        let stats = v.stats(&tenant("bench"), &q).unwrap();
         let secs = t.elapsed().as_secs_f64();
         println!(
             "run {}: stats over {} records in {:.2} s ({:.0} records/s), {} groups published, {} suppressed",

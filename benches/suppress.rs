@@ -17,6 +17,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::tenant;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -50,10 +51,10 @@ fn child(path: &Path) -> (f64, f64, f64, u64) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let vault = common::bench_vault(&tmp.path().join("vault"));
     vault
-        .add_purposes("bench", &["marketing".into()])
+        .add_purposes(&tenant("bench"), &["marketing".into()])
         .expect("purpose");
     let opts = SuppressOptions {
-        tenant: "bench".into(),
+        tenant: tenant("bench"),
         list: "dnc".into(),
         purposes: vec!["marketing".into()],
         region: None,

@@ -24,9 +24,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let pass = Passphrase::new("speed".into());
     Vault::init(&tmp, &pass, KdfParams::cheap_for_tests())?;
     let vault = Vault::open(&tmp, &Unlock::Passphrase(pass), OpenOptions::default())?;
-    vault.create_tenant("speed", &["otp".into()], None)?;
+    let tenant = phonevault::policy::TenantName::parse("speed")?;
+    vault.create_tenant(&tenant, &["otp".into()], None)?;
     let opts = ImportOptions {
-        tenant: "speed".into(),
+        tenant: tenant.clone(),
         purposes: vec!["otp".into()],
         source: "speed".into(),
         region: None,
@@ -48,12 +49,12 @@ fn main() -> Result<(), Box<dyn Error>> {
     let total: usize = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
-                let (v, numbers) = (vault.clone(), numbers.clone());
+                let (v, numbers, tenant) = (vault.clone(), numbers.clone(), &tenant);
                 s.spawn(move || {
                     let mut n = 0usize;
                     let mut i = t;
                     while Instant::now() < deadline {
-                        let found = v.find("speed", &numbers[i % numbers.len()], None, "otp");
+                        let found = v.find(tenant, &numbers[i % numbers.len()], None, "otp");
                         assert!(matches!(found, Ok(Some(_))));
                         n += 1;
                         i += threads;

@@ -27,6 +27,7 @@ use phonevault_keys::{derive_tenant_keys, TenantKeys, TenantSeed, VaultId};
 
 use crate::api::request as api;
 use crate::phone::{self, NumberKind};
+use crate::policy::TenantName;
 use crate::record::{self, Grant, OptOut, RecordBody, RecordError, RecordId, MAX_BODY_LEN};
 use crate::store::MemoryStore;
 use crate::vault::{ImportOptions, Reject, Target, Vault, VaultError};
@@ -604,6 +605,15 @@ fn no_check<T>(_: T) -> Result<(), Violation> {
     Ok(())
 }
 
+/// The record a targeted body names, parsed as the routes parse it (the record id
+/// into a `RecordId`): a refusal repeats no value of the request.
+fn check_target(req: &impl api::Targeted, body: &[u8]) -> Result<(), Violation> {
+    match req.target() {
+        Ok(_) => Ok(()),
+        Err(e) => check_message(&e.to_string(), body),
+    }
+}
+
 /// Socket API request bodies. Input: a first byte choosing the route
 /// ([`HTTP_ENDPOINTS`], modulo its length), then the body (or query string).
 ///
@@ -640,10 +650,10 @@ pub fn http_body(data: &[u8]) -> Result<(), Violation> {
                 }
             }
         }
-        6 => check_body::<api::GrantReq>(body, no_check),
-        7 => check_body::<api::WithdrawReq>(body, no_check),
-        8 => check_body::<api::OptOutReq>(body, no_check),
-        9 | 10 => check_body::<api::TargetReq>(body, no_check),
+        6 => check_body::<api::GrantReq>(body, |r| check_target(&r, body)),
+        7 => check_body::<api::WithdrawReq>(body, |r| check_target(&r, body)),
+        8 => check_body::<api::OptOutReq>(body, |r| check_target(&r, body)),
+        9 | 10 => check_body::<api::TargetReq>(body, |r| check_target(&r, body)),
         _ => check_body::<api::StatsReq>(body, |req| {
             let _ = req.query().validate();
             Ok(())
@@ -655,12 +665,17 @@ pub fn http_body(data: &[u8]) -> Result<(), Violation> {
 // csv_import
 // ---------------------------------------------------------------------------------------------
 
+/// The tenant of the vault targets, `t`.
+fn model_tenant() -> Result<TenantName, Violation> {
+    TenantName::parse("t").map_err(|_| Violation::new("the tenant name is refused"))
+}
+
 /// A fresh in-memory vault with tenant `t` (purposes `otp`, `marketing`; last-4 index).
 fn fresh_vault() -> Result<Vault, Violation> {
     let v = Vault::in_memory(Arc::new(MemoryStore::new()))
         .map_err(|_| Violation::new("could not make an in-memory vault"))?;
     let purposes: Vec<String> = MODEL_PURPOSES.iter().map(|s| s.to_string()).collect();
-    v.create_tenant("t", &purposes, Some(1000))
+    v.create_tenant(&model_tenant()?, &purposes, Some(1000))
         .map_err(|_| Violation::new("could not create the tenant"))?;
     Ok(v)
 }
@@ -707,7 +722,7 @@ pub fn csv_import(data: &[u8]) -> Result<(), Violation> {
     };
     let v = fresh_vault()?;
     let opts = ImportOptions {
-        tenant: "t".into(),
+        tenant: model_tenant()?,
         purposes: vec!["otp".into()],
         source: "fuzz".into(),
         region: region.map(str::to_owned),
@@ -923,6 +938,7 @@ pub fn ops(data: &[u8]) -> Result<(), Violation> {
 pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
     let (nn, np) = (MODEL_NUMBERS.len(), MODEL_PURPOSES.len());
     let v = fresh_vault()?;
+    let t = &model_tenant()?;
     let mut model: BTreeMap<usize, Entry> = BTreeMap::new();
     for (step, op) in ops.iter().enumerate() {
         let fail = |what: &str| Violation::new(format!("step {step} ({op:?}): {what}"));
@@ -930,7 +946,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
             &Op::Add(n, p) => {
                 let (n, p) = (n % nn, p % np);
                 v.add(
-                    "t",
+                    t,
                     MODEL_NUMBERS[n].0,
                     None,
                     &[MODEL_PURPOSES[p].to_owned()],
@@ -949,7 +965,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
                     .collect::<Vec<_>>()
                     .join("\n");
                 let opts = ImportOptions {
-                    tenant: "t".into(),
+                    tenant: t.clone(),
                     purposes: vec![MODEL_PURPOSES[p].to_owned()],
                     source: "bulk".into(),
                     region: None,
@@ -967,7 +983,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
             }
             &Op::Withdraw(n, p) => {
                 let (n, p) = (n % nn, p % np);
-                let r = v.withdraw("t", target(n), MODEL_PURPOSES[p]);
+                let r = v.withdraw(t, target(n), MODEL_PURPOSES[p]);
                 expect_outcome(r, model.contains_key(&n), "withdraw").map_err(|e| fail(&e.0))?;
                 if let Some(e) = model.get_mut(&n) {
                     e.live.remove(&p);
@@ -975,7 +991,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
             }
             &Op::OptOut(n, p) => {
                 let (n, p) = (n % nn, p.map(|p| p % np));
-                let r = v.opt_out("t", target(n), p.map(|p| MODEL_PURPOSES[p]));
+                let r = v.opt_out(t, target(n), p.map(|p| MODEL_PURPOSES[p]));
                 expect_outcome(r, model.contains_key(&n), "opt-out").map_err(|e| fail(&e.0))?;
                 if let Some(e) = model.get_mut(&n) {
                     match p {
@@ -992,7 +1008,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
             }
             &Op::Erase(n) => {
                 let n = n % nn;
-                let r = v.erase("t", target(n));
+                let r = v.erase(t, target(n));
                 expect_outcome(r, model.remove(&n).is_some(), "erase").map_err(|e| fail(&e.0))?;
             }
         }
@@ -1001,7 +1017,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
             for (p, purpose) in MODEL_PURPOSES.iter().enumerate() {
                 let want = model.get(&n).is_some_and(|e| e.readable(p));
                 let got = v
-                    .find("t", number, None, purpose)
+                    .find(t, number, None, purpose)
                     .map_err(|_| fail("find failed"))?
                     .is_some();
                 if got != want {
@@ -1011,7 +1027,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
                 }
                 let last4 = &number[number.len() - 4..];
                 let by_last4 = v
-                    .find_last4("t", cc, last4, purpose)
+                    .find_last4(t, cc, last4, purpose)
                     .map_err(|_| fail("find_last4 failed"))?;
                 if by_last4.len() != usize::from(want) {
                     return Err(fail(&format!(
@@ -1021,7 +1037,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
                 }
             }
             let held = v
-                .subject("t", number, None)
+                .subject(t, number, None)
                 .map_err(|_| fail("subject failed"))?
                 .is_some();
             if held != model.contains_key(&n) {

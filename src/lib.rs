@@ -22,12 +22,15 @@
 //! | key management (no I/O) | the `phonevault-keys` crate |
 //!
 //! ```no_run
+//! use phonevault::policy::TenantName;
 //! use phonevault::vault::{OpenOptions, Unlock, Vault};
 //! use phonevault_keys::Passphrase;
-//! # fn main() -> Result<(), phonevault::vault::VaultError> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let unlock = Unlock::Passphrase(Passphrase::new("correct horse".into()));
 //! let vault = Vault::open("phonevault-data".as_ref(), &unlock, OpenOptions::default())?;
-//! if let Some(found) = vault.find("shop", "+447700900958", None, "otp")? {
+//! // Values are parsed once, at the edge; the vault takes the parsed types.
+//! let shop = TenantName::parse("shop")?;
+//! if let Some(found) = vault.find(&shop, "+447700900958", None, "otp")? {
 //!     println!("{} {}", found.id, found.masked); // masked unless revealed
 //! }
 //! # Ok(()) }

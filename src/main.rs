@@ -12,7 +12,16 @@ fn main() -> ExitCode {
     if let Some(w) = report.warning(phonevault::harden::swap_active()) {
         eprintln!("{w}");
     }
-    let cli = phonevault::cli::Cli::parse();
+    let cli = match phonevault::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => match phonevault::cli::refused_value(&e) {
+            Some(f) => {
+                eprintln!("error: {}", f.message);
+                return ExitCode::from(f.code);
+            }
+            None => e.exit(),
+        },
+    };
     match phonevault::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

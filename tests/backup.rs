@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::vault::tenant;
 
 use common::vault::{self, numbers, open, unlock, when_free};
 
@@ -17,7 +18,7 @@ use phonevault::vault::{RestoreOptions, Role, TokenSpec, Vault};
 fn backup_while_writers_run_restores_a_consistent_vault() {
     let tmp = tempfile::tempdir().unwrap();
     let v = vault::create(&tmp.path().join("vault"), &[], &[]);
-    v.create_tenant("t", &["otp".into()], Some(100_000))
+    v.create_tenant(&tenant("t"), &["otp".into()], Some(100_000))
         .unwrap();
     vault::import(&v, "t", &["otp"], &numbers(0, 3000));
 
@@ -31,7 +32,8 @@ fn backup_while_writers_run_restores_a_consistent_vault() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                v.add("t", &n, None, &["otp".into()], "web").unwrap();
+                v.add(&tenant("t"), &n, None, &["otp".into()], "web")
+                    .unwrap();
                 added.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -77,17 +79,23 @@ fn backup_while_writers_run_restores_a_consistent_vault() {
         .unwrap();
     assert_eq!(rows.len() as u64, records);
     let mut seen = Vec::new();
-    back.export("t", "otp", |f| {
+    back.export(&tenant("t"), "otp", |f| {
         seen.push(f.e164.expose_secret().to_owned());
         Ok(())
     })
     .unwrap();
     assert_eq!(seen.len() as u64, records);
     for n in &seen {
-        assert!(back.find("t", n, None, "otp").unwrap().is_some(), "{n}");
+        assert!(
+            back.find(&tenant("t"), n, None, "otp").unwrap().is_some(),
+            "{n}"
+        );
     }
     for n in numbers(0, 3000) {
-        assert!(back.find("t", &n, None, "otp").unwrap().is_some(), "{n}");
+        assert!(
+            back.find(&tenant("t"), &n, None, "otp").unwrap().is_some(),
+            "{n}"
+        );
     }
 }
 
@@ -107,11 +115,13 @@ fn shop() -> (tempfile::TempDir, PathBuf, Vault) {
 fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     let (tmp, dir, v) = shop();
     let [before, after] = [&numbers(0, 1)[0], &numbers(1, 1)[0]].map(|n| n.clone());
-    v.add("t", &before, None, &["otp".into()], "web").unwrap();
+    v.add(&tenant("t"), &before, None, &["otp".into()], "web")
+        .unwrap();
     let file = tmp.path().join("b.pvbk");
     v.backup(std::fs::File::create(&file).unwrap()).unwrap();
     // written after the backup: only in the store that the restore replaces
-    v.add("t", &after, None, &["otp".into()], "web").unwrap();
+    v.add(&tenant("t"), &after, None, &["otp".into()], "web")
+        .unwrap();
     drop(v);
 
     let err = when_free(|| {
@@ -134,8 +144,14 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
 
     // The next open finishes the swap and deletes nothing.
     let back = open(&dir);
-    assert!(back.find("t", &before, None, "otp").unwrap().is_some());
-    assert!(back.find("t", &after, None, "otp").unwrap().is_none());
+    assert!(back
+        .find(&tenant("t"), &before, None, "otp")
+        .unwrap()
+        .is_some());
+    assert!(back
+        .find(&tenant("t"), &after, None, "otp")
+        .unwrap()
+        .is_none());
     drop(back);
     let kept: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -148,7 +164,10 @@ fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     std::fs::rename(dir.join("store"), tmp.path().join("restored")).unwrap();
     std::fs::rename(dir.join(&kept[0]), dir.join("store")).unwrap();
     let old = open(&dir);
-    assert!(old.find("t", &after, None, "otp").unwrap().is_some());
+    assert!(old
+        .find(&tenant("t"), &after, None, "otp")
+        .unwrap()
+        .is_some());
 }
 
 /// `restore` kept the backup's token tree, so a token revoked after the backup was
@@ -159,7 +178,7 @@ fn a_restore_does_not_bring_back_revoked_tokens() {
     let (tmp, dir, v) = shop();
     let (info, secret) = v
         .create_token(&TokenSpec {
-            tenant: Some("t".into()),
+            tenant: Some(tenant("t")),
             role: Role::Reader,
             purposes: vec!["otp".into()],
             reveal: true,
@@ -207,7 +226,7 @@ fn a_restore_does_not_bring_back_revoked_tokens() {
 #[test]
 fn a_restore_never_brings_back_an_audit_key() {
     let (tmp, dir, v) = shop();
-    v.add("t", "+447400123958", None, &["otp".into()], "web")
+    v.add(&tenant("t"), "+447400123958", None, &["otp".into()], "web")
         .unwrap();
     let file = tmp.path().join("b.pvbk");
     v.backup(std::fs::File::create(&file).unwrap()).unwrap();

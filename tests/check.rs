@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::vault::tenant;
 
 use common::{vault, Env};
 
@@ -18,7 +19,7 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
     let e = Env::new();
     let id = {
         let v = vault::create(&e.vault, &["shop"], &["otp"]);
-        v.add("shop", NUMBER, None, &["otp".into()], "test")
+        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "test")
             .unwrap()
             .id()
     };
@@ -74,7 +75,7 @@ fn check_names_records_that_are_not_what_their_last_audited_write_left() {
     let dir = tempfile::tempdir().unwrap();
     let v = vault::create(&dir.path().join("v"), &["shop"], &["otp"]);
     let add = |n: &str| {
-        v.add("shop", n, None, &["otp".into()], "test")
+        v.add(&tenant("shop"), n, None, &["otp".into()], "test")
             .unwrap()
             .id()
     };
@@ -89,9 +90,9 @@ fn check_names_records_that_are_not_what_their_last_audited_write_left() {
     let (replayed_key, before_opt_out) = row(&replayed);
     let (erased_key, erased_row) = row(&erased);
     let (deleted_key, _) = row(&deleted);
-    v.opt_out("shop", Target::Id(&replayed.to_string()), None)
+    v.opt_out(&tenant("shop"), Target::Id(replayed), None)
         .unwrap();
-    v.erase("shop", Target::Id(&erased.to_string())).unwrap();
+    v.erase(&tenant("shop"), Target::Id(erased)).unwrap();
     assert!(v.check_integrity().unwrap().is_ok());
 
     // Behind the vault's back: the ciphertext from before the opt-out put back, the

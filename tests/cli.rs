@@ -286,6 +286,63 @@ fn usage_errors_exit_2() {
     assert_eq!(code(&o), 2);
 }
 
+/// Issue 11: a tenant name or record id is parsed by the command line, before any vault
+/// is opened (there is none here: the vault's own check came after "no vault"), and
+/// refused in one line naming the argument, exit 1, without repeating the value.
+#[test]
+fn bad_tenant_names_and_record_ids_are_refused_by_the_command_line() {
+    let e = Env::new();
+    let cases: [(&[&str], &str, &str); 5] = [
+        (
+            &["get", "--tenant", "shop", "xyz", "--purpose", "otp"],
+            "invalid record id",
+            "<ID>",
+        ),
+        (
+            &["delete", "--tenant", "shop", "+447700900123"],
+            "invalid record id",
+            "<ID>",
+        ),
+        (
+            &["erase", "--tenant", "shop", "--id", "447700900123"],
+            "invalid record id",
+            "--id <ID>",
+        ),
+        (
+            &[
+                "find",
+                "--tenant",
+                "+447700900123",
+                "--phone",
+                "+447400123958",
+                "--purpose",
+                "otp",
+            ],
+            "invalid tenant name",
+            "--tenant <TENANT>",
+        ),
+        (
+            &["tenant", "create", "Shop", "--purposes", "otp"],
+            "invalid tenant name",
+            "<NAME>",
+        ),
+    ];
+    for (args, what, arg) in cases {
+        let o = e.run(args);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(err.contains(what) && err.contains(arg), "{args:?}: {err}");
+        assert!(
+            !err.contains("no vault") && !err.contains("7700900123"),
+            "{err}"
+        );
+    }
+}
+
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::vault::{record_id, tenant};
 
 use common::vault::{self, in_memory, numbers};
 
@@ -34,25 +35,34 @@ fn versions(store: &MemoryStore) -> Vec<(u32, u32)> {
 #[test]
 fn rotation_rewrap_and_index_rebuild() {
     let (store, v) = in_memory();
-    v.create_tenant("t", &p(&["otp"]), Some(10_000)).unwrap();
+    v.create_tenant(&tenant("t"), &p(&["otp"]), Some(10_000))
+        .unwrap();
     let nums = numbers(0, 1200);
     import(&v, &nums[..600]);
     assert!(versions(&store).iter().all(|&x| x == (1, 1)));
 
     // data key: new writes use v2, v1 still decrypts
-    assert_eq!(v.rotate_key("t", false).unwrap(), 2);
-    v.add("t", &nums[600], None, &p(&["otp"]), "web").unwrap();
+    assert_eq!(v.rotate_key(&tenant("t"), false).unwrap(), 2);
+    v.add(&tenant("t"), &nums[600], None, &p(&["otp"]), "web")
+        .unwrap();
     assert!(versions(&store).contains(&(2, 1)));
-    assert!(v.find("t", &nums[0], None, "otp").unwrap().is_some());
+    assert!(v
+        .find(&tenant("t"), &nums[0], None, "otp")
+        .unwrap()
+        .is_some());
 
     // index key: old entries still found; re-adding an old number does not duplicate
-    assert_eq!(v.rotate_key("t", true).unwrap(), 3);
-    assert!(v.find("t", &nums[1], None, "otp").unwrap().is_some());
+    assert_eq!(v.rotate_key(&tenant("t"), true).unwrap(), 3);
+    assert!(v
+        .find(&tenant("t"), &nums[1], None, "otp")
+        .unwrap()
+        .is_some());
     let before = store
         .range(Tree::Records, b"", None, usize::MAX)
         .unwrap()
         .len();
-    v.add("t", &nums[2], None, &p(&["otp"]), "web").unwrap();
+    v.add(&tenant("t"), &nums[2], None, &p(&["otp"]), "web")
+        .unwrap();
     import(&v, &nums[..700]);
     let after = store
         .range(Tree::Records, b"", None, usize::MAX)
@@ -60,18 +70,26 @@ fn rotation_rewrap_and_index_rebuild() {
         .len();
     assert_eq!(after, before + 99, "only the 99 new numbers were created");
     let last4 = &nums[3][nums[3].len() - 4..];
-    assert_eq!(v.find_last4("t", 44, last4, "otp").unwrap().len(), 1);
+    assert_eq!(
+        v.find_last4(&tenant("t"), 44, last4, "otp").unwrap().len(),
+        1
+    );
 
     // an interrupted rewrap leaves everything readable and resumes
     store.fail_commits_after(Some(1));
-    let err = v.rewrap("t", |_, _| {}).unwrap_err();
+    let err = v.rewrap(&tenant("t"), |_, _| {}).unwrap_err();
     assert!(matches!(err, VaultError::Store(StoreError::DiskFull)));
     store.fail_commits_after(None);
     for n in &nums[..700] {
-        assert!(v.find("t", n, None, "otp").unwrap().is_some(), "{n}");
+        assert!(
+            v.find(&tenant("t"), n, None, "otp").unwrap().is_some(),
+            "{n}"
+        );
     }
     let mut progress = Vec::new();
-    let r = v.rewrap("t", |d, t| progress.push((d, t))).unwrap();
+    let r = v
+        .rewrap(&tenant("t"), |d, t| progress.push((d, t)))
+        .unwrap();
     assert_eq!(r.records, 700);
     assert_eq!((r.data_key_version, r.index_key_version), (2, 3));
     assert!(r.resealed > 0 && r.resealed < 700, "{r:?}");
@@ -83,22 +101,31 @@ fn rotation_rewrap_and_index_rebuild() {
     assert_eq!(idx.len(), 1400);
     assert!(idx.iter().all(|(k, _)| k[5..9] == 3u32.to_be_bytes()));
     for n in &nums[..700] {
-        assert!(v.find("t", n, None, "otp").unwrap().is_some(), "{n}");
+        assert!(
+            v.find(&tenant("t"), n, None, "otp").unwrap().is_some(),
+            "{n}"
+        );
     }
-    assert_eq!(v.find_last4("t", 44, last4, "otp").unwrap().len(), 1);
+    assert_eq!(
+        v.find_last4(&tenant("t"), 44, last4, "otp").unwrap().len(),
+        1
+    );
     // a second rewrap has nothing to do
-    let r = v.rewrap("t", |_, _| {}).unwrap();
+    let r = v.rewrap(&tenant("t"), |_, _| {}).unwrap();
     assert_eq!((r.resealed, r.reindexed), (0, 0));
 }
 
 #[test]
 fn shredding_makes_every_copy_undecryptable() {
     let (store, v) = in_memory();
-    v.create_tenant("t", &p(&["otp"]), Some(1000)).unwrap();
-    v.create_tenant("keep", &p(&["otp"]), None).unwrap();
+    v.create_tenant(&tenant("t"), &p(&["otp"]), Some(1000))
+        .unwrap();
+    v.create_tenant(&tenant("keep"), &p(&["otp"]), None)
+        .unwrap();
     let nums = numbers(0, 50);
     import(&v, &nums);
-    v.add("keep", &nums[0], None, &p(&["otp"]), "web").unwrap();
+    v.add(&tenant("keep"), &nums[0], None, &p(&["otp"]), "web")
+        .unwrap();
     // a "backup" of the store taken before the shredding
     let backup = MemoryStore::new();
     for tree in Tree::ALL {
@@ -108,14 +135,16 @@ fn shredding_makes_every_copy_undecryptable() {
         }
         backup.commit(&b).unwrap();
     }
-    let r = v.shred_tenant("t").unwrap();
+    let r = v.shred_tenant(&tenant("t")).unwrap();
     assert_eq!(r.records, 50);
     assert!(matches!(
-        v.find("t", &nums[0], None, "otp"),
+        v.find(&tenant("t"), &nums[0], None, "otp"),
         Err(VaultError::UnknownTenant(_))
     ));
     assert!(
-        v.find("keep", &nums[0], None, "otp").unwrap().is_some(),
+        v.find(&tenant("keep"), &nums[0], None, "otp")
+            .unwrap()
+            .is_some(),
         "other tenants untouched"
     );
     assert_eq!(
@@ -126,7 +155,7 @@ fn shredding_makes_every_copy_undecryptable() {
         1
     );
     assert!(matches!(
-        v.create_tenant("t", &p(&["otp"]), None),
+        v.create_tenant(&tenant("t"), &p(&["otp"]), None),
         Err(VaultError::TenantExists(_))
     ));
     // The backup's rows are still there, but the tenant's keys are gone: restoring
@@ -141,7 +170,7 @@ fn shredding_makes_every_copy_undecryptable() {
         b.put(Tree::Records, k, val);
     }
     store.commit(&b).unwrap();
-    let err = v.find("t", &nums[0], None, "otp").unwrap_err();
+    let err = v.find(&tenant("t"), &nums[0], None, "otp").unwrap_err();
     assert!(matches!(err, VaultError::Key(_)), "{err:?}");
 }
 
@@ -151,14 +180,15 @@ fn rotate_then_rewrap_under_concurrent_reads() {
     use std::sync::Barrier;
 
     let (store, v) = in_memory();
-    v.create_tenant("t", &p(&["otp"]), Some(10_000)).unwrap();
+    v.create_tenant(&tenant("t"), &p(&["otp"]), Some(10_000))
+        .unwrap();
     let nums = numbers(0, 3000);
     import(&v, &nums);
     // What every record reads as before: (number, id, masked, purposes).
     let snapshot = |v: &Vault| -> Vec<(String, String, String, Vec<String>)> {
         nums.iter()
             .map(|n| {
-                let f = v.find("t", n, None, "otp").unwrap().unwrap();
+                let f = v.find(&tenant("t"), n, None, "otp").unwrap().unwrap();
                 (
                     n.clone(),
                     f.id.to_string(),
@@ -169,8 +199,8 @@ fn rotate_then_rewrap_under_concurrent_reads() {
             .collect()
     };
     let before = snapshot(&v);
-    assert_eq!(v.rotate_key("t", false).unwrap(), 2);
-    assert_eq!(v.rotate_key("t", true).unwrap(), 3);
+    assert_eq!(v.rotate_key(&tenant("t"), false).unwrap(), 2);
+    assert_eq!(v.rotate_key(&tenant("t"), true).unwrap(), 3);
 
     let stop = AtomicBool::new(false);
     let reads = AtomicU64::new(0);
@@ -184,17 +214,17 @@ fn rotate_then_rewrap_under_concurrent_reads() {
                 loop {
                     let (n, id, masked, purposes) = &before[i % before.len()];
                     // by number (index lookups span the old and new index versions)
-                    let f = v.find("t", n, None, "otp").unwrap();
+                    let f = v.find(&tenant("t"), n, None, "otp").unwrap();
                     let f = f.unwrap_or_else(|| panic!("{n} not found during rewrap"));
                     assert_eq!(&f.id.to_string(), id);
                     assert_eq!(f.e164.expose_secret(), n);
                     // by id
-                    let g = v.get("t", id, "otp").unwrap().unwrap();
+                    let g = v.get(&tenant("t"), record_id(id), "otp").unwrap().unwrap();
                     assert_eq!((&g.masked, &g.purposes), (masked, purposes));
                     // by last 4 digits
                     let l4 = &n[n.len() - 4..];
                     assert!(v
-                        .find_last4("t", 44, l4, "otp")
+                        .find_last4(&tenant("t"), 44, l4, "otp")
                         .unwrap()
                         .iter()
                         .any(|x| &x.id.to_string() == id));
@@ -207,7 +237,7 @@ fn rotate_then_rewrap_under_concurrent_reads() {
             });
         }
         start.wait();
-        let r = v.rewrap("t", |_, _| {}).unwrap();
+        let r = v.rewrap(&tenant("t"), |_, _| {}).unwrap();
         stop.store(true, Ordering::Relaxed);
         assert_eq!((r.records, r.resealed, r.reindexed), (3000, 3000, 3000));
     });
@@ -220,7 +250,7 @@ fn rotate_then_rewrap_under_concurrent_reads() {
     assert!(idx.iter().all(|(k, _)| k[5..9] == 3u32.to_be_bytes()));
     assert_eq!(snapshot(&v), before, "every record reads the same");
     // the old version can now go
-    let r = v.retire_keys("t", 2, false).unwrap();
+    let r = v.retire_keys(&tenant("t"), 2, false).unwrap();
     assert_eq!((r.destroyed, r.unreadable_records), (vec![1], 0));
     assert_eq!(snapshot(&v), before);
 }
@@ -244,12 +274,12 @@ fn audit_entries(v: &Vault, k0: &phonevault_keys::AuditKey) -> Vec<phonevault::a
 fn rewrap_chunks_and_shred_deletions_carry_their_audit_entries() {
     let (store, v) = in_memory();
     let k0 = v.export_audit_key().unwrap();
-    v.create_tenant("t", &p(&["otp"]), None).unwrap();
+    v.create_tenant(&tenant("t"), &p(&["otp"]), None).unwrap();
     import(&v, &numbers(0, 1200));
-    v.rotate_key("t", false).unwrap();
+    v.rotate_key(&tenant("t"), false).unwrap();
     // The first chunk (500 records) commits; the disk is full from then on.
     store.fail_commits_after(Some(1));
-    assert!(v.rewrap("t", |_, _| {}).is_err());
+    assert!(v.rewrap(&tenant("t"), |_, _| {}).is_err());
     store.fail_commits_after(None);
     let rewrapped: Vec<[u8; 16]> = store
         .range(Tree::Records, b"", None, usize::MAX)
@@ -270,12 +300,12 @@ fn rewrap_chunks_and_shred_deletions_carry_their_audit_entries() {
     }
 
     // Shredding: the records' deletion commits, then the disk is full.
-    v.create_tenant("u", &p(&["otp"]), None).unwrap();
-    v.add("u", "+447400123958", None, &p(&["otp"]), "web")
+    v.create_tenant(&tenant("u"), &p(&["otp"]), None).unwrap();
+    v.add(&tenant("u"), "+447400123958", None, &p(&["otp"]), "web")
         .unwrap();
     let before = audit_entries(&v, &k0).len();
     store.fail_commits_after(Some(1));
-    assert!(v.shred_tenant("u").is_err());
+    assert!(v.shred_tenant(&tenant("u")).is_err());
     store.fail_commits_after(None);
     let entries = audit_entries(&v, &k0);
     assert!(
@@ -285,5 +315,5 @@ fn rewrap_chunks_and_shred_deletions_carry_their_audit_entries() {
         "deletions committed without their entry"
     );
     // the re-run finishes it
-    v.shred_tenant("u").unwrap();
+    v.shred_tenant(&tenant("u")).unwrap();
 }

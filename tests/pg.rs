@@ -13,6 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::vault::tenant;
 
 use common::{http, Server};
 
@@ -93,19 +94,25 @@ fn vault_operations_behave_as_on_sled() {
     let db = Db::new("vault_ops");
     let v = db.open();
     v.create_tenant(
-        "shop",
+        &tenant("shop"),
         &purposes(&["otp", "support", "marketing"]),
         Some(10_000),
     )
     .unwrap();
     // add, merge, find, last-4, get
     let id = v
-        .add("shop", "+44 7400 123958", None, &purposes(&["otp"]), "web")
+        .add(
+            &tenant("shop"),
+            "+44 7400 123958",
+            None,
+            &purposes(&["otp"]),
+            "web",
+        )
         .unwrap()
         .id();
     let again = v
         .add(
-            "shop",
+            &tenant("shop"),
             "07400 123958",
             Some("GB"),
             &purposes(&["support"]),
@@ -114,31 +121,35 @@ fn vault_operations_behave_as_on_sled() {
         .unwrap();
     assert_eq!(again.id(), id, "one record per number: consents merged");
     let f = v
-        .find("shop", "+447400123958", None, "support")
+        .find(&tenant("shop"), "+447400123958", None, "support")
         .unwrap()
         .unwrap();
     assert_eq!(f.purposes, purposes(&["otp", "support"]));
-    assert_eq!(v.find_last4("shop", 44, "3958", "otp").unwrap().len(), 1);
-    assert!(v.get("shop", &id.to_string(), "otp").unwrap().is_some());
+    assert_eq!(
+        v.find_last4(&tenant("shop"), 44, "3958", "otp")
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(v.get(&tenant("shop"), id, "otp").unwrap().is_some());
     assert!(v
-        .find("shop", "+447400123958", None, "marketing")
+        .find(&tenant("shop"), "+447400123958", None, "marketing")
         .unwrap()
         .is_none());
     // withdraw, opt-out, erase
-    v.withdraw("shop", Target::Id(&id.to_string()), "support")
+    v.withdraw(&tenant("shop"), Target::Id(id), "support")
         .unwrap();
     assert!(v
-        .find("shop", "+447400123958", None, "support")
+        .find(&tenant("shop"), "+447400123958", None, "support")
         .unwrap()
         .is_none());
-    v.opt_out("shop", Target::Id(&id.to_string()), None)
-        .unwrap();
+    v.opt_out(&tenant("shop"), Target::Id(id), None).unwrap();
     assert!(v
-        .find("shop", "+447400123958", None, "otp")
+        .find(&tenant("shop"), "+447400123958", None, "otp")
         .unwrap()
         .is_none());
     v.erase(
-        "shop",
+        &tenant("shop"),
         Target::Phone {
             input: "+447400123958",
             region: None,
@@ -155,7 +166,7 @@ fn vault_operations_behave_as_on_sled() {
     // import: streaming chunks, then re-import changes nothing
     let csv = std::fs::read("tests/data/numbers-2k.csv").unwrap();
     let opts = ImportOptions {
-        tenant: "shop".into(),
+        tenant: tenant("shop"),
         purposes: purposes(&["otp"]),
         source: "import".into(),
         region: None,
@@ -179,13 +190,13 @@ fn vault_operations_behave_as_on_sled() {
         .unwrap();
     assert_eq!((s2.created, s2.merged), (0, 0));
     assert_eq!(record_count(&v) as u64, s1.created);
-    let exported = v.export("shop", "otp", |_| Ok(())).unwrap();
+    let exported = v.export(&tenant("shop"), "otp", |_| Ok(())).unwrap();
     assert_eq!(exported, s1.created);
 
     // tokens
     let (info, secret) = v
         .create_token(&TokenSpec {
-            tenant: Some("shop".into()),
+            tenant: Some(tenant("shop")),
             role: Role::Reader,
             purposes: vec![],
             reveal: false,
@@ -197,13 +208,13 @@ fn vault_operations_behave_as_on_sled() {
     assert!(v.authenticate(secret.expose_secret()).unwrap().is_none());
 
     // key rotation and rewrap
-    v.rotate_key("shop", false).unwrap();
-    v.rotate_key("shop", true).unwrap();
-    let r = v.rewrap("shop", |_, _| {}).unwrap();
+    v.rotate_key(&tenant("shop"), false).unwrap();
+    v.rotate_key(&tenant("shop"), true).unwrap();
+    let r = v.rewrap(&tenant("shop"), |_, _| {}).unwrap();
     assert!(r.resealed > 0 && r.reindexed > 0, "{r:?}");
     let some = csv_numbers(&csv, 5);
     for n in &some {
-        assert!(v.find("shop", n, None, "otp").unwrap().is_some());
+        assert!(v.find(&tenant("shop"), n, None, "otp").unwrap().is_some());
     }
 
     // A database administrator with full access sees no phone number.
@@ -281,7 +292,7 @@ fn dump_tables(cfg: &PgConfig) -> String {
 fn two_vaults_adding_one_number_at_once_make_one_record() {
     let db = Db::new("two_add");
     let a = Arc::new(db.open());
-    a.create_tenant("shop", &purposes(&["otp", "marketing"]), None)
+    a.create_tenant(&tenant("shop"), &purposes(&["otp", "marketing"]), None)
         .unwrap();
     let b = Arc::new(db.open());
     const ROUNDS: usize = 40;
@@ -292,8 +303,14 @@ fn two_vaults_adding_one_number_at_once_make_one_record() {
         std::thread::spawn(move || {
             for i in 0..ROUNDS {
                 barrier.wait();
-                v.add("shop", &number(i), None, &purposes(&[purpose]), "race")
-                    .unwrap();
+                v.add(
+                    &tenant("shop"),
+                    &number(i),
+                    None,
+                    &purposes(&[purpose]),
+                    "race",
+                )
+                .unwrap();
             }
         })
     };
@@ -303,7 +320,10 @@ fn two_vaults_adding_one_number_at_once_make_one_record() {
     hb.join().unwrap();
     assert_eq!(record_count(&a), ROUNDS, "one record per number");
     for i in 0..ROUNDS {
-        let f = b.find("shop", &number(i), None, "otp").unwrap().unwrap();
+        let f = b
+            .find(&tenant("shop"), &number(i), None, "otp")
+            .unwrap()
+            .unwrap();
         assert_eq!(
             f.purposes,
             purposes(&["marketing", "otp"]),
@@ -315,25 +335,25 @@ fn two_vaults_adding_one_number_at_once_make_one_record() {
 fn changes_through_one_vault_reach_the_other() {
     let db = Db::new("two_see");
     let a = db.open();
-    a.create_tenant("shop", &purposes(&["otp", "support"]), None)
+    a.create_tenant(&tenant("shop"), &purposes(&["otp", "support"]), None)
         .unwrap();
     let b = db.open();
     let n = "+447400123958";
     let id = a
-        .add("shop", n, None, &purposes(&["otp"]), "x")
+        .add(&tenant("shop"), n, None, &purposes(&["otp"]), "x")
         .unwrap()
         .id();
-    assert!(b.find("shop", n, None, "otp").unwrap().is_some());
+    assert!(b.find(&tenant("shop"), n, None, "otp").unwrap().is_some());
     // Opt-out and erasure: at once, no cache.
-    a.opt_out("shop", Target::Id(&id.to_string()), Some("otp"))
+    a.opt_out(&tenant("shop"), Target::Id(id), Some("otp"))
         .unwrap();
-    assert!(b.find("shop", n, None, "otp").unwrap().is_none());
-    a.erase("shop", Target::Id(&id.to_string())).unwrap();
-    assert!(b.get("shop", &id.to_string(), "otp").unwrap().is_none());
+    assert!(b.find(&tenant("shop"), n, None, "otp").unwrap().is_none());
+    a.erase(&tenant("shop"), Target::Id(id)).unwrap();
+    assert!(b.get(&tenant("shop"), id, "otp").unwrap().is_none());
     // Tokens: at once.
     let (info, secret) = a
         .create_token(&TokenSpec {
-            tenant: Some("shop".into()),
+            tenant: Some(tenant("shop")),
             role: Role::Writer,
             purposes: vec![],
             reveal: false,
@@ -344,30 +364,41 @@ fn changes_through_one_vault_reach_the_other() {
     a.revoke_token(&info.id).unwrap();
     assert!(b.authenticate(secret.expose_secret()).unwrap().is_none());
     // A data-key rotation by one: the other decrypts the new records at once.
-    a.rotate_key("shop", false).unwrap();
+    a.rotate_key(&tenant("shop"), false).unwrap();
     let m = "+447400123959";
-    a.add("shop", m, None, &purposes(&["otp"]), "x").unwrap();
-    assert!(b.find("shop", m, None, "otp").unwrap().is_some());
-    // Tenant settings: within the documented bound.
-    a.add_purposes("shop", &purposes(&["marketing"])).unwrap();
-    std::thread::sleep(TENANT_CACHE_TTL + Duration::from_millis(200));
-    b.add("shop", m, None, &purposes(&["marketing"]), "y")
+    a.add(&tenant("shop"), m, None, &purposes(&["otp"]), "x")
         .unwrap();
-    let f = a.find("shop", m, None, "marketing").unwrap().unwrap();
+    assert!(b.find(&tenant("shop"), m, None, "otp").unwrap().is_some());
+    // Tenant settings: within the documented bound.
+    a.add_purposes(&tenant("shop"), &purposes(&["marketing"]))
+        .unwrap();
+    std::thread::sleep(TENANT_CACHE_TTL + Duration::from_millis(200));
+    b.add(&tenant("shop"), m, None, &purposes(&["marketing"]), "y")
+        .unwrap();
+    let f = a
+        .find(&tenant("shop"), m, None, "marketing")
+        .unwrap()
+        .unwrap();
     assert_eq!(f.purposes, purposes(&["marketing", "otp"]));
     // A tenant made by one is usable on the other at once (keyring re-read).
-    a.create_tenant("desk", &purposes(&["support"]), None)
+    a.create_tenant(&tenant("desk"), &purposes(&["support"]), None)
         .unwrap();
-    b.add("desk", n, None, &purposes(&["support"]), "z")
+    b.add(&tenant("desk"), n, None, &purposes(&["support"]), "z")
         .unwrap();
-    assert!(a.find("desk", n, None, "support").unwrap().is_some());
+    assert!(a
+        .find(&tenant("desk"), n, None, "support")
+        .unwrap()
+        .is_some());
     // Keyring changes by both, back to back, on the one file: neither is lost.
-    a.create_tenant("t1", &purposes(&["otp"]), None).unwrap();
-    b.create_tenant("t2", &purposes(&["otp"]), None).unwrap();
-    a.rotate_key("t2", false).unwrap();
-    b.rotate_key("t1", true).unwrap();
+    a.create_tenant(&tenant("t1"), &purposes(&["otp"]), None)
+        .unwrap();
+    b.create_tenant(&tenant("t2"), &purposes(&["otp"]), None)
+        .unwrap();
+    a.rotate_key(&tenant("t2"), false).unwrap();
+    b.rotate_key(&tenant("t1"), true).unwrap();
     let c = db.open();
     for (v, t) in [(&a, "t2"), (&b, "t1"), (&c, "t1"), (&c, "t2")] {
+        let t = &tenant(t);
         v.add(t, n, None, &purposes(&["otp"]), "k").unwrap();
         assert!(a.find(t, n, None, "otp").unwrap().is_some());
         assert!(b.find(t, n, None, "otp").unwrap().is_some());
@@ -456,16 +487,24 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
     let proxy = Proxy::start();
     let cfg = PgConfig::new(&proxy.url()).with_schema(&db.cfg.schema);
     let v = db.open_with(&cfg);
-    v.create_tenant("shop", &purposes(&["otp"]), None).unwrap();
+    v.create_tenant(&tenant("shop"), &purposes(&["otp"]), None)
+        .unwrap();
     let mut acked = Vec::new();
     for i in 0..20 {
         let n = format!("+4474001{i:05}");
-        v.add("shop", &n, None, &purposes(&["otp"]), "x").unwrap();
+        v.add(&tenant("shop"), &n, None, &purposes(&["otp"]), "x")
+            .unwrap();
         acked.push(n);
     }
     proxy.cut();
     let e = v
-        .add("shop", "+447400199999", None, &purposes(&["otp"]), "x")
+        .add(
+            &tenant("shop"),
+            "+447400199999",
+            None,
+            &purposes(&["otp"]),
+            "x",
+        )
         .unwrap_err();
     assert!(
         matches!(e, VaultError::Store(StoreError::Unavailable(_))),
@@ -477,7 +516,7 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
         "{msg}"
     );
     assert!(!msg.contains("7400199999"));
-    let e = v.find("shop", &acked[0], None, "otp").unwrap_err();
+    let e = v.find(&tenant("shop"), &acked[0], None, "otp").unwrap_err();
     assert!(
         matches!(e, VaultError::Store(StoreError::Unavailable(_))),
         "{e:?}"
@@ -486,7 +525,7 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
     // Reconnects by itself; nothing acknowledged was lost.
     let start = Instant::now();
     loop {
-        match v.find("shop", &acked[0], None, "otp") {
+        match v.find(&tenant("shop"), &acked[0], None, "otp") {
             Ok(found) => {
                 assert!(found.is_some());
                 break;
@@ -499,10 +538,16 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
         }
     }
     for n in &acked {
-        assert!(v.find("shop", n, None, "otp").unwrap().is_some());
+        assert!(v.find(&tenant("shop"), n, None, "otp").unwrap().is_some());
     }
-    v.add("shop", "+447400199999", None, &purposes(&["otp"]), "x")
-        .unwrap();
+    v.add(
+        &tenant("shop"),
+        "+447400199999",
+        None,
+        &purposes(&["otp"]),
+        "x",
+    )
+    .unwrap();
     assert_eq!(record_count(&v), acked.len() + 1);
 }
 
@@ -578,31 +623,34 @@ fn key_versions_are_agreed_through_the_database() {
         Vault::open(dir, &unlock(), opts)
     };
     let a = db.open();
-    a.create_tenant("shop", &purposes(&["otp"]), None).unwrap();
+    a.create_tenant(&tenant("shop"), &purposes(&["otp"]), None)
+        .unwrap();
     let [n1, n2, n3] = ["+447400123951", "+447400123952", "+447400123953"];
-    a.add("shop", n1, None, &purposes(&["otp"]), "x").unwrap();
+    a.add(&tenant("shop"), n1, None, &purposes(&["otp"]), "x")
+        .unwrap();
     // host B: its own copy of the keyring, made now
     let b_dir = db.tmp.path().join("host-b");
     copy_vault_dir(&db.dir, &b_dir);
     let old_ring = std::fs::read(b_dir.join("keyring")).unwrap();
     assert!(open(&b_dir)
         .unwrap()
-        .find("shop", n1, None, "otp")
+        .find(&tenant("shop"), n1, None, "otp")
         .unwrap()
         .is_some());
 
     // rotate on A and write under the new version
-    assert_eq!(a.rotate_key("shop", false).unwrap(), 2);
-    a.add("shop", n2, None, &purposes(&["otp"]), "x").unwrap();
+    assert_eq!(a.rotate_key(&tenant("shop"), false).unwrap(), 2);
+    a.add(&tenant("shop"), n2, None, &purposes(&["otp"]), "x")
+        .unwrap();
 
     // B lacks version 2: it refuses the tenant, saying what to do, never "tampered"
     let b = open(&b_dir).unwrap();
     for err in [
-        b.add("shop", n3, None, &purposes(&["otp"]), "y")
+        b.add(&tenant("shop"), n3, None, &purposes(&["otp"]), "y")
             .unwrap_err(),
-        b.find("shop", n2, None, "otp").unwrap_err(),
+        b.find(&tenant("shop"), n2, None, "otp").unwrap_err(),
         // and never makes a version 2 of its own
-        b.rotate_key("shop", false).unwrap_err(),
+        b.rotate_key(&tenant("shop"), false).unwrap_err(),
     ] {
         assert!(
             matches!(&err, VaultError::KeyVersionMissing { versions, .. } if versions == "2"),
@@ -618,12 +666,13 @@ fn key_versions_are_agreed_through_the_database() {
     assert_eq!(std::fs::read(b_dir.join("keyring")).unwrap(), old_ring);
 
     // A reads everything; with A's keyring, B reads and writes under version 2
-    assert!(a.find("shop", n2, None, "otp").unwrap().is_some());
+    assert!(a.find(&tenant("shop"), n2, None, "otp").unwrap().is_some());
     std::fs::copy(db.dir.join("keyring"), b_dir.join("keyring")).unwrap();
     let b = open(&b_dir).unwrap();
-    assert!(b.find("shop", n2, None, "otp").unwrap().is_some());
-    b.add("shop", n3, None, &purposes(&["otp"]), "y").unwrap();
-    assert!(a.find("shop", n3, None, "otp").unwrap().is_some());
+    assert!(b.find(&tenant("shop"), n2, None, "otp").unwrap().is_some());
+    b.add(&tenant("shop"), n3, None, &purposes(&["otp"]), "y")
+        .unwrap();
+    assert!(a.find(&tenant("shop"), n3, None, "otp").unwrap().is_some());
     drop(b);
 
     // Another seed under an existing number (the old copy rotated offline, as an older
@@ -638,15 +687,17 @@ fn key_versions_are_agreed_through_the_database() {
     ring.seal(&rk);
     std::fs::write(b_dir.join("keyring"), ring.encode()).unwrap();
     let b = open(&b_dir).unwrap();
-    let err = b.find("shop", n1, None, "otp").unwrap_err();
+    let err = b.find(&tenant("shop"), n1, None, "otp").unwrap_err();
     assert!(
         matches!(err, VaultError::KeyVersionConflict { version: 2, .. }),
         "{err}"
     );
     assert_eq!(err.code(), "key_version_conflict");
-    assert!(b.add("shop", n3, None, &purposes(&["otp"]), "y").is_err());
+    assert!(b
+        .add(&tenant("shop"), n3, None, &purposes(&["otp"]), "y")
+        .is_err());
     // A is unaffected
-    assert!(a.find("shop", n3, None, "otp").unwrap().is_some());
+    assert!(a.find(&tenant("shop"), n3, None, "otp").unwrap().is_some());
 }
 
 fn two_servers_on_one_database() {
@@ -828,7 +879,7 @@ fn server_killed_mid_batch_leaves_no_half_written_record() {
         .collect();
     let mut found = 0;
     for n in &distinct {
-        if v.find("shop", n, None, "otp").unwrap().is_some() {
+        if v.find(&tenant("shop"), n, None, "otp").unwrap().is_some() {
             found += 1;
         }
     }
@@ -873,14 +924,18 @@ fn store_option_misuse_is_explained_and_never_echoed() {
 fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
     let db = Db::new("two_import");
     let a = Arc::new(db.open());
-    a.create_tenant("shop", &purposes(&["otp", "marketing", "support"]), None)
-        .unwrap();
+    a.create_tenant(
+        &tenant("shop"),
+        &purposes(&["otp", "marketing", "support"]),
+        None,
+    )
+    .unwrap();
     let b = Arc::new(db.open());
     let csv = std::fs::read("tests/data/numbers-2k.csv").unwrap();
     // Every number exists already: both imports read then merge, chunk by chunk in
     // step, so their commits race on the same records.
     let first = ImportOptions {
-        tenant: "shop".into(),
+        tenant: tenant("shop"),
         purposes: purposes(&["support"]),
         source: "first".into(),
         region: None,
@@ -898,7 +953,7 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
         let (csv, barrier) = (csv.clone(), barrier.clone());
         std::thread::spawn(move || {
             let opts = ImportOptions {
-                tenant: "shop".into(),
+                tenant: tenant("shop"),
                 purposes: purposes(&[purpose]),
                 source: "import".into(),
                 region: None,
@@ -926,7 +981,7 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
         );
     }
     for n in csv_numbers(&csv, 50) {
-        let f = b.find("shop", &n, None, "otp").unwrap().unwrap();
+        let f = b.find(&tenant("shop"), &n, None, "otp").unwrap().unwrap();
         assert_eq!(
             f.purposes,
             purposes(&["marketing", "otp", "support"]),

@@ -8,6 +8,11 @@ use std::sync::Arc;
 use phonevault::store::{MemoryStore, Store, Tree};
 use phonevault::vault::{ImportOptions, Target, Vault, VaultError};
 
+/// A tenant name the test writes out, parsed as the CLI and the server parse one.
+fn tenant(name: &str) -> phonevault::policy::TenantName {
+    phonevault::policy::TenantName::parse(name).expect("a tenant name of the accepted form")
+}
+
 const DAY: u64 = 86_400;
 const A: &str = "+447400123958";
 const B: &str = "+12015550143";
@@ -24,7 +29,7 @@ fn setup() -> T {
     let clock = Arc::new(AtomicU64::new(1_790_000_000));
     let c = clock.clone();
     v.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
-    v.create_tenant("shop", &p(&["otp", "support", "marketing"]), None)
+    v.create_tenant(&tenant("shop"), &p(&["otp", "support", "marketing"]), None)
         .unwrap();
     T { v, clock, store }
 }
@@ -34,7 +39,10 @@ impl T {
         self.clock.fetch_add(secs, Ordering::SeqCst);
     }
     fn found(&self, phone: &str, purpose: &str) -> bool {
-        self.v.find("shop", phone, None, purpose).unwrap().is_some()
+        self.v
+            .find(&tenant("shop"), phone, None, purpose)
+            .unwrap()
+            .is_some()
     }
     fn import(&self, phones: &[&str], purposes: &[&str]) -> phonevault::vault::ImportSummary {
         let csv = std::iter::once("phone")
@@ -42,7 +50,7 @@ impl T {
             .collect::<Vec<_>>()
             .join("\n");
         let opts = ImportOptions {
-            tenant: "shop".into(),
+            tenant: tenant("shop"),
             purposes: p(purposes),
             source: "bulk".into(),
             region: None,
@@ -79,20 +87,21 @@ fn phone(input: &str) -> Target<'_> {
 #[test]
 fn a_withdrawn_purpose_reads_nothing() {
     let t = setup();
-    t.v.add("shop", A, None, &p(&["otp", "marketing"]), "web")
+    t.v.add(&tenant("shop"), A, None, &p(&["otp", "marketing"]), "web")
         .unwrap();
     assert!(t.found(A, "marketing"));
-    t.v.withdraw("shop", phone(A), "marketing").unwrap();
+    t.v.withdraw(&tenant("shop"), phone(A), "marketing")
+        .unwrap();
     assert!(!t.found(A, "marketing"));
     assert!(t.found(A, "otp"), "other purposes are untouched");
-    let id = t.v.find("shop", A, None, "otp").unwrap().unwrap().id;
-    assert!(t
-        .v
-        .get("shop", &id.to_string(), "marketing")
-        .unwrap()
-        .is_none());
+    let id =
+        t.v.find(&tenant("shop"), A, None, "otp")
+            .unwrap()
+            .unwrap()
+            .id;
+    assert!(t.v.get(&tenant("shop"), id, "marketing").unwrap().is_none());
     let mut exported = 0;
-    t.v.export("shop", "marketing", |_| {
+    t.v.export(&tenant("shop"), "marketing", |_| {
         exported += 1;
         Ok(())
     })
@@ -103,22 +112,23 @@ fn a_withdrawn_purpose_reads_nothing() {
 #[test]
 fn unknown_purposes_and_missing_numbers_are_errors_that_change_nothing() {
     let t = setup();
-    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
+    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
+        .unwrap();
     let before = t.store.range(Tree::Records, b"", None, 10).unwrap();
     assert!(matches!(
-        t.v.find("shop", A, None, "spam"),
+        t.v.find(&tenant("shop"), A, None, "spam"),
         Err(VaultError::UnknownPurpose { .. })
     ));
     assert!(matches!(
-        t.v.opt_out("shop", phone(A), Some("spam")),
+        t.v.opt_out(&tenant("shop"), phone(A), Some("spam")),
         Err(VaultError::UnknownPurpose { .. })
     ));
     assert!(matches!(
-        t.v.opt_out("shop", phone(B), None),
+        t.v.opt_out(&tenant("shop"), phone(B), None),
         Err(VaultError::NoSuchRecord(_))
     ));
     assert!(matches!(
-        t.v.set_retention("shop", Some(0)),
+        t.v.set_retention(&tenant("shop"), Some(0)),
         Err(VaultError::InvalidArgument(_))
     ));
     assert_eq!(t.store.range(Tree::Records, b"", None, 10).unwrap(), before);
@@ -129,9 +139,10 @@ fn an_opted_out_number_reimported_does_not_regain_consent() {
     let t = setup();
     t.import(&[A, B], &["otp", "marketing"]);
     // per purpose
-    t.v.opt_out("shop", phone(A), Some("marketing")).unwrap();
+    t.v.opt_out(&tenant("shop"), phone(A), Some("marketing"))
+        .unwrap();
     // everything
-    t.v.opt_out("shop", phone(B), None).unwrap();
+    t.v.opt_out(&tenant("shop"), phone(B), None).unwrap();
     assert!(!t.found(A, "marketing") && t.found(A, "otp"));
     assert!(!t.found(B, "otp") && !t.found(B, "marketing"));
 
@@ -147,12 +158,12 @@ fn an_opted_out_number_reimported_does_not_regain_consent() {
     assert!(!t.found(B, "marketing"));
 
     // an explicit add with a consent and a source lifts the suppression
-    t.v.add("shop", B, None, &p(&["otp"]), "phone-call-2026-11")
+    t.v.add(&tenant("shop"), B, None, &p(&["otp"]), "phone-call-2026-11")
         .unwrap();
     assert!(t.found(B, "otp"));
     assert!(!t.found(B, "marketing"), "only the purposes re-consented");
     // and an explicit add lifts a per-purpose opt-out
-    t.v.add("shop", A, None, &p(&["marketing"]), "form")
+    t.v.add(&tenant("shop"), A, None, &p(&["marketing"]), "form")
         .unwrap();
     assert!(t.found(A, "marketing"));
 }
@@ -160,24 +171,30 @@ fn an_opted_out_number_reimported_does_not_regain_consent() {
 #[test]
 fn erase_removes_the_record_and_its_index_entries() {
     let t = setup();
-    t.v.create_tenant("desk", &p(&["support"]), Some(1000))
+    t.v.create_tenant(&tenant("desk"), &p(&["support"]), Some(1000))
         .unwrap();
-    t.v.add("desk", A, None, &p(&["support"]), "web").unwrap();
-    t.v.add("shop", B, None, &p(&["otp"]), "web").unwrap();
+    t.v.add(&tenant("desk"), A, None, &p(&["support"]), "web")
+        .unwrap();
+    t.v.add(&tenant("shop"), B, None, &p(&["otp"]), "web")
+        .unwrap();
     let count = |tree| t.store.range(tree, b"", None, usize::MAX).unwrap().len();
     assert_eq!(count(Tree::Index), 3); // exact + last4 for A, exact for B
-    t.v.erase("desk", phone(A)).unwrap();
+    t.v.erase(&tenant("desk"), phone(A)).unwrap();
     assert_eq!(count(Tree::Records), 1);
     assert_eq!(count(Tree::Index), 1);
     assert_eq!(count(Tree::Expiry), 1);
-    assert!(t.v.find("desk", A, None, "support").unwrap().is_none());
+    assert!(t
+        .v
+        .find(&tenant("desk"), A, None, "support")
+        .unwrap()
+        .is_none());
     assert!(matches!(
-        t.v.erase("desk", phone(A)),
+        t.v.erase(&tenant("desk"), phone(A)),
         Err(VaultError::NoSuchRecord(_))
     ));
     // after erasure a new import may add the number again (nothing remembers it)
     assert_eq!(
-        t.v.add("desk", A, None, &p(&["support"]), "web")
+        t.v.add(&tenant("desk"), A, None, &p(&["support"]), "web")
             .unwrap()
             .id()
             .0
@@ -196,12 +213,13 @@ fn purge_removes_exactly_the_expired_records() {
     t.import(&[renewed, verified], &["otp"]);
     t.advance(20 * DAY);
     let fresh = "+447400123006";
-    t.v.add("shop", fresh, None, &p(&["otp"]), "web").unwrap();
-    t.v.add("shop", renewed, None, &p(&["support"]), "web")
+    t.v.add(&tenant("shop"), fresh, None, &p(&["otp"]), "web")
         .unwrap();
-    t.v.verify("shop", phone(verified)).unwrap();
+    t.v.add(&tenant("shop"), renewed, None, &p(&["support"]), "web")
+        .unwrap();
+    t.v.verify(&tenant("shop"), phone(verified)).unwrap();
     t.advance(15 * DAY);
-    t.v.set_retention("shop", Some(30)).unwrap();
+    t.v.set_retention(&tenant("shop"), Some(30)).unwrap();
 
     // expired records are never returned, even before purge
     for n in old {
@@ -219,7 +237,7 @@ fn purge_removes_exactly_the_expired_records() {
         6
     );
 
-    let done = t.v.purge(Some("shop"), false).unwrap();
+    let done = t.v.purge(Some(&tenant("shop")), false).unwrap();
     assert_eq!(done[0].deleted, 3);
     assert_eq!(
         t.store.range(Tree::Records, b"", None, 100).unwrap().len(),
@@ -231,7 +249,7 @@ fn purge_removes_exactly_the_expired_records() {
     // a second purge finds nothing
     assert_eq!(t.v.purge(None, false).unwrap()[0].expired, 0);
     // lifting the retention makes nothing come back: purged is gone
-    t.v.set_retention("shop", None).unwrap();
+    t.v.set_retention(&tenant("shop"), None).unwrap();
     assert!(!t.found(old[0], "otp"));
 }
 
@@ -243,7 +261,7 @@ fn purge_cost_follows_what_expired() {
     let many: Vec<String> = (0..500).map(|i| format!("+4474001{:05}", i)).collect();
     let refs: Vec<&str> = many.iter().map(String::as_str).collect();
     t.import(&refs, &["otp"]);
-    t.v.set_retention("shop", Some(30)).unwrap();
+    t.v.set_retention(&tenant("shop"), Some(30)).unwrap();
     // corrupt every record: a purge that read them would fail
     let recs = t.store.range(Tree::Records, b"", None, usize::MAX).unwrap();
     let mut b = phonevault::store::Batch::default();
@@ -258,19 +276,20 @@ fn purge_cost_follows_what_expired() {
 #[test]
 fn verify_stamps_the_time() {
     let t = setup();
-    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
+    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
+        .unwrap();
     assert_eq!(
-        t.v.find("shop", A, None, "otp")
+        t.v.find(&tenant("shop"), A, None, "otp")
             .unwrap()
             .unwrap()
             .verified_at,
         None
     );
     t.advance(10);
-    t.v.verify("shop", phone(A)).unwrap();
+    t.v.verify(&tenant("shop"), phone(A)).unwrap();
     let now = t.v.now();
     assert_eq!(
-        t.v.find("shop", A, None, "otp")
+        t.v.find(&tenant("shop"), A, None, "otp")
             .unwrap()
             .unwrap()
             .verified_at,
@@ -284,40 +303,52 @@ fn verify_stamps_the_time() {
 #[test]
 fn verify_for_some_purposes_stamps_only_their_records() {
     let t = setup();
-    t.v.add("shop", A, None, &p(&["marketing"]), "web").unwrap();
-    t.v.add("shop", B, None, &p(&["otp", "marketing"]), "web")
+    t.v.add(&tenant("shop"), A, None, &p(&["marketing"]), "web")
+        .unwrap();
+    t.v.add(&tenant("shop"), B, None, &p(&["otp", "marketing"]), "web")
         .unwrap();
     t.advance(10);
     let verified = |n: &str| {
-        t.v.find("shop", n, None, "marketing")
+        t.v.find(&tenant("shop"), n, None, "marketing")
             .unwrap()
             .unwrap()
             .verified_at
     };
-    t.v.verify_for("shop", phone(A), &p(&["otp"])).unwrap();
+    t.v.verify_for(&tenant("shop"), phone(A), &p(&["otp"]))
+        .unwrap();
     assert_eq!(verified(A), None);
-    t.v.verify_for("shop", phone(B), &p(&["otp"])).unwrap();
+    t.v.verify_for(&tenant("shop"), phone(B), &p(&["otp"]))
+        .unwrap();
     assert_eq!(verified(B), Some(t.v.now()));
-    t.v.withdraw("shop", phone(B), "otp").unwrap();
+    t.v.withdraw(&tenant("shop"), phone(B), "otp").unwrap();
     t.advance(10);
-    t.v.verify_for("shop", phone(B), &p(&["otp"])).unwrap();
+    t.v.verify_for(&tenant("shop"), phone(B), &p(&["otp"]))
+        .unwrap();
     assert_eq!(verified(B), Some(t.v.now() - 10));
     // Every purpose (the CLI, a tenant admin): any record.
-    t.v.verify_for("shop", phone(A), &[]).unwrap();
+    t.v.verify_for(&tenant("shop"), phone(A), &[]).unwrap();
     assert_eq!(verified(A), Some(t.v.now()));
 }
 
 #[test]
 fn purposes_can_be_added_later() {
     let t = setup();
-    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
+    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
+        .unwrap();
     assert!(t
         .v
-        .add("shop", A, None, &p(&["share:acme"]), "web")
+        .add(&tenant("shop"), A, None, &p(&["share:acme"]), "web")
         .is_err());
-    t.v.add_purposes("shop", &p(&["share:acme"])).unwrap();
-    t.v.add("shop", A, None, &p(&["share:acme"]), "partner-form")
+    t.v.add_purposes(&tenant("shop"), &p(&["share:acme"]))
         .unwrap();
+    t.v.add(
+        &tenant("shop"),
+        A,
+        None,
+        &p(&["share:acme"]),
+        "partner-form",
+    )
+    .unwrap();
     assert!(t.found(A, "share:acme"));
     assert!(!t.found(A, "marketing"), "sharing implies nothing else");
 }
@@ -328,10 +359,12 @@ fn an_import_during_suppression_is_not_revived_by_a_later_consent() {
     // explicit consent for another purpose, which lifts the suppression, would bring
     // the imported purpose back to life.
     let t = setup();
-    t.v.add("shop", A, None, &p(&["otp"]), "web").unwrap();
-    t.v.opt_out("shop", phone(A), None).unwrap();
+    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
+        .unwrap();
+    t.v.opt_out(&tenant("shop"), phone(A), None).unwrap();
     t.import(&[A], &["marketing"]);
-    t.v.add("shop", A, None, &p(&["support"]), "call").unwrap();
+    t.v.add(&tenant("shop"), A, None, &p(&["support"]), "call")
+        .unwrap();
     assert!(t.found(A, "support"));
     assert!(!t.found(A, "marketing"));
     assert!(!t.found(A, "otp"));
@@ -344,9 +377,9 @@ fn a_purpose_opt_out_under_a_total_one_survives_its_lifting() {
     //! (an explicit consent for another purpose) let a later import re-grant it.
     let t = setup();
     t.import(&[A], &["otp"]);
-    t.v.opt_out("shop", phone(A), None).unwrap();
-    t.v.opt_out("shop", phone(A), Some("otp")).unwrap();
-    t.v.add("shop", A, None, &p(&["marketing"]), "form")
+    t.v.opt_out(&tenant("shop"), phone(A), None).unwrap();
+    t.v.opt_out(&tenant("shop"), phone(A), Some("otp")).unwrap();
+    t.v.add(&tenant("shop"), A, None, &p(&["marketing"]), "form")
         .unwrap();
     t.import(&[A], &["otp"]);
     assert!(t.found(A, "marketing"));

@@ -9,6 +9,11 @@ use phonevault::stats::StatsQuery;
 use phonevault::store::MemoryStore;
 use phonevault::vault::{Target, Vault, VaultError};
 
+/// A tenant name the test writes out, parsed as the CLI and the server parse one.
+fn tenant(name: &str) -> phonevault::policy::TenantName {
+    phonevault::policy::TenantName::parse(name).expect("a tenant name of the accepted form")
+}
+
 fn p(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -19,7 +24,7 @@ fn vault() -> (Vault, Arc<AtomicU64>) {
     let c = clock.clone();
     v.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
     v.create_tenant(
-        "shop",
+        &tenant("shop"),
         &p(&["otp", "marketing", "share:acme", "share:globex"]),
         None,
     )
@@ -28,7 +33,8 @@ fn vault() -> (Vault, Arc<AtomicU64>) {
 }
 
 fn add(v: &Vault, n: &str, purposes: &[&str]) {
-    v.add("shop", n, None, &p(purposes), "test").unwrap();
+    v.add(&tenant("shop"), n, None, &p(purposes), "test")
+        .unwrap();
 }
 
 #[test]
@@ -45,7 +51,7 @@ fn stats_suppress_small_groups() {
     }
     // opted out of everything: not live, not counted
     v.opt_out(
-        "shop",
+        &tenant("shop"),
         Target::Phone {
             input: "+33612345610",
             region: None,
@@ -59,7 +65,7 @@ fn stats_suppress_small_groups() {
         min_group: 10,
         epsilon: None,
     };
-    let s = v.stats("shop", &q).unwrap();
+    let s = v.stats(&tenant("shop"), &q).unwrap();
     assert_eq!(s.suppressed_groups, 1);
     assert!(s.groups.iter().all(|g| g.count >= 10));
     assert!(s.groups.iter().all(|g| g.country.as_deref() != Some("IS")));
@@ -76,7 +82,7 @@ fn stats_suppress_small_groups() {
         ..q
     };
     for _ in 0..50 {
-        let s = v.stats("shop", &noisy).unwrap();
+        let s = v.stats(&tenant("shop"), &noisy).unwrap();
         assert!(s.groups.iter().all(|g| g.count >= 10));
         assert!(s
             .groups
@@ -94,7 +100,10 @@ fn stats_suppress_small_groups() {
             ..q
         },
     ] {
-        assert!(matches!(v.stats("shop", &bad), Err(VaultError::Stats(_))));
+        assert!(matches!(
+            v.stats(&tenant("shop"), &bad),
+            Err(VaultError::Stats(_))
+        ));
     }
 }
 
@@ -107,7 +116,7 @@ fn share_writes_only_the_partners_consented_records_under_its_own_ids() {
     add(&v, "+447400123004", &["marketing", "otp"]); // no sharing consent at all
     let collect = |partner: &str| {
         let mut rows = Vec::new();
-        v.share("shop", partner, |pid, f| {
+        v.share(&tenant("shop"), partner, |pid, f| {
             rows.push((
                 pid.to_owned(),
                 f.e164.expose_secret().to_owned(),
@@ -137,11 +146,11 @@ fn share_writes_only_the_partners_consented_records_under_its_own_ids() {
     assert_eq!(a3.0.len(), 32);
     // stable across exports for one partner, and across a data-key rotation
     assert_eq!(collect("acme")[0].0, acme[0].0);
-    v.rotate_key("shop", false).unwrap();
+    v.rotate_key(&tenant("shop"), false).unwrap();
     assert_eq!(collect("acme")[0].0, acme[0].0);
     // withdrawn sharing consent: no longer shared
     v.withdraw(
-        "shop",
+        &tenant("shop"),
         Target::Phone {
             input: "+447400123001",
             region: None,
@@ -152,7 +161,7 @@ fn share_writes_only_the_partners_consented_records_under_its_own_ids() {
     assert_eq!(numbers(&collect("acme")), vec!["+447400123003"]);
     // undeclared partner
     assert!(matches!(
-        v.share("shop", "initech", |_, _| Ok(())),
+        v.share(&tenant("shop"), "initech", |_, _| Ok(())),
         Err(VaultError::UnknownPurpose { .. })
     ));
 }
@@ -165,7 +174,7 @@ fn subject_report_shows_a_withdrawn_consent_with_both_dates() {
     let granted = v.now();
     clock.fetch_add(3600, Ordering::SeqCst);
     v.withdraw(
-        "shop",
+        &tenant("shop"),
         Target::Phone {
             input: n,
             region: None,
@@ -175,7 +184,7 @@ fn subject_report_shows_a_withdrawn_consent_with_both_dates() {
     .unwrap();
     let withdrawn = v.now();
     v.opt_out(
-        "shop",
+        &tenant("shop"),
         Target::Phone {
             input: n,
             region: None,
@@ -183,7 +192,7 @@ fn subject_report_shows_a_withdrawn_consent_with_both_dates() {
         Some("marketing"),
     )
     .unwrap();
-    let mut r = v.subject("shop", n, None).unwrap().unwrap();
+    let mut r = v.subject(&tenant("shop"), n, None).unwrap().unwrap();
     let m = r
         .consents
         .iter()
@@ -199,7 +208,10 @@ fn subject_report_shows_a_withdrawn_consent_with_both_dates() {
     assert!(!format!("{r:?}").contains("7400"));
     r.reveal();
     assert_eq!(r.phone, n);
-    assert!(v.subject("shop", "+447400123959", None).unwrap().is_none());
+    assert!(v
+        .subject(&tenant("shop"), "+447400123959", None)
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -209,7 +221,7 @@ fn stale_lists_numbers_not_verified_within_n_days() {
     add(&v, "+447400123002", &["otp"]);
     clock.fetch_add(40 * 86_400, Ordering::SeqCst);
     v.verify(
-        "shop",
+        &tenant("shop"),
         Target::Phone {
             input: "+447400123002",
             region: None,
@@ -217,13 +229,13 @@ fn stale_lists_numbers_not_verified_within_n_days() {
     )
     .unwrap();
     clock.fetch_add(86_400, Ordering::SeqCst);
-    let stale = v.stale("shop", 30).unwrap();
+    let stale = v.stale(&tenant("shop"), 30).unwrap();
     assert_eq!(stale.len(), 1);
     assert!(stale[0].masked.ends_with("3001"));
     assert_eq!(stale[0].verified_at, None);
-    assert_eq!(v.stale("shop", 0).unwrap().len(), 2);
-    assert_eq!(v.stale("shop", 100).unwrap().len(), 0);
+    assert_eq!(v.stale(&tenant("shop"), 0).unwrap().len(), 2);
+    assert_eq!(v.stale(&tenant("shop"), 100).unwrap().len(), 0);
     // expired records are not listed, even before a purge
-    v.set_retention("shop", Some(30)).unwrap();
-    assert_eq!(v.stale("shop", 0).unwrap().len(), 1);
+    v.set_retention(&tenant("shop"), Some(30)).unwrap();
+    assert_eq!(v.stale(&tenant("shop"), 0).unwrap().len(), 1);
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::vault::tenant;
 
 use common::vault::{self, open, when_free};
 
@@ -32,12 +33,12 @@ fn a_cache_refresh_keeps_the_reservation() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().join("v");
     let v = new_vault(&dir);
-    v.add("t", "+447400123001", None, &["otp".into()], "web")
+    v.add(&tenant("t"), "+447400123001", None, &["otp".into()], "web")
         .unwrap();
     let first = counter(&dir);
     assert!(first >= 1);
     std::thread::sleep(TENANT_CACHE_TTL + std::time::Duration::from_millis(200));
-    v.add("t", "+447400123002", None, &["otp".into()], "web")
+    v.add(&tenant("t"), "+447400123002", None, &["otp".into()], "web")
         .unwrap();
     // Still within the first reservation, or one more at most.
     assert!(
@@ -51,7 +52,7 @@ fn a_cache_refresh_keeps_the_reservation() {
 
     // A new process (here: a new open) starts from there.
     let v = open(&dir);
-    v.add("t", "+447400123003", None, &["otp".into()], "web")
+    v.add(&tenant("t"), "+447400123003", None, &["otp".into()], "web")
         .unwrap();
     drop(v);
     assert_eq!(counter(&dir), 3);
@@ -80,12 +81,12 @@ fn a_keyring_import_keeps_the_higher_counters() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().join("v");
     let v = new_vault(&dir);
-    v.add("t", "+447400123001", None, &["otp".into()], "web")
+    v.add(&tenant("t"), "+447400123001", None, &["otp".into()], "web")
         .unwrap();
     let old = v.export_keyring().unwrap();
     for i in 2..=6 {
         v.add(
-            "t",
+            &tenant("t"),
             &format!("+44740012300{i}"),
             None,
             &["otp".into()],

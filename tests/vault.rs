@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
+use common::vault::tenant;
 
 use common::vault;
 
@@ -32,11 +33,23 @@ fn same_number_in_two_tenants_is_unlinkable() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(&dir.path().join("v"));
     let ida = v
-        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .add(
+            &tenant("a"),
+            "+447400123958",
+            None,
+            &purposes(&["otp"]),
+            "t",
+        )
         .unwrap()
         .id();
     let idb = v
-        .add("b", "+447400123958", None, &purposes(&["otp"]), "t")
+        .add(
+            &tenant("b"),
+            "+447400123958",
+            None,
+            &purposes(&["otp"]),
+            "t",
+        )
         .unwrap()
         .id();
     assert_ne!(ida, idb);
@@ -51,11 +64,17 @@ fn same_number_in_two_tenants_is_unlinkable() {
     assert_ne!(idx[0].0[..4], idx[1].0[..4]);
 
     // b cannot find a's number once b no longer holds it
-    assert!(v.delete("b", &idb.to_string()).unwrap());
-    assert!(v.find("b", "+447400123958", None, "otp").unwrap().is_none());
-    assert!(v.find("a", "+447400123958", None, "otp").unwrap().is_some());
+    assert!(v.delete(&tenant("b"), idb).unwrap());
+    assert!(v
+        .find(&tenant("b"), "+447400123958", None, "otp")
+        .unwrap()
+        .is_none());
+    assert!(v
+        .find(&tenant("a"), "+447400123958", None, "otp")
+        .unwrap()
+        .is_some());
     // nor read a's record by id
-    assert!(v.get("b", &ida.to_string(), "otp").unwrap().is_none());
+    assert!(v.get(&tenant("b"), ida, "otp").unwrap().is_none());
 }
 
 #[test]
@@ -63,11 +82,17 @@ fn ciphertext_copied_into_another_record_fails_to_decrypt() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(&dir.path().join("v"));
     let id1 = v
-        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .add(
+            &tenant("a"),
+            "+447400123958",
+            None,
+            &purposes(&["otp"]),
+            "t",
+        )
         .unwrap()
         .id();
     let id2 = v
-        .add("a", "+12015550143", None, &purposes(&["otp"]), "t")
+        .add(&tenant("a"), "+12015550143", None, &purposes(&["otp"]), "t")
         .unwrap()
         .id();
     let recs = records(&v);
@@ -77,11 +102,11 @@ fn ciphertext_copied_into_another_record_fails_to_decrypt() {
     b.put(Tree::Records, k2.clone(), v1.clone());
     v.store().commit(&b).unwrap();
     assert!(matches!(
-        v.get("a", &id2.to_string(), "otp"),
+        v.get(&tenant("a"), id2, "otp"),
         Err(VaultError::Record(phonevault::record::RecordError::Decrypt))
     ));
     // the untouched record still reads
-    assert!(v.get("a", &id1.to_string(), "otp").unwrap().is_some());
+    assert!(v.get(&tenant("a"), id1, "otp").unwrap().is_some());
     let _ = k1;
 }
 
@@ -90,7 +115,13 @@ fn tampered_and_corrupt_records_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(&dir.path().join("v"));
     let id = v
-        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .add(
+            &tenant("a"),
+            "+447400123958",
+            None,
+            &purposes(&["otp"]),
+            "t",
+        )
         .unwrap()
         .id();
     let (k, stored) = records(&v).remove(0);
@@ -100,7 +131,9 @@ fn tampered_and_corrupt_records_are_errors_not_panics() {
         let mut b = phonevault::store::Batch::default();
         b.put(Tree::Records, k.clone(), t);
         v.store().commit(&b).unwrap();
-        let err = v.find("a", "+447400123958", None, "otp").unwrap_err();
+        let err = v
+            .find(&tenant("a"), "+447400123958", None, "otp")
+            .unwrap_err();
         assert!(
             matches!(err, VaultError::Record(_) | VaultError::Key(_)),
             "byte {i}: {err:?}"
@@ -111,12 +144,12 @@ fn tampered_and_corrupt_records_are_errors_not_panics() {
     let mut b = phonevault::store::Batch::default();
     b.put(Tree::Records, k.clone(), vec![1, 0, 0]);
     v.store().commit(&b).unwrap();
-    assert!(v.get("a", &id.to_string(), "otp").is_err());
+    assert!(v.get(&tenant("a"), id, "otp").is_err());
     // restoring the original bytes makes it readable again: nothing was lost
     let mut b = phonevault::store::Batch::default();
     b.put(Tree::Records, k, stored);
     v.store().commit(&b).unwrap();
-    assert!(v.get("a", &id.to_string(), "otp").unwrap().is_some());
+    assert!(v.get(&tenant("a"), id, "otp").unwrap().is_some());
 }
 
 #[test]
@@ -137,11 +170,11 @@ fn tampered_tenant_row_is_detected() {
     drop(v);
     let v = Vault::open(&path, &vault::unlock(), OpenOptions::default()).unwrap();
     assert!(matches!(
-        v.find("a", "+447400123958", None, "otp"),
+        v.find(&tenant("a"), "+447400123958", None, "otp"),
         Err(VaultError::RowTampered("tenants"))
     ));
     assert!(matches!(
-        v.find("c", "+447400123958", None, "otp"),
+        v.find(&tenant("c"), "+447400123958", None, "otp"),
         Err(VaultError::RowTampered("tenants"))
     ));
 }
@@ -150,16 +183,22 @@ fn tampered_tenant_row_is_detected() {
 fn full_disk_fails_cleanly_and_loses_nothing() {
     let store = Arc::new(MemoryStore::new());
     let v = Vault::in_memory(store.clone()).unwrap();
-    v.create_tenant("a", &purposes(&["otp"]), Some(1000))
+    v.create_tenant(&tenant("a"), &purposes(&["otp"]), Some(1000))
         .unwrap();
     let id = v
-        .add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+        .add(
+            &tenant("a"),
+            "+447400123958",
+            None,
+            &purposes(&["otp"]),
+            "t",
+        )
         .unwrap()
         .id();
     let before = records(&v);
     store.fail_commits_after(Some(0));
     let err = v
-        .add("a", "+12015550143", None, &purposes(&["otp"]), "t")
+        .add(&tenant("a"), "+12015550143", None, &purposes(&["otp"]), "t")
         .unwrap_err();
     assert!(
         matches!(err, VaultError::Store(StoreError::DiskFull)),
@@ -168,8 +207,11 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
     assert!(err.to_string().contains("disk is full"));
     store.fail_commits_after(None);
     assert_eq!(records(&v), before, "nothing half-written");
-    assert!(v.get("a", &id.to_string(), "otp").unwrap().is_some());
-    assert!(v.find("a", "+12015550143", None, "otp").unwrap().is_none());
+    assert!(v.get(&tenant("a"), id, "otp").unwrap().is_some());
+    assert!(v
+        .find(&tenant("a"), "+12015550143", None, "otp")
+        .unwrap()
+        .is_none());
 
     // an import that hits a full disk midway keeps the chunks before it, and a
     // re-run completes it
@@ -178,7 +220,7 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
         .collect::<Vec<_>>()
         .join("\n");
     let opts = ImportOptions {
-        tenant: "a".into(),
+        tenant: tenant("a"),
         purposes: purposes(&["otp"]),
         source: "import".into(),
         region: None,
@@ -231,20 +273,21 @@ fn a_vault_open_elsewhere_is_reported_as_locked() {
 fn failing_flushes_answer_no_read_and_acknowledge_no_write() {
     let store = Arc::new(MemoryStore::new());
     let v = Vault::in_memory(store.clone()).unwrap();
-    v.create_tenant("a", &purposes(&["otp"]), None).unwrap();
-    v.add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+    let a = tenant("a");
+    v.create_tenant(&a, &purposes(&["otp"]), None).unwrap();
+    v.add(&a, "+447400123958", None, &purposes(&["otp"]), "t")
         .unwrap();
     store.fail_flushes(true);
-    let err = v.find("a", "+447400123958", None, "otp").unwrap_err();
+    let err = v.find(&a, "+447400123958", None, "otp").unwrap_err();
     assert_eq!(err.code(), "audit_unavailable", "{err:?}");
     assert!(v
-        .add("a", "+12015550143", None, &purposes(&["otp"]), "t")
+        .add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
         .is_err());
     store.fail_flushes(false);
-    assert!(v.find("a", "+447400123958", None, "otp").unwrap().is_some());
-    v.add("a", "+12015550143", None, &purposes(&["otp"]), "t")
+    assert!(v.find(&a, "+447400123958", None, "otp").unwrap().is_some());
+    v.add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
         .unwrap();
-    assert!(v.find("a", "+12015550143", None, "otp").unwrap().is_some());
+    assert!(v.find(&a, "+12015550143", None, "otp").unwrap().is_some());
 }
 
 /// Writes that lose the race for a guarded row (another writer changed it first) are
@@ -253,26 +296,27 @@ fn failing_flushes_answer_no_read_and_acknowledge_no_write() {
 fn writes_that_lose_a_guard_are_retried_on_the_new_state() {
     let store = Arc::new(MemoryStore::new());
     let v = Vault::in_memory(store.clone()).unwrap();
-    v.create_tenant("a", &purposes(&["otp", "support"]), None)
+    let a = tenant("a");
+    v.create_tenant(&a, &purposes(&["otp", "support"]), None)
         .unwrap();
-    v.add("a", "+447400123958", None, &purposes(&["otp"]), "t")
+    v.add(&a, "+447400123958", None, &purposes(&["otp"]), "t")
         .unwrap();
     let before = records(&v).len();
     store.lose_guards(3);
-    v.add("a", "+447400123958", None, &purposes(&["support"]), "t")
+    v.add(&a, "+447400123958", None, &purposes(&["support"]), "t")
         .unwrap();
     assert_eq!(records(&v).len(), before, "merged, not duplicated");
-    let found = v.find("a", "+447400123958", None, "support").unwrap();
+    let found = v.find(&a, "+447400123958", None, "support").unwrap();
     assert!(found.is_some());
     // Past the retry budget, the conflict reaches the caller and nothing changed.
     store.lose_guards(1_000);
     let err = v
-        .add("a", "+12015550143", None, &purposes(&["otp"]), "t")
+        .add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
         .unwrap_err();
     assert!(
         matches!(err, VaultError::Store(StoreError::Conflict)),
         "{err:?}"
     );
     store.lose_guards(0);
-    assert!(v.find("a", "+12015550143", None, "otp").unwrap().is_none());
+    assert!(v.find(&a, "+12015550143", None, "otp").unwrap().is_none());
 }

@@ -8,6 +8,7 @@ pub mod harness;
 
 use std::path::Path;
 
+pub use harness::vault::tenant;
 use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
 use phonevault_keys::{KdfParams, Passphrase};
 
@@ -18,7 +19,7 @@ pub fn bench_vault(dir: &Path) -> Vault {
     Vault::init(dir, &pass, KdfParams::cheap_for_tests()).expect("init");
     let vault = Vault::open(dir, &Unlock::Passphrase(pass), OpenOptions::default()).expect("open");
     vault
-        .create_tenant("bench", &["otp".into()], None)
+        .create_tenant(&tenant("bench"), &["otp".into()], None)
         .expect("tenant");
     vault
 }
@@ -26,7 +27,7 @@ pub fn bench_vault(dir: &Path) -> Vault {
 /// Import into `bench` with consent `otp`, numbers in column `phone`.
 pub fn import_options() -> ImportOptions {
     ImportOptions {
-        tenant: "bench".into(),
+        tenant: tenant("bench"),
         purposes: vec!["otp".into()],
         source: "bench".into(),
         region: None,
@@ -58,8 +59,9 @@ pub fn lookup_rate(v: &Vault, lookups: &[String], threads: usize) -> f64 {
         for part in lookups.chunks(lookups.len().div_ceil(threads)) {
             let v = v.clone();
             s.spawn(move || {
+                let bench = tenant("bench");
                 for l in part {
-                    assert!(v.find("bench", l, None, "otp").expect("find").is_some());
+                    assert!(v.find(&bench, l, None, "otp").expect("find").is_some());
                 }
             });
         }

@@ -187,6 +187,8 @@ pub enum TargetError {
     NotExactlyOne,
     /// A region hint with a record id.
     RegionWithId,
+    /// A record id not of the vault's form.
+    InvalidRecordId,
 }
 
 impl std::fmt::Display for TargetError {
@@ -196,6 +198,7 @@ impl std::fmt::Display for TargetError {
             TargetError::RegionWithId => {
                 "\"region\" goes with \"phone\" only: a record id needs no region hint"
             }
+            TargetError::InvalidRecordId => "invalid record id: expected 32 hexadecimal characters",
         })
     }
 }
@@ -243,7 +246,11 @@ macro_rules! targeted {
                         input: p,
                         region: self.region.as_deref(),
                     }),
-                    (None, Some(id)) if self.region.is_none() => Ok(Target::Id(id)),
+                    (None, Some(id)) if self.region.is_none() => {
+                        crate::record::RecordId::parse(id)
+                            .map(Target::Id)
+                            .ok_or(TargetError::InvalidRecordId)
+                    }
                     (None, Some(_)) => Err(TargetError::RegionWithId),
                     _ => Err(TargetError::NotExactlyOne),
                 }

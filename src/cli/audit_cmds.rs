@@ -18,6 +18,8 @@ use zeroize::Zeroizing;
 
 use super::{create_private, fail, open, print_json, Cli, Failure};
 use crate::audit::{self, AuditError, Checkpoint, Entry, Link, Outcome, Report};
+use crate::policy::TenantName;
+use crate::record::RecordId;
 use crate::store::{Store, StoreLocation, Tree};
 use crate::vault::{self, VaultError};
 
@@ -690,14 +692,25 @@ fn report(cli: &Cli, a: &ReportArgs) -> Result<(), Failure> {
                 .values()
                 .flat_map(|s| s.revealed_ids.iter().cloned())
                 .collect();
-            if ids.is_empty() || tenant == "-" {
+            // "-" (no tenant) and any name the vault would not have written hold no
+            // records.
+            let Ok(name) = TenantName::parse(tenant) else {
+                continue;
+            };
+            if ids.is_empty() {
                 continue;
             }
-            let ids: Vec<String> = ids.into_iter().collect();
-            let list = v.numbers_for_notification(tenant, &ids)?;
+            let ids = ids
+                .iter()
+                .map(|id| RecordId::parse(id).ok_or(VaultError::InvalidRecordId))
+                .collect::<Result<Vec<_>, _>>()?;
+            let list = v.numbers_for_notification(&name, &ids)?;
             let m: serde_json::Map<String, serde_json::Value> = list
                 .into_iter()
-                .map(|(id, n)| (id, n.map_or(json!(null), |n| json!(n.expose_secret()))))
+                .map(|(id, n)| {
+                    let n = n.map_or(json!(null), |n| json!(n.expose_secret()));
+                    (id.to_string(), n)
+                })
                 .collect();
             numbers.insert(tenant.clone(), serde_json::Value::Object(m));
         }

@@ -105,7 +105,7 @@ pub(crate) fn dispatch(cli: &Cli, b: &mut dyn Backend) -> Option<Result<(), Fail
             Ok(true) => {
                 say(
                     cli,
-                    serde_json::json!({"deleted": a.id}),
+                    serde_json::json!({"deleted": a.id.to_string()}),
                     &format!("deleted {}", a.id),
                 );
                 Ok(())
@@ -403,7 +403,7 @@ impl Backend for Local<'_> {
         last4: &str,
     ) -> Result<Vec<Record>, Failure> {
         use crate::policy::{decide, Access, Caller, Decision, Operation};
-        let access = Access::new(&a.tenant, Operation::ReadLast4, &[]).reveal(a.reveal);
+        let access = Access::new(a.tenant.as_str(), Operation::ReadLast4, &[]).reveal(a.reveal);
         if let Decision::Deny(r) = decide(&Caller::Operator, &access) {
             return Err(fail(r.to_string()));
         }
@@ -414,12 +414,12 @@ impl Backend for Local<'_> {
 
     fn get(&mut self, a: &GetArgs) -> Result<Option<Record>, Failure> {
         let v = self.vault()?.clone().revealing(a.reveal);
-        let found = v.get(&a.tenant, &a.id, &a.purpose)?;
+        let found = v.get(&a.tenant, a.id, &a.purpose)?;
         Ok(found.map(|f| Record::of(&f, a.reveal)))
     }
 
     fn delete(&mut self, a: &DeleteArgs) -> Result<bool, Failure> {
-        Ok(self.vault()?.delete(&a.tenant, &a.id)?)
+        Ok(self.vault()?.delete(&a.tenant, a.id)?)
     }
 
     fn grant(

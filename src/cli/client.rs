@@ -39,7 +39,7 @@ use crate::api::response::{
 };
 use crate::api::{code, ErrorBody, ErrorDetail, Shown};
 use crate::phone::{self, NumberKind};
-use crate::record::RecordId;
+use crate::policy::TenantName;
 use crate::stats::{Group, Stats, StatsError, StatsQuery};
 use crate::store::StoreError;
 use crate::vault::{self, ImportSummary, ListCount, Role, TokenInfo, VaultError};
@@ -285,21 +285,22 @@ struct TargetBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     region: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
+    id: Option<String>,
 }
 
 impl<'a> TargetBody<'a> {
     fn of(t: &'a TargetArgs) -> TargetBody<'a> {
-        match (&t.phone, &t.id) {
-            (Some(p), _) => TargetBody {
-                phone: Some(p),
-                region: t.region.as_deref(),
-                id: None,
-            },
-            (None, id) => TargetBody {
+        // clap asks for exactly one of --phone and --id.
+        match (&t.phone, t.id) {
+            (None, Some(id)) => TargetBody {
                 phone: None,
                 region: None,
-                id: Some(id.as_deref().unwrap_or("")),
+                id: Some(id.to_string()),
+            },
+            (phone, _) => TargetBody {
+                phone: Some(phone.as_deref().unwrap_or_default()),
+                region: t.region.as_deref(),
+                id: None,
             },
         }
     }
@@ -309,8 +310,8 @@ fn enc(s: &str) -> String {
     utf8_percent_encode(s, NON_ALPHANUMERIC).to_string()
 }
 
-fn tenant_path(tenant: &str, rest: &str) -> String {
-    format!("/v1/tenants/{}/{rest}", enc(tenant))
+fn tenant_path(tenant: &TenantName, rest: &str) -> String {
+    format!("/v1/tenants/{}/{rest}", enc(tenant.as_str()))
 }
 
 /// A connection to the server and the caller's token.
@@ -697,10 +698,9 @@ impl Backend for Remote {
     }
 
     fn get(&mut self, a: &GetArgs) -> Result<Option<Record>, Failure> {
-        RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
         let mut path = tenant_path(
             &a.tenant,
-            &format!("numbers/{}?purpose={}", enc(&a.id), enc(&a.purpose)),
+            &format!("numbers/{}?purpose={}", a.id, enc(&a.purpose)),
         );
         if a.reveal {
             path.push_str("&reveal=true");
@@ -709,8 +709,7 @@ impl Backend for Remote {
     }
 
     fn delete(&mut self, a: &DeleteArgs) -> Result<bool, Failure> {
-        RecordId::parse(&a.id).ok_or(VaultError::InvalidRecordId)?;
-        let path = tenant_path(&a.tenant, &format!("numbers/{}", enc(&a.id)));
+        let path = tenant_path(&a.tenant, &format!("numbers/{}", a.id));
         Ok(self
             .call_or_absent::<Deleted>(Method::DELETE, &path, None)?
             .is_some())
@@ -1098,10 +1097,11 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is the failure report
 
     use super::*;
+    use crate::policy::values::tenant;
 
     fn args(region: Option<&str>) -> ImportArgs {
         ImportArgs {
-            tenant: "shop".into(),
+            tenant: tenant("shop"),
             consent: vec!["otp".into(), "share:acme".into()],
             region: region.map(str::to_owned),
             source: "crm \"2026\"".into(),

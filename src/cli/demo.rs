@@ -23,6 +23,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{create_private, fail, Failure};
+use crate::policy::TenantName;
 use crate::vault::{ImportOptions, OpenOptions, Role, TokenSpec, Unlock, Vault};
 use phonevault_keys::{KdfParams, Passphrase};
 
@@ -82,9 +83,10 @@ pub(super) fn run(a: &DemoArgs) -> Result<(), Failure> {
         OpenOptions::default(),
     )?;
     let purposes: Vec<String> = PURPOSES.iter().map(|p| (*p).to_owned()).collect();
-    v.create_tenant(TENANT, &purposes, None)?;
+    let tenant = TenantName::parse(TENANT).map_err(|e| super::fail(e.to_string()))?;
+    v.create_tenant(&tenant, &purposes, None)?;
     let opts = ImportOptions {
-        tenant: TENANT.into(),
+        tenant: tenant.clone(),
         purposes: vec!["otp".into(), "support".into()],
         source: "demo".into(),
         region: None,
@@ -104,7 +106,7 @@ pub(super) fn run(a: &DemoArgs) -> Result<(), Failure> {
     );
     let token = |role: Role| {
         v.create_token(&TokenSpec {
-            tenant: Some(TENANT.into()),
+            tenant: Some(tenant.clone()),
             role,
             purposes: Vec::new(),
             reveal: false,

@@ -14,6 +14,7 @@ use super::{
     say, unlock_source, write_new_secret_file, Cli, Failure, KeyCommand,
 };
 use crate::backup::BackupError;
+use crate::policy::TenantName;
 use crate::store::StoreError;
 use crate::vault::{RestoreOptions, Unlock, Vault, VaultError};
 
@@ -486,7 +487,7 @@ pub(super) fn keyring(cli: &Cli, c: &KeyringCommand) -> Result<(), Failure> {
 }
 
 /// `tenant delete NAME --shred` (and its alias `tenant shred NAME --yes`).
-pub(super) fn shred(cli: &Cli, name: &str) -> Result<(), Failure> {
+pub(super) fn shred(cli: &Cli, name: &TenantName) -> Result<(), Failure> {
     let r = open(cli)?.shred_tenant(name)?;
     say(cli, serde_json::json!({"tenant": name, "shredded": true, "records_deleted": r.records}),
         &format!("tenant {name}: keys destroyed, {} records deleted; destroy old copies of the keyring file and exports too (data backups need nothing: they hold no keys)", r.records));

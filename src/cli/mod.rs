@@ -26,6 +26,8 @@ pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
 
 use crate::api::response::{BatchSummary, Record};
 use crate::phone;
+use crate::policy::{parse_record_id, TenantName};
+use crate::record::RecordId;
 use crate::store::StoreLocation;
 use crate::vault::{self, OpenOptions, Unlock, Vault, VaultError};
 
@@ -351,7 +353,8 @@ pub enum TenantCommand {
   phonevault tenant create helpdesk --purposes support --last4-index --expected-rows 2000000")]
     Create {
         /// Tenant name (a-z, 0-9, '-', '_', '.').
-        name: String,
+        #[arg(value_parser = TenantName::parse)]
+        name: TenantName,
         /// Comma-separated purposes (e.g. otp,support,marketing,share:acme).
         #[arg(long, value_delimiter = ',', required = true)]
         purposes: Vec<String>,
@@ -371,7 +374,8 @@ Irreversible: every copy of the tenant's data (data backups, old store files) be
 undecryptable at once. Old copies of the keyring file and keyring exports must be destroyed too.")]
     Delete {
         /// Tenant name.
-        name: String,
+        #[arg(value_parser = TenantName::parse)]
+        name: TenantName,
         /// Destroy the tenant's keys (required: the only way a tenant is deleted).
         #[arg(long, required = true)]
         shred: bool,
@@ -383,7 +387,8 @@ Irreversible: every copy of the tenant's data (backups, old store files) becomes
 undecryptable. Old copies of the keyring file must be destroyed too.")]
     Shred {
         /// Tenant name.
-        name: String,
+        #[arg(value_parser = TenantName::parse)]
+        name: TenantName,
         /// Confirm that this is irreversible.
         #[arg(long, required = true)]
         yes: bool,
@@ -393,7 +398,8 @@ undecryptable. Old copies of the keyring file must be destroyed too.")]
   phonevault tenant add-purpose shop --purposes share:acme")]
     AddPurpose {
         /// Tenant name.
-        name: String,
+        #[arg(value_parser = TenantName::parse)]
+        name: TenantName,
         /// Comma-separated purposes to add.
         #[arg(long, value_delimiter = ',', required = true)]
         purposes: Vec<String>,
@@ -404,7 +410,8 @@ undecryptable. Old copies of the keyring file must be destroyed too.")]
   phonevault tenant set-retention shop --unlimited")]
     SetRetention {
         /// Tenant name.
-        name: String,
+        #[arg(value_parser = TenantName::parse)]
+        name: TenantName,
         /// Retention in days (at least 1).
         #[arg(
             long,
@@ -431,7 +438,8 @@ inbound messages must then carry a valid X-Twilio-Signature for the webhook URL.
       --policy-url https://shop.example/privacy --jurisdiction GB")]
     SetReceipt {
         /// Tenant name.
-        name: String,
+        #[arg(value_parser = TenantName::parse)]
+        name: TenantName,
         /// The controller's name.
         #[arg(long)]
         controller: String,
@@ -451,7 +459,8 @@ inbound messages must then carry a valid X-Twilio-Signature for the webhook URL.
 #[derive(Debug, clap::Args)]
 pub struct SetSmsArgs {
     /// Tenant name.
-    pub name: String,
+    #[arg(value_parser = TenantName::parse)]
+    pub name: TenantName,
     /// File holding the provider's signing secret (Twilio: the auth token); a final
     /// newline is ignored.
     #[arg(long, conflicts_with = "no_secret")]
@@ -494,8 +503,8 @@ pub enum KeyCommand {
 New writes use the new version at once; older versions still decrypt until rewrapped.")]
     Rotate {
         /// Tenant.
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = TenantName::parse)]
+        tenant: TenantName,
         /// Rotate the blind-index key instead of the data key.
         #[arg(long)]
         index: bool,
@@ -506,8 +515,8 @@ New writes use the new version at once; older versions still decrypt until rewra
 Safe to interrupt (Ctrl-C, crash): run it again to continue.")]
     Rewrap {
         /// Tenant.
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = TenantName::parse)]
+        tenant: TenantName,
     },
     /// Destroy a tenant's key versions below V (never a current one).
     #[command(after_help = "Examples:
@@ -516,8 +525,8 @@ Refuses while records are still under those versions (it says how many) unless -
 such records then stay, and reads report them as unreadable.")]
     Retire {
         /// Tenant.
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = TenantName::parse)]
+        tenant: TenantName,
         /// Destroy every version below this one.
         #[arg(long)]
         below: u32,
@@ -593,14 +602,14 @@ pub enum ConsentCommand {
 #[derive(Debug, Args)]
 pub struct TargetArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// The number.
     #[arg(long, required_unless_present = "id", conflicts_with = "id")]
     pub phone: Option<String>,
     /// Record id.
-    #[arg(long)]
-    pub id: Option<String>,
+    #[arg(long, value_parser = parse_record_id)]
+    pub id: Option<RecordId>,
     /// Region hint for national numbers.
     #[arg(long)]
     pub region: Option<String>,
@@ -608,13 +617,13 @@ pub struct TargetArgs {
 
 impl TargetArgs {
     fn target(&self) -> vault::Target<'_> {
-        match (&self.phone, &self.id) {
-            (Some(p), _) => vault::Target::Phone {
-                input: p,
+        // clap asks for exactly one of --phone and --id.
+        match (&self.phone, self.id) {
+            (None, Some(id)) => vault::Target::Id(id),
+            (phone, _) => vault::Target::Phone {
+                input: phone.as_deref().unwrap_or_default(),
                 region: self.region.as_deref(),
             },
-            (None, Some(id)) => vault::Target::Id(id),
-            (None, None) => vault::Target::Id(""),
         }
     }
 }
@@ -637,8 +646,8 @@ pub struct OptOutArgs {
 #[derive(Debug, Args)]
 pub struct SubjectArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// The number.
     #[arg(long)]
     pub phone: String,
@@ -654,8 +663,8 @@ pub struct SubjectArgs {
 #[derive(Debug, Args)]
 pub struct ShareArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// Partner name (the purpose is `share:<partner>`).
     #[arg(long)]
     pub partner: String,
@@ -668,8 +677,8 @@ pub struct ShareArgs {
 #[derive(Debug, Args)]
 pub struct StaleArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// Not verified within this many days.
     #[arg(long)]
     pub days: u32,
@@ -679,8 +688,8 @@ pub struct StaleArgs {
 #[derive(Debug, Args)]
 pub struct StatsArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// Grouping: country, type, or both.
     #[arg(long, value_delimiter = ',', default_value = "country,type", value_parser = ["country", "type"])]
     pub by: Vec<String>,
@@ -699,8 +708,8 @@ pub struct StatsArgs {
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
     /// Only this tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: Option<TenantName>,
     /// Report what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -710,8 +719,8 @@ pub struct PurgeArgs {
 #[derive(Debug, Args)]
 pub struct ReindexArgs {
     /// Only this tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: Option<TenantName>,
     /// Report, stamp nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -721,8 +730,8 @@ pub struct ReindexArgs {
 #[derive(Debug, Args)]
 pub struct AddArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// The number (E.164, international, national with --region, or tel: URI).
     #[arg(long)]
     pub phone: String,
@@ -741,8 +750,8 @@ pub struct AddArgs {
 #[derive(Debug, Args)]
 pub struct FindArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// The number.
     #[arg(long, required_unless_present = "last4", conflicts_with = "last4")]
     pub phone: Option<String>,
@@ -767,10 +776,11 @@ pub struct FindArgs {
 #[derive(Debug, Args)]
 pub struct GetArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// Record id.
-    pub id: String,
+    #[arg(value_parser = parse_record_id)]
+    pub id: RecordId,
     /// Purpose of this read.
     #[arg(long)]
     pub purpose: String,
@@ -783,18 +793,19 @@ pub struct GetArgs {
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// Record id.
-    pub id: String,
+    #[arg(value_parser = parse_record_id)]
+    pub id: RecordId,
 }
 
 /// `import` options.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// Purposes every number in the file consented to.
     #[arg(long, value_delimiter = ',', required = true)]
     pub consent: Vec<String>,
@@ -818,8 +829,8 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// Purpose of this export.
     #[arg(long)]
     pub purpose: String,
@@ -849,6 +860,23 @@ pub struct Failure {
     pub message: String,
     /// Exit code.
     pub code: u8,
+}
+
+/// A command-line value one of the edge parsers refused (a tenant name, a record id:
+/// see `value_parser` above), reported as every other refusal is: one line, exit 1,
+/// the value not repeated (it may be a phone number typed into the wrong field; clap's
+/// own report quotes it). `None` for every other parse error, which clap reports.
+pub fn refused_value(e: &clap::Error) -> Option<Failure> {
+    use std::error::Error as _;
+    if e.kind() != clap::error::ErrorKind::ValueValidation {
+        return None;
+    }
+    let refused = e.source()?.downcast_ref::<crate::policy::ValueError>()?;
+    let arg = match e.get(clap::error::ContextKind::InvalidArg) {
+        Some(clap::error::ContextValue::String(a)) => format!(" (given to {a})"),
+        _ => String::new(),
+    };
+    Some(fail(format!("{refused}{arg}")))
 }
 
 impl From<VaultError> for Failure {
@@ -1249,7 +1277,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Purge(a) => {
-            let reports = open(&cli)?.purge(a.tenant.as_deref(), a.dry_run)?;
+            let reports = open(&cli)?.purge(a.tenant.as_ref(), a.dry_run)?;
             if cli.json {
                 print_json(&serde_json::to_value(&reports).unwrap_or_default());
             } else if reports.is_empty() {
@@ -1753,7 +1781,7 @@ fn import_bar(cli: &Cli, len: u64) -> indicatif::ProgressBar {
 }
 
 fn reindex(cli: &Cli, a: &ReindexArgs) -> Result<(), Failure> {
-    let reports = open(cli)?.reindex(a.tenant.as_deref(), a.dry_run)?;
+    let reports = open(cli)?.reindex(a.tenant.as_ref(), a.dry_run)?;
     if cli.json {
         print_json(&serde_json::to_value(&reports).unwrap_or_default());
         return Ok(());

@@ -3,6 +3,7 @@
 use clap::{Args, Subcommand};
 
 use super::{fail, print_json, unlock_source, Cli, Failure};
+use crate::policy::TenantName;
 use crate::server::{self, ServeOptions};
 use crate::vault::{self, Role, TokenInfo};
 
@@ -162,8 +163,8 @@ pub enum TokenCommand {
 #[derive(Debug, Args)]
 pub struct TokenCreateArgs {
     /// Tenant the token is bound to.
-    #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
-    pub tenant: Option<String>,
+    #[arg(long, required_unless_present = "admin", conflicts_with = "admin", value_parser = TenantName::parse)]
+    pub tenant: Option<TenantName>,
     /// Role: admin, writer, reader, auditor or inbound (an SMS provider's webhook).
     #[arg(long, required_unless_present = "admin", conflicts_with = "admin")]
     pub role: Option<String>,

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::backend::{rejects_path, RejectsFile};
 use super::{fail, fmt_time, import_bar, open, print_json, Cli, Failure};
+use crate::policy::TenantName;
 use crate::vault::SuppressOptions;
 
 /// `suppress` commands.
@@ -24,16 +25,16 @@ Rows that are not valid numbers go to FILE.rejects.csv (line number and reason).
   phonevault suppress list --tenant shop")]
     List {
         /// Tenant.
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = TenantName::parse)]
+        tenant: TenantName,
     },
     /// Drop a list: reads stop consulting it at once, its entries are deleted.
     #[command(after_help = "Example:
   phonevault suppress drop --tenant shop --list us-dnc")]
     Drop {
         /// Tenant.
-        #[arg(long)]
-        tenant: String,
+        #[arg(long, value_parser = TenantName::parse)]
+        tenant: TenantName,
         /// List name.
         #[arg(long)]
         list: String,
@@ -44,8 +45,8 @@ Rows that are not valid numbers go to FILE.rejects.csv (line number and reason).
 #[derive(Debug, Args)]
 pub struct SuppressImportArgs {
     /// Tenant.
-    #[arg(long)]
-    pub tenant: String,
+    #[arg(long, value_parser = TenantName::parse)]
+    pub tenant: TenantName,
     /// List name (1-64 of a-z, 0-9, '-', '_', '.', ':').
     #[arg(long)]
     pub list: String,

@@ -54,8 +54,11 @@ pub enum ValueError {
     Role,
 }
 
-/// A tenant name of the accepted form (1-64 characters of `[a-z0-9._:-]`).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A tenant name of the accepted form (1-64 characters of `[a-z0-9._:-]`), parsed at
+/// the edge (a command-line value, a path segment, a JSON field) and taken by the
+/// vault's methods, which do not check its form again.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
 pub struct TenantName(String);
 
 impl TenantName {
@@ -72,6 +75,27 @@ impl TenantName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+impl std::str::FromStr for TenantName {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        TenantName::parse(s)
+    }
+}
+
+impl std::fmt::Display for TenantName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A tenant name the test writes out, known to be of the form.
+#[cfg(test)]
+#[allow(clippy::expect_used)] // a test's own constant
+pub(crate) fn tenant(s: &str) -> TenantName {
+    TenantName::parse(s).expect("a tenant name of the accepted form")
 }
 
 /// Checks a name (tenant, purpose): 1-64 characters of `[a-z0-9._:-]`.

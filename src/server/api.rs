@@ -11,6 +11,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 
+use super::paths::{RecordPath, TenantPath};
 use super::{
     blocking, open_vault, quick, unseal_delay, write_detail, ApiError, App, Authed, JsonBody, Peer,
     RawBody, MAX_BATCH_BODY, MAX_BATCH_ITEMS, MAX_BODY, MAX_HELD_ENTRIES, MAX_UNSEAL_BODY, OPENAPI,
@@ -27,7 +28,7 @@ use crate::api::response::{
 };
 use crate::api::{ErrorDetail, Shown};
 use crate::audit::{Entry, Outcome};
-use crate::policy::{Access, Operation};
+use crate::policy::{Access, Operation, TenantName};
 use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
@@ -272,12 +273,12 @@ fn names(purposes: &[String]) -> Vec<&str> {
 async fn add(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<AddReq>,
 ) -> Res {
     let consents = names(&req.consents);
     let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&consents))?;
+        auth.authorize(&Access::new(tenant.as_str(), Operation::Write, &[]).purposes(&consents))?;
     app.writes.take(&info.id, 1)?;
     let (detailed, o) = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
@@ -315,7 +316,7 @@ async fn add(
 async fn batch(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<BatchReq>,
 ) -> Res {
     let consents: Vec<&str> = req
@@ -325,7 +326,7 @@ async fn batch(
         .map(String::as_str)
         .collect();
     let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Write, &[]).purposes(&consents))?;
+        auth.authorize(&Access::new(tenant.as_str(), Operation::Write, &[]).purposes(&consents))?;
     drop(consents);
     if req.items.len() > MAX_BATCH_ITEMS {
         // A schema violation (`maxItems`), so a 400 like any other; 413 is for bodies
@@ -390,7 +391,7 @@ async fn batch(
 /// numbers come back as `suppressed`); an explicit add does.
 fn batch_import(
     vault: &crate::vault::Vault,
-    tenant: &str,
+    tenant: &TenantName,
     req: BatchReq,
 ) -> Result<(Vec<ItemResult>, crate::vault::ImportSummary), crate::vault::VaultError> {
     use std::collections::BTreeMap;
@@ -418,7 +419,7 @@ fn batch_import(
             line: i as u64,
         });
         let opts = crate::vault::ImportOptions {
-            tenant: tenant.to_owned(),
+            tenant: tenant.clone(),
             purposes,
             source: source.clone(),
             region,
@@ -488,7 +489,7 @@ fn item_error(index: usize, e: &ApiError) -> ItemResult {
 async fn lookup(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<LookupReq>,
 ) -> Res {
     let vault = admit_read(&auth, &tenant, &req.purpose, req.reveal, Some(&app.lookups))?;
@@ -503,13 +504,13 @@ async fn lookup(
 /// vault, revealing as asked.
 fn admit_read(
     auth: &Authed,
-    tenant: &str,
+    tenant: &TenantName,
     purpose: &str,
     reveal: bool,
     budget: Option<&super::limit::RateLimiter>,
 ) -> Result<crate::vault::Vault, ApiError> {
     let purposes = [purpose];
-    let access = Access::new(tenant, Operation::Read, &[])
+    let access = Access::new(tenant.as_str(), Operation::Read, &[])
         .purposes(&purposes)
         .reveal(reveal);
     let (vault, info) = auth.authorize(&access)?;
@@ -530,11 +531,11 @@ fn record_or_absent(found: Option<Found>, reveal: bool) -> Res {
 async fn lookup_last4(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<Last4Req>,
 ) -> Res {
     let purpose = [req.purpose.as_str()];
-    let access = Access::new(&tenant, Operation::ReadLast4, &[])
+    let access = Access::new(tenant.as_str(), Operation::ReadLast4, &[])
         .purposes(&purpose)
         .reveal(req.reveal);
     let (vault, info) = auth.authorize(&access)?;
@@ -572,22 +573,26 @@ pub(crate) fn parse_get_query(query: Option<&str>) -> Result<GetQuery, ApiError>
 
 async fn get_number(
     Extension(auth): Extension<Authed>,
-    Path((tenant, id)): Path<(String, String)>,
+    TenantPath(tenant): TenantPath,
+    id: RecordPath,
     uri: Uri,
 ) -> Res {
     let q = parse_get_query(uri.query())?;
     let vault = admit_read(&auth, &tenant, &q.purpose, q.reveal, None)?;
+    let id = id.id()?;
     let reveal = q.reveal;
-    let found = quick(move || vault.get(&tenant, &id, &q.purpose)).await?;
+    let found = quick(move || vault.get(&tenant, id, &q.purpose)).await?;
     record_or_absent(found, reveal)
 }
 
 async fn delete_number(
     Extension(auth): Extension<Authed>,
-    Path((tenant, id)): Path<(String, String)>,
+    TenantPath(tenant): TenantPath,
+    id: RecordPath,
 ) -> Res {
-    let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Write, &[]))?;
-    if blocking(move || vault.delete(&tenant, &id)).await? {
+    let (vault, _) = auth.authorize(&Access::new(tenant.as_str(), Operation::Write, &[]))?;
+    let id = id.id()?;
+    if blocking(move || vault.delete(&tenant, id)).await? {
         ok(&Deleted { deleted: true })
     } else {
         Err(ApiError::not_found())
@@ -596,18 +601,25 @@ async fn delete_number(
 
 /// A request that names no one record, as the caller is told.
 fn bad_target(e: TargetError) -> ApiError {
-    ApiError::bad_json(e.to_string())
+    match e {
+        // The answer the vault gave when it parsed the id itself.
+        TargetError::InvalidRecordId => crate::vault::VaultError::InvalidRecordId.into(),
+        e => ApiError::bad_json(e.to_string()),
+    }
 }
 
 /// The same, inside a vault call.
 fn invalid_target(e: TargetError) -> crate::vault::VaultError {
-    crate::vault::VaultError::InvalidArgument(e.to_string())
+    match e {
+        TargetError::InvalidRecordId => crate::vault::VaultError::InvalidRecordId,
+        e => crate::vault::VaultError::InvalidArgument(e.to_string()),
+    }
 }
 
 async fn grant(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<GrantReq>,
 ) -> Res {
     let (vault, info) = admit(&app, &auth, &tenant, &names(&req.purposes), &req)?;
@@ -638,12 +650,12 @@ async fn grant(
 fn admit<R: Targeted>(
     app: &App,
     auth: &Authed,
-    tenant: &str,
+    tenant: &TenantName,
     purposes: &[&str],
     req: &R,
 ) -> Result<(crate::vault::Vault, TokenInfo), ApiError> {
     let (vault, info) =
-        auth.authorize(&Access::new(tenant, Operation::Write, &[]).purposes(purposes))?;
+        auth.authorize(&Access::new(tenant.as_str(), Operation::Write, &[]).purposes(purposes))?;
     req.target().map_err(bad_target)?;
     app.writes.take(&info.id, 1)?;
     Ok((vault, info))
@@ -654,12 +666,12 @@ fn admit<R: Targeted>(
 async fn change_record<R, T>(
     vault: crate::vault::Vault,
     info: TokenInfo,
-    tenant: String,
+    tenant: TenantName,
     req: R,
     change: impl FnOnce(
             &crate::vault::Vault,
             &TokenInfo,
-            &str,
+            &TenantName,
             Target<'_>,
             &R,
         ) -> Result<T, crate::vault::VaultError>
@@ -684,7 +696,7 @@ where
 async fn grant_with_receipt(
     vault: crate::vault::Vault,
     info: TokenInfo,
-    tenant: String,
+    tenant: TenantName,
     req: GrantReq,
 ) -> Res {
     let (changed, file) = blocking(move || {
@@ -732,7 +744,7 @@ fn answer_changed(v: Option<crate::vault::Changed>) -> Res {
 async fn withdraw(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<WithdrawReq>,
 ) -> Res {
     let (vault, info) = admit(&app, &auth, &tenant, &[req.purpose.as_str()], &req)?;
@@ -746,7 +758,7 @@ async fn withdraw(
 async fn opt_out(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<OptOutReq>,
 ) -> Res {
     let purpose: Vec<&str> = match (&req.purpose, req.all) {
@@ -772,12 +784,13 @@ async fn opt_out(
 async fn inbound_sms(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     headers: HeaderMap,
     uri: Uri,
     RawBody(body): RawBody,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::InboundSms, &[]))?;
+    let (vault, info) =
+        auth.authorize(&Access::new(tenant.as_str(), Operation::InboundSms, &[]))?;
     let content_type = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
@@ -815,7 +828,7 @@ async fn inbound_sms(
 async fn erase(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
     let (vault, info) = admit(&app, &auth, &tenant, &[], &req)?;
@@ -835,7 +848,7 @@ async fn erase(
 async fn verify(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<TargetReq>,
 ) -> Res {
     let (vault, info) = admit(&app, &auth, &tenant, &[], &req)?;
@@ -848,10 +861,10 @@ async fn verify(
 
 async fn stats(
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
     JsonBody(req): JsonBody<StatsReq>,
 ) -> Res {
-    let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Stats, &[]))?;
+    let (vault, _) = auth.authorize(&Access::new(tenant.as_str(), Operation::Stats, &[]))?;
     let q = req.query();
     let s = blocking(move || vault.stats(&tenant, &q)).await?;
     ok(&s)
@@ -881,8 +894,19 @@ async fn create_token(
         .as_deref()
         .map(crate::vault::parse_ttl)
         .transpose()?;
+    // A name of the wrong form is no tenant: refused as the vault refused it (404
+    // `unknown_tenant`, audited without the name), before the vault is asked.
+    let tenant = match req.tenant.as_deref().map(TenantName::parse).transpose() {
+        Ok(t) => t,
+        Err(_) => {
+            let e = crate::vault::VaultError::UnknownTenant(());
+            let outcome = Outcome::Failed(e.code().to_owned());
+            blocking(move || vault.audit_event("token-create", None, outcome)).await?;
+            return Err(e.into());
+        }
+    };
     let spec = TokenSpec {
-        tenant: req.tenant,
+        tenant,
         role,
         purposes: req.purposes,
         reveal: req.reveal,
@@ -941,6 +965,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is the failure report
 
     use super::*;
+    use crate::policy::values::tenant;
     use crate::store::MemoryStore;
     use serde_json::{json, Value};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -959,20 +984,32 @@ mod tests {
         let c = now.clone();
         vault.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
         let purposes = ["otp".to_owned(), "marketing".to_owned()];
-        vault.create_tenant("shop", &purposes, None).unwrap();
-        vault.set_retention("shop", Some(1)).unwrap();
+        vault
+            .create_tenant(&tenant("shop"), &purposes, None)
+            .unwrap();
+        vault.set_retention(&tenant("shop"), Some(1)).unwrap();
         let otp = ["otp".to_owned()];
-        vault.add("shop", EXPIRED, None, &otp, "t").unwrap();
+        vault
+            .add(&tenant("shop"), EXPIRED, None, &otp, "t")
+            .unwrap();
         now.fetch_add(2 * DAY, Ordering::SeqCst);
         vault
-            .add("shop", OTHER_ONLY, None, &["marketing".to_owned()], "t")
+            .add(
+                &tenant("shop"),
+                OTHER_ONLY,
+                None,
+                &["marketing".to_owned()],
+                "t",
+            )
             .unwrap();
-        vault.add("shop", SUPPRESSED, None, &otp, "t").unwrap();
+        vault
+            .add(&tenant("shop"), SUPPRESSED, None, &otp, "t")
+            .unwrap();
         let t = Target::Phone {
             input: SUPPRESSED,
             region: None,
         };
-        vault.opt_out("shop", t, None).unwrap();
+        vault.opt_out(&tenant("shop"), t, None).unwrap();
         vault
     }
 
@@ -1016,7 +1053,7 @@ mod tests {
     /// exact bytes of the answer.
     async fn call(app: &Arc<App>, auth: &Authed, route: &str, body: Value) -> (u16, Vec<u8>) {
         let bytes = body.to_string();
-        let t = || Path("shop".to_owned());
+        let t = || TenantPath(tenant("shop"));
         let s = || State(app.clone());
         let e = || Extension(auth.clone());
         macro_rules! parse {
@@ -1125,7 +1162,9 @@ mod tests {
     #[test]
     fn batch_results_stay_with_their_items_across_line_breaks() {
         let vault = crate::vault::Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
-        vault.create_tenant("t", &["otp".into()], None).unwrap();
+        vault
+            .create_tenant(&tenant("t"), &["otp".into()], None)
+            .unwrap();
         let req: BatchReq = super::super::parse_body(
             br#"{"items": [
                 {"phone": "+447400123958\n", "consents": ["otp"]},
@@ -1134,7 +1173,7 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        let (results, summary) = batch_import(&vault, "t", req).unwrap();
+        let (results, summary) = batch_import(&vault, &tenant("t"), req).unwrap();
         let status: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
         assert_eq!(status, [ItemStatus::Ok, ItemStatus::Error, ItemStatus::Ok]);
         assert_eq!((summary.created, summary.rejected), (2, 1));

@@ -9,6 +9,7 @@ use axum::extract::{Extension, Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
+use super::paths::{ListPath, TenantPath, UploadPath};
 use super::{blocking, ApiError, App, Authed, JsonBody, MAX_BATCH_ITEMS};
 use crate::api::request::{UploadCommitReq, UploadRowsReq, UploadStartReq};
 use crate::api::response::{
@@ -28,9 +29,9 @@ fn answer<T: serde::Serialize>(v: &T) -> Res {
 /// `GET /v1/tenants/{tenant}/suppression-lists`
 pub(crate) async fn list_lists(
     Extension(auth): Extension<Authed>,
-    Path(tenant): Path<String>,
+    TenantPath(tenant): TenantPath,
 ) -> Res {
-    let (vault, _) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    let (vault, _) = auth.authorize(&Access::new(tenant.as_str(), Operation::Lists, &[]))?;
     let lists = blocking(move || vault.suppress_lists(&tenant)).await?;
     answer(&SuppressionLists { lists })
 }
@@ -39,9 +40,10 @@ pub(crate) async fn list_lists(
 pub(crate) async fn drop_list(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path((tenant, list)): Path<(String, String)>,
+    TenantPath(tenant): TenantPath,
+    Path(ListPath { list }): Path<ListPath>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    let (vault, info) = auth.authorize(&Access::new(tenant.as_str(), Operation::Lists, &[]))?;
     app.writes.take(&info.id, 1)?;
     let deleted = blocking(move || vault.suppress_drop(&tenant, &list)).await?;
     answer(&Dropped {
@@ -54,10 +56,11 @@ pub(crate) async fn drop_list(
 pub(crate) async fn begin_upload(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path((tenant, list)): Path<(String, String)>,
+    TenantPath(tenant): TenantPath,
+    Path(ListPath { list }): Path<ListPath>,
     JsonBody(_): JsonBody<UploadStartReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    let (vault, info) = auth.authorize(&Access::new(tenant.as_str(), Operation::Lists, &[]))?;
     app.writes.take(&info.id, 1)?;
     let upload = blocking(move || vault.suppress_upload_begin(&tenant, &list)).await?;
     answer(&UploadStarted { upload })
@@ -67,10 +70,11 @@ pub(crate) async fn begin_upload(
 pub(crate) async fn upload_rows(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path((tenant, list, upload)): Path<(String, String, String)>,
+    TenantPath(tenant): TenantPath,
+    Path(UploadPath { list, upload }): Path<UploadPath>,
     JsonBody(req): JsonBody<UploadRowsReq>,
 ) -> Res {
-    let (vault, info) = auth.authorize(&Access::new(&tenant, Operation::Lists, &[]))?;
+    let (vault, info) = auth.authorize(&Access::new(tenant.as_str(), Operation::Lists, &[]))?;
     if req.phones.len() > MAX_BATCH_ITEMS {
         return Err(ApiError::new(
             axum::http::StatusCode::BAD_REQUEST,
@@ -122,12 +126,13 @@ pub(crate) async fn upload_rows(
 pub(crate) async fn commit_upload(
     State(app): State<Arc<App>>,
     Extension(auth): Extension<Authed>,
-    Path((tenant, list, upload)): Path<(String, String, String)>,
+    TenantPath(tenant): TenantPath,
+    Path(UploadPath { list, upload }): Path<UploadPath>,
     JsonBody(req): JsonBody<UploadCommitReq>,
 ) -> Res {
     let purposes: Vec<&str> = req.purposes.iter().map(String::as_str).collect();
     let (vault, info) =
-        auth.authorize(&Access::new(&tenant, Operation::Lists, &[]).purposes(&purposes))?;
+        auth.authorize(&Access::new(tenant.as_str(), Operation::Lists, &[]).purposes(&purposes))?;
     drop(purposes);
     app.writes.take(&info.id, 1)?;
     let report =

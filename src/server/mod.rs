@@ -40,6 +40,7 @@ mod error;
 mod limit;
 mod lists;
 pub(crate) mod metrics;
+mod paths;
 mod sweeper;
 
 pub use error::ApiError;
@@ -359,7 +360,11 @@ impl Authed {
 /// Whether a write by `info` in `tenant` may answer in detail (see
 /// [`policy::Decision::Allow`]): reads the tenant's declared purposes, so it runs on
 /// the blocking pool.
-fn write_detail(vault: &Vault, info: &TokenInfo, tenant: &str) -> Result<bool, VaultError> {
+fn write_detail(
+    vault: &Vault,
+    info: &TokenInfo,
+    tenant: &policy::TenantName,
+) -> Result<bool, VaultError> {
     let declared = vault.declared_purposes(tenant)?;
     let caller = policy::Caller::Token {
         tenant: info.tenant.as_deref(),
@@ -367,7 +372,7 @@ fn write_detail(vault: &Vault, info: &TokenInfo, tenant: &str) -> Result<bool, V
         purposes: &info.purposes,
         reveal: info.reveal,
     };
-    let access = policy::Access::new(tenant, policy::Operation::Write, &declared);
+    let access = policy::Access::new(tenant.as_str(), policy::Operation::Write, &declared);
     Ok(matches!(
         policy::decide(&caller, &access),
         policy::Decision::Allow { detailed: true }

@@ -72,6 +72,7 @@ mod tests {
     //! The server's sweeper purges what `purge` would, page by page, audited as the vault.
 
     use super::*;
+    use crate::policy::values::tenant;
     use crate::store::MemoryStore;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,15 +82,17 @@ mod tests {
         let clock = Arc::new(AtomicU64::new(start));
         let c = clock.clone();
         v.set_clock(Arc::new(move || c.load(Ordering::SeqCst)));
-        v.create_tenant("shop", &["otp".to_owned()], None).unwrap();
-        v.create_tenant("keep", &["otp".to_owned()], None).unwrap();
-        v.set_retention("shop", Some(30)).unwrap();
+        v.create_tenant(&tenant("shop"), &["otp".to_owned()], None)
+            .unwrap();
+        v.create_tenant(&tenant("keep"), &["otp".to_owned()], None)
+            .unwrap();
+        v.set_retention(&tenant("shop"), Some(30)).unwrap();
         let csv: String = std::iter::once("phone".to_owned())
             .chain((0..2500).map(|i| format!("+4474001{i:05}")))
             .collect::<Vec<_>>()
             .join("\n");
-        let opts = |tenant: &str| crate::vault::ImportOptions {
-            tenant: tenant.into(),
+        let opts = |name: &str| crate::vault::ImportOptions {
+            tenant: tenant(name),
             purposes: vec!["otp".into()],
             source: "test".into(),
             region: None,
@@ -111,7 +114,7 @@ mod tests {
         // One record renewed later stays.
         clock.store(start + 20 * 86_400, Ordering::SeqCst);
         v.verify(
-            "shop",
+            &tenant("shop"),
             crate::vault::Target::Phone {
                 input: "+447400100007",
                 region: None,
@@ -125,7 +128,9 @@ mod tests {
         assert_eq!(stats.sweeps.load(Ordering::Relaxed), 1);
         assert_eq!(v.purge(None, true).unwrap()[0].expired, 0);
         // The tenant without retention is untouched; a second sweep finds nothing.
-        let found = v.find("keep", "+447400100007", None, "otp").unwrap();
+        let found = v
+            .find(&tenant("keep"), "+447400100007", None, "otp")
+            .unwrap();
         assert!(found.is_some());
         assert_eq!(sweep(&v, &stats).await.unwrap(), 0);
         // Three pages of purge entries, by the vault itself.

@@ -35,6 +35,7 @@ use super::{Vault, VaultError};
 /// Attempts of an append that lost the chain's head to another server.
 const APPEND_ATTEMPTS: u32 = 32;
 use crate::audit::{self, Actor, Checkpoint, Entry, Outcome};
+use crate::policy::TenantName;
 use crate::store::{Batch, Store, StoreError, Tree};
 
 /// A journal past this size is folded, the store flushed, and a new one started.
@@ -1471,30 +1472,30 @@ impl Vault {
     /// was shredded.
     ///
     /// # Errors
-    /// Store and decryption errors; [`VaultError::InvalidRecordId`].
+    /// Store and decryption errors.
     pub fn numbers_for_notification(
         &self,
-        tenant: &str,
-        ids: &[String],
-    ) -> Result<Vec<(String, Option<crate::phone::E164>)>, VaultError> {
+        tenant: &TenantName,
+        ids: &[crate::record::RecordId],
+    ) -> Result<Vec<(crate::record::RecordId, Option<crate::phone::E164>)>, VaultError> {
+        let tenant = tenant.as_str();
         let v = self.clone().revealing(true);
         v.audited("breach-notification", Some(tenant), None, |ev| {
             let ctx = match v.tenant(tenant) {
                 Ok(c) => c,
                 Err(VaultError::UnknownTenant(_)) => {
-                    return Ok(ids.iter().map(|i| (i.clone(), None)).collect());
+                    return Ok(ids.iter().map(|i| (*i, None)).collect());
                 }
                 Err(e) => return Err(e),
             };
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                let rid = crate::record::RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
-                let found = v.open_record(&ctx, &rid)?;
+                let found = v.open_record(&ctx, id)?;
                 if found.is_some() {
-                    ev.touch(&rid);
+                    ev.touch(id);
                 }
                 out.push((
-                    id.clone(),
+                    *id,
                     found.map(|(_, body)| crate::phone::E164::from_trusted(body.e164.clone())),
                 ));
             }
@@ -1677,6 +1678,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::policy::values::tenant;
     use crate::store::MemoryStore;
 
     const NUMBER: &str = "+447400123958";
@@ -1699,9 +1701,10 @@ mod tests {
     fn vault() -> (Arc<MemoryStore>, Vault) {
         let store = Arc::new(MemoryStore::new());
         let v = Vault::in_memory(store.clone()).unwrap();
-        v.create_tenant("shop", &["otp".into(), "marketing".into()], None)
+        v.create_tenant(&tenant("shop"), &["otp".into(), "marketing".into()], None)
             .unwrap();
-        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .unwrap();
         (store, v)
     }
 
@@ -1729,18 +1732,18 @@ mod tests {
         let found = token
             .clone()
             .revealing(true)
-            .find("shop", NUMBER, None, "otp")
+            .find(&tenant("shop"), NUMBER, None, "otp")
             .unwrap()
             .unwrap();
         assert!(token
-            .find("shop", NUMBER, None, "marketing")
+            .find(&tenant("shop"), NUMBER, None, "marketing")
             .unwrap()
             .is_none());
         assert!(token
-            .find("shop", "+447400000000", None, "otp")
+            .find(&tenant("shop"), "+447400000000", None, "otp")
             .unwrap()
             .is_none());
-        assert!(token.find("shop", "garbage", None, "otp").is_err());
+        assert!(token.find(&tenant("shop"), "garbage", None, "otp").is_err());
         let entries = chain(&v);
         let by_token: Vec<&Entry> = entries
             .iter()
@@ -1769,17 +1772,23 @@ mod tests {
     fn a_read_whose_entry_cannot_be_written_returns_nothing() {
         let (store, v) = vault();
         store.fail_commits_after(Some(0));
-        let r = v.find("shop", NUMBER, None, "otp");
+        let r = v.find(&tenant("shop"), NUMBER, None, "otp");
         assert!(
             matches!(r, Err(VaultError::AuditUnavailable(_))),
             "an unaudited read got through: {r:?}"
         );
         // and a write fails whole: no record change without its entry
-        let r = v.add("shop", "+447400123959", None, &["otp".into()], "web");
+        let r = v.add(
+            &tenant("shop"),
+            "+447400123959",
+            None,
+            &["otp".into()],
+            "web",
+        );
         assert!(r.is_err());
         store.fail_commits_after(None);
         assert!(v
-            .find("shop", "+447400123959", None, "otp")
+            .find(&tenant("shop"), "+447400123959", None, "otp")
             .unwrap()
             .is_none());
         // the failed read's entry was kept and went into the next link
@@ -1797,7 +1806,9 @@ mod tests {
                 let v = v.clone();
                 s.spawn(move || {
                     for _ in 0..25 {
-                        v.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                        v.find(&tenant("shop"), NUMBER, None, "otp")
+                            .unwrap()
+                            .unwrap();
                     }
                 });
             }
@@ -1844,7 +1855,8 @@ mod tests {
             flushes: Default::default(),
         });
         let v = Vault::in_memory(store.clone()).unwrap();
-        v.create_tenant("shop", &["otp".into()], None).unwrap();
+        v.create_tenant(&tenant("shop"), &["otp".into()], None)
+            .unwrap();
         let before = store.flushes.load(Ordering::SeqCst);
         std::thread::scope(|s| {
             for t in 0..8 {
@@ -1852,7 +1864,8 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..10 {
                         let n = format!("+4474001{t:02}{i:03}");
-                        v.add("shop", &n, None, &["otp".into()], "web").unwrap();
+                        v.add(&tenant("shop"), &n, None, &["otp".into()], "web")
+                            .unwrap();
                     }
                 });
             }
@@ -1872,12 +1885,16 @@ mod tests {
             flushes: Default::default(),
         });
         let v = Vault::in_memory(store.clone()).unwrap();
-        v.create_tenant("shop", &["otp".into()], None).unwrap();
-        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        v.create_tenant(&tenant("shop"), &["otp".into()], None)
+            .unwrap();
+        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .unwrap();
         v.set_read_audit_lag(Some(Duration::from_millis(20)));
         let before = store.flushes.load(Ordering::SeqCst);
         for _ in 0..50 {
-            v.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+            v.find(&tenant("shop"), NUMBER, None, "otp")
+                .unwrap()
+                .unwrap();
         }
         let during = store.flushes.load(Ordering::SeqCst) - before;
         assert!(during < 50, "{during} flushes for 50 lagged reads");
@@ -1955,8 +1972,10 @@ mod tests {
         let (twin, store) = Twin::new();
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = twin.open(store.clone(), a_dir.path()).unwrap();
-        a.create_tenant("shop", &["otp".into()], None).unwrap();
-        a.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        a.create_tenant(&tenant("shop"), &["otp".into()], None)
+            .unwrap();
+        a.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .unwrap();
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
             .unwrap();
         (twin, store, a_dir, b_dir, a)
@@ -1971,7 +1990,9 @@ mod tests {
         let (twin, store, a_dir, b_dir, a) = process_mode_vault();
         let links = a.audit_status().end.next_seq;
         for _ in 0..3 {
-            a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+            a.find(&tenant("shop"), NUMBER, None, "otp")
+                .unwrap()
+                .unwrap();
         }
         // The reads answered without a link: their entries are in the journal only.
         assert_eq!(a.audit_status().end.next_seq, links);
@@ -1979,7 +2000,9 @@ mod tests {
         a.audit.journal_tick(a.store.as_ref());
         assert_eq!(a.audit_status().end.next_seq, links + 1);
         for _ in 0..2 {
-            a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+            a.find(&tenant("shop"), NUMBER, None, "otp")
+                .unwrap()
+                .unwrap();
         }
         // SIGKILL now: the store as it is, the journal as written.
         let crashed = crashed_copy(&store, a_dir.path(), b_dir.path());
@@ -2012,15 +2035,21 @@ mod tests {
         let (twin, store) = Twin::new();
         let dir = tempfile::tempdir().unwrap();
         let a = twin.open(store, dir.path()).unwrap();
-        a.create_tenant("shop", &["otp".into()], None).unwrap();
-        a.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        a.create_tenant(&tenant("shop"), &["otp".into()], None)
+            .unwrap();
+        a.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .unwrap();
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
             .unwrap();
         // A fold in progress: the chain locked by another thread.
         let held = lock(&a.audit.chain);
         let reader = {
             let a = a.clone();
-            std::thread::spawn(move || a.find("shop", NUMBER, None, "otp").unwrap().is_some())
+            std::thread::spawn(move || {
+                a.find(&tenant("shop"), NUMBER, None, "otp")
+                    .unwrap()
+                    .is_some()
+            })
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while !reader.is_finished() {
@@ -2034,9 +2063,11 @@ mod tests {
         assert!(reader.join().unwrap());
         // read, write, read: in the chain in that order, the journaled read before the
         // write's link although it was folded by it
-        a.add("shop", NUMBER_2, None, &["otp".into()], "web")
+        a.add(&tenant("shop"), NUMBER_2, None, &["otp".into()], "web")
             .unwrap();
-        a.find("shop", NUMBER_2, None, "otp").unwrap().unwrap();
+        a.find(&tenant("shop"), NUMBER_2, None, "otp")
+            .unwrap()
+            .unwrap();
         a.audit.journal_tick(a.store.as_ref());
         let actions: Vec<String> = chain(&a)
             .iter()
@@ -2058,7 +2089,9 @@ mod tests {
                 let a = a.clone();
                 std::thread::spawn(move || {
                     for _ in 0..100 {
-                        a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                        a.find(&tenant("shop"), NUMBER, None, "otp")
+                            .unwrap()
+                            .unwrap();
                     }
                 })
             })
@@ -2138,20 +2171,22 @@ mod tests {
         let (twin, store) = Twin::new();
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = twin.open(store.clone(), a_dir.path()).unwrap();
-        a.create_tenant("shop", &["otp".into(), "newsletter".into()], None)
+        a.create_tenant(&tenant("shop"), &["otp".into(), "newsletter".into()], None)
             .unwrap();
         let id = a
-            .add("shop", NUMBER, None, &["otp".into()], "web")
+            .add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
             .unwrap()
             .id();
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
             .unwrap();
         // refused (no consent): its entry carries the record id and the purpose
         assert!(a
-            .find("shop", NUMBER, None, "newsletter")
+            .find(&tenant("shop"), NUMBER, None, "newsletter")
             .unwrap()
             .is_none());
-        a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        a.find(&tenant("shop"), NUMBER, None, "otp")
+            .unwrap()
+            .unwrap();
         let bytes = std::fs::read(a_dir.path().join(journal::JOURNAL_FILE)).unwrap();
         let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
         assert!(!has(&id.0), "a raw record id in the journal");
@@ -2180,12 +2215,16 @@ mod tests {
         let (twin, store) = Twin::new();
         let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let a = twin.open(store.clone(), a_dir.path()).unwrap();
-        a.create_tenant("shop", &["otp".into()], None).unwrap();
-        a.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        a.create_tenant(&tenant("shop"), &["otp".into()], None)
+            .unwrap();
+        a.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .unwrap();
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
             .unwrap();
         for _ in 0..4 {
-            a.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+            a.find(&tenant("shop"), NUMBER, None, "otp")
+                .unwrap()
+                .unwrap();
         }
         let crashed = crashed_copy(&store, a_dir.path(), b_dir.path());
         let path = b_dir.path().join(journal::JOURNAL_FILE);
@@ -2214,8 +2253,10 @@ mod tests {
             flushes: Default::default(),
         });
         let v = Vault::in_memory(store.clone()).unwrap();
-        v.create_tenant("shop", &["otp".into()], None).unwrap();
-        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        v.create_tenant(&tenant("shop"), &["otp".into()], None)
+            .unwrap();
+        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -2226,7 +2267,9 @@ mod tests {
             let mut waits = Vec::new();
             for _ in 0..16 {
                 let d = v.deferring();
-                d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                d.find(&tenant("shop"), NUMBER, None, "otp")
+                    .unwrap()
+                    .unwrap();
                 let ticket = d.deferred_ticket().unwrap();
                 assert!(
                     lock(&v.audit.sync).durable < ticket,
@@ -2257,13 +2300,15 @@ mod tests {
         v.set_clock(Arc::new(move || {
             t2.load(std::sync::atomic::Ordering::SeqCst)
         }));
-        v.create_tenant("shop", &["otp".into()], None).unwrap();
-        v.add("shop", NUMBER, None, &["otp".into()], "web").unwrap();
+        v.create_tenant(&tenant("shop"), &["otp".into()], None)
+            .unwrap();
+        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .unwrap();
         for _ in 0..5 {
-            v.find("shop", NUMBER, None, "otp").unwrap();
+            v.find(&tenant("shop"), NUMBER, None, "otp").unwrap();
         }
         t.store(5_000, std::sync::atomic::Ordering::SeqCst);
-        v.find("shop", NUMBER, None, "otp").unwrap();
+        v.find(&tenant("shop"), NUMBER, None, "otp").unwrap();
         let mut archived = Vec::new();
         let end = v
             .archive_audit(2_000, |start, links| {

@@ -10,6 +10,7 @@ use super::tenants::IndexEntries;
 use super::writes::{new_body, Change};
 use super::{check_source, now_ms, TenantCtx, Vault, VaultError};
 use crate::phone::{self, PhoneError, E164};
+use crate::policy::TenantName;
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{Batch, StoreError};
 
@@ -72,7 +73,7 @@ impl ImportSummary {
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
     /// Tenant.
-    pub tenant: String,
+    pub tenant: TenantName,
     /// Purposes every imported number consents to.
     pub purposes: Vec<String>,
     /// Source recorded with the consents.
@@ -110,7 +111,7 @@ impl Vault {
         I: IntoIterator<Item = ImportRow>,
         I::IntoIter: Send,
     {
-        self.audited("import", Some(&opts.tenant), None, |ev| {
+        self.audited("import", Some(opts.tenant.as_str()), None, |ev| {
             self.import_in(opts, rows.into_iter(), on_reject, on_progress, ev)
         })
     }
@@ -123,7 +124,7 @@ impl Vault {
         mut on_progress: impl FnMut(u64),
         ev: &mut audit::Event,
     ) -> Result<ImportSummary, VaultError> {
-        let ctx = self.tenant(&opts.tenant)?;
+        let ctx = self.tenant(opts.tenant.as_str())?;
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_source(&opts.source)?;
         check_region_hint(opts.region.as_deref())?;

@@ -22,6 +22,7 @@ use zeroize::{Zeroize, Zeroizing};
 use super::lifecycle::Target;
 use super::{check_name, Vault, VaultError};
 use crate::phone;
+use crate::policy::TenantName;
 use crate::sms::{self, BodyKind, Keyword};
 use crate::store::{Batch, Tree};
 
@@ -267,7 +268,8 @@ impl Vault {
     ///
     /// # Errors
     /// [`VaultError::UnknownTenant`], [`VaultError::RowTampered`].
-    pub fn sms_settings(&self, tenant: &str) -> Result<SmsSettings, VaultError> {
+    pub fn sms_settings(&self, tenant: &TenantName) -> Result<SmsSettings, VaultError> {
+        let tenant = tenant.as_str();
         let ctx = self.tenant(tenant)?;
         Ok(self.sms_row(ctx.row.id)?.0.view(tenant))
     }
@@ -278,7 +280,12 @@ impl Vault {
     /// [`VaultError::UnknownTenant`], [`VaultError::UnknownPurpose`],
     /// [`VaultError::InvalidArgument`] for a sending number that is neither a phone
     /// number nor a short code, a URL, text or secret out of bounds.
-    pub fn set_sms(&self, tenant: &str, change: &SmsChange) -> Result<SmsSettings, VaultError> {
+    pub fn set_sms(
+        &self,
+        tenant: &TenantName,
+        change: &SmsChange,
+    ) -> Result<SmsSettings, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("tenant-set-sms", Some(tenant), None, |ev| {
             let ctx = self.tenant(tenant)?;
             let mut numbers = Vec::new();
@@ -381,9 +388,10 @@ impl Vault {
     /// short code, [`VaultError::Phone`] for a sender that is no phone number.
     pub fn inbound_sms(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         req: &InboundRequest<'_>,
     ) -> Result<SmsAnswer, VaultError> {
+        let tenant = tenant.as_str();
         let ctx = self.tenant(tenant)?;
         let (row, _) = self.sms_row(ctx.row.id)?;
         let msg = sms::parse_inbound(req.kind, req.body)

@@ -542,6 +542,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::policy::values::tenant;
     use crate::store::{Batch, MemoryStore, Store};
     use crate::vault::Target;
 
@@ -555,12 +556,19 @@ mod tests {
     fn vault() -> (Vault, Arc<MemoryStore>) {
         let store = Arc::new(MemoryStore::new());
         let v = Vault::in_memory(store.clone()).unwrap();
-        v.create_tenant("shop", &["otp".into(), "support".into()], Some(100_000))
+        v.create_tenant(
+            &tenant("shop"),
+            &["otp".into(), "support".into()],
+            Some(100_000),
+        )
+        .unwrap();
+        v.create_tenant(&tenant("desk"), &["support".into()], None)
             .unwrap();
-        v.create_tenant("desk", &["support".into()], None).unwrap();
         for n in NUMBERS {
-            v.add("shop", n, None, &["otp".into()], "test").unwrap();
-            v.add("desk", n, None, &["support".into()], "test").unwrap();
+            v.add(&tenant("shop"), n, None, &["otp".into()], "test")
+                .unwrap();
+            v.add(&tenant("desk"), n, None, &["support".into()], "test")
+                .unwrap();
         }
         (v, store)
     }
@@ -587,10 +595,16 @@ mod tests {
     fn a_consistent_vault_passes_and_everything_is_counted() {
         let (v, _) = vault();
         // A merge, an opt-out, a verification and an erase change index and expiry.
-        v.add("shop", NUMBERS[0], None, &["support".into()], "again")
-            .unwrap();
+        v.add(
+            &tenant("shop"),
+            NUMBERS[0],
+            None,
+            &["support".into()],
+            "again",
+        )
+        .unwrap();
         v.verify(
-            "shop",
+            &tenant("shop"),
             Target::Phone {
                 input: NUMBERS[1],
                 region: None,
@@ -598,7 +612,7 @@ mod tests {
         )
         .unwrap();
         v.erase(
-            "desk",
+            &tenant("desk"),
             Target::Phone {
                 input: NUMBERS[2],
                 region: None,
@@ -616,11 +630,11 @@ mod tests {
     #[test]
     fn index_rotation_before_and_after_rewrap_is_consistent() {
         let (v, _) = vault();
-        v.rotate_key("shop", true).unwrap();
-        v.add("shop", "+447400123959", None, &["otp".into()], "t")
+        v.rotate_key(&tenant("shop"), true).unwrap();
+        v.add(&tenant("shop"), "+447400123959", None, &["otp".into()], "t")
             .unwrap();
         assert!(v.check_integrity().unwrap().is_ok());
-        v.rewrap("shop", |_, _| {}).unwrap();
+        v.rewrap(&tenant("shop"), |_, _| {}).unwrap();
         let r = v.check_integrity().unwrap();
         assert!(r.is_ok(), "{:?}", r.problems);
     }

@@ -18,6 +18,7 @@ use super::keyring_rules::{
 };
 use super::layout::record_key;
 use super::{lifecycle, Unlock, Vault, VaultError, KEYRING_FILE, STORE_DIR};
+use crate::policy::TenantName;
 use crate::record;
 use crate::store::{Batch, StoreLocation, Tree};
 
@@ -53,7 +54,8 @@ impl Vault {
     /// decrypted again; then deletes its records, index and expiry entries and its
     /// settings. The keyring is written first: a crash afterwards leaves only
     /// undecryptable rows, which a re-run removes. The name cannot be reused.
-    pub fn shred_tenant(&self, tenant: &str) -> Result<ShredReport, VaultError> {
+    pub fn shred_tenant(&self, tenant: &TenantName) -> Result<ShredReport, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("tenant-shred", Some(tenant), None, |ev| {
             self.shred_tenant_in(tenant, ev)
         })
@@ -103,7 +105,8 @@ impl Vault {
     /// once; older versions still decrypt) or, with `index`, its blind-index key
     /// (lookups also search the older index until `rewrap` has rebuilt it). Returns
     /// the new version.
-    pub fn rotate_key(&self, tenant: &str, index: bool) -> Result<u32, VaultError> {
+    pub fn rotate_key(&self, tenant: &TenantName, index: bool) -> Result<u32, VaultError> {
+        let tenant = tenant.as_str();
         let action = if index {
             "key-rotate-index"
         } else {
@@ -149,9 +152,10 @@ impl Vault {
     /// (records done, records in all).
     pub fn rewrap(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         on_progress: impl FnMut(u64, u64),
     ) -> Result<RewrapReport, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("key-rewrap", Some(tenant), None, |ev| {
             self.rewrap_in(tenant, on_progress, ev)
         })
@@ -356,7 +360,11 @@ impl Vault {
     }
 
     /// Records of the tenant whose data or index key version is below `below`.
-    pub fn count_records_below(&self, tenant: &str, below: u32) -> Result<u64, VaultError> {
+    pub fn count_records_below(&self, tenant: &TenantName, below: u32) -> Result<u64, VaultError> {
+        self.count_below(tenant.as_str(), below)
+    }
+
+    fn count_below(&self, tenant: &str, below: u32) -> Result<u64, VaultError> {
         let ctx = self.tenant(tenant)?;
         let mut n = 0u64;
         for entry in self
@@ -381,10 +389,11 @@ impl Vault {
     /// is written: a crash in between leaves every key, and a re-run finishes.
     pub fn retire_keys(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         below: u32,
         force: bool,
     ) -> Result<RetireReport, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("key-retire", Some(tenant), None, |_| {
             self.retire_keys_in(tenant, below, force)
         })
@@ -402,7 +411,7 @@ impl Vault {
         if would.is_empty() {
             return Ok(RetireReport::default());
         }
-        let records = self.count_records_below(tenant, below)?;
+        let records = self.count_below(tenant, below)?;
         if records > 0 && !force {
             return Err(VaultError::RetireWouldStrand {
                 tenant: tenant.to_owned(),

@@ -10,6 +10,7 @@ use super::rowmac::{decode_row, encode_row};
 use super::writes::Change;
 use super::{TenantCtx, TenantRow, Unlock, Vault, VaultError, STORE_DIR};
 use crate::phone;
+use crate::policy::TenantName;
 use crate::policy::{consent, retention};
 use crate::record::{RecordBody, RecordId};
 use crate::store::{Batch, StoreLocation, Tree};
@@ -24,8 +25,8 @@ pub enum Target<'a> {
         /// Region hint.
         region: Option<&'a str>,
     },
-    /// By record id.
-    Id(&'a str),
+    /// By record id (parsed at the edge).
+    Id(RecordId),
 }
 
 impl std::fmt::Debug for Target<'_> {
@@ -114,10 +115,7 @@ impl Vault {
                 let n = phone::normalize(input, region)?;
                 self.lookup_exact(ctx, &n.e164)
             }
-            Target::Id(id) => {
-                let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
-                Ok(self.open_record(ctx, &id)?.map(|(s, b)| (id, s, b)))
-            }
+            Target::Id(id) => Ok(self.open_record(ctx, &id)?.map(|(s, b)| (id, s, b))),
         }
     }
 
@@ -166,11 +164,12 @@ impl Vault {
     /// purposes (like an explicit `add` of its number).
     pub fn grant_by_id(
         &self,
-        tenant: &str,
-        id: &str,
+        tenant: &TenantName,
+        id: RecordId,
         purposes: &[String],
         source: &str,
     ) -> Result<Changed, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("consent-grant", Some(tenant), None, |ev| {
             Self::check_purposes(&*self.tenant(tenant)?, purposes)?;
             super::check_source(source)?;
@@ -184,10 +183,11 @@ impl Vault {
     /// withdrawal time.
     pub fn withdraw(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         target: Target<'_>,
         purpose: &str,
     ) -> Result<Changed, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("consent-withdraw", Some(tenant), Some(purpose), |ev| {
             self.tenant(tenant)?.check_purpose(purpose)?;
             self.update(tenant, target, ev, |b, t| b.withdraw(purpose, t))
@@ -199,10 +199,11 @@ impl Vault {
     /// and its blind index) so an import never silently re-adds consent.
     pub fn opt_out(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         target: Target<'_>,
         purpose: Option<&str>,
     ) -> Result<Changed, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("opt-out", Some(tenant), purpose, |ev| {
             if let Some(p) = purpose {
                 self.tenant(tenant)?.check_purpose(p)?;
@@ -212,7 +213,7 @@ impl Vault {
     }
 
     /// Stamps `verified_at` (the number was confirmed to reach its owner).
-    pub fn verify(&self, tenant: &str, target: Target<'_>) -> Result<Changed, VaultError> {
+    pub fn verify(&self, tenant: &TenantName, target: Target<'_>) -> Result<Changed, VaultError> {
         self.verify_for(tenant, target, &[])
     }
 
@@ -223,10 +224,11 @@ impl Vault {
     /// is ([`Changed::No`]), which the uniform answer of write routes does not tell.
     pub fn verify_for(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         target: Target<'_>,
         purposes: &[String],
     ) -> Result<Changed, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("verify", Some(tenant), None, |ev| {
             self.update(tenant, target, ev, |b, t| {
                 let held_for_caller = purposes.is_empty()
@@ -246,7 +248,8 @@ impl Vault {
     /// Erases the record (right to be forgotten): the record, its index entries and its
     /// expiry entry, atomically and durably. See SECURITY.md for what remains on disk
     /// until `compact`.
-    pub fn erase(&self, tenant: &str, target: Target<'_>) -> Result<RecordId, VaultError> {
+    pub fn erase(&self, tenant: &TenantName, target: Target<'_>) -> Result<RecordId, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("erase", Some(tenant), None, |ev| {
             self.retry_conflicts(|| {
                 ev.records.clear();
@@ -311,7 +314,12 @@ impl Vault {
     }
 
     /// Declares more purposes for a tenant.
-    pub fn add_purposes(&self, tenant: &str, purposes: &[String]) -> Result<TenantRow, VaultError> {
+    pub fn add_purposes(
+        &self,
+        tenant: &TenantName,
+        purposes: &[String],
+    ) -> Result<TenantRow, VaultError> {
+        let tenant = tenant.as_str();
         for p in purposes {
             super::check_name("purpose", p)?;
         }
@@ -325,7 +333,12 @@ impl Vault {
 
     /// Sets the retention period: records whose latest consent or verification is
     /// older than `days` are never returned and are deleted by [`Vault::purge`].
-    pub fn set_retention(&self, tenant: &str, days: Option<u32>) -> Result<TenantRow, VaultError> {
+    pub fn set_retention(
+        &self,
+        tenant: &TenantName,
+        days: Option<u32>,
+    ) -> Result<TenantRow, VaultError> {
+        let tenant = tenant.as_str();
         if days == Some(0) {
             return Err(VaultError::InvalidArgument(
                 "retention must be at least 1 day (omit it to keep records without limit)".into(),
@@ -340,7 +353,12 @@ impl Vault {
     /// Finds (and unless `dry_run`, deletes) every record past its tenant's retention.
     /// Cost is proportional to what expired: the expiry index is keyed by the time of
     /// the latest consent or verification.
-    pub fn purge(&self, only: Option<&str>, dry_run: bool) -> Result<Vec<PurgeReport>, VaultError> {
+    pub fn purge(
+        &self,
+        only: Option<&TenantName>,
+        dry_run: bool,
+    ) -> Result<Vec<PurgeReport>, VaultError> {
+        let only = only.map(TenantName::as_str);
         let action = if dry_run { "purge-dry-run" } else { "purge" };
         self.audited(action, only, None, |ev| self.purge_in(only, dry_run, ev))
     }

@@ -9,6 +9,7 @@ use super::layout::{exact_index_key, id_after, last4_of, last4_prefix, record_ke
 use super::tenants::DECOY_ID;
 use super::{TenantCtx, Vault, VaultError};
 use crate::phone::{self, E164};
+use crate::policy::TenantName;
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::Tree;
 
@@ -174,11 +175,12 @@ impl Vault {
     /// purpose: callers cannot tell which (no existence oracle).
     pub fn find(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         input: &str,
         region: Option<&str>,
         purpose: &str,
     ) -> Result<Option<Found>, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("find", Some(tenant), Some(purpose), |ev| {
             let ctx = self.tenant(tenant)?;
             ctx.check_purpose(purpose)?;
@@ -243,7 +245,8 @@ impl Vault {
     ///
     /// # Errors
     /// [`VaultError::UnknownTenant`], store errors.
-    pub fn declared_purposes(&self, tenant: &str) -> Result<Vec<String>, VaultError> {
+    pub fn declared_purposes(&self, tenant: &TenantName) -> Result<Vec<String>, VaultError> {
+        let tenant = tenant.as_str();
         Ok(self.tenant(tenant)?.row.purposes.clone())
     }
 
@@ -251,11 +254,12 @@ impl Vault {
     /// through the tenant's last-4 partial index.
     pub fn find_last4(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         country_code: u16,
         last4: &str,
         purpose: &str,
     ) -> Result<Vec<Found>, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("find-last4", Some(tenant), Some(purpose), |ev| {
             self.find_last4_in(tenant, country_code, last4, purpose, ev)
         })
@@ -337,11 +341,16 @@ impl Vault {
     }
 
     /// Reads a record by id for `purpose`. `None` when absent or not consented.
-    pub fn get(&self, tenant: &str, id: &str, purpose: &str) -> Result<Option<Found>, VaultError> {
+    pub fn get(
+        &self,
+        tenant: &TenantName,
+        id: RecordId,
+        purpose: &str,
+    ) -> Result<Option<Found>, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("get", Some(tenant), Some(purpose), |ev| {
             let ctx = self.tenant(tenant)?;
             ctx.check_purpose(purpose)?;
-            let id = RecordId::parse(id).ok_or(VaultError::InvalidRecordId)?;
             let Some((_, body)) = self.open_record(&ctx, &id)? else {
                 self.read_decoy(&ctx, purpose)?;
                 return Ok(None);
@@ -374,10 +383,11 @@ impl Vault {
     /// Returns how many were passed on.
     pub fn export(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         purpose: &str,
         mut sink: impl FnMut(&Found) -> Result<(), VaultError>,
     ) -> Result<u64, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("export", Some(tenant), Some(purpose), |ev| {
             let ctx = self.tenant(tenant)?;
             ctx.check_purpose(purpose)?;
@@ -423,6 +433,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is the failure report
 
     use super::*;
+    use crate::policy::values::tenant;
     use std::sync::Arc;
 
     use crate::store::MemoryStore;
@@ -435,15 +446,16 @@ mod tests {
     #[test]
     fn a_tenant_that_outgrew_its_plan_refuses_instead_of_scanning() {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
-        v.create_tenant("t", &["otp".into()], Some(4)).unwrap();
+        v.create_tenant(&tenant("t"), &["otp".into()], Some(4))
+            .unwrap();
         let otp = ["otp".to_owned()];
         for i in 0..200 {
-            v.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+            v.add(&tenant("t"), &format!("+4474001{i:05}"), None, &otp, "t")
                 .unwrap();
         }
         let mut refused = 0;
         for i in 0..20 {
-            match v.find_last4("t", 44, &format!("{i:04}"), "otp") {
+            match v.find_last4(&tenant("t"), 44, &format!("{i:04}"), "otp") {
                 Err(VaultError::Last4TooBroad { limit }) => {
                     assert_eq!(limit, crate::policy::MAX_LAST4_RESULTS);
                     refused += 1;
@@ -456,12 +468,13 @@ mod tests {
         assert!(refused >= 15, "{refused} of 20 refused");
         // Planned for the tenant's size, the same searches run.
         let w = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
-        w.create_tenant("t", &["otp".into()], Some(200)).unwrap();
+        w.create_tenant(&tenant("t"), &["otp".into()], Some(200))
+            .unwrap();
         for i in 0..200 {
-            w.add("t", &format!("+4474001{i:05}"), None, &otp, "t")
+            w.add(&tenant("t"), &format!("+4474001{i:05}"), None, &otp, "t")
                 .unwrap();
         }
-        let found = w.find_last4("t", 44, "0007", "otp").unwrap();
+        let found = w.find_last4(&tenant("t"), 44, "0007", "otp").unwrap();
         assert_eq!(found.len(), 1);
     }
 
@@ -470,26 +483,26 @@ mod tests {
     #[test]
     fn more_matches_than_a_search_returns_are_refused() {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
-        v.create_tenant("t", &["otp".into()], Some(100_000))
+        v.create_tenant(&tenant("t"), &["otp".into()], Some(100_000))
             .unwrap();
         let otp = ["otp".to_owned()];
         for i in 0..=crate::policy::MAX_LAST4_RESULTS {
-            v.add("t", &format!("+447401{i:02}5555"), None, &otp, "t")
+            v.add(&tenant("t"), &format!("+447401{i:02}5555"), None, &otp, "t")
                 .unwrap();
         }
         assert!(matches!(
-            v.find_last4("t", 44, "5555", "otp"),
+            v.find_last4(&tenant("t"), 44, "5555", "otp"),
             Err(VaultError::Last4TooBroad { .. })
         ));
         v.erase(
-            "t",
+            &tenant("t"),
             Target::Phone {
                 input: "+447401005555",
                 region: None,
             },
         )
         .unwrap();
-        let found = v.find_last4("t", 44, "5555", "otp").unwrap();
+        let found = v.find_last4(&tenant("t"), 44, "5555", "otp").unwrap();
         assert_eq!(found.len(), crate::policy::MAX_LAST4_RESULTS);
     }
 }

@@ -17,6 +17,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::lifecycle::Target;
 use super::{Vault, VaultError};
+use crate::policy::TenantName;
 use crate::receipt::{self, ReceiptFields};
 use crate::record::RecordId;
 use crate::store::{Batch, Tree};
@@ -129,9 +130,10 @@ impl Vault {
     /// [`VaultError::UnknownTenant`], [`VaultError::InvalidArgument`].
     pub fn set_receipt_controller(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         c: &ReceiptController,
     ) -> Result<ReceiptController, VaultError> {
+        let tenant = tenant.as_str();
         check_field("--controller", &c.controller, 256)?;
         check_field("--contact", &c.contact, 256)?;
         check_field("--policy-url", &c.policy_url, 2048)?;
@@ -164,8 +166,9 @@ impl Vault {
     /// [`VaultError::UnknownTenant`], [`VaultError::RowTampered`].
     pub fn receipt_controller(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
     ) -> Result<Option<ReceiptController>, VaultError> {
+        let tenant = tenant.as_str();
         let ctx = self.tenant(tenant)?;
         Ok(self
             .sealed_row::<ReceiptController>(CTL_LABEL, "receipt controller", &ctl_key(ctx.row.id))?
@@ -195,7 +198,7 @@ impl Vault {
     /// details (`tenant set-receipt`), checked before anything is granted.
     pub fn grant_with_receipt(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         target: Target<'_>,
         purposes: &[String],
         source: &str,
@@ -228,7 +231,7 @@ impl Vault {
             controller: ctl.controller.clone(),
             contact: ctl.contact.clone(),
             policy_url: ctl.policy_url.clone(),
-            service: tenant.to_owned(),
+            service: tenant.to_string(),
             record_id: id.to_string(),
             purposes: purposes.to_vec(),
             source: source.to_owned(),
@@ -241,13 +244,13 @@ impl Vault {
             purposes: fields.purposes.clone(),
             sha256: hex::encode(receipt::digest(&file)),
         };
-        self.audited("consent-receipt", Some(tenant), None, |ev| {
-            let ctx = self.tenant(tenant)?;
+        self.audited("consent-receipt", Some(tenant.as_str()), None, |ev| {
+            let ctx = self.tenant(tenant.as_str())?;
             let lk = list_key(ctx.row.id, &id);
             let _w = self.write_guard();
             // The record may have been erased since the grant: no list for it then.
             if self.open_record(&ctx, &id)?.is_none() {
-                return Err(VaultError::NoSuchRecord(tenant.to_owned()));
+                return Err(VaultError::NoSuchRecord(tenant.to_string()));
             }
             ev.touch(&id);
             let (mut list, old) =
@@ -276,15 +279,20 @@ impl Vault {
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
+    use crate::policy::values::tenant;
     use crate::store::MemoryStore;
     use std::sync::Arc;
 
     fn vault() -> Vault {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
-        v.create_tenant("shop", &["otp".to_owned(), "marketing".to_owned()], None)
-            .unwrap();
+        v.create_tenant(
+            &tenant("shop"),
+            &["otp".to_owned(), "marketing".to_owned()],
+            None,
+        )
+        .unwrap();
         v.set_receipt_controller(
-            "shop",
+            &tenant("shop"),
             &ReceiptController {
                 controller: "Shop Ltd".into(),
                 contact: "privacy@shop.example".into(),
@@ -306,7 +314,7 @@ mod tests {
         let v = vault();
         let p = ["marketing".to_owned()];
         let (c, file) = v
-            .grant_with_receipt("shop", PHONE, &p, "web", "api")
+            .grant_with_receipt(&tenant("shop"), PHONE, &p, "web", "api")
             .unwrap();
         let tid = v.tenant("shop").unwrap().row.id;
         let list = v.receipts_of(tid, &c.id()).unwrap();
@@ -321,7 +329,7 @@ mod tests {
         assert!(!stored.windows(9).any(|w| w == b"marketing"));
         let pk = v.receipt_public_key().unwrap();
         assert!(receipt::verify(&file, &pk).is_ok());
-        v.erase("shop", PHONE).unwrap();
+        v.erase(&tenant("shop"), PHONE).unwrap();
         assert!(v
             .store
             .get(Tree::Meta, &list_key(tid, &c.id()))
@@ -332,11 +340,15 @@ mod tests {
     #[test]
     fn without_controller_details_nothing_is_granted() {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
-        v.create_tenant("shop", &["otp".to_owned()], None).unwrap();
+        v.create_tenant(&tenant("shop"), &["otp".to_owned()], None)
+            .unwrap();
         let e = v
-            .grant_with_receipt("shop", PHONE, &["otp".to_owned()], "web", "api")
+            .grant_with_receipt(&tenant("shop"), PHONE, &["otp".to_owned()], "web", "api")
             .unwrap_err();
         assert!(matches!(e, VaultError::InvalidArgument(_)), "{e}");
-        assert!(v.subject("shop", "+447400123958", None).unwrap().is_none());
+        assert!(v
+            .subject(&tenant("shop"), "+447400123958", None)
+            .unwrap()
+            .is_none());
     }
 }

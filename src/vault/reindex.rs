@@ -9,6 +9,7 @@
 
 use super::{TenantRow, Vault, VaultError};
 use crate::phone;
+use crate::policy::TenantName;
 use crate::record::RecordId;
 
 /// What reindexing found for one tenant.
@@ -41,11 +42,11 @@ impl Vault {
     /// Store, decryption and audit failures; [`VaultError::UnknownTenant`].
     pub fn reindex(
         &self,
-        only: Option<&str>,
+        only: Option<&TenantName>,
         dry_run: bool,
     ) -> Result<Vec<ReindexReport>, VaultError> {
         let tenants: Vec<TenantRow> = match only {
-            Some(name) => vec![self.tenant(name)?.row.clone()],
+            Some(name) => vec![self.tenant(name.as_str())?.row.clone()],
             None => self.tenants()?,
         };
         let mut reports = Vec::with_capacity(tenants.len());
@@ -109,6 +110,7 @@ mod tests {
     use super::super::writes::Change;
     use super::super::{ImportOptions, TenantCtx, TenantRow, Vault};
     use crate::phone::{self, PhoneMetadata};
+    use crate::policy::values::tenant;
     use crate::record::{RecordBody, RecordId};
     use crate::store::{Batch, MemoryStore, Tree};
 
@@ -154,7 +156,8 @@ mod tests {
 
     fn vault_with_tenant_on(version: &str) -> Vault {
         let v = Vault::in_memory(Arc::new(MemoryStore::default())).unwrap();
-        v.create_tenant("shop", &["otp".to_owned()], None).unwrap();
+        v.create_tenant(&tenant("shop"), &["otp".to_owned()], None)
+            .unwrap();
         v.update_tenant("shop", "test-set-version", |row: &mut TenantRow| {
             row.metadata_version = version.to_owned();
             Ok(())
@@ -165,7 +168,7 @@ mod tests {
 
     fn import(v: &Vault, csv: &str) -> super::super::ImportSummary {
         let opts = ImportOptions {
-            tenant: "shop".into(),
+            tenant: tenant("shop"),
             purposes: vec!["otp".into()],
             source: "test".into(),
             region: None,
@@ -200,7 +203,13 @@ mod tests {
         // A record whose stored number the current metadata rejects: written as an older
         // release (or a tampering-free bug) could have left it.
         let id = v
-            .add("shop", "+447400123999", None, &["otp".to_owned()], "test")
+            .add(
+                &tenant("shop"),
+                "+447400123999",
+                None,
+                &["otp".to_owned()],
+                "test",
+            )
             .unwrap()
             .id();
         let ctx = v.tenant("shop").unwrap();
@@ -216,7 +225,7 @@ mod tests {
         body.e164 = "+4470".to_owned();
         v.rewrite_body_for_test(&ctx, &id, &body);
 
-        let dry = v.reindex(Some("shop"), true).unwrap();
+        let dry = v.reindex(Some(&tenant("shop")), true).unwrap();
         assert_eq!(dry[0].invalid, vec![id.to_string()]);
         assert_eq!(dry[0].records, 3);
         assert!(!dry[0].stamped);

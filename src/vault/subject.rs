@@ -6,6 +6,7 @@ use super::audit::Event;
 use super::{Found, Vault, VaultError};
 use crate::phone::{self, NumberKind, E164};
 use crate::policy::retention::{self, SECONDS_PER_DAY};
+use crate::policy::TenantName;
 use crate::record::{Grant, OptOut, RecordId};
 use crate::stats::{partner_pseudonym, Aggregator, Stats, StatsQuery};
 
@@ -127,10 +128,11 @@ impl Vault {
     /// (Accesses to it come with the audit log.)
     pub fn subject(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         input: &str,
         region: Option<&str>,
     ) -> Result<Option<SubjectReport>, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("subject", Some(tenant), None, |ev| {
             self.subject_in(tenant, input, region, ev)
         })
@@ -176,10 +178,11 @@ impl Vault {
     /// partner's pseudonymous id for each. No other consent implies sharing.
     pub fn share(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         partner: &str,
         sink: impl FnMut(&str, &Found) -> Result<(), VaultError>,
     ) -> Result<u64, VaultError> {
+        let tenant = tenant.as_str();
         let purpose = format!("share:{partner}");
         self.audited("share", Some(tenant), Some(&purpose), |ev| {
             self.share_in(tenant, partner, &purpose, sink, ev)
@@ -213,7 +216,8 @@ impl Vault {
 
     /// Records not verified within `days` (never verified: created more than `days`
     /// ago), in record-id order.
-    pub fn stale(&self, tenant: &str, days: u32) -> Result<Vec<Stale>, VaultError> {
+    pub fn stale(&self, tenant: &TenantName, days: u32) -> Result<Vec<Stale>, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("stale", Some(tenant), None, |_| self.stale_in(tenant, days))
     }
 
@@ -240,7 +244,8 @@ impl Vault {
 
     /// Counts of live records (a live consent, within retention) by country and
     /// type, with small groups suppressed and optional Laplace noise.
-    pub fn stats(&self, tenant: &str, q: &StatsQuery) -> Result<Stats, VaultError> {
+    pub fn stats(&self, tenant: &TenantName, q: &StatsQuery) -> Result<Stats, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("stats", Some(tenant), None, |_| self.stats_in(tenant, q))
     }
 

@@ -36,6 +36,7 @@ use super::rows::send_chunks;
 use super::{check_name, check_region_hint, ImportRow, Reject, TenantCtx, Vault, VaultError};
 use crate::audit::{Entry, Outcome};
 use crate::phone;
+use crate::policy::TenantName;
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{prefix_end, Batch, Tree};
 
@@ -94,7 +95,7 @@ pub struct ListInfo {
 #[derive(Clone, Debug)]
 pub struct SuppressOptions {
     /// Tenant.
-    pub tenant: String,
+    pub tenant: TenantName,
     /// List name (`[a-z0-9._:-]`, 1-64).
     pub list: String,
     /// Purposes the list suppresses (declared by the tenant).
@@ -400,7 +401,7 @@ impl Vault {
         I: IntoIterator<Item = ImportRow>,
         I::IntoIter: Send,
     {
-        self.audited("suppress-import", Some(&opts.tenant), None, |ev| {
+        self.audited("suppress-import", Some(opts.tenant.as_str()), None, |ev| {
             self.suppress_import_in(opts, rows.into_iter(), on_reject, ev)
         })
     }
@@ -412,7 +413,7 @@ impl Vault {
         mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
         ev: &mut Event,
     ) -> Result<SuppressReport, VaultError> {
-        let ctx = self.tenant(&opts.tenant)?;
+        let ctx = self.tenant(opts.tenant.as_str())?;
         check_name("list name", &opts.list)?;
         Self::check_purposes(&ctx, &opts.purposes)?;
         check_region_hint(opts.region.as_deref())?;
@@ -552,7 +553,12 @@ impl Vault {
     ///
     /// # Errors
     /// [`VaultError::UnknownTenant`], [`VaultError::InvalidName`], store errors.
-    pub fn suppress_upload_begin(&self, tenant: &str, list: &str) -> Result<String, VaultError> {
+    pub fn suppress_upload_begin(
+        &self,
+        tenant: &TenantName,
+        list: &str,
+    ) -> Result<String, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("suppress-upload", Some(tenant), None, |_| {
             let ctx = self.tenant(tenant)?;
             check_name("list name", list)?;
@@ -569,12 +575,13 @@ impl Vault {
     /// version in force; as [`Vault::suppress_import`].
     pub fn suppress_upload_rows(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         (list, upload): (&str, &str),
         region: Option<&str>,
         rows: impl IntoIterator<Item = ImportRow, IntoIter: Send>,
         mut on_reject: impl FnMut(Reject) -> Result<(), VaultError>,
     ) -> Result<SuppressReport, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("suppress-upload-rows", Some(tenant), None, |_| {
             let ctx = self.tenant(tenant)?;
             check_name("list name", list)?;
@@ -610,10 +617,11 @@ impl Vault {
     /// another import of the list committed meanwhile.
     pub fn suppress_upload_commit(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         (list, upload): (&str, &str),
         purposes: &[String],
     ) -> Result<SuppressReport, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("suppress-import", Some(tenant), None, |ev| {
             let ctx = self.tenant(tenant)?;
             check_name("list name", list)?;
@@ -793,7 +801,8 @@ impl Vault {
     /// # Errors
     /// [`VaultError::UnknownTenant`]; [`VaultError::RowTampered`] for a list row that
     /// fails its MAC.
-    pub fn suppress_lists(&self, tenant: &str) -> Result<Vec<ListInfo>, VaultError> {
+    pub fn suppress_lists(&self, tenant: &TenantName) -> Result<Vec<ListInfo>, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("suppress-list", Some(tenant), None, |_| {
             let ctx = self.tenant(tenant)?;
             Ok(self
@@ -815,7 +824,8 @@ impl Vault {
     ///
     /// # Errors
     /// [`VaultError::NoSuchList`] when the tenant has no list of that name.
-    pub fn suppress_drop(&self, tenant: &str, list: &str) -> Result<u64, VaultError> {
+    pub fn suppress_drop(&self, tenant: &TenantName, list: &str) -> Result<u64, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("suppress-drop", Some(tenant), None, |ev| {
             let ctx = self.tenant(tenant)?;
             check_name("list name", list)?;
@@ -843,9 +853,10 @@ impl Vault {
     /// As [`Vault::stats`].
     pub fn suppression_stats(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         q: &crate::stats::StatsQuery,
     ) -> Result<Vec<ListCount>, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("suppress-stats", Some(tenant), None, |_| {
             q.validate()?;
             let ctx = self.tenant(tenant)?;
@@ -889,11 +900,12 @@ impl Vault {
     /// Unknown tenant, an invalid number, store errors.
     pub fn suppressed_purposes(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         input: &str,
         region: Option<&str>,
         purposes: &[String],
     ) -> Result<Vec<String>, VaultError> {
+        let tenant = tenant.as_str();
         let ctx = self.tenant(tenant)?;
         let n = phone::normalize(input, region)?;
         let lists = self.active_lists(&ctx, None)?;
@@ -980,11 +992,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::policy::values::tenant;
     use crate::store::{MemoryStore, Store};
 
     fn opts(list: &str) -> SuppressOptions {
         SuppressOptions {
-            tenant: "t".into(),
+            tenant: tenant("t"),
             list: list.into(),
             purposes: vec!["marketing".into()],
             region: None,
@@ -1003,7 +1016,7 @@ mod tests {
     fn vault() -> (Vault, Arc<MemoryStore>) {
         let store = Arc::new(MemoryStore::new());
         let v = Vault::in_memory(store.clone()).unwrap();
-        v.create_tenant("t", &["otp".into(), "marketing".into()], None)
+        v.create_tenant(&tenant("t"), &["otp".into(), "marketing".into()], None)
             .unwrap();
         (v, store)
     }
@@ -1039,9 +1052,13 @@ mod tests {
     fn a_list_change_reaches_the_next_read_at_once() {
         let (v, _store) = vault();
         let number = "+447400000005";
-        v.add("t", number, None, &["marketing".into()], "web")
+        v.add(&tenant("t"), number, None, &["marketing".into()], "web")
             .unwrap();
-        let found = |v: &Vault| v.find("t", number, None, "marketing").unwrap().is_some();
+        let found = |v: &Vault| {
+            v.find(&tenant("t"), number, None, "marketing")
+                .unwrap()
+                .is_some()
+        };
         assert!(
             found(&v),
             "no list yet: readable (and the empty list set kept)"
@@ -1055,7 +1072,7 @@ mod tests {
         );
         import(&v, "dnc", &file(0, 10)).unwrap();
         assert!(!found(&v));
-        v.suppress_drop("t", "dnc").unwrap();
+        v.suppress_drop(&tenant("t"), "dnc").unwrap();
         assert!(found(&v), "the list dropped: readable at once");
     }
 
@@ -1065,10 +1082,10 @@ mod tests {
     fn an_upload_in_parts_is_in_force_only_once_committed() {
         let (v, _) = vault();
         import(&v, "dnc", &file(0, 10)).unwrap();
-        let up = v.suppress_upload_begin("t", "dnc").unwrap();
+        let up = v.suppress_upload_begin(&tenant("t"), "dnc").unwrap();
         assert_eq!(up.len(), 2 * GENERATION_LEN);
         let r = v
-            .suppress_upload_rows("t", ("dnc", &up), None, rows(100, 5), |_| Ok(()))
+            .suppress_upload_rows(&tenant("t"), ("dnc", &up), None, rows(100, 5), |_| Ok(()))
             .unwrap();
         assert_eq!(r.rows, 5);
         let mut rejects = Vec::new();
@@ -1078,7 +1095,7 @@ mod tests {
         }];
         let r = v
             .suppress_upload_rows(
-                "t",
+                &tenant("t"),
                 ("dnc", &up),
                 None,
                 rows(105, 5).into_iter().chain(bad),
@@ -1094,27 +1111,33 @@ mod tests {
         assert!(!listed(&v, "+447400000103"));
         let marketing = ["marketing".to_owned()];
         let done = v
-            .suppress_upload_commit("t", ("dnc", &up), &marketing)
+            .suppress_upload_commit(&tenant("t"), ("dnc", &up), &marketing)
             .unwrap();
         assert_eq!((done.version, done.count, done.replaced), (2, 10, Some(1)));
         assert!(!listed(&v, "+447400000003"));
         assert!(listed(&v, "+447400000103") && listed(&v, "+447400000109"));
         // The version in force takes no more rows and is not committed again.
         assert!(v
-            .suppress_upload_rows("t", ("dnc", &up), None, rows(200, 1), |_| Ok(()))
+            .suppress_upload_rows(&tenant("t"), ("dnc", &up), None, rows(200, 1), |_| Ok(()))
             .is_err());
         assert!(v
-            .suppress_upload_commit("t", ("dnc", &up), &marketing)
+            .suppress_upload_commit(&tenant("t"), ("dnc", &up), &marketing)
             .is_err());
         assert!(v
-            .suppress_upload_rows("t", ("dnc", "zz"), None, rows(200, 1), |_| Ok(()))
+            .suppress_upload_rows(&tenant("t"), ("dnc", "zz"), None, rows(200, 1), |_| Ok(()))
             .is_err());
         // An upload begun and abandoned leaves the version in force whole.
-        let abandoned = v.suppress_upload_begin("t", "dnc").unwrap();
-        v.suppress_upload_rows("t", ("dnc", &abandoned), None, rows(300, 3), |_| Ok(()))
-            .unwrap();
+        let abandoned = v.suppress_upload_begin(&tenant("t"), "dnc").unwrap();
+        v.suppress_upload_rows(
+            &tenant("t"),
+            ("dnc", &abandoned),
+            None,
+            rows(300, 3),
+            |_| Ok(()),
+        )
+        .unwrap();
         assert!(!listed(&v, "+447400000300"));
-        assert_eq!(v.suppress_lists("t").unwrap()[0].count, 10);
+        assert_eq!(v.suppress_lists(&tenant("t")).unwrap()[0].count, 10);
     }
 
     /// Issue 16: a refresh that fails part-way (here: the disk fills after its
@@ -1135,7 +1158,7 @@ mod tests {
             Err(VaultError::Store(crate::store::StoreError::DiskFull))
         ));
         store.fail_commits_after(None);
-        let lists = v.suppress_lists("t").unwrap();
+        let lists = v.suppress_lists(&tenant("t")).unwrap();
         assert_eq!((lists[0].version, lists[0].count), (1, 100));
         assert!(listed(&v, "+447400000000"), "old-only number still listed");
         assert!(
@@ -1214,10 +1237,12 @@ mod tests {
         b.put(Tree::Suppress, rk, row);
         store.commit(&b).unwrap();
         assert!(matches!(
-            v.suppress_lists("t"),
+            v.suppress_lists(&tenant("t")),
             Err(VaultError::RowTampered("suppress"))
         ));
-        assert!(v.find("t", "+447400000001", None, "marketing").is_err());
+        assert!(v
+            .find(&tenant("t"), "+447400000001", None, "marketing")
+            .is_err());
     }
 
     /// A list's entry and the record index entry of the same number share no bytes:
@@ -1225,7 +1250,7 @@ mod tests {
     #[test]
     fn index_and_list_digests_of_a_number_differ() {
         let (v, store) = vault();
-        v.add("t", "+447400000001", None, &["otp".into()], "s")
+        v.add(&tenant("t"), "+447400000001", None, &["otp".into()], "s")
             .unwrap();
         import(&v, "dnc", &file(0, 3)).unwrap();
         let index: Vec<Vec<u8>> = store
@@ -1272,15 +1297,16 @@ mod tests {
     #[test]
     fn lists_are_per_tenant_and_per_name() {
         let (v, _) = vault();
-        v.create_tenant("u", &["marketing".into()], None).unwrap();
+        v.create_tenant(&tenant("u"), &["marketing".into()], None)
+            .unwrap();
         import(&v, "dnc", &file(0, 3)).unwrap();
         import(&v, "dnc2", &file(10, 3)).unwrap();
-        assert_eq!(v.suppress_lists("u").unwrap(), Vec::new());
-        assert_eq!(v.suppress_drop("t", "dnc").unwrap(), 3);
+        assert_eq!(v.suppress_lists(&tenant("u")).unwrap(), Vec::new());
+        assert_eq!(v.suppress_drop(&tenant("t"), "dnc").unwrap(), 3);
         assert!(!listed(&v, "+447400000001"));
         assert!(listed(&v, "+447400000011"));
         assert!(matches!(
-            v.suppress_drop("t", "dnc"),
+            v.suppress_drop(&tenant("t"), "dnc"),
             Err(VaultError::NoSuchList)
         ));
     }

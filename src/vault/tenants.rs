@@ -12,6 +12,7 @@ use super::layout::{exact_index_key, last4_of, last4_prefix};
 use super::rowmac::{decode_row, encode_row};
 use super::{audit, check_name, now, suppress, Vault, VaultError, VAULT_FORMAT};
 use crate::phone;
+use crate::policy::TenantName;
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{Batch, Store, Tree};
 
@@ -202,10 +203,11 @@ impl Vault {
     /// index planned for `expected_rows` rows. Returns the row (with the planned bits).
     pub fn create_tenant(
         &self,
-        name: &str,
+        name: &TenantName,
         purposes: &[String],
         last4_expected_rows: Option<u64>,
     ) -> Result<TenantRow, VaultError> {
+        let name = name.as_str();
         self.audited("tenant-create", Some(name), None, |ev| {
             self.create_tenant_in(name, purposes, last4_expected_rows, ev)
         })
@@ -218,7 +220,6 @@ impl Vault {
         last4_expected_rows: Option<u64>,
         ev: &mut audit::Event,
     ) -> Result<TenantRow, VaultError> {
-        check_name("tenant name", name)?;
         if purposes.is_empty() {
             return Err(VaultError::InvalidArgument(
                 "a tenant needs at least one purpose (--purposes otp,support,...)".into(),

@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use super::rowmac::{decode_row, encode_row};
 use super::{check_name, Vault, VaultError};
+use crate::policy::TenantName;
 use crate::store::{Batch, Tree};
 
 const TABLE: &str = "tokens";
@@ -60,7 +61,7 @@ struct TokenRow {
 #[derive(Clone, Debug)]
 pub struct TokenSpec {
     /// Tenant, or `None` for a vault-wide admin token.
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantName>,
     /// Role (must be admin when `tenant` is `None`).
     pub role: Role,
     /// Allowed purposes; empty means all of the tenant's.
@@ -170,9 +171,12 @@ impl Vault {
     /// [`VaultError::UnknownTenant`], [`VaultError::UnknownPurpose`], or
     /// [`VaultError::InvalidArgument`] for a vault-wide token that is not admin.
     pub fn create_token(&self, spec: &TokenSpec) -> Result<(TokenInfo, TokenSecret), VaultError> {
-        self.audited("token-create", spec.tenant.as_deref(), None, |ev| {
-            self.create_token_in(spec, ev)
-        })
+        self.audited(
+            "token-create",
+            spec.tenant.as_ref().map(TenantName::as_str),
+            None,
+            |ev| self.create_token_in(spec, ev),
+        )
     }
 
     fn create_token_in(
@@ -187,7 +191,7 @@ impl Vault {
                 ));
             }
             Some(t) => {
-                let ctx = self.tenant(t)?;
+                let ctx = self.tenant(t.as_str())?;
                 for (i, p) in spec.purposes.iter().enumerate() {
                     check_name("purpose", p)?;
                     ctx.check_purpose_at(p, i)?;
@@ -212,7 +216,7 @@ impl Vault {
         let t = self.now();
         let info = TokenInfo {
             id: hex::encode(idb),
-            tenant: spec.tenant.clone(),
+            tenant: spec.tenant.as_ref().map(|t| t.as_str().to_owned()),
             role: spec.role,
             purposes: spec.purposes.clone(),
             reveal: spec.reveal,
@@ -362,6 +366,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is the failure report
 
     use super::*;
+    use crate::policy::values::tenant;
     use crate::store::MemoryStore;
     use std::sync::Arc;
 
@@ -378,14 +383,14 @@ mod tests {
 
     fn vault() -> Vault {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
-        v.create_tenant("shop", &["otp".into(), "support".into()], None)
+        v.create_tenant(&tenant("shop"), &["otp".into(), "support".into()], None)
             .unwrap();
         v
     }
 
     fn spec(role: Role) -> TokenSpec {
         TokenSpec {
-            tenant: Some("shop".into()),
+            tenant: Some(tenant("shop")),
             role,
             purposes: vec!["otp".into()],
             reveal: false,
@@ -468,7 +473,7 @@ mod tests {
             v.create_token(&s),
             Err(VaultError::UnknownPurpose { .. })
         ));
-        s.tenant = Some("nope".into());
+        s.tenant = Some(tenant("nope"));
         assert!(matches!(
             v.create_token(&s),
             Err(VaultError::UnknownTenant(_))

@@ -8,6 +8,7 @@ use super::layout::{expiry_key, record_key};
 use super::tenants::{IndexEntries, TenantCtx};
 use super::{audit, check_source, now_ms, receipts, Target, Vault, VaultError};
 use crate::phone;
+use crate::policy::TenantName;
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{Batch, StoreError, Tree};
 
@@ -218,12 +219,13 @@ impl Vault {
     /// existing record of that number. Durable when it returns.
     pub fn add(
         &self,
-        tenant: &str,
+        tenant: &TenantName,
         input: &str,
         region: Option<&str>,
         purposes: &[String],
         source: &str,
     ) -> Result<AddOutcome, VaultError> {
+        let tenant = tenant.as_str();
         self.audited("add", Some(tenant), None, |ev| {
             self.add_in(tenant, input, region, purposes, source, ev)
         })
@@ -322,7 +324,7 @@ impl Vault {
 
     /// Deletes a record by id with its index and expiry entries, atomically and
     /// durably. Returns whether it existed.
-    pub fn delete(&self, tenant: &str, id: &str) -> Result<bool, VaultError> {
+    pub fn delete(&self, tenant: &TenantName, id: RecordId) -> Result<bool, VaultError> {
         match self.erase(tenant, Target::Id(id)) {
             Ok(_) => Ok(true),
             Err(VaultError::NoSuchRecord(_)) => Ok(false),

@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use phonevault::policy::TenantName;
+use phonevault::record::RecordId;
 use phonevault::store::MemoryStore;
 use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault, VaultError};
 use phonevault_keys::{KdfParams, Passphrase};
@@ -10,6 +12,16 @@ use phonevault_keys::{KdfParams, Passphrase};
 use super::PASS;
 
 /// The unlock source of [`create`]'s vaults: [`PASS`].
+/// A tenant name the test writes out, parsed as the CLI and the server parse one.
+pub fn tenant(name: &str) -> TenantName {
+    TenantName::parse(name).expect("a tenant name of the accepted form")
+}
+
+/// A record id as the vault prints one (the CLI's and the API's answers).
+pub fn record_id(id: &str) -> RecordId {
+    RecordId::parse(id).expect("a record id of the vault's form")
+}
+
 pub fn unlock() -> Unlock {
     Unlock::Passphrase(Passphrase::new(PASS.into()))
 }
@@ -26,7 +38,7 @@ pub fn create(dir: &Path, tenants: &[&str], purposes: &[&str]) -> Vault {
     let v = open(dir);
     let purposes: Vec<String> = purposes.iter().map(|p| p.to_string()).collect();
     for t in tenants {
-        v.create_tenant(t, &purposes, None).unwrap();
+        v.create_tenant(&tenant(t), &purposes, None).unwrap();
     }
     v
 }
@@ -73,7 +85,7 @@ pub fn import(v: &Vault, tenant: &str, purposes: &[&str], numbers: &[String]) {
         .collect::<Vec<_>>()
         .join("\n");
     let opts = ImportOptions {
-        tenant: tenant.into(),
+        tenant: self::tenant(tenant),
         purposes: purposes.iter().map(|p| p.to_string()).collect(),
         source: "bulk".into(),
         region: None,
