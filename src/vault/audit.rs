@@ -2127,7 +2127,9 @@ mod tests {
                 .map(|_| {
                     let d = a.deferring();
                     tokio::spawn(async move {
-                        d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+                        d.find(&tenant("shop"), NUMBER, None, "otp")
+                            .unwrap()
+                            .unwrap();
                         d.audit_settled().await.unwrap();
                     })
                 })
@@ -2143,7 +2145,9 @@ mod tests {
         assert_eq!(lock(&a.audit.journaled).pending.len(), 8);
         // Not written before its caller waits: a read answered only after that.
         let d = a.deferring();
-        d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        d.find(&tenant("shop"), NUMBER, None, "otp")
+            .unwrap()
+            .unwrap();
         assert_eq!(lock(&a.audit.queue).items.len(), 1);
         assert_eq!(a.audit_stats().journal_records, after.journal_records);
         rt.block_on(d.audit_settled()).unwrap();
@@ -2157,7 +2161,9 @@ mod tests {
     fn a_deferred_read_never_waited_for_is_logged_by_the_next_round() {
         let (_twin, _store, _a_dir, _b_dir, a) = process_mode_vault();
         let d = a.deferring();
-        d.find("shop", NUMBER, None, "otp").unwrap().unwrap();
+        d.find(&tenant("shop"), NUMBER, None, "otp")
+            .unwrap()
+            .unwrap();
         drop(d);
         a.audit.journal_tick(a.store.as_ref());
         assert!(lock(&a.audit.queue).items.is_empty());
