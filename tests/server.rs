@@ -1624,6 +1624,7 @@ fn suppression_lists_through_the_socket() {
         ]);
     }
     let admin = env.token(&["--tenant", "shop", "--role", "admin"]);
+    let auditor = env.token(&["--tenant", "shop", "--role", "auditor"]);
     let s = serve(&env, &[]);
     unseal(&s);
     let lists = "/v1/tenants/shop/suppression-lists";
@@ -1668,6 +1669,31 @@ fn suppression_lists_through_the_socket() {
     assert_eq!(lookup(listed, "marketing"), 404);
     assert_eq!(lookup(listed, "otp"), 200);
     assert_eq!(lookup(NUMBER, "marketing"), 200);
+    // Stats count the live records each list holds back, through the socket as in
+    // process (the CLI's `stats` with a token prints them from the socket's answer).
+    let (st, v) = s.post(
+        "/v1/tenants/shop/stats",
+        Some(&auditor),
+        json!({"min_group": 2}),
+    );
+    assert_eq!(st, 200, "{v}");
+    // One listed record is below the threshold of 2: the list, not its count.
+    assert_eq!(
+        v["suppression_lists"],
+        json!([{"list": "dnc", "purposes": ["marketing"], "records": null}]),
+        "{v}"
+    );
+    let out = env
+        .cmd(&["stats", "--tenant", "shop", "--min-group", "2"])
+        .env("PHONEVAULT_TOKEN", &auditor)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("suppression list dnc (marketing): fewer than 2 live records"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (st, v) = s.call("GET", lists, Some(&admin), b"");
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["lists"][0]["name"], "dnc");

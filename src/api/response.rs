@@ -7,9 +7,23 @@ use utoipa::ToSchema;
 
 use super::openapi::Purpose;
 use super::{ErrorDetail, Shown};
+use crate::stats::Stats;
 use crate::vault::{
-    AddOutcome, Changed, Found, ImportSummary, ListInfo, SuppressReport, TokenInfo,
+    AddOutcome, Changed, Found, ImportSummary, ListCount, ListInfo, SuppressReport, TokenInfo,
 };
+
+/// `POST /v1/tenants/{tenant}/stats`: the statistics, and for each suppression list
+/// the live records it holds back, under the same threshold and noise (the same
+/// object `phonevault --json stats` prints in process).
+#[derive(Serialize, ToSchema)]
+pub struct StatsAnswer {
+    /// The statistics.
+    #[serde(flatten)]
+    pub stats: Stats,
+    /// Per suppression list of the tenant, its live records (absent without lists).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppression_lists: Vec<ListCount>,
+}
 
 /// `GET /v1/sys/health`, `POST /v1/sys/unseal` and `POST /v1/sys/seal`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

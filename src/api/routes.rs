@@ -12,10 +12,9 @@ use super::request::{
 };
 use super::response::{
     Accepted, Added, BatchAnswer, ChangedAnswer, Committed, CreatedToken, Deleted, Dropped, Erased,
-    Record, Records, Revoked, SealState, SmsReply, SuppressionLists, TokenList, UploadStarted,
-    UploadedRows,
+    Record, Records, Revoked, SealState, SmsReply, StatsAnswer, SuppressionLists, TokenList,
+    UploadStarted, UploadedRows,
 };
-use crate::stats::Stats;
 use crate::vault::Role;
 
 /// Who may call a route: the role `openapi.json` names for it (`x-phonevault-role`).
@@ -534,7 +533,7 @@ pub const ROUTES: &[Route] = &[
             more: "",
             body: Body::Json(stats_request),
             params: None,
-            answers: &[json(200, "Statistics", &[schema::<Stats>])],
+            answers: &[json(200, "Statistics", &[schema::<StatsAnswer>])],
             refusals: &[BAD, UNAUTHORIZED, FORBIDDEN, TIMEOUT, TOO_LARGE, SEALED],
         },
     },

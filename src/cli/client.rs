@@ -839,16 +839,15 @@ impl Backend for Remote {
         if q.epsilon.is_some_and(|e| !e.is_finite()) {
             return Err(VaultError::Stats(StatsError::Epsilon).into());
         }
-        let s: StatsAnswer = self.post(
+        let mut s: StatsAnswer = self.post(
             &tenant_path(&a.tenant, "stats"),
             &without_nulls(json!({
                 "by_country": q.by_country, "by_type": q.by_type,
                 "min_group": q.min_group, "epsilon": q.epsilon,
             })),
         )?;
-        // The stats route answers no suppression-list counts (the lists are managed
-        // through their own routes, which count entries, not records).
-        Ok((s.stats()?, Vec::new()))
+        let lists = std::mem::take(&mut s.suppression_lists);
+        Ok((s.stats()?, lists))
     }
 
     fn create_token(&mut self, a: &TokenCreateArgs) -> Result<(TokenInfo, Shown), Failure> {
@@ -1048,6 +1047,8 @@ struct StatsAnswer {
     suppressed_groups: u64,
     min_group: u64,
     epsilon: Option<f64>,
+    #[serde(default)]
+    suppression_lists: Vec<crate::vault::ListCount>,
 }
 
 #[derive(Deserialize)]

@@ -23,8 +23,8 @@ use crate::api::request::{
 };
 use crate::api::response::{
     Accepted, Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased,
-    ItemResult, ItemStatus, Record, Records, Revoked, SealState, SmsReply, TokenList, TokenView,
-    UniformSummary,
+    ItemResult, ItemStatus, Record, Records, Revoked, SealState, SmsReply, StatsAnswer, TokenList,
+    TokenView, UniformSummary,
 };
 use crate::api::{ErrorDetail, Shown};
 use crate::audit::{Entry, Outcome};
@@ -866,8 +866,14 @@ async fn stats(
 ) -> Res {
     let (vault, _) = auth.authorize(&Access::new(tenant.as_str(), Operation::Stats, &[]))?;
     let q = req.query();
-    let s = blocking(move || vault.stats(&tenant, &q)).await?;
-    ok(&s)
+    let answer = blocking(move || {
+        Ok(StatsAnswer {
+            stats: vault.stats(&tenant, &q)?,
+            suppression_lists: vault.suppression_stats(&tenant, &q)?,
+        })
+    })
+    .await?;
+    ok(&answer)
 }
 
 async fn create_token(

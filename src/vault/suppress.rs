@@ -124,7 +124,7 @@ pub struct SuppressReport {
 }
 
 /// How many live records a list suppresses, as `stats` publishes it.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct ListCount {
     /// The list.
     pub list: String,
