@@ -25,6 +25,11 @@ fn tenant(name: &str) -> phonevault::policy::TenantName {
     phonevault::policy::TenantName::parse(name).expect("a tenant name of the accepted form")
 }
 
+/// A consent source the test writes out, parsed as the CLI and the server parse one.
+fn source(s: &str) -> phonevault::policy::Source {
+    phonevault::policy::Source::parse(s).expect("a consent source of the accepted form")
+}
+
 const PASS: &str = "bench";
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -68,7 +73,7 @@ fn import_opts(name: &str) -> ImportOptions {
     ImportOptions {
         tenant: tenant(name),
         purposes: vec!["otp".into()],
-        source: "bench".into(),
+        source: source("bench"),
         region: None,
     }
 }

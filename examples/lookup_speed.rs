@@ -29,7 +29,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let opts = ImportOptions {
         tenant: tenant.clone(),
         purposes: vec!["otp".into()],
-        source: "speed".into(),
+        source: phonevault::policy::Source::parse("speed")?,
         region: None,
     };
     let text = std::fs::read_to_string(&path)?;

@@ -27,7 +27,7 @@ use phonevault_keys::{derive_tenant_keys, TenantKeys, TenantSeed, VaultId};
 
 use crate::api::request as api;
 use crate::phone::{self, NumberKind};
-use crate::policy::TenantName;
+use crate::policy::{Source, TenantName};
 use crate::record::{self, Grant, OptOut, RecordBody, RecordError, RecordId, MAX_BODY_LEN};
 use crate::store::MemoryStore;
 use crate::vault::{ImportOptions, Reject, Target, Vault, VaultError};
@@ -146,6 +146,7 @@ pub fn values(data: &[u8]) -> Result<(), Violation> {
     note(v::parse_region(s).err().map(|e| e.to_string()));
     note(v::parse_role(s).err().map(|e| e.to_string()));
     note(v::TenantName::parse(s).err().map(|e| e.to_string()));
+    note(v::Source::parse(s).err().map(|e| e.to_string()));
     note(v::check_name("purpose", s).err().map(|e| e.to_string()));
     note(
         policy::Purpose::declared(&declared, s, 0)
@@ -160,6 +161,15 @@ pub fn values(data: &[u8]) -> Result<(), Violation> {
     }
     if let Ok(t) = v::parse_time(s) {
         ensure(t <= v::MAX_TIME, "a time past the end of year 9999")?;
+    }
+    if let Ok(source) = v::Source::parse(s) {
+        ensure(
+            source.as_str() == s
+                && s.len() <= v::MAX_SOURCE_LEN
+                && s.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\'),
+            "a source accepted outside 1-128 printable ASCII without quote or backslash",
+        )?;
     }
     let mut rdr = crate::cli::import_reader(data);
     note(
@@ -605,6 +615,15 @@ fn no_check<T>(_: T) -> Result<(), Violation> {
     Ok(())
 }
 
+/// A write's source, parsed as the routes parse it: a refusal repeats no value of the
+/// request.
+fn check_source(source: Option<&str>, body: &[u8]) -> Result<(), Violation> {
+    match api::source_or_default(source) {
+        Ok(_) => Ok(()),
+        Err(e) => check_message(&e.to_string(), body),
+    }
+}
+
 /// The record a targeted body names, parsed as the routes parse it (the record id
 /// into a `RecordId`): a refusal repeats no value of the request.
 fn check_target(req: &impl api::Targeted, body: &[u8]) -> Result<(), Violation> {
@@ -631,8 +650,8 @@ pub fn http_body(data: &[u8]) -> Result<(), Violation> {
     };
     match usize::from(which) % HTTP_ENDPOINTS.len() {
         0 => check_body::<api::UnsealReq>(body, no_check),
-        1 => check_body::<api::AddReq>(body, no_check),
-        2 => check_body::<api::BatchReq>(body, no_check),
+        1 => check_body::<api::AddReq>(body, |r| check_source(r.source.as_deref(), body)),
+        2 => check_body::<api::BatchReq>(body, |r| check_source(r.source.as_deref(), body)),
         3 => check_body::<api::LookupReq>(body, no_check),
         4 => check_body::<api::Last4Req>(body, no_check),
         5 => {
@@ -650,7 +669,10 @@ pub fn http_body(data: &[u8]) -> Result<(), Violation> {
                 }
             }
         }
-        6 => check_body::<api::GrantReq>(body, |r| check_target(&r, body)),
+        6 => check_body::<api::GrantReq>(body, |r| {
+            check_target(&r, body)?;
+            check_source(r.source.as_deref(), body)
+        }),
         7 => check_body::<api::WithdrawReq>(body, |r| check_target(&r, body)),
         8 => check_body::<api::OptOutReq>(body, |r| check_target(&r, body)),
         9 | 10 => check_body::<api::TargetReq>(body, |r| check_target(&r, body)),
@@ -668,6 +690,11 @@ pub fn http_body(data: &[u8]) -> Result<(), Violation> {
 /// The tenant of the vault targets, `t`.
 fn model_tenant() -> Result<TenantName, Violation> {
     TenantName::parse("t").map_err(|_| Violation::new("the tenant name is refused"))
+}
+
+/// A consent source of the vault targets.
+fn model_source(s: &str) -> Result<Source, Violation> {
+    Source::parse(s).map_err(|_| Violation::new("the source is refused"))
 }
 
 /// A fresh in-memory vault with tenant `t` (purposes `otp`, `marketing`; last-4 index).
@@ -724,7 +751,7 @@ pub fn csv_import(data: &[u8]) -> Result<(), Violation> {
     let opts = ImportOptions {
         tenant: model_tenant()?,
         purposes: vec!["otp".into()],
-        source: "fuzz".into(),
+        source: model_source("fuzz")?,
         region: region.map(str::to_owned),
     };
     let lines = 1 + input.iter().filter(|&&b| b == b'\n' || b == b'\r').count() as u64;
@@ -939,6 +966,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
     let (nn, np) = (MODEL_NUMBERS.len(), MODEL_PURPOSES.len());
     let v = fresh_vault()?;
     let t = &model_tenant()?;
+    let src = &model_source("src")?;
     let mut model: BTreeMap<usize, Entry> = BTreeMap::new();
     for (step, op) in ops.iter().enumerate() {
         let fail = |what: &str| Violation::new(format!("step {step} ({op:?}): {what}"));
@@ -950,7 +978,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
                     MODEL_NUMBERS[n].0,
                     None,
                     &[MODEL_PURPOSES[p].to_owned()],
-                    "src",
+                    src,
                 )
                 .map_err(|_| fail("add failed"))?;
                 let e = model.entry(n).or_default();
@@ -967,7 +995,7 @@ pub fn run_ops(ops: &[Op]) -> Result<(), Violation> {
                 let opts = ImportOptions {
                     tenant: t.clone(),
                     purposes: vec![MODEL_PURPOSES[p].to_owned()],
-                    source: "bulk".into(),
+                    source: model_source("bulk")?,
                     region: None,
                 };
                 let rows = crate::cli::CsvRows::new(csv.as_bytes(), "phone")

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
-use common::vault::tenant;
+use common::vault::{source, tenant};
 
 use common::vault::{self, numbers, open, unlock, when_free};
 
@@ -32,7 +32,7 @@ fn backup_while_writers_run_restores_a_consistent_vault() {
                 if stop.load(Ordering::Relaxed) {
                     break;
                 }
-                v.add(&tenant("t"), &n, None, &["otp".into()], "web")
+                v.add(&tenant("t"), &n, None, &["otp".into()], &source("web"))
                     .unwrap();
                 added.fetch_add(1, Ordering::Relaxed);
             }
@@ -115,12 +115,12 @@ fn shop() -> (tempfile::TempDir, PathBuf, Vault) {
 fn a_restore_stopped_mid_swap_keeps_the_replaced_store_and_finishes() {
     let (tmp, dir, v) = shop();
     let [before, after] = [&numbers(0, 1)[0], &numbers(1, 1)[0]].map(|n| n.clone());
-    v.add(&tenant("t"), &before, None, &["otp".into()], "web")
+    v.add(&tenant("t"), &before, None, &["otp".into()], &source("web"))
         .unwrap();
     let file = tmp.path().join("b.pvbk");
     v.backup(std::fs::File::create(&file).unwrap()).unwrap();
     // written after the backup: only in the store that the restore replaces
-    v.add(&tenant("t"), &after, None, &["otp".into()], "web")
+    v.add(&tenant("t"), &after, None, &["otp".into()], &source("web"))
         .unwrap();
     drop(v);
 
@@ -226,8 +226,14 @@ fn a_restore_does_not_bring_back_revoked_tokens() {
 #[test]
 fn a_restore_never_brings_back_an_audit_key() {
     let (tmp, dir, v) = shop();
-    v.add(&tenant("t"), "+447400123958", None, &["otp".into()], "web")
-        .unwrap();
+    v.add(
+        &tenant("t"),
+        "+447400123958",
+        None,
+        &["otp".into()],
+        &source("web"),
+    )
+    .unwrap();
     let file = tmp.path().join("b.pvbk");
     v.backup(std::fs::File::create(&file).unwrap()).unwrap();
     let ring = tmp.path().join("ring");

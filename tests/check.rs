@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
-use common::vault::tenant;
+use common::vault::{source, tenant};
 
 use common::{vault, Env};
 
@@ -19,9 +19,15 @@ fn check_passes_a_clean_vault_and_names_a_missing_index_entry() {
     let e = Env::new();
     let id = {
         let v = vault::create(&e.vault, &["shop"], &["otp"]);
-        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "test")
-            .unwrap()
-            .id()
+        v.add(
+            &tenant("shop"),
+            NUMBER,
+            None,
+            &["otp".into()],
+            &source("test"),
+        )
+        .unwrap()
+        .id()
     };
     let ok = e.run(&["check"]);
     assert_eq!(ok.status.code(), Some(0));
@@ -75,7 +81,7 @@ fn check_names_records_that_are_not_what_their_last_audited_write_left() {
     let dir = tempfile::tempdir().unwrap();
     let v = vault::create(&dir.path().join("v"), &["shop"], &["otp"]);
     let add = |n: &str| {
-        v.add(&tenant("shop"), n, None, &["otp".into()], "test")
+        v.add(&tenant("shop"), n, None, &["otp".into()], &source("test"))
             .unwrap()
             .id()
     };

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
-use common::vault::{record_id, tenant};
+use common::vault::{record_id, source, tenant};
 
 use common::vault::{self, in_memory, numbers};
 
@@ -43,7 +43,7 @@ fn rotation_rewrap_and_index_rebuild() {
 
     // data key: new writes use v2, v1 still decrypts
     assert_eq!(v.rotate_key(&tenant("t"), false).unwrap(), 2);
-    v.add(&tenant("t"), &nums[600], None, &p(&["otp"]), "web")
+    v.add(&tenant("t"), &nums[600], None, &p(&["otp"]), &source("web"))
         .unwrap();
     assert!(versions(&store).contains(&(2, 1)));
     assert!(v
@@ -61,7 +61,7 @@ fn rotation_rewrap_and_index_rebuild() {
         .range(Tree::Records, b"", None, usize::MAX)
         .unwrap()
         .len();
-    v.add(&tenant("t"), &nums[2], None, &p(&["otp"]), "web")
+    v.add(&tenant("t"), &nums[2], None, &p(&["otp"]), &source("web"))
         .unwrap();
     import(&v, &nums[..700]);
     let after = store
@@ -124,8 +124,14 @@ fn shredding_makes_every_copy_undecryptable() {
         .unwrap();
     let nums = numbers(0, 50);
     import(&v, &nums);
-    v.add(&tenant("keep"), &nums[0], None, &p(&["otp"]), "web")
-        .unwrap();
+    v.add(
+        &tenant("keep"),
+        &nums[0],
+        None,
+        &p(&["otp"]),
+        &source("web"),
+    )
+    .unwrap();
     // a "backup" of the store taken before the shredding
     let backup = MemoryStore::new();
     for tree in Tree::ALL {
@@ -301,8 +307,14 @@ fn rewrap_chunks_and_shred_deletions_carry_their_audit_entries() {
 
     // Shredding: the records' deletion commits, then the disk is full.
     v.create_tenant(&tenant("u"), &p(&["otp"]), None).unwrap();
-    v.add(&tenant("u"), "+447400123958", None, &p(&["otp"]), "web")
-        .unwrap();
+    v.add(
+        &tenant("u"),
+        "+447400123958",
+        None,
+        &p(&["otp"]),
+        &source("web"),
+    )
+    .unwrap();
     let before = audit_entries(&v, &k0).len();
     store.fail_commits_after(Some(1));
     assert!(v.shred_tenant(&tenant("u")).is_err());

@@ -13,7 +13,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
-use common::vault::tenant;
+use common::vault::{source, tenant};
 
 use common::{http, Server};
 
@@ -106,7 +106,7 @@ fn vault_operations_behave_as_on_sled() {
             "+44 7400 123958",
             None,
             &purposes(&["otp"]),
-            "web",
+            &source("web"),
         )
         .unwrap()
         .id();
@@ -116,7 +116,7 @@ fn vault_operations_behave_as_on_sled() {
             "07400 123958",
             Some("GB"),
             &purposes(&["support"]),
-            "call",
+            &source("call"),
         )
         .unwrap();
     assert_eq!(again.id(), id, "one record per number: consents merged");
@@ -168,7 +168,7 @@ fn vault_operations_behave_as_on_sled() {
     let opts = ImportOptions {
         tenant: tenant("shop"),
         purposes: purposes(&["otp"]),
-        source: "import".into(),
+        source: source("import"),
         region: None,
     };
     let s1 = v
@@ -308,7 +308,7 @@ fn two_vaults_adding_one_number_at_once_make_one_record() {
                     &number(i),
                     None,
                     &purposes(&[purpose]),
-                    "race",
+                    &source("race"),
                 )
                 .unwrap();
             }
@@ -340,7 +340,7 @@ fn changes_through_one_vault_reach_the_other() {
     let b = db.open();
     let n = "+447400123958";
     let id = a
-        .add(&tenant("shop"), n, None, &purposes(&["otp"]), "x")
+        .add(&tenant("shop"), n, None, &purposes(&["otp"]), &source("x"))
         .unwrap()
         .id();
     assert!(b.find(&tenant("shop"), n, None, "otp").unwrap().is_some());
@@ -366,15 +366,21 @@ fn changes_through_one_vault_reach_the_other() {
     // A data-key rotation by one: the other decrypts the new records at once.
     a.rotate_key(&tenant("shop"), false).unwrap();
     let m = "+447400123959";
-    a.add(&tenant("shop"), m, None, &purposes(&["otp"]), "x")
+    a.add(&tenant("shop"), m, None, &purposes(&["otp"]), &source("x"))
         .unwrap();
     assert!(b.find(&tenant("shop"), m, None, "otp").unwrap().is_some());
     // Tenant settings: within the documented bound.
     a.add_purposes(&tenant("shop"), &purposes(&["marketing"]))
         .unwrap();
     std::thread::sleep(TENANT_CACHE_TTL + Duration::from_millis(200));
-    b.add(&tenant("shop"), m, None, &purposes(&["marketing"]), "y")
-        .unwrap();
+    b.add(
+        &tenant("shop"),
+        m,
+        None,
+        &purposes(&["marketing"]),
+        &source("y"),
+    )
+    .unwrap();
     let f = a
         .find(&tenant("shop"), m, None, "marketing")
         .unwrap()
@@ -383,8 +389,14 @@ fn changes_through_one_vault_reach_the_other() {
     // A tenant made by one is usable on the other at once (keyring re-read).
     a.create_tenant(&tenant("desk"), &purposes(&["support"]), None)
         .unwrap();
-    b.add(&tenant("desk"), n, None, &purposes(&["support"]), "z")
-        .unwrap();
+    b.add(
+        &tenant("desk"),
+        n,
+        None,
+        &purposes(&["support"]),
+        &source("z"),
+    )
+    .unwrap();
     assert!(a
         .find(&tenant("desk"), n, None, "support")
         .unwrap()
@@ -399,7 +411,8 @@ fn changes_through_one_vault_reach_the_other() {
     let c = db.open();
     for (v, t) in [(&a, "t2"), (&b, "t1"), (&c, "t1"), (&c, "t2")] {
         let t = &tenant(t);
-        v.add(t, n, None, &purposes(&["otp"]), "k").unwrap();
+        v.add(t, n, None, &purposes(&["otp"]), &source("k"))
+            .unwrap();
         assert!(a.find(t, n, None, "otp").unwrap().is_some());
         assert!(b.find(t, n, None, "otp").unwrap().is_some());
     }
@@ -492,7 +505,7 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
     let mut acked = Vec::new();
     for i in 0..20 {
         let n = format!("+4474001{i:05}");
-        v.add(&tenant("shop"), &n, None, &purposes(&["otp"]), "x")
+        v.add(&tenant("shop"), &n, None, &purposes(&["otp"]), &source("x"))
             .unwrap();
         acked.push(n);
     }
@@ -503,7 +516,7 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
             "+447400199999",
             None,
             &purposes(&["otp"]),
-            "x",
+            &source("x"),
         )
         .unwrap_err();
     assert!(
@@ -545,7 +558,7 @@ fn unreachable_database_fails_clearly_and_recovers_by_itself() {
         "+447400199999",
         None,
         &purposes(&["otp"]),
-        "x",
+        &source("x"),
     )
     .unwrap();
     assert_eq!(record_count(&v), acked.len() + 1);
@@ -626,7 +639,7 @@ fn key_versions_are_agreed_through_the_database() {
     a.create_tenant(&tenant("shop"), &purposes(&["otp"]), None)
         .unwrap();
     let [n1, n2, n3] = ["+447400123951", "+447400123952", "+447400123953"];
-    a.add(&tenant("shop"), n1, None, &purposes(&["otp"]), "x")
+    a.add(&tenant("shop"), n1, None, &purposes(&["otp"]), &source("x"))
         .unwrap();
     // host B: its own copy of the keyring, made now
     let b_dir = db.tmp.path().join("host-b");
@@ -640,13 +653,13 @@ fn key_versions_are_agreed_through_the_database() {
 
     // rotate on A and write under the new version
     assert_eq!(a.rotate_key(&tenant("shop"), false).unwrap(), 2);
-    a.add(&tenant("shop"), n2, None, &purposes(&["otp"]), "x")
+    a.add(&tenant("shop"), n2, None, &purposes(&["otp"]), &source("x"))
         .unwrap();
 
     // B lacks version 2: it refuses the tenant, saying what to do, never "tampered"
     let b = open(&b_dir).unwrap();
     for err in [
-        b.add(&tenant("shop"), n3, None, &purposes(&["otp"]), "y")
+        b.add(&tenant("shop"), n3, None, &purposes(&["otp"]), &source("y"))
             .unwrap_err(),
         b.find(&tenant("shop"), n2, None, "otp").unwrap_err(),
         // and never makes a version 2 of its own
@@ -670,7 +683,7 @@ fn key_versions_are_agreed_through_the_database() {
     std::fs::copy(db.dir.join("keyring"), b_dir.join("keyring")).unwrap();
     let b = open(&b_dir).unwrap();
     assert!(b.find(&tenant("shop"), n2, None, "otp").unwrap().is_some());
-    b.add(&tenant("shop"), n3, None, &purposes(&["otp"]), "y")
+    b.add(&tenant("shop"), n3, None, &purposes(&["otp"]), &source("y"))
         .unwrap();
     assert!(a.find(&tenant("shop"), n3, None, "otp").unwrap().is_some());
     drop(b);
@@ -694,7 +707,7 @@ fn key_versions_are_agreed_through_the_database() {
     );
     assert_eq!(err.code(), "key_version_conflict");
     assert!(b
-        .add(&tenant("shop"), n3, None, &purposes(&["otp"]), "y")
+        .add(&tenant("shop"), n3, None, &purposes(&["otp"]), &source("y"))
         .is_err());
     // A is unaffected
     assert!(a.find(&tenant("shop"), n3, None, "otp").unwrap().is_some());
@@ -937,7 +950,7 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
     let first = ImportOptions {
         tenant: tenant("shop"),
         purposes: purposes(&["support"]),
-        source: "first".into(),
+        source: source("first"),
         region: None,
     };
     a.import(
@@ -955,7 +968,7 @@ fn two_vaults_importing_overlapping_files_at_once_make_one_record_per_number() {
             let opts = ImportOptions {
                 tenant: tenant("shop"),
                 purposes: purposes(&[purpose]),
-                source: "import".into(),
+                source: source("import"),
                 region: None,
             };
             barrier.wait();

@@ -13,6 +13,11 @@ fn tenant(name: &str) -> phonevault::policy::TenantName {
     phonevault::policy::TenantName::parse(name).expect("a tenant name of the accepted form")
 }
 
+/// A consent source the test writes out, parsed as the CLI and the server parse one.
+fn source(s: &str) -> phonevault::policy::Source {
+    phonevault::policy::Source::parse(s).expect("a consent source of the accepted form")
+}
+
 const DAY: u64 = 86_400;
 const A: &str = "+447400123958";
 const B: &str = "+12015550143";
@@ -38,6 +43,12 @@ impl T {
     fn advance(&self, secs: u64) {
         self.clock.fetch_add(secs, Ordering::SeqCst);
     }
+    /// Adds `phone` to tenant `shop` with consents for `purposes`, from `from`.
+    fn add(&self, phone: &str, purposes: &[&str], from: &str) {
+        self.v
+            .add(&tenant("shop"), phone, None, &p(purposes), &source(from))
+            .unwrap();
+    }
     fn found(&self, phone: &str, purpose: &str) -> bool {
         self.v
             .find(&tenant("shop"), phone, None, purpose)
@@ -52,7 +63,7 @@ impl T {
         let opts = ImportOptions {
             tenant: tenant("shop"),
             purposes: p(purposes),
-            source: "bulk".into(),
+            source: source("bulk"),
             region: None,
         };
         let mut rejects = Vec::new();
@@ -87,8 +98,7 @@ fn phone(input: &str) -> Target<'_> {
 #[test]
 fn a_withdrawn_purpose_reads_nothing() {
     let t = setup();
-    t.v.add(&tenant("shop"), A, None, &p(&["otp", "marketing"]), "web")
-        .unwrap();
+    t.add(A, &["otp", "marketing"], "web");
     assert!(t.found(A, "marketing"));
     t.v.withdraw(&tenant("shop"), phone(A), "marketing")
         .unwrap();
@@ -112,8 +122,7 @@ fn a_withdrawn_purpose_reads_nothing() {
 #[test]
 fn unknown_purposes_and_missing_numbers_are_errors_that_change_nothing() {
     let t = setup();
-    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
-        .unwrap();
+    t.add(A, &["otp"], "web");
     let before = t.store.range(Tree::Records, b"", None, 10).unwrap();
     assert!(matches!(
         t.v.find(&tenant("shop"), A, None, "spam"),
@@ -158,13 +167,11 @@ fn an_opted_out_number_reimported_does_not_regain_consent() {
     assert!(!t.found(B, "marketing"));
 
     // an explicit add with a consent and a source lifts the suppression
-    t.v.add(&tenant("shop"), B, None, &p(&["otp"]), "phone-call-2026-11")
-        .unwrap();
+    t.add(B, &["otp"], "phone-call-2026-11");
     assert!(t.found(B, "otp"));
     assert!(!t.found(B, "marketing"), "only the purposes re-consented");
     // and an explicit add lifts a per-purpose opt-out
-    t.v.add(&tenant("shop"), A, None, &p(&["marketing"]), "form")
-        .unwrap();
+    t.add(A, &["marketing"], "form");
     assert!(t.found(A, "marketing"));
 }
 
@@ -173,10 +180,9 @@ fn erase_removes_the_record_and_its_index_entries() {
     let t = setup();
     t.v.create_tenant(&tenant("desk"), &p(&["support"]), Some(1000))
         .unwrap();
-    t.v.add(&tenant("desk"), A, None, &p(&["support"]), "web")
+    t.v.add(&tenant("desk"), A, None, &p(&["support"]), &source("web"))
         .unwrap();
-    t.v.add(&tenant("shop"), B, None, &p(&["otp"]), "web")
-        .unwrap();
+    t.add(B, &["otp"], "web");
     let count = |tree| t.store.range(tree, b"", None, usize::MAX).unwrap().len();
     assert_eq!(count(Tree::Index), 3); // exact + last4 for A, exact for B
     t.v.erase(&tenant("desk"), phone(A)).unwrap();
@@ -194,7 +200,7 @@ fn erase_removes_the_record_and_its_index_entries() {
     ));
     // after erasure a new import may add the number again (nothing remembers it)
     assert_eq!(
-        t.v.add(&tenant("desk"), A, None, &p(&["support"]), "web")
+        t.v.add(&tenant("desk"), A, None, &p(&["support"]), &source("web"))
             .unwrap()
             .id()
             .0
@@ -213,10 +219,8 @@ fn purge_removes_exactly_the_expired_records() {
     t.import(&[renewed, verified], &["otp"]);
     t.advance(20 * DAY);
     let fresh = "+447400123006";
-    t.v.add(&tenant("shop"), fresh, None, &p(&["otp"]), "web")
-        .unwrap();
-    t.v.add(&tenant("shop"), renewed, None, &p(&["support"]), "web")
-        .unwrap();
+    t.add(fresh, &["otp"], "web");
+    t.add(renewed, &["support"], "web");
     t.v.verify(&tenant("shop"), phone(verified)).unwrap();
     t.advance(15 * DAY);
     t.v.set_retention(&tenant("shop"), Some(30)).unwrap();
@@ -276,8 +280,7 @@ fn purge_cost_follows_what_expired() {
 #[test]
 fn verify_stamps_the_time() {
     let t = setup();
-    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
-        .unwrap();
+    t.add(A, &["otp"], "web");
     assert_eq!(
         t.v.find(&tenant("shop"), A, None, "otp")
             .unwrap()
@@ -303,10 +306,8 @@ fn verify_stamps_the_time() {
 #[test]
 fn verify_for_some_purposes_stamps_only_their_records() {
     let t = setup();
-    t.v.add(&tenant("shop"), A, None, &p(&["marketing"]), "web")
-        .unwrap();
-    t.v.add(&tenant("shop"), B, None, &p(&["otp", "marketing"]), "web")
-        .unwrap();
+    t.add(A, &["marketing"], "web");
+    t.add(B, &["otp", "marketing"], "web");
     t.advance(10);
     let verified = |n: &str| {
         t.v.find(&tenant("shop"), n, None, "marketing")
@@ -333,22 +334,20 @@ fn verify_for_some_purposes_stamps_only_their_records() {
 #[test]
 fn purposes_can_be_added_later() {
     let t = setup();
-    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
-        .unwrap();
+    t.add(A, &["otp"], "web");
     assert!(t
         .v
-        .add(&tenant("shop"), A, None, &p(&["share:acme"]), "web")
+        .add(
+            &tenant("shop"),
+            A,
+            None,
+            &p(&["share:acme"]),
+            &source("web"),
+        )
         .is_err());
     t.v.add_purposes(&tenant("shop"), &p(&["share:acme"]))
         .unwrap();
-    t.v.add(
-        &tenant("shop"),
-        A,
-        None,
-        &p(&["share:acme"]),
-        "partner-form",
-    )
-    .unwrap();
+    t.add(A, &["share:acme"], "partner-form");
     assert!(t.found(A, "share:acme"));
     assert!(!t.found(A, "marketing"), "sharing implies nothing else");
 }
@@ -359,12 +358,10 @@ fn an_import_during_suppression_is_not_revived_by_a_later_consent() {
     // explicit consent for another purpose, which lifts the suppression, would bring
     // the imported purpose back to life.
     let t = setup();
-    t.v.add(&tenant("shop"), A, None, &p(&["otp"]), "web")
-        .unwrap();
+    t.add(A, &["otp"], "web");
     t.v.opt_out(&tenant("shop"), phone(A), None).unwrap();
     t.import(&[A], &["marketing"]);
-    t.v.add(&tenant("shop"), A, None, &p(&["support"]), "call")
-        .unwrap();
+    t.add(A, &["support"], "call");
     assert!(t.found(A, "support"));
     assert!(!t.found(A, "marketing"));
     assert!(!t.found(A, "otp"));
@@ -379,8 +376,7 @@ fn a_purpose_opt_out_under_a_total_one_survives_its_lifting() {
     t.import(&[A], &["otp"]);
     t.v.opt_out(&tenant("shop"), phone(A), None).unwrap();
     t.v.opt_out(&tenant("shop"), phone(A), Some("otp")).unwrap();
-    t.v.add(&tenant("shop"), A, None, &p(&["marketing"]), "form")
-        .unwrap();
+    t.add(A, &["marketing"], "form");
     t.import(&[A], &["otp"]);
     assert!(t.found(A, "marketing"));
     assert!(!t.found(A, "otp"));

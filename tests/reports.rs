@@ -14,6 +14,11 @@ fn tenant(name: &str) -> phonevault::policy::TenantName {
     phonevault::policy::TenantName::parse(name).expect("a tenant name of the accepted form")
 }
 
+/// A consent source the test writes out, parsed as the CLI and the server parse one.
+fn source(s: &str) -> phonevault::policy::Source {
+    phonevault::policy::Source::parse(s).expect("a consent source of the accepted form")
+}
+
 fn p(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -33,7 +38,7 @@ fn vault() -> (Vault, Arc<AtomicU64>) {
 }
 
 fn add(v: &Vault, n: &str, purposes: &[&str]) {
-    v.add(&tenant("shop"), n, None, &p(purposes), "test")
+    v.add(&tenant("shop"), n, None, &p(purposes), &source("test"))
         .unwrap();
 }
 

@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
-use common::vault::tenant;
+use common::vault::{source, tenant};
 
 use common::vault::{self, open, when_free};
 
@@ -19,6 +19,12 @@ fn new_vault(dir: &Path) -> Vault {
 }
 
 /// The keyring's encryption counter of tenant `t`, version 1, as stored in the file.
+/// Adds `number` to tenant `t` with consent `otp` (source `web`).
+fn add_otp(v: &Vault, number: &str) {
+    v.add(&tenant("t"), number, None, &["otp".into()], &source("web"))
+        .unwrap();
+}
+
 fn counter(dir: &Path) -> u64 {
     let ring = Keyring::decode(&std::fs::read(dir.join(KEYRING_FILE)).unwrap()).unwrap();
     ring.tenants["t"].seeds[0].encryptions
@@ -33,13 +39,11 @@ fn a_cache_refresh_keeps_the_reservation() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().join("v");
     let v = new_vault(&dir);
-    v.add(&tenant("t"), "+447400123001", None, &["otp".into()], "web")
-        .unwrap();
+    add_otp(&v, "+447400123001");
     let first = counter(&dir);
     assert!(first >= 1);
     std::thread::sleep(TENANT_CACHE_TTL + std::time::Duration::from_millis(200));
-    v.add(&tenant("t"), "+447400123002", None, &["otp".into()], "web")
-        .unwrap();
+    add_otp(&v, "+447400123002");
     // Still within the first reservation, or one more at most.
     assert!(
         counter(&dir) <= ENCRYPTION_RESERVATION,
@@ -52,8 +56,7 @@ fn a_cache_refresh_keeps_the_reservation() {
 
     // A new process (here: a new open) starts from there.
     let v = open(&dir);
-    v.add(&tenant("t"), "+447400123003", None, &["otp".into()], "web")
-        .unwrap();
+    add_otp(&v, "+447400123003");
     drop(v);
     assert_eq!(counter(&dir), 3);
 }
@@ -81,18 +84,10 @@ fn a_keyring_import_keeps_the_higher_counters() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().join("v");
     let v = new_vault(&dir);
-    v.add(&tenant("t"), "+447400123001", None, &["otp".into()], "web")
-        .unwrap();
+    add_otp(&v, "+447400123001");
     let old = v.export_keyring().unwrap();
     for i in 2..=6 {
-        v.add(
-            &tenant("t"),
-            &format!("+44740012300{i}"),
-            None,
-            &["otp".into()],
-            "web",
-        )
-        .unwrap();
+        add_otp(&v, &format!("+44740012300{i}"));
     }
     drop(v);
     assert_eq!(counter(&dir), 6);

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a panic is the failure report
 
 mod common;
-use common::vault::tenant;
+use common::vault::{source, tenant};
 
 use common::vault;
 
@@ -12,7 +12,8 @@ use std::sync::Arc;
 
 use phonevault::store::{MemoryStore, StoreError, Tree};
 
-use phonevault::vault::{ImportOptions, OpenOptions, Vault, VaultError};
+use phonevault::policy::TenantName;
+use phonevault::vault::{AddOutcome, ImportOptions, OpenOptions, Vault, VaultError};
 
 fn new_vault(dir: &Path) -> Vault {
     vault::create(dir, &["a", "b"], &["otp", "support"])
@@ -20,6 +21,11 @@ fn new_vault(dir: &Path) -> Vault {
 
 fn purposes(p: &[&str]) -> Vec<String> {
     p.iter().map(|s| s.to_string()).collect()
+}
+
+/// Adds `number` to `tenant` with consents for `p` (source `t`).
+fn add(v: &Vault, tenant: &TenantName, number: &str, p: &[&str]) -> Result<AddOutcome, VaultError> {
+    v.add(tenant, number, None, &purposes(p), &source("t"))
 }
 
 fn records(v: &Vault) -> Vec<(Vec<u8>, Vec<u8>)> {
@@ -32,24 +38,10 @@ fn records(v: &Vault) -> Vec<(Vec<u8>, Vec<u8>)> {
 fn same_number_in_two_tenants_is_unlinkable() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(&dir.path().join("v"));
-    let ida = v
-        .add(
-            &tenant("a"),
-            "+447400123958",
-            None,
-            &purposes(&["otp"]),
-            "t",
-        )
+    let ida = add(&v, &tenant("a"), "+447400123958", &["otp"])
         .unwrap()
         .id();
-    let idb = v
-        .add(
-            &tenant("b"),
-            "+447400123958",
-            None,
-            &purposes(&["otp"]),
-            "t",
-        )
+    let idb = add(&v, &tenant("b"), "+447400123958", &["otp"])
         .unwrap()
         .id();
     assert_ne!(ida, idb);
@@ -81,18 +73,10 @@ fn same_number_in_two_tenants_is_unlinkable() {
 fn ciphertext_copied_into_another_record_fails_to_decrypt() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(&dir.path().join("v"));
-    let id1 = v
-        .add(
-            &tenant("a"),
-            "+447400123958",
-            None,
-            &purposes(&["otp"]),
-            "t",
-        )
+    let id1 = add(&v, &tenant("a"), "+447400123958", &["otp"])
         .unwrap()
         .id();
-    let id2 = v
-        .add(&tenant("a"), "+12015550143", None, &purposes(&["otp"]), "t")
+    let id2 = add(&v, &tenant("a"), "+12015550143", &["otp"])
         .unwrap()
         .id();
     let recs = records(&v);
@@ -114,14 +98,7 @@ fn ciphertext_copied_into_another_record_fails_to_decrypt() {
 fn tampered_and_corrupt_records_are_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let v = new_vault(&dir.path().join("v"));
-    let id = v
-        .add(
-            &tenant("a"),
-            "+447400123958",
-            None,
-            &purposes(&["otp"]),
-            "t",
-        )
+    let id = add(&v, &tenant("a"), "+447400123958", &["otp"])
         .unwrap()
         .id();
     let (k, stored) = records(&v).remove(0);
@@ -185,21 +162,12 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
     let v = Vault::in_memory(store.clone()).unwrap();
     v.create_tenant(&tenant("a"), &purposes(&["otp"]), Some(1000))
         .unwrap();
-    let id = v
-        .add(
-            &tenant("a"),
-            "+447400123958",
-            None,
-            &purposes(&["otp"]),
-            "t",
-        )
+    let id = add(&v, &tenant("a"), "+447400123958", &["otp"])
         .unwrap()
         .id();
     let before = records(&v);
     store.fail_commits_after(Some(0));
-    let err = v
-        .add(&tenant("a"), "+12015550143", None, &purposes(&["otp"]), "t")
-        .unwrap_err();
+    let err = add(&v, &tenant("a"), "+12015550143", &["otp"]).unwrap_err();
     assert!(
         matches!(err, VaultError::Store(StoreError::DiskFull)),
         "{err:?}"
@@ -222,7 +190,7 @@ fn full_disk_fails_cleanly_and_loses_nothing() {
     let opts = ImportOptions {
         tenant: tenant("a"),
         purposes: purposes(&["otp"]),
-        source: "import".into(),
+        source: source("import"),
         region: None,
     };
     store.fail_commits_after(Some(1));
@@ -275,18 +243,14 @@ fn failing_flushes_answer_no_read_and_acknowledge_no_write() {
     let v = Vault::in_memory(store.clone()).unwrap();
     let a = tenant("a");
     v.create_tenant(&a, &purposes(&["otp"]), None).unwrap();
-    v.add(&a, "+447400123958", None, &purposes(&["otp"]), "t")
-        .unwrap();
+    add(&v, &a, "+447400123958", &["otp"]).unwrap();
     store.fail_flushes(true);
     let err = v.find(&a, "+447400123958", None, "otp").unwrap_err();
     assert_eq!(err.code(), "audit_unavailable", "{err:?}");
-    assert!(v
-        .add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
-        .is_err());
+    assert!(add(&v, &a, "+12015550143", &["otp"]).is_err());
     store.fail_flushes(false);
     assert!(v.find(&a, "+447400123958", None, "otp").unwrap().is_some());
-    v.add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
-        .unwrap();
+    add(&v, &a, "+12015550143", &["otp"]).unwrap();
     assert!(v.find(&a, "+12015550143", None, "otp").unwrap().is_some());
 }
 
@@ -299,20 +263,16 @@ fn writes_that_lose_a_guard_are_retried_on_the_new_state() {
     let a = tenant("a");
     v.create_tenant(&a, &purposes(&["otp", "support"]), None)
         .unwrap();
-    v.add(&a, "+447400123958", None, &purposes(&["otp"]), "t")
-        .unwrap();
+    add(&v, &a, "+447400123958", &["otp"]).unwrap();
     let before = records(&v).len();
     store.lose_guards(3);
-    v.add(&a, "+447400123958", None, &purposes(&["support"]), "t")
-        .unwrap();
+    add(&v, &a, "+447400123958", &["support"]).unwrap();
     assert_eq!(records(&v).len(), before, "merged, not duplicated");
     let found = v.find(&a, "+447400123958", None, "support").unwrap();
     assert!(found.is_some());
     // Past the retry budget, the conflict reaches the caller and nothing changed.
     store.lose_guards(1_000);
-    let err = v
-        .add(&a, "+12015550143", None, &purposes(&["otp"]), "t")
-        .unwrap_err();
+    let err = add(&v, &a, "+12015550143", &["otp"]).unwrap_err();
     assert!(
         matches!(err, VaultError::Store(StoreError::Conflict)),
         "{err:?}"

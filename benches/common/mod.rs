@@ -8,7 +8,7 @@ pub mod harness;
 
 use std::path::Path;
 
-pub use harness::vault::tenant;
+pub use harness::vault::{source, tenant};
 use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault};
 use phonevault_keys::{KdfParams, Passphrase};
 
@@ -29,7 +29,7 @@ pub fn import_options() -> ImportOptions {
     ImportOptions {
         tenant: tenant("bench"),
         purposes: vec!["otp".into()],
-        source: "bench".into(),
+        source: source("bench"),
         region: None,
     }
 }

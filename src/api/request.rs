@@ -7,6 +7,7 @@ use utoipa::ToSchema;
 
 use super::openapi::{Phone, Purpose, RecordId, Region, Source};
 use super::Shown;
+use crate::policy::ValueError;
 use crate::stats::StatsQuery;
 use crate::vault::Target;
 
@@ -61,6 +62,15 @@ where
 
 /// The `source` of a write that names none.
 pub const DEFAULT_SOURCE: &str = "api";
+
+/// The `source` of a write (`AddReq`, `BatchReq`, `GrantReq`): the one it names, or
+/// [`DEFAULT_SOURCE`].
+///
+/// # Errors
+/// [`ValueError::InvalidName`] for a source of the wrong form.
+pub fn source_or_default(given: Option<&str>) -> Result<crate::policy::Source, ValueError> {
+    crate::policy::Source::parse(given.unwrap_or(DEFAULT_SOURCE))
+}
 
 /// `POST /v1/sys/unseal`.
 // No `Debug`: it holds the passphrase.

@@ -18,6 +18,7 @@ use super::{
 };
 use crate::api::response::{Added, BatchSummary, ChangedAnswer, Erased, Record, WriteAnswer};
 use crate::api::Shown;
+use crate::policy::Source;
 use crate::record::RecordId;
 use crate::stats::{Stats, StatsQuery};
 use crate::vault::{
@@ -47,7 +48,7 @@ pub(crate) trait Backend {
         &mut self,
         target: &TargetArgs,
         purposes: &[String],
-        source: &str,
+        source: &Source,
         receipt: bool,
     ) -> Result<WriteAnswer<ChangedAnswer>, Failure>;
     /// `consent withdraw`.
@@ -426,7 +427,7 @@ impl Backend for Local<'_> {
         &mut self,
         target: &TargetArgs,
         purposes: &[String],
-        source: &str,
+        source: &Source,
         receipt: bool,
     ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
         let v = self.vault()?;

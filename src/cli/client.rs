@@ -39,7 +39,7 @@ use crate::api::response::{
 };
 use crate::api::{code, ErrorBody, ErrorDetail, Shown};
 use crate::phone::{self, NumberKind};
-use crate::policy::TenantName;
+use crate::policy::{Source, TenantName};
 use crate::stats::{Group, Stats, StatsError, StatsQuery};
 use crate::store::StoreError;
 use crate::vault::{self, ImportSummary, ListCount, Role, TokenInfo, VaultError};
@@ -227,7 +227,7 @@ struct AddBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     region: Option<&'a str>,
     consents: &'a [String],
-    source: &'a str,
+    source: &'a Source,
 }
 
 /// `POST .../lookup`.
@@ -249,7 +249,7 @@ struct TargetedBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     purposes: Option<&'a [String]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    source: Option<&'a str>,
+    source: Option<&'a Source>,
     #[serde(skip_serializing_if = "Option::is_none")]
     purpose: Option<&'a str>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -719,7 +719,7 @@ impl Backend for Remote {
         &mut self,
         target: &TargetArgs,
         purposes: &[String],
-        source: &str,
+        source: &Source,
         receipt: bool,
     ) -> Result<WriteAnswer<ChangedAnswer>, Failure> {
         self.post(
@@ -1098,14 +1098,14 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is the failure report
 
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
 
     fn args(region: Option<&str>) -> ImportArgs {
         ImportArgs {
             tenant: tenant("shop"),
             consent: vec!["otp".into(), "share:acme".into()],
             region: region.map(str::to_owned),
-            source: "crm \"2026\"".into(),
+            source: source("crm:2026-11/web"),
             column: "phone".into(),
             rejects: None,
             file: PathBuf::from("in.csv"),
@@ -1140,7 +1140,7 @@ mod tests {
         let (body, sent) = b.take_request().unwrap().unwrap();
         assert_eq!(sent, vec![(0, 2), (1, 3), (2, 4)]);
         let v: serde_json::Value = serde_json::from_slice(&body.0).unwrap();
-        assert_eq!(v["source"], "crm \"2026\"");
+        assert_eq!(v["source"], "crm:2026-11/web");
         let items = v["items"].as_array().unwrap();
         assert_eq!(items.len(), fields.len());
         for (item, f) in items.iter().zip(fields) {

@@ -23,7 +23,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{create_private, fail, Failure};
-use crate::policy::TenantName;
+use crate::policy::{Source, TenantName};
 use crate::vault::{ImportOptions, OpenOptions, Role, TokenSpec, Unlock, Vault};
 use phonevault_keys::{KdfParams, Passphrase};
 
@@ -88,7 +88,7 @@ pub(super) fn run(a: &DemoArgs) -> Result<(), Failure> {
     let opts = ImportOptions {
         tenant: tenant.clone(),
         purposes: vec!["otp".into(), "support".into()],
-        source: "demo".into(),
+        source: Source::parse("demo").map_err(|e| super::fail(e.to_string()))?,
         region: None,
     };
     let bar = progress_bar(csv.len() as u64);

@@ -26,7 +26,7 @@ pub use server_cmds::{ServeArgs, TokenCommand, TokenCreateArgs};
 
 use crate::api::response::{BatchSummary, Record};
 use crate::phone;
-use crate::policy::{parse_record_id, TenantName};
+use crate::policy::{parse_record_id, Source, TenantName};
 use crate::record::RecordId;
 use crate::store::StoreLocation;
 use crate::vault::{self, OpenOptions, Unlock, Vault, VaultError};
@@ -574,9 +574,10 @@ pub enum ConsentCommand {
         /// Purposes, comma-separated.
         #[arg(long, value_delimiter = ',', required = true)]
         purpose: Vec<String>,
-        /// Where the consent came from.
-        #[arg(long, default_value = "cli")]
-        source: String,
+        /// Where the consent came from (1-128 printable ASCII characters, no quote or
+        /// backslash).
+        #[arg(long, default_value = "cli", value_parser = Source::parse)]
+        source: Source,
         /// Issue a signed consent receipt: printed on stdout, or written to
         /// --receipt-out (the tenant needs `tenant set-receipt` first).
         #[arg(long)]
@@ -741,9 +742,10 @@ pub struct AddArgs {
     /// Purposes consented to, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     pub consent: Vec<String>,
-    /// Where the consent came from.
-    #[arg(long, default_value = "cli")]
-    pub source: String,
+    /// Where the consent came from (1-128 printable ASCII characters, no quote or
+    /// backslash).
+    #[arg(long, default_value = "cli", value_parser = Source::parse)]
+    pub source: Source,
 }
 
 /// `find` options.
@@ -815,9 +817,10 @@ pub struct ImportArgs {
     /// CSV column holding the number.
     #[arg(long, default_value = "phone")]
     pub column: String,
-    /// Where the consents came from.
-    #[arg(long, default_value = "import")]
-    pub source: String,
+    /// Where the consents came from (1-128 printable ASCII characters, no quote or
+    /// backslash).
+    #[arg(long, default_value = "import", value_parser = Source::parse)]
+    pub source: Source,
     /// Where rejected rows go (default FILE.rejects.csv).
     #[arg(long)]
     pub rejects: Option<PathBuf>,
@@ -862,8 +865,8 @@ pub struct Failure {
     pub code: u8,
 }
 
-/// A command-line value one of the edge parsers refused (a tenant name, a record id:
-/// see `value_parser` above), reported as every other refusal is: one line, exit 1,
+/// A command-line value one of the edge parsers refused (a tenant name, a record id, a
+/// consent source: see `value_parser` above), reported as every other refusal is: one line, exit 1,
 /// the value not repeated (it may be a phone number typed into the wrong field; clap's
 /// own report quotes it). `None` for every other parse error, which clap reports.
 pub fn refused_value(e: &clap::Error) -> Option<Failure> {

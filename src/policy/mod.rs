@@ -35,8 +35,8 @@ pub mod retention;
 pub mod values;
 
 pub use values::{
-    parse_country_code, parse_duration, parse_last4, parse_record_id, parse_region, TenantName,
-    ValueError,
+    parse_country_code, parse_duration, parse_last4, parse_record_id, parse_region, Source,
+    TenantName, ValueError,
 };
 
 use bincode::{Decode, Encode};

@@ -98,6 +98,61 @@ pub(crate) fn tenant(s: &str) -> TenantName {
     TenantName::parse(s).expect("a tenant name of the accepted form")
 }
 
+/// Longest consent source accepted.
+pub const MAX_SOURCE_LEN: usize = 128;
+
+/// Where a consent came from (`web`, `crm-2026-11`, `sms:+447700900123`): 1-128
+/// printable ASCII characters without a quote or a backslash, so that it prints as it
+/// is in a report, a receipt and a log line. Parsed at the edge (a command-line value,
+/// a JSON field) and taken by the vault's methods, which do not check its form again.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct Source(String);
+
+impl Source {
+    /// Checks the form of a consent source.
+    ///
+    /// # Errors
+    /// [`ValueError::InvalidName`] naming `source`.
+    pub fn parse(s: &str) -> Result<Self, ValueError> {
+        let ok = !s.is_empty()
+            && s.len() <= MAX_SOURCE_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+        if ok {
+            Ok(Source(s.to_owned()))
+        } else {
+            Err(ValueError::InvalidName { what: "source" })
+        }
+    }
+
+    /// The source.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Source {
+    type Err = ValueError;
+
+    fn from_str(s: &str) -> Result<Self, ValueError> {
+        Source::parse(s)
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A consent source the test writes out, known to be of the form.
+#[cfg(test)]
+#[allow(clippy::expect_used)] // a test's own constant
+pub(crate) fn source(s: &str) -> Source {
+    Source::parse(s).expect("a consent source of the accepted form")
+}
+
 /// Checks a name (tenant, purpose): 1-64 characters of `[a-z0-9._:-]`.
 ///
 /// # Errors
@@ -291,6 +346,51 @@ mod tests {
         assert!(parse_role("reader").is_ok() && parse_role("+447700900123").is_err());
     }
 
+    #[test]
+    fn sources_are_printable_ascii_without_quotes_or_backslashes() {
+        let longest = "x".repeat(MAX_SOURCE_LEN);
+        for s in [
+            "web",
+            "cli",
+            "crm-2026-11",
+            "sms:+447700900123",
+            "https://example.com/signup?a=1&b=2",
+            "!#$%&'()*+,-./:;<=>?@[]^_`{|}~",
+            "CRM_Import.2026",
+            &longest,
+        ] {
+            let parsed = Source::parse(s);
+            assert_eq!(parsed.as_ref().map(Source::as_str), Ok(s), "{s:?}");
+            assert_eq!(s.parse::<Source>(), parsed, "{s:?}");
+            assert_eq!(parsed.map(|p| p.to_string()), Ok(s.to_owned()), "{s:?}");
+        }
+        let too_long = "x".repeat(MAX_SOURCE_LEN + 1);
+        for s in [
+            "",
+            "crm 2026",
+            " web",
+            "web\n",
+            "a\tb",
+            "crm \"2026\"",
+            "\"",
+            "back\\slash",
+            "café",
+            "\u{7f}",
+            "\0",
+            &too_long,
+        ] {
+            assert_eq!(
+                Source::parse(s),
+                Err(ValueError::InvalidName { what: "source" }),
+                "{s:?}"
+            );
+        }
+        assert_eq!(
+            serde_json::to_string(&source("web")).ok().as_deref(),
+            Some("\"web\"")
+        );
+    }
+
     /// Every error of every parser, checked not to hold its input.
     fn errors_of(s: &str) -> Vec<String> {
         let declared = ["otp".to_owned()];
@@ -302,6 +402,7 @@ mod tests {
             parse_region(s).err(),
             parse_role(s).err(),
             TenantName::parse(s).err(),
+            Source::parse(s).err(),
             check_name("purpose", s).err(),
             super::super::Purpose::declared(&declared, s, 0).err(),
             s.parse::<u64>()

@@ -19,7 +19,7 @@ use super::{
 use crate::api::code;
 use crate::api::request::{
     AddReq, BatchReq, GetQuery, GrantReq, Last4Req, LookupReq, OptOutReq, StatsReq, TargetError,
-    TargetReq, Targeted, TokenReq, UnsealReq, WithdrawReq, DEFAULT_SOURCE,
+    TargetReq, Targeted, TokenReq, UnsealReq, WithdrawReq,
 };
 use crate::api::response::{
     Accepted, Added, BatchAnswer, BatchSummary, ChangedAnswer, CreatedToken, Deleted, Erased,
@@ -28,7 +28,7 @@ use crate::api::response::{
 };
 use crate::api::{ErrorDetail, Shown};
 use crate::audit::{Entry, Outcome};
-use crate::policy::{Access, Operation, TenantName};
+use crate::policy::{Access, Operation, Source, TenantName};
 use crate::vault::{AddOutcome, Found, Role, Target, TokenInfo, TokenSpec, Unlock};
 use phonevault_keys::Passphrase;
 
@@ -280,6 +280,7 @@ async fn add(
     let (vault, info) =
         auth.authorize(&Access::new(tenant.as_str(), Operation::Write, &[]).purposes(&consents))?;
     app.writes.take(&info.id, 1)?;
+    let source = source_of(req.source.as_deref())?;
     let (detailed, o) = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
         let o = vault.add(
@@ -287,7 +288,7 @@ async fn add(
             &req.phone,
             req.region.as_deref(),
             &req.consents,
-            req.source.as_deref().unwrap_or(DEFAULT_SOURCE),
+            &source,
         )?;
         // Only a caller answered in detail learns which of its purposes a list holds
         // the number for (it could read the record anyway).
@@ -337,15 +338,13 @@ async fn batch(
             format!("a batch holds at most {MAX_BATCH_ITEMS} items; split it"),
         ));
     }
-    // Checked here too, not only by each group's import: a batch without items still
-    // refuses a source the document refuses.
-    if let Some(source) = req.source.as_deref() {
-        crate::vault::check_source(source)?;
-    }
+    // Parsed before any group's import: a batch without items still refuses a source
+    // the document refuses.
+    let source = source_of(req.source.as_deref())?;
     app.writes.take(&info.id, req.items.len())?;
     let (detailed, (results, summary)) = blocking(move || {
         let detailed = write_detail(&vault, &info, &tenant)?;
-        Ok((detailed, batch_import(&vault, &tenant, req)?))
+        Ok((detailed, batch_import(&vault, &tenant, &source, req)?))
     })
     .await?;
     if detailed {
@@ -392,10 +391,10 @@ async fn batch(
 fn batch_import(
     vault: &crate::vault::Vault,
     tenant: &TenantName,
+    source: &Source,
     req: BatchReq,
 ) -> Result<(Vec<ItemResult>, crate::vault::ImportSummary), crate::vault::VaultError> {
     use std::collections::BTreeMap;
-    let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE).to_owned();
     let mut groups: BTreeMap<(Vec<String>, Option<String>), Vec<usize>> = BTreeMap::new();
     for (i, item) in req.items.iter().enumerate() {
         let mut c = item.consents.clone();
@@ -623,25 +622,36 @@ async fn grant(
     JsonBody(req): JsonBody<GrantReq>,
 ) -> Res {
     let (vault, info) = admit(&app, &auth, &tenant, &names(&req.purposes), &req)?;
+    let source = source_of(req.source.as_deref())?;
     if req.receipt {
-        return grant_with_receipt(vault, info, tenant, req).await;
+        return grant_with_receipt(vault, info, tenant, req, source).await;
     }
-    let v = change_record(vault, info, tenant, req, |vault, _, tenant, t, req| {
-        let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
-        match t {
-            Target::Id(id) => vault.grant_by_id(tenant, id, &req.purposes, source),
+    let v = change_record(
+        vault,
+        info,
+        tenant,
+        req,
+        move |vault, _, tenant, t, req| match t {
+            Target::Id(id) => vault.grant_by_id(tenant, id, &req.purposes, &source),
             Target::Phone { input, region } => vault
-                .add(tenant, input, region, &req.purposes, source)
+                .add(tenant, input, region, &req.purposes, &source)
                 .map(|o| match o {
                     AddOutcome::Unchanged(id) => crate::vault::Changed::No(id),
                     AddOutcome::Created(id) | AddOutcome::Merged(id) => {
                         crate::vault::Changed::Yes(id)
                     }
                 }),
-        }
-    })
+        },
+    )
     .await?;
     answer_changed(v)
+}
+
+/// A write's `source`, or the default when it names none: a malformed one is refused
+/// as the vault refused it before it took a `Source` (400 `invalid_argument`).
+fn source_of(given: Option<&str>) -> Result<Source, crate::vault::VaultError> {
+    crate::api::request::source_or_default(given)
+        .map_err(|_| crate::vault::VaultError::InvalidName { what: "source" })
 }
 
 /// The first steps of every write that names one record: the policy's decision for the
@@ -698,15 +708,15 @@ async fn grant_with_receipt(
     info: TokenInfo,
     tenant: TenantName,
     req: GrantReq,
+    source: Source,
 ) -> Res {
     let (changed, file) = blocking(move || {
         if !write_detail(&vault, &info, &tenant)? {
             return Ok(None);
         }
-        let source = req.source.as_deref().unwrap_or(DEFAULT_SOURCE);
         let t = req.target().map_err(invalid_target)?;
         vault
-            .grant_with_receipt(&tenant, t, &req.purposes, source, "api")
+            .grant_with_receipt(&tenant, t, &req.purposes, &source, "api")
             .map(Some)
     })
     .await?
@@ -971,7 +981,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is the failure report
 
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
     use crate::store::MemoryStore;
     use serde_json::{json, Value};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -996,7 +1006,7 @@ mod tests {
         vault.set_retention(&tenant("shop"), Some(1)).unwrap();
         let otp = ["otp".to_owned()];
         vault
-            .add(&tenant("shop"), EXPIRED, None, &otp, "t")
+            .add(&tenant("shop"), EXPIRED, None, &otp, &source("t"))
             .unwrap();
         now.fetch_add(2 * DAY, Ordering::SeqCst);
         vault
@@ -1005,11 +1015,11 @@ mod tests {
                 OTHER_ONLY,
                 None,
                 &["marketing".to_owned()],
-                "t",
+                &source("t"),
             )
             .unwrap();
         vault
-            .add(&tenant("shop"), SUPPRESSED, None, &otp, "t")
+            .add(&tenant("shop"), SUPPRESSED, None, &otp, &source("t"))
             .unwrap();
         let t = Target::Phone {
             input: SUPPRESSED,
@@ -1179,7 +1189,8 @@ mod tests {
             ]}"#,
         )
         .unwrap();
-        let (results, summary) = batch_import(&vault, &tenant("t"), req).unwrap();
+        let (results, summary) =
+            batch_import(&vault, &tenant("t"), &source_of(None).unwrap(), req).unwrap();
         let status: Vec<ItemStatus> = results.iter().map(|r| r.status).collect();
         assert_eq!(status, [ItemStatus::Ok, ItemStatus::Error, ItemStatus::Ok]);
         assert_eq!((summary.created, summary.rejected), (2, 1));

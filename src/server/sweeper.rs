@@ -72,7 +72,7 @@ mod tests {
     //! The server's sweeper purges what `purge` would, page by page, audited as the vault.
 
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
     use crate::store::MemoryStore;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -94,7 +94,7 @@ mod tests {
         let opts = |name: &str| crate::vault::ImportOptions {
             tenant: tenant(name),
             purposes: vec!["otp".into()],
-            source: "test".into(),
+            source: source("test"),
             region: None,
         };
         v.import(

@@ -1678,7 +1678,19 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
+
+    /// Adds `number` to tenant `shop` with consent `otp` (source `web`).
+    fn add_otp(v: &Vault, number: &str) {
+        v.add(
+            &tenant("shop"),
+            number,
+            None,
+            &["otp".into()],
+            &source("web"),
+        )
+        .unwrap();
+    }
     use crate::store::MemoryStore;
 
     const NUMBER: &str = "+447400123958";
@@ -1703,8 +1715,7 @@ mod tests {
         let v = Vault::in_memory(store.clone()).unwrap();
         v.create_tenant(&tenant("shop"), &["otp".into(), "marketing".into()], None)
             .unwrap();
-        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&v, NUMBER);
         (store, v)
     }
 
@@ -1783,7 +1794,7 @@ mod tests {
             "+447400123959",
             None,
             &["otp".into()],
-            "web",
+            &source("web"),
         );
         assert!(r.is_err());
         store.fail_commits_after(None);
@@ -1864,8 +1875,7 @@ mod tests {
                 s.spawn(move || {
                     for i in 0..10 {
                         let n = format!("+4474001{t:02}{i:03}");
-                        v.add(&tenant("shop"), &n, None, &["otp".into()], "web")
-                            .unwrap();
+                        add_otp(&v, &n);
                     }
                 });
             }
@@ -1887,8 +1897,7 @@ mod tests {
         let v = Vault::in_memory(store.clone()).unwrap();
         v.create_tenant(&tenant("shop"), &["otp".into()], None)
             .unwrap();
-        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&v, NUMBER);
         v.set_read_audit_lag(Some(Duration::from_millis(20)));
         let before = store.flushes.load(Ordering::SeqCst);
         for _ in 0..50 {
@@ -1974,8 +1983,7 @@ mod tests {
         let a = twin.open(store.clone(), a_dir.path()).unwrap();
         a.create_tenant(&tenant("shop"), &["otp".into()], None)
             .unwrap();
-        a.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&a, NUMBER);
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
             .unwrap();
         (twin, store, a_dir, b_dir, a)
@@ -2037,8 +2045,7 @@ mod tests {
         let a = twin.open(store, dir.path()).unwrap();
         a.create_tenant(&tenant("shop"), &["otp".into()], None)
             .unwrap();
-        a.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&a, NUMBER);
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
             .unwrap();
         // A fold in progress: the chain locked by another thread.
@@ -2063,8 +2070,7 @@ mod tests {
         assert!(reader.join().unwrap());
         // read, write, read: in the chain in that order, the journaled read before the
         // write's link although it was folded by it
-        a.add(&tenant("shop"), NUMBER_2, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&a, NUMBER_2);
         a.find(&tenant("shop"), NUMBER_2, None, "otp")
             .unwrap()
             .unwrap();
@@ -2180,7 +2186,13 @@ mod tests {
         a.create_tenant(&tenant("shop"), &["otp".into(), "newsletter".into()], None)
             .unwrap();
         let id = a
-            .add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
+            .add(
+                &tenant("shop"),
+                NUMBER,
+                None,
+                &["otp".into()],
+                &source("web"),
+            )
             .unwrap()
             .id();
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
@@ -2223,8 +2235,7 @@ mod tests {
         let a = twin.open(store.clone(), a_dir.path()).unwrap();
         a.create_tenant(&tenant("shop"), &["otp".into()], None)
             .unwrap();
-        a.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&a, NUMBER);
         a.set_audit_sync(AuditSync::Process(Duration::from_secs(60)))
             .unwrap();
         for _ in 0..4 {
@@ -2261,8 +2272,7 @@ mod tests {
         let v = Vault::in_memory(store.clone()).unwrap();
         v.create_tenant(&tenant("shop"), &["otp".into()], None)
             .unwrap();
-        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&v, NUMBER);
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -2308,8 +2318,7 @@ mod tests {
         }));
         v.create_tenant(&tenant("shop"), &["otp".into()], None)
             .unwrap();
-        v.add(&tenant("shop"), NUMBER, None, &["otp".into()], "web")
-            .unwrap();
+        add_otp(&v, NUMBER);
         for _ in 0..5 {
             v.find(&tenant("shop"), NUMBER, None, "otp").unwrap();
         }

@@ -8,9 +8,9 @@ use super::audit;
 use super::rows::{send_chunks, ImportRow, Reject};
 use super::tenants::IndexEntries;
 use super::writes::{new_body, Change};
-use super::{check_source, now_ms, TenantCtx, Vault, VaultError};
+use super::{now_ms, TenantCtx, Vault, VaultError};
 use crate::phone::{self, PhoneError, E164};
-use crate::policy::TenantName;
+use crate::policy::{Source, TenantName};
 use crate::record::{self, RecordBody, RecordId};
 use crate::store::{Batch, StoreError};
 
@@ -77,7 +77,7 @@ pub struct ImportOptions {
     /// Purposes every imported number consents to.
     pub purposes: Vec<String>,
     /// Source recorded with the consents.
-    pub source: String,
+    pub source: Source,
     /// Region hint for national numbers.
     pub region: Option<String>,
 }
@@ -126,7 +126,6 @@ impl Vault {
     ) -> Result<ImportSummary, VaultError> {
         let ctx = self.tenant(opts.tenant.as_str())?;
         Self::check_purposes(&ctx, &opts.purposes)?;
-        check_source(&opts.source)?;
         check_region_hint(opts.region.as_deref())?;
         let t = self.now();
         let mut summary = ImportSummary::default();
@@ -333,8 +332,12 @@ impl Vault {
                 }
                 Some((id, stored, old)) => {
                     let mut body = old.clone();
-                    let outcome =
-                        crate::policy::consent::bulk(&mut body, &opts.purposes, &opts.source, t);
+                    let outcome = crate::policy::consent::bulk(
+                        &mut body,
+                        &opts.purposes,
+                        opts.source.as_str(),
+                        t,
+                    );
                     if outcome == crate::policy::consent::Bulk::Suppressed {
                         // Opted out of everything: an import never re-adds consent.
                         counts.suppressed += 1;
@@ -401,7 +404,7 @@ fn prepare(
         }
     };
     let id = RecordId::generate(now_ms());
-    let body = new_body(&n, &opts.purposes, &opts.source, t);
+    let body = new_body(&n, &opts.purposes, opts.source.as_str(), t);
     let (Ok(data), Ok(index)) = (ctx.current(), ctx.index()) else {
         return Prepared::Reject(Reject {
             line,

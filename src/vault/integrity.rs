@@ -542,7 +542,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
     use crate::store::{Batch, MemoryStore, Store};
     use crate::vault::Target;
 
@@ -565,10 +565,16 @@ mod tests {
         v.create_tenant(&tenant("desk"), &["support".into()], None)
             .unwrap();
         for n in NUMBERS {
-            v.add(&tenant("shop"), n, None, &["otp".into()], "test")
+            v.add(&tenant("shop"), n, None, &["otp".into()], &source("test"))
                 .unwrap();
-            v.add(&tenant("desk"), n, None, &["support".into()], "test")
-                .unwrap();
+            v.add(
+                &tenant("desk"),
+                n,
+                None,
+                &["support".into()],
+                &source("test"),
+            )
+            .unwrap();
         }
         (v, store)
     }
@@ -600,7 +606,7 @@ mod tests {
             NUMBERS[0],
             None,
             &["support".into()],
-            "again",
+            &source("again"),
         )
         .unwrap();
         v.verify(
@@ -631,8 +637,14 @@ mod tests {
     fn index_rotation_before_and_after_rewrap_is_consistent() {
         let (v, _) = vault();
         v.rotate_key(&tenant("shop"), true).unwrap();
-        v.add(&tenant("shop"), "+447400123959", None, &["otp".into()], "t")
-            .unwrap();
+        v.add(
+            &tenant("shop"),
+            "+447400123959",
+            None,
+            &["otp".into()],
+            &source("t"),
+        )
+        .unwrap();
         assert!(v.check_integrity().unwrap().is_ok());
         v.rewrap(&tenant("shop"), |_, _| {}).unwrap();
         let r = v.check_integrity().unwrap();

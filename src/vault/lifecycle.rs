@@ -10,8 +10,8 @@ use super::rowmac::{decode_row, encode_row};
 use super::writes::Change;
 use super::{TenantCtx, TenantRow, Unlock, Vault, VaultError, STORE_DIR};
 use crate::phone;
-use crate::policy::TenantName;
 use crate::policy::{consent, retention};
+use crate::policy::{Source, TenantName};
 use crate::record::{RecordBody, RecordId};
 use crate::store::{Batch, StoreLocation, Tree};
 
@@ -167,14 +167,13 @@ impl Vault {
         tenant: &TenantName,
         id: RecordId,
         purposes: &[String],
-        source: &str,
+        source: &Source,
     ) -> Result<Changed, VaultError> {
         let tenant = tenant.as_str();
         self.audited("consent-grant", Some(tenant), None, |ev| {
             Self::check_purposes(&*self.tenant(tenant)?, purposes)?;
-            super::check_source(source)?;
             self.update(tenant, Target::Id(id), ev, |b, t| {
-                consent::explicit(b, purposes, source, t)
+                consent::explicit(b, purposes, source.as_str(), t)
             })
         })
     }

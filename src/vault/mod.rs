@@ -98,23 +98,9 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Checks a tenant name, purpose or source: 1-64 chars of `[a-z0-9._:-]`.
+/// Checks a tenant name or purpose: 1-64 chars of `[a-z0-9._:-]`.
 pub fn check_name(what: &'static str, name: &str) -> Result<(), VaultError> {
     crate::policy::values::check_name(what, name).map_err(|_| VaultError::InvalidName { what })
-}
-
-/// Checks a consent source: 1-128 printable ASCII characters, no quote or backslash.
-pub(crate) fn check_source(source: &str) -> Result<(), VaultError> {
-    let ok = !source.is_empty()
-        && source.len() <= 128
-        && source
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
-    if ok {
-        Ok(())
-    } else {
-        Err(VaultError::InvalidName { what: "source" })
-    }
 }
 
 /// An open, unlocked vault: a cheap handle (clones share one vault) that acts for

@@ -433,7 +433,7 @@ mod tests {
     #![allow(clippy::unwrap_used)] // a panic is the failure report
 
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
     use std::sync::Arc;
 
     use crate::store::MemoryStore;
@@ -448,9 +448,9 @@ mod tests {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
         v.create_tenant(&tenant("t"), &["otp".into()], Some(4))
             .unwrap();
-        let otp = ["otp".to_owned()];
+        let (otp, src) = (["otp".to_owned()], source("t"));
         for i in 0..200 {
-            v.add(&tenant("t"), &format!("+4474001{i:05}"), None, &otp, "t")
+            v.add(&tenant("t"), &format!("+4474001{i:05}"), None, &otp, &src)
                 .unwrap();
         }
         let mut refused = 0;
@@ -471,7 +471,7 @@ mod tests {
         w.create_tenant(&tenant("t"), &["otp".into()], Some(200))
             .unwrap();
         for i in 0..200 {
-            w.add(&tenant("t"), &format!("+4474001{i:05}"), None, &otp, "t")
+            w.add(&tenant("t"), &format!("+4474001{i:05}"), None, &otp, &src)
                 .unwrap();
         }
         let found = w.find_last4(&tenant("t"), 44, "0007", "otp").unwrap();
@@ -485,10 +485,16 @@ mod tests {
         let v = Vault::in_memory(Arc::new(MemoryStore::new())).unwrap();
         v.create_tenant(&tenant("t"), &["otp".into()], Some(100_000))
             .unwrap();
-        let otp = ["otp".to_owned()];
+        let (otp, src) = (["otp".to_owned()], source("t"));
         for i in 0..=crate::policy::MAX_LAST4_RESULTS {
-            v.add(&tenant("t"), &format!("+447401{i:02}5555"), None, &otp, "t")
-                .unwrap();
+            v.add(
+                &tenant("t"),
+                &format!("+447401{i:02}5555"),
+                None,
+                &otp,
+                &src,
+            )
+            .unwrap();
         }
         assert!(matches!(
             v.find_last4(&tenant("t"), 44, "5555", "otp"),

@@ -17,7 +17,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use super::lifecycle::Target;
 use super::{Vault, VaultError};
-use crate::policy::TenantName;
+use crate::policy::{Source, TenantName};
 use crate::receipt::{self, ReceiptFields};
 use crate::record::RecordId;
 use crate::store::{Batch, Tree};
@@ -201,7 +201,7 @@ impl Vault {
         tenant: &TenantName,
         target: Target<'_>,
         purposes: &[String],
-        source: &str,
+        source: &Source,
         method: &str,
     ) -> Result<(super::Changed, Vec<u8>), VaultError> {
         let Some(ctl) = self.receipt_controller(tenant)? else {
@@ -234,7 +234,7 @@ impl Vault {
             service: tenant.to_string(),
             record_id: id.to_string(),
             purposes: purposes.to_vec(),
-            source: source.to_owned(),
+            source: source.to_string(),
             method: method.to_owned(),
         };
         let file = Zeroizing::new(receipt::issue(&key, &fields));
@@ -279,7 +279,7 @@ impl Vault {
 #[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
     use crate::store::MemoryStore;
     use std::sync::Arc;
 
@@ -314,7 +314,7 @@ mod tests {
         let v = vault();
         let p = ["marketing".to_owned()];
         let (c, file) = v
-            .grant_with_receipt(&tenant("shop"), PHONE, &p, "web", "api")
+            .grant_with_receipt(&tenant("shop"), PHONE, &p, &source("web"), "api")
             .unwrap();
         let tid = v.tenant("shop").unwrap().row.id;
         let list = v.receipts_of(tid, &c.id()).unwrap();
@@ -343,7 +343,13 @@ mod tests {
         v.create_tenant(&tenant("shop"), &["otp".to_owned()], None)
             .unwrap();
         let e = v
-            .grant_with_receipt(&tenant("shop"), PHONE, &["otp".to_owned()], "web", "api")
+            .grant_with_receipt(
+                &tenant("shop"),
+                PHONE,
+                &["otp".to_owned()],
+                &source("web"),
+                "api",
+            )
             .unwrap_err();
         assert!(matches!(e, VaultError::InvalidArgument(_)), "{e}");
         assert!(v

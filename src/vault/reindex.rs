@@ -110,7 +110,7 @@ mod tests {
     use super::super::writes::Change;
     use super::super::{ImportOptions, TenantCtx, TenantRow, Vault};
     use crate::phone::{self, PhoneMetadata};
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
     use crate::record::{RecordBody, RecordId};
     use crate::store::{Batch, MemoryStore, Tree};
 
@@ -170,7 +170,7 @@ mod tests {
         let opts = ImportOptions {
             tenant: tenant("shop"),
             purposes: vec!["otp".into()],
-            source: "test".into(),
+            source: source("test"),
             region: None,
         };
         v.import(
@@ -208,7 +208,7 @@ mod tests {
                 "+447400123999",
                 None,
                 &["otp".to_owned()],
-                "test",
+                &source("test"),
             )
             .unwrap()
             .id();

@@ -992,7 +992,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::policy::values::tenant;
+    use crate::policy::values::{source, tenant};
     use crate::store::{MemoryStore, Store};
 
     fn opts(list: &str) -> SuppressOptions {
@@ -1052,8 +1052,14 @@ mod tests {
     fn a_list_change_reaches_the_next_read_at_once() {
         let (v, _store) = vault();
         let number = "+447400000005";
-        v.add(&tenant("t"), number, None, &["marketing".into()], "web")
-            .unwrap();
+        v.add(
+            &tenant("t"),
+            number,
+            None,
+            &["marketing".into()],
+            &source("web"),
+        )
+        .unwrap();
         let found = |v: &Vault| {
             v.find(&tenant("t"), number, None, "marketing")
                 .unwrap()
@@ -1250,8 +1256,14 @@ mod tests {
     #[test]
     fn index_and_list_digests_of_a_number_differ() {
         let (v, store) = vault();
-        v.add(&tenant("t"), "+447400000001", None, &["otp".into()], "s")
-            .unwrap();
+        v.add(
+            &tenant("t"),
+            "+447400000001",
+            None,
+            &["otp".into()],
+            &source("s"),
+        )
+        .unwrap();
         import(&v, "dnc", &file(0, 3)).unwrap();
         let index: Vec<Vec<u8>> = store
             .scan_prefix(Tree::Index, b"", usize::MAX)

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use phonevault::policy::TenantName;
+use phonevault::policy::{Source, TenantName};
 use phonevault::record::RecordId;
 use phonevault::store::MemoryStore;
 use phonevault::vault::{ImportOptions, OpenOptions, Unlock, Vault, VaultError};
@@ -15,6 +15,11 @@ use super::PASS;
 /// A tenant name the test writes out, parsed as the CLI and the server parse one.
 pub fn tenant(name: &str) -> TenantName {
     TenantName::parse(name).expect("a tenant name of the accepted form")
+}
+
+/// A consent source the test writes out, parsed as the CLI and the server parse one.
+pub fn source(s: &str) -> Source {
+    Source::parse(s).expect("a consent source of the accepted form")
 }
 
 /// A record id as the vault prints one (the CLI's and the API's answers).
@@ -87,7 +92,7 @@ pub fn import(v: &Vault, tenant: &str, purposes: &[&str], numbers: &[String]) {
     let opts = ImportOptions {
         tenant: self::tenant(tenant),
         purposes: purposes.iter().map(|p| p.to_string()).collect(),
-        source: "bulk".into(),
+        source: source("bulk"),
         region: None,
     };
     v.import(
