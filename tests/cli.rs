@@ -343,6 +343,44 @@ fn bad_tenant_names_and_record_ids_are_refused_by_the_command_line() {
     }
 }
 
+/// Issue 11: a consent source is parsed by the command line too, before any vault is
+/// opened (the vault's own check came after "no vault"), and refused in one line
+/// naming the argument, exit 1, without repeating the value.
+#[test]
+fn bad_sources_are_refused_by_the_command_line() {
+    let e = Env::new();
+    let commands = [
+        "add --tenant shop --phone +447400123958 --consent otp",
+        "consent grant --tenant shop --phone +447400123958 --purpose otp",
+        "import --tenant shop --consent otp in.csv",
+    ];
+    let sources = ["+44 7700 900123", "web\"7700900123", "crm\\7700900123", ""];
+    let cases = commands.iter().flat_map(|c| {
+        sources.iter().map(move |s| {
+            let mut args: Vec<&str> = c.split(' ').collect();
+            args.extend(["--source", *s]);
+            args
+        })
+    });
+    for args in cases {
+        let o = e.run(&args);
+        let err = stderr(&o);
+        assert_eq!(code(&o), 1, "{args:?}: {err}");
+        assert!(
+            err.starts_with("error: ") && err.lines().count() == 1,
+            "{err}"
+        );
+        assert!(
+            err.contains("invalid source") && err.contains("--source <SOURCE>"),
+            "{args:?}: {err}"
+        );
+        assert!(
+            !err.contains("no vault") && !err.contains("7700900123") && !err.contains("in.csv"),
+            "{err}"
+        );
+    }
+}
+
 fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")

@@ -1035,6 +1035,51 @@ fn the_server_refuses_what_its_document_refuses() {
     s.stop();
 }
 
+/// Issue 11: the routes parse a write's `source` into a `Source` before the vault is
+/// asked; a malformed one is answered as the vault answered it (400
+/// `invalid_argument`, the value not repeated) and writes nothing.
+#[test]
+fn a_malformed_source_is_refused_by_every_write_that_takes_one() {
+    let (env, t) = setup();
+    let s = serve(&env, &[]);
+    unseal(&s);
+    let w = Some(t.writer.as_str());
+    for bad in ["", "web 7700900123", "crm\"7700900123", "a\\7700900123"] {
+        let writes = [
+            (
+                "/v1/tenants/shop/numbers",
+                json!({"phone": NUMBER, "consents": ["otp"], "source": bad}),
+            ),
+            (
+                "/v1/tenants/shop/numbers/batch",
+                json!({"items": [{"phone": NUMBER, "consents": ["otp"]}], "source": bad}),
+            ),
+            (
+                "/v1/tenants/shop/consent/grant",
+                json!({"phone": NUMBER, "purposes": ["otp"], "source": bad}),
+            ),
+        ];
+        for (path, body) in writes {
+            let (st, v) = s.post(path, w, body.clone());
+            assert_eq!(
+                (st, code(&v)),
+                (400, "invalid_argument"),
+                "{path} {body}: {v}"
+            );
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("invalid source") && !m.contains("7700900123")),
+                "{v}"
+            );
+        }
+    }
+    let lookup = json!({"phone": NUMBER, "purpose": "otp"});
+    let (st, v) = s.post("/v1/tenants/shop/lookup", Some(&t.reader), lookup);
+    assert_eq!((st, code(&v)), (404, "not_found"), "{v}");
+    s.stop();
+}
+
 /// SECURITY.md said the vault-wide admin token "reads no data"; it reads none itself,
 /// but it can mint a token with the reveal right for any tenant and read every number
 /// through it. Pins down what SECURITY.md now says: the mint is possible, and audited.
