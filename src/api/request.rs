@@ -67,7 +67,7 @@ pub const DEFAULT_SOURCE: &str = "api";
 /// [`DEFAULT_SOURCE`].
 ///
 /// # Errors
-/// [`ValueError::InvalidName`] for a source of the wrong form.
+/// [`ValueError::Source`] for a source of the wrong form.
 pub fn source_or_default(given: Option<&str>) -> Result<crate::policy::Source, ValueError> {
     crate::policy::Source::parse(given.unwrap_or(DEFAULT_SOURCE))
 }

@@ -13,12 +13,15 @@ pub const MAX_NAME_LEN: usize = 64;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ValueError {
-    /// A tenant name, purpose or source of the wrong form.
+    /// A tenant name or purpose of the wrong form.
     #[error("invalid {what}: use 1-64 characters from a-z, 0-9, '-', '_', '.', ':' ")]
     InvalidName {
         /// Which kind of name.
         what: &'static str,
     },
+    /// A consent source of the wrong form.
+    #[error("invalid source: use 1-128 printable ASCII characters, without quotes or backslashes")]
+    Source,
     /// A purpose the tenant did not declare, named by its position in the request.
     #[error("purpose number {position} of the request is not declared by the tenant: declared purposes are {declared}")]
     UndeclaredPurpose {
@@ -113,7 +116,7 @@ impl Source {
     /// Checks the form of a consent source.
     ///
     /// # Errors
-    /// [`ValueError::InvalidName`] naming `source`.
+    /// [`ValueError::Source`].
     pub fn parse(s: &str) -> Result<Self, ValueError> {
         let ok = !s.is_empty()
             && s.len() <= MAX_SOURCE_LEN
@@ -122,7 +125,7 @@ impl Source {
         if ok {
             Ok(Source(s.to_owned()))
         } else {
-            Err(ValueError::InvalidName { what: "source" })
+            Err(ValueError::Source)
         }
     }
 
@@ -379,11 +382,7 @@ mod tests {
             "\0",
             &too_long,
         ] {
-            assert_eq!(
-                Source::parse(s),
-                Err(ValueError::InvalidName { what: "source" }),
-                "{s:?}"
-            );
+            assert_eq!(Source::parse(s), Err(ValueError::Source), "{s:?}");
         }
         assert_eq!(
             serde_json::to_string(&source("web")).ok().as_deref(),

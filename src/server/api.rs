@@ -648,10 +648,9 @@ async fn grant(
 }
 
 /// A write's `source`, or the default when it names none: a malformed one is refused
-/// as the vault refused it before it took a `Source` (400 `invalid_argument`).
+/// with 400 `invalid_argument`, as the vault refused it before it took a `Source`.
 fn source_of(given: Option<&str>) -> Result<Source, crate::vault::VaultError> {
-    crate::api::request::source_or_default(given)
-        .map_err(|_| crate::vault::VaultError::InvalidName { what: "source" })
+    crate::api::request::source_or_default(given).map_err(crate::vault::VaultError::InvalidValue)
 }
 
 /// The first steps of every write that names one record: the policy's decision for the

@@ -103,6 +103,7 @@ impl From<VaultError> for ApiError {
             | VaultError::NoConsent
             | VaultError::InvalidRecordId
             | VaultError::InvalidArgument(_)
+            | VaultError::InvalidValue(_)
             | VaultError::InvalidName { .. }
             | VaultError::Stats(_)
             | VaultError::Last4TooBroad { .. } => S::BAD_REQUEST,
@@ -193,6 +194,7 @@ mod tests {
             VaultError::NoConsent,
             VaultError::InvalidRecordId,
             VaultError::InvalidArgument("x".into()),
+            VaultError::InvalidValue(crate::policy::ValueError::Source),
             VaultError::TenantExists("shop".into()),
             VaultError::Store(StoreError::Conflict),
             VaultError::Store(StoreError::DiskFull),

@@ -43,7 +43,7 @@ pub enum VaultError {
     /// The tenant already exists.
     #[error("tenant `{0}` already exists")]
     TenantExists(String),
-    /// A name (tenant, purpose, source) is not acceptable.
+    /// A name (tenant, purpose) is not acceptable.
     #[error("invalid {what}: use 1-64 characters from a-z, 0-9, '-', '_', '.', ':' ")]
     InvalidName {
         /// Which kind of name.
@@ -75,6 +75,9 @@ pub enum VaultError {
     /// Invalid argument.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A value of the wrong form, refused where it was parsed (a consent source).
+    #[error(transparent)]
+    InvalidValue(crate::policy::ValueError),
     /// The phone number was rejected.
     #[error(transparent)]
     Phone(#[from] PhoneError),
@@ -235,7 +238,9 @@ impl VaultError {
             VaultError::KeyringMismatch => "keyring_mismatch",
             VaultError::UnknownTenant(_) => "unknown_tenant",
             VaultError::TenantExists(_) => "conflict",
-            VaultError::InvalidName { .. } | VaultError::InvalidArgument(_) => "invalid_argument",
+            VaultError::InvalidName { .. }
+            | VaultError::InvalidArgument(_)
+            | VaultError::InvalidValue(_) => "invalid_argument",
             VaultError::UnknownPurpose { .. } => "unknown_purpose",
             VaultError::NoConsent => "no_consent",
             VaultError::NoSuchRecord(_) => "not_found",
