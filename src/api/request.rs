@@ -215,7 +215,7 @@ impl std::fmt::Display for TargetError {
 
 impl std::error::Error for TargetError {}
 
-/// A request that names one record (see [`targeted!`]).
+/// A request that names one record (see the `targeted!` macro below).
 pub trait Targeted {
     /// The record the request names.
     ///

@@ -57,6 +57,36 @@ pub enum ValueError {
     Role,
 }
 
+/// For a string newtype whose only constructor is its `parse`: the string (`as_str`,
+/// `Display`) and `FromStr` through `parse`, so clap and `str::parse` check it too.
+macro_rules! parsed_string {
+    ($t:ident) => {
+        impl $t {
+            /// The value, as given.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::str::FromStr for $t {
+            type Err = ValueError;
+
+            fn from_str(s: &str) -> Result<Self, ValueError> {
+                $t::parse(s)
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+
+parsed_string!(TenantName);
+parsed_string!(Source);
+
 /// A tenant name of the accepted form (1-64 characters of `[a-z0-9._:-]`), parsed at
 /// the edge (a command-line value, a path segment, a JSON field) and taken by the
 /// vault's methods, which do not check its form again.
@@ -72,25 +102,6 @@ impl TenantName {
     pub fn parse(s: &str) -> Result<Self, ValueError> {
         check_name("tenant name", s)?;
         Ok(TenantName(s.to_owned()))
-    }
-
-    /// The name.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for TenantName {
-    type Err = ValueError;
-
-    fn from_str(s: &str) -> Result<Self, ValueError> {
-        TenantName::parse(s)
-    }
-}
-
-impl std::fmt::Display for TenantName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -127,25 +138,6 @@ impl Source {
         } else {
             Err(ValueError::Source)
         }
-    }
-
-    /// The source.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Source {
-    type Err = ValueError;
-
-    fn from_str(s: &str) -> Result<Self, ValueError> {
-        Source::parse(s)
-    }
-}
-
-impl std::fmt::Display for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
